@@ -1,0 +1,116 @@
+//! Host-side row buffers that reads fill and that are reused from read to read.
+//!
+//! Values are `float32` whatever the stored dtype (what models train on; integer counts are exact
+//! up to 2^24). CSR batches use `int32` row pointers and column indices, the layout torch's
+//! sparse CSR tensors take without conversion.
+
+/// Rows of a CSR matrix: `indptr.len() == n_rows + 1`, `indptr[0] == 0`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsrBatch {
+    /// Row pointers into `indices` / `data`.
+    pub indptr: Vec<i32>,
+    /// Column index of each stored value, in `0..n_var`.
+    pub indices: Vec<i32>,
+    /// Stored values.
+    pub data: Vec<f32>,
+    /// Number of columns.
+    pub n_var: u64,
+}
+
+impl CsrBatch {
+    /// An empty batch (zero rows) of `n_var` columns.
+    pub fn new(n_var: u64) -> Self {
+        Self {
+            indptr: vec![0],
+            indices: Vec::new(),
+            data: Vec::new(),
+            n_var,
+        }
+    }
+
+    /// Removes every row, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.indptr.clear();
+        self.indptr.push(0);
+        self.indices.clear();
+        self.data.clear();
+    }
+
+    /// Number of rows.
+    pub fn n_rows(&self) -> usize {
+        self.indptr.len().saturating_sub(1)
+    }
+
+    /// Number of stored values.
+    pub fn nnz(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Column indices and values of row `i`, or `None` past the last row.
+    pub fn row(&self, i: usize) -> Option<(&[i32], &[f32])> {
+        let start = usize::try_from(*self.indptr.get(i)?).ok()?;
+        let end = usize::try_from(*self.indptr.get(i + 1)?).ok()?;
+        Some((self.indices.get(start..end)?, self.data.get(start..end)?))
+    }
+}
+
+/// Rows of a dense matrix, row-major: `data.len() == n_rows * row_width`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseBatch {
+    /// Row-major values.
+    pub data: Vec<f32>,
+    /// Elements per row (`n_var`, times any trailing dimensions).
+    pub row_width: usize,
+}
+
+impl DenseBatch {
+    /// An empty batch with rows of `row_width` elements.
+    pub fn new(row_width: usize) -> Self {
+        Self {
+            data: Vec::new(),
+            row_width,
+        }
+    }
+
+    /// Removes every row, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.data.clear();
+    }
+
+    /// Number of rows.
+    pub fn n_rows(&self) -> usize {
+        self.data.len().checked_div(self.row_width).unwrap_or(0)
+    }
+
+    /// Row `i`, or `None` past the last row.
+    pub fn row(&self, i: usize) -> Option<&[f32]> {
+        self.data.get(i * self.row_width..(i + 1) * self.row_width)
+    }
+}
+
+/// Rows of `X`, sparse or dense as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum XBatch {
+    /// From a `csr_matrix` element.
+    Csr(CsrBatch),
+    /// From a dense `array` element.
+    Dense(DenseBatch),
+}
+
+impl XBatch {
+    /// Number of rows.
+    pub fn n_rows(&self) -> usize {
+        match self {
+            Self::Csr(b) => b.n_rows(),
+            Self::Dense(b) => b.n_rows(),
+        }
+    }
+
+    /// Removes every row, keeping the allocations.
+    pub fn clear(&mut self) {
+        match self {
+            Self::Csr(b) => b.clear(),
+            Self::Dense(b) => b.clear(),
+        }
+    }
+}

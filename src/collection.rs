@@ -1,0 +1,315 @@
+//! A `DatasetCollection`: many AnnData datasets read as one virtual concatenation.
+//!
+//! annbatch writes a collection as a zarr group with attributes
+//! `encoding-type: annbatch-preshuffled` and child groups `dataset_0..N`, each a complete
+//! AnnData with the same `var`. Global row `r` lives in the dataset whose row offset range holds
+//! it. A plain AnnData store opens as a one-dataset collection.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::batch::XBatch;
+use crate::error::{Error, Result};
+use crate::store::{AnnDataStore, Column, ZarrStore};
+
+/// The `encoding-type` annbatch gives a collection's root group.
+pub const COLLECTION_ENCODING: &str = "annbatch-preshuffled";
+
+/// A collection of AnnData datasets sharing one `var` space.
+///
+/// ```no_run
+/// # fn main() -> annbatch::Result<()> {
+/// let collection = annbatch::DatasetCollection::open("collection.zarr")?;
+/// let mut batch = collection.new_batch();
+/// // Rows 10..20 and 5000..5032 of the concatenation, whichever datasets hold them.
+/// collection.read_rows(&[10..20, 5000..5032], &mut batch)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct DatasetCollection {
+    path: PathBuf,
+    names: Vec<String>,
+    datasets: Vec<AnnDataStore>,
+    /// `offsets[i]` is the first global row of dataset `i`; the last entry is `n_obs`.
+    offsets: Vec<u64>,
+    preshuffled: bool,
+}
+
+impl DatasetCollection {
+    /// Opens a collection (or a single AnnData store as a one-dataset collection).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let label = path.display().to_string();
+        let store = ZarrStore::open(path)?;
+        let attrs = store.attributes("").map_err(|e| match e {
+            Error::MissingElement { .. } => Error::MissingElement {
+                path: label.clone(),
+                element: "zarr group metadata (zarr.json or .zgroup)".into(),
+            },
+            e => e,
+        })?;
+        let (encoding_type, _) = crate::store::encoding_of(&attrs);
+        let (names, datasets, preshuffled) = if encoding_type == COLLECTION_ENCODING {
+            let mut numbered: Vec<(u64, String)> = store
+                .child_groups("")?
+                .into_iter()
+                .filter_map(|name| {
+                    let n = name.strip_prefix("dataset_")?.parse::<u64>().ok()?;
+                    Some((n, name))
+                })
+                .collect();
+            numbered.sort();
+            if numbered.is_empty() {
+                return Err(Error::EmptyCollection { path: label });
+            }
+            let mut datasets = Vec::with_capacity(numbered.len());
+            let mut names = Vec::with_capacity(numbered.len());
+            for (_, name) in numbered {
+                datasets.push(AnnDataStore::open_in(&store, &name)?);
+                names.push(name);
+            }
+            (names, datasets, true)
+        } else {
+            (
+                vec![String::new()],
+                vec![AnnDataStore::open_in(&store, "")?],
+                false,
+            )
+        };
+        let first = &datasets[0];
+        for (name, d) in names.iter().zip(&datasets).skip(1) {
+            if let Some(detail) = var_difference(first.var_names(), d.var_names()) {
+                return Err(Error::VarMismatch {
+                    path: label,
+                    dataset: name.clone(),
+                    detail,
+                });
+            }
+            let same_kind = matches!(
+                (first.x(), d.x()),
+                (crate::XElement::Csr(_), crate::XElement::Csr(_))
+                    | (crate::XElement::Dense(_), crate::XElement::Dense(_))
+            );
+            if !same_kind {
+                return Err(Error::ShapeMismatch {
+                    path: format!("{label}/{name}/X"),
+                    found: "an X of another kind (sparse vs dense) than dataset_0".into(),
+                    expected: "the same X encoding in every dataset".into(),
+                });
+            }
+        }
+        let mut offsets = Vec::with_capacity(datasets.len() + 1);
+        let mut total = 0u64;
+        offsets.push(0);
+        for d in &datasets {
+            total += d.n_obs();
+            offsets.push(total);
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            names,
+            datasets,
+            offsets,
+            preshuffled,
+        })
+    }
+
+    /// The collection's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Whether the root carries annbatch's `annbatch-preshuffled` encoding (else: one AnnData).
+    pub fn is_preshuffled(&self) -> bool {
+        self.preshuffled
+    }
+    /// Total number of observations.
+    pub fn n_obs(&self) -> u64 {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+    /// Number of variables, shared by every dataset.
+    pub fn n_var(&self) -> u64 {
+        self.datasets[0].n_var()
+    }
+    /// The shared `var` index.
+    pub fn var_names(&self) -> &[String] {
+        self.datasets[0].var_names()
+    }
+    /// The datasets, in order (`dataset_0`, `dataset_1`, ...).
+    pub fn datasets(&self) -> &[AnnDataStore] {
+        &self.datasets
+    }
+    /// The datasets' group names (empty for a plain AnnData store).
+    pub fn dataset_names(&self) -> &[String] {
+        &self.names
+    }
+    /// First global row of each dataset, plus `n_obs` at the end.
+    pub fn offsets(&self) -> &[u64] {
+        &self.offsets
+    }
+
+    /// The dataset holding global row `row`, and the row's index inside it.
+    pub fn locate(&self, row: u64) -> Option<(usize, u64)> {
+        if row >= self.n_obs() {
+            return None;
+        }
+        let i = self.offsets.partition_point(|&o| o <= row) - 1;
+        Some((i, row - self.offsets[i]))
+    }
+
+    /// Splits a global row range into `(dataset, local range)` pieces, in order.
+    pub fn split(&self, range: Range<u64>) -> Result<Vec<(usize, Range<u64>)>> {
+        if range.start > range.end || range.end > self.n_obs() {
+            return Err(Error::RowsOutOfRange {
+                path: self.path.display().to_string(),
+                start: range.start,
+                end: range.end,
+                n_obs: self.n_obs(),
+            });
+        }
+        let mut pieces = Vec::new();
+        let mut row = range.start;
+        while row < range.end {
+            let (i, local) = self.locate(row).ok_or_else(|| Error::RowsOutOfRange {
+                path: self.path.display().to_string(),
+                start: row,
+                end: range.end,
+                n_obs: self.n_obs(),
+            })?;
+            let end = range.end.min(self.offsets[i + 1]);
+            pieces.push((i, local..local + (end - row)));
+            row = end;
+        }
+        Ok(pieces)
+    }
+
+    /// An empty batch of the right kind (sparse or dense) for this collection.
+    pub fn new_batch(&self) -> XBatch {
+        self.datasets[0].x().new_batch()
+    }
+
+    /// Replaces the contents of `out` with the global rows of `ranges`, in order.
+    pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        out.clear();
+        self.append_rows(ranges, out)
+    }
+
+    /// Appends the global rows of `ranges`, in order, to `out`. Consecutive pieces in the same
+    /// dataset are read in one request (each of its chunks decoded once).
+    pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        let mut run: Vec<Range<u64>> = Vec::new();
+        let mut run_dataset = None;
+        for range in ranges {
+            for (i, local) in self.split(range.clone())? {
+                if run_dataset != Some(i) {
+                    if let Some(d) = run_dataset {
+                        self.datasets[d].x().append_rows(&run, out)?;
+                    }
+                    run.clear();
+                    run_dataset = Some(i);
+                }
+                run.push(local);
+            }
+        }
+        if let Some(d) = run_dataset {
+            self.datasets[d].x().append_rows(&run, out)?;
+        }
+        Ok(())
+    }
+
+    /// The `obs` column `name` over the whole collection. Categorical columns get the union of
+    /// the datasets' categories (in order of first appearance) and codes remapped to it.
+    pub fn obs_column(&self, name: &str) -> Result<Column> {
+        let mut columns = Vec::with_capacity(self.datasets.len());
+        for d in &self.datasets {
+            columns.push(d.obs_column(name)?);
+        }
+        concat_columns(&self.path.display().to_string(), name, columns)
+    }
+
+    /// The `obs` index over the whole collection.
+    pub fn obs_names(&self) -> Result<Vec<String>> {
+        let mut names = Vec::with_capacity(self.n_obs() as usize);
+        for d in &self.datasets {
+            names.extend(d.obs_names()?);
+        }
+        Ok(names)
+    }
+}
+
+/// The first difference between two var indexes, or `None` when equal.
+fn var_difference(a: &[String], b: &[String]) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!("{} variables, expected {}", b.len(), a.len()));
+    }
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .map(|i| format!("var name {i} is {:?}, expected {:?}", b[i], a[i]))
+}
+
+fn concat_columns(path: &str, name: &str, columns: Vec<Column>) -> Result<Column> {
+    let mismatch = || Error::ShapeMismatch {
+        path: format!("{path}/obs/{name}"),
+        found: "columns of different types across datasets".into(),
+        expected: "one column type in every dataset".into(),
+    };
+    let mut iter = columns.into_iter();
+    let Some(mut acc) = iter.next() else {
+        return Err(mismatch());
+    };
+    for next in iter {
+        match (&mut acc, next) {
+            (
+                Column::Categorical {
+                    codes, categories, ..
+                },
+                Column::Categorical {
+                    codes: more,
+                    categories: more_categories,
+                    ..
+                },
+            ) => {
+                let remap: Vec<i64> = more_categories
+                    .iter()
+                    .map(|c| match categories.iter().position(|x| x == c) {
+                        Some(i) => i as i64,
+                        None => {
+                            categories.push(c.clone());
+                            categories.len() as i64 - 1
+                        }
+                    })
+                    .collect();
+                codes.extend(more.iter().map(|&c| {
+                    usize::try_from(c)
+                        .ok()
+                        .and_then(|c| remap.get(c).copied())
+                        .unwrap_or(-1)
+                }));
+            }
+            (Column::Float(a), Column::Float(b)) => a.extend(b),
+            (Column::Int(a), Column::Int(b)) => a.extend(b),
+            (Column::Bool(a), Column::Bool(b)) => a.extend(b),
+            (Column::String(a), Column::String(b)) => a.extend(b),
+            (Column::NullableInt { values, mask }, Column::NullableInt { values: v, mask: m }) => {
+                values.extend(v);
+                mask.extend(m);
+            }
+            (
+                Column::NullableBool { values, mask },
+                Column::NullableBool { values: v, mask: m },
+            ) => {
+                values.extend(v);
+                mask.extend(m);
+            }
+            (
+                Column::NullableString { values, mask },
+                Column::NullableString { values: v, mask: m },
+            ) => {
+                values.extend(v);
+                mask.extend(m);
+            }
+            _ => return Err(mismatch()),
+        }
+    }
+    Ok(acc)
+}

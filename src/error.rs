@@ -1,0 +1,192 @@
+//! The crate's one error type.
+//!
+//! Messages are lower-case and say what was found and what was expected; the zarr path or
+//! dataset comes first as context, e.g. `dataset_1/X/indptr: indptr must start at 0, found 3`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong when opening or reading AnnData stores and collections.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file-system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The zarr library failed to open or read a node (bad metadata, unsupported codec, I/O).
+    #[error("{path}: {source}")]
+    Zarr {
+        /// The zarr node path, relative to the store root.
+        path: String,
+        /// The zarrs error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A chunk could not be decoded: truncated, corrupt, or failing its checksum.
+    #[error("{path}: chunk {chunk} is corrupt or truncated: {source}")]
+    CorruptChunk {
+        /// The zarr array path.
+        path: String,
+        /// The (inner) chunk index along the first axis.
+        chunk: u64,
+        /// The zarrs decode error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A required AnnData element (group or array) does not exist.
+    #[error("{path}: missing element {element:?}")]
+    MissingElement {
+        /// The group that should contain it.
+        path: String,
+        /// The element's name.
+        element: String,
+    },
+
+    /// An element's `encoding-type` / `encoding-version` is not one this crate reads.
+    #[error("{path}: unsupported encoding {encoding_type:?} (version {encoding_version:?}); expected {expected}")]
+    UnknownEncoding {
+        /// The element path.
+        path: String,
+        /// The `encoding-type` attribute found (empty if absent).
+        encoding_type: String,
+        /// The `encoding-version` attribute found (empty if absent).
+        encoding_version: String,
+        /// What was expected here.
+        expected: String,
+    },
+
+    /// An array has a data type this position cannot hold.
+    #[error("{path}: unsupported data type {found}; expected {expected}")]
+    UnsupportedDtype {
+        /// The array path.
+        path: String,
+        /// The data type found.
+        found: String,
+        /// The data types accepted here.
+        expected: String,
+    },
+
+    /// Shapes that must agree do not.
+    #[error("{path}: shape mismatch: found {found}, expected {expected}")]
+    ShapeMismatch {
+        /// The element path.
+        path: String,
+        /// What was found.
+        found: String,
+        /// What was expected.
+        expected: String,
+    },
+
+    /// A CSR `indptr` array is not a valid row-pointer array.
+    #[error("{path}: invalid indptr: {reason}")]
+    InvalidIndptr {
+        /// The indptr array path.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A CSR column index is negative or not below `n_var`.
+    #[error("{path}: column index {index} out of bounds for n_var {n_var}")]
+    IndexOutOfBounds {
+        /// The indices array path.
+        path: String,
+        /// The offending index.
+        index: i64,
+        /// The number of variables (columns).
+        n_var: u64,
+    },
+
+    /// A requested row lies outside the store or collection.
+    #[error("{path}: rows {start}..{end} out of range for n_obs {n_obs}")]
+    RowsOutOfRange {
+        /// The store or collection.
+        path: String,
+        /// First requested row.
+        start: u64,
+        /// One past the last requested row.
+        end: u64,
+        /// The number of observations (rows).
+        n_obs: u64,
+    },
+
+    /// The datasets of a collection do not share one `var` index.
+    #[error("{path}: var of {dataset} differs from dataset_0: {detail}")]
+    VarMismatch {
+        /// The collection path.
+        path: String,
+        /// The dataset whose var differs.
+        dataset: String,
+        /// The first difference found.
+        detail: String,
+    },
+
+    /// A collection group holds no dataset.
+    #[error("{path}: empty collection (no dataset_N groups)")]
+    EmptyCollection {
+        /// The collection path.
+        path: String,
+    },
+
+    /// A parameter is out of its valid range.
+    #[error("invalid parameter {name} = {value}: {reason}")]
+    InvalidParameter {
+        /// The parameter's name, as the user spells it.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+
+    /// A batch is too large for 32-bit CSR indices.
+    #[error("batch has {nnz} stored values; at most {max} fit in int32 CSR indices")]
+    BatchTooLarge {
+        /// Stored values requested.
+        nnz: u64,
+        /// The maximum.
+        max: u64,
+    },
+
+    /// A libtorch call failed.
+    #[cfg(feature = "tch")]
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps a zarrs error with the node path it concerns.
+    pub(crate) fn zarr(
+        path: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Zarr {
+            path: path.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// A parameter error.
+    pub(crate) fn parameter(
+        name: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::InvalidParameter {
+            name,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

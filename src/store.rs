@@ -1,0 +1,22 @@
+//! Reading AnnData from zarr stores (format 2 and 3, sharded or not) with `zarrs`.
+//!
+//! [`AnnDataStore`] opens one AnnData group; its `X` is a [`XElement`] (CSR or dense) that reads
+//! arbitrary sets of row ranges into reusable buffers, decoding each (inner) chunk at most once per
+//! request. `obs` columns come as [`Column`]s, the `var` index as strings.
+
+mod anndata;
+mod chunked;
+mod csr;
+mod dataframe;
+mod dense;
+mod dtype;
+mod node;
+pub mod write;
+
+pub use anndata::{AnnDataStore, XElement};
+pub use csr::CsrElement;
+pub use dataframe::Column;
+pub use dense::DenseElement;
+pub use dtype::Dtype;
+pub(crate) use node::encoding as encoding_of;
+pub(crate) use node::ZarrStore;

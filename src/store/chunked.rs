@@ -1,0 +1,482 @@
+//! A zarr array read along its first axis, one (inner) chunk band at a time.
+//!
+//! This is the hot path. A request is planned as [`Segment`]s (a run of rows inside one chunk
+//! band, and where it lands in the output); [`ChunkedArray::gather`] decodes each band that a
+//! request touches exactly once, in parallel, and copies (casting) its segments into the
+//! caller's buffer. For sharded arrays only the inner chunks' byte ranges are read, through a
+//! shard-index cache that lives as long as the array.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+use zarrs::array::CodecOptions;
+use zarrs::array::{
+    Array, ArrayError, ArrayShardedExt, ArrayShardedReadableExt, ArrayShardedReadableExtCache,
+    ArraySubset, ElementOwned,
+};
+use zarrs::filesystem::FilesystemStore;
+
+use super::dtype::Dtype;
+use super::node::ZarrStore;
+use crate::error::{Error, Result};
+
+/// A run of `len` rows starting `src` rows into chunk band `chunk`, written at output row `dst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub(crate) chunk: u64,
+    pub(crate) src: u64,
+    pub(crate) dst: u64,
+    pub(crate) len: u64,
+}
+
+/// Cuts row ranges (in request order, written back to back) into per-chunk [`Segment`]s.
+pub(crate) fn plan(ranges: impl IntoIterator<Item = Range<u64>>, chunk_rows: u64) -> Vec<Segment> {
+    let mut segments = Vec::new();
+    let mut dst = 0;
+    for range in ranges {
+        let mut row = range.start;
+        while row < range.end {
+            let chunk = row / chunk_rows;
+            let chunk_end = ((chunk + 1) * chunk_rows).min(range.end);
+            let len = chunk_end - row;
+            segments.push(Segment {
+                chunk,
+                src: row - chunk * chunk_rows,
+                dst,
+                len,
+            });
+            dst += len;
+            row = chunk_end;
+        }
+    }
+    segments
+}
+
+/// Fills an output run from a decoded band: `(decoded, first element, output)`.
+pub(crate) type CopyFn<'a, T> = dyn Fn(&Decoded, usize, &mut [T]) -> Result<()> + Sync + 'a;
+
+/// One chunk band and the `(first element, output run)` pairs it fills.
+type ChunkGroup<'a, T> = (u64, Vec<(u64, &'a mut [T])>);
+
+/// An array of shape `[rows, ...]` with a regular (inner) chunk grid along axis 0.
+pub(crate) struct ChunkedArray {
+    array: Array<FilesystemStore>,
+    cache: ArrayShardedReadableExtCache,
+    path: String,
+    dtype: Dtype,
+    rows: u64,
+    /// Elements per row: the product of the trailing dimensions.
+    row_width: u64,
+    /// Rows per (inner) chunk.
+    chunk_rows: u64,
+    options: CodecOptions,
+}
+
+impl std::fmt::Debug for ChunkedArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkedArray")
+            .field("path", &self.path)
+            .field("dtype", &self.dtype)
+            .field("rows", &self.rows)
+            .field("row_width", &self.row_width)
+            .field("chunk_rows", &self.chunk_rows)
+            .finish()
+    }
+}
+
+impl ChunkedArray {
+    /// Opens the array at `path`.
+    pub(crate) fn open(store: &ZarrStore, path: &str) -> Result<Self> {
+        let array = store.array(path)?;
+        let dtype =
+            Dtype::from_zarrs(array.data_type()).ok_or_else(|| Error::UnsupportedDtype {
+                path: path.to_string(),
+                found: array.data_type().to_string(),
+                expected: "bool, (u)int8-64, float32/64 or string".into(),
+            })?;
+        let shape = array.shape().to_vec();
+        let Some((&rows, rest)) = shape.split_first() else {
+            return Err(Error::ShapeMismatch {
+                path: path.to_string(),
+                found: "a 0-dimensional array".into(),
+                expected: "at least one dimension".into(),
+            });
+        };
+        let row_width = rest.iter().product::<u64>();
+        let inner = match array.subchunk_shape() {
+            Some(shape) => shape.first().map(|n| n.get()),
+            None => array
+                .chunk_shape(&vec![0; shape.len()])
+                .map_err(|e| Error::zarr(path, e))?
+                .first()
+                .map(|n| n.get()),
+        };
+        let chunk_rows = inner.unwrap_or(1).max(1);
+        let cache = ArrayShardedReadableExtCache::new(&array);
+        Ok(Self {
+            array,
+            cache,
+            path: path.to_string(),
+            dtype,
+            rows,
+            row_width,
+            chunk_rows,
+            options: CodecOptions::default(),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+    pub(crate) fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+    pub(crate) fn row_width(&self) -> u64 {
+        self.row_width
+    }
+    pub(crate) fn shape(&self) -> &[u64] {
+        self.array.shape()
+    }
+    pub(crate) fn chunk_rows(&self) -> u64 {
+        self.chunk_rows
+    }
+
+    fn map_err(&self, chunk: Option<u64>, e: ArrayError) -> Error {
+        match (chunk, e) {
+            (Some(chunk), ArrayError::CodecError(source)) => Error::CorruptChunk {
+                path: self.path.clone(),
+                chunk,
+                source: Box::new(source),
+            },
+            (_, e) => Error::zarr(self.path.clone(), e),
+        }
+    }
+
+    /// The subset covering rows `rows` and every trailing index.
+    fn subset(&self, rows: Range<u64>) -> ArraySubset {
+        let mut ranges = vec![rows];
+        ranges.extend(self.array.shape()[1..].iter().map(|&n| 0..n));
+        ArraySubset::new_with_ranges(&ranges)
+    }
+
+    fn retrieve<T: ElementOwned>(&self, rows: Range<u64>, chunk: Option<u64>) -> Result<Vec<T>> {
+        let subset = self.subset(rows);
+        self.array
+            .retrieve_array_subset_sharded_opt::<Vec<T>>(&self.cache, &subset, &self.options)
+            .map_err(|e| self.map_err(chunk, e))
+    }
+
+    /// Decodes chunk band `chunk` in the array's own element type.
+    fn decode(&self, chunk: u64) -> Result<Decoded> {
+        let start = chunk * self.chunk_rows;
+        let rows = start..(start + self.chunk_rows).min(self.rows);
+        let c = Some(chunk);
+        Ok(match self.dtype {
+            Dtype::Bool => Decoded::Bool(self.retrieve(rows, c)?),
+            Dtype::I8 => Decoded::I8(self.retrieve(rows, c)?),
+            Dtype::I16 => Decoded::I16(self.retrieve(rows, c)?),
+            Dtype::I32 => Decoded::I32(self.retrieve(rows, c)?),
+            Dtype::I64 => Decoded::I64(self.retrieve(rows, c)?),
+            Dtype::U8 => Decoded::U8(self.retrieve(rows, c)?),
+            Dtype::U16 => Decoded::U16(self.retrieve(rows, c)?),
+            Dtype::U32 => Decoded::U32(self.retrieve(rows, c)?),
+            Dtype::U64 => Decoded::U64(self.retrieve(rows, c)?),
+            Dtype::F32 => Decoded::F32(self.retrieve(rows, c)?),
+            Dtype::F64 => Decoded::F64(self.retrieve(rows, c)?),
+            Dtype::String => {
+                return Err(Error::UnsupportedDtype {
+                    path: self.path.clone(),
+                    found: "string".into(),
+                    expected: "a numeric or bool type".into(),
+                })
+            }
+        })
+    }
+
+    /// Decodes all of a (small) array in one call, e.g. `indptr` or an obs column.
+    pub(crate) fn read_all<T: ElementOwned>(&self) -> Result<Vec<T>> {
+        self.retrieve(0..self.rows, None)
+    }
+
+    /// Reads every element, converted to `i64` (integer and bool arrays only).
+    pub(crate) fn read_all_i64(&self) -> Result<Vec<i64>> {
+        let decoded = self.decode_all()?;
+        let mut out = vec![0i64; decoded.len()];
+        decoded.copy_into(0, &mut out, &self.path)?;
+        Ok(out)
+    }
+
+    /// Reads every element, converted to `f64` (numeric and bool arrays).
+    pub(crate) fn read_all_f64(&self) -> Result<Vec<f64>> {
+        let decoded = self.decode_all()?;
+        let mut out = vec![0f64; decoded.len()];
+        decoded.copy_into(0, &mut out, &self.path)?;
+        Ok(out)
+    }
+
+    fn decode_all(&self) -> Result<Decoded> {
+        let all = 0..self.rows;
+        Ok(match self.dtype {
+            Dtype::Bool => Decoded::Bool(self.retrieve(all, None)?),
+            Dtype::I8 => Decoded::I8(self.retrieve(all, None)?),
+            Dtype::I16 => Decoded::I16(self.retrieve(all, None)?),
+            Dtype::I32 => Decoded::I32(self.retrieve(all, None)?),
+            Dtype::I64 => Decoded::I64(self.retrieve(all, None)?),
+            Dtype::U8 => Decoded::U8(self.retrieve(all, None)?),
+            Dtype::U16 => Decoded::U16(self.retrieve(all, None)?),
+            Dtype::U32 => Decoded::U32(self.retrieve(all, None)?),
+            Dtype::U64 => Decoded::U64(self.retrieve(all, None)?),
+            Dtype::F32 => Decoded::F32(self.retrieve(all, None)?),
+            Dtype::F64 => Decoded::F64(self.retrieve(all, None)?),
+            Dtype::String => {
+                return Err(Error::UnsupportedDtype {
+                    path: self.path.clone(),
+                    found: "string".into(),
+                    expected: "a numeric or bool type".into(),
+                })
+            }
+        })
+    }
+
+    /// Decodes each chunk band named by `segments` once (in parallel) and copies every segment
+    /// into `out`, converting to `T`. `out` must hold exactly the segments' rows × `row_width`
+    /// elements, segments back to back in `dst` order, as [`plan`] makes them.
+    ///
+    /// `copy(decoded, src, dst)` fills `dst` from element `src` of a decoded band (and may
+    /// validate, as column indices are).
+    pub(crate) fn gather<T: Send>(
+        &self,
+        segments: &[Segment],
+        out: &mut [T],
+        copy: &CopyFn<'_, T>,
+    ) -> Result<()> {
+        let width = self.row_width;
+        // Give each segment its own disjoint slice of `out`, then group the slices by chunk.
+        let mut parts: Vec<(u64, u64, &mut [T])> = Vec::with_capacity(segments.len());
+        let mut rest = out;
+        for seg in segments {
+            let n = usize::try_from(seg.len * width).map_err(|e| Error::zarr(&self.path, e))?;
+            if n > rest.len() {
+                return Err(Error::ShapeMismatch {
+                    path: self.path.clone(),
+                    found: format!("output buffer of {} elements", rest.len()),
+                    expected: format!("at least {n}"),
+                });
+            }
+            let (head, tail) = rest.split_at_mut(n);
+            parts.push((seg.chunk, seg.src * width, head));
+            rest = tail;
+        }
+        parts.sort_by_key(|p| p.0);
+        let mut groups: Vec<ChunkGroup<'_, T>> = Vec::new();
+        for (chunk, src, slice) in parts {
+            match groups.last_mut() {
+                Some((c, g)) if *c == chunk => g.push((src, slice)),
+                _ => groups.push((chunk, vec![(src, slice)])),
+            }
+        }
+        groups.into_par_iter().try_for_each(|(chunk, group)| {
+            let decoded = self.decode(chunk)?;
+            for (src, slice) in group {
+                let src = usize::try_from(src).map_err(|e| Error::zarr(&self.path, e))?;
+                copy(&decoded, src, slice)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A decoded chunk band in the array's own element type.
+#[derive(Debug)]
+pub(crate) enum Decoded {
+    Bool(Vec<bool>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl Decoded {
+    /// Copies `dst.len()` column indices from element `src`, failing on any index outside
+    /// `0..n_var` (checked before narrowing, so no wide value can wrap into range).
+    pub(crate) fn copy_indices(
+        &self,
+        src: usize,
+        dst: &mut [i32],
+        n_var: u64,
+        path: &str,
+    ) -> Result<()> {
+        let end = src + dst.len();
+        if end > self.len() {
+            return Err(short(path, self.len(), end));
+        }
+        let bound = i64::try_from(n_var).unwrap_or(i64::MAX);
+        let oob = |index: i64| Error::IndexOutOfBounds {
+            path: path.to_string(),
+            index,
+            n_var,
+        };
+        macro_rules! checked {
+            ($v:expr) => {{
+                for (d, s) in dst.iter_mut().zip(&$v[src..end]) {
+                    let i = i64::try_from(*s).unwrap_or(i64::MAX);
+                    if !(0..bound).contains(&i) {
+                        return Err(oob(i));
+                    }
+                    // In range 0..n_var, and n_var fits i32 (checked when X is opened).
+                    *d = i as i32;
+                }
+            }};
+        }
+        match self {
+            Self::I8(v) => checked!(v),
+            Self::I16(v) => checked!(v),
+            Self::I32(v) => checked!(v),
+            Self::I64(v) => checked!(v),
+            Self::U8(v) => checked!(v),
+            Self::U16(v) => checked!(v),
+            Self::U32(v) => checked!(v),
+            Self::U64(v) => checked!(v),
+            Self::Bool(_) | Self::F32(_) | Self::F64(_) => {
+                return Err(Error::UnsupportedDtype {
+                    path: path.to_string(),
+                    found: self.dtype_name().into(),
+                    expected: "an integer type for CSR indices".into(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    fn dtype_name(&self) -> &'static str {
+        match self {
+            Self::Bool(_) => "bool",
+            Self::I8(_) => "int8",
+            Self::I16(_) => "int16",
+            Self::I32(_) => "int32",
+            Self::I64(_) => "int64",
+            Self::U8(_) => "uint8",
+            Self::U16(_) => "uint16",
+            Self::U32(_) => "uint32",
+            Self::U64(_) => "uint64",
+            Self::F32(_) => "float32",
+            Self::F64(_) => "float64",
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Bool(v) => v.len(),
+            Self::I8(v) => v.len(),
+            Self::I16(v) => v.len(),
+            Self::I32(v) => v.len(),
+            Self::I64(v) => v.len(),
+            Self::U8(v) => v.len(),
+            Self::U16(v) => v.len(),
+            Self::U32(v) => v.len(),
+            Self::U64(v) => v.len(),
+            Self::F32(v) => v.len(),
+            Self::F64(v) => v.len(),
+        }
+    }
+}
+
+/// Copies `dst.len()` elements starting at `src`, converting each with `as`.
+pub(crate) trait CopyInto<T> {
+    /// Fails when the chunk holds fewer elements than asked for.
+    fn copy_into(&self, src: usize, dst: &mut [T], path: &str) -> Result<()>;
+}
+
+fn short(path: &str, have: usize, want: usize) -> Error {
+    Error::ShapeMismatch {
+        path: path.to_string(),
+        found: format!("a decoded chunk of {have} elements"),
+        expected: format!("at least {want}"),
+    }
+}
+
+macro_rules! copy_into_impl {
+    ($t:ty, $same:ident) => {
+        impl CopyInto<$t> for Decoded {
+            fn copy_into(&self, src: usize, dst: &mut [$t], path: &str) -> Result<()> {
+                let end = src + dst.len();
+                if end > self.len() {
+                    return Err(short(path, self.len(), end));
+                }
+                macro_rules! cast {
+                    ($v:expr) => {
+                        for (d, s) in dst.iter_mut().zip(&$v[src..end]) {
+                            *d = *s as $t;
+                        }
+                    };
+                }
+                #[allow(unreachable_patterns)]
+                match self {
+                    Self::$same(v) => dst.copy_from_slice(&v[src..end]),
+                    Self::Bool(v) => {
+                        for (d, s) in dst.iter_mut().zip(&v[src..end]) {
+                            *d = u8::from(*s) as $t;
+                        }
+                    }
+                    Self::I8(v) => cast!(v),
+                    Self::I16(v) => cast!(v),
+                    Self::I32(v) => cast!(v),
+                    Self::I64(v) => cast!(v),
+                    Self::U8(v) => cast!(v),
+                    Self::U16(v) => cast!(v),
+                    Self::U32(v) => cast!(v),
+                    Self::U64(v) => cast!(v),
+                    Self::F32(v) => cast!(v),
+                    Self::F64(v) => cast!(v),
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+copy_into_impl!(f32, F32);
+copy_into_impl!(f64, F64);
+copy_into_impl!(i32, I32);
+copy_into_impl!(i64, I64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_splits_ranges_at_chunk_edges_in_request_order() {
+        let segs = plan([5..12, 0..2], 4);
+        let want = [
+            Segment {
+                chunk: 1,
+                src: 1,
+                dst: 0,
+                len: 3,
+            },
+            Segment {
+                chunk: 2,
+                src: 0,
+                dst: 3,
+                len: 4,
+            },
+            Segment {
+                chunk: 0,
+                src: 0,
+                dst: 7,
+                len: 2,
+            },
+        ];
+        assert_eq!(segs, want);
+        assert!(plan([3..3], 4).is_empty());
+    }
+}

@@ -1,0 +1,220 @@
+//! `csr_matrix` elements: `data`, `indices`, `indptr` arrays under one group.
+
+use std::ops::Range;
+
+use super::chunked::{plan, ChunkedArray};
+use super::node::{join, ZarrStore};
+use crate::batch::CsrBatch;
+use crate::error::{Error, Result};
+
+/// A CSR matrix on disk. `indptr` is read and validated once at open; rows are read on demand.
+#[derive(Debug)]
+pub struct CsrElement {
+    path: String,
+    n_obs: u64,
+    n_var: u64,
+    indptr: Vec<u64>,
+    data: ChunkedArray,
+    indices: ChunkedArray,
+}
+
+impl CsrElement {
+    /// Opens the `csr_matrix` group at `path` whose `shape` attribute is `shape`.
+    pub(crate) fn open(store: &ZarrStore, path: &str, shape: [u64; 2]) -> Result<Self> {
+        let [n_obs, n_var] = shape;
+        if i32::try_from(n_var).is_err() {
+            return Err(Error::ShapeMismatch {
+                path: path.to_string(),
+                found: format!("n_var {n_var}"),
+                expected: format!("at most {} columns (int32 column indices)", i32::MAX),
+            });
+        }
+        let data = ChunkedArray::open(store, &join(path, "data"))?;
+        let indices = ChunkedArray::open(store, &join(path, "indices"))?;
+        let indptr_array = ChunkedArray::open(store, &join(path, "indptr"))?;
+        for a in [&data, &indices, &indptr_array] {
+            if a.shape().len() != 1 {
+                return Err(Error::ShapeMismatch {
+                    path: a.path().to_string(),
+                    found: format!("shape {:?}", a.shape()),
+                    expected: "a 1-dimensional array".into(),
+                });
+            }
+        }
+        if !data.dtype().is_numeric() && data.dtype() != super::Dtype::Bool {
+            return Err(Error::UnsupportedDtype {
+                path: data.path().to_string(),
+                found: data.dtype().to_string(),
+                expected: "a numeric type".into(),
+            });
+        }
+        for a in [&indices, &indptr_array] {
+            if !a.dtype().is_integer() {
+                return Err(Error::UnsupportedDtype {
+                    path: a.path().to_string(),
+                    found: a.dtype().to_string(),
+                    expected: "an integer type".into(),
+                });
+            }
+        }
+        if data.rows() != indices.rows() {
+            return Err(Error::ShapeMismatch {
+                path: indices.path().to_string(),
+                found: format!("{} indices", indices.rows()),
+                expected: format!("{} (the length of data)", data.rows()),
+            });
+        }
+        let indptr = validate_indptr(
+            indptr_array.path(),
+            &indptr_array.read_all_i64()?,
+            n_obs,
+            data.rows(),
+        )?;
+        Ok(Self {
+            path: path.to_string(),
+            n_obs,
+            n_var,
+            indptr,
+            data,
+            indices,
+        })
+    }
+
+    /// The element's path inside its store.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    /// Number of rows.
+    pub fn n_obs(&self) -> u64 {
+        self.n_obs
+    }
+    /// Number of columns.
+    pub fn n_var(&self) -> u64 {
+        self.n_var
+    }
+    /// Number of stored values.
+    pub fn nnz(&self) -> u64 {
+        self.indptr.last().copied().unwrap_or(0)
+    }
+    /// The validated row pointers (`n_obs + 1` entries).
+    pub fn indptr(&self) -> &[u64] {
+        &self.indptr
+    }
+    /// Elements per (inner) chunk of `data` and of `indices`.
+    pub fn chunk_lens(&self) -> (u64, u64) {
+        (self.data.chunk_rows(), self.indices.chunk_rows())
+    }
+
+    /// Appends the rows of `ranges`, in order, to `out`.
+    ///
+    /// Each inner chunk of `data` and `indices` that the request touches is decoded once, in
+    /// parallel on the current rayon pool; only those chunks' bytes are read.
+    pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut CsrBatch) -> Result<()> {
+        let mut elements = Vec::with_capacity(ranges.len());
+        let mut added: u64 = 0;
+        for r in ranges {
+            if r.start > r.end || r.end > self.n_obs {
+                return Err(Error::RowsOutOfRange {
+                    path: self.path.clone(),
+                    start: r.start,
+                    end: r.end,
+                    n_obs: self.n_obs,
+                });
+            }
+            let (a, b) = (self.indptr[r.start as usize], self.indptr[r.end as usize]);
+            added += b - a;
+            elements.push(a..b);
+        }
+        let base = out.data.len();
+        let total = base as u64 + added;
+        let max = i32::MAX as u64;
+        if total > max {
+            return Err(Error::BatchTooLarge { nnz: total, max });
+        }
+        // Row pointers: offsets of each row relative to the batch.
+        out.indptr
+            .reserve(ranges.iter().map(|r| (r.end - r.start) as usize).sum());
+        let mut offset = base as u64;
+        for r in ranges {
+            let start = self.indptr[r.start as usize];
+            for row in r.start..r.end {
+                // Fits: every offset is at most `total` <= i32::MAX.
+                out.indptr
+                    .push((offset + self.indptr[row as usize + 1] - start) as i32);
+            }
+            offset += self.indptr[r.end as usize] - start;
+        }
+        let new_len = total as usize;
+        out.data.resize(new_len, 0.0);
+        out.indices.resize(new_len, 0);
+        let data_plan = plan(elements.iter().cloned(), self.data.chunk_rows());
+        let indices_plan = plan(elements.iter().cloned(), self.indices.chunk_rows());
+        let n_var = self.n_var;
+        let (data_out, indices_out) = (&mut out.data[base..], &mut out.indices[base..]);
+        let (d, i) = rayon::join(
+            || {
+                self.data.gather(&data_plan, data_out, &|dec, src, dst| {
+                    super::chunked::CopyInto::copy_into(dec, src, dst, self.data.path())
+                })
+            },
+            || {
+                self.indices
+                    .gather(&indices_plan, indices_out, &|dec, src, dst| {
+                        dec.copy_indices(src, dst, n_var, self.indices.path())
+                    })
+            },
+        );
+        if let Err(e) = d.and(i) {
+            // Leave `out` as it was before the call.
+            out.data.truncate(base);
+            out.indices.truncate(base);
+            let rows = out.indptr.len()
+                - ranges
+                    .iter()
+                    .map(|r| (r.end - r.start) as usize)
+                    .sum::<usize>();
+            out.indptr.truncate(rows);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Replaces the contents of `out` with the rows of `ranges`.
+    pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut CsrBatch) -> Result<()> {
+        out.clear();
+        out.n_var = self.n_var;
+        self.append_rows(ranges, out)
+    }
+}
+
+/// Checks that `raw` is a row-pointer array for `n_obs` rows over `nnz` stored values.
+pub(crate) fn validate_indptr(path: &str, raw: &[i64], n_obs: u64, nnz: u64) -> Result<Vec<u64>> {
+    let bad = |reason: String| Error::InvalidIndptr {
+        path: path.to_string(),
+        reason,
+    };
+    if raw.len() as u64 != n_obs + 1 {
+        return Err(bad(format!(
+            "length {} does not match n_obs + 1 = {}",
+            raw.len(),
+            n_obs + 1
+        )));
+    }
+    if raw[0] != 0 {
+        return Err(bad(format!("must start at 0, found {}", raw[0])));
+    }
+    if let Some(i) = raw.windows(2).position(|w| w[1] < w[0]) {
+        return Err(bad(format!(
+            "not monotone: indptr[{}] = {} > indptr[{}] = {}",
+            i,
+            raw[i],
+            i + 1,
+            raw[i + 1]
+        )));
+    }
+    let last = raw[raw.len() - 1];
+    if last as u64 > nnz {
+        return Err(bad(format!("ends at {last}, past the {nnz} stored values")));
+    }
+    Ok(raw.iter().map(|&v| v as u64).collect())
+}

@@ -1,0 +1,290 @@
+//! AnnData `dataframe` elements (`obs`, `var`): the index and typed columns.
+
+use serde_json::Value;
+
+use super::chunked::ChunkedArray;
+use super::dtype::Dtype;
+use super::node::{encoding, join, NodeKind, ZarrStore};
+use crate::error::{Error, Result};
+
+/// One dataframe column, decoded whole.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Column {
+    /// A pandas categorical: `codes[i]` indexes `categories`, `-1` is missing.
+    /// Non-string categories are given in their decimal text form.
+    Categorical {
+        /// Per-row category codes.
+        codes: Vec<i64>,
+        /// Category names.
+        categories: Vec<String>,
+        /// Whether the categories are ordered.
+        ordered: bool,
+    },
+    /// float32 / float64 values.
+    Float(Vec<f64>),
+    /// Integer values of any width.
+    Int(Vec<i64>),
+    /// Boolean values.
+    Bool(Vec<bool>),
+    /// Strings.
+    String(Vec<String>),
+    /// A pandas nullable integer column; `mask[i]` is true where the value is missing.
+    NullableInt {
+        /// Values (arbitrary where masked).
+        values: Vec<i64>,
+        /// Missing-value mask.
+        mask: Vec<bool>,
+    },
+    /// A pandas nullable boolean column; `mask[i]` is true where the value is missing.
+    NullableBool {
+        /// Values (arbitrary where masked).
+        values: Vec<bool>,
+        /// Missing-value mask.
+        mask: Vec<bool>,
+    },
+    /// A pandas nullable string column; `mask[i]` is true where the value is missing.
+    NullableString {
+        /// Values (arbitrary where masked).
+        values: Vec<String>,
+        /// Missing-value mask.
+        mask: Vec<bool>,
+    },
+}
+
+impl Column {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Categorical { codes, .. } => codes.len(),
+            Self::Float(v) => v.len(),
+            Self::Int(v) => v.len(),
+            Self::Bool(v) => v.len(),
+            Self::String(v) => v.len(),
+            Self::NullableInt { values, .. } => values.len(),
+            Self::NullableBool { values, .. } => values.len(),
+            Self::NullableString { values, .. } => values.len(),
+        }
+    }
+
+    /// Whether the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values as strings (missing values and codes become `None`), for indexes and labels.
+    pub fn to_strings(&self) -> Vec<Option<String>> {
+        match self {
+            Self::Categorical {
+                codes, categories, ..
+            } => codes
+                .iter()
+                .map(|&c| {
+                    usize::try_from(c)
+                        .ok()
+                        .and_then(|c| categories.get(c).cloned())
+                })
+                .collect(),
+            Self::Float(v) => v.iter().map(|x| Some(x.to_string())).collect(),
+            Self::Int(v) => v.iter().map(|x| Some(x.to_string())).collect(),
+            Self::Bool(v) => v.iter().map(|x| Some(x.to_string())).collect(),
+            Self::String(v) => v.iter().cloned().map(Some).collect(),
+            Self::NullableInt { values, mask } => masked(values, mask, |x| x.to_string()),
+            Self::NullableBool { values, mask } => masked(values, mask, |x| x.to_string()),
+            Self::NullableString { values, mask } => masked(values, mask, Clone::clone),
+        }
+    }
+}
+
+fn masked<T>(values: &[T], mask: &[bool], f: impl Fn(&T) -> String) -> Vec<Option<String>> {
+    values
+        .iter()
+        .zip(mask.iter().chain(std::iter::repeat(&false)))
+        .map(|(v, &m)| (!m).then(|| f(v)))
+        .collect()
+}
+
+/// The dataframe group at `path`: checks its encoding and returns its attributes.
+fn dataframe_attrs(store: &ZarrStore, path: &str) -> Result<serde_json::Map<String, Value>> {
+    let attrs = store.attributes(path)?;
+    let (kind, version) = encoding(&attrs);
+    if kind != "dataframe" {
+        return Err(Error::UnknownEncoding {
+            path: path.to_string(),
+            encoding_type: kind,
+            encoding_version: version,
+            expected: "\"dataframe\"".into(),
+        });
+    }
+    Ok(attrs)
+}
+
+/// Column names in `column-order`.
+pub(crate) fn column_names(store: &ZarrStore, path: &str) -> Result<Vec<String>> {
+    let attrs = dataframe_attrs(store, path)?;
+    Ok(match attrs.get("column-order") {
+        Some(Value::Array(names)) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(name)) => vec![name.clone()],
+        _ => Vec::new(),
+    })
+}
+
+/// The dataframe's index as strings (`_index` names the index column).
+pub(crate) fn read_index(store: &ZarrStore, path: &str) -> Result<Vec<String>> {
+    let attrs = dataframe_attrs(store, path)?;
+    let name = attrs
+        .get("_index")
+        .and_then(Value::as_str)
+        .unwrap_or("_index")
+        .to_string();
+    let column = read_element(store, path, &name)?;
+    Ok(column
+        .to_strings()
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect())
+}
+
+/// Reads column `name` of the dataframe at `path`.
+pub(crate) fn read_column(store: &ZarrStore, path: &str, name: &str) -> Result<Column> {
+    dataframe_attrs(store, path)?;
+    read_element(store, path, name)
+}
+
+fn read_element(store: &ZarrStore, df: &str, name: &str) -> Result<Column> {
+    let path = join(df, name);
+    let kind = store
+        .kind(&path)?
+        .ok_or_else(|| super::node::missing(&path))?;
+    let attrs = store.attributes(&path)?;
+    let (encoding_type, encoding_version) = encoding(&attrs);
+    let unknown = |expected: &str| Error::UnknownEncoding {
+        path: path.clone(),
+        encoding_type: encoding_type.clone(),
+        encoding_version: encoding_version.clone(),
+        expected: expected.into(),
+    };
+    match kind {
+        NodeKind::Group => match encoding_type.as_str() {
+            "categorical" => {
+                let codes = ChunkedArray::open(store, &join(&path, "codes"))?.read_all_i64()?;
+                let categories = read_strings_any(store, &join(&path, "categories"))?;
+                let ordered = attrs
+                    .get("ordered")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                check_codes(&path, &codes, categories.len())?;
+                Ok(Column::Categorical {
+                    codes,
+                    categories,
+                    ordered,
+                })
+            }
+            "nullable-integer" => Ok(Column::NullableInt {
+                values: ChunkedArray::open(store, &join(&path, "values"))?.read_all_i64()?,
+                mask: read_mask(store, &path)?,
+            }),
+            "nullable-boolean" => Ok(Column::NullableBool {
+                values: read_bools(store, &join(&path, "values"))?,
+                mask: read_mask(store, &path)?,
+            }),
+            "nullable-string-array" => Ok(Column::NullableString {
+                values: read_strings(store, &join(&path, "values"))?,
+                mask: read_mask(store, &path)?,
+            }),
+            _ => Err(unknown(
+                "a column: categorical, nullable-integer, nullable-boolean, nullable-string-array",
+            )),
+        },
+        NodeKind::Array => {
+            // anndata < 0.8 (dataframe 0.1.0): categorical codes with categories in `__categories`
+            // (a name zarr v3 reserves, so zarrs may refuse the path: then there is none).
+            let legacy = join(&join(df, "__categories"), name);
+            if let Ok(Some(_)) = store.kind(&legacy) {
+                let codes = ChunkedArray::open(store, &path)?.read_all_i64()?;
+                let categories = read_strings_any(store, &legacy)?;
+                check_codes(&path, &codes, categories.len())?;
+                return Ok(Column::Categorical {
+                    codes,
+                    categories,
+                    ordered: attrs
+                        .get("ordered")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                });
+            }
+            if !matches!(encoding_type.as_str(), "" | "array" | "string-array") {
+                return Err(unknown("an array or string-array column"));
+            }
+            let array = ChunkedArray::open(store, &path)?;
+            if array.shape().len() != 1 {
+                return Err(Error::ShapeMismatch {
+                    path,
+                    found: format!("shape {:?}", array.shape()),
+                    expected: "a 1-dimensional column".into(),
+                });
+            }
+            Ok(match array.dtype() {
+                Dtype::String => Column::String(array.read_all::<String>()?),
+                Dtype::Bool => Column::Bool(array.read_all::<bool>()?),
+                Dtype::F32 | Dtype::F64 => Column::Float(array.read_all_f64()?),
+                _ => Column::Int(array.read_all_i64()?),
+            })
+        }
+    }
+}
+
+fn check_codes(path: &str, codes: &[i64], n_categories: usize) -> Result<()> {
+    match codes.iter().find(|&&c| c < -1 || c >= n_categories as i64) {
+        Some(&c) => Err(Error::ShapeMismatch {
+            path: path.to_string(),
+            found: format!("category code {c}"),
+            expected: format!("-1 (missing) or a code below {n_categories}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn read_mask(store: &ZarrStore, group: &str) -> Result<Vec<bool>> {
+    read_bools(store, &join(group, "mask"))
+}
+
+fn read_bools(store: &ZarrStore, path: &str) -> Result<Vec<bool>> {
+    let array = ChunkedArray::open(store, path)?;
+    if array.dtype() == Dtype::Bool {
+        array.read_all::<bool>()
+    } else {
+        Ok(array.read_all_i64()?.into_iter().map(|v| v != 0).collect())
+    }
+}
+
+fn read_strings(store: &ZarrStore, path: &str) -> Result<Vec<String>> {
+    let array = ChunkedArray::open(store, path)?;
+    if array.dtype() != Dtype::String {
+        return Err(Error::UnsupportedDtype {
+            path: path.to_string(),
+            found: array.dtype().to_string(),
+            expected: "string".into(),
+        });
+    }
+    array.read_all::<String>()
+}
+
+/// Strings, or numbers in decimal text form (categories may be numeric).
+fn read_strings_any(store: &ZarrStore, path: &str) -> Result<Vec<String>> {
+    let array = ChunkedArray::open(store, path)?;
+    Ok(match array.dtype() {
+        Dtype::String => array.read_all::<String>()?,
+        Dtype::F32 | Dtype::F64 => array.read_all_f64()?.iter().map(f64::to_string).collect(),
+        Dtype::Bool => array
+            .read_all::<bool>()?
+            .iter()
+            .map(bool::to_string)
+            .collect(),
+        _ => array.read_all_i64()?.iter().map(i64::to_string).collect(),
+    })
+}

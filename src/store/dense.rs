@@ -1,0 +1,97 @@
+//! Dense `array` elements: `X` stored as one array of shape `[n_obs, n_var, ...]`.
+
+use std::ops::Range;
+
+use super::chunked::{plan, ChunkedArray, CopyInto};
+use super::node::ZarrStore;
+use crate::batch::DenseBatch;
+use crate::error::{Error, Result};
+
+/// A dense matrix (or higher-dimensional array) on disk, read by rows.
+#[derive(Debug)]
+pub struct DenseElement {
+    array: ChunkedArray,
+}
+
+impl DenseElement {
+    /// Opens the dense array at `path`.
+    pub(crate) fn open(store: &ZarrStore, path: &str) -> Result<Self> {
+        let array = ChunkedArray::open(store, path)?;
+        if array.shape().len() < 2 {
+            return Err(Error::ShapeMismatch {
+                path: path.to_string(),
+                found: format!("shape {:?}", array.shape()),
+                expected: "at least 2 dimensions [n_obs, n_var, ...]".into(),
+            });
+        }
+        if !array.dtype().is_numeric() && array.dtype() != super::Dtype::Bool {
+            return Err(Error::UnsupportedDtype {
+                path: path.to_string(),
+                found: array.dtype().to_string(),
+                expected: "a numeric type".into(),
+            });
+        }
+        Ok(Self { array })
+    }
+
+    /// The element's path inside its store.
+    pub fn path(&self) -> &str {
+        self.array.path()
+    }
+    /// Number of rows.
+    pub fn n_obs(&self) -> u64 {
+        self.array.rows()
+    }
+    /// Number of columns (the second dimension).
+    pub fn n_var(&self) -> u64 {
+        self.array.shape()[1]
+    }
+    /// Elements per row (`n_var` times any trailing dimensions).
+    pub fn row_width(&self) -> u64 {
+        self.array.row_width()
+    }
+    /// Rows per (inner) chunk.
+    pub fn chunk_rows(&self) -> u64 {
+        self.array.chunk_rows()
+    }
+
+    /// Appends the rows of `ranges`, in order, to `out`; each chunk band is decoded once.
+    pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut DenseBatch) -> Result<()> {
+        let n_obs = self.n_obs();
+        let mut rows = 0u64;
+        for r in ranges {
+            if r.start > r.end || r.end > n_obs {
+                return Err(Error::RowsOutOfRange {
+                    path: self.path().to_string(),
+                    start: r.start,
+                    end: r.end,
+                    n_obs,
+                });
+            }
+            rows += r.end - r.start;
+        }
+        let width = self.row_width();
+        let base = out.data.len();
+        let added = usize::try_from(rows * width)
+            .map_err(|e| Error::parameter("rows", rows, e.to_string()))?;
+        out.data.resize(base + added, 0.0);
+        let segments = plan(ranges.iter().cloned(), self.array.chunk_rows());
+        let path = self.path();
+        let result = self
+            .array
+            .gather(&segments, &mut out.data[base..], &|dec, src, dst| {
+                dec.copy_into(src, dst, path)
+            });
+        if result.is_err() {
+            out.data.truncate(base);
+        }
+        result
+    }
+
+    /// Replaces the contents of `out` with the rows of `ranges`.
+    pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut DenseBatch) -> Result<()> {
+        out.clear();
+        out.row_width = self.row_width() as usize;
+        self.append_rows(ranges, out)
+    }
+}

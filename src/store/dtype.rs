@@ -1,0 +1,109 @@
+//! The element types AnnData arrays use, as a closed enum over zarrs' open data-type set.
+
+use zarrs::array::data_type::{
+    BoolDataType, Float32DataType, Float64DataType, Int16DataType, Int32DataType, Int64DataType,
+    Int8DataType, StringDataType, UInt16DataType, UInt32DataType, UInt64DataType, UInt8DataType,
+};
+use zarrs::array::DataType;
+
+/// An AnnData array's element type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dtype {
+    /// `bool`
+    Bool,
+    /// `int8`
+    I8,
+    /// `int16`
+    I16,
+    /// `int32`
+    I32,
+    /// `int64`
+    I64,
+    /// `uint8`
+    U8,
+    /// `uint16`
+    U16,
+    /// `uint32`
+    U32,
+    /// `uint64`
+    U64,
+    /// `float32`
+    F32,
+    /// `float64`
+    F64,
+    /// variable-length UTF-8 string
+    String,
+}
+
+impl Dtype {
+    /// Maps a zarrs data type; `None` for types AnnData does not write.
+    pub(crate) fn from_zarrs(dt: &DataType) -> Option<Self> {
+        Some(if dt.is::<BoolDataType>() {
+            Self::Bool
+        } else if dt.is::<Int8DataType>() {
+            Self::I8
+        } else if dt.is::<Int16DataType>() {
+            Self::I16
+        } else if dt.is::<Int32DataType>() {
+            Self::I32
+        } else if dt.is::<Int64DataType>() {
+            Self::I64
+        } else if dt.is::<UInt8DataType>() {
+            Self::U8
+        } else if dt.is::<UInt16DataType>() {
+            Self::U16
+        } else if dt.is::<UInt32DataType>() {
+            Self::U32
+        } else if dt.is::<UInt64DataType>() {
+            Self::U64
+        } else if dt.is::<Float32DataType>() {
+            Self::F32
+        } else if dt.is::<Float64DataType>() {
+            Self::F64
+        } else if dt.is::<StringDataType>() {
+            Self::String
+        } else {
+            return None;
+        })
+    }
+
+    /// Whether this is an integer type (signed or unsigned).
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            Self::I8
+                | Self::I16
+                | Self::I32
+                | Self::I64
+                | Self::U8
+                | Self::U16
+                | Self::U32
+                | Self::U64
+        )
+    }
+
+    /// Whether this is a numeric type (integer or float).
+    pub fn is_numeric(self) -> bool {
+        self.is_integer() || matches!(self, Self::F32 | Self::F64)
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Bool => "bool",
+            Self::I8 => "int8",
+            Self::I16 => "int16",
+            Self::I32 => "int32",
+            Self::I64 => "int64",
+            Self::U8 => "uint8",
+            Self::U16 => "uint16",
+            Self::U32 => "uint32",
+            Self::U64 => "uint64",
+            Self::F32 => "float32",
+            Self::F64 => "float64",
+            Self::String => "string",
+        })
+    }
+}

@@ -1,0 +1,456 @@
+//! Writing AnnData groups in annbatch's on-disk layout (zarr v3, sharded).
+//!
+//! `X` gets blosc-lz4 (clevel 3, byte shuffle) inner chunks inside shards, `obs`/`var` columns
+//! zstd, exactly as annbatch's `write_sharded` lays them out, so annbatch and anndata read what
+//! we write. Shards are encoded in parallel.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+use zarrs::array::{Array, ArrayMetadata, Element};
+use zarrs::filesystem::FilesystemStore;
+use zarrs::group::GroupBuilder;
+
+use super::dataframe::Column;
+use crate::error::{Error, Result};
+
+/// How `X` is chunked on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Rows per inner (decoded-at-once) chunk: annbatch's `n_obs_per_chunk`. Default 64.
+    pub chunk_rows: u64,
+    /// Rows per shard (one file): annbatch's `shard_size` in rows. Default 2048.
+    pub shard_rows: u64,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            chunk_rows: 64,
+            shard_rows: 2048,
+        }
+    }
+}
+
+/// The compressor of an array's inner chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compressor {
+    /// blosc, lz4, clevel 3, byte shuffle (annbatch's X).
+    BloscLz4,
+    /// zstd level 0 (annbatch's obs / var).
+    Zstd,
+}
+
+/// An open writable store.
+pub struct Writer {
+    store: Arc<FilesystemStore>,
+}
+
+fn zerr(path: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::zarr(path, e)
+}
+
+impl Writer {
+    /// Creates (or opens) the directory `root` as a writable zarr store.
+    pub fn create(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let store = FilesystemStore::new(root).map_err(|e| zerr(&root.display().to_string(), e))?;
+        Ok(Self {
+            store: Arc::new(store),
+        })
+    }
+
+    /// Writes group metadata at `path` with `attrs`.
+    pub fn group(&self, path: &str, attrs: Map<String, Value>) -> Result<()> {
+        let group = GroupBuilder::new()
+            .attributes(attrs)
+            .build(self.store.clone(), &abs(path))
+            .map_err(|e| zerr(path, e))?;
+        group.store_metadata().map_err(|e| zerr(path, e))
+    }
+
+    /// Writes a 1-D or 2-D array of `shape` (row-major `values`), sharded along axis 0.
+    #[allow(clippy::too_many_arguments)]
+    pub fn array<T: Element + Clone + Send + Sync + Default>(
+        &self,
+        path: &str,
+        values: &[T],
+        shape: &[u64],
+        data_type: &str,
+        fill_value: Value,
+        inner_rows: u64,
+        shard_rows: u64,
+        compressor: Compressor,
+        attrs: Map<String, Value>,
+    ) -> Result<()> {
+        let row_width: u64 = shape[1..].iter().product();
+        let rows = shape[0];
+        let inner_rows = inner_rows.clamp(1, rows.max(1));
+        // The shard must be a whole number of inner chunks.
+        let shard_rows = shard_rows.max(inner_rows).div_ceil(inner_rows) * inner_rows;
+        let shard_rows = shard_rows.min(rows.max(1).div_ceil(inner_rows) * inner_rows);
+        let mut shard_shape = vec![shard_rows];
+        shard_shape.extend(&shape[1..]);
+        let mut inner_shape = vec![inner_rows];
+        inner_shape.extend(&shape[1..]);
+        let typesize = std::mem::size_of::<T>();
+        let inner_codecs = match (compressor, data_type) {
+            (_, "string") => json!([{"name": "vlen-utf8", "configuration": {}},
+                                     {"name": "zstd", "configuration": {"level": 0, "checksum": false}}]),
+            (Compressor::Zstd, _) => {
+                json!([{"name": "bytes", "configuration": {"endian": "little"}},
+                                     {"name": "zstd", "configuration": {"level": 0, "checksum": false}}])
+            }
+            (Compressor::BloscLz4, _) => {
+                json!([{"name": "bytes", "configuration": {"endian": "little"}},
+                                     {"name": "blosc", "configuration": {"typesize": typesize, "cname": "lz4",
+                                      "clevel": 3, "shuffle": "shuffle", "blocksize": 0}}])
+            }
+        };
+        let metadata = json!({
+            "zarr_format": 3,
+            "node_type": "array",
+            "shape": shape,
+            "data_type": data_type,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": shard_shape}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "fill_value": fill_value,
+            "codecs": [{"name": "sharding_indexed", "configuration": {
+                "chunk_shape": inner_shape,
+                "codecs": inner_codecs,
+                "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+                "index_location": "end"}}],
+            "attributes": attrs,
+        });
+        let metadata: ArrayMetadata =
+            serde_json::from_value(metadata).map_err(|e| zerr(path, e))?;
+        let array = Array::new_with_metadata(self.store.clone(), &abs(path), metadata)
+            .map_err(|e| zerr(path, e))?;
+        array.store_metadata().map_err(|e| zerr(path, e))?;
+        let shard_len = (shard_rows * row_width) as usize;
+        let n_shards = rows.div_ceil(shard_rows);
+        let ndim = shape.len();
+        (0..n_shards).into_par_iter().try_for_each(|s| {
+            let start = (s * shard_rows * row_width) as usize;
+            let end = (start + shard_len).min(values.len());
+            let mut shard: Vec<T> = values[start..end].to_vec();
+            shard.resize(shard_len, T::default());
+            let mut indices = vec![0u64; ndim];
+            indices[0] = s;
+            array
+                .store_chunk(&indices, shard)
+                .map_err(|e| zerr(path, e))
+        })
+    }
+
+    /// Writes a dataframe group (`obs` or `var`) with its index and columns.
+    pub fn dataframe(
+        &self,
+        path: &str,
+        index: &[String],
+        columns: &[(String, Column)],
+    ) -> Result<()> {
+        let order: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        let index_name = if path.ends_with("var") {
+            "index"
+        } else {
+            "_index"
+        };
+        self.group(
+            path,
+            attrs(&[
+                ("encoding-type", json!("dataframe")),
+                ("encoding-version", json!("0.2.0")),
+                ("_index", json!(index_name)),
+                ("column-order", json!(order)),
+            ]),
+        )?;
+        self.strings(&format!("{path}/{index_name}"), index)?;
+        for (name, column) in columns {
+            self.column(&format!("{path}/{name}"), column)?;
+        }
+        Ok(())
+    }
+
+    fn small<T: Element + Clone + Send + Sync + Default>(
+        &self,
+        path: &str,
+        values: &[T],
+        data_type: &str,
+        fill: Value,
+        attributes: Map<String, Value>,
+    ) -> Result<()> {
+        let n = values.len() as u64;
+        self.array(
+            path,
+            values,
+            &[n],
+            data_type,
+            fill,
+            n,
+            n,
+            Compressor::Zstd,
+            attributes,
+        )
+    }
+
+    fn strings(&self, path: &str, values: &[String]) -> Result<()> {
+        let a = attrs(&[
+            ("encoding-type", json!("string-array")),
+            ("encoding-version", json!("0.2.0")),
+        ]);
+        self.small(path, values, "string", json!(""), a)
+    }
+
+    fn column(&self, path: &str, column: &Column) -> Result<()> {
+        let array_attrs = || {
+            attrs(&[
+                ("encoding-type", json!("array")),
+                ("encoding-version", json!("0.2.0")),
+            ])
+        };
+        match column {
+            Column::Categorical {
+                codes,
+                categories,
+                ordered,
+            } => {
+                self.group(
+                    path,
+                    attrs(&[
+                        ("encoding-type", json!("categorical")),
+                        ("encoding-version", json!("0.2.0")),
+                        ("ordered", json!(ordered)),
+                    ]),
+                )?;
+                self.strings(&format!("{path}/categories"), categories)?;
+                // Smallest code type that fits, as pandas does.
+                if categories.len() < i8::MAX as usize {
+                    let c: Vec<i8> = codes.iter().map(|&c| c as i8).collect();
+                    self.small(
+                        &format!("{path}/codes"),
+                        &c,
+                        "int8",
+                        json!(0),
+                        array_attrs(),
+                    )
+                } else if categories.len() < i16::MAX as usize {
+                    let c: Vec<i16> = codes.iter().map(|&c| c as i16).collect();
+                    self.small(
+                        &format!("{path}/codes"),
+                        &c,
+                        "int16",
+                        json!(0),
+                        array_attrs(),
+                    )
+                } else {
+                    let c: Vec<i32> = codes.iter().map(|&c| c as i32).collect();
+                    self.small(
+                        &format!("{path}/codes"),
+                        &c,
+                        "int32",
+                        json!(0),
+                        array_attrs(),
+                    )
+                }
+            }
+            Column::Float(v) => self.small(path, v, "float64", json!(0.0), array_attrs()),
+            Column::Int(v) => self.small(path, v, "int64", json!(0), array_attrs()),
+            Column::Bool(v) => self.small(path, v, "bool", json!(false), array_attrs()),
+            Column::String(v) => self.strings(path, v),
+            Column::NullableInt { values, mask } => {
+                self.group(
+                    path,
+                    attrs(&[
+                        ("encoding-type", json!("nullable-integer")),
+                        ("encoding-version", json!("0.1.0")),
+                    ]),
+                )?;
+                self.small(
+                    &format!("{path}/values"),
+                    values,
+                    "int64",
+                    json!(0),
+                    array_attrs(),
+                )?;
+                self.small(
+                    &format!("{path}/mask"),
+                    mask,
+                    "bool",
+                    json!(false),
+                    array_attrs(),
+                )
+            }
+            Column::NullableBool { values, mask } => {
+                self.group(
+                    path,
+                    attrs(&[
+                        ("encoding-type", json!("nullable-boolean")),
+                        ("encoding-version", json!("0.1.0")),
+                    ]),
+                )?;
+                self.small(
+                    &format!("{path}/values"),
+                    values,
+                    "bool",
+                    json!(false),
+                    array_attrs(),
+                )?;
+                self.small(
+                    &format!("{path}/mask"),
+                    mask,
+                    "bool",
+                    json!(false),
+                    array_attrs(),
+                )
+            }
+            Column::NullableString { values, mask } => {
+                self.group(
+                    path,
+                    attrs(&[
+                        ("encoding-type", json!("nullable-string-array")),
+                        ("encoding-version", json!("0.1.0")),
+                        ("na-value", json!("NaN")),
+                    ]),
+                )?;
+                self.small(
+                    &format!("{path}/values"),
+                    values,
+                    "string",
+                    json!(""),
+                    array_attrs(),
+                )?;
+                self.small(
+                    &format!("{path}/mask"),
+                    mask,
+                    "bool",
+                    json!(false),
+                    array_attrs(),
+                )
+            }
+        }
+    }
+
+    /// Writes a complete AnnData group with CSR `X` (anndata's element encodings, annbatch's
+    /// chunking), plus the empty `layers`, `obsm`, `obsp`, `varm`, `varp`, `uns` groups.
+    #[allow(clippy::too_many_arguments)]
+    pub fn anndata_csr(
+        &self,
+        group: &str,
+        indptr: &[i64],
+        indices: &[u32],
+        data: &[f32],
+        n_var: u64,
+        obs_names: &[String],
+        obs: &[(String, Column)],
+        var_names: &[String],
+        layout: Layout,
+    ) -> Result<()> {
+        let p = |child: &str| {
+            if group.is_empty() {
+                child.to_string()
+            } else {
+                format!("{group}/{child}")
+            }
+        };
+        self.group(
+            group,
+            attrs(&[
+                ("encoding-type", json!("anndata")),
+                ("encoding-version", json!("0.1.0")),
+            ]),
+        )?;
+        let n_obs = (indptr.len() - 1) as u64;
+        self.group(
+            &p("X"),
+            attrs(&[
+                ("encoding-type", json!("csr_matrix")),
+                ("encoding-version", json!("0.1.0")),
+                ("shape", json!([n_obs, n_var])),
+            ]),
+        )?;
+        let nnz = data.len() as u64;
+        let per_row = nnz.checked_div(n_obs).unwrap_or(1).max(1);
+        let inner = layout.chunk_rows * per_row;
+        let shard = layout.shard_rows * per_row;
+        let none = Map::new;
+        self.array(
+            &p("X/data"),
+            data,
+            &[nnz],
+            "float32",
+            json!(0.0),
+            inner,
+            shard,
+            Compressor::BloscLz4,
+            none(),
+        )?;
+        // Indices downcast to the smallest unsigned type that fits, as annbatch does.
+        if n_var <= u64::from(u16::MAX) + 1 {
+            let idx: Vec<u16> = indices.iter().map(|&i| i as u16).collect();
+            self.array(
+                &p("X/indices"),
+                &idx,
+                &[nnz],
+                "uint16",
+                json!(0),
+                inner,
+                shard,
+                Compressor::BloscLz4,
+                none(),
+            )?;
+        } else {
+            self.array(
+                &p("X/indices"),
+                indices,
+                &[nnz],
+                "uint32",
+                json!(0),
+                inner,
+                shard,
+                Compressor::BloscLz4,
+                none(),
+            )?;
+        }
+        self.array(
+            &p("X/indptr"),
+            indptr,
+            &[n_obs + 1],
+            "int64",
+            json!(0),
+            n_obs + 1,
+            n_obs + 1,
+            Compressor::BloscLz4,
+            none(),
+        )?;
+        self.dataframe(&p("obs"), obs_names, obs)?;
+        self.dataframe(&p("var"), var_names, &[])?;
+        for empty in ["layers", "obsm", "obsp", "varm", "varp", "uns"] {
+            self.group(
+                &p(empty),
+                attrs(&[
+                    ("encoding-type", json!("dict")),
+                    ("encoding-version", json!("0.1.0")),
+                ]),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A JSON attribute map from pairs.
+pub fn attrs(pairs: &[(&str, Value)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn abs(path: &str) -> String {
+    format!("/{}", path.trim_start_matches('/'))
+}
