@@ -43,6 +43,40 @@ pub enum Compressor {
     Zstd,
 }
 
+/// An element type the writer knows the zarr v3 data type and fill value of.
+pub trait ZarrElement: Element + Clone + Default + Send + Sync {
+    /// The zarr v3 `data_type` name.
+    const DATA_TYPE: &'static str;
+    /// The fill value in JSON.
+    fn fill_value() -> Value;
+}
+
+macro_rules! zarr_element {
+    ($($t:ty => $name:literal, $fill:expr;)*) => {$(
+        impl ZarrElement for $t {
+            const DATA_TYPE: &'static str = $name;
+            fn fill_value() -> Value {
+                $fill
+            }
+        }
+    )*};
+}
+
+zarr_element! {
+    bool => "bool", json!(false);
+    i8 => "int8", json!(0);
+    i16 => "int16", json!(0);
+    i32 => "int32", json!(0);
+    i64 => "int64", json!(0);
+    u8 => "uint8", json!(0);
+    u16 => "uint16", json!(0);
+    u32 => "uint32", json!(0);
+    u64 => "uint64", json!(0);
+    f32 => "float32", json!(0.0);
+    f64 => "float64", json!(0.0);
+    String => "string", json!("");
+}
+
 /// An open writable store.
 pub struct Writer {
     store: Arc<FilesystemStore>,
@@ -74,20 +108,19 @@ impl Writer {
         group.store_metadata().map_err(|e| zerr(path, e))
     }
 
-    /// Writes a 1-D or 2-D array of `shape` (row-major `values`), sharded along axis 0.
-    #[allow(clippy::too_many_arguments)]
-    pub fn array<T: Element + Clone + Send + Sync + Default>(
+    /// Writes an array of `shape` (row-major `values`), sharded along axis 0 into shards of
+    /// `shard_rows` rows made of inner chunks of `inner_rows` rows.
+    pub fn array<T: ZarrElement>(
         &self,
         path: &str,
         values: &[T],
         shape: &[u64],
-        data_type: &str,
-        fill_value: Value,
-        inner_rows: u64,
-        shard_rows: u64,
+        (inner_rows, shard_rows): (u64, u64),
         compressor: Compressor,
         attrs: Map<String, Value>,
     ) -> Result<()> {
+        let data_type = T::DATA_TYPE;
+        let fill_value = T::fill_value();
         let row_width: u64 = shape[1..].iter().product();
         let rows = shape[0];
         let inner_rows = inner_rows.clamp(1, rows.max(1));
@@ -177,26 +210,15 @@ impl Writer {
         Ok(())
     }
 
-    fn small<T: Element + Clone + Send + Sync + Default>(
+    /// A 1-D array in one zstd chunk (obs/var columns).
+    fn small<T: ZarrElement>(
         &self,
         path: &str,
         values: &[T],
-        data_type: &str,
-        fill: Value,
         attributes: Map<String, Value>,
     ) -> Result<()> {
         let n = values.len() as u64;
-        self.array(
-            path,
-            values,
-            &[n],
-            data_type,
-            fill,
-            n,
-            n,
-            Compressor::Zstd,
-            attributes,
-        )
+        self.array(path, values, &[n], (n, n), Compressor::Zstd, attributes)
     }
 
     fn strings(&self, path: &str, values: &[String]) -> Result<()> {
@@ -204,7 +226,7 @@ impl Writer {
             ("encoding-type", json!("string-array")),
             ("encoding-version", json!("0.2.0")),
         ]);
-        self.small(path, values, "string", json!(""), a)
+        self.small(path, values, a)
     }
 
     fn column(&self, path: &str, column: &Column) -> Result<()> {
@@ -232,36 +254,18 @@ impl Writer {
                 // Smallest code type that fits, as pandas does.
                 if categories.len() < i8::MAX as usize {
                     let c: Vec<i8> = codes.iter().map(|&c| c as i8).collect();
-                    self.small(
-                        &format!("{path}/codes"),
-                        &c,
-                        "int8",
-                        json!(0),
-                        array_attrs(),
-                    )
+                    self.small(&format!("{path}/codes"), &c, array_attrs())
                 } else if categories.len() < i16::MAX as usize {
                     let c: Vec<i16> = codes.iter().map(|&c| c as i16).collect();
-                    self.small(
-                        &format!("{path}/codes"),
-                        &c,
-                        "int16",
-                        json!(0),
-                        array_attrs(),
-                    )
+                    self.small(&format!("{path}/codes"), &c, array_attrs())
                 } else {
                     let c: Vec<i32> = codes.iter().map(|&c| c as i32).collect();
-                    self.small(
-                        &format!("{path}/codes"),
-                        &c,
-                        "int32",
-                        json!(0),
-                        array_attrs(),
-                    )
+                    self.small(&format!("{path}/codes"), &c, array_attrs())
                 }
             }
-            Column::Float(v) => self.small(path, v, "float64", json!(0.0), array_attrs()),
-            Column::Int(v) => self.small(path, v, "int64", json!(0), array_attrs()),
-            Column::Bool(v) => self.small(path, v, "bool", json!(false), array_attrs()),
+            Column::Float(v) => self.small(path, v, array_attrs()),
+            Column::Int(v) => self.small(path, v, array_attrs()),
+            Column::Bool(v) => self.small(path, v, array_attrs()),
             Column::String(v) => self.strings(path, v),
             Column::NullableInt { values, mask } => {
                 self.group(
@@ -271,20 +275,8 @@ impl Writer {
                         ("encoding-version", json!("0.1.0")),
                     ]),
                 )?;
-                self.small(
-                    &format!("{path}/values"),
-                    values,
-                    "int64",
-                    json!(0),
-                    array_attrs(),
-                )?;
-                self.small(
-                    &format!("{path}/mask"),
-                    mask,
-                    "bool",
-                    json!(false),
-                    array_attrs(),
-                )
+                self.small(&format!("{path}/values"), values, array_attrs())?;
+                self.small(&format!("{path}/mask"), mask, array_attrs())
             }
             Column::NullableBool { values, mask } => {
                 self.group(
@@ -294,20 +286,8 @@ impl Writer {
                         ("encoding-version", json!("0.1.0")),
                     ]),
                 )?;
-                self.small(
-                    &format!("{path}/values"),
-                    values,
-                    "bool",
-                    json!(false),
-                    array_attrs(),
-                )?;
-                self.small(
-                    &format!("{path}/mask"),
-                    mask,
-                    "bool",
-                    json!(false),
-                    array_attrs(),
-                )
+                self.small(&format!("{path}/values"), values, array_attrs())?;
+                self.small(&format!("{path}/mask"), mask, array_attrs())
             }
             Column::NullableString { values, mask } => {
                 self.group(
@@ -318,20 +298,8 @@ impl Writer {
                         ("na-value", json!("NaN")),
                     ]),
                 )?;
-                self.small(
-                    &format!("{path}/values"),
-                    values,
-                    "string",
-                    json!(""),
-                    array_attrs(),
-                )?;
-                self.small(
-                    &format!("{path}/mask"),
-                    mask,
-                    "bool",
-                    json!(false),
-                    array_attrs(),
-                )
+                self.small(&format!("{path}/values"), values, array_attrs())?;
+                self.small(&format!("{path}/mask"), mask, array_attrs())
             }
         }
     }
@@ -383,10 +351,7 @@ impl Writer {
             &p("X/data"),
             data,
             &[nnz],
-            "float32",
-            json!(0.0),
-            inner,
-            shard,
+            (inner, shard),
             Compressor::BloscLz4,
             none(),
         )?;
@@ -397,10 +362,7 @@ impl Writer {
                 &p("X/indices"),
                 &idx,
                 &[nnz],
-                "uint16",
-                json!(0),
-                inner,
-                shard,
+                (inner, shard),
                 Compressor::BloscLz4,
                 none(),
             )?;
@@ -409,10 +371,7 @@ impl Writer {
                 &p("X/indices"),
                 indices,
                 &[nnz],
-                "uint32",
-                json!(0),
-                inner,
-                shard,
+                (inner, shard),
                 Compressor::BloscLz4,
                 none(),
             )?;
@@ -421,10 +380,7 @@ impl Writer {
             &p("X/indptr"),
             indptr,
             &[n_obs + 1],
-            "int64",
-            json!(0),
-            n_obs + 1,
-            n_obs + 1,
+            (n_obs + 1, n_obs + 1),
             Compressor::BloscLz4,
             none(),
         )?;
