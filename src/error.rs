@@ -29,6 +29,17 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The HDF5 library failed to open or read an `.h5ad` element.
+    #[cfg(feature = "hdf5")]
+    #[error("{path}: {source}")]
+    Hdf5 {
+        /// The element path inside the file.
+        path: String,
+        /// The HDF5 error.
+        #[source]
+        source: hdf5::Error,
+    },
+
     /// A chunk could not be decoded: truncated, corrupt, or failing its checksum.
     #[error("{path}: chunk {chunk} is corrupt or truncated: {source}")]
     CorruptChunk {

@@ -34,6 +34,8 @@ pub mod batch;
 pub mod collection;
 pub mod demo;
 pub mod error;
+#[cfg(feature = "hdf5")]
+pub mod h5ad;
 pub mod store;
 #[cfg(feature = "tch")]
 pub mod tensor;

@@ -6,8 +6,8 @@
 
 mod anndata;
 mod chunked;
-mod csr;
-mod dataframe;
+pub(crate) mod csr;
+pub(crate) mod dataframe;
 mod dense;
 mod dtype;
 mod node;
@@ -19,4 +19,4 @@ pub use dataframe::Column;
 pub use dense::DenseElement;
 pub use dtype::Dtype;
 pub(crate) use node::encoding as encoding_of;
-pub(crate) use node::ZarrStore;
+pub(crate) use node::{missing, NodeKind, ZarrStore};

@@ -1,11 +1,29 @@
 //! AnnData `dataframe` elements (`obs`, `var`): the index and typed columns.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::chunked::ChunkedArray;
 use super::dtype::Dtype;
-use super::node::{encoding, join, NodeKind, ZarrStore};
+use super::node::{encoding, join, NodeKind};
 use crate::error::{Error, Result};
+
+/// What the dataframe reader needs of a container format (zarr, HDF5): node kinds, attributes,
+/// and whole small arrays converted to a few Rust types.
+pub(crate) trait ElementSource {
+    /// Whether `path` is a group, an array, or absent.
+    fn kind(&self, path: &str) -> Result<Option<NodeKind>>;
+    /// The attributes of the node at `path`, as JSON.
+    fn attributes(&self, path: &str) -> Result<Map<String, Value>>;
+    /// Element type and shape of the array at `path`.
+    fn array_info(&self, path: &str) -> Result<(Dtype, Vec<u64>)>;
+    /// An integer or bool array, converted to `i64`.
+    fn read_i64(&self, path: &str) -> Result<Vec<i64>>;
+    /// A numeric or bool array, converted to `f64`.
+    fn read_f64(&self, path: &str) -> Result<Vec<f64>>;
+    /// A bool array.
+    fn read_bool(&self, path: &str) -> Result<Vec<bool>>;
+    /// A string array.
+    fn read_strings(&self, path: &str) -> Result<Vec<String>>;
+}
 
 /// One dataframe column, decoded whole.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,7 +123,10 @@ fn masked<T>(values: &[T], mask: &[bool], f: impl Fn(&T) -> String) -> Vec<Optio
 }
 
 /// The dataframe group at `path`: checks its encoding and returns its attributes.
-fn dataframe_attrs(store: &ZarrStore, path: &str) -> Result<serde_json::Map<String, Value>> {
+fn dataframe_attrs(
+    store: &dyn ElementSource,
+    path: &str,
+) -> Result<serde_json::Map<String, Value>> {
     let attrs = store.attributes(path)?;
     let (kind, version) = encoding(&attrs);
     if kind != "dataframe" {
@@ -120,7 +141,7 @@ fn dataframe_attrs(store: &ZarrStore, path: &str) -> Result<serde_json::Map<Stri
 }
 
 /// Column names in `column-order`.
-pub(crate) fn column_names(store: &ZarrStore, path: &str) -> Result<Vec<String>> {
+pub(crate) fn column_names(store: &dyn ElementSource, path: &str) -> Result<Vec<String>> {
     let attrs = dataframe_attrs(store, path)?;
     Ok(match attrs.get("column-order") {
         Some(Value::Array(names)) => names
@@ -134,7 +155,7 @@ pub(crate) fn column_names(store: &ZarrStore, path: &str) -> Result<Vec<String>>
 }
 
 /// The dataframe's index as strings (`_index` names the index column).
-pub(crate) fn read_index(store: &ZarrStore, path: &str) -> Result<Vec<String>> {
+pub(crate) fn read_index(store: &dyn ElementSource, path: &str) -> Result<Vec<String>> {
     let attrs = dataframe_attrs(store, path)?;
     let name = attrs
         .get("_index")
@@ -150,12 +171,12 @@ pub(crate) fn read_index(store: &ZarrStore, path: &str) -> Result<Vec<String>> {
 }
 
 /// Reads column `name` of the dataframe at `path`.
-pub(crate) fn read_column(store: &ZarrStore, path: &str, name: &str) -> Result<Column> {
+pub(crate) fn read_column(store: &dyn ElementSource, path: &str, name: &str) -> Result<Column> {
     dataframe_attrs(store, path)?;
     read_element(store, path, name)
 }
 
-fn read_element(store: &ZarrStore, df: &str, name: &str) -> Result<Column> {
+fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Column> {
     let path = join(df, name);
     let kind = store
         .kind(&path)?
@@ -171,7 +192,7 @@ fn read_element(store: &ZarrStore, df: &str, name: &str) -> Result<Column> {
     match kind {
         NodeKind::Group => match encoding_type.as_str() {
             "categorical" => {
-                let codes = ChunkedArray::open(store, &join(&path, "codes"))?.read_all_i64()?;
+                let codes = store.read_i64(&join(&path, "codes"))?;
                 let categories = read_strings_any(store, &join(&path, "categories"))?;
                 let ordered = attrs
                     .get("ordered")
@@ -185,7 +206,7 @@ fn read_element(store: &ZarrStore, df: &str, name: &str) -> Result<Column> {
                 })
             }
             "nullable-integer" => Ok(Column::NullableInt {
-                values: ChunkedArray::open(store, &join(&path, "values"))?.read_all_i64()?,
+                values: store.read_i64(&join(&path, "values"))?,
                 mask: read_mask(store, &path)?,
             }),
             "nullable-boolean" => Ok(Column::NullableBool {
@@ -205,7 +226,7 @@ fn read_element(store: &ZarrStore, df: &str, name: &str) -> Result<Column> {
             // (a name zarr v3 reserves, so zarrs may refuse the path: then there is none).
             let legacy = join(&join(df, "__categories"), name);
             if let Ok(Some(_)) = store.kind(&legacy) {
-                let codes = ChunkedArray::open(store, &path)?.read_all_i64()?;
+                let codes = store.read_i64(&path)?;
                 let categories = read_strings_any(store, &legacy)?;
                 check_codes(&path, &codes, categories.len())?;
                 return Ok(Column::Categorical {
@@ -220,19 +241,19 @@ fn read_element(store: &ZarrStore, df: &str, name: &str) -> Result<Column> {
             if !matches!(encoding_type.as_str(), "" | "array" | "string-array") {
                 return Err(unknown("an array or string-array column"));
             }
-            let array = ChunkedArray::open(store, &path)?;
-            if array.shape().len() != 1 {
+            let (dtype, shape) = store.array_info(&path)?;
+            if shape.len() != 1 {
                 return Err(Error::ShapeMismatch {
                     path,
-                    found: format!("shape {:?}", array.shape()),
+                    found: format!("shape {shape:?}"),
                     expected: "a 1-dimensional column".into(),
                 });
             }
-            Ok(match array.dtype() {
-                Dtype::String => Column::String(array.read_all::<String>()?),
-                Dtype::Bool => Column::Bool(array.read_all::<bool>()?),
-                Dtype::F32 | Dtype::F64 => Column::Float(array.read_all_f64()?),
-                _ => Column::Int(array.read_all_i64()?),
+            Ok(match dtype {
+                Dtype::String => Column::String(store.read_strings(&path)?),
+                Dtype::Bool => Column::Bool(store.read_bool(&path)?),
+                Dtype::F32 | Dtype::F64 => Column::Float(store.read_f64(&path)?),
+                _ => Column::Int(store.read_i64(&path)?),
             })
         }
     }
@@ -249,42 +270,34 @@ fn check_codes(path: &str, codes: &[i64], n_categories: usize) -> Result<()> {
     }
 }
 
-fn read_mask(store: &ZarrStore, group: &str) -> Result<Vec<bool>> {
+fn read_mask(store: &dyn ElementSource, group: &str) -> Result<Vec<bool>> {
     read_bools(store, &join(group, "mask"))
 }
 
-fn read_bools(store: &ZarrStore, path: &str) -> Result<Vec<bool>> {
-    let array = ChunkedArray::open(store, path)?;
-    if array.dtype() == Dtype::Bool {
-        array.read_all::<bool>()
-    } else {
-        Ok(array.read_all_i64()?.into_iter().map(|v| v != 0).collect())
+fn read_bools(store: &dyn ElementSource, path: &str) -> Result<Vec<bool>> {
+    match store.array_info(path)?.0 {
+        Dtype::Bool => store.read_bool(path),
+        _ => Ok(store.read_i64(path)?.into_iter().map(|v| v != 0).collect()),
     }
 }
 
-fn read_strings(store: &ZarrStore, path: &str) -> Result<Vec<String>> {
-    let array = ChunkedArray::open(store, path)?;
-    if array.dtype() != Dtype::String {
-        return Err(Error::UnsupportedDtype {
+fn read_strings(store: &dyn ElementSource, path: &str) -> Result<Vec<String>> {
+    match store.array_info(path)?.0 {
+        Dtype::String => store.read_strings(path),
+        found => Err(Error::UnsupportedDtype {
             path: path.to_string(),
-            found: array.dtype().to_string(),
+            found: found.to_string(),
             expected: "string".into(),
-        });
+        }),
     }
-    array.read_all::<String>()
 }
 
 /// Strings, or numbers in decimal text form (categories may be numeric).
-fn read_strings_any(store: &ZarrStore, path: &str) -> Result<Vec<String>> {
-    let array = ChunkedArray::open(store, path)?;
-    Ok(match array.dtype() {
-        Dtype::String => array.read_all::<String>()?,
-        Dtype::F32 | Dtype::F64 => array.read_all_f64()?.iter().map(f64::to_string).collect(),
-        Dtype::Bool => array
-            .read_all::<bool>()?
-            .iter()
-            .map(bool::to_string)
-            .collect(),
-        _ => array.read_all_i64()?.iter().map(i64::to_string).collect(),
+fn read_strings_any(store: &dyn ElementSource, path: &str) -> Result<Vec<String>> {
+    Ok(match store.array_info(path)?.0 {
+        Dtype::String => store.read_strings(path)?,
+        Dtype::F32 | Dtype::F64 => store.read_f64(path)?.iter().map(f64::to_string).collect(),
+        Dtype::Bool => store.read_bool(path)?.iter().map(bool::to_string).collect(),
+        _ => store.read_i64(path)?.iter().map(i64::to_string).collect(),
     })
 }

@@ -58,6 +58,8 @@ impl Reference {
             let dense: Vec<Vec<f32>> = values.chunks(n_var).map(<[f32]>::to_vec).collect();
             let rows = dense.iter().map(|r| sparse_of_dense(r)).collect();
             (rows, Some(dense))
+        } else if !dir.join("indptr.i64").exists() {
+            (Vec::new(), None) // statistics only (rowstats.f64)
         } else {
             let indptr = le(dir.join("indptr.i64"), i64::from_le_bytes);
             let indices = le(dir.join("indices.i32"), i32::from_le_bytes);

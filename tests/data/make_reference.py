@@ -8,6 +8,8 @@ little-endian binaries + text files under tests/data/reference/<stem>/:
   dense.f32                               X as dense row-major (dense sources)
   obs_<column>.txt                        categorical/string obs columns, one value per line
   obs_<column>.f64                        numeric obs columns
+  rowstats.f64                            per row: nnz, sum, sum of (column + 1) * value
+                                          (instead of the full matrix, for the larger file)
 """
 import pathlib
 import numpy as np
@@ -22,13 +24,19 @@ def write_lines(path, values):
     path.write_text("".join(f"{v}\n" for v in values))
 
 
-def dump(stem, adata, dense):
+def dump(stem, adata, dense, stats_only=False):
     out = OUT / stem
     out.mkdir(parents=True, exist_ok=True)
     assert adata.obs_names.is_unique and adata.var_names.is_unique
     write_lines(out / "obs_names.txt", adata.obs_names)
     write_lines(out / "var_names.txt", adata.var_names)
-    if dense:
+    if stats_only:
+        X = sp.csr_matrix(adata.X).astype(np.float64)
+        cols = X.copy()
+        cols.data = (X.indices + 1) * X.data
+        stats = np.stack([np.diff(X.indptr), np.asarray(X.sum(1)).ravel(), np.asarray(cols.sum(1)).ravel()], 1)
+        stats.astype("<f8").tofile(out / "rowstats.f64")
+    elif dense:
         np.asarray(adata.X, dtype="<f4").tofile(out / "dense.f32")
     else:
         X = sp.csr_matrix(adata.X)
@@ -46,3 +54,5 @@ def dump(stem, adata, dense):
 dump("pbmc68k_raw_csr", ad.read_h5ad(HERE / "pbmc68k_raw_csr.h5ad"), dense=False)
 pb = ad.read_h5ad(HERE / "10x_pbmc68k_reduced.h5ad")
 dump("pbmc68k_dense", ad.AnnData(X=np.asarray(pb.X, dtype=np.float32), obs=pb.obs[["bulk_labels"]].copy(), var=pb.var[[]].copy()), dense=True)
+og = ad.read_h5ad(HERE / "oligodendroglioma.h5ad")
+dump("oligodendroglioma", og, dense=False, stats_only=True)

@@ -1,0 +1,546 @@
+//! `.h5ad` files (AnnData in HDF5) through `hdf5-metno`: the same elements as the zarr reader,
+//! including anndata's legacy encodings (dataframe 0.1.0 with `__categories`, unencoded groups).
+//!
+//! HDF5 serialises access internally, so reads here are sequential; `.h5ad` files are inputs to
+//! conversion, not what the loader streams from.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::{Dataset, File};
+use serde_json::{json, Map, Value};
+
+use crate::batch::{CsrBatch, DenseBatch, XBatch};
+use crate::error::{Error, Result};
+use crate::store::dataframe::{self, Column, ElementSource};
+use crate::store::{csr::validate_indptr, encoding_of, NodeKind};
+use crate::Dtype;
+
+fn h5err(path: &str, source: hdf5::Error) -> Error {
+    Error::Hdf5 {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// An open `.h5ad` file, as an [`ElementSource`].
+struct H5 {
+    file: File,
+}
+
+impl H5 {
+    fn dataset(&self, path: &str) -> Result<Dataset> {
+        match self.kind(path)? {
+            Some(NodeKind::Array) => self.file.dataset(path).map_err(|e| h5err(path, e)),
+            Some(NodeKind::Group) => Err(Error::UnknownEncoding {
+                path: path.to_string(),
+                encoding_type: "group".into(),
+                encoding_version: String::new(),
+                expected: "a dataset".into(),
+            }),
+            None => Err(crate::store::missing(path)),
+        }
+    }
+}
+
+fn dtype_of(path: &str, ds: &Dataset) -> Result<Dtype> {
+    let descriptor = ds
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| h5err(path, e))?;
+    Ok(match descriptor {
+        TypeDescriptor::Boolean => Dtype::Bool,
+        TypeDescriptor::Integer(IntSize::U1) => Dtype::I8,
+        TypeDescriptor::Integer(IntSize::U2) => Dtype::I16,
+        TypeDescriptor::Integer(IntSize::U4) => Dtype::I32,
+        TypeDescriptor::Integer(IntSize::U8) => Dtype::I64,
+        TypeDescriptor::Unsigned(IntSize::U1) => Dtype::U8,
+        TypeDescriptor::Unsigned(IntSize::U2) => Dtype::U16,
+        TypeDescriptor::Unsigned(IntSize::U4) => Dtype::U32,
+        TypeDescriptor::Unsigned(IntSize::U8) => Dtype::U64,
+        TypeDescriptor::Float(FloatSize::U4) => Dtype::F32,
+        TypeDescriptor::Float(FloatSize::U8) => Dtype::F64,
+        TypeDescriptor::VarLenUnicode
+        | TypeDescriptor::VarLenAscii
+        | TypeDescriptor::FixedAscii(_)
+        | TypeDescriptor::FixedUnicode(_) => Dtype::String,
+        other => {
+            return Err(Error::UnsupportedDtype {
+                path: path.to_string(),
+                found: other.to_string(),
+                expected: "bool, (u)int8-64, float32/64 or string".into(),
+            })
+        }
+    })
+}
+
+/// One HDF5 attribute as JSON: strings, numbers, bools and arrays of them; other types
+/// (object references) become `null`.
+fn attr_json(attr: &hdf5::Attribute) -> Value {
+    let Ok(descriptor) = attr.dtype().and_then(|t| t.to_descriptor()) else {
+        return Value::Null;
+    };
+    let scalar = attr.is_scalar();
+    macro_rules! read {
+        ($t:ty, $f:expr) => {{
+            if scalar {
+                attr.read_scalar::<$t>()
+                    .map(|v| $f(v))
+                    .unwrap_or(Value::Null)
+            } else {
+                attr.read_raw::<$t>()
+                    .map(|v| Value::Array(v.into_iter().map($f).collect()))
+                    .unwrap_or(Value::Null)
+            }
+        }};
+    }
+    match descriptor {
+        TypeDescriptor::VarLenUnicode => read!(VarLenUnicode, |v: VarLenUnicode| json!(v.as_str())),
+        TypeDescriptor::VarLenAscii => read!(VarLenAscii, |v: VarLenAscii| json!(v.as_str())),
+        TypeDescriptor::Boolean => read!(bool, |v: bool| json!(v)),
+        TypeDescriptor::Integer(_) => read!(i64, |v: i64| json!(v)),
+        TypeDescriptor::Unsigned(_) => read!(u64, |v: u64| json!(v)),
+        TypeDescriptor::Float(_) => read!(f64, |v: f64| json!(v)),
+        _ => Value::Null,
+    }
+}
+
+impl ElementSource for H5 {
+    fn kind(&self, path: &str) -> Result<Option<NodeKind>> {
+        // Walk the path so that a missing parent is "absent", not an HDF5 error.
+        let mut prefix = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            let parent = if prefix.is_empty() {
+                "/".to_string()
+            } else {
+                prefix.clone()
+            };
+            let group = self.file.group(&parent).map_err(|e| h5err(path, e))?;
+            if !group.link_exists(part) {
+                return Ok(None);
+            }
+            prefix = format!("{prefix}/{part}");
+        }
+        let target = if prefix.is_empty() { "/" } else { &prefix };
+        match self.file.loc_type_by_name(target) {
+            Ok(hdf5::LocationType::Group) => Ok(Some(NodeKind::Group)),
+            Ok(hdf5::LocationType::Dataset) => Ok(Some(NodeKind::Array)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(h5err(path, e)),
+        }
+    }
+
+    fn attributes(&self, path: &str) -> Result<Map<String, Value>> {
+        let target = if path.is_empty() { "/" } else { path };
+        let location: hdf5::Location = match self.kind(path)? {
+            Some(NodeKind::Group) => {
+                let group = self.file.group(target).map_err(|e| h5err(path, e))?;
+                let location: &hdf5::Location = &group;
+                location.clone()
+            }
+            Some(NodeKind::Array) => {
+                let dataset = self.file.dataset(target).map_err(|e| h5err(path, e))?;
+                let location: &hdf5::Location = &dataset;
+                location.clone()
+            }
+            None => return Err(crate::store::missing(path)),
+        };
+        let names = location.attr_names().map_err(|e| h5err(path, e))?;
+        let mut out = Map::new();
+        for name in names {
+            if let Ok(attr) = location.attr(&name) {
+                out.insert(name, attr_json(&attr));
+            }
+        }
+        Ok(out)
+    }
+
+    fn array_info(&self, path: &str) -> Result<(Dtype, Vec<u64>)> {
+        let ds = self.dataset(path)?;
+        Ok((
+            dtype_of(path, &ds)?,
+            ds.shape().iter().map(|&d| d as u64).collect(),
+        ))
+    }
+
+    fn read_i64(&self, path: &str) -> Result<Vec<i64>> {
+        let ds = self.dataset(path)?;
+        match dtype_of(path, &ds)? {
+            Dtype::Bool => Ok(ds
+                .read_raw::<bool>()
+                .map_err(|e| h5err(path, e))?
+                .into_iter()
+                .map(i64::from)
+                .collect()),
+            d if d.is_integer() => ds.read_raw::<i64>().map_err(|e| h5err(path, e)),
+            d => Err(Error::UnsupportedDtype {
+                path: path.into(),
+                found: d.to_string(),
+                expected: "an integer type".into(),
+            }),
+        }
+    }
+
+    fn read_f64(&self, path: &str) -> Result<Vec<f64>> {
+        let ds = self.dataset(path)?;
+        ds.read_raw::<f64>().map_err(|e| h5err(path, e))
+    }
+
+    fn read_bool(&self, path: &str) -> Result<Vec<bool>> {
+        self.dataset(path)?
+            .read_raw::<bool>()
+            .map_err(|e| h5err(path, e))
+    }
+
+    fn read_strings(&self, path: &str) -> Result<Vec<String>> {
+        let ds = self.dataset(path)?;
+        let descriptor = ds
+            .dtype()
+            .and_then(|t| t.to_descriptor())
+            .map_err(|e| h5err(path, e))?;
+        Ok(match descriptor {
+            TypeDescriptor::VarLenAscii => ds
+                .read_raw::<VarLenAscii>()
+                .map_err(|e| h5err(path, e))?
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+            _ => ds
+                .read_raw::<VarLenUnicode>()
+                .map_err(|e| h5err(path, e))?
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+        })
+    }
+}
+
+/// `X` of an `.h5ad`.
+enum H5X {
+    Csr {
+        data: Dataset,
+        indices: Dataset,
+        indptr: Vec<u64>,
+        n_var: u64,
+    },
+    Dense {
+        ds: Dataset,
+        row_width: u64,
+        n_var: u64,
+    },
+}
+
+/// An AnnData `.h5ad` file, read by rows.
+///
+/// ```no_run
+/// # fn main() -> annbatch::Result<()> {
+/// let adata = annbatch::h5ad::H5adFile::open("pbmc.h5ad")?;
+/// let mut batch = adata.new_batch();
+/// adata.read_rows(&[0..100], &mut batch)?;
+/// # Ok(()) }
+/// ```
+pub struct H5adFile {
+    h5: H5,
+    path: PathBuf,
+    x: H5X,
+    n_obs: u64,
+    var_names: Vec<String>,
+}
+
+impl std::fmt::Debug for H5adFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H5adFile")
+            .field("path", &self.path)
+            .field("n_obs", &self.n_obs)
+            .finish()
+    }
+}
+
+impl H5adFile {
+    /// Opens `path` and validates `X` (encoding, dtypes, `indptr`) and `var`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| match std::fs::metadata(path) {
+            Err(source) => Error::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            Ok(_) => h5err(&path.display().to_string(), e),
+        })?;
+        let h5 = H5 { file };
+        let root = h5.attributes("")?;
+        let (encoding_type, encoding_version) = encoding_of(&root);
+        if !matches!(encoding_type.as_str(), "anndata" | "") {
+            return Err(Error::UnknownEncoding {
+                path: "/".into(),
+                encoding_type,
+                encoding_version,
+                expected: "\"anndata\"".into(),
+            });
+        }
+        let kind = h5.kind("X")?.ok_or_else(|| crate::store::missing("X"))?;
+        let attrs = h5.attributes("X")?;
+        let (encoding_type, encoding_version) = encoding_of(&attrs);
+        let (x, n_obs) = match (kind, encoding_type.as_str()) {
+            (NodeKind::Group, "csr_matrix") => {
+                let shape: Vec<u64> = attrs
+                    .get("shape")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
+                let &[n_obs, n_var] = shape.as_slice() else {
+                    return Err(Error::ShapeMismatch {
+                        path: "X".into(),
+                        found: format!("shape attribute {shape:?}"),
+                        expected: "[n_obs, n_var]".into(),
+                    });
+                };
+                let data = h5.dataset("X/data")?;
+                let indices = h5.dataset("X/indices")?;
+                let data_dtype = dtype_of("X/data", &data)?;
+                if !data_dtype.is_numeric() && data_dtype != Dtype::Bool {
+                    return Err(Error::UnsupportedDtype {
+                        path: "X/data".into(),
+                        found: data_dtype.to_string(),
+                        expected: "a numeric type".into(),
+                    });
+                }
+                for (p, ds) in [
+                    ("X/indices", &indices),
+                    ("X/indptr", &h5.dataset("X/indptr")?),
+                ] {
+                    let d = dtype_of(p, ds)?;
+                    if !d.is_integer() {
+                        return Err(Error::UnsupportedDtype {
+                            path: p.into(),
+                            found: d.to_string(),
+                            expected: "an integer type".into(),
+                        });
+                    }
+                }
+                if data.size() != indices.size() {
+                    return Err(Error::ShapeMismatch {
+                        path: "X/indices".into(),
+                        found: format!("{} indices", indices.size()),
+                        expected: format!("{} (the length of data)", data.size()),
+                    });
+                }
+                let indptr = validate_indptr(
+                    "X/indptr",
+                    &h5.read_i64("X/indptr")?,
+                    n_obs,
+                    data.size() as u64,
+                )?;
+                (
+                    H5X::Csr {
+                        data,
+                        indices,
+                        indptr,
+                        n_var,
+                    },
+                    n_obs,
+                )
+            }
+            (NodeKind::Array, "array" | "") => {
+                let ds = h5.dataset("X")?;
+                let shape = ds.shape();
+                if shape.len() != 2 {
+                    return Err(Error::ShapeMismatch {
+                        path: "X".into(),
+                        found: format!("shape {shape:?}"),
+                        expected: "2 dimensions [n_obs, n_var]".into(),
+                    });
+                }
+                let d = dtype_of("X", &ds)?;
+                if !d.is_numeric() && d != Dtype::Bool {
+                    return Err(Error::UnsupportedDtype {
+                        path: "X".into(),
+                        found: d.to_string(),
+                        expected: "a numeric type".into(),
+                    });
+                }
+                let row_width = shape[1..].iter().product::<usize>() as u64;
+                let (n_obs, n_var) = (shape[0] as u64, shape[1] as u64);
+                (
+                    H5X::Dense {
+                        ds,
+                        row_width,
+                        n_var,
+                    },
+                    n_obs,
+                )
+            }
+            _ => {
+                return Err(Error::UnknownEncoding {
+                    path: "X".into(),
+                    encoding_type,
+                    encoding_version,
+                    expected: "\"csr_matrix\" or a dense \"array\"".into(),
+                })
+            }
+        };
+        let var_names = dataframe::read_index(&h5, "var")?;
+        let file = Self {
+            h5,
+            path: path.to_path_buf(),
+            x,
+            n_obs,
+            var_names,
+        };
+        if file.var_names.len() as u64 != file.n_var() {
+            return Err(Error::ShapeMismatch {
+                path: "var".into(),
+                found: format!("{} var names", file.var_names.len()),
+                expected: format!("{} (X's n_var)", file.n_var()),
+            });
+        }
+        Ok(file)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Number of observations.
+    pub fn n_obs(&self) -> u64 {
+        self.n_obs
+    }
+    /// Number of variables.
+    pub fn n_var(&self) -> u64 {
+        match &self.x {
+            H5X::Csr { n_var, .. } | H5X::Dense { n_var, .. } => *n_var,
+        }
+    }
+    /// Whether `X` is sparse (CSR).
+    pub fn is_sparse(&self) -> bool {
+        matches!(self.x, H5X::Csr { .. })
+    }
+    /// The `var` index.
+    pub fn var_names(&self) -> &[String] {
+        &self.var_names
+    }
+    /// The `obs` index.
+    pub fn obs_names(&self) -> Result<Vec<String>> {
+        dataframe::read_index(&self.h5, "obs")
+    }
+    /// `obs` column names.
+    pub fn obs_columns(&self) -> Result<Vec<String>> {
+        dataframe::column_names(&self.h5, "obs")
+    }
+    /// Reads the `obs` column `name`.
+    pub fn obs_column(&self, name: &str) -> Result<Column> {
+        let column = dataframe::read_column(&self.h5, "obs", name)?;
+        if column.len() as u64 != self.n_obs {
+            return Err(Error::ShapeMismatch {
+                path: format!("obs/{name}"),
+                found: format!("{} rows", column.len()),
+                expected: format!("{} (X's n_obs)", self.n_obs),
+            });
+        }
+        Ok(column)
+    }
+
+    /// An empty batch of the right kind for [`Self::read_rows`].
+    pub fn new_batch(&self) -> XBatch {
+        match &self.x {
+            H5X::Csr { n_var, .. } => XBatch::Csr(CsrBatch::new(*n_var)),
+            H5X::Dense { row_width, .. } => XBatch::Dense(DenseBatch::new(*row_width as usize)),
+        }
+    }
+
+    /// Replaces the contents of `out` with the rows of `ranges`, in order.
+    pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        out.clear();
+        for r in ranges {
+            if r.start > r.end || r.end > self.n_obs {
+                return Err(Error::RowsOutOfRange {
+                    path: self.path.display().to_string(),
+                    start: r.start,
+                    end: r.end,
+                    n_obs: self.n_obs,
+                });
+            }
+        }
+        let result = self.append(ranges, out);
+        if result.is_err() {
+            out.clear();
+        }
+        result
+    }
+
+    fn append(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        match (&self.x, out) {
+            (
+                H5X::Csr {
+                    data,
+                    indices,
+                    indptr,
+                    n_var,
+                },
+                XBatch::Csr(b),
+            ) => {
+                b.n_var = *n_var;
+                let bound = *n_var as i64;
+                for r in ranges {
+                    let (a, e) = (
+                        indptr[r.start as usize] as usize,
+                        indptr[r.end as usize] as usize,
+                    );
+                    let total = (b.data.len() + (e - a)) as u64;
+                    if total > i32::MAX as u64 {
+                        return Err(Error::BatchTooLarge {
+                            nnz: total,
+                            max: i32::MAX as u64,
+                        });
+                    }
+                    if e > a {
+                        let values = data
+                            .read_slice_1d::<f32, _>(a..e)
+                            .map_err(|err| h5err("X/data", err))?;
+                        let cols = indices
+                            .read_slice_1d::<i64, _>(a..e)
+                            .map_err(|err| h5err("X/indices", err))?;
+                        if let Some(&bad) = cols.iter().find(|&&c| !(0..bound).contains(&c)) {
+                            return Err(Error::IndexOutOfBounds {
+                                path: "X/indices".into(),
+                                index: bad,
+                                n_var: *n_var,
+                            });
+                        }
+                        b.data.extend(values.iter());
+                        // In 0..n_var, which fits i32 for any CSR we can batch.
+                        b.indices.extend(cols.iter().map(|&c| c as i32));
+                    }
+                    let base = *b.indptr.last().unwrap_or(&0) as u64 - indptr[r.start as usize];
+                    b.indptr.extend(
+                        (r.start + 1..=r.end).map(|row| (base + indptr[row as usize]) as i32),
+                    );
+                }
+                Ok(())
+            }
+            (H5X::Dense { ds, .. }, XBatch::Dense(b)) => {
+                for r in ranges.iter().filter(|r| r.end > r.start) {
+                    let rows = ds
+                        .read_slice_2d::<f32, _>(hyperslab(r.clone()))
+                        .map_err(|e| h5err("X", e))?;
+                    b.data.extend(rows.iter());
+                }
+                Ok(())
+            }
+            (_, _) => Err(Error::parameter(
+                "out",
+                "XBatch",
+                "batch kind does not match X",
+            )),
+        }
+    }
+}
+
+/// Rows `rows` and every column of a 2-D dataset.
+fn hyperslab(rows: Range<u64>) -> hdf5::Hyperslab {
+    hdf5::Hyperslab::from(vec![
+        hdf5::SliceOrIndex::from(rows.start as usize..rows.end as usize),
+        hdf5::SliceOrIndex::from(..),
+    ])
+}
