@@ -36,6 +36,7 @@ pub mod demo;
 pub mod error;
 #[cfg(feature = "hdf5")]
 pub mod h5ad;
+pub mod sampler;
 pub mod store;
 #[cfg(feature = "tch")]
 pub mod tensor;

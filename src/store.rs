@@ -19,4 +19,6 @@ pub use dataframe::Column;
 pub use dense::DenseElement;
 pub use dtype::Dtype;
 pub(crate) use node::encoding as encoding_of;
-pub(crate) use node::{missing, NodeKind, ZarrStore};
+pub(crate) use node::ZarrStore;
+#[cfg(feature = "hdf5")]
+pub(crate) use node::{missing, NodeKind};

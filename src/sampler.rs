@@ -1,0 +1,134 @@
+//! Samplers decide which rows are read together and how fetched rows become batches.
+//!
+//! A sampler turns `(n_obs, epoch)` into a sequence of [`LoadRequest`]s, annbatch's contract:
+//! `requests` are global row ranges to read (a *fetch*), and `splits` say which of the fetched
+//! rows (numbered 0.. in request order) form each batch. Randomness comes from a `u64` seed
+//! and the epoch through [`stream_rng`], keyed by what it decides (chunk order, request `k`'s
+//! shuffle), so the same seed and epoch give the same batches whatever the thread count, and
+//! a run can resume after `k` batches by regenerating and skipping.
+//!
+//! Built in: [`SequentialSampler`], [`RandomSampler`], [`DistributedSampler`] (rank / world
+//! size), [`ClassSampler`] (class-balanced or weighted, mixed-class batches). Custom samplers
+//! implement [`Sampler`].
+
+/// Implements [`Sampler`] for a newtype over [`ChunkPlan`] by delegation.
+macro_rules! delegate_to_plan {
+    ($t:ty) => {
+        impl $crate::sampler::Sampler for $t {
+            fn batch_size(&self) -> usize {
+                self.0.batch_size
+            }
+            fn validate(&self, n_obs: u64) -> $crate::Result<()> {
+                self.0.validate(n_obs)
+            }
+            fn n_batches(&self, n_obs: u64) -> u64 {
+                self.0.n_batches(n_obs)
+            }
+            fn requests(
+                &self,
+                n_obs: u64,
+                epoch: u64,
+            ) -> $crate::Result<$crate::sampler::Requests<'_>> {
+                self.0.requests(n_obs, epoch)
+            }
+        }
+    };
+}
+
+mod chunks;
+mod class;
+mod distributed;
+mod random;
+mod sequential;
+
+use std::ops::Range;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+
+pub use chunks::ChunkPlan;
+pub use class::{ClassSampler, ClassWeights};
+pub use distributed::DistributedSampler;
+pub use random::RandomSampler;
+pub use sequential::SequentialSampler;
+
+/// One fetch: the rows to read, and how they are cut into batches.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoadRequest {
+    /// Global row ranges to read, in order; fetched rows are numbered 0.. in this order.
+    pub requests: Vec<Range<u64>>,
+    /// One entry per batch: positions of its rows among the fetched rows.
+    pub splits: Vec<Vec<usize>>,
+}
+
+impl LoadRequest {
+    /// Number of fetched rows.
+    pub fn n_rows(&self) -> u64 {
+        self.requests.iter().map(|r| r.end - r.start).sum()
+    }
+
+    /// Checks that every split index points at a fetched row.
+    pub fn validate(&self, n_obs: u64) -> Result<()> {
+        if let Some(r) = self
+            .requests
+            .iter()
+            .find(|r| r.start > r.end || r.end > n_obs)
+        {
+            return Err(Error::parameter(
+                "LoadRequest.requests",
+                format!("{}..{}", r.start, r.end),
+                format!("ranges must lie within 0..{n_obs}"),
+            ));
+        }
+        let n = self.n_rows();
+        for split in &self.splits {
+            if let Some(&i) = split.iter().find(|&&i| i as u64 >= n) {
+                return Err(Error::parameter(
+                    "LoadRequest.splits",
+                    i,
+                    format!("index past the {n} fetched rows"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Iterator of an epoch's load requests.
+pub type Requests<'a> = Box<dyn Iterator<Item = LoadRequest> + Send + 'a>;
+
+/// Produces the load requests of an epoch.
+pub trait Sampler: Send + Sync {
+    /// Rows per batch (the last batch of an epoch may be smaller unless `drop_last`).
+    fn batch_size(&self) -> usize;
+
+    /// Checks the configuration against the data size; called before each epoch.
+    fn validate(&self, n_obs: u64) -> Result<()>;
+
+    /// Number of batches an epoch yields.
+    fn n_batches(&self, n_obs: u64) -> u64;
+
+    /// The load requests of epoch `epoch`, in order. Must be a pure function of the sampler's
+    /// configuration, `n_obs` and `epoch`.
+    fn requests(&self, n_obs: u64, epoch: u64) -> Result<Requests<'_>>;
+}
+
+/// A deterministic random stream for `(seed, epoch, purpose, index)`.
+pub fn stream_rng(seed: u64, epoch: u64, purpose: u64, index: u64) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    for (i, v) in [seed, epoch, purpose, index].into_iter().enumerate() {
+        key[i * 8..(i + 1) * 8].copy_from_slice(&v.to_le_bytes());
+    }
+    ChaCha8Rng::from_seed(key)
+}
+
+/// Checks `name > 0`.
+pub(crate) fn positive(name: &'static str, v: u64) -> Result<()> {
+    if v == 0 {
+        Err(Error::parameter(name, v, "must be positive"))
+    } else {
+        Ok(())
+    }
+}
