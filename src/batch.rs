@@ -114,3 +114,54 @@ impl XBatch {
         }
     }
 }
+
+impl CsrBatch {
+    /// Replaces the contents with rows `rows` of `src`, in that order.
+    pub fn gather(&mut self, src: &CsrBatch, rows: &[usize]) {
+        self.clear();
+        self.n_var = src.n_var;
+        self.indptr.reserve(rows.len());
+        for &r in rows {
+            let (a, b) = (src.indptr[r] as usize, src.indptr[r + 1] as usize);
+            self.indices.extend_from_slice(&src.indices[a..b]);
+            self.data.extend_from_slice(&src.data[a..b]);
+            // Fits: a batch holds at most the fetch's values, whose count fits i32.
+            self.indptr.push(self.data.len() as i32);
+        }
+    }
+}
+
+impl DenseBatch {
+    /// Replaces the contents with rows `rows` of `src`, in that order.
+    pub fn gather(&mut self, src: &DenseBatch, rows: &[usize]) {
+        self.clear();
+        self.row_width = src.row_width;
+        self.data.reserve(rows.len() * src.row_width);
+        for &r in rows {
+            self.data
+                .extend_from_slice(&src.data[r * src.row_width..(r + 1) * src.row_width]);
+        }
+    }
+}
+
+impl XBatch {
+    /// Replaces the contents with rows `rows` of `src` (of the same kind), in that order.
+    pub fn gather(&mut self, src: &XBatch, rows: &[usize]) {
+        match (self, src) {
+            (XBatch::Csr(dst), XBatch::Csr(src)) => dst.gather(src, rows),
+            (XBatch::Dense(dst), XBatch::Dense(src)) => dst.gather(src, rows),
+            (dst, src) => {
+                *dst = src.empty_like();
+                dst.gather(src, rows);
+            }
+        }
+    }
+
+    /// An empty batch of the same kind and width.
+    pub fn empty_like(&self) -> XBatch {
+        match self {
+            XBatch::Csr(b) => XBatch::Csr(CsrBatch::new(b.n_var)),
+            XBatch::Dense(b) => XBatch::Dense(DenseBatch::new(b.row_width)),
+        }
+    }
+}

@@ -167,6 +167,31 @@ pub enum Error {
         max: u64,
     },
 
+    /// A prefetch worker panicked; the message is the panic's.
+    #[error("a prefetch worker panicked: {message}")]
+    WorkerPanic {
+        /// The panic payload, when it is a string.
+        message: String,
+    },
+
+    /// An obs column cannot be turned into batch values.
+    #[error("obs column {name:?}: {reason}")]
+    UnsupportedObs {
+        /// The column's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// The requested device cannot be used.
+    #[error("device {device}: {reason}")]
+    DeviceUnavailable {
+        /// The device asked for.
+        device: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
     /// A libtorch call failed.
     #[cfg(feature = "tch")]
     #[error("torch: {0}")]

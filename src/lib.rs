@@ -34,8 +34,11 @@ pub mod batch;
 pub mod collection;
 pub mod demo;
 pub mod error;
+pub mod fetch;
 #[cfg(feature = "hdf5")]
 pub mod h5ad;
+pub mod loader;
+pub mod pipeline;
 pub mod sampler;
 pub mod store;
 #[cfg(feature = "tch")]
@@ -44,4 +47,8 @@ pub mod tensor;
 pub use batch::{CsrBatch, DenseBatch, XBatch};
 pub use collection::DatasetCollection;
 pub use error::{Error, Result};
+#[cfg(feature = "tch")]
+pub use loader::Batch;
+pub use loader::{HostBatch, Loader, LoaderBuilder, LoaderState};
+pub use sampler::{LoadRequest, Sampler};
 pub use store::{write, AnnDataStore, Column, CsrElement, DenseElement, Dtype, XElement};

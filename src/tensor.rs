@@ -53,3 +53,157 @@ pub fn to_tensor(batch: &XBatch, device: Device) -> Result<Tensor> {
         XBatch::Dense(b) => dense_to_tensor(b, device),
     }
 }
+
+/// Checks that `device` can receive tensors.
+pub(crate) fn check_device(device: Device) -> Result<()> {
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda(n) => {
+            let unavailable = |reason: String| crate::Error::DeviceUnavailable {
+                device: format!("cuda:{n}"),
+                reason,
+            };
+            if !tch::Cuda::is_available() {
+                return Err(unavailable(
+                    "CUDA is not available (no driver or no GPU)".into(),
+                ));
+            }
+            let count = tch::Cuda::device_count();
+            if n >= count as usize {
+                return Err(unavailable(format!("only {count} CUDA device(s)")));
+            }
+            Ok(())
+        }
+        other => Err(crate::Error::DeviceUnavailable {
+            device: format!("{other:?}"),
+            reason: "only cpu and cuda:N are supported".into(),
+        }),
+    }
+}
+
+/// A CPU tensor of `n` elements of `T`, allocated by torch and filled in place by `fill`.
+fn filled<T: tch::kind::Element>(n: usize, fill: impl FnOnce(&mut [T])) -> Result<Tensor> {
+    let t = Tensor::f_empty([n as i64], (T::KIND, Device::Cpu))?;
+    if n > 0 {
+        // SAFETY: `t` was just allocated by torch on the CPU as a contiguous tensor of `n`
+        // elements of `T` (non-null since n > 0); no other handle to its storage exists yet,
+        // and the slice does not outlive this call.
+        let slice = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, n) };
+        fill(slice);
+    }
+    Ok(t)
+}
+
+/// Moves a freshly assembled CPU tensor to `device`: through pinned memory with a non-blocking
+/// copy on the current stream for CUDA (torch's caching host allocator keeps the pinned source
+/// alive until the copy has run).
+fn place(t: Tensor, device: Device) -> Result<Tensor> {
+    if device == Device::Cpu {
+        return Ok(t);
+    }
+    let kind = t.kind();
+    Ok(t.f_pin_memory(device)?
+        .f_to_device_(device, kind, true, false)?)
+}
+
+/// Builds one batch's tensors from a fetch: rows `split` (positions in request order),
+/// gathered straight into torch-allocated memory.
+pub(crate) fn assemble(
+    fetch: &crate::fetch::Fetch,
+    split: &[usize],
+    shared: &crate::loader::Shared,
+    device: Device,
+) -> Result<crate::loader::Batch> {
+    use crate::loader::{Batch, ObsSource, ObsTensor};
+    let rows: Vec<usize> = split.iter().map(|&i| fetch.order[i]).collect();
+    let b = rows.len();
+    let x = match &fetch.x {
+        XBatch::Csr(src) => {
+            let lens: Vec<usize> = rows
+                .iter()
+                .map(|&r| (src.indptr[r + 1] - src.indptr[r]) as usize)
+                .collect();
+            let nnz: usize = lens.iter().sum();
+            let crow = filled::<i32>(b + 1, |out| {
+                out[0] = 0;
+                for (i, len) in lens.iter().enumerate() {
+                    // Fits: nnz <= the fetch's values, whose count fits i32.
+                    out[i + 1] = out[i] + *len as i32;
+                }
+            })?;
+            let col = filled::<i32>(nnz, |out| {
+                gather_runs(&rows, &src.indptr, &src.indices, out)
+            })?;
+            let values = filled::<f32>(nnz, |out| gather_runs(&rows, &src.indptr, &src.data, out))?;
+            let size = [b as i64, src.n_var as i64];
+            let (crow, col, values) = (
+                place(crow, device)?,
+                place(col, device)?,
+                place(values, device)?,
+            );
+            Tensor::f_sparse_csr_tensor_crow_col_value_size(
+                &crow,
+                &col,
+                &values,
+                size,
+                (Kind::Float, device),
+            )?
+        }
+        XBatch::Dense(src) => {
+            let w = src.row_width;
+            let t = filled::<f32>(b * w, |out| {
+                for (i, &r) in rows.iter().enumerate() {
+                    out[i * w..(i + 1) * w].copy_from_slice(&src.data[r * w..(r + 1) * w]);
+                }
+            })?;
+            place(t.f_view([b as i64, w as i64])?, device)?
+        }
+    };
+    let mut obs = Vec::with_capacity(shared.obs.len());
+    for (name, source) in shared.obs.iter() {
+        let (values, categories) = match source {
+            ObsSource::Categorical { codes, categories } => (
+                filled::<i64>(b, |out| {
+                    for (o, &i) in out.iter_mut().zip(split) {
+                        *o = i64::from(codes[fetch.rows[i] as usize]);
+                    }
+                })?,
+                Some(categories.clone()),
+            ),
+            ObsSource::Numeric(v) => (
+                filled::<f32>(b, |out| {
+                    for (o, &i) in out.iter_mut().zip(split) {
+                        *o = v[fetch.rows[i] as usize];
+                    }
+                })?,
+                None,
+            ),
+        };
+        obs.push(ObsTensor {
+            name: name.clone(),
+            values: place(values, device)?,
+            categories,
+        });
+    }
+    let index = if shared.return_index {
+        let t = filled::<i64>(b, |out| {
+            for (o, &i) in out.iter_mut().zip(split) {
+                *o = fetch.rows[i] as i64;
+            }
+        })?;
+        Some(place(t, device)?)
+    } else {
+        None
+    };
+    Ok(Batch { x, obs, index })
+}
+
+/// Copies the CSR runs of `rows` (per `indptr`) of `src` back to back into `out`.
+fn gather_runs<T: Copy>(rows: &[usize], indptr: &[i32], src: &[T], out: &mut [T]) {
+    let mut at = 0;
+    for &r in rows {
+        let (a, e) = (indptr[r] as usize, indptr[r + 1] as usize);
+        out[at..at + e - a].copy_from_slice(&src[a..e]);
+        at += e - a;
+    }
+}

@@ -1,0 +1,554 @@
+//! The Loader end to end: parity with annbatch, every row once, batches equal the source rows,
+//! determinism across thread counts, resume, distributed shards, class balance, early drop,
+//! injected errors and panics.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use annbatch::demo::{self, SyntheticSpec};
+use annbatch::loader::HostObs;
+use annbatch::sampler::{
+    ClassSampler, ClassWeights, DistributedSampler, LoadRequest, RandomSampler, Requests, Sampler,
+};
+use annbatch::write::Layout;
+use annbatch::{DatasetCollection, Error, HostBatch, Loader, LoaderState, XBatch};
+use common::data;
+use serde_json::Value;
+
+/// A 1,000-cell, 4-dataset collection with small chunks (shared by the tests of this file).
+fn fixture(dir: &Path) -> Arc<DatasetCollection> {
+    let path = dir.join("c.zarr");
+    let spec = SyntheticSpec {
+        n_obs: 1_000,
+        n_var: 60,
+        mean_nnz: 12,
+        n_classes: 4,
+        dataset_size: 300,
+        seed: 3,
+        layout: Layout {
+            chunk_rows: 16,
+            shard_rows: 64,
+        },
+    };
+    demo::write_collection(&path, &spec).expect("write");
+    Arc::new(DatasetCollection::open(&path).expect("open"))
+}
+
+fn host_batches(loader: &Loader, epoch: u64) -> Vec<HostBatch> {
+    loader
+        .host_epoch(epoch)
+        .expect("epoch")
+        .map(|b| b.expect("batch"))
+        .collect()
+}
+
+fn index(b: &HostBatch) -> Vec<i64> {
+    b.index.clone().expect("index")
+}
+
+/// The batch's rows equal the collection's rows of its index.
+fn check_rows(c: &DatasetCollection, b: &HostBatch) {
+    let ranges: Vec<_> = index(b).iter().map(|&i| i as u64..i as u64 + 1).collect();
+    let mut want = c.new_batch();
+    c.read_rows(&ranges, &mut want).expect("read");
+    assert_eq!(b.x, want);
+    if let XBatch::Csr(x) = &b.x {
+        assert_eq!(x.indptr[0], 0);
+        assert!(x.indptr.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*x.indptr.last().expect("indptr") as usize, x.nnz());
+    }
+}
+
+#[test]
+fn sequential_batches_match_annbatch() {
+    let text =
+        std::fs::read_to_string(data("annbatch_collection.sequential_batches.json")).expect("json");
+    let json: Value = serde_json::from_str(&text).expect("parse");
+    let loader = Loader::builder(data("annbatch_collection.zarr"))
+        .batch_size(64)
+        .chunk_size(16)
+        .preload_nchunks(4)
+        .shuffle(false)
+        .return_index(true)
+        .obs_keys(["cell_type"])
+        .build()
+        .expect("loader");
+    let want = json["batches"].as_array().expect("batches");
+    assert_eq!(loader.len(), json["n_batches"].as_u64().expect("n"));
+    let categories = {
+        let c = loader.collection().obs_column("cell_type").expect("column");
+        common::labels(&c);
+        match c {
+            annbatch::Column::Categorical { categories, .. } => categories,
+            _ => panic!("categorical"),
+        }
+    };
+    let got = host_batches(&loader, 0);
+    assert_eq!(got.len(), want.len());
+    for (b, w) in got.iter().zip(want) {
+        let w_index: Vec<i64> = w["index"]
+            .as_array()
+            .expect("index")
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect();
+        assert_eq!(index(b), w_index);
+        let XBatch::Csr(x) = &b.x else { panic!("csr") };
+        for k in 0..x.n_rows() {
+            let (_, values) = x.row(k).expect("row");
+            let sum: f64 = values.iter().map(|&v| f64::from(v)).sum();
+            assert!((sum - w["row_sum"][k].as_f64().expect("sum")).abs() < 1e-3);
+            assert_eq!(values.len() as u64, w["row_nnz"][k].as_u64().expect("nnz"));
+        }
+        let HostObs::Codes(codes) = &b.obs[0] else {
+            panic!("codes")
+        };
+        let labels: Vec<&str> = codes
+            .iter()
+            .map(|&c| categories[c as usize].as_str())
+            .collect();
+        let w_labels: Vec<&str> = w["cell_type"]
+            .as_array()
+            .expect("labels")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(labels, w_labels);
+    }
+}
+
+#[test]
+fn shuffled_epochs_yield_every_row_once_with_the_source_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    for (bs, cs, pre, drop_last) in [
+        (32, 8, 8, false),
+        (50, 25, 2, true),
+        (7, 7, 1, false),
+        (40, 100, 2, false),
+    ] {
+        let loader = Loader::builder_for(c.clone())
+            .batch_size(bs)
+            .chunk_size(cs)
+            .preload_nchunks(pre)
+            .shuffle(true)
+            .drop_last(drop_last)
+            .return_index(true)
+            .seed(11)
+            .build()
+            .expect("loader");
+        let batches = host_batches(&loader, 0);
+        assert_eq!(batches.len() as u64, loader.len());
+        let mut seen: Vec<i64> = batches.iter().flat_map(index).collect();
+        let n = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "no row twice");
+        if drop_last {
+            assert_eq!(n, 1000 / bs * bs);
+            assert!(batches.iter().all(|b| b.x.n_rows() == bs));
+        } else {
+            assert_eq!(seen, (0..1000).collect::<Vec<_>>(), "every row once");
+        }
+        for b in &batches {
+            check_rows(&c, b);
+        }
+        // The next epoch is another permutation.
+        let next: Vec<i64> = host_batches(&loader, 1).iter().flat_map(index).collect();
+        let first: Vec<i64> = batches.iter().flat_map(index).collect();
+        assert_ne!(first, next);
+    }
+}
+
+#[test]
+fn batches_do_not_depend_on_the_thread_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    let run = |threads| {
+        let loader = Loader::builder_for(c.clone())
+            .batch_size(40)
+            .chunk_size(10)
+            .preload_nchunks(12)
+            .shuffle(true)
+            .return_index(true)
+            .obs_keys(["cell_type"])
+            .num_threads(threads)
+            .seed(5)
+            .build()
+            .expect("loader");
+        host_batches(&loader, 3)
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(4));
+}
+
+#[test]
+fn resuming_after_k_batches_continues_identically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    let loader = Loader::builder_for(c)
+        .batch_size(20)
+        .chunk_size(10)
+        .preload_nchunks(6)
+        .shuffle(true)
+        .return_index(true)
+        .seed(9)
+        .build()
+        .expect("loader");
+    let full = host_batches(&loader, 2);
+    for k in [0usize, 1, 2, 3, 7, 49, 50] {
+        let mut it = loader.host_epoch(2).expect("epoch");
+        let head: Vec<HostBatch> = it.by_ref().take(k).map(|b| b.expect("batch")).collect();
+        let state = it.state();
+        assert_eq!(
+            state,
+            LoaderState {
+                epoch: 2,
+                batches: k as u64
+            }
+        );
+        drop(it);
+        let tail: Vec<HostBatch> = loader
+            .host_resume(state)
+            .expect("resume")
+            .map(|b| b.expect("batch"))
+            .collect();
+        assert_eq!(head.len() + tail.len(), full.len());
+        assert_eq!([head, tail].concat(), full, "resume after {k}");
+    }
+}
+
+#[test]
+fn distributed_ranks_get_disjoint_equal_shards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    let rows = |rank, world, equal| -> Vec<Vec<i64>> {
+        let loader = Loader::builder_for(c.clone())
+            .return_index(true)
+            .batch_sampler(
+                DistributedSampler::new(16, 8, 4, rank, world)
+                    .seed(1)
+                    .enforce_equal_batches(equal),
+            )
+            .build()
+            .expect("loader");
+        host_batches(&loader, 0).iter().map(index).collect()
+    };
+    for world in [2u64, 3] {
+        let shards: Vec<Vec<Vec<i64>>> = (0..world).map(|r| rows(r, world, true)).collect();
+        let counts: HashSet<usize> = shards.iter().map(Vec::len).collect();
+        assert_eq!(counts.len(), 1, "equal batch counts across ranks");
+        let all: Vec<i64> = shards.iter().flatten().flatten().copied().collect();
+        let unique: HashSet<i64> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "disjoint");
+        assert_eq!(all.len() as u64, 1000 / world * world);
+        // Without equal batches, the shards cover every row.
+        let complete: HashSet<i64> = (0..world)
+            .flat_map(|r| rows(r, world, false))
+            .flatten()
+            .collect();
+        assert_eq!(complete.len(), 1000);
+    }
+}
+
+#[test]
+fn class_sampler_balances_a_skewed_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("skewed.zarr");
+    // 4 classes with 70/20/8/2 % of the cells.
+    let n = 2_000u64;
+    let m = common::Csr::from_dense(
+        &(0..n)
+            .map(|i| vec![i as f32 + 1.0, 0.0, 1.0])
+            .collect::<Vec<_>>(),
+    );
+    let codes: Vec<i64> = (0..n as i64)
+        .map(|i| match i % 50 {
+            0 => 3,
+            1..=4 => 2,
+            5..=14 => 1,
+            _ => 0,
+        })
+        .collect();
+    let writer = annbatch::write::Writer::create(&path).expect("writer");
+    let obs = vec![(
+        "cell_type".to_string(),
+        annbatch::Column::Categorical {
+            codes: codes.clone(),
+            categories: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            ordered: false,
+        },
+    )];
+    let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    writer
+        .anndata_csr(
+            "",
+            &m.indptr,
+            &m.indices,
+            &m.data,
+            3,
+            &names,
+            &obs,
+            &common::genes(3),
+            Layout::default(),
+        )
+        .expect("write");
+    let c = Arc::new(DatasetCollection::open(&path).expect("open"));
+    let sampler = ClassSampler::from_column(
+        &c.obs_column("cell_type").expect("col"),
+        ClassWeights::Balanced,
+        100,
+        5,
+        40,
+    )
+    .expect("sampler")
+    .seed(2);
+    let loader = Loader::builder_for(c.clone())
+        .obs_keys(["cell_type"])
+        .return_index(true)
+        .batch_sampler(sampler)
+        .build()
+        .expect("loader");
+    let mut counts = [0usize; 4];
+    let mut mixed = 0;
+    for b in host_batches(&loader, 0) {
+        check_rows(&c, &b);
+        let HostObs::Codes(batch_codes) = &b.obs[0] else {
+            panic!("codes")
+        };
+        for (&code, &i) in batch_codes.iter().zip(&index(&b)) {
+            assert_eq!(code, codes[i as usize], "labels follow their rows");
+            counts[code as usize] += 1;
+        }
+        mixed += usize::from(batch_codes.iter().collect::<HashSet<_>>().len() > 1);
+    }
+    let total: usize = counts.iter().sum();
+    assert_eq!(total, 2_000);
+    for c in counts {
+        assert!((c as f64 / total as f64 - 0.25).abs() < 0.04, "{counts:?}");
+    }
+    assert_eq!(mixed, 20, "every batch mixes classes");
+}
+
+#[test]
+fn dropping_the_iterator_mid_epoch_stops_the_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    let loader = Loader::builder_for(c)
+        .batch_size(2)
+        .chunk_size(2)
+        .preload_nchunks(1)
+        .prefetch(2)
+        .build()
+        .expect("loader");
+    assert_eq!(loader.len(), 500);
+    let mut it = loader.host_epoch(0).expect("epoch");
+    let _first = it.next().expect("one").expect("ok");
+    let t = Instant::now();
+    drop(it);
+    assert!(t.elapsed() < Duration::from_secs(5), "drop joins promptly");
+}
+
+/// A sampler whose third request reads past the end, or whose iterator panics.
+struct Broken {
+    panic: bool,
+}
+
+impl Sampler for Broken {
+    fn batch_size(&self) -> usize {
+        10
+    }
+    fn validate(&self, _n_obs: u64) -> annbatch::Result<()> {
+        Ok(())
+    }
+    fn n_batches(&self, _n_obs: u64) -> u64 {
+        5
+    }
+    fn requests(&self, n_obs: u64, _epoch: u64) -> annbatch::Result<Requests<'_>> {
+        let panic = self.panic;
+        Ok(Box::new((0..5u64).map(move |k| {
+            if k == 2 {
+                assert!(!panic, "injected sampler panic");
+                return LoadRequest {
+                    requests: vec![n_obs - 5..n_obs + 5],
+                    splits: vec![(0..10).collect()],
+                };
+            }
+            LoadRequest {
+                requests: vec![k * 10..k * 10 + 10],
+                splits: vec![(0..10).collect()],
+            }
+        })))
+    }
+}
+
+#[test]
+fn worker_errors_and_panics_surface_as_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    for panic in [false, true] {
+        let loader = Loader::builder_for(c.clone())
+            .batch_sampler(Broken { panic })
+            .build()
+            .expect("loader");
+        let items: Vec<_> = loader.host_epoch(0).expect("epoch").collect();
+        assert_eq!(items.len(), 3, "two batches, then the error, then the end");
+        assert!(items[0].is_ok() && items[1].is_ok());
+        match (&items[2], panic) {
+            (Err(Error::WorkerPanic { message }), true) => {
+                assert!(message.contains("injected"), "{message}")
+            }
+            (Err(Error::InvalidParameter { .. }), false) => {}
+            (other, _) => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_chunk_mid_epoch_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    let shard = c.path().join("dataset_2/X/data/c/1");
+    let mut bytes = std::fs::read(&shard).expect("read");
+    for b in bytes.iter_mut().take(16) {
+        *b = 0xee;
+    }
+    std::fs::write(&shard, bytes).expect("write");
+    let loader = Loader::builder_for(c)
+        .batch_size(50)
+        .chunk_size(50)
+        .preload_nchunks(2)
+        .build()
+        .expect("loader");
+    let items: Vec<_> = loader.host_epoch(0).expect("epoch").collect();
+    let errors: Vec<_> = items.iter().filter(|i| i.is_err()).collect();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        matches!(items.last(), Some(Err(Error::CorruptChunk { .. }))),
+        "{:?}",
+        items.last().map(Result::is_ok)
+    );
+}
+
+#[test]
+fn impossible_parameters_are_rejected_at_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    let b = || {
+        Loader::builder_for(c.clone())
+            .batch_size(64)
+            .chunk_size(16)
+            .preload_nchunks(4)
+    };
+    assert!(b().build().is_ok());
+    for bad in [
+        b().batch_size(0),
+        b().chunk_size(0),
+        b().preload_nchunks(0),
+        b().batch_size(48),
+        b().batch_size(128),
+        b().chunk_size(5000).preload_nchunks(1).batch_size(5000),
+        b().num_threads(0),
+        b().prefetch(0),
+    ] {
+        assert!(matches!(bad.build(), Err(Error::InvalidParameter { .. })));
+    }
+    assert!(matches!(
+        b().obs_keys(["nope"]).build(),
+        Err(Error::MissingElement { .. })
+    ));
+    assert!(Loader::builder_for(c.clone())
+        .batch_sampler(RandomSampler::new(10, 10, 0))
+        .build()
+        .is_err());
+}
+
+#[cfg(feature = "tch")]
+mod tensors {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn tensor_batches_equal_host_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = fixture(dir.path());
+        let loader = Loader::builder_for(c)
+            .batch_size(30)
+            .chunk_size(10)
+            .preload_nchunks(9)
+            .shuffle(true)
+            .return_index(true)
+            .obs_keys(["cell_type"])
+            .seed(4)
+            .build()
+            .expect("loader");
+        let host = host_batches(&loader, 0);
+        let tensors: Vec<_> = loader
+            .epoch(0)
+            .expect("epoch")
+            .map(|b| b.expect("batch"))
+            .collect();
+        assert_eq!(host.len(), tensors.len());
+        for (h, t) in host.iter().zip(&tensors) {
+            let XBatch::Csr(x) = &h.x else { panic!("csr") };
+            assert_eq!(t.x.size(), [x.n_rows() as i64, 60]);
+            assert_eq!(
+                Vec::<i32>::try_from(t.x.f_crow_indices().expect("crow")).expect("vec"),
+                x.indptr
+            );
+            assert_eq!(
+                Vec::<i32>::try_from(t.x.f_col_indices().expect("col")).expect("vec"),
+                x.indices
+            );
+            assert_eq!(
+                Vec::<f32>::try_from(t.x.f_values().expect("values")).expect("vec"),
+                x.data
+            );
+            assert_eq!(
+                Vec::<i64>::try_from(t.index.as_ref().expect("index")).expect("vec"),
+                index(h)
+            );
+            let codes = t.obs("cell_type").expect("obs");
+            assert_eq!(codes.values.kind(), Kind::Int64);
+            let HostObs::Codes(want) = &h.obs[0] else {
+                panic!("codes")
+            };
+            assert_eq!(&Vec::<i64>::try_from(&codes.values).expect("vec"), want);
+            assert_eq!(codes.categories.as_ref().expect("categories").len(), 4);
+        }
+    }
+
+    #[test]
+    fn dense_collections_give_dense_tensors() {
+        let loader = Loader::builder(data("annbatch_dense_collection.zarr"))
+            .batch_size(100)
+            .chunk_size(50)
+            .preload_nchunks(4)
+            .shuffle(true)
+            .build()
+            .expect("loader");
+        let mut rows = 0;
+        for b in loader.epoch(0).expect("epoch") {
+            let b = b.expect("batch");
+            assert!(b.x.f_crow_indices().is_err(), "dense");
+            rows += b.x.size()[0];
+        }
+        assert_eq!(rows, 700);
+    }
+
+    #[test]
+    fn cuda_without_a_gpu_is_a_clear_error() {
+        if tch::Cuda::is_available() {
+            return;
+        }
+        let r = Loader::builder(data("annbatch_collection.zarr"))
+            .device(Device::Cuda(0))
+            .build();
+        assert!(matches!(r, Err(Error::DeviceUnavailable { .. })), "{r:?}");
+    }
+}
