@@ -43,6 +43,7 @@ pub mod sampler;
 pub mod store;
 #[cfg(feature = "tch")]
 pub mod tensor;
+pub mod throughput;
 
 pub use batch::{CsrBatch, DenseBatch, XBatch};
 pub use collection::DatasetCollection;

@@ -169,23 +169,21 @@ impl ChunkedArray {
             .map_err(|e| self.map_err(chunk, e))
     }
 
-    /// Decodes chunk band `chunk` in the array's own element type.
-    fn decode(&self, chunk: u64) -> Result<Decoded> {
-        let start = chunk * self.chunk_rows;
-        let rows = start..(start + self.chunk_rows).min(self.rows);
-        let c = Some(chunk);
+    /// Decodes rows `rows` (inside chunk band `chunk`, if given) in the array's own element
+    /// type. A part of a band is partially decoded where the codecs allow it (blosc blocks).
+    fn decode(&self, rows: Range<u64>, chunk: Option<u64>) -> Result<Decoded> {
         Ok(match self.dtype {
-            Dtype::Bool => Decoded::Bool(self.retrieve(rows, c)?),
-            Dtype::I8 => Decoded::I8(self.retrieve(rows, c)?),
-            Dtype::I16 => Decoded::I16(self.retrieve(rows, c)?),
-            Dtype::I32 => Decoded::I32(self.retrieve(rows, c)?),
-            Dtype::I64 => Decoded::I64(self.retrieve(rows, c)?),
-            Dtype::U8 => Decoded::U8(self.retrieve(rows, c)?),
-            Dtype::U16 => Decoded::U16(self.retrieve(rows, c)?),
-            Dtype::U32 => Decoded::U32(self.retrieve(rows, c)?),
-            Dtype::U64 => Decoded::U64(self.retrieve(rows, c)?),
-            Dtype::F32 => Decoded::F32(self.retrieve(rows, c)?),
-            Dtype::F64 => Decoded::F64(self.retrieve(rows, c)?),
+            Dtype::Bool => Decoded::Bool(self.retrieve(rows, chunk)?),
+            Dtype::I8 => Decoded::I8(self.retrieve(rows, chunk)?),
+            Dtype::I16 => Decoded::I16(self.retrieve(rows, chunk)?),
+            Dtype::I32 => Decoded::I32(self.retrieve(rows, chunk)?),
+            Dtype::I64 => Decoded::I64(self.retrieve(rows, chunk)?),
+            Dtype::U8 => Decoded::U8(self.retrieve(rows, chunk)?),
+            Dtype::U16 => Decoded::U16(self.retrieve(rows, chunk)?),
+            Dtype::U32 => Decoded::U32(self.retrieve(rows, chunk)?),
+            Dtype::U64 => Decoded::U64(self.retrieve(rows, chunk)?),
+            Dtype::F32 => Decoded::F32(self.retrieve(rows, chunk)?),
+            Dtype::F64 => Decoded::F64(self.retrieve(rows, chunk)?),
             Dtype::String => {
                 return Err(Error::UnsupportedDtype {
                     path: self.path.clone(),
@@ -218,27 +216,7 @@ impl ChunkedArray {
     }
 
     fn decode_all(&self) -> Result<Decoded> {
-        let all = 0..self.rows;
-        Ok(match self.dtype {
-            Dtype::Bool => Decoded::Bool(self.retrieve(all, None)?),
-            Dtype::I8 => Decoded::I8(self.retrieve(all, None)?),
-            Dtype::I16 => Decoded::I16(self.retrieve(all, None)?),
-            Dtype::I32 => Decoded::I32(self.retrieve(all, None)?),
-            Dtype::I64 => Decoded::I64(self.retrieve(all, None)?),
-            Dtype::U8 => Decoded::U8(self.retrieve(all, None)?),
-            Dtype::U16 => Decoded::U16(self.retrieve(all, None)?),
-            Dtype::U32 => Decoded::U32(self.retrieve(all, None)?),
-            Dtype::U64 => Decoded::U64(self.retrieve(all, None)?),
-            Dtype::F32 => Decoded::F32(self.retrieve(all, None)?),
-            Dtype::F64 => Decoded::F64(self.retrieve(all, None)?),
-            Dtype::String => {
-                return Err(Error::UnsupportedDtype {
-                    path: self.path.clone(),
-                    found: "string".into(),
-                    expected: "a numeric or bool type".into(),
-                })
-            }
-        })
+        self.decode(0..self.rows, None)
     }
 
     /// Decodes each chunk band named by `segments` once (in parallel) and copies every segment
@@ -278,10 +256,23 @@ impl ChunkedArray {
                 _ => groups.push((chunk, vec![(src, slice)])),
             }
         }
+        if width == 0 {
+            return Ok(());
+        }
         groups.into_par_iter().try_for_each(|(chunk, group)| {
-            let decoded = self.decode(chunk)?;
+            // Decode only the rows of the band that the segments span.
+            let first = group.iter().map(|(src, _)| *src).min().unwrap_or(0) / width;
+            let end = group
+                .iter()
+                .map(|(src, slice)| src + slice.len() as u64)
+                .max()
+                .unwrap_or(0)
+                .div_ceil(width);
+            let band = chunk * self.chunk_rows;
+            let decoded = self.decode(band + first..band + end, Some(chunk))?;
             for (src, slice) in group {
-                let src = usize::try_from(src).map_err(|e| Error::zarr(&self.path, e))?;
+                let src =
+                    usize::try_from(src - first * width).map_err(|e| Error::zarr(&self.path, e))?;
                 copy(&decoded, src, slice)?;
             }
             Ok(())
