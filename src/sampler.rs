@@ -125,10 +125,42 @@ pub fn stream_rng(seed: u64, epoch: u64, purpose: u64, index: u64) -> ChaCha8Rng
 }
 
 /// Checks `name > 0`.
-pub(crate) fn positive(name: &'static str, v: u64) -> Result<()> {
+fn positive(name: &'static str, v: u64) -> Result<()> {
     if v == 0 {
         Err(Error::parameter(name, v, "must be positive"))
     } else {
         Ok(())
     }
+}
+
+/// annbatch's rule for chunked samplers: positive sizes, and a fetch of
+/// `chunk_size * preload_nchunks` rows cut into whole batches.
+pub(crate) fn check_fetch_shape(
+    batch_size: usize,
+    chunk_size: u64,
+    preload_nchunks: usize,
+) -> Result<()> {
+    positive("batch_size", batch_size as u64)?;
+    positive("chunk_size", chunk_size)?;
+    positive("preload_nchunks", preload_nchunks as u64)?;
+    let fetch = chunk_size * preload_nchunks as u64;
+    let batch = batch_size as u64;
+    if batch > fetch {
+        return Err(Error::parameter(
+            "batch_size",
+            batch_size,
+            format!("cannot exceed chunk_size * preload_nchunks = {fetch}"),
+        ));
+    }
+    if !fetch.is_multiple_of(batch) {
+        return Err(Error::parameter(
+            "batch_size",
+            batch_size,
+            format!(
+                "chunk_size * preload_nchunks = {fetch} must be divisible by batch_size (remainder {})",
+                fetch % batch
+            ),
+        ));
+    }
+    Ok(())
 }

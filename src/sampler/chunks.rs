@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use rand::seq::SliceRandom;
 
-use super::{positive, stream_rng, LoadRequest, Requests, Sampler};
+use super::{check_fetch_shape, stream_rng, LoadRequest, Requests, Sampler};
 use crate::error::{Error, Result};
 
 const PURPOSE_CHUNK_ORDER: u64 = 1;
@@ -144,27 +144,7 @@ impl Sampler for ChunkPlan {
     }
 
     fn validate(&self, n_obs: u64) -> Result<()> {
-        positive("batch_size", self.batch_size as u64)?;
-        positive("chunk_size", self.chunk_size)?;
-        positive("preload_nchunks", self.preload_nchunks as u64)?;
-        let fetch = self.fetch_rows();
-        if self.batch_size as u64 > fetch {
-            return Err(Error::parameter(
-                "batch_size",
-                self.batch_size,
-                format!("cannot exceed chunk_size * preload_nchunks = {fetch}"),
-            ));
-        }
-        if !fetch.is_multiple_of(self.batch_size as u64) {
-            return Err(Error::parameter(
-                "batch_size",
-                self.batch_size,
-                format!(
-                    "chunk_size * preload_nchunks = {fetch} must be divisible by batch_size (remainder {})",
-                    fetch % self.batch_size as u64
-                ),
-            ));
-        }
+        check_fetch_shape(self.batch_size, self.chunk_size, self.preload_nchunks)?;
         if n_obs == 0 {
             return Err(Error::parameter("n_obs", 0, "the collection has no rows"));
         }

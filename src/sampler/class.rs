@@ -5,7 +5,7 @@ use std::ops::Range;
 use rand::Rng;
 
 use super::chunks::splits;
-use super::{positive, stream_rng, LoadRequest, Requests, Sampler};
+use super::{check_fetch_shape, stream_rng, LoadRequest, Requests, Sampler};
 use crate::error::{Error, Result};
 use crate::Column;
 
@@ -241,22 +241,12 @@ impl Sampler for ClassSampler {
     }
 
     fn validate(&self, n_obs: u64) -> Result<()> {
-        positive("batch_size", self.batch_size as u64)?;
-        positive("chunk_size", self.chunk_size)?;
-        positive("preload_nchunks", self.preload_nchunks as u64)?;
+        check_fetch_shape(self.batch_size, self.chunk_size, self.preload_nchunks)?;
         if n_obs != self.n_obs {
             return Err(Error::parameter(
                 "codes",
                 self.n_obs,
                 format!("the class column has {} rows, the data {n_obs}", self.n_obs),
-            ));
-        }
-        let fetch = self.chunk_size * self.preload_nchunks as u64;
-        if !fetch.is_multiple_of(self.batch_size as u64) {
-            return Err(Error::parameter(
-                "batch_size",
-                self.batch_size,
-                format!("chunk_size * preload_nchunks = {fetch} must be divisible by batch_size"),
             ));
         }
         if self.epoch_rows() == 0 {
