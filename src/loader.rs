@@ -13,12 +13,16 @@
 //!     .return_index(true)
 //!     .seed(0)
 //!     .build()?;
+//! # #[cfg(feature = "tch")]
 //! for epoch in 0..2 {
 //!     for batch in loader.epoch(epoch)? {
 //!         let batch = batch?;
-//!         # #[cfg(feature = "tch")]
 //!         let (x, labels) = (&batch.x, &batch.obs[0].values); // sparse CSR, int64 codes
 //!     }
+//! }
+//! // Without libtorch (feature `tch` off), the same batches as host buffers:
+//! for batch in loader.host_epoch(0)? {
+//!     let batch = batch?;
 //! }
 //! # Ok(()) }
 //! ```
@@ -26,7 +30,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rayon::prelude::*;
+use crossbeam_channel::bounded;
 
 use crate::batch::XBatch;
 use crate::collection::DatasetCollection;
@@ -34,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::fetch::Fetch;
 use crate::pipeline::Outlet;
 pub use crate::pipeline::{Batches, LoaderState};
-use crate::sampler::{ChunkPlan, Sampler};
+use crate::sampler::{ChunkPlan, LoadRequest, Sampler};
 use crate::Column;
 
 /// One requested obs column, held for the whole collection.
@@ -394,36 +398,59 @@ impl Loader {
             state,
             total.saturating_sub(state.batches),
             move |outlet: &Outlet<T>| {
-                let mut fetch = Fetch::new(&collection);
-                let mut skip = state.batches;
-                for request in sampler.requests(n_obs, state.epoch)? {
-                    if outlet.quit() {
-                        return Ok(());
-                    }
-                    let n_splits = request.splits.len() as u64;
-                    if skip >= n_splits {
-                        skip -= n_splits;
-                        continue;
-                    }
-                    request.validate(n_obs)?;
-                    let first = std::mem::take(&mut skip) as usize;
-                    let batches: Vec<Result<T>> = pool.install(|| -> Result<Vec<Result<T>>> {
-                        fetch.read(&collection, &request)?;
-                        let fetch = &fetch;
-                        let splits = &request.splits[first..];
-                        Ok(splits
-                            .par_iter()
-                            .map(|split| assemble(fetch, split, &shared))
-                            .collect())
-                    })?;
-                    for batch in batches {
-                        let failed = batch.is_err();
-                        if !outlet.send(batch) || failed {
-                            return Ok(());
-                        }
-                    }
+                // Two stages on the shared pool: a reader thread fills fetch buffers (two, so
+                // it decodes fetch k+1 while this thread cuts fetch k into batches and sends
+                // each as soon as it is ready).
+                let (full_tx, full_rx) = bounded::<Result<(LoadRequest, usize, Fetch)>>(1);
+                let (empty_tx, empty_rx) = bounded::<Fetch>(2);
+                for _ in 0..2 {
+                    // Capacity 2: cannot fail.
+                    let _ = empty_tx.send(Fetch::new(&collection));
                 }
-                Ok(())
+                std::thread::scope(|scope| -> Result<()> {
+                    // Owned here, so that leaving this closure early disconnects both channels
+                    // and the reader, wherever it waits, stops before the scope joins it.
+                    let (empty_tx, full_rx) = (empty_tx, full_rx);
+                    let (sampler, collection, pool) = (&sampler, &collection, &pool);
+                    scope.spawn(move || {
+                        let read = || -> Result<()> {
+                            let mut skip = state.batches;
+                            for request in sampler.requests(n_obs, state.epoch)? {
+                                let n_splits = request.splits.len() as u64;
+                                if skip >= n_splits {
+                                    skip -= n_splits;
+                                    continue;
+                                }
+                                request.validate(n_obs)?;
+                                let first = std::mem::take(&mut skip) as usize;
+                                let Ok(mut fetch) = empty_rx.recv() else {
+                                    return Ok(()); // the assembler has stopped
+                                };
+                                pool.install(|| fetch.read(collection, &request))?;
+                                if full_tx.send(Ok((request, first, fetch))).is_err() {
+                                    return Ok(());
+                                }
+                            }
+                            Ok(())
+                        };
+                        if let Err(e) = crate::pipeline::catch_panic(read) {
+                            let _ = full_tx.send(Err(e));
+                        }
+                    });
+                    for item in full_rx {
+                        let (request, first, fetch) = item?;
+                        for split in &request.splits[first..] {
+                            let batch = pool.install(|| assemble(&fetch, split, &shared));
+                            let failed = batch.is_err();
+                            if !outlet.send(batch) || failed {
+                                return Ok(());
+                            }
+                        }
+                        // Fails only once the reader is done and needs no buffer.
+                        let _ = empty_tx.send(fetch);
+                    }
+                    Ok(())
+                })
             },
         )
     }

@@ -2,14 +2,18 @@
 //! consumer trains.
 //!
 //! ```text
-//! sampler ─▶ producer thread ─┬─ fetch k: read + decode (rayon pool, all chunks in parallel)
-//!                             ├─ assemble fetch k's batches (rayon, in parallel)
-//!                             └─ send in order ─▶ bounded channel (capacity `prefetch`) ─▶ consumer
+//! sampler ─▶ reader thread: fetch k+1 read + decoded (rayon pool, all chunks in parallel)
+//!                 │ (two fetch buffers, recycled)
+//!                 ▼
+//!            producer thread: fetch k cut into batches, each sent when ready
+//!                 ▼
+//!            bounded channel (capacity `prefetch`) ─▶ consumer
 //! ```
 //!
-//! Batches arrive in sampler order whatever the thread timing (one producer, in-order sends).
-//! Backpressure: the producer blocks when `prefetch` batches wait unconsumed, so memory is
-//! bounded by `prefetch` batches + one fetch buffer + one fetch's batches being assembled.
+//! Batches arrive in sampler order whatever the thread timing (one assembler, in-order sends).
+//! Backpressure: the producer blocks when `prefetch` batches wait unconsumed, and the reader
+//! when both fetch buffers are in use, so memory is bounded by `prefetch` batches + two fetch
+//! buffers (`chunk_size * preload_nchunks` rows each) + one batch being assembled.
 //! Dropping the [`Batches`] iterator sets a quit flag, disconnects the channel and joins the
 //! thread. A producer error or panic arrives as one `Err` item, then the iterator ends.
 
@@ -77,15 +81,7 @@ impl<T: Send + 'static> Batches<T> {
         let handle = std::thread::Builder::new()
             .name("annbatch-prefetch".into())
             .spawn(move || {
-                let outcome = catch_unwind(AssertUnwindSafe(|| produce(&outlet)));
-                let error = match outcome {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e),
-                    Err(payload) => Some(Error::WorkerPanic {
-                        message: panic_message(payload.as_ref()),
-                    }),
-                };
-                if let Some(e) = error {
+                if let Err(e) = catch_panic(|| produce(&outlet)) {
                     outlet.send(Err(e));
                 }
             })
@@ -153,6 +149,16 @@ impl<T> Iterator for Batches<T> {
 impl<T> Drop for Batches<T> {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs `f`, turning a panic into [`Error::WorkerPanic`] with the panic's message.
+pub(crate) fn catch_panic(f: impl FnOnce() -> Result<()>) -> Result<()> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => Err(Error::WorkerPanic {
+            message: panic_message(payload.as_ref()),
+        }),
     }
 }
 
