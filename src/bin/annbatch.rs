@@ -35,7 +35,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Summarise a collection or AnnData zarr store.
+    /// Summarise a collection, an AnnData zarr store, or (feature hdf5) an .h5ad file.
     Inspect {
         /// The collection or store.
         path: PathBuf,
@@ -189,6 +189,10 @@ fn bench_loader(
 }
 
 fn inspect(path: &Path) -> annbatch::Result<()> {
+    #[cfg(feature = "hdf5")]
+    if path.is_file() {
+        return inspect_h5ad(path);
+    }
     let t = Instant::now();
     let c = DatasetCollection::open(path)?;
     println!(
@@ -245,6 +249,20 @@ fn inspect(path: &Path) -> annbatch::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+#[cfg(feature = "hdf5")]
+fn inspect_h5ad(path: &Path) -> annbatch::Result<()> {
+    let f = annbatch::h5ad::H5adFile::open(path)?;
+    println!(
+        "{}: .h5ad, n_obs {}, n_var {}, X {}",
+        path.display(),
+        f.n_obs(),
+        f.n_var(),
+        if f.is_sparse() { "csr" } else { "dense" }
+    );
+    println!("  obs columns: {}", f.obs_columns()?.join(", "));
     Ok(())
 }
 
