@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::batch::XBatch;
 use crate::collection::DatasetCollection;
 use crate::error::Result;
 #[cfg(feature = "tch")]
@@ -46,13 +47,13 @@ pub fn loader_rate(loader: &Loader, epoch: u64, max_cells: u64) -> Result<Rate> 
     })
 }
 
-/// The decode-only ceiling: every dataset read whole into one reused buffer, so each inner
-/// chunk is decoded exactly once, on all cores of the current rayon pool.
-pub fn decode_ceiling(collection: &DatasetCollection) -> Result<Rate> {
-    let mut batch = collection.new_batch();
+/// The decode-only ceiling: every dataset read whole into `buffer` (pass the same one each
+/// time: a fresh one pays its page faults), so each inner chunk is decoded exactly once, on all
+/// cores of the current rayon pool.
+pub fn decode_ceiling(collection: &DatasetCollection, buffer: &mut XBatch) -> Result<Rate> {
     let t = Instant::now();
     for w in collection.offsets().windows(2) {
-        collection.read_rows(&[w[0]..w[1]], &mut batch)?;
+        collection.read_rows(&[w[0]..w[1]], buffer)?;
     }
     let seconds = t.elapsed().as_secs_f64();
     Ok(Rate {
