@@ -365,14 +365,9 @@ impl Loader {
     }
 
     fn capacity(&self) -> usize {
-        self.prefetch.unwrap_or_else(|| {
-            // One fetch's worth of batches for the built-in plans; 2 at least.
-            self.sampler
-                .requests(self.n_obs(), 0)
-                .ok()
-                .and_then(|mut r| r.next())
-                .map_or(2, |r| r.splits.len().max(2))
-        })
+        // One request's worth of batches, 2 at least.
+        self.prefetch
+            .unwrap_or_else(|| self.sampler.batches_per_request().max(2))
     }
 
     /// Runs `assemble` over every batch of the epoch from `state`, in a background pipeline.

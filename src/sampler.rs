@@ -24,6 +24,9 @@ macro_rules! delegate_to_plan {
             fn n_batches(&self, n_obs: u64) -> u64 {
                 self.0.n_batches(n_obs)
             }
+            fn batches_per_request(&self) -> usize {
+                self.0.batches_per_request()
+            }
             fn requests(
                 &self,
                 n_obs: u64,
@@ -109,6 +112,11 @@ pub trait Sampler: Send + Sync {
 
     /// Number of batches an epoch yields.
     fn n_batches(&self, n_obs: u64) -> u64;
+
+    /// Batches a typical request holds: the loader's default prefetch depth. Default 2.
+    fn batches_per_request(&self) -> usize {
+        2
+    }
 
     /// The load requests of epoch `epoch`, in order. Must be a pure function of the sampler's
     /// configuration, `n_obs` and `epoch`.

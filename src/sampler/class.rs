@@ -240,6 +240,10 @@ impl Sampler for ClassSampler {
         self.batch_size
     }
 
+    fn batches_per_request(&self) -> usize {
+        ((self.chunk_size * self.preload_nchunks as u64) / self.batch_size.max(1) as u64) as usize
+    }
+
     fn validate(&self, n_obs: u64) -> Result<()> {
         check_fetch_shape(self.batch_size, self.chunk_size, self.preload_nchunks)?;
         if n_obs != self.n_obs {
