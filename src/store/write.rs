@@ -7,13 +7,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 use zarrs::array::{Array, ArrayMetadata, Element};
 use zarrs::filesystem::FilesystemStore;
 use zarrs::group::GroupBuilder;
 
 use super::dataframe::Column;
+
+mod sharded;
 use crate::error::{Error, Result};
 
 /// How `X` is chunked on disk.
@@ -79,6 +80,7 @@ zarr_element! {
 
 /// An open writable store.
 pub struct Writer {
+    root: std::path::PathBuf,
     store: Arc<FilesystemStore>,
 }
 
@@ -95,6 +97,7 @@ impl Writer {
         })?;
         let store = FilesystemStore::new(root).map_err(|e| zerr(&root.display().to_string(), e))?;
         Ok(Self {
+            root: root.to_path_buf(),
             store: Arc::new(store),
         })
     }
@@ -119,66 +122,31 @@ impl Writer {
         compressor: Compressor,
         attrs: Map<String, Value>,
     ) -> Result<()> {
-        let data_type = T::DATA_TYPE;
-        let fill_value = T::fill_value();
-        let row_width: u64 = shape[1..].iter().product();
-        let rows = shape[0];
-        let inner_rows = inner_rows.clamp(1, rows.max(1));
-        // The shard must be a whole number of inner chunks.
-        let shard_rows = shard_rows.max(inner_rows).div_ceil(inner_rows) * inner_rows;
-        let shard_rows = shard_rows.min(rows.max(1).div_ceil(inner_rows) * inner_rows);
-        let mut shard_shape = vec![shard_rows];
-        shard_shape.extend(&shape[1..]);
-        let mut inner_shape = vec![inner_rows];
-        inner_shape.extend(&shape[1..]);
-        let typesize = std::mem::size_of::<T>();
-        let inner_codecs = match (compressor, data_type) {
-            (_, "string") => json!([{"name": "vlen-utf8", "configuration": {}},
-                                     {"name": "zstd", "configuration": {"level": 0, "checksum": false}}]),
-            (Compressor::Zstd, _) => {
-                json!([{"name": "bytes", "configuration": {"endian": "little"}},
-                                     {"name": "zstd", "configuration": {"level": 0, "checksum": false}}])
-            }
-            (Compressor::BloscLz4, _) => {
-                json!([{"name": "bytes", "configuration": {"endian": "little"}},
-                                     {"name": "blosc", "configuration": {"typesize": typesize, "cname": "lz4",
-                                      "clevel": 3, "shuffle": "shuffle", "blocksize": 0}}])
-            }
-        };
-        let metadata = json!({
-            "zarr_format": 3,
-            "node_type": "array",
-            "shape": shape,
-            "data_type": data_type,
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": shard_shape}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-            "fill_value": fill_value,
-            "codecs": [{"name": "sharding_indexed", "configuration": {
-                "chunk_shape": inner_shape,
-                "codecs": inner_codecs,
-                "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
-                "index_location": "end"}}],
-            "attributes": attrs,
-        });
+        let row_width = shape[1..].iter().product::<u64>() as usize;
+        if values.len() as u64 != shape.iter().product::<u64>() {
+            return Err(Error::ShapeMismatch {
+                path: path.to_string(),
+                found: format!("{} values", values.len()),
+                expected: format!("{} (shape {shape:?})", shape.iter().product::<u64>()),
+            });
+        }
+        self.sharded_array::<T>(path, shape, (inner_rows, shard_rows), compressor, attrs)?
+            .write_with(|rows, buffer| {
+                let (a, b) = (
+                    rows.start as usize * row_width,
+                    rows.end as usize * row_width,
+                );
+                buffer.extend_from_slice(&values[a..b]);
+                Ok(())
+            })
+    }
+
+    /// An array handle for `metadata` at `path` (nothing is written).
+    pub(crate) fn new_array(&self, path: &str, metadata: Value) -> Result<Array<FilesystemStore>> {
         let metadata: ArrayMetadata =
             serde_json::from_value(metadata).map_err(|e| zerr(path, e))?;
-        let array = Array::new_with_metadata(self.store.clone(), &abs(path), metadata)
-            .map_err(|e| zerr(path, e))?;
-        array.store_metadata().map_err(|e| zerr(path, e))?;
-        let shard_len = (shard_rows * row_width) as usize;
-        let n_shards = rows.div_ceil(shard_rows);
-        let ndim = shape.len();
-        (0..n_shards).into_par_iter().try_for_each(|s| {
-            let start = (s * shard_rows * row_width) as usize;
-            let end = (start + shard_len).min(values.len());
-            let mut shard: Vec<T> = values[start..end].to_vec();
-            shard.resize(shard_len, T::default());
-            let mut indices = vec![0u64; ndim];
-            indices[0] = s;
-            array
-                .store_chunk(&indices, shard)
-                .map_err(|e| zerr(path, e))
-        })
+        Array::new_with_metadata(self.store.clone(), &abs(path), metadata)
+            .map_err(|e| zerr(path, e))
     }
 
     /// Writes a dataframe group (`obs` or `var`) with its index and columns.
@@ -356,7 +324,7 @@ impl Writer {
             none(),
         )?;
         // Indices downcast to the smallest unsigned type that fits, as annbatch does.
-        if n_var <= u64::from(u16::MAX) + 1 {
+        if n_var <= u64::from(u16::MAX) {
             let idx: Vec<u16> = indices.iter().map(|&i| i as u16).collect();
             self.array(
                 &p("X/indices"),
@@ -397,6 +365,62 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Inner-chunk and shard lengths along axis 0 for an array of `rows` rows: both at least one
+/// row and at most the array, the shard a whole number of inner chunks.
+pub(crate) fn shard_rows_for(rows: u64, inner_rows: u64, shard_rows: u64) -> (u64, u64) {
+    let inner_rows = inner_rows.clamp(1, rows.max(1));
+    let shard_rows = shard_rows.max(inner_rows).div_ceil(inner_rows) * inner_rows;
+    let shard_rows = shard_rows.min(rows.max(1).div_ceil(inner_rows) * inner_rows);
+    (inner_rows, shard_rows)
+}
+
+/// The codecs of an inner chunk of `T` values compressed by `compressor`.
+pub(crate) fn inner_codecs<T: ZarrElement>(compressor: Compressor) -> Value {
+    let typesize = std::mem::size_of::<T>();
+    match (compressor, T::DATA_TYPE) {
+        (_, "string") => json!([{"name": "vlen-utf8", "configuration": {}},
+                                 {"name": "zstd", "configuration": {"level": 0, "checksum": false}}]),
+        (Compressor::Zstd, _) => json!([{"name": "bytes", "configuration": {"endian": "little"}},
+                                 {"name": "zstd", "configuration": {"level": 0, "checksum": false}}]),
+        (Compressor::BloscLz4, _) => {
+            json!([{"name": "bytes", "configuration": {"endian": "little"}},
+                                 {"name": "blosc", "configuration": {"typesize": typesize, "cname": "lz4",
+                                  "clevel": 3, "shuffle": "shuffle", "blocksize": 0}}])
+        }
+    }
+}
+
+/// Zarr v3 metadata of an array of `T` sharded along axis 0: shards of `shard_rows` rows made of
+/// inner chunks of `inner_rows` rows (see [`shard_rows_for`]), the shard index at the end with a
+/// crc32c, as zarr-python writes it.
+pub(crate) fn sharded_metadata<T: ZarrElement>(
+    shape: &[u64],
+    inner_rows: u64,
+    shard_rows: u64,
+    compressor: Compressor,
+    attrs: Map<String, Value>,
+) -> Value {
+    let mut shard_shape = vec![shard_rows];
+    shard_shape.extend(&shape[1..]);
+    let mut inner_shape = vec![inner_rows];
+    inner_shape.extend(&shape[1..]);
+    json!({
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": shape,
+        "data_type": T::DATA_TYPE,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": shard_shape}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": T::fill_value(),
+        "codecs": [{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": inner_shape,
+            "codecs": inner_codecs::<T>(compressor),
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+            "index_location": "end"}}],
+        "attributes": attrs,
+    })
 }
 
 /// A JSON attribute map from pairs.
