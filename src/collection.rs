@@ -82,7 +82,7 @@ impl DatasetCollection {
                 return Err(Error::VarMismatch {
                     path: label,
                     dataset: name.clone(),
-                    detail,
+                    detail: format!("differs from dataset_0: {detail}"),
                 });
             }
             let same_kind = matches!(

@@ -52,6 +52,27 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// Reading one input of a conversion failed.
+    #[error("{}: {source}", path.display())]
+    Input {
+        /// The input file or store.
+        path: PathBuf,
+        /// What went wrong inside it.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// The output path of a conversion holds something that is not a collection.
+    #[error(
+        "{path}: {found}; expected a missing path, an empty directory or an annbatch collection"
+    )]
+    OutputExists {
+        /// The output path.
+        path: PathBuf,
+        /// What is there.
+        found: String,
+    },
+
     /// A required AnnData element (group or array) does not exist.
     #[error("{path}: missing element {element:?}")]
     MissingElement {
@@ -130,7 +151,7 @@ pub enum Error {
     },
 
     /// The datasets of a collection do not share one `var` index.
-    #[error("{path}: var of {dataset} differs from dataset_0: {detail}")]
+    #[error("{path}: var of {dataset}: {detail}")]
     VarMismatch {
         /// The collection path.
         path: String,
@@ -223,6 +244,19 @@ impl Error {
             name,
             value: value.to_string(),
             reason: reason.into(),
+        }
+    }
+}
+
+impl Error {
+    /// This error as one about the input `path` (unless it already names an input).
+    pub fn in_input(self, path: &std::path::Path) -> Self {
+        match self {
+            e @ (Self::Input { .. } | Self::Io { .. }) => e,
+            e => Self::Input {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            },
         }
     }
 }

@@ -244,6 +244,7 @@ pub struct H5adFile {
     h5: H5,
     path: PathBuf,
     x: H5X,
+    x_dtype: Dtype,
     n_obs: u64,
     var_names: Vec<String>,
 }
@@ -380,11 +381,16 @@ impl H5adFile {
                 })
             }
         };
+        let x_dtype = match &x {
+            H5X::Csr { data, .. } => dtype_of("X/data", data)?,
+            H5X::Dense { ds, .. } => dtype_of("X", ds)?,
+        };
         let var_names = dataframe::read_index(&h5, "var")?;
         let file = Self {
             h5,
             path: path.to_path_buf(),
             x,
+            x_dtype,
             n_obs,
             var_names,
         };
@@ -419,6 +425,17 @@ impl H5adFile {
     /// The `var` index.
     pub fn var_names(&self) -> &[String] {
         &self.var_names
+    }
+    /// The element type of `X`'s values as stored.
+    pub fn x_dtype(&self) -> Dtype {
+        self.x_dtype
+    }
+    /// The validated row pointers of a CSR `X` (`n_obs + 1` entries); `None` for dense `X`.
+    pub fn indptr(&self) -> Option<&[u64]> {
+        match &self.x {
+            H5X::Csr { indptr, .. } => Some(indptr),
+            H5X::Dense { .. } => None,
+        }
     }
     /// The `obs` index.
     pub fn obs_names(&self) -> Result<Vec<String>> {

@@ -32,6 +32,7 @@
 
 pub mod batch;
 pub mod collection;
+pub mod convert;
 pub mod demo;
 pub mod error;
 pub mod fetch;

@@ -35,6 +35,43 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Convert .h5ad / zarr AnnData files into a shuffled, sharded collection (annbatch's
+    /// add_adatas), or append them to the collection already at OUTPUT.
+    Convert {
+        /// Input .h5ad files or zarr AnnData stores.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The collection to create or append to.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Rows per output dataset, or its in-memory size ("20GB"); bounds memory.
+        #[arg(long, default_value = "20GB")]
+        dataset_size: String,
+        /// Rows per shard, or the uncompressed size of one ("1GB").
+        #[arg(long, default_value = "1GB")]
+        shard_size: String,
+        /// Rows per inner chunk (times the average nnz per row for sparse X).
+        #[arg(long, default_value_t = 64)]
+        n_obs_per_chunk: u64,
+        /// Contiguous rows the shuffle keeps together.
+        #[arg(long, default_value_t = 1000)]
+        shuffle_chunk_size: u64,
+        /// Keep the input order.
+        #[arg(long)]
+        no_shuffle: bool,
+        /// Shuffle seed (drawn and printed when not given).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// A text file with one var name per line: keep only those genes.
+        #[arg(long)]
+        var_subset: Option<PathBuf>,
+        /// obs columns to sort each dataset by (repeat for several).
+        #[arg(long)]
+        groupby: Vec<String>,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Summarise a collection, an AnnData zarr store, or (feature hdf5) an .h5ad file.
     Inspect {
         /// The collection or store.
@@ -77,11 +114,77 @@ enum Command {
     },
 }
 
+fn convert(
+    inputs: &[PathBuf],
+    output: &Path,
+    options: &annbatch::convert::ConvertOptions,
+) -> annbatch::Result<()> {
+    let start = Instant::now();
+    let report = annbatch::convert::add_adatas(output, inputs, options)?;
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{} {} cells from {} input(s) {} {} ({} cells x {} genes in {} datasets) in {secs:.2} s \
+         ({:.0} cells/s), seed {}",
+        if report.appended { "appended" } else { "wrote" },
+        report.added,
+        inputs.len(),
+        if report.appended { "to" } else { "into" },
+        output.display(),
+        report.n_obs,
+        report.n_var,
+        report.datasets,
+        report.added as f64 / secs,
+        report.seed,
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { out, n_obs, force } => run_demo(&out, n_obs, force),
         Command::Inspect { path } => inspect(&path),
+        Command::Convert {
+            inputs,
+            output,
+            dataset_size,
+            shard_size,
+            n_obs_per_chunk,
+            shuffle_chunk_size,
+            no_shuffle,
+            seed,
+            var_subset,
+            groupby,
+            quiet,
+        } => (|| {
+            let var_subset = match var_subset {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|source| annbatch::Error::Io { path, source })?
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from)
+                        .collect(),
+                ),
+                None => None,
+            };
+            let options = annbatch::convert::ConvertOptions {
+                n_obs_per_chunk,
+                shard_size: shard_size.parse()?,
+                dataset_size: dataset_size.parse()?,
+                shuffle_chunk_size,
+                shuffle: !no_shuffle,
+                seed,
+                var_subset,
+                groupby,
+                quiet,
+            };
+            convert(&inputs, &output, &options)
+        })(),
         Command::ReadBench {
             path,
             chunk_size,

@@ -71,6 +71,14 @@ impl XElement {
         }
     }
 
+    /// The element type of the values as stored.
+    pub fn dtype(&self) -> super::Dtype {
+        match self {
+            Self::Csr(x) => x.dtype(),
+            Self::Dense(x) => x.dtype(),
+        }
+    }
+
     /// An empty batch of the right kind for this element, to pass to [`Self::append_rows`].
     pub fn new_batch(&self) -> XBatch {
         match self {

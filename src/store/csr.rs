@@ -92,6 +92,10 @@ impl CsrElement {
     pub fn n_var(&self) -> u64 {
         self.n_var
     }
+    /// The element type of `data` as stored.
+    pub fn dtype(&self) -> super::Dtype {
+        self.data.dtype()
+    }
     /// Number of stored values.
     pub fn nnz(&self) -> u64 {
         self.indptr.last().copied().unwrap_or(0)

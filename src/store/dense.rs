@@ -34,6 +34,10 @@ impl DenseElement {
         Ok(Self { array })
     }
 
+    /// The element type as stored.
+    pub fn dtype(&self) -> super::Dtype {
+        self.array.dtype()
+    }
     /// The element's path inside its store.
     pub fn path(&self) -> &str {
         self.array.path()

@@ -1,0 +1,573 @@
+//! Preprocessing: many `.h5ad` / zarr AnnData inputs → one shuffled, sharded collection in
+//! annbatch's on-disk format (annbatch's `DatasetCollection.add_adatas`).
+//!
+//! ```text
+//!  inputs (rows 0..N, concatenated)      blocks of shuffle_chunk_size rows, shuffled
+//!  ┌────────┬──────────┬─────┐           ┌──┬──┬──┬──┬──┬──┬──┬──┐
+//!  │ a.h5ad │ b.zarr   │ ... │  ──────▶  │7 │2 │9 │0 │5 │3 │8 │1 │ ...
+//!  └────────┴──────────┴─────┘           └──┴──┴──┴──┴──┴──┴──┴──┘
+//!                                          dataset_0   dataset_1 ...  (dataset_size rows each)
+//!  each dataset: its blocks read in row order, rows permuted in memory (then `groupby`),
+//!  X written sharded (blosc-lz4 inner chunks), obs (+ src_path) and var written.
+//! ```
+//!
+//! Memory is bounded by one dataset (`dataset_size`) plus a small constant: inner chunks are
+//! gathered and encoded a window at a time ([`crate::store::write`]).
+//!
+//! The var spaces are outer-joined (or cut to `var_subset`); obs columns are joined the way
+//! `anndata.concat(join="outer")` does; the index is made unique. `X` is stored as float32 (what
+//! the loader hands out): inputs of other dtypes are cast, and the report says so.
+//!
+//! Appending to an existing collection (annbatch's second `add_adatas` call) deals the new rows
+//! out across its datasets, each re-permuted, in the collection's var space. Either way the
+//! result is published atomically: an interrupted run never leaves a collection that looks
+//! complete (see [`publish`]).
+//!
+//! ```no_run
+//! # fn main() -> annbatch::Result<()> {
+//! use annbatch::convert::{add_adatas, ConvertOptions};
+//!
+//! let options = ConvertOptions { seed: Some(0), ..ConvertOptions::default() };
+//! let report = add_adatas("collection.zarr", &["a.h5ad", "b.zarr"], &options)?;
+//! println!("{} cells x {} genes in {} datasets", report.n_obs, report.n_var, report.datasets);
+//! # Ok(()) }
+//! ```
+
+use std::io::IsTerminal;
+use std::ops::Range;
+use std::path::Path;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+mod dataset;
+mod obs_table;
+mod plan;
+mod publish;
+mod size;
+mod source;
+mod var_space;
+
+use dataset::{write_dataset, Piece, Shared};
+use obs_table::{ObsPart, ObsTable};
+pub use size::Size;
+use source::Source;
+
+use crate::error::{Error, Result};
+use crate::store::write::{attrs, Writer};
+use crate::{Column, Dtype};
+
+/// annbatch's `add_adatas` parameters, with its defaults.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// Rows per inner zarr chunk (for CSR: times the average nnz per row). Default 64.
+    pub n_obs_per_chunk: u64,
+    /// Rows per shard file, or a byte size per shard (of the uncompressed matrix). Default 1GB.
+    pub shard_size: Size,
+    /// Rows per output dataset, or a byte budget for one dataset in memory, which is what
+    /// bounds the conversion's memory. Default 20GB. Ignored when appending.
+    pub dataset_size: Size,
+    /// Contiguous input rows kept together by the shuffle. Default 1000.
+    pub shuffle_chunk_size: u64,
+    /// Shuffle rows across and within datasets. Default true.
+    pub shuffle: bool,
+    /// Seed of the shuffle; `None` draws one (reported, so the run can be repeated).
+    pub seed: Option<u64>,
+    /// Keep only these variables (a new collection only; appending uses the collection's).
+    pub var_subset: Option<Vec<String>>,
+    /// obs columns to stable-sort each dataset by, after the shuffle.
+    pub groupby: Vec<String>,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        Self {
+            n_obs_per_chunk: 64,
+            shard_size: Size::Bytes(1 << 30),
+            dataset_size: Size::Bytes(20 << 30),
+            shuffle_chunk_size: 1000,
+            shuffle: true,
+            seed: None,
+            var_subset: None,
+            groupby: Vec::new(),
+            quiet: false,
+        }
+    }
+}
+
+/// What a conversion did.
+#[derive(Debug, Clone)]
+pub struct ConvertReport {
+    /// Rows in the collection afterwards.
+    pub n_obs: u64,
+    /// Variables of the collection.
+    pub n_var: u64,
+    /// Datasets in the collection.
+    pub datasets: usize,
+    /// Rows added by this run.
+    pub added: u64,
+    /// Whether the run appended to an existing collection.
+    pub appended: bool,
+    /// The shuffle seed used.
+    pub seed: u64,
+    /// Things the user should know (dtype casts, dropped genes).
+    pub notes: Vec<String>,
+}
+
+/// What the output path holds.
+enum Output {
+    New,
+    Collection(crate::DatasetCollection),
+}
+
+fn inspect_output(path: &Path) -> Result<Output> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Output::New),
+        Err(e) => return Err(io(e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::OutputExists {
+                path: path.to_path_buf(),
+                found: "a file".into(),
+            })
+        }
+        Ok(_) => {}
+    }
+    if std::fs::read_dir(path).map_err(io)?.next().is_none() {
+        return Ok(Output::New);
+    }
+    match crate::DatasetCollection::open(path) {
+        Ok(c) if c.is_preshuffled() => Ok(Output::Collection(c)),
+        Ok(_) => Err(Error::OutputExists {
+            path: path.to_path_buf(),
+            found: "an AnnData store that is not an annbatch collection".into(),
+        }),
+        Err(e) => Err(Error::OutputExists {
+            path: path.to_path_buf(),
+            found: format!("a non-empty directory that is not a collection ({e})"),
+        }),
+    }
+}
+
+/// Converts `inputs` (`.h5ad` files or zarr AnnData stores) into the collection at `output`,
+/// or appends them to the collection already there. See the [module docs](self).
+pub fn add_adatas<P: AsRef<Path>>(
+    output: impl AsRef<Path>,
+    inputs: &[P],
+    options: &ConvertOptions,
+) -> Result<ConvertReport> {
+    let output = output.as_ref();
+    if inputs.is_empty() {
+        return Err(Error::parameter(
+            "adata_paths",
+            "[]",
+            "at least one input is needed",
+        ));
+    }
+    for (name, value) in [
+        ("n_obs_per_chunk", options.n_obs_per_chunk),
+        ("shuffle_chunk_size", options.shuffle_chunk_size),
+    ] {
+        if value == 0 {
+            return Err(Error::parameter(name, 0, "must be at least 1"));
+        }
+    }
+    if matches!(options.shard_size, Size::Rows(0)) || matches!(options.dataset_size, Size::Rows(0))
+    {
+        return Err(Error::parameter(
+            "shard_size / dataset_size",
+            0,
+            "must be at least 1",
+        ));
+    }
+    let existing = inspect_output(output)?;
+    let sources: Vec<Source> = inputs
+        .iter()
+        .map(|p| Source::open(p.as_ref()).map_err(|e| e.in_input(p.as_ref())))
+        .collect::<Result<_>>()?;
+    let mut notes = Vec::new();
+    for s in &sources {
+        if s.x_dtype() != Dtype::F32 {
+            notes.push(format!(
+                "{}: X is {}; stored as float32 (a collection holds one dtype)",
+                s.path().display(),
+                s.x_dtype()
+            ));
+        }
+    }
+    let seed = options.seed.unwrap_or_else(rand::random);
+    match existing {
+        Output::New => create(output, sources, options, seed, notes),
+        Output::Collection(c) => append(output, c, sources, options, seed, notes),
+    }
+}
+
+/// The obs of one input, with annbatch's `src_path` column.
+fn input_obs(source: &Source, label: String) -> Result<ObsPart> {
+    let path = source.path();
+    let n_obs = source.n_obs() as usize;
+    let mut columns = Vec::new();
+    for name in source.obs_columns().map_err(|e| e.in_input(path))? {
+        if name == "src_path" {
+            continue;
+        }
+        let column = source.obs_column(&name).map_err(|e| e.in_input(path))?;
+        columns.push((name, column));
+    }
+    columns.push((
+        "src_path".to_string(),
+        Column::Categorical {
+            codes: vec![0; n_obs],
+            categories: vec![label],
+            ordered: false,
+        },
+    ));
+    Ok(ObsPart {
+        n_obs,
+        names: source.obs_names().map_err(|e| e.in_input(path))?,
+        columns,
+    })
+}
+
+/// A dataset's rows as pieces of sources: `ranges` are rows of the concatenation of sources
+/// `first..`, starting at obs row `obs_base`.
+fn pieces_of(sources: &[Source], first: usize, obs_base: u64, ranges: &[Range<u64>]) -> Vec<Piece> {
+    let mut starts = Vec::with_capacity(sources.len() - first + 1);
+    let mut total = 0;
+    for s in &sources[first..] {
+        starts.push(total);
+        total += s.n_obs();
+    }
+    starts.push(total);
+    let mut pieces = Vec::new();
+    for r in ranges {
+        let mut row = r.start;
+        while row < r.end {
+            let i = starts.partition_point(|&s| s <= row) - 1;
+            let end = r.end.min(starts[i + 1]);
+            pieces.push(Piece {
+                source: first + i,
+                rows: row - starts[i]..end - starts[i],
+                obs_start: obs_base + row,
+            });
+            row = end;
+        }
+    }
+    pieces
+}
+
+fn permutation(shuffle: bool, seed: u64, dataset: usize) -> impl FnOnce(usize) -> Vec<usize> {
+    move |n| {
+        let mut order: Vec<usize> = (0..n).collect();
+        if shuffle {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(dataset as u64 + 1);
+            order.shuffle(&mut rng);
+        }
+        order
+    }
+}
+
+/// Estimated bytes of one row held in memory while its dataset is written.
+fn staged_bytes_per_row(sources: &[Source], n_var: usize, sparse: bool) -> f64 {
+    let rows: u64 = sources.iter().map(Source::n_obs).sum::<u64>().max(1);
+    if !sparse {
+        return (n_var * 4 + 16) as f64;
+    }
+    let nnz: f64 = sources
+        .iter()
+        .map(|s| match s.indptr() {
+            Some(p) => p.last().copied().unwrap_or(0) as f64,
+            None => s.n_obs() as f64 * n_var as f64 / 2.0,
+        })
+        .sum();
+    let index_bytes = if n_var <= 255 {
+        1.0
+    } else if n_var <= 65_535 {
+        2.0
+    } else {
+        4.0
+    };
+    // values + column indices, plus the staged offset, output indptr and order of each row.
+    nnz / rows as f64 * (4.0 + index_bytes) + 24.0
+}
+
+struct Progress(indicatif::ProgressBar);
+
+impl Progress {
+    fn new(total: u64, quiet: bool) -> Self {
+        let bar = if quiet || !std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(total)
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{bar:40}] {human_pos}/{human_len} cells ({per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Self(bar)
+    }
+}
+
+fn create(
+    output: &Path,
+    sources: Vec<Source>,
+    options: &ConvertOptions,
+    seed: u64,
+    notes: Vec<String>,
+) -> Result<ConvertReport> {
+    let inputs: Vec<(String, &[String])> = sources
+        .iter()
+        .map(|s| (s.path().display().to_string(), s.var_names()))
+        .collect();
+    let labelled: Vec<(&str, &[String])> = inputs.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    let space = var_space::build(&labelled, None, options.var_subset.as_deref())?;
+    let obs = ObsTable::join(
+        sources
+            .iter()
+            .map(|s| input_obs(s, s.path().display().to_string()))
+            .collect::<Result<_>>()?,
+    );
+    let sparse = sources.iter().any(|s| s.indptr().is_some());
+    let n_obs: u64 = sources.iter().map(Source::n_obs).sum();
+    if n_obs == 0 {
+        return Err(Error::EmptyCollection {
+            path: inputs.first().map(|i| i.0.clone()).unwrap_or_default(),
+        });
+    }
+    check_groupby(&obs, &options.groupby)?;
+    let dataset_rows =
+        options
+            .dataset_size
+            .rows(staged_bytes_per_row(&sources, space.names.len(), sparse));
+    if options.shuffle_chunk_size > dataset_rows {
+        return Err(Error::parameter(
+            "shuffle_chunk_size",
+            options.shuffle_chunk_size,
+            format!("larger than the {dataset_rows} rows per dataset that dataset_size gives"),
+        ));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let datasets = plan::new_datasets(
+        n_obs,
+        options.shuffle_chunk_size,
+        dataset_rows,
+        options.shuffle,
+        &mut rng,
+    );
+    let staging = publish::Staging::begin(output)?;
+    let writer = Writer::create(&staging.dir)?;
+    let shared = Shared {
+        sources: &sources,
+        maps: &space.maps,
+        var_names: &space.names,
+        obs: &obs,
+        sparse,
+        n_obs_per_chunk: options.n_obs_per_chunk,
+        shard_size: options.shard_size,
+        groupby: &options.groupby,
+    };
+    let progress = Progress::new(n_obs, options.quiet);
+    for (i, ranges) in datasets.iter().enumerate() {
+        progress.0.set_message(format!("dataset_{i}"));
+        let pieces = pieces_of(&sources, 0, 0, ranges);
+        write_dataset(
+            &writer,
+            &format!("dataset_{i}"),
+            &shared,
+            &pieces,
+            permutation(options.shuffle, seed, i),
+            &|n| progress.0.inc(n),
+        )?;
+    }
+    // The marker that makes this a collection goes last.
+    writer.group("", collection_attrs())?;
+    staging.publish()?;
+    progress.0.finish_and_clear();
+    Ok(ConvertReport {
+        n_obs,
+        n_var: space.names.len() as u64,
+        datasets: datasets.len(),
+        added: n_obs,
+        appended: false,
+        seed,
+        notes,
+    })
+}
+
+fn collection_attrs() -> serde_json::Map<String, serde_json::Value> {
+    attrs(&[
+        ("encoding-type", json!("annbatch-preshuffled")),
+        ("encoding-version", json!("0.1.0")),
+    ])
+}
+
+fn check_groupby(obs: &ObsTable, groupby: &[String]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for name in groupby {
+        if !seen.insert(name) {
+            return Err(Error::parameter("groupby", name, "columns must be unique"));
+        }
+        if !obs.columns.iter().any(|(n, _)| n == name) {
+            return Err(Error::MissingElement {
+                path: "obs".into(),
+                element: name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn append(
+    output: &Path,
+    collection: crate::DatasetCollection,
+    new_sources: Vec<Source>,
+    options: &ConvertOptions,
+    seed: u64,
+    mut notes: Vec<String>,
+) -> Result<ConvertReport> {
+    let names = collection.dataset_names().to_vec();
+    let var_names = collection.var_names().to_vec();
+    let sparse = matches!(
+        collection.datasets().first().map(|d| d.x()),
+        Some(crate::XElement::Csr(_))
+    );
+    drop(collection);
+    // Existing datasets first, then the new inputs.
+    let mut sources: Vec<Source> = names
+        .iter()
+        .map(|n| {
+            let p = output.join(n);
+            crate::AnnDataStore::open(&p).map(|a| Source::Zarr(a, p))
+        })
+        .collect::<Result<_>>()?;
+    let n_existing = sources.len();
+    sources.extend(new_sources);
+    let labelled: Vec<(String, &[String])> = sources
+        .iter()
+        .map(|s| (s.path().display().to_string(), s.var_names()))
+        .collect();
+    let labelled: Vec<(&str, &[String])> = labelled.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    let space = var_space::build(&labelled, Some(&var_names), None)?;
+    for (s, map) in sources.iter().zip(&space.maps).skip(n_existing) {
+        if let Some(map) = map {
+            let dropped = map.to.iter().filter(|&&t| t == var_space::DROPPED).count();
+            if dropped > 0 {
+                notes.push(format!(
+                    "{}: {dropped} variables not in the collection's var were dropped",
+                    s.path().display()
+                ));
+            }
+        }
+    }
+    let mut parts = Vec::with_capacity(sources.len());
+    for (i, s) in sources.iter().enumerate() {
+        if i < n_existing {
+            let path = s.path();
+            let mut columns = Vec::new();
+            for name in s.obs_columns().map_err(|e| e.in_input(path))? {
+                let column = s.obs_column(&name).map_err(|e| e.in_input(path))?;
+                columns.push((name, column));
+            }
+            parts.push(ObsPart {
+                n_obs: s.n_obs() as usize,
+                names: s.obs_names().map_err(|e| e.in_input(path))?,
+                columns,
+            });
+        } else {
+            parts.push(input_obs(s, s.path().display().to_string())?);
+        }
+    }
+    let obs = ObsTable::join(parts);
+    check_groupby(&obs, &options.groupby)?;
+    let existing_rows: u64 = sources[..n_existing].iter().map(Source::n_obs).sum();
+    let added: u64 = sources[n_existing..].iter().map(Source::n_obs).sum();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let shares = plan::appended_rows(
+        added,
+        options.shuffle_chunk_size,
+        n_existing,
+        options.shuffle,
+        &mut rng,
+    );
+    let staging = publish::Staging::begin(output)?;
+    let writer = Writer::create(&staging.dir)?;
+    let shared = Shared {
+        sources: &sources,
+        maps: &space.maps,
+        var_names: &space.names,
+        obs: &obs,
+        sparse,
+        n_obs_per_chunk: options.n_obs_per_chunk,
+        shard_size: options.shard_size,
+        groupby: &options.groupby,
+    };
+    let progress = Progress::new(existing_rows + added, options.quiet);
+    let mut obs_start = 0;
+    for (i, (name, share)) in names.iter().zip(&shares).enumerate() {
+        let own = sources[i].n_obs();
+        progress.0.set_message(name.clone());
+        if share.is_empty() {
+            publish::link_tree(&output.join(name), &staging.dir.join(name))?;
+            progress.0.inc(own);
+        } else {
+            let mut pieces = vec![Piece {
+                source: i,
+                rows: 0..own,
+                obs_start,
+            }];
+            pieces.extend(pieces_of(&sources, n_existing, existing_rows, share));
+            write_dataset(
+                &writer,
+                name,
+                &shared,
+                &pieces,
+                permutation(options.shuffle, seed, i),
+                &|n| progress.0.inc(n),
+            )?;
+        }
+        obs_start += own;
+    }
+    writer.group("", collection_attrs())?;
+    // Every file of the old collection that is not a dataset (e.g. user metadata) comes along.
+    for entry in std::fs::read_dir(output).map_err(|source| Error::Io {
+        path: output.to_path_buf(),
+        source,
+    })? {
+        let entry = entry.map_err(|source| Error::Io {
+            path: output.to_path_buf(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "zarr.json" && !names.contains(&name) {
+            let from = entry.path();
+            if from.is_dir() {
+                publish::link_tree(&from, &staging.dir.join(&name))?;
+            } else {
+                std::fs::copy(&from, staging.dir.join(&name)).map_err(|source| Error::Io {
+                    path: from.clone(),
+                    source,
+                })?;
+            }
+        }
+    }
+    staging.publish_replacing()?;
+    progress.0.finish_and_clear();
+    Ok(ConvertReport {
+        n_obs: existing_rows + added,
+        n_var: space.names.len() as u64,
+        datasets: n_existing,
+        added,
+        appended: true,
+        seed,
+        notes,
+    })
+}

@@ -1,0 +1,407 @@
+//! Writing one output dataset: its rows read into memory (remapped to the output var space),
+//! permuted, optionally sorted by `groupby`, and written in annbatch's sharded layout.
+
+use std::cmp::Ordering;
+use std::ops::Range;
+
+use serde_json::json;
+
+use super::obs_table::{compare_rows, take, ObsTable};
+use super::source::Source;
+use super::var_space::{ColumnMap, DROPPED};
+use super::Size;
+use crate::batch::XBatch;
+use crate::error::{Error, Result};
+use crate::store::write::{attrs, Compressor, Writer, ZarrElement};
+
+/// Rows read from a source per call: bounds the temporary batch, not the dataset.
+const READ_ROWS: u64 = 4096;
+
+/// A run of rows of one source that goes into the dataset.
+#[derive(Debug, Clone)]
+pub(crate) struct Piece {
+    /// Index into the sources.
+    pub source: usize,
+    /// Rows of that source.
+    pub rows: Range<u64>,
+    /// Row of `rows.start` in the [`ObsTable`].
+    pub obs_start: u64,
+}
+
+/// What every dataset of one conversion shares.
+pub(crate) struct Shared<'a> {
+    pub sources: &'a [Source],
+    pub maps: &'a [Option<ColumnMap>],
+    pub var_names: &'a [String],
+    pub obs: &'a ObsTable,
+    pub sparse: bool,
+    pub n_obs_per_chunk: u64,
+    pub shard_size: Size,
+    pub groupby: &'a [String],
+}
+
+/// A column index type of the output (`uint8` / `uint16` / `uint32`, the smallest that fits).
+trait OutIndex: ZarrElement + Copy {
+    fn from_u32(v: u32) -> Self;
+}
+impl OutIndex for u8 {
+    fn from_u32(v: u32) -> Self {
+        v as u8
+    }
+}
+impl OutIndex for u16 {
+    fn from_u32(v: u32) -> Self {
+        v as u16
+    }
+}
+impl OutIndex for u32 {
+    fn from_u32(v: u32) -> Self {
+        v
+    }
+}
+
+/// Reads `pieces` and writes them as the AnnData group `group` of `writer`, rows in `order`
+/// from `permute(n_rows)`. Calls `progress(rows)` as rows are read.
+pub(crate) fn write_dataset(
+    writer: &Writer,
+    group: &str,
+    shared: &Shared<'_>,
+    pieces: &[Piece],
+    permute: impl FnOnce(usize) -> Vec<usize>,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
+    let n_var = shared.var_names.len() as u64;
+    let staged = if !shared.sparse {
+        Staged::Dense(stage_dense(shared, pieces, progress)?)
+    } else if n_var <= u64::from(u8::MAX) {
+        Staged::U8(stage_csr(shared, pieces, progress)?)
+    } else if n_var <= u64::from(u16::MAX) {
+        Staged::U16(stage_csr(shared, pieces, progress)?)
+    } else {
+        Staged::U32(stage_csr(shared, pieces, progress)?)
+    };
+    let obs_rows: Vec<usize> = pieces
+        .iter()
+        .flat_map(|p| (p.obs_start..p.obs_start + (p.rows.end - p.rows.start)).map(|r| r as usize))
+        .collect();
+    let mut order = permute(obs_rows.len());
+    if !shared.groupby.is_empty() {
+        let keys: Vec<_> = shared
+            .groupby
+            .iter()
+            .map(|name| {
+                shared
+                    .obs
+                    .columns
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, c)| take(c, &obs_rows))
+                    .ok_or_else(|| Error::MissingElement {
+                        path: "obs".into(),
+                        element: name.clone(),
+                    })
+            })
+            .collect::<Result<_>>()?;
+        // Stable: rows of one group keep their shuffled order.
+        order.sort_by(|&a, &b| {
+            keys.iter()
+                .map(|c| compare_rows(c, a, b))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        });
+    }
+    let n_obs = order.len() as u64;
+    let p = |child: &str| format!("{group}/{child}");
+    writer.group(
+        group,
+        attrs(&[
+            ("encoding-type", json!("anndata")),
+            ("encoding-version", json!("0.1.0")),
+        ]),
+    )?;
+    match &staged {
+        Staged::U8(s) => write_csr(writer, &p("X"), s, &order, shared)?,
+        Staged::U16(s) => write_csr(writer, &p("X"), s, &order, shared)?,
+        Staged::U32(s) => write_csr(writer, &p("X"), s, &order, shared)?,
+        Staged::Dense(s) => write_dense(writer, &p("X"), s, &order, shared)?,
+    }
+    drop(staged);
+    let obs_order: Vec<usize> = order.iter().map(|&r| obs_rows[r]).collect();
+    let names: Vec<String> = obs_order
+        .iter()
+        .map(|&r| shared.obs.names[r].clone())
+        .collect();
+    let columns: Vec<(String, crate::Column)> = shared
+        .obs
+        .columns
+        .iter()
+        .map(|(n, c)| (n.clone(), take(c, &obs_order)))
+        .collect();
+    writer.dataframe(&p("obs"), &names, &columns)?;
+    writer.dataframe(&p("var"), shared.var_names, &[])?;
+    for empty in ["layers", "obsm", "obsp", "varm", "varp", "uns"] {
+        writer.group(
+            &p(empty),
+            attrs(&[
+                ("encoding-type", json!("dict")),
+                ("encoding-version", json!("0.1.0")),
+            ]),
+        )?;
+    }
+    debug_assert_eq!(n_obs as usize, obs_order.len());
+    Ok(())
+}
+
+enum Staged {
+    U8(StagedCsr<u8>),
+    U16(StagedCsr<u16>),
+    U32(StagedCsr<u32>),
+    Dense(StagedDense),
+}
+
+/// Rows in read order: row `r` is `data[offsets[r]..offsets[r + 1]]`.
+struct StagedCsr<I> {
+    data: Vec<f32>,
+    indices: Vec<I>,
+    offsets: Vec<u64>,
+}
+
+struct StagedDense {
+    data: Vec<f32>,
+    width: usize,
+}
+
+/// Calls `row(values)` for each row of `pieces`, in order, with the row's `(column, value)`
+/// entries in the output var space (dropped columns removed, sorted by column).
+fn for_each_row(
+    shared: &Shared<'_>,
+    pieces: &[Piece],
+    progress: &dyn Fn(u64),
+    mut row: impl FnMut(&[(u32, f32)]),
+) -> Result<()> {
+    let mut batches: Vec<Option<XBatch>> = (0..shared.sources.len()).map(|_| None).collect();
+    let mut entries: Vec<(u32, f32)> = Vec::new();
+    for piece in pieces {
+        let source = &shared.sources[piece.source];
+        let map = shared.maps[piece.source].as_ref();
+        let batch = batches[piece.source].get_or_insert_with(|| source.new_batch());
+        let mut start = piece.rows.start;
+        while start < piece.rows.end {
+            let end = (start + READ_ROWS).min(piece.rows.end);
+            source
+                .read_rows(&[start..end], batch)
+                .map_err(|e| e.in_input(source.path()))?;
+            for i in 0..batch.n_rows() {
+                entries.clear();
+                match &*batch {
+                    XBatch::Csr(b) => {
+                        if let Some((cols, vals)) = b.row(i) {
+                            entries
+                                .extend(cols.iter().map(|&c| c as u32).zip(vals.iter().copied()));
+                        }
+                    }
+                    XBatch::Dense(b) => {
+                        if let Some(vals) = b.row(i) {
+                            entries.extend(
+                                vals.iter()
+                                    .enumerate()
+                                    .filter(|(_, v)| **v != 0.0)
+                                    .map(|(c, &v)| (c as u32, v)),
+                            );
+                        }
+                    }
+                }
+                if let Some(map) = map {
+                    entries.retain_mut(|(c, _)| {
+                        *c = map.to.get(*c as usize).copied().unwrap_or(DROPPED);
+                        *c != DROPPED
+                    });
+                    if !map.monotone {
+                        entries.sort_unstable_by_key(|&(c, _)| c);
+                    }
+                }
+                row(&entries);
+            }
+            progress(end - start);
+            start = end;
+        }
+    }
+    Ok(())
+}
+
+fn stage_csr<I: OutIndex>(
+    shared: &Shared<'_>,
+    pieces: &[Piece],
+    progress: &dyn Fn(u64),
+) -> Result<StagedCsr<I>> {
+    let n_rows: u64 = pieces.iter().map(|p| p.rows.end - p.rows.start).sum();
+    // Exact when every source is CSR: one allocation per dataset.
+    let nnz: u64 = pieces
+        .iter()
+        .filter_map(|p| {
+            let indptr = shared.sources[p.source].indptr()?;
+            Some(indptr[p.rows.end as usize] - indptr[p.rows.start as usize])
+        })
+        .sum();
+    let mut staged = StagedCsr {
+        data: Vec::with_capacity(nnz as usize),
+        indices: Vec::with_capacity(nnz as usize),
+        offsets: Vec::with_capacity(n_rows as usize + 1),
+    };
+    staged.offsets.push(0);
+    for_each_row(shared, pieces, progress, |entries| {
+        staged.data.extend(entries.iter().map(|&(_, v)| v));
+        staged
+            .indices
+            .extend(entries.iter().map(|&(c, _)| I::from_u32(c)));
+        staged.offsets.push(staged.data.len() as u64);
+    })?;
+    Ok(staged)
+}
+
+fn stage_dense(
+    shared: &Shared<'_>,
+    pieces: &[Piece],
+    progress: &dyn Fn(u64),
+) -> Result<StagedDense> {
+    let width = shared.var_names.len();
+    let n_rows: u64 = pieces.iter().map(|p| p.rows.end - p.rows.start).sum();
+    let mut data = Vec::with_capacity(n_rows as usize * width);
+    for_each_row(shared, pieces, progress, |entries| {
+        let start = data.len();
+        data.resize(start + width, 0.0);
+        for &(c, v) in entries {
+            data[start + c as usize] = v;
+        }
+    })?;
+    Ok(StagedDense { data, width })
+}
+
+/// Rows per shard for `shard_size` at `bytes_per_row`, as annbatch's
+/// `_shard_size_param_to_n_obs` computes it.
+fn obs_per_shard(size: Size, bytes_per_row: f64) -> u64 {
+    size.rows(bytes_per_row)
+}
+
+fn write_csr<I: OutIndex>(
+    writer: &Writer,
+    path: &str,
+    staged: &StagedCsr<I>,
+    order: &[usize],
+    shared: &Shared<'_>,
+) -> Result<()> {
+    let n_obs = order.len() as u64;
+    let n_var = shared.var_names.len() as u64;
+    let mut indptr: Vec<i64> = Vec::with_capacity(order.len() + 1);
+    indptr.push(0);
+    let mut total = 0i64;
+    for &r in order {
+        total += (staged.offsets[r + 1] - staged.offsets[r]) as i64;
+        indptr.push(total);
+    }
+    let nnz = total as u64;
+    // annbatch's write_sharded: element counts from the average nnz per row; bytes per row of
+    // the in-memory scipy matrix (float32 data, int32 indices and indptr).
+    let avg = nnz as f64 / n_obs.max(1) as f64;
+    let chunk_rows = shared.n_obs_per_chunk.min(n_obs).max(1);
+    let bytes_per_row = (nnz * 8 + (n_obs + 1) * 4) as f64 / n_obs.max(1) as f64;
+    let shard_obs = obs_per_shard(shared.shard_size, bytes_per_row);
+    let mut chunk = ((chunk_rows as f64 * avg) as u64).max(1);
+    let mut shard = ((shard_obs as f64 * avg) as u64).max(1);
+    if nnz > 0 {
+        chunk = chunk.min(nnz);
+        shard = shard.min(nnz);
+    }
+    let shard = chunk.max(shard - shard % chunk);
+    writer.group(
+        path,
+        attrs(&[
+            ("encoding-type", json!("csr_matrix")),
+            ("encoding-version", json!("0.1.0")),
+            ("shape", json!([n_obs, n_var])),
+        ]),
+    )?;
+    let gather = |elements: Range<u64>, mut f: Box<dyn FnMut(Range<usize>) + '_>| {
+        // The first output row whose entries reach past `elements.start`.
+        let mut r = indptr.partition_point(|&p| p as u64 <= elements.start) - 1;
+        while r < order.len() && (indptr[r] as u64) < elements.end {
+            let (a, b) = (indptr[r] as u64, indptr[r + 1] as u64);
+            let (lo, hi) = (a.max(elements.start), b.min(elements.end));
+            if lo < hi {
+                let base = staged.offsets[order[r]];
+                f((base + lo - a) as usize..(base + hi - a) as usize);
+            }
+            r += 1;
+        }
+    };
+    writer
+        .sharded_array::<f32>(
+            &format!("{path}/data"),
+            &[nnz],
+            (chunk, shard),
+            Compressor::BloscLz4,
+            Default::default(),
+        )?
+        .write_with(|elements, buffer| {
+            gather(
+                elements,
+                Box::new(|s| buffer.extend_from_slice(&staged.data[s])),
+            );
+            Ok(())
+        })?;
+    writer
+        .sharded_array::<I>(
+            &format!("{path}/indices"),
+            &[nnz],
+            (chunk, shard),
+            Compressor::BloscLz4,
+            Default::default(),
+        )?
+        .write_with(|elements, buffer| {
+            gather(
+                elements,
+                Box::new(|s| buffer.extend_from_slice(&staged.indices[s])),
+            );
+            Ok(())
+        })?;
+    writer.array(
+        &format!("{path}/indptr"),
+        &indptr,
+        &[n_obs + 1],
+        (n_obs + 1, n_obs + 1),
+        Compressor::BloscLz4,
+        Default::default(),
+    )
+}
+
+fn write_dense(
+    writer: &Writer,
+    path: &str,
+    staged: &StagedDense,
+    order: &[usize],
+    shared: &Shared<'_>,
+) -> Result<()> {
+    let n_obs = order.len() as u64;
+    let width = staged.width;
+    let chunk = shared.n_obs_per_chunk.min(n_obs).max(1);
+    let shard_obs = obs_per_shard(shared.shard_size, (width * 4) as f64).min(n_obs);
+    let shard = chunk.max(shard_obs - shard_obs % chunk);
+    writer
+        .sharded_array::<f32>(
+            path,
+            &[n_obs, width as u64],
+            (chunk, shard),
+            Compressor::BloscLz4,
+            attrs(&[
+                ("encoding-type", json!("array")),
+                ("encoding-version", json!("0.2.0")),
+            ]),
+        )?
+        .write_with(|rows, buffer| {
+            for r in rows {
+                let s = order[r as usize] * width;
+                buffer.extend_from_slice(&staged.data[s..s + width]);
+            }
+            Ok(())
+        })
+}

@@ -1,0 +1,425 @@
+//! `obs` of the output: the inputs' columns joined (outer), categories unified, and the index
+//! made unique, as `anndata.concat(join="outer")` and `obs_names_make_unique` do.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+
+use crate::store::Column;
+
+/// The whole output `obs`, in input row order.
+#[derive(Debug, Default)]
+pub(crate) struct ObsTable {
+    pub names: Vec<String>,
+    pub columns: Vec<(String, Column)>,
+}
+
+/// One input's `obs`: its row count, index and columns.
+pub(crate) struct ObsPart {
+    pub n_obs: usize,
+    pub names: Vec<String>,
+    pub columns: Vec<(String, Column)>,
+}
+
+impl ObsTable {
+    /// Joins `parts` (outer): a column absent from a part is missing there (`NaN`, a `-1`
+    /// code, or masked); columns keep the order of their first appearance.
+    pub(crate) fn join(parts: Vec<ObsPart>) -> Self {
+        let mut order: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for part in &parts {
+            for (name, _) in &part.columns {
+                if seen.insert(name.clone()) {
+                    order.push(name.clone());
+                }
+            }
+        }
+        let mut names = Vec::with_capacity(parts.iter().map(|p| p.n_obs).sum());
+        let mut by_name: Vec<HashMap<String, Column>> = Vec::with_capacity(parts.len());
+        let mut lens = Vec::with_capacity(parts.len());
+        for part in parts {
+            names.extend(part.names);
+            lens.push(part.n_obs);
+            by_name.push(part.columns.into_iter().collect());
+        }
+        let columns = order
+            .into_iter()
+            .map(|name| {
+                let pieces: Vec<(usize, Option<Column>)> = lens
+                    .iter()
+                    .zip(by_name.iter_mut())
+                    .map(|(&n, cols)| (n, cols.remove(&name)))
+                    .collect();
+                let column = concat_outer(pieces);
+                (name, column)
+            })
+            .collect();
+        Self {
+            names: make_unique(names),
+            columns,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Categorical,
+    Int,
+    Float,
+    Bool,
+    NullableInt,
+    NullableBool,
+    String,
+    NullableString,
+}
+
+fn kind(c: &Column) -> Kind {
+    match c {
+        Column::Categorical { .. } => Kind::Categorical,
+        Column::Int(_) => Kind::Int,
+        Column::Float(_) => Kind::Float,
+        Column::Bool(_) => Kind::Bool,
+        Column::NullableInt { .. } => Kind::NullableInt,
+        Column::NullableBool { .. } => Kind::NullableBool,
+        Column::String(_) => Kind::String,
+        Column::NullableString { .. } => Kind::NullableString,
+        #[allow(unreachable_patterns)]
+        _ => Kind::NullableString,
+    }
+}
+
+/// The kind the concatenation takes, as pandas would give it (with nullable kinds where pandas
+/// would fall back to an `object` column that anndata cannot write).
+fn joined_kind(kinds: &[Kind], missing: bool) -> Kind {
+    use Kind::*;
+    let all = |k: &[Kind]| kinds.iter().all(|x| k.contains(x));
+    if all(&[Categorical]) {
+        Categorical
+    } else if all(&[Int]) && !missing {
+        Int
+    } else if all(&[Int, Float]) {
+        Float
+    } else if all(&[Bool]) && !missing {
+        Bool
+    } else if all(&[Bool, NullableBool]) {
+        NullableBool
+    } else if all(&[Int, NullableInt]) {
+        NullableInt
+    } else if all(&[String]) && !missing {
+        String
+    } else {
+        NullableString
+    }
+}
+
+/// Concatenates the pieces of one column; `None` pieces are missing for their `len` rows.
+pub(crate) fn concat_outer(pieces: Vec<(usize, Option<Column>)>) -> Column {
+    let kinds: Vec<Kind> = pieces
+        .iter()
+        .filter_map(|(_, c)| c.as_ref().map(kind))
+        .collect();
+    let missing = pieces.iter().any(|(_, c)| c.is_none());
+    let total: usize = pieces.iter().map(|(n, _)| n).sum();
+    match joined_kind(&kinds, missing) {
+        Kind::Categorical => {
+            let mut categories: Vec<String> = Vec::new();
+            let mut position: HashMap<String, i64> = HashMap::new();
+            let mut codes = Vec::with_capacity(total);
+            let mut ordered = true;
+            for (n, piece) in pieces {
+                match piece {
+                    Some(Column::Categorical {
+                        codes: c,
+                        categories: cats,
+                        ordered: o,
+                    }) => {
+                        ordered &= o;
+                        let remap: Vec<i64> = cats
+                            .into_iter()
+                            .map(|cat| {
+                                let next = position.len() as i64;
+                                *position.entry(cat.clone()).or_insert_with(|| {
+                                    categories.push(cat);
+                                    next
+                                })
+                            })
+                            .collect();
+                        codes.extend(c.iter().map(|&code| {
+                            usize::try_from(code)
+                                .ok()
+                                .and_then(|i| remap.get(i).copied())
+                                .unwrap_or(-1)
+                        }));
+                    }
+                    _ => codes.extend(std::iter::repeat_n(-1, n)),
+                }
+            }
+            Column::Categorical {
+                codes,
+                categories,
+                ordered,
+            }
+        }
+        Kind::Int => Column::Int(
+            pieces
+                .into_iter()
+                .flat_map(|(_, c)| match c {
+                    Some(Column::Int(v)) => v,
+                    _ => Vec::new(),
+                })
+                .collect(),
+        ),
+        Kind::Float => {
+            let mut out = Vec::with_capacity(total);
+            for (n, piece) in pieces {
+                match piece {
+                    Some(Column::Float(v)) => out.extend(v),
+                    Some(Column::Int(v)) => out.extend(v.iter().map(|&x| x as f64)),
+                    _ => out.extend(std::iter::repeat_n(f64::NAN, n)),
+                }
+            }
+            Column::Float(out)
+        }
+        Kind::Bool => Column::Bool(
+            pieces
+                .into_iter()
+                .flat_map(|(_, c)| match c {
+                    Some(Column::Bool(v)) => v,
+                    _ => Vec::new(),
+                })
+                .collect(),
+        ),
+        Kind::NullableBool => {
+            let (mut values, mut mask) = (Vec::with_capacity(total), Vec::with_capacity(total));
+            for (n, piece) in pieces {
+                match piece {
+                    Some(Column::Bool(v)) => {
+                        mask.extend(std::iter::repeat_n(false, v.len()));
+                        values.extend(v);
+                    }
+                    Some(Column::NullableBool { values: v, mask: m }) => {
+                        values.extend(v);
+                        mask.extend(m);
+                    }
+                    _ => {
+                        values.extend(std::iter::repeat_n(false, n));
+                        mask.extend(std::iter::repeat_n(true, n));
+                    }
+                }
+            }
+            Column::NullableBool { values, mask }
+        }
+        Kind::NullableInt => {
+            let (mut values, mut mask) = (Vec::with_capacity(total), Vec::with_capacity(total));
+            for (n, piece) in pieces {
+                match piece {
+                    Some(Column::Int(v)) => {
+                        mask.extend(std::iter::repeat_n(false, v.len()));
+                        values.extend(v);
+                    }
+                    Some(Column::NullableInt { values: v, mask: m }) => {
+                        values.extend(v);
+                        mask.extend(m);
+                    }
+                    _ => {
+                        values.extend(std::iter::repeat_n(0, n));
+                        mask.extend(std::iter::repeat_n(true, n));
+                    }
+                }
+            }
+            Column::NullableInt { values, mask }
+        }
+        Kind::String => Column::String(
+            pieces
+                .into_iter()
+                .flat_map(|(_, c)| match c {
+                    Some(Column::String(v)) => v,
+                    _ => Vec::new(),
+                })
+                .collect(),
+        ),
+        Kind::NullableString => {
+            let (mut values, mut mask) = (Vec::with_capacity(total), Vec::with_capacity(total));
+            for (n, piece) in pieces {
+                match piece {
+                    Some(c) => {
+                        for v in c.to_strings() {
+                            mask.push(v.is_none());
+                            values.push(v.unwrap_or_default());
+                        }
+                    }
+                    None => {
+                        values.extend(std::iter::repeat_n(String::new(), n));
+                        mask.extend(std::iter::repeat_n(true, n));
+                    }
+                }
+            }
+            Column::NullableString { values, mask }
+        }
+    }
+}
+
+/// The rows `rows` of `column`, in that order.
+pub(crate) fn take(column: &Column, rows: &[usize]) -> Column {
+    fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
+        rows.iter().map(|&r| v[r].clone()).collect()
+    }
+    match column {
+        Column::Categorical {
+            codes,
+            categories,
+            ordered,
+        } => Column::Categorical {
+            codes: pick(codes, rows),
+            categories: categories.clone(),
+            ordered: *ordered,
+        },
+        Column::Float(v) => Column::Float(pick(v, rows)),
+        Column::Int(v) => Column::Int(pick(v, rows)),
+        Column::Bool(v) => Column::Bool(pick(v, rows)),
+        Column::String(v) => Column::String(pick(v, rows)),
+        Column::NullableInt { values, mask } => Column::NullableInt {
+            values: pick(values, rows),
+            mask: pick(mask, rows),
+        },
+        Column::NullableBool { values, mask } => Column::NullableBool {
+            values: pick(values, rows),
+            mask: pick(mask, rows),
+        },
+        Column::NullableString { values, mask } => Column::NullableString {
+            values: pick(values, rows),
+            mask: pick(mask, rows),
+        },
+        #[allow(unreachable_patterns)]
+        other => other.clone(),
+    }
+}
+
+/// Orders rows `a` and `b` of `column` as pandas' `sort_values` does: categoricals by category
+/// order, missing values last.
+pub(crate) fn compare_rows(column: &Column, a: usize, b: usize) -> Ordering {
+    fn missing_last(ma: bool, mb: bool, then: impl FnOnce() -> Ordering) -> Ordering {
+        match (ma, mb) {
+            (false, false) => then(),
+            (ma, mb) => ma.cmp(&mb),
+        }
+    }
+    match column {
+        Column::Categorical { codes, .. } => {
+            let (x, y) = (codes[a], codes[b]);
+            missing_last(x < 0, y < 0, || x.cmp(&y))
+        }
+        Column::Float(v) => missing_last(v[a].is_nan(), v[b].is_nan(), || v[a].total_cmp(&v[b])),
+        Column::Int(v) => v[a].cmp(&v[b]),
+        Column::Bool(v) => v[a].cmp(&v[b]),
+        Column::String(v) => v[a].cmp(&v[b]),
+        Column::NullableInt { values, mask } => {
+            missing_last(mask[a], mask[b], || values[a].cmp(&values[b]))
+        }
+        Column::NullableBool { values, mask } => {
+            missing_last(mask[a], mask[b], || values[a].cmp(&values[b]))
+        }
+        Column::NullableString { values, mask } => {
+            missing_last(mask[a], mask[b], || values[a].cmp(&values[b]))
+        }
+        #[allow(unreachable_patterns)]
+        _ => Ordering::Equal,
+    }
+}
+
+/// anndata's `make_index_unique(join="-")`: the first occurrence keeps its name, later ones
+/// become `name-1`, `name-2`, ... skipping names already taken.
+pub(crate) fn make_unique(mut names: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::with_capacity(names.len());
+    let duplicates: Vec<usize> = (0..names.len())
+        .filter(|&i| !seen.insert(names[i].clone()))
+        .collect();
+    if duplicates.is_empty() {
+        return names;
+    }
+    let mut taken: HashSet<String> = seen;
+    let mut counter: HashMap<String, u64> = HashMap::new();
+    for i in duplicates {
+        let base = names[i].clone();
+        loop {
+            let n = counter.entry(base.clone()).or_insert(0);
+            *n += 1;
+            let candidate = format!("{base}-{n}");
+            if taken.insert(candidate.clone()) {
+                names[i] = candidate;
+                break;
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn outer_join_fills_missing_values() {
+        let cat = |codes: Vec<i64>, cats: &[&str]| Column::Categorical {
+            codes,
+            categories: strings(cats),
+            ordered: false,
+        };
+        let a = ObsPart {
+            n_obs: 2,
+            names: strings(&["c1", "c2"]),
+            columns: vec![
+                ("t".into(), cat(vec![0, 1], &["B", "T"])),
+                ("n".into(), Column::Int(vec![1, 2])),
+            ],
+        };
+        let b = ObsPart {
+            n_obs: 1,
+            names: strings(&["c1"]),
+            columns: vec![
+                ("t".into(), cat(vec![0], &["NK"])),
+                ("flag".into(), Column::Bool(vec![true])),
+            ],
+        };
+        let table = ObsTable::join(vec![a, b]);
+        assert_eq!(table.names, strings(&["c1", "c2", "c1-1"]));
+        assert_eq!(table.columns[0].1, cat(vec![0, 1, 2], &["B", "T", "NK"]));
+        let Column::Float(n) = &table.columns[1].1 else {
+            panic!("int with missing values becomes float")
+        };
+        assert_eq!(&n[..2], &[1.0, 2.0]);
+        assert!(n[2].is_nan());
+        assert_eq!(
+            table.columns[2].1,
+            Column::NullableBool {
+                values: vec![false, false, true],
+                mask: vec![true, true, false]
+            }
+        );
+    }
+
+    #[test]
+    fn make_unique_skips_taken_names() {
+        let names = strings(&["a", "a", "a-1", "b", "a"]);
+        assert_eq!(
+            make_unique(names),
+            strings(&["a", "a-2", "a-1", "b", "a-3"])
+        );
+    }
+
+    #[test]
+    fn missing_sorts_last() {
+        let c = Column::Categorical {
+            codes: vec![-1, 1, 0],
+            categories: strings(&["x", "y"]),
+            ordered: false,
+        };
+        let mut rows = vec![0, 1, 2];
+        rows.sort_by(|&a, &b| compare_rows(&c, a, b));
+        assert_eq!(rows, [2, 1, 0]);
+    }
+}

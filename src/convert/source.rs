@@ -1,0 +1,146 @@
+//! One conversion input: an `.h5ad` file or a zarr AnnData store, read by rows.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::batch::XBatch;
+use crate::error::{Error, Result};
+use crate::store::{AnnDataStore, Column, Dtype};
+
+/// An opened input.
+#[derive(Debug)]
+// A handful per conversion, never moved on a hot path: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Source {
+    /// A zarr AnnData store (format 2 or 3), also a dataset of an existing collection.
+    Zarr(AnnDataStore, PathBuf),
+    /// An `.h5ad` file.
+    #[cfg(feature = "hdf5")]
+    H5ad(crate::h5ad::H5adFile),
+}
+
+/// The first bytes of every HDF5 file.
+const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+impl Source {
+    /// Opens `path`: a directory is a zarr store, a file an `.h5ad`.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if meta.is_dir() {
+            return Ok(Self::Zarr(AnnDataStore::open(path)?, path.to_path_buf()));
+        }
+        let mut head = [0u8; 8];
+        let is_hdf5 = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .map(|()| head == HDF5_SIGNATURE)
+            .unwrap_or(false);
+        if !is_hdf5 {
+            return Err(Error::UnknownEncoding {
+                path: path.display().to_string(),
+                encoding_type: "a file that is not HDF5".into(),
+                encoding_version: String::new(),
+                expected: "an .h5ad (HDF5) file or a zarr AnnData directory".into(),
+            });
+        }
+        #[cfg(feature = "hdf5")]
+        {
+            Ok(Self::H5ad(crate::h5ad::H5adFile::open(path)?))
+        }
+        #[cfg(not(feature = "hdf5"))]
+        {
+            Err(Error::UnknownEncoding {
+                path: path.display().to_string(),
+                encoding_type: "h5ad".into(),
+                encoding_version: String::new(),
+                expected: "a zarr store (this build has no `hdf5` feature)".into(),
+            })
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            Self::Zarr(_, p) => p,
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.path(),
+        }
+    }
+
+    pub(crate) fn n_obs(&self) -> u64 {
+        match self {
+            Self::Zarr(a, _) => a.n_obs(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.n_obs(),
+        }
+    }
+
+    pub(crate) fn var_names(&self) -> &[String] {
+        match self {
+            Self::Zarr(a, _) => a.var_names(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.var_names(),
+        }
+    }
+
+    pub(crate) fn x_dtype(&self) -> Dtype {
+        match self {
+            Self::Zarr(a, _) => a.x().dtype(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.x_dtype(),
+        }
+    }
+
+    /// Row pointers of a CSR `X`; `None` when `X` is dense.
+    pub(crate) fn indptr(&self) -> Option<&[u64]> {
+        match self {
+            Self::Zarr(a, _) => match a.x() {
+                crate::XElement::Csr(c) => Some(c.indptr()),
+                crate::XElement::Dense(_) => None,
+            },
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.indptr(),
+        }
+    }
+
+    pub(crate) fn obs_names(&self) -> Result<Vec<String>> {
+        match self {
+            Self::Zarr(a, _) => a.obs_names(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.obs_names(),
+        }
+    }
+
+    pub(crate) fn obs_columns(&self) -> Result<Vec<String>> {
+        match self {
+            Self::Zarr(a, _) => a.obs_columns(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.obs_columns(),
+        }
+    }
+
+    pub(crate) fn obs_column(&self, name: &str) -> Result<Column> {
+        match self {
+            Self::Zarr(a, _) => a.obs_column(name),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.obs_column(name),
+        }
+    }
+
+    pub(crate) fn new_batch(&self) -> XBatch {
+        match self {
+            Self::Zarr(a, _) => a.x().new_batch(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.new_batch(),
+        }
+    }
+
+    pub(crate) fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        match self {
+            Self::Zarr(a, _) => a.x().read_rows(ranges, out),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.read_rows(ranges, out),
+        }
+    }
+}
