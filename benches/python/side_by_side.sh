@@ -6,19 +6,19 @@
 #
 # COLLECTION defaults to the >=100k-cell synthetic collection `cargo bench --bench throughput`
 # writes. Needs `../shared/tools/annbatch-reference setup` once, and a release build
-# (`./run setup && cargo build --release`). Never run in CI.
+# (`./run setup && cargo build --release --example bench_loader`). Never run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 COLLECTION=${1:-target/bench-data/synthetic-100k.zarr}
 REF=${ANNBATCH_REFERENCE:-../shared/tools/annbatch-reference}
-OURS=target/release/annbatch
+OURS=target/release/examples/bench_loader
 [ -d "$COLLECTION" ] || { echo "no collection at $COLLECTION (run: cargo bench --bench throughput)" >&2; exit 2; }
 out=$(mktemp)
 for setting in "4096 32 256" "4096 512 32"; do
   set -- $setting
   for round in 1 2; do
     "$REF" run benches/python/annbatch_loader.py "$COLLECTION" --batch-size "$1" --chunk-size "$2" --preload-nchunks "$3" --repeats 3 | tail -n1 | tee -a "$out"
-    "$OURS" bench-loader "$COLLECTION" --batch-size "$1" --chunk-size "$2" --preload-nchunks "$3" --repeats 3 --json 2>/dev/null | tail -n1 | tee -a "$out"
+    "$OURS" "$COLLECTION" --batch-size "$1" --chunk-size "$2" --preload-nchunks "$3" --repeats 3 --json 2>/dev/null | tail -n1 | tee -a "$out"
   done
 done
 python3 - "$out" <<'PY'

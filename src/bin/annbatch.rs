@@ -1,4 +1,7 @@
-//! `annbatch`: the command-line tool (demo, inspect, read throughput).
+//! `annbatch`: the command-line tool (convert, inspect, demo data, read throughput).
+//!
+//! It uses no tensors: built without the `tch` feature (as `./run` does) it loads no libtorch;
+//! the Loader's tensor throughput is `examples/bench_loader.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,27 +79,6 @@ enum Command {
     Inspect {
         /// The collection or store.
         path: PathBuf,
-    },
-    /// Stream shuffled epochs with the Loader and report cells/s against the decode-only ceiling.
-    #[cfg(feature = "tch")]
-    BenchLoader {
-        /// The collection or store.
-        path: PathBuf,
-        /// Rows per batch.
-        #[arg(long, default_value_t = 4096)]
-        batch_size: usize,
-        /// Rows per contiguous read.
-        #[arg(long, default_value_t = 32)]
-        chunk_size: u64,
-        /// Chunks per fetch.
-        #[arg(long, default_value_t = 256)]
-        preload_nchunks: usize,
-        /// Epochs to time (the median is reported).
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Read every row once in random chunks and report cells/s against a whole-array decode.
     ReadBench {
@@ -191,22 +173,6 @@ fn main() -> ExitCode {
             preload_nchunks,
             repeats,
         } => read_bench(&path, chunk_size, preload_nchunks, repeats),
-        #[cfg(feature = "tch")]
-        Command::BenchLoader {
-            path,
-            batch_size,
-            chunk_size,
-            preload_nchunks,
-            repeats,
-            json,
-        } => bench_loader(
-            &path,
-            batch_size,
-            chunk_size,
-            preload_nchunks,
-            repeats,
-            json,
-        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -238,58 +204,6 @@ fn run_demo(out: &Path, n_obs: u64, force: bool) -> annbatch::Result<()> {
     }
     inspect(out)?;
     read_bench(out, 32, 256, 3)?;
-    #[cfg(feature = "tch")]
-    {
-        println!("streaming shuffled epochs with the Loader (tch::Tensor sparse CSR batches):");
-        bench_loader(out, 4096, 32, 256, 3, false)?;
-        bench_loader(out, 4096, 512, 32, 3, false)?;
-    }
-    Ok(())
-}
-
-#[cfg(feature = "tch")]
-fn bench_loader(
-    path: &Path,
-    batch_size: usize,
-    chunk_size: u64,
-    preload_nchunks: usize,
-    repeats: usize,
-    json: bool,
-) -> annbatch::Result<()> {
-    use annbatch::throughput::{decode_ceiling, loader_rate, median};
-    let collection = std::sync::Arc::new(DatasetCollection::open(path)?);
-    let loader = annbatch::Loader::builder_for(collection.clone())
-        .batch_size(batch_size)
-        .chunk_size(chunk_size)
-        .preload_nchunks(preload_nchunks)
-        .shuffle(true)
-        .build()?;
-    let mut rates = Vec::new();
-    let mut firsts = Vec::new();
-    let mut ceilings = Vec::new();
-    let mut buffer = collection.new_batch();
-    decode_ceiling(&collection, &mut buffer)?; // warm the buffer
-    for epoch in 0..repeats.max(1) {
-        let run = loader_rate(&loader, epoch as u64, u64::MAX)?;
-        rates.push(run.cells_per_second());
-        firsts.push(run.first_batch);
-        ceilings.push(decode_ceiling(&collection, &mut buffer)?.cells_per_second());
-    }
-    let (rate, first, ceiling) = (median(rates), median(firsts), median(ceilings));
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"tool": "annbatch-rs", "batch_size": batch_size, "chunk_size": chunk_size,
-                "preload_nchunks": preload_nchunks, "cells_per_s": rate, "first_batch_s": first,
-                "ceiling_cells_per_s": ceiling, "threads": rayon::current_num_threads()})
-        );
-    } else {
-        println!(
-            "  batch {batch_size} / chunk {chunk_size} / preload {preload_nchunks}: {rate:>9.0} cells/s ({:.0} % of the {ceiling:.0} cells/s decode-only ceiling), first batch {:.0} ms",
-            100.0 * rate / ceiling,
-            first * 1e3
-        );
-    }
     Ok(())
 }
 

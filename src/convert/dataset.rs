@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::store::write::{attrs, Compressor, Writer, ZarrElement};
 
 /// Rows read from a source per call: bounds the temporary batch, not the dataset.
-const READ_ROWS: u64 = 4096;
+const READ_ROWS: u64 = 1024;
 
 /// A run of rows of one source that goes into the dataset.
 #[derive(Debug, Clone)]
@@ -171,62 +171,97 @@ struct StagedDense {
     width: usize,
 }
 
-/// Calls `row(values)` for each row of `pieces`, in order, with the row's `(column, value)`
-/// entries in the output var space (dropped columns removed, sorted by column).
-fn for_each_row(
+/// Reads `pieces` in order on a reader thread (two batches in flight, recycled) and calls
+/// `consume(batch, map)` for each on this thread, so that reading and staging overlap.
+fn for_each_batch(
     shared: &Shared<'_>,
     pieces: &[Piece],
     progress: &dyn Fn(u64),
-    mut row: impl FnMut(&[(u32, f32)]),
+    mut consume: impl FnMut(&XBatch, Option<&ColumnMap>),
 ) -> Result<()> {
-    let mut batches: Vec<Option<XBatch>> = (0..shared.sources.len()).map(|_| None).collect();
-    let mut entries: Vec<(u32, f32)> = Vec::new();
-    for piece in pieces {
-        let source = &shared.sources[piece.source];
-        let map = shared.maps[piece.source].as_ref();
-        let batch = batches[piece.source].get_or_insert_with(|| source.new_batch());
-        let mut start = piece.rows.start;
-        while start < piece.rows.end {
-            let end = (start + READ_ROWS).min(piece.rows.end);
-            source
-                .read_rows(&[start..end], batch)
-                .map_err(|e| e.in_input(source.path()))?;
-            for i in 0..batch.n_rows() {
-                entries.clear();
-                match &*batch {
-                    XBatch::Csr(b) => {
-                        if let Some((cols, vals)) = b.row(i) {
-                            entries
-                                .extend(cols.iter().map(|&c| c as u32).zip(vals.iter().copied()));
-                        }
+    let sources = shared.sources;
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = crossbeam_channel::bounded::<Result<(usize, XBatch)>>(2);
+        let (empty_tx, empty_rx) = crossbeam_channel::unbounded::<(usize, XBatch)>();
+        let reader = scope.spawn(move || {
+            let mut stash: Vec<Vec<XBatch>> = (0..sources.len()).map(|_| Vec::new()).collect();
+            for piece in pieces {
+                let source = &sources[piece.source];
+                let mut start = piece.rows.start;
+                while start < piece.rows.end {
+                    let end = (start + READ_ROWS).min(piece.rows.end);
+                    for (i, b) in empty_rx.try_iter() {
+                        stash[i].push(b);
                     }
-                    XBatch::Dense(b) => {
-                        if let Some(vals) = b.row(i) {
-                            entries.extend(
-                                vals.iter()
-                                    .enumerate()
-                                    .filter(|(_, v)| **v != 0.0)
-                                    .map(|(c, &v)| (c as u32, v)),
-                            );
-                        }
+                    let mut batch = stash[piece.source]
+                        .pop()
+                        .unwrap_or_else(|| source.new_batch());
+                    let read = source
+                        .read_rows(&[start..end], &mut batch)
+                        .map(|()| (piece.source, batch))
+                        .map_err(|e| e.in_input(source.path()));
+                    let failed = read.is_err();
+                    if full_tx.send(read).is_err() || failed {
+                        return;
                     }
+                    start = end;
                 }
-                if let Some(map) = map {
-                    entries.retain_mut(|(c, _)| {
-                        *c = map.to.get(*c as usize).copied().unwrap_or(DROPPED);
-                        *c != DROPPED
-                    });
-                    if !map.monotone {
-                        entries.sort_unstable_by_key(|&(c, _)| c);
-                    }
-                }
-                row(&entries);
             }
-            progress(end - start);
-            start = end;
+        });
+        let mut result = Ok(());
+        for message in full_rx.iter() {
+            match message {
+                Ok((i, batch)) => {
+                    consume(&batch, shared.maps[i].as_ref());
+                    progress(batch.n_rows() as u64);
+                    let _ = empty_tx.send((i, batch));
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(full_rx);
+        match reader.join() {
+            Ok(()) => result,
+            Err(panic) => Err(Error::WorkerPanic {
+                message: crate::pipeline::panic_message(panic.as_ref()),
+            }),
+        }
+    })
+}
+
+/// Row `i` of `batch` as `(column, value)` entries in the output var space (dropped columns
+/// removed, sorted by column), into `entries`.
+fn row_entries(batch: &XBatch, i: usize, map: Option<&ColumnMap>, entries: &mut Vec<(u32, f32)>) {
+    entries.clear();
+    match batch {
+        XBatch::Csr(b) => {
+            if let Some((cols, vals)) = b.row(i) {
+                entries.extend(cols.iter().map(|&c| c as u32).zip(vals.iter().copied()));
+            }
+        }
+        XBatch::Dense(b) => {
+            if let Some(vals) = b.row(i) {
+                entries.extend(
+                    vals.iter()
+                        .enumerate()
+                        .filter(|(_, v)| **v != 0.0)
+                        .map(|(c, &v)| (c as u32, v)),
+                );
+            }
         }
     }
-    Ok(())
+    if let Some(map) = map {
+        entries.retain_mut(|(c, _)| {
+            *c = map.to.get(*c as usize).copied().unwrap_or(DROPPED);
+            *c != DROPPED
+        });
+        if !map.monotone {
+            entries.sort_unstable_by_key(|&(c, _)| c);
+        }
+    }
 }
 
 fn stage_csr<I: OutIndex>(
@@ -249,12 +284,29 @@ fn stage_csr<I: OutIndex>(
         offsets: Vec::with_capacity(n_rows as usize + 1),
     };
     staged.offsets.push(0);
-    for_each_row(shared, pieces, progress, |entries| {
-        staged.data.extend(entries.iter().map(|&(_, v)| v));
-        staged
-            .indices
-            .extend(entries.iter().map(|&(c, _)| I::from_u32(c)));
-        staged.offsets.push(staged.data.len() as u64);
+    let mut entries = Vec::new();
+    for_each_batch(shared, pieces, progress, |batch, map| match (batch, map) {
+        // The common case: same var space, CSR in, CSR out: whole-batch copies.
+        (XBatch::Csr(b), None) => {
+            let base = staged.data.len() as u64;
+            staged.data.extend_from_slice(&b.data);
+            staged
+                .indices
+                .extend(b.indices.iter().map(|&c| I::from_u32(c as u32)));
+            staged
+                .offsets
+                .extend(b.indptr[1..].iter().map(|&p| base + p as u64));
+        }
+        _ => {
+            for i in 0..batch.n_rows() {
+                row_entries(batch, i, map, &mut entries);
+                staged.data.extend(entries.iter().map(|&(_, v)| v));
+                staged
+                    .indices
+                    .extend(entries.iter().map(|&(c, _)| I::from_u32(c)));
+                staged.offsets.push(staged.data.len() as u64);
+            }
+        }
     })?;
     Ok(staged)
 }
@@ -267,11 +319,18 @@ fn stage_dense(
     let width = shared.var_names.len();
     let n_rows: u64 = pieces.iter().map(|p| p.rows.end - p.rows.start).sum();
     let mut data = Vec::with_capacity(n_rows as usize * width);
-    for_each_row(shared, pieces, progress, |entries| {
-        let start = data.len();
-        data.resize(start + width, 0.0);
-        for &(c, v) in entries {
-            data[start + c as usize] = v;
+    let mut entries = Vec::new();
+    for_each_batch(shared, pieces, progress, |batch, map| match (batch, map) {
+        (XBatch::Dense(b), None) => data.extend_from_slice(&b.data),
+        _ => {
+            for i in 0..batch.n_rows() {
+                row_entries(batch, i, map, &mut entries);
+                let start = data.len();
+                data.resize(start + width, 0.0);
+                for &(c, v) in &entries {
+                    data[start + c as usize] = v;
+                }
+            }
         }
     })?;
     Ok(StagedDense { data, width })

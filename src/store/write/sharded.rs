@@ -133,35 +133,78 @@ impl<T: ZarrElement> ShardedArray<'_, T> {
             };
             let mut out = BufWriter::with_capacity(1 << 20, File::create(&file_path).map_err(io)?);
             let mut index = vec![u64::MAX; per_shard * 2];
-            let mut offset = 0u64;
             let present = ((rows - shard_start).div_ceil(self.inner_rows) as usize).min(per_shard);
-            for first in (0..present).step_by(window) {
-                let encoded: Vec<Vec<u8>> = (first..(first + window).min(present))
-                    .into_par_iter()
-                    .map_init(Vec::new, |buffer: &mut Vec<T>, chunk| {
-                        let start = shard_start + chunk as u64 * self.inner_rows;
-                        let end = (start + self.inner_rows).min(rows);
-                        buffer.clear();
-                        fill(start..end, buffer)?;
-                        if buffer.len() > inner_len {
-                            return Err(Error::ShapeMismatch {
-                                path: self.path.clone(),
-                                found: format!("{} values for rows {start}..{end}", buffer.len()),
-                                expected: format!("at most {inner_len}"),
-                            });
+            // Encoding window k+1 (all threads) overlaps writing window k (one thread).
+            let written = std::thread::scope(|scope| -> Result<()> {
+                let (tx, rx) = crossbeam_channel::bounded::<Vec<Vec<u8>>>(1);
+                let file_writer = scope.spawn(|| -> std::io::Result<Vec<u64>> {
+                    let mut lens = Vec::with_capacity(present);
+                    for window in rx {
+                        for bytes in window {
+                            out.write_all(&bytes)?;
+                            lens.push(bytes.len() as u64);
                         }
-                        // The grid's chunks are whole: pad the array's last one.
-                        buffer.resize(inner_len, T::default());
-                        self.encode(buffer, &options)
-                    })
-                    .collect::<Result<_>>()?;
-                for (i, bytes) in encoded.iter().enumerate() {
-                    out.write_all(bytes).map_err(io)?;
-                    index[(first + i) * 2] = offset;
-                    index[(first + i) * 2 + 1] = bytes.len() as u64;
-                    offset += bytes.len() as u64;
+                    }
+                    out.flush()?;
+                    Ok(lens)
+                });
+                let mut encoded_all = Ok(());
+                for first in (0..present).step_by(window) {
+                    let encoded: Result<Vec<Vec<u8>>> = (first..(first + window).min(present))
+                        .into_par_iter()
+                        .map_init(Vec::new, |buffer: &mut Vec<T>, chunk| {
+                            let start = shard_start + chunk as u64 * self.inner_rows;
+                            let end = (start + self.inner_rows).min(rows);
+                            buffer.clear();
+                            fill(start..end, buffer)?;
+                            if buffer.len() > inner_len {
+                                return Err(Error::ShapeMismatch {
+                                    path: self.path.clone(),
+                                    found: format!(
+                                        "{} values for rows {start}..{end}",
+                                        buffer.len()
+                                    ),
+                                    expected: format!("at most {inner_len}"),
+                                });
+                            }
+                            // The grid's chunks are whole: pad the array's last one.
+                            buffer.resize(inner_len, T::default());
+                            self.encode(buffer, &options)
+                        })
+                        .collect();
+                    match encoded {
+                        Ok(e) => {
+                            if tx.send(e).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            encoded_all = Err(e);
+                            break;
+                        }
+                    }
                 }
-            }
+                drop(tx);
+                let lens = file_writer
+                    .join()
+                    .map_err(|p| Error::WorkerPanic {
+                        message: crate::pipeline::panic_message(p.as_ref()),
+                    })?
+                    .map_err(io)?;
+                encoded_all?;
+                let mut offset = 0u64;
+                for (i, len) in lens.into_iter().enumerate() {
+                    index[i * 2] = offset;
+                    index[i * 2 + 1] = len;
+                    offset += len;
+                }
+                Ok(())
+            });
+            written?;
+            let mut out = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&file_path)
+                .map_err(io)?;
             let index_bytes = self
                 .index
                 .codecs()
@@ -177,7 +220,6 @@ impl<T: ZarrElement> ShardedArray<'_, T> {
                 )
                 .map_err(|e| zerr(&self.path, e))?;
             out.write_all(&index_bytes).map_err(io)?;
-            out.flush().map_err(io)?;
         }
         Ok(())
     }

@@ -1,0 +1,481 @@
+//! `annbatch::convert`: rows land exactly once and equal their source rows, runs are seeded,
+//! bad input is a typed error, and an interrupted or failed run never leaves a collection that
+//! looks complete (the process is killed mid-way).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use annbatch::convert::{add_adatas, ConvertOptions, Size};
+use annbatch::write::{attrs, Compressor, Layout, Writer};
+use annbatch::{Column, DatasetCollection, Error, XBatch};
+use common::{data, genes, write_csr, Csr, Reference};
+use serde_json::json;
+
+fn options(seed: u64) -> ConvertOptions {
+    ConvertOptions {
+        seed: Some(seed),
+        quiet: true,
+        dataset_size: Size::Rows(300),
+        shuffle_chunk_size: 50,
+        n_obs_per_chunk: 16,
+        ..ConvertOptions::default()
+    }
+}
+
+/// One row: obs name, src_path, sorted (column, value) entries.
+type Row = (String, String, Vec<(i32, f32)>);
+
+/// Every row of the collection at `path`.
+fn rows_of(path: &Path) -> Vec<Row> {
+    let c = DatasetCollection::open(path).expect("open collection");
+    let names = c.obs_names().expect("obs names");
+    let src = c.obs_column("src_path").expect("src_path").to_strings();
+    let mut batch = c.new_batch();
+    c.read_rows(&[0..c.n_obs()], &mut batch).expect("read");
+    let XBatch::Csr(b) = batch else {
+        panic!("csr expected")
+    };
+    (0..names.len())
+        .map(|i| {
+            let (cols, vals) = b.row(i).expect("row");
+            // Sorted: the fixture stores some rows' indices in descending order, kept as is.
+            let mut entries: Vec<(i32, f32)> =
+                cols.iter().copied().zip(vals.iter().copied()).collect();
+            entries.sort_by_key(|e| e.0);
+            (
+                names[i].clone(),
+                src[i].clone().unwrap_or_default(),
+                entries,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn rows_land_once_and_equal_their_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    let (v3, v2) = (
+        data("pbmc68k_raw_csr.v3.zarr"),
+        data("pbmc68k_raw_csr.v2.zarr"),
+    );
+    let report = add_adatas(&out, &[&v3, &v2], &options(7)).expect("convert");
+    assert_eq!(
+        (report.n_obs, report.n_var, report.datasets),
+        (1400, 765, 5)
+    );
+    assert!(!report.appended && report.notes.is_empty());
+    let c = DatasetCollection::open(&out).expect("open");
+    assert!(c.is_preshuffled());
+    assert_eq!(c.var_names(), Reference::load("pbmc68k_raw_csr").var_names);
+    let reference = Reference::load("pbmc68k_raw_csr");
+    let rows = rows_of(&out);
+    let mut seen = HashMap::new();
+    for (name, src, entries) in &rows {
+        // The second copy's names were made unique with anndata's "-1" suffix.
+        let original = if src.ends_with("v2.zarr") {
+            name.strip_suffix("-1").expect("made unique")
+        } else {
+            name.as_str()
+        };
+        let row = reference.row_of[original];
+        assert_eq!(entries, &reference.rows[row], "{name}");
+        *seen.entry(src.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.values().copied().collect::<Vec<_>>(), [700, 700]);
+    // Shuffled, and the same seed gives the same collection.
+    let in_order: Vec<&String> = reference.obs_names.iter().collect();
+    assert_ne!(
+        rows.iter().take(700).map(|r| &r.0).collect::<Vec<_>>(),
+        in_order
+    );
+    let again = dir.path().join("again.zarr");
+    add_adatas(&again, &[&v3, &v2], &options(7)).expect("convert again");
+    assert_eq!(rows_of(&again), rows);
+    let other = dir.path().join("other.zarr");
+    add_adatas(&other, &[&v3, &v2], &options(8)).expect("convert other seed");
+    assert_ne!(rows_of(&other), rows);
+}
+
+#[test]
+fn unshuffled_keeps_input_order_and_groupby_sorts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let v3 = data("pbmc68k_raw_csr.v3.zarr");
+    let out = dir.path().join("ordered.zarr");
+    let opts = ConvertOptions {
+        shuffle: false,
+        ..options(0)
+    };
+    add_adatas(&out, &[&v3], &opts).expect("convert");
+    let names: Vec<String> = rows_of(&out).into_iter().map(|r| r.0).collect();
+    assert_eq!(names, Reference::load("pbmc68k_raw_csr").obs_names);
+
+    let grouped = dir.path().join("grouped.zarr");
+    let opts = ConvertOptions {
+        groupby: vec!["cell_type".into()],
+        ..options(1)
+    };
+    add_adatas(&grouped, &[&v3], &opts).expect("convert");
+    for d in DatasetCollection::open(&grouped).expect("open").datasets() {
+        let Column::Categorical { codes, .. } = d.obs_column("cell_type").expect("column") else {
+            panic!("categorical expected")
+        };
+        assert!(
+            codes.windows(2).all(|w| w[0] <= w[1]),
+            "sorted within a dataset"
+        );
+    }
+}
+
+#[test]
+fn outer_join_fills_zeros_and_append_keeps_the_var_space() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout {
+        chunk_rows: 2,
+        shard_rows: 4,
+    };
+    let a = dir.path().join("a.zarr");
+    let b = dir.path().join("b.zarr");
+    // a has g0..g3, b has g2..g5: the union is g0..g5.
+    write_csr(
+        &a,
+        "",
+        &Csr::from_dense(&vec![vec![1.0, 2.0, 3.0, 4.0]; 6]),
+        &genes(4),
+        layout,
+    );
+    let b_var: Vec<String> = (2..6).map(|j| format!("g{j}")).collect();
+    write_csr(
+        &b,
+        "",
+        &Csr::from_dense(&vec![vec![5.0, 0.0, 6.0, 7.0]; 4]),
+        &b_var,
+        layout,
+    );
+    let out = dir.path().join("joined.zarr");
+    let opts = ConvertOptions {
+        dataset_size: Size::Rows(4),
+        shuffle_chunk_size: 2,
+        ..options(3)
+    };
+    add_adatas(&out, &[&a, &b], &opts).expect("convert");
+    let c = DatasetCollection::open(&out).expect("open");
+    assert_eq!(c.var_names(), genes(6));
+    for (_, src, entries) in rows_of(&out) {
+        let want: Vec<(i32, f32)> = if src.ends_with("a.zarr") {
+            vec![(0, 1.0), (1, 2.0), (2, 3.0), (3, 4.0)]
+        } else {
+            vec![(2, 5.0), (4, 6.0), (5, 7.0)]
+        };
+        assert_eq!(entries, want);
+    }
+    // Appending b alone: it is cut to (and zero-filled in) the collection's var space.
+    let before = c.n_obs();
+    let report = add_adatas(&out, &[&b], &opts).expect("append");
+    assert!(report.appended);
+    assert_eq!((report.n_obs, report.added), (before + 4, 4));
+    let c = DatasetCollection::open(&out).expect("reopen");
+    assert_eq!(
+        (c.n_obs(), c.var_names()),
+        (before + 4, genes(6).as_slice())
+    );
+    let from_b = rows_of(&out)
+        .into_iter()
+        .filter(|r| r.1.ends_with("b.zarr"))
+        .count();
+    assert_eq!(from_b, 8);
+}
+
+/// A store whose X data is float64, written with the public writer.
+fn write_f64_store(root: &Path) {
+    let w = Writer::create(root).expect("writer");
+    w.group(
+        "",
+        attrs(&[
+            ("encoding-type", json!("anndata")),
+            ("encoding-version", json!("0.1.0")),
+        ]),
+    )
+    .expect("root");
+    w.group(
+        "X",
+        attrs(&[
+            ("encoding-type", json!("csr_matrix")),
+            ("encoding-version", json!("0.1.0")),
+            ("shape", json!([2, 3])),
+        ]),
+    )
+    .expect("X");
+    let none = serde_json::Map::new;
+    w.array(
+        "X/data",
+        &[1.5f64, 2.5, 3.5],
+        &[3],
+        (2, 2),
+        Compressor::Zstd,
+        none(),
+    )
+    .expect("data");
+    w.array(
+        "X/indices",
+        &[0i32, 2, 1],
+        &[3],
+        (2, 2),
+        Compressor::Zstd,
+        none(),
+    )
+    .expect("indices");
+    w.array(
+        "X/indptr",
+        &[0i64, 2, 3],
+        &[3],
+        (3, 3),
+        Compressor::Zstd,
+        none(),
+    )
+    .expect("indptr");
+    w.dataframe("obs", &["x".into(), "y".into()], &[])
+        .expect("obs");
+    w.dataframe("var", &genes(3), &[]).expect("var");
+}
+
+#[test]
+fn other_dtypes_are_cast_to_float32_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("f64.zarr");
+    write_f64_store(&input);
+    let out = dir.path().join("c.zarr");
+    let report = add_adatas(&out, &[&input], &options(0)).expect("convert");
+    assert_eq!(report.notes.len(), 1);
+    assert!(report.notes[0].contains("float64"), "{:?}", report.notes);
+    let rows: Vec<Vec<(i32, f32)>> = rows_of(&out).into_iter().map(|r| r.2).collect();
+    assert!(rows.contains(&vec![(0, 1.5), (2, 2.5)]) && rows.contains(&vec![(1, 3.5)]));
+}
+
+fn expect_parameter(result: annbatch::Result<annbatch::convert::ConvertReport>, name: &str) {
+    match result {
+        Err(Error::InvalidParameter { name: n, .. }) => assert_eq!(n, name),
+        other => panic!("expected InvalidParameter {name}, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let v3 = data("pbmc68k_raw_csr.v3.zarr");
+    let out = dir.path().join("out.zarr");
+    let none: [&Path; 0] = [];
+    expect_parameter(add_adatas(&out, &none, &options(0)), "adata_paths");
+    let zero = ConvertOptions {
+        n_obs_per_chunk: 0,
+        ..options(0)
+    };
+    expect_parameter(add_adatas(&out, &[&v3], &zero), "n_obs_per_chunk");
+    let too_big = ConvertOptions {
+        shuffle_chunk_size: 1000,
+        ..options(0)
+    };
+    expect_parameter(add_adatas(&out, &[&v3], &too_big), "shuffle_chunk_size");
+    let subset = ConvertOptions {
+        var_subset: Some(vec!["not-a-gene".into()]),
+        ..options(0)
+    };
+    expect_parameter(add_adatas(&out, &[&v3], &subset), "var_subset");
+    let groupby = ConvertOptions {
+        groupby: vec!["no_such_column".into()],
+        ..options(0)
+    };
+    assert!(matches!(
+        add_adatas(&out, &[&v3], &groupby),
+        Err(Error::MissingElement { element, .. }) if element == "no_such_column"
+    ));
+    // Unreadable inputs: absent, not HDF5 / zarr, X in CSC.
+    let missing = dir.path().join("missing.h5ad");
+    assert!(matches!(
+        add_adatas(&out, &[&missing], &options(0)),
+        Err(Error::Io { path, .. }) if path == missing
+    ));
+    let text = dir.path().join("notes.h5ad");
+    std::fs::write(&text, "not hdf5").expect("write");
+    let err = add_adatas(&out, &[&text], &options(0)).expect_err("not an input");
+    assert!(
+        matches!(err, Error::Input { .. } | Error::UnknownEncoding { .. })
+            && err.to_string().contains("notes.h5ad"),
+        "{err:?}"
+    );
+    let csc = dir.path().join("csc.zarr");
+    write_csr(
+        &csc,
+        "",
+        &Csr::from_dense(&vec![vec![1.0, 0.0]; 3]),
+        &genes(2),
+        Layout::default(),
+    );
+    let x_meta = csc.join("X/zarr.json");
+    let text_meta = std::fs::read_to_string(&x_meta).expect("read");
+    std::fs::write(&x_meta, text_meta.replace("csr_matrix", "csc_matrix")).expect("write");
+    match add_adatas(&out, &[&csc], &options(0)) {
+        Err(Error::Input { path, source }) => {
+            assert_eq!(path, csc);
+            assert!(
+                matches!(*source, Error::UnknownEncoding { .. }),
+                "{source:?}"
+            );
+        }
+        other => panic!("expected an input error, got {other:?}"),
+    }
+    // Outputs that are not collections are left alone.
+    let file = dir.path().join("file.zarr");
+    std::fs::write(&file, "precious").expect("write");
+    assert!(matches!(
+        add_adatas(&file, &[&v3], &options(0)),
+        Err(Error::OutputExists { .. })
+    ));
+    let busy = dir.path().join("busy");
+    std::fs::create_dir(&busy).expect("mkdir");
+    std::fs::write(busy.join("keep.txt"), "precious").expect("write");
+    assert!(matches!(
+        add_adatas(&busy, &[&v3], &options(0)),
+        Err(Error::OutputExists { .. })
+    ));
+    assert_eq!(
+        std::fs::read_to_string(busy.join("keep.txt")).expect("kept"),
+        "precious"
+    );
+    assert!(!out.exists(), "no failed run left an output behind");
+    // An empty directory is fine.
+    std::fs::create_dir(&out).expect("mkdir");
+    add_adatas(&out, &[&v3], &options(0)).expect("into an empty directory");
+}
+
+fn listing(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.path());
+        for e in entries {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push((e.path(), std::fs::read(e.path()).expect("read")));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out
+}
+
+#[test]
+fn a_failed_append_leaves_the_collection_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    add_adatas(&out, &[data("pbmc68k_raw_csr.v3.zarr")], &options(0)).expect("convert");
+    let before = listing(&out);
+    // A valid-looking input whose X shard is truncated: the failure comes mid-append.
+    let bad = dir.path().join("bad.zarr");
+    write_csr(
+        &bad,
+        "",
+        &Csr::from_dense(&vec![vec![1.0, 2.0]; 64]),
+        &genes(2),
+        Layout {
+            chunk_rows: 4,
+            shard_rows: 8,
+        },
+    );
+    let shard = bad.join("X/data/c/3");
+    let bytes = std::fs::read(&shard).expect("read");
+    std::fs::write(&shard, &bytes[..bytes.len() / 2]).expect("truncate");
+    let err = add_adatas(&out, &[&bad], &options(0)).expect_err("corrupt input");
+    assert!(matches!(err, Error::Input { .. }), "{err:?}");
+    assert_eq!(listing(&out), before, "the collection is untouched");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read_dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("annbatch-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "the work directory was removed");
+}
+
+/// Generates a synthetic input big enough that a conversion takes a while.
+fn big_input(dir: &Path) -> PathBuf {
+    let path = dir.join("synthetic.zarr");
+    let spec = annbatch::demo::SyntheticSpec {
+        n_obs: 20_000,
+        dataset_size: 20_000,
+        ..annbatch::demo::SyntheticSpec::default()
+    };
+    annbatch::demo::write_collection(&path, &spec).expect("synthetic input");
+    path.join("dataset_0")
+}
+
+/// Runs `annbatch convert ARGS` and SIGKILLs it once `marker(work_dir)` exists.
+fn kill_midway(args: &[&Path], output: &Path, marker: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_annbatch"))
+        .arg("convert")
+        .args(args)
+        .arg("-o")
+        .arg(output)
+        .args([
+            "--dataset-size",
+            "1000",
+            "--shuffle-chunk-size",
+            "100",
+            "--quiet",
+        ])
+        .spawn()
+        .expect("spawn annbatch convert");
+    let name = output
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let work = output.with_file_name(format!(".{name}.annbatch-tmp-{}", child.id()));
+    let start = Instant::now();
+    while !work.join(marker).exists() {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "the conversion finished before it could be interrupted"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+}
+
+#[test]
+fn killing_a_conversion_never_leaves_a_collection_that_looks_complete() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = big_input(dir.path());
+    let out = dir.path().join("killed.zarr");
+    kill_midway(&[&input], &out, "dataset_3");
+    assert!(!out.exists(), "nothing is published by an interrupted run");
+    assert!(DatasetCollection::open(&out).is_err());
+    // The next run succeeds and cleans up the dead run's work directory.
+    let report = add_adatas(&out, &[&input], &options(0)).expect("rerun");
+    assert_eq!(report.n_obs, 20_000);
+    let leftovers = std::fs::read_dir(dir.path())
+        .expect("read_dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("annbatch-tmp"))
+        .count();
+    assert_eq!(leftovers, 0);
+
+    // Appending is all or nothing: killed mid-way, the collection is exactly the old one.
+    let small = dir.path().join("small.zarr");
+    add_adatas(&small, &[data("pbmc68k_raw_csr.v3.zarr")], &options(0)).expect("convert");
+    let before = listing(&small);
+    kill_midway(&[&input], &small, "dataset_1");
+    assert_eq!(listing(&small), before, "the killed append changed nothing");
+    assert_eq!(DatasetCollection::open(&small).expect("open").n_obs(), 700);
+    let report = add_adatas(&small, &[&input], &options(0)).expect("append after the kill");
+    assert_eq!((report.n_obs, report.datasets), (20_700, 3));
+}
