@@ -21,7 +21,7 @@
 //! Appending to an existing collection (annbatch's second `add_adatas` call) deals the new rows
 //! out across its datasets, each re-permuted, in the collection's var space. Either way the
 //! result is published atomically: an interrupted run never leaves a collection that looks
-//! complete (see [`publish`]).
+//! complete: it is written into a hidden sibling directory and published with one rename.
 //!
 //! ```no_run
 //! # fn main() -> annbatch::Result<()> {
@@ -309,7 +309,7 @@ impl Progress {
             indicatif::ProgressBar::new(total)
         };
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg:>12} [{bar:40}] {human_pos}/{human_len} cells ({per_sec}, eta {eta})",
+            "{msg:>12} [{bar:40}] {human_pos}/{human_len} cells read (eta {eta})",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }

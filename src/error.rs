@@ -253,6 +253,7 @@ impl Error {
     pub fn in_input(self, path: &std::path::Path) -> Self {
         match self {
             e @ (Self::Input { .. } | Self::Io { .. }) => e,
+            e if e.to_string().starts_with(&path.display().to_string()) => e,
             e => Self::Input {
                 path: path.to_path_buf(),
                 source: Box::new(e),
