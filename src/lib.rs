@@ -29,8 +29,11 @@
 //! ## Features
 //! - `tch` (default): `tch::Tensor` conversion, against libtorch 2.11 from the PyPI torch wheel.
 //! - `hdf5`: reading `.h5ad` files (needs the system HDF5 library).
+//! - `capi`: the C ABI for libtorch C++ programs ([`capi`], `include/annbatch.h`).
 
 pub mod batch;
+#[cfg(feature = "capi")]
+pub mod capi;
 pub mod collection;
 pub mod convert;
 pub mod demo;
