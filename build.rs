@@ -20,6 +20,18 @@ fn main() {
         .join("libtorch_cuda.so")
         .exists();
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
+    // The torch version libtorch came from, for the Python module's import-time check.
+    let version_py = std::path::Path::new(&lib_dir).join("../version.py");
+    println!("cargo:rerun-if-changed={}", version_py.display());
+    let version = std::fs::read_to_string(&version_py)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("__version__ = "))
+                .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=ANNBATCH_TORCH_VERSION={version}");
     for kind in ["tests", "examples", "benches"] {
         if cuda {
             println!("cargo:rustc-link-arg-{kind}=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");

@@ -114,6 +114,11 @@ typedef struct AnnbatchLoaderOptions {
    */
   uint64_t num_threads;
   /**
+   * Batches that may wait ready for the consumer (the memory bound); 0: one fetch's worth,
+   * at least 2 (default).
+   */
+  uint64_t prefetch;
+  /**
    * obs columns to yield (categorical codes as int64, numbers as float32); may be NULL.
    */
   const char *const *obs_keys;

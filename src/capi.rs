@@ -91,6 +91,9 @@ pub struct AnnbatchLoaderOptions {
     pub world_size: u64,
     /// Decode threads; 0: one per core (default).
     pub num_threads: u64,
+    /// Batches that may wait ready for the consumer (the memory bound); 0: one fetch's worth,
+    /// at least 2 (default).
+    pub prefetch: u64,
     /// obs columns to yield (categorical codes as int64, numbers as float32); may be NULL.
     pub obs_keys: *const *const c_char,
     /// Length of `obs_keys`.
@@ -218,6 +221,7 @@ pub extern "C" fn annbatch_loader_options_default() -> AnnbatchLoaderOptions {
         rank: 0,
         world_size: 0,
         num_threads: 0,
+        prefetch: 0,
         obs_keys: std::ptr::null(),
         n_obs_keys: 0,
     }
@@ -318,6 +322,12 @@ pub unsafe extern "C" fn annbatch_loader_open(
         if o.num_threads > 0 {
             match usize_of(o.num_threads, "num_threads") {
                 Ok(n) => builder = builder.num_threads(n),
+                Err(s) => return s,
+            }
+        }
+        if o.prefetch > 0 {
+            match usize_of(o.prefetch, "prefetch") {
+                Ok(n) => builder = builder.prefetch(n),
                 Err(s) => return s,
             }
         }

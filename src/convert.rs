@@ -365,16 +365,7 @@ fn create(
     );
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
-    let shared = Shared {
-        sources: &sources,
-        maps: &space.maps,
-        var_names: &space.names,
-        obs: &obs,
-        sparse,
-        n_obs_per_chunk: options.n_obs_per_chunk,
-        shard_size: options.shard_size,
-        groupby: &options.groupby,
-    };
+    let shared = shared(&sources, &space, &obs, sparse, options);
     let progress = Progress::new(n_obs, options.quiet);
     for (i, ranges) in datasets.iter().enumerate() {
         progress.0.set_message(format!("dataset_{i}"));
@@ -401,6 +392,25 @@ fn create(
         seed,
         notes,
     })
+}
+
+fn shared<'a>(
+    sources: &'a [Source],
+    space: &'a var_space::VarSpace,
+    obs: &'a ObsTable,
+    sparse: bool,
+    options: &'a ConvertOptions,
+) -> Shared<'a> {
+    Shared {
+        sources,
+        maps: &space.maps,
+        var_names: &space.names,
+        obs,
+        sparse,
+        n_obs_per_chunk: options.n_obs_per_chunk,
+        shard_size: options.shard_size,
+        groupby: &options.groupby,
+    }
 }
 
 fn collection_attrs() -> serde_json::Map<String, serde_json::Value> {
@@ -500,16 +510,7 @@ fn append(
     );
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
-    let shared = Shared {
-        sources: &sources,
-        maps: &space.maps,
-        var_names: &space.names,
-        obs: &obs,
-        sparse,
-        n_obs_per_chunk: options.n_obs_per_chunk,
-        shard_size: options.shard_size,
-        groupby: &options.groupby,
-    };
+    let shared = shared(&sources, &space, &obs, sparse, options);
     let progress = Progress::new(existing_rows + added, options.quiet);
     let mut obs_start = 0;
     for (i, (name, share)) in names.iter().zip(&shares).enumerate() {

@@ -43,6 +43,8 @@ pub mod fetch;
 pub mod h5ad;
 pub mod loader;
 pub mod pipeline;
+#[cfg(feature = "python")]
+mod python;
 pub mod sampler;
 pub mod store;
 #[cfg(feature = "tch")]

@@ -29,6 +29,7 @@ pub(crate) struct Piece {
 }
 
 /// What every dataset of one conversion shares.
+#[derive(Clone, Copy)]
 pub(crate) struct Shared<'a> {
     pub sources: &'a [Source],
     pub maps: &'a [Option<ColumnMap>],
@@ -380,7 +381,8 @@ fn write_csr<I: OutIndex>(
             ("shape", json!([n_obs, n_var])),
         ]),
     )?;
-    let gather = |elements: Range<u64>, mut f: Box<dyn FnMut(Range<usize>) + '_>| {
+    // Calls `f` with the staged spans that make up output elements `elements`, in order.
+    let gather = |elements: Range<u64>, f: &mut dyn FnMut(Range<usize>)| {
         // The first output row whose entries reach past `elements.start`.
         let mut r = indptr.partition_point(|&p| p as u64 <= elements.start) - 1;
         while r < order.len() && (indptr[r] as u64) < elements.end {
@@ -393,36 +395,22 @@ fn write_csr<I: OutIndex>(
             r += 1;
         }
     };
-    writer
-        .sharded_array::<f32>(
-            &format!("{path}/data"),
-            &[nnz],
-            (chunk, shard),
-            Compressor::BloscLz4,
-            Default::default(),
-        )?
-        .write_with(|elements, buffer| {
-            gather(
-                elements,
-                Box::new(|s| buffer.extend_from_slice(&staged.data[s])),
-            );
-            Ok(())
-        })?;
-    writer
-        .sharded_array::<I>(
-            &format!("{path}/indices"),
-            &[nnz],
-            (chunk, shard),
-            Compressor::BloscLz4,
-            Default::default(),
-        )?
-        .write_with(|elements, buffer| {
-            gather(
-                elements,
-                Box::new(|s| buffer.extend_from_slice(&staged.indices[s])),
-            );
-            Ok(())
-        })?;
+    write_gathered(
+        writer,
+        &format!("{path}/data"),
+        &staged.data,
+        nnz,
+        (chunk, shard),
+        &gather,
+    )?;
+    write_gathered(
+        writer,
+        &format!("{path}/indices"),
+        &staged.indices,
+        nnz,
+        (chunk, shard),
+        &gather,
+    )?;
     writer.array(
         &format!("{path}/indptr"),
         &indptr,
@@ -431,6 +419,32 @@ fn write_csr<I: OutIndex>(
         Compressor::BloscLz4,
         Default::default(),
     )
+}
+
+/// Calls its second argument with the staged spans that make up a range of output elements.
+type Gather<'a> = dyn Fn(Range<u64>, &mut dyn FnMut(Range<usize>)) + Sync + 'a;
+
+/// Writes the 1-D array `path` of `len` elements, gathered from spans of `values`.
+fn write_gathered<T: ZarrElement>(
+    writer: &Writer,
+    path: &str,
+    values: &[T],
+    len: u64,
+    chunking: (u64, u64),
+    gather: &Gather<'_>,
+) -> Result<()> {
+    writer
+        .sharded_array::<T>(
+            path,
+            &[len],
+            chunking,
+            Compressor::BloscLz4,
+            Default::default(),
+        )?
+        .write_with(|elements, buffer| {
+            gather(elements, &mut |s| buffer.extend_from_slice(&values[s]));
+            Ok(())
+        })
 }
 
 fn write_dense(

@@ -21,10 +21,7 @@ pub(crate) fn new_datasets(
     shuffle: bool,
     rng: &mut ChaCha8Rng,
 ) -> Vec<Vec<Range<u64>>> {
-    let mut blocks = blocks(n_obs, shuffle_chunk_size);
-    if shuffle {
-        blocks.shuffle(rng);
-    }
+    let blocks = blocks(n_obs, shuffle_chunk_size, shuffle, rng);
     if n_obs <= dataset_size {
         return vec![sorted(blocks)];
     }
@@ -44,10 +41,7 @@ pub(crate) fn appended_rows(
     shuffle: bool,
     rng: &mut ChaCha8Rng,
 ) -> Vec<Vec<Range<u64>>> {
-    let mut blocks = blocks(n_obs, shuffle_chunk_size);
-    if shuffle {
-        blocks.shuffle(rng);
-    }
+    let blocks = blocks(n_obs, shuffle_chunk_size, shuffle, rng);
     let n = n_datasets.max(1);
     let (base, extra) = (blocks.len() / n, blocks.len() % n);
     let mut rest = blocks.as_slice();
@@ -60,11 +54,16 @@ pub(crate) fn appended_rows(
         .collect()
 }
 
-fn blocks(n_obs: u64, size: u64) -> Vec<Range<u64>> {
+/// `0..n_obs` cut into runs of `size` rows, shuffled if asked.
+fn blocks(n_obs: u64, size: u64, shuffle: bool, rng: &mut ChaCha8Rng) -> Vec<Range<u64>> {
     let size = size.max(1);
-    (0..n_obs.div_ceil(size))
+    let mut blocks: Vec<Range<u64>> = (0..n_obs.div_ceil(size))
         .map(|i| i * size..((i + 1) * size).min(n_obs))
-        .collect()
+        .collect();
+    if shuffle {
+        blocks.shuffle(rng);
+    }
+    blocks
 }
 
 fn sorted(mut blocks: Vec<Range<u64>>) -> Vec<Range<u64>> {

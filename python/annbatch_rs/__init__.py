@@ -1,0 +1,52 @@
+"""annbatch-rs: annbatch's Loader and DatasetCollection, in Rust, handing PyTorch the loader's
+tensors without a copy.
+
+Switch from annbatch by changing the import::
+
+    from annbatch_rs import DatasetCollection, Loader
+
+    DatasetCollection("collection.zarr").add_adatas(["a.h5ad", "b.h5ad"], shuffle=True)
+    loader = Loader(batch_size=4096, chunk_size=32, preload_nchunks=256, shuffle=True)
+    loader.use_collection(DatasetCollection("collection.zarr"))
+    for batch in loader:
+        x = batch["X"]  # torch.sparse_csr [4096, n_var], the loader's own memory
+
+IMPORTANT: the native module is compiled against one torch version (2.11); importing it with
+another raises ImportError instead of crashing.
+"""
+
+import torch  # first: the native module needs libtorch_python, which torch loads
+
+_BUILT_FOR = "2.11"
+
+
+def _check_torch() -> None:
+    installed = torch.__version__.split("+")[0]
+    if ".".join(installed.split(".")[:2]) != _BUILT_FOR:
+        raise ImportError(
+            f"annbatch_rs was built against torch {_BUILT_FOR}.x, but torch {torch.__version__} "
+            f"is installed; install torch {_BUILT_FOR}.x (pip install 'torch=={_BUILT_FOR}.*') "
+            "or a build of annbatch_rs for your torch"
+        )
+
+
+_check_torch()
+
+from . import _native  # noqa: E402
+from ._native import AnnbatchError  # noqa: E402
+from .collection import DatasetCollection, create_anndata_collection  # noqa: E402
+from .loader import Loader  # noqa: E402
+
+if _native.TORCH_VERSION.split("+")[0] != torch.__version__.split("+")[0]:
+    raise ImportError(
+        f"annbatch_rs was compiled against torch {_native.TORCH_VERSION} but torch "
+        f"{torch.__version__} is installed"
+    )
+
+__version__ = _native.__version__
+__all__ = [
+    "AnnbatchError",
+    "DatasetCollection",
+    "Loader",
+    "create_anndata_collection",
+]

@@ -1,0 +1,66 @@
+"""Type stubs of the Rust extension `annbatch_rs._native` (see src/python.rs)."""
+
+from os import PathLike
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+import torch
+
+TORCH_VERSION: str
+__version__: str
+
+class AnnbatchError(Exception):
+    """Bad data or a failure inside annbatch-rs."""
+
+class Batches(Iterator[Dict[str, Any]]):
+    def __iter__(self) -> "Batches": ...
+    def __next__(self) -> Dict[str, Any]: ...
+    def delivered(self) -> int: ...
+    def close(self) -> None: ...
+
+class Loader:
+    def __init__(
+        self,
+        path: Union[str, PathLike[str]],
+        *,
+        batch_size: int = 1,
+        chunk_size: int = 512,
+        preload_nchunks: int = 32,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        return_index: bool = False,
+        seed: int = 0,
+        obs_keys: Optional[List[str]] = None,
+        device: str = "cpu",
+        num_threads: Optional[int] = None,
+        prefetch: Optional[int] = None,
+        rank: int = 0,
+        world_size: int = 1,
+        equal_batches: bool = True,
+    ) -> None: ...
+    @property
+    def n_obs(self) -> int: ...
+    @property
+    def n_var(self) -> int: ...
+    def __len__(self) -> int: ...
+    def var_names(self) -> List[str]: ...
+    def epoch(self, epoch: int, skip: int = 0) -> Batches: ...
+
+def convert(
+    output: Union[str, PathLike[str]],
+    adata_paths: List[Union[str, PathLike[str]]],
+    *,
+    n_obs_per_chunk: int = 64,
+    shard_size: Union[int, str, None] = None,
+    dataset_size: Union[int, str, None] = None,
+    shuffle_chunk_size: int = 1000,
+    shuffle: bool = True,
+    seed: Optional[int] = None,
+    var_subset: Optional[List[str]] = None,
+    groupby: Optional[List[str]] = None,
+    quiet: bool = True,
+) -> Dict[str, Any]: ...
+def obs_column(
+    path: Union[str, PathLike[str]], name: str
+) -> Tuple[List[Any], Optional[List[str]]]: ...
+def _data_ptr(t: torch.Tensor) -> int: ...
+def _fill(t: torch.Tensor, value: float) -> None: ...

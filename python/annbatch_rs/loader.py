@@ -1,0 +1,214 @@
+"""`Loader`: annbatch's Loader as a `torch.utils.data.IterableDataset`, over the Rust pipeline."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import torch
+
+from . import _native
+from .collection import DatasetCollection, _path_of
+
+# Native loaders inherited through fork(): their worker threads did not survive the fork, so
+# they are never used or dropped in the child (dropping would wait for threads that are gone).
+_INHERITED: List[Any] = []
+
+
+class Loader(torch.utils.data.IterableDataset):
+    """Shuffled minibatches of an annbatch collection, as torch tensors made by Rust.
+
+    Parameters (annbatch's names and defaults)
+    ------------------------------------------
+    batch_size
+        Rows per batch (1).
+    chunk_size
+        Rows per contiguous read (512).
+    preload_nchunks
+        Chunks per fetch (32); the fetched rows are shuffled in memory.
+    shuffle
+        Shuffle chunks and rows (False).
+    drop_last
+        Drop the last incomplete batch (False).
+    return_index
+        Add the global row ids as ``batch["index"]`` (False).
+    seed
+        With the epoch number, fixes the batches whatever the threads or workers (0).
+    obs_keys
+        obs columns to yield in ``batch["obs"]``.
+    obs_as
+        ``"pandas"`` (a DataFrame, categoricals kept, as annbatch) or ``"tensors"`` (codes).
+    device
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the tensors are made.
+
+    Each batch is ``{"X": tensor, "obs": DataFrame | dict | None, "index": tensor | None}``;
+    ``X`` is sparse CSR (``torch.sparse_csr``, int32 indices, float32 values) or dense.
+
+    Iterating the loader directly is the fast path. In a ``DataLoader(loader, batch_size=None,
+    num_workers=N)`` each worker streams a disjoint share and their union is the epoch; under
+    ``torch.distributed`` each rank gets a disjoint shard with the same number of batches.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: Optional[int] = None,
+        chunk_size: Optional[int] = None,
+        preload_nchunks: Optional[int] = None,
+        shuffle: Optional[bool] = None,
+        drop_last: Optional[bool] = None,
+        return_index: bool = False,
+        batch_sampler: Any = None,
+        seed: int = 0,
+        obs_keys: Optional[Sequence[str]] = None,
+        obs_as: str = "pandas",
+        device: str = "cpu",
+        num_threads: Optional[int] = None,
+        prefetch: Optional[int] = None,
+        preload_to_gpu: bool = False,
+        to: str = "torch",
+    ):
+        super().__init__()
+        if batch_sampler is not None:
+            raise NotImplementedError("batch_sampler: pass batch_size / chunk_size / ... instead")
+        if to != "torch":
+            raise ValueError(f"to={to!r}: annbatch_rs yields torch tensors")
+        if obs_as not in ("pandas", "tensors"):
+            raise ValueError(f"obs_as={obs_as!r}: expected 'pandas' or 'tensors'")
+        self._params: Dict[str, Any] = dict(
+            batch_size=1 if batch_size is None else batch_size,
+            chunk_size=512 if chunk_size is None else chunk_size,
+            preload_nchunks=32 if preload_nchunks is None else preload_nchunks,
+            shuffle=bool(shuffle),
+            drop_last=bool(drop_last),
+            return_index=return_index,
+            seed=seed,
+            obs_keys=list(obs_keys) if obs_keys else None,
+            device=device if not preload_to_gpu else "cuda",
+            num_threads=num_threads,
+            prefetch=prefetch,
+        )
+        for name in ("batch_size", "chunk_size", "preload_nchunks"):
+            if not isinstance(self._params[name], int) or self._params[name] <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {self._params[name]!r}")
+        self._obs_as = obs_as
+        self._path: Optional[str] = None
+        self._natives: Dict[tuple, Any] = {}
+        self._pid = os.getpid()
+        self._epoch = 0
+        self._skip = 0
+        self._delivered = 0
+
+    # -- data ---------------------------------------------------------------------------
+    def use_collection(self, collection: Any, **_: Any) -> "Loader":
+        """Loads from a collection: a `DatasetCollection` (ours or annbatch's), a path, or a
+        zarr group."""
+        if self._path is not None:
+            raise RuntimeError("a collection was already added to this loader")
+        path = collection.path if isinstance(collection, DatasetCollection) else None
+        if path is None:
+            group = getattr(collection, "_group", None)  # annbatch's DatasetCollection
+            path = _path_of(group if group is not None else collection)
+        self._path = os.fspath(path)
+        self._natives.clear()
+        return self
+
+    def add_adata(self, adata: Any) -> "Loader":
+        """Loads from one AnnData store (a path, a zarr group, or a backed AnnData)."""
+        return self.use_collection(_path_of(adata))
+
+    def add_adatas(self, adatas: Sequence[Any]) -> "Loader":
+        """Loads from AnnData stores; several must first be made one collection."""
+        adatas = list(adatas)
+        if len(adatas) != 1:
+            raise ValueError(
+                f"{len(adatas)} stores: convert them into one shuffled collection with "
+                "DatasetCollection(path).add_adatas(...) and use_collection(...) it"
+            )
+        return self.add_adata(adatas[0])
+
+    # -- sizes --------------------------------------------------------------------------
+    @property
+    def n_obs(self) -> int:
+        return self._native((0, 1)).n_obs
+
+    @property
+    def n_var(self) -> int:
+        return self._native((0, 1)).n_var
+
+    def __len__(self) -> int:
+        return len(self._native(self._shard()))
+
+    # -- epochs and state ---------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration streams (it seeds the shuffle)."""
+        self._epoch, self._skip = int(epoch), 0
+
+    def state_dict(self) -> Dict[str, int]:
+        """Where the current epoch stands; `load_state_dict` resumes exactly there."""
+        return {"epoch": self._epoch, "batches": self._skip + self._delivered}
+
+    def load_state_dict(self, state: Dict[str, int]) -> None:
+        self._epoch, self._skip = int(state["epoch"]), int(state["batches"])
+
+    # -- iteration ----------------------------------------------------------------------
+    def _shard(self) -> tuple:
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            rank, world = rank * info.num_workers + info.id, world * info.num_workers
+        return rank, world
+
+    def _native(self, shard: tuple) -> Any:
+        if self._path is None:
+            raise RuntimeError("no data: call use_collection(...) or add_adata(...) first")
+        if os.getpid() != self._pid:  # a forked worker: start afresh
+            _INHERITED.append(self._natives)
+            self._natives, self._pid = {}, os.getpid()
+        if shard not in self._natives:
+            rank, world = shard
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            self._natives[shard] = _native.Loader(
+                self._path, rank=rank, world_size=world,
+                # DataLoader workers share an epoch: together they cover every row. Ranks of
+                # a distributed job need equal batch counts.
+                equal_batches=distributed, **self._params,
+            )
+        return self._natives[shard]
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        native = self._native(self._shard())
+        epoch, skip = self._epoch, self._skip
+        self._delivered = 0
+        batches = native.epoch(epoch, skip)
+        try:
+            for raw in batches:
+                self._delivered += 1
+                yield self._batch(raw)
+        finally:
+            batches.close()
+        # A full pass: the next one is the next epoch, as annbatch's advancing rng gives.
+        self._epoch, self._skip, self._delivered = epoch + 1, 0, 0
+
+    def _batch(self, raw: Dict[str, Any]) -> Dict[str, Any]:
+        obs = None
+        if self._params["obs_keys"]:
+            if self._obs_as == "tensors":
+                obs = raw["obs"]
+            else:
+                import pandas as pd
+
+                columns = {}
+                for name, values in raw["obs"].items():
+                    cats = raw["categories"].get(name)
+                    if cats is not None:
+                        columns[name] = pd.Categorical.from_codes(values.cpu().numpy(), cats)
+                    else:
+                        columns[name] = values.cpu().numpy()
+                obs = pd.DataFrame(columns)
+        return {"X": raw["X"], "obs": obs, "index": raw["index"]}
+
+    def __repr__(self) -> str:
+        return f"Loader({self._path!r}, {self._params})"

@@ -1,0 +1,348 @@
+//! The pyo3 module `annbatch_rs._native` (feature `python`), wrapped by the Python package in
+//! `python/annbatch_rs/` (which imports torch first: this module needs `libtorch_python`).
+//!
+//! Batches reach Python as ordinary `torch.Tensor`s through libtorch's own `THPVariable_Wrap`
+//! (tch's `python-extension`): the Python tensor is the loader's `at::Tensor`, zero-copy, sparse
+//! CSR stays sparse CSR, CUDA stays on its device. The GIL is released while Rust opens, reads
+//! and decodes. Errors map to `ValueError` (parameters), `FileNotFoundError` / `OSError` (I/O)
+//! and `AnnbatchError` (everything else), in [`errors`].
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::convert::{add_adatas, ConvertOptions, Size};
+use crate::loader::{Batch, Loader};
+use crate::pipeline::{Batches, LoaderState};
+use crate::sampler::DistributedSampler;
+
+mod errors;
+
+use errors::{to_py, AnnbatchError};
+
+/// The torch version this module was compiled against (major.minor.patch).
+const TORCH_VERSION: &str = env!("ANNBATCH_TORCH_VERSION");
+
+/// A `torch.Tensor` for `t`, sharing its memory.
+fn to_torch(py: Python<'_>, t: &tch::Tensor) -> PyResult<Py<PyAny>> {
+    let ptr = t
+        .pyobject_wrap()
+        .map_err(|e| AnnbatchError::new_err(e.to_string()))?;
+    // SAFETY: THPVariable_Wrap returns a new reference to a torch.Tensor, or NULL with a Python
+    // error set; from_owned_ptr_or_err takes that reference over (or fetches the error).
+    unsafe { Bound::from_owned_ptr_or_err(py, ptr.cast()) }.map(Bound::unbind)
+}
+
+fn device_of(name: &str) -> PyResult<tch::Device> {
+    match name {
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" => Ok(tch::Device::Cuda(0)),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(tch::Device::Cuda)
+            .ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "device {other:?}: expected \"cpu\", \"cuda\" or \"cuda:N\""
+                ))
+            }),
+    }
+}
+
+/// The Rust loader over one collection (or AnnData store).
+#[pyclass(name = "Loader", module = "annbatch_rs._native", frozen)]
+struct PyLoader {
+    inner: Arc<Loader>,
+}
+
+#[pymethods]
+impl PyLoader {
+    #[new]
+    #[pyo3(signature = (path, *, batch_size=1, chunk_size=512, preload_nchunks=32, shuffle=false,
+        drop_last=false, return_index=false, seed=0, obs_keys=None, device="cpu",
+        num_threads=None, prefetch=None, rank=0, world_size=1, equal_batches=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        batch_size: usize,
+        chunk_size: u64,
+        preload_nchunks: usize,
+        shuffle: bool,
+        drop_last: bool,
+        return_index: bool,
+        seed: u64,
+        obs_keys: Option<Vec<String>>,
+        device: &str,
+        num_threads: Option<usize>,
+        prefetch: Option<usize>,
+        rank: u64,
+        world_size: u64,
+        equal_batches: bool,
+    ) -> PyResult<Self> {
+        let device = device_of(device)?;
+        let mut builder = Loader::builder(path)
+            .batch_size(batch_size)
+            .chunk_size(chunk_size)
+            .preload_nchunks(preload_nchunks)
+            .shuffle(shuffle)
+            .drop_last(drop_last)
+            .return_index(return_index)
+            .seed(seed)
+            .obs_keys(obs_keys.unwrap_or_default())
+            .device(device);
+        if let Some(n) = num_threads {
+            builder = builder.num_threads(n);
+        }
+        if let Some(n) = prefetch {
+            builder = builder.prefetch(n);
+        }
+        if world_size > 1 {
+            if rank >= world_size {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "rank {rank} is not below world_size {world_size}"
+                )));
+            }
+            builder = builder.batch_sampler(
+                DistributedSampler::new(batch_size, chunk_size, preload_nchunks, rank, world_size)
+                    .shuffle(shuffle)
+                    .drop_last(drop_last)
+                    .seed(seed)
+                    .enforce_equal_batches(equal_batches),
+            );
+        }
+        let loader = py.detach(|| builder.build()).map_err(to_py)?;
+        Ok(Self {
+            inner: Arc::new(loader),
+        })
+    }
+
+    /// Rows in the collection.
+    #[getter]
+    fn n_obs(&self) -> u64 {
+        self.inner.n_obs()
+    }
+
+    /// Variables (columns of X).
+    #[getter]
+    fn n_var(&self) -> u64 {
+        self.inner.n_var()
+    }
+
+    /// Batches per epoch.
+    fn __len__(&self) -> usize {
+        self.inner.len() as usize
+    }
+
+    /// The obs column `name` over the whole collection: `(codes, categories)` for categoricals.
+    fn var_names(&self) -> Vec<String> {
+        self.inner.collection().var_names().to_vec()
+    }
+
+    /// The batches of `epoch`, from batch `skip` on (a resumed epoch).
+    #[pyo3(signature = (epoch, skip=0))]
+    fn epoch(&self, py: Python<'_>, epoch: u64, skip: u64) -> PyResult<PyBatches> {
+        let inner = self.inner.clone();
+        let batches = py
+            .detach(move || {
+                inner.resume(LoaderState {
+                    epoch,
+                    batches: skip,
+                })
+            })
+            .map_err(to_py)?;
+        Ok(PyBatches {
+            batches: Some(batches),
+        })
+    }
+}
+
+/// One epoch's batches, as dicts `{"X": tensor, "obs": {name: tensor}, "index": tensor|None,
+/// "categories": {name: [str]}}`.
+#[pyclass(name = "Batches", module = "annbatch_rs._native")]
+struct PyBatches {
+    batches: Option<Batches<Batch>>,
+}
+
+#[pymethods]
+impl PyBatches {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyDict>>> {
+        let Some(batches) = self.batches.as_mut() else {
+            return Ok(None);
+        };
+        let next = py.detach(|| batches.next());
+        match next {
+            None => {
+                self.batches = None;
+                Ok(None)
+            }
+            Some(Err(e)) => {
+                self.batches = None;
+                Err(to_py(e))
+            }
+            Some(Ok(batch)) => {
+                let out = PyDict::new(py);
+                out.set_item("X", to_torch(py, &batch.x)?)?;
+                let obs = PyDict::new(py);
+                let categories = PyDict::new(py);
+                for o in &batch.obs {
+                    obs.set_item(&o.name, to_torch(py, &o.values)?)?;
+                    if let Some(c) = &o.categories {
+                        categories.set_item(&o.name, PyList::new(py, c.iter())?)?;
+                    }
+                }
+                out.set_item("obs", obs)?;
+                out.set_item("categories", categories)?;
+                match &batch.index {
+                    Some(i) => out.set_item("index", to_torch(py, i)?)?,
+                    None => out.set_item("index", py.None())?,
+                }
+                Ok(Some(out.unbind()))
+            }
+        }
+    }
+
+    /// Batches delivered so far in this epoch.
+    fn delivered(&self) -> u64 {
+        self.batches.as_ref().map_or(0, |b| b.state().batches)
+    }
+
+    /// Stops the background work now (also on garbage collection).
+    fn close(&mut self) {
+        self.batches = None;
+    }
+}
+
+fn size_of(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Size> {
+    if let Ok(rows) = value.extract::<u64>() {
+        return Ok(Size::Rows(rows));
+    }
+    let text: String = value.extract().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "{name} must be a number of rows or a size string like \"2GB\""
+        ))
+    })?;
+    text.parse().map_err(to_py)
+}
+
+/// annbatch's `DatasetCollection.add_adatas`: converts (or appends) `adata_paths` into the
+/// collection at `output`. Returns a summary dict.
+#[pyfunction]
+#[pyo3(signature = (output, adata_paths, *, n_obs_per_chunk=64, shard_size=None,
+    dataset_size=None, shuffle_chunk_size=1000, shuffle=true, seed=None, var_subset=None,
+    groupby=None, quiet=true))]
+#[allow(clippy::too_many_arguments)]
+fn convert(
+    py: Python<'_>,
+    output: std::path::PathBuf,
+    adata_paths: Vec<std::path::PathBuf>,
+    n_obs_per_chunk: u64,
+    shard_size: Option<Bound<'_, PyAny>>,
+    dataset_size: Option<Bound<'_, PyAny>>,
+    shuffle_chunk_size: u64,
+    shuffle: bool,
+    seed: Option<u64>,
+    var_subset: Option<Vec<String>>,
+    groupby: Option<Vec<String>>,
+    quiet: bool,
+) -> PyResult<Py<PyDict>> {
+    let defaults = ConvertOptions::default();
+    let options = ConvertOptions {
+        n_obs_per_chunk,
+        shard_size: match shard_size {
+            Some(v) => size_of(&v, "shard_size")?,
+            None => defaults.shard_size,
+        },
+        dataset_size: match dataset_size {
+            Some(v) => size_of(&v, "dataset_size")?,
+            None => defaults.dataset_size,
+        },
+        shuffle_chunk_size,
+        shuffle,
+        seed,
+        var_subset,
+        groupby: groupby.unwrap_or_default(),
+        quiet,
+    };
+    let report = py
+        .detach(|| add_adatas(&output, &adata_paths, &options))
+        .map_err(to_py)?;
+    let out = PyDict::new(py);
+    out.set_item("n_obs", report.n_obs)?;
+    out.set_item("n_var", report.n_var)?;
+    out.set_item("datasets", report.datasets)?;
+    out.set_item("added", report.added)?;
+    out.set_item("appended", report.appended)?;
+    out.set_item("seed", report.seed)?;
+    out.set_item("notes", report.notes)?;
+    Ok(out.unbind())
+}
+
+/// The obs column `name` of the collection at `path`: `(codes, categories)` for a categorical,
+/// `(values, None)` for anything else (as strings).
+#[pyfunction]
+fn obs_column(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    name: String,
+) -> PyResult<(Py<PyAny>, Option<Vec<String>>)> {
+    let column = py
+        .detach(|| crate::DatasetCollection::open(&path).and_then(|c| c.obs_column(&name)))
+        .map_err(to_py)?;
+    match column {
+        crate::Column::Categorical {
+            codes, categories, ..
+        } => Ok((
+            codes.into_pyobject(py)?.into_any().unbind(),
+            Some(categories),
+        )),
+        other => Ok((
+            other.to_strings().into_pyobject(py)?.into_any().unbind(),
+            None,
+        )),
+    }
+}
+
+/// Test hook: the address of `t`'s first element as Rust sees it (through libtorch's unpack).
+#[pyfunction]
+fn _data_ptr(t: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let tensor = unpack(t)?;
+    Ok(tensor.data_ptr() as usize)
+}
+
+/// Test hook: fills `t` with `value` in place, from Rust.
+#[pyfunction]
+fn _fill(t: &Bound<'_, PyAny>, value: f64) -> PyResult<()> {
+    let mut tensor = unpack(t)?;
+    tensor
+        .f_fill_(value)
+        .map(drop)
+        .map_err(|e| AnnbatchError::new_err(e.to_string()))
+}
+
+/// The `tch::Tensor` behind a `torch.Tensor` (a new reference to the same memory).
+fn unpack(t: &Bound<'_, PyAny>) -> PyResult<tch::Tensor> {
+    // SAFETY: `t` is a live Python object for the duration of the call (we hold the GIL).
+    let tensor = unsafe { tch::Tensor::pyobject_unpack(t.as_ptr().cast()) }
+        .map_err(|e| AnnbatchError::new_err(e.to_string()))?;
+    tensor.ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("expected a torch.Tensor"))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("TORCH_VERSION", TORCH_VERSION)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("AnnbatchError", m.py().get_type::<AnnbatchError>())?;
+    m.add_class::<PyLoader>()?;
+    m.add_class::<PyBatches>()?;
+    m.add_function(wrap_pyfunction!(convert, m)?)?;
+    m.add_function(wrap_pyfunction!(obs_column, m)?)?;
+    m.add_function(wrap_pyfunction!(_data_ptr, m)?)?;
+    m.add_function(wrap_pyfunction!(_fill, m)?)?;
+    Ok(())
+}

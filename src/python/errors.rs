@@ -1,0 +1,28 @@
+//! Rust errors as Python exceptions: configuration → `ValueError`, files → `OSError`
+//! subclasses (`FileNotFoundError`, ...), everything else → `annbatch_rs.AnnbatchError`.
+
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::PyErr;
+
+use crate::error::Error;
+
+pyo3::create_exception!(
+    annbatch_rs,
+    AnnbatchError,
+    PyException,
+    "Bad data or a failure inside annbatch-rs (corrupt chunks, invalid indptr, ...)."
+);
+
+/// The Python exception for `e`.
+pub(crate) fn to_py(e: Error) -> PyErr {
+    let message = e.to_string();
+    match e {
+        Error::InvalidParameter { .. } | Error::BatchTooLarge { .. } => {
+            PyValueError::new_err(message)
+        }
+        // From an io::Error pyo3 picks the OSError subclass (FileNotFoundError, ...).
+        Error::Io { source, .. } => PyErr::from(std::io::Error::new(source.kind(), message)),
+        Error::Input { source, .. } if matches!(*source, Error::Io { .. }) => to_py(*source),
+        _ => AnnbatchError::new_err(message),
+    }
+}

@@ -1,0 +1,124 @@
+"""annbatch_rs.Loader: zero-copy tensors, annbatch parity, DataLoader workers (spawn and fork),
+resume, errors, and the torch-version guard."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+annbatch_rs = pytest.importorskip("annbatch_rs")
+from annbatch_rs import AnnbatchError, DatasetCollection, Loader, _native  # noqa: E402
+
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+COLLECTION = DATA / "annbatch_collection.zarr"
+
+
+def loader(**kwargs) -> Loader:
+    params = dict(batch_size=64, chunk_size=16, preload_nchunks=4, return_index=True)
+    params.update(kwargs)
+    return Loader(**params).use_collection(DatasetCollection(COLLECTION))
+
+
+def test_batches_are_the_loaders_tensors_zero_copy():
+    batch = next(iter(loader(shuffle=True, obs_keys=["cell_type"])))
+    x = batch["X"]
+    assert x.layout == torch.sparse_csr and x.shape == (64, 765)
+    assert x.crow_indices().dtype == torch.int32 and x.values().dtype == torch.float32
+    values = x.values()
+    # Rust sees the same memory Python does, and writes through it.
+    assert _native._data_ptr(values) == values.data_ptr()
+    _native._fill(values, 7.0)
+    assert bool((x.values() == 7.0).all())
+    assert list(batch["obs"].columns) == ["cell_type"]
+    assert str(batch["obs"]["cell_type"].dtype) == "category"
+
+
+def test_sequential_batches_equal_annbatchs():
+    want = json.loads((DATA / "annbatch_collection.sequential_batches.json").read_text())
+    got = [b["index"].tolist() for b in loader(shuffle=False)]
+    assert got == [b["index"] for b in want["batches"]]
+    assert len(loader()) == want["n_batches"]
+
+
+def indices(batches) -> list:
+    return [i for b in batches for i in b["index"].tolist()]
+
+
+@pytest.mark.parametrize("context", ["spawn", "fork"])
+def test_dataloader_workers_share_the_epoch(context):
+    ds = loader(shuffle=True, seed=5)
+    if context == "fork":
+        next(iter(ds))  # the parent's native loader and threads exist before the fork
+        ds.set_epoch(0)
+    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2,
+                                     multiprocessing_context=context)
+    seen = indices(dl)
+    assert sorted(seen) == list(range(700)), "disjoint shares whose union is the epoch"
+
+
+def test_state_dict_resumes_the_epoch_exactly():
+    full = indices(loader(shuffle=True, seed=9))
+    ds = loader(shuffle=True, seed=9)
+    it = iter(ds)
+    head = [next(it) for _ in range(4)]
+    state = ds.state_dict()
+    assert state == {"epoch": 0, "batches": 4}
+    resumed = loader(shuffle=True, seed=9)
+    resumed.load_state_dict(state)
+    assert indices(head) + indices(resumed) == full
+    # A finished pass moves on to the next epoch: another shuffle.
+    again = loader(shuffle=True, seed=9)
+    assert indices(again) == full and indices(again) != full
+
+
+def test_errors_are_python_exceptions(tmp_path):
+    with pytest.raises(ValueError):
+        Loader(batch_size=0)
+    with pytest.raises(FileNotFoundError):
+        len(Loader(batch_size=4).use_collection(tmp_path / "missing.zarr"))
+    with pytest.raises(ValueError):
+        len(Loader(batch_size=4, chunk_size=10_000).use_collection(COLLECTION))
+    with pytest.raises(AnnbatchError):
+        len(Loader(batch_size=4, obs_keys=["no_such_column"]).use_collection(COLLECTION))
+    with pytest.raises(RuntimeError):
+        len(Loader(batch_size=4))
+    if not torch.cuda.is_available():
+        with pytest.raises(AnnbatchError, match="(?i)cuda"):
+            len(Loader(batch_size=4, device="cuda").use_collection(COLLECTION))
+
+
+def test_another_torch_version_is_an_import_error():
+    code = "import torch; torch.__version__ = '2.99.0'; import annbatch_rs"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr and "2.99.0" in result.stderr and "2.11" in result.stderr
+
+
+def test_convert_then_load(tmp_path):
+    out = tmp_path / "c.zarr"
+    collection = DatasetCollection(out).add_adatas(
+        [DATA / "pbmc68k_raw_csr.h5ad"], dataset_size=300, shuffle_chunk_size=50, seed=1)
+    assert collection.last_report["n_obs"] == 700 and not collection.is_empty
+    ds = Loader(batch_size=100, chunk_size=50, preload_nchunks=2, shuffle=True,
+                return_index=True, obs_keys=["src_path"]).use_collection(collection)
+    batches = list(ds)
+    assert sorted(indices(batches)) == list(range(700))
+    assert set(batches[0]["obs"]["src_path"].astype(str)) == {str(DATA / "pbmc68k_raw_csr.h5ad")}
+    x = torch.cat([b["X"].to_dense() for b in batches])
+    assert x.shape == (700, 765) and float(x.sum()) > 0
+
+
+def test_torchrun_ranks_get_disjoint_complete_equal_shards(tmp_path):
+    worker = pathlib.Path(__file__).with_name("distributed_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port=29533", str(worker), str(COLLECTION), str(tmp_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shards = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 350
+    assert not set(shards[0]) & set(shards[1])
+    assert sorted(shards[0] + shards[1]) == list(range(700))
