@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyList};
 use crate::convert::{add_adatas, ConvertOptions, Size};
 use crate::loader::{Batch, Loader};
 use crate::pipeline::{Batches, LoaderState};
-use crate::sampler::DistributedSampler;
+use crate::sampler::{ClassSampler, ClassWeights, DistributedSampler};
 
 mod errors;
 
@@ -61,7 +61,8 @@ impl PyLoader {
     #[new]
     #[pyo3(signature = (path, *, batch_size=1, chunk_size=512, preload_nchunks=32, shuffle=false,
         drop_last=false, return_index=false, seed=0, obs_keys=None, device="cpu",
-        num_threads=None, prefetch=None, rank=0, world_size=1, equal_batches=true))]
+        num_threads=None, prefetch=None, rank=0, world_size=1, equal_batches=true,
+        class_codes=None, n_categories=0, class_weights=None, num_samples=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -80,6 +81,10 @@ impl PyLoader {
         rank: u64,
         world_size: u64,
         equal_batches: bool,
+        class_codes: Option<Vec<i64>>,
+        n_categories: usize,
+        class_weights: Option<Vec<f64>>,
+        num_samples: Option<u64>,
     ) -> PyResult<Self> {
         let device = device_of(device)?;
         let mut builder = Loader::builder(path)
@@ -98,7 +103,32 @@ impl PyLoader {
         if let Some(n) = prefetch {
             builder = builder.prefetch(n);
         }
-        if world_size > 1 {
+        if let Some(codes) = class_codes {
+            if world_size > 1 {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "a ClassSampler cannot be sharded across ranks or workers yet",
+                ));
+            }
+            let weights = match class_weights {
+                Some(w) => ClassWeights::Weights(w),
+                None => ClassWeights::Balanced,
+            };
+            let mut sampler = ClassSampler::new(
+                &codes,
+                n_categories,
+                weights,
+                batch_size,
+                chunk_size,
+                preload_nchunks,
+            )
+            .map_err(to_py)?
+            .drop_last(drop_last)
+            .seed(seed);
+            if let Some(n) = num_samples {
+                sampler = sampler.num_samples(n);
+            }
+            builder = builder.batch_sampler(sampler);
+        } else if world_size > 1 {
             if rank >= world_size {
                 return Err(pyo3::exceptions::PyValueError::new_err(format!(
                     "rank {rank} is not below world_size {world_size}"

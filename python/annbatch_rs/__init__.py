@@ -32,7 +32,7 @@ def _check_torch() -> None:
 
 _check_torch()
 
-from . import _native  # noqa: E402
+from . import _native, samplers  # noqa: E402
 from ._native import AnnbatchError  # noqa: E402
 from .collection import DatasetCollection, create_anndata_collection  # noqa: E402
 from .loader import Loader  # noqa: E402
@@ -46,6 +46,7 @@ if _native.TORCH_VERSION.split("+")[0] != torch.__version__.split("+")[0]:
 __version__ = _native.__version__
 __all__ = [
     "AnnbatchError",
+    "samplers",
     "DatasetCollection",
     "Loader",
     "create_anndata_collection",

@@ -36,6 +36,10 @@ class Loader:
         rank: int = 0,
         world_size: int = 1,
         equal_batches: bool = True,
+        class_codes: Optional[List[int]] = None,
+        n_categories: int = 0,
+        class_weights: Optional[List[float]] = None,
+        num_samples: Optional[int] = None,
     ) -> None: ...
     @property
     def n_obs(self) -> int: ...

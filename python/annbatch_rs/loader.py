@@ -70,7 +70,16 @@ class Loader(torch.utils.data.IterableDataset):
     ):
         super().__init__()
         if batch_sampler is not None:
-            raise NotImplementedError("batch_sampler: pass batch_size / chunk_size / ... instead")
+            given = {k: v for k, v in dict(batch_size=batch_size, chunk_size=chunk_size,
+                     preload_nchunks=preload_nchunks, shuffle=shuffle,
+                     drop_last=drop_last).items() if v is not None}
+            if given:
+                raise ValueError(
+                    f"cannot give {', '.join(given)} with a batch_sampler: the sampler sets them")
+            if not hasattr(batch_sampler, "_settings"):
+                raise TypeError(
+                    f"batch_sampler must be one of annbatch_rs.samplers, got "
+                    f"{type(batch_sampler).__name__}")
         if to != "torch":
             raise ValueError(f"to={to!r}: annbatch_rs yields torch tensors")
         if obs_as not in ("pandas", "tensors"):
@@ -88,6 +97,7 @@ class Loader(torch.utils.data.IterableDataset):
             num_threads=num_threads,
             prefetch=prefetch,
         )
+        self._sampler = batch_sampler
         for name in ("batch_size", "chunk_size", "preload_nchunks"):
             if not isinstance(self._params[name], int) or self._params[name] <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {self._params[name]!r}")
@@ -154,7 +164,11 @@ class Loader(torch.utils.data.IterableDataset):
     # -- iteration ----------------------------------------------------------------------
     def _shard(self) -> tuple:
         rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        from .samplers import DistributedSampler
+
+        if isinstance(self._sampler, DistributedSampler):
+            pass  # the sampler names the rank; workers are added in _native
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         info = torch.utils.data.get_worker_info()
         if info is not None:
@@ -170,12 +184,17 @@ class Loader(torch.utils.data.IterableDataset):
         if shard not in self._natives:
             rank, world = shard
             distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-            self._natives[shard] = _native.Loader(
-                self._path, rank=rank, world_size=world,
-                # DataLoader workers share an epoch: together they cover every row. Ranks of
-                # a distributed job need equal batch counts.
-                equal_batches=distributed, **self._params,
-            )
+            # DataLoader workers share an epoch: together they cover every row. Ranks of a
+            # distributed job need equal batch counts.
+            params = dict(self._params, rank=rank, world_size=world, equal_batches=distributed)
+            if self._sampler is not None:
+                params.update(self._sampler._settings())
+                if "world_size" in self._sampler._settings():  # a DistributedSampler
+                    info = torch.utils.data.get_worker_info()
+                    if info is not None:
+                        params["rank"] = params["rank"] * info.num_workers + info.id
+                        params["world_size"] *= info.num_workers
+            self._natives[shard] = _native.Loader(self._path, **params)
         return self._natives[shard]
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:

@@ -1,0 +1,82 @@
+"""annbatch_rs.samplers through Loader(batch_sampler=...): the same batches as the equivalent
+Loader settings, distributed shards, class-balanced batches, and parameter errors."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from annbatch_rs import DatasetCollection, Loader  # noqa: E402
+from annbatch_rs.samplers import (  # noqa: E402
+    ClassSampler,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+    WeightedClassSampler,
+)
+
+COLLECTION = DatasetCollection(pathlib.Path(__file__).resolve().parents[1] / "data"
+                               / "annbatch_collection.zarr")
+
+
+def rows(loader) -> list:
+    return [b["index"].tolist() for b in loader]
+
+
+def with_sampler(sampler, **kwargs) -> Loader:
+    return Loader(batch_sampler=sampler, return_index=True, **kwargs).use_collection(COLLECTION)
+
+
+def test_sequential_and_random_samplers_match_the_loader_settings():
+    plain = Loader(batch_size=64, chunk_size=16, preload_nchunks=4, return_index=True)
+    assert rows(with_sampler(SequentialSampler(16, 4, 64))) == rows(plain.use_collection(COLLECTION))
+    shuffled = Loader(batch_size=64, chunk_size=16, preload_nchunks=4, shuffle=True, seed=3,
+                      return_index=True).use_collection(COLLECTION)
+    assert rows(with_sampler(RandomSampler(16, 4, 64, seed=3))) == rows(shuffled)
+
+
+def test_distributed_sampler_shards_are_disjoint_and_equal():
+    shards = [
+        [i for b in rows(with_sampler(DistributedSampler(RandomSampler(35, 2, 35, seed=1),
+                                                         dist_info=lambda r=r: (r, 2))))
+         for i in b]
+        for r in (0, 1)
+    ]
+    assert len(shards[0]) == len(shards[1]) == 350
+    assert sorted(shards[0] + shards[1]) == list(range(700))
+
+
+def test_class_sampler_balances_classes():
+    classes = COLLECTION.obs(columns=["cell_type"])["cell_type"].values
+    sampler = ClassSampler(8, 8, 64, classes=classes, num_samples=6400, seed=2)
+    counts = np.zeros(len(classes.categories))
+    codes = np.asarray(classes.codes)
+    for batch in rows(with_sampler(sampler)):
+        np.add.at(counts, codes[batch], 1)
+    assert counts.sum() == 6400
+    present = counts[np.bincount(codes, minlength=len(counts)) > 0]
+    share = present / present.sum()
+    assert np.all(np.abs(share - 1 / len(present)) < 0.05), share
+    # Weighted: one class twice as often as each other one.
+    weights = np.ones(len(classes.categories))
+    weights[0] = 2.0
+    weighted = WeightedClassSampler(8, 8, 64, classes=classes, class_weights=weights,
+                                    num_samples=6400, seed=2)
+    counts[:] = 0
+    for batch in rows(with_sampler(weighted)):
+        np.add.at(counts, codes[batch], 1)
+    assert counts[0] > 1.5 * np.median(counts[1:][counts[1:] > 0])
+
+
+def test_sampler_parameter_errors():
+    with pytest.raises(ValueError):
+        Loader(batch_sampler=RandomSampler(16, 4, 64), batch_size=64)
+    with pytest.raises(TypeError):
+        Loader(batch_sampler=object())
+    with pytest.raises(ValueError):
+        RandomSampler(0, 4, 64)
+    with pytest.raises(NotImplementedError):
+        SequentialSampler(16, 4, 64, mask=slice(0, 10))
+    with pytest.raises(TypeError):
+        ClassSampler(16, 4, 64, classes=[0, 1, 2])
