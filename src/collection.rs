@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::batch::XBatch;
 use crate::error::{Error, Result};
+use crate::store::dataframe::concat_outer;
 use crate::store::{AnnDataStore, Column, ZarrStore};
 
 /// The `encoding-type` annbatch gives a collection's root group.
@@ -247,69 +248,22 @@ fn var_difference(a: &[String], b: &[String]) -> Option<String> {
         .map(|i| format!("var name {i} is {:?}, expected {:?}", b[i], a[i]))
 }
 
+/// The datasets' columns one after the other; categorical categories unified in order of
+/// first appearance (see [`concat_outer`]). Every dataset must hold the column with one type.
 fn concat_columns(path: &str, name: &str, columns: Vec<Column>) -> Result<Column> {
-    let mismatch = || Error::ShapeMismatch {
-        path: format!("{path}/obs/{name}"),
-        found: "columns of different types across datasets".into(),
-        expected: "one column type in every dataset".into(),
-    };
-    let mut iter = columns.into_iter();
-    let Some(mut acc) = iter.next() else {
-        return Err(mismatch());
-    };
-    for next in iter {
-        match (&mut acc, next) {
-            (
-                Column::Categorical {
-                    codes, categories, ..
-                },
-                Column::Categorical {
-                    codes: more,
-                    categories: more_categories,
-                    ..
-                },
-            ) => {
-                let remap: Vec<i64> = more_categories
-                    .iter()
-                    .map(|c| match categories.iter().position(|x| x == c) {
-                        Some(i) => i as i64,
-                        None => {
-                            categories.push(c.clone());
-                            categories.len() as i64 - 1
-                        }
-                    })
-                    .collect();
-                codes.extend(more.iter().map(|&c| {
-                    usize::try_from(c)
-                        .ok()
-                        .and_then(|c| remap.get(c).copied())
-                        .unwrap_or(-1)
-                }));
-            }
-            (Column::Float(a), Column::Float(b)) => a.extend(b),
-            (Column::Int(a), Column::Int(b)) => a.extend(b),
-            (Column::Bool(a), Column::Bool(b)) => a.extend(b),
-            (Column::String(a), Column::String(b)) => a.extend(b),
-            (Column::NullableInt { values, mask }, Column::NullableInt { values: v, mask: m }) => {
-                values.extend(v);
-                mask.extend(m);
-            }
-            (
-                Column::NullableBool { values, mask },
-                Column::NullableBool { values: v, mask: m },
-            ) => {
-                values.extend(v);
-                mask.extend(m);
-            }
-            (
-                Column::NullableString { values, mask },
-                Column::NullableString { values: v, mask: m },
-            ) => {
-                values.extend(v);
-                mask.extend(m);
-            }
-            _ => return Err(mismatch()),
-        }
+    let first = columns.first().map(std::mem::discriminant);
+    if first.is_none()
+        || columns
+            .iter()
+            .any(|c| Some(std::mem::discriminant(c)) != first)
+    {
+        return Err(Error::ShapeMismatch {
+            path: format!("{path}/obs/{name}"),
+            found: "columns of different types across datasets".into(),
+            expected: "one column type in every dataset".into(),
+        });
     }
-    Ok(acc)
+    Ok(concat_outer(
+        columns.into_iter().map(|c| (c.len(), Some(c))).collect(),
+    ))
 }

@@ -209,26 +209,29 @@ pub fn add_adatas<P: AsRef<Path>>(
     }
 }
 
-/// The obs of one input, with annbatch's `src_path` column.
-fn input_obs(source: &Source, label: String) -> Result<ObsPart> {
+/// The obs of one source. With `src_path`, an input file: annbatch's `src_path` column is
+/// (re)set to it; without, a dataset of the collection, kept as it is.
+fn source_obs(source: &Source, src_path: Option<String>) -> Result<ObsPart> {
     let path = source.path();
     let n_obs = source.n_obs() as usize;
     let mut columns = Vec::new();
     for name in source.obs_columns().map_err(|e| e.in_input(path))? {
-        if name == "src_path" {
+        if src_path.is_some() && name == "src_path" {
             continue;
         }
         let column = source.obs_column(&name).map_err(|e| e.in_input(path))?;
         columns.push((name, column));
     }
-    columns.push((
-        "src_path".to_string(),
-        Column::Categorical {
-            codes: vec![0; n_obs],
-            categories: vec![label],
-            ordered: false,
-        },
-    ));
+    if let Some(label) = src_path {
+        columns.push((
+            "src_path".to_string(),
+            Column::Categorical {
+                codes: vec![0; n_obs],
+                categories: vec![label],
+                ordered: false,
+            },
+        ));
+    }
     Ok(ObsPart {
         n_obs,
         names: source.obs_names().map_err(|e| e.in_input(path))?,
@@ -333,7 +336,7 @@ fn create(
     let obs = ObsTable::join(
         sources
             .iter()
-            .map(|s| input_obs(s, s.path().display().to_string()))
+            .map(|s| source_obs(s, Some(s.path().display().to_string())))
             .collect::<Result<_>>()?,
     );
     let sparse = sources.iter().any(|s| s.indptr().is_some());
@@ -415,7 +418,10 @@ fn shared<'a>(
 
 fn collection_attrs() -> serde_json::Map<String, serde_json::Value> {
     attrs(&[
-        ("encoding-type", json!("annbatch-preshuffled")),
+        (
+            "encoding-type",
+            json!(crate::collection::COLLECTION_ENCODING),
+        ),
         ("encoding-version", json!("0.1.0")),
     ])
 }
@@ -478,24 +484,11 @@ fn append(
             }
         }
     }
-    let mut parts = Vec::with_capacity(sources.len());
-    for (i, s) in sources.iter().enumerate() {
-        if i < n_existing {
-            let path = s.path();
-            let mut columns = Vec::new();
-            for name in s.obs_columns().map_err(|e| e.in_input(path))? {
-                let column = s.obs_column(&name).map_err(|e| e.in_input(path))?;
-                columns.push((name, column));
-            }
-            parts.push(ObsPart {
-                n_obs: s.n_obs() as usize,
-                names: s.obs_names().map_err(|e| e.in_input(path))?,
-                columns,
-            });
-        } else {
-            parts.push(input_obs(s, s.path().display().to_string())?);
-        }
-    }
+    let parts = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| source_obs(s, (i >= n_existing).then(|| s.path().display().to_string())))
+        .collect::<Result<_>>()?;
     let obs = ObsTable::join(parts);
     check_groupby(&obs, &options.groupby)?;
     let existing_rows: u64 = sources[..n_existing].iter().map(Source::n_obs).sum();

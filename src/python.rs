@@ -165,7 +165,7 @@ impl PyLoader {
         self.inner.len() as usize
     }
 
-    /// The obs column `name` over the whole collection: `(codes, categories)` for categoricals.
+    /// The collection's var names.
     fn var_names(&self) -> Vec<String> {
         self.inner.collection().var_names().to_vec()
     }

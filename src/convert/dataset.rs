@@ -111,7 +111,6 @@ pub(crate) fn write_dataset(
                 .unwrap_or(Ordering::Equal)
         });
     }
-    let n_obs = order.len() as u64;
     let p = |child: &str| format!("{group}/{child}");
     writer.group(
         group,
@@ -149,7 +148,6 @@ pub(crate) fn write_dataset(
             ]),
         )?;
     }
-    debug_assert_eq!(n_obs as usize, obs_order.len());
     Ok(())
 }
 
@@ -337,12 +335,6 @@ fn stage_dense(
     Ok(StagedDense { data, width })
 }
 
-/// Rows per shard for `shard_size` at `bytes_per_row`, as annbatch's
-/// `_shard_size_param_to_n_obs` computes it.
-fn obs_per_shard(size: Size, bytes_per_row: f64) -> u64 {
-    size.rows(bytes_per_row)
-}
-
 fn write_csr<I: OutIndex>(
     writer: &Writer,
     path: &str,
@@ -365,7 +357,8 @@ fn write_csr<I: OutIndex>(
     let avg = nnz as f64 / n_obs.max(1) as f64;
     let chunk_rows = shared.n_obs_per_chunk.min(n_obs).max(1);
     let bytes_per_row = (nnz * 8 + (n_obs + 1) * 4) as f64 / n_obs.max(1) as f64;
-    let shard_obs = obs_per_shard(shared.shard_size, bytes_per_row);
+    // annbatch's `_shard_size_param_to_n_obs`.
+    let shard_obs = shared.shard_size.rows(bytes_per_row);
     let mut chunk = ((chunk_rows as f64 * avg) as u64).max(1);
     let mut shard = ((shard_obs as f64 * avg) as u64).max(1);
     if nnz > 0 {
@@ -457,7 +450,7 @@ fn write_dense(
     let n_obs = order.len() as u64;
     let width = staged.width;
     let chunk = shared.n_obs_per_chunk.min(n_obs).max(1);
-    let shard_obs = obs_per_shard(shared.shard_size, (width * 4) as f64).min(n_obs);
+    let shard_obs = shared.shard_size.rows((width * 4) as f64).min(n_obs);
     let shard = chunk.max(shard_obs - shard_obs % chunk);
     writer
         .sharded_array::<f32>(

@@ -22,7 +22,6 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         }
         // From an io::Error pyo3 picks the OSError subclass (FileNotFoundError, ...).
         Error::Io { source, .. } => PyErr::from(std::io::Error::new(source.kind(), message)),
-        Error::Input { source, .. } if matches!(*source, Error::Io { .. }) => to_py(*source),
         _ => AnnbatchError::new_err(message),
     }
 }

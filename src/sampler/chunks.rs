@@ -144,7 +144,7 @@ impl Sampler for ChunkPlan {
     }
 
     fn batches_per_request(&self) -> usize {
-        ((self.chunk_size * self.preload_nchunks as u64) / self.batch_size.max(1) as u64) as usize
+        super::batches_per_fetch(self.batch_size, self.chunk_size, self.preload_nchunks)
     }
 
     fn validate(&self, n_obs: u64) -> Result<()> {

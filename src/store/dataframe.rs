@@ -1,5 +1,7 @@
 //! AnnData `dataframe` elements (`obs`, `var`): the index and typed columns.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use super::dtype::Dtype;
@@ -110,6 +112,204 @@ impl Column {
             Self::NullableInt { values, mask } => masked(values, mask, |x| x.to_string()),
             Self::NullableBool { values, mask } => masked(values, mask, |x| x.to_string()),
             Self::NullableString { values, mask } => masked(values, mask, Clone::clone),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Categorical,
+    Int,
+    Float,
+    Bool,
+    NullableInt,
+    NullableBool,
+    String,
+    NullableString,
+}
+
+fn kind(c: &Column) -> Kind {
+    match c {
+        Column::Categorical { .. } => Kind::Categorical,
+        Column::Int(_) => Kind::Int,
+        Column::Float(_) => Kind::Float,
+        Column::Bool(_) => Kind::Bool,
+        Column::NullableInt { .. } => Kind::NullableInt,
+        Column::NullableBool { .. } => Kind::NullableBool,
+        Column::String(_) => Kind::String,
+        Column::NullableString { .. } => Kind::NullableString,
+        #[allow(unreachable_patterns)]
+        _ => Kind::NullableString,
+    }
+}
+
+/// The kind the concatenation takes, as pandas would give it (with nullable kinds where pandas
+/// would fall back to an `object` column that anndata cannot write).
+fn joined_kind(kinds: &[Kind], missing: bool) -> Kind {
+    use Kind::*;
+    let all = |k: &[Kind]| kinds.iter().all(|x| k.contains(x));
+    if all(&[Categorical]) {
+        Categorical
+    } else if all(&[Int]) && !missing {
+        Int
+    } else if all(&[Int, Float]) {
+        Float
+    } else if all(&[Bool]) && !missing {
+        Bool
+    } else if all(&[Bool, NullableBool]) {
+        NullableBool
+    } else if all(&[Int, NullableInt]) {
+        NullableInt
+    } else if all(&[String]) && !missing {
+        String
+    } else {
+        NullableString
+    }
+}
+
+/// Concatenates the pieces of one column; `None` pieces are missing for their `len` rows.
+pub(crate) fn concat_outer(pieces: Vec<(usize, Option<Column>)>) -> Column {
+    let kinds: Vec<Kind> = pieces
+        .iter()
+        .filter_map(|(_, c)| c.as_ref().map(kind))
+        .collect();
+    let missing = pieces.iter().any(|(_, c)| c.is_none());
+    let total: usize = pieces.iter().map(|(n, _)| n).sum();
+    match joined_kind(&kinds, missing) {
+        Kind::Categorical => {
+            let mut categories: Vec<String> = Vec::new();
+            let mut position: HashMap<String, i64> = HashMap::new();
+            let mut codes = Vec::with_capacity(total);
+            let mut ordered = true;
+            for (n, piece) in pieces {
+                match piece {
+                    Some(Column::Categorical {
+                        codes: c,
+                        categories: cats,
+                        ordered: o,
+                    }) => {
+                        ordered &= o;
+                        let remap: Vec<i64> = cats
+                            .into_iter()
+                            .map(|cat| {
+                                let next = position.len() as i64;
+                                *position.entry(cat.clone()).or_insert_with(|| {
+                                    categories.push(cat);
+                                    next
+                                })
+                            })
+                            .collect();
+                        codes.extend(c.iter().map(|&code| {
+                            usize::try_from(code)
+                                .ok()
+                                .and_then(|i| remap.get(i).copied())
+                                .unwrap_or(-1)
+                        }));
+                    }
+                    _ => codes.extend(std::iter::repeat_n(-1, n)),
+                }
+            }
+            Column::Categorical {
+                codes,
+                categories,
+                ordered,
+            }
+        }
+        Kind::Int => Column::Int(
+            pieces
+                .into_iter()
+                .flat_map(|(_, c)| match c {
+                    Some(Column::Int(v)) => v,
+                    _ => Vec::new(),
+                })
+                .collect(),
+        ),
+        Kind::Float => {
+            let mut out = Vec::with_capacity(total);
+            for (n, piece) in pieces {
+                match piece {
+                    Some(Column::Float(v)) => out.extend(v),
+                    Some(Column::Int(v)) => out.extend(v.iter().map(|&x| x as f64)),
+                    _ => out.extend(std::iter::repeat_n(f64::NAN, n)),
+                }
+            }
+            Column::Float(out)
+        }
+        Kind::Bool => Column::Bool(
+            pieces
+                .into_iter()
+                .flat_map(|(_, c)| match c {
+                    Some(Column::Bool(v)) => v,
+                    _ => Vec::new(),
+                })
+                .collect(),
+        ),
+        Kind::NullableBool => {
+            let (mut values, mut mask) = (Vec::with_capacity(total), Vec::with_capacity(total));
+            for (n, piece) in pieces {
+                match piece {
+                    Some(Column::Bool(v)) => {
+                        mask.extend(std::iter::repeat_n(false, v.len()));
+                        values.extend(v);
+                    }
+                    Some(Column::NullableBool { values: v, mask: m }) => {
+                        values.extend(v);
+                        mask.extend(m);
+                    }
+                    _ => {
+                        values.extend(std::iter::repeat_n(false, n));
+                        mask.extend(std::iter::repeat_n(true, n));
+                    }
+                }
+            }
+            Column::NullableBool { values, mask }
+        }
+        Kind::NullableInt => {
+            let (mut values, mut mask) = (Vec::with_capacity(total), Vec::with_capacity(total));
+            for (n, piece) in pieces {
+                match piece {
+                    Some(Column::Int(v)) => {
+                        mask.extend(std::iter::repeat_n(false, v.len()));
+                        values.extend(v);
+                    }
+                    Some(Column::NullableInt { values: v, mask: m }) => {
+                        values.extend(v);
+                        mask.extend(m);
+                    }
+                    _ => {
+                        values.extend(std::iter::repeat_n(0, n));
+                        mask.extend(std::iter::repeat_n(true, n));
+                    }
+                }
+            }
+            Column::NullableInt { values, mask }
+        }
+        Kind::String => Column::String(
+            pieces
+                .into_iter()
+                .flat_map(|(_, c)| match c {
+                    Some(Column::String(v)) => v,
+                    _ => Vec::new(),
+                })
+                .collect(),
+        ),
+        Kind::NullableString => {
+            let (mut values, mut mask) = (Vec::with_capacity(total), Vec::with_capacity(total));
+            for (n, piece) in pieces {
+                match piece {
+                    Some(c) => {
+                        for v in c.to_strings() {
+                            mask.push(v.is_none());
+                            values.push(v.unwrap_or_default());
+                        }
+                    }
+                    None => {
+                        values.extend(std::iter::repeat_n(String::new(), n));
+                        mask.extend(std::iter::repeat_n(true, n));
+                    }
+                }
+            }
+            Column::NullableString { values, mask }
         }
     }
 }
