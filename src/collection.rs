@@ -34,6 +34,8 @@ pub struct DatasetCollection {
     /// `offsets[i]` is the first global row of dataset `i`; the last entry is `n_obs`.
     offsets: Vec<u64>,
     preshuffled: bool,
+    /// The dataset whose `var` index names the columns (the first with a named one).
+    var_source: usize,
 }
 
 impl DatasetCollection {
@@ -77,28 +79,76 @@ impl DatasetCollection {
                 false,
             )
         };
-        let first = &datasets[0];
-        for (name, d) in names.iter().zip(&datasets).skip(1) {
-            if let Some(detail) = var_difference(first.var_names(), d.var_names()) {
+        let mut this = Self::from_datasets(label, names.into_iter().zip(datasets).collect())?;
+        this.path = path.to_path_buf();
+        this.preshuffled = preshuffled;
+        Ok(this)
+    }
+
+    /// Opens several collections or AnnData stores and reads them as one, in order (annbatch's
+    /// `Loader.add_adatas`). Every dataset must share `var` and the kind of `X`.
+    pub fn open_many<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Self> {
+        let mut datasets = Vec::new();
+        let mut labels = Vec::new();
+        for path in paths {
+            let c = Self::open(path)?;
+            labels.push(c.path.display().to_string());
+            datasets.extend(c.into_datasets());
+        }
+        Self::from_datasets(labels.join(" + "), datasets)
+    }
+
+    /// The datasets and their names (`DIR/dataset_i`, or `DIR` for a plain AnnData store), to
+    /// combine with others in [`Self::from_datasets`].
+    pub fn into_datasets(self) -> Vec<(String, AnnDataStore)> {
+        let dir = self.path.display().to_string();
+        self.names
+            .into_iter()
+            .map(|name| {
+                if name.is_empty() {
+                    dir.clone()
+                } else {
+                    format!("{dir}/{name}")
+                }
+            })
+            .zip(self.datasets)
+            .collect()
+    }
+
+    /// Reads `datasets` (named for errors) as one collection labelled `label`; they must share
+    /// `var` (unnamed in-memory `var`s are matched by count) and the kind of `X`.
+    pub fn from_datasets(
+        label: impl Into<String>,
+        datasets: Vec<(String, AnnDataStore)>,
+    ) -> Result<Self> {
+        let label = label.into();
+        let (names, datasets): (Vec<String>, Vec<AnnDataStore>) = datasets.into_iter().unzip();
+        let Some(first) = datasets.iter().find(|d| d.var_named()).or(datasets.first()) else {
+            return Err(Error::EmptyCollection { path: label });
+        };
+        for (name, d) in names.iter().zip(&datasets) {
+            let detail = if d.var_named() && first.var_named() {
+                var_difference(first.var_names(), d.var_names())
+            } else {
+                (d.n_var() != first.n_var())
+                    .then(|| format!("{} variables, expected {}", d.n_var(), first.n_var()))
+            };
+            if let Some(detail) = detail {
                 return Err(Error::VarMismatch {
                     path: label,
                     dataset: name.clone(),
-                    detail: format!("differs from dataset_0: {detail}"),
+                    detail: format!("differs from the first dataset: {detail}"),
                 });
             }
-            let same_kind = matches!(
-                (first.x(), d.x()),
-                (crate::XElement::Csr(_), crate::XElement::Csr(_))
-                    | (crate::XElement::Dense(_), crate::XElement::Dense(_))
-            );
-            if !same_kind {
+            if d.x().is_sparse() != first.x().is_sparse() {
                 return Err(Error::ShapeMismatch {
                     path: format!("{label}/{name}/X"),
-                    found: "an X of another kind (sparse vs dense) than dataset_0".into(),
+                    found: "an X of another kind (sparse vs dense) than the first dataset".into(),
                     expected: "the same X encoding in every dataset".into(),
                 });
             }
         }
+        let var_source = datasets.iter().position(|d| d.var_named()).unwrap_or(0);
         let mut offsets = Vec::with_capacity(datasets.len() + 1);
         let mut total = 0u64;
         offsets.push(0);
@@ -107,15 +157,17 @@ impl DatasetCollection {
             offsets.push(total);
         }
         Ok(Self {
-            path: path.to_path_buf(),
+            path: PathBuf::from(label),
             names,
             datasets,
             offsets,
-            preshuffled,
+            preshuffled: false,
+            var_source,
         })
     }
 
-    /// The collection's directory.
+    /// The collection's directory (for one made of several stores or of in-memory data, the
+    /// label it was given, e.g. the paths joined by ` + `).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -129,11 +181,11 @@ impl DatasetCollection {
     }
     /// Number of variables, shared by every dataset.
     pub fn n_var(&self) -> u64 {
-        self.datasets[0].n_var()
+        self.datasets[self.var_source].n_var()
     }
-    /// The shared `var` index.
+    /// The shared `var` index (column numbers when every dataset is unnamed in-memory data).
     pub fn var_names(&self) -> &[String] {
-        self.datasets[0].var_names()
+        self.datasets[self.var_source].var_names()
     }
     /// The datasets, in order (`dataset_0`, `dataset_1`, ...).
     pub fn datasets(&self) -> &[AnnDataStore] {

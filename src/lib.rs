@@ -58,4 +58,6 @@ pub use error::{Error, Result};
 pub use loader::Batch;
 pub use loader::{HostBatch, Loader, LoaderBuilder, LoaderState};
 pub use sampler::{LoadRequest, Sampler};
-pub use store::{write, AnnDataStore, Column, CsrElement, DenseElement, Dtype, XElement};
+pub use store::{
+    write, AnnDataStore, Column, CsrElement, DenseElement, Dtype, InMemoryX, XElement,
+};

@@ -18,8 +18,10 @@ use crate::pipeline::{Batches, LoaderState};
 use crate::sampler::{ClassSampler, ClassWeights, DistributedSampler};
 
 mod errors;
+mod sources;
 
 use errors::{to_py, AnnbatchError};
+use sources::Source;
 
 /// The torch version this module was compiled against (major.minor.patch).
 const TORCH_VERSION: &str = env!("ANNBATCH_TORCH_VERSION");
@@ -50,7 +52,63 @@ fn device_of(name: &str) -> PyResult<tch::Device> {
     }
 }
 
-/// The Rust loader over one collection (or AnnData store).
+/// The datasets a loader reads: collections, AnnData stores and in-memory AnnData (see
+/// [`sources`]), opened once and shared by the loaders of every shard.
+#[pyclass(name = "Collection", module = "annbatch_rs._native", frozen)]
+struct PyCollection {
+    inner: Arc<crate::DatasetCollection>,
+}
+
+#[pymethods]
+impl PyCollection {
+    #[new]
+    fn new(py: Python<'_>, sources: Bound<'_, PyAny>) -> PyResult<Self> {
+        let sources = match sources.cast::<PyList>() {
+            Ok(list) => list
+                .iter()
+                .map(|item| Source::extract(&item))
+                .collect::<PyResult<Vec<_>>>()?,
+            Err(_) => vec![Source::extract(&sources)?],
+        };
+        if sources.is_empty() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "no data sources given",
+            ));
+        }
+        let collection = py.detach(|| sources::collection(sources)).map_err(to_py)?;
+        Ok(Self {
+            inner: Arc::new(collection),
+        })
+    }
+
+    /// Rows over every dataset.
+    #[getter]
+    fn n_obs(&self) -> u64 {
+        self.inner.n_obs()
+    }
+
+    /// Variables (columns of X).
+    #[getter]
+    fn n_var(&self) -> u64 {
+        self.inner.n_var()
+    }
+
+    /// Whether X is sparse (CSR) rather than dense.
+    #[getter]
+    fn is_sparse(&self) -> bool {
+        self.inner
+            .datasets()
+            .first()
+            .is_some_and(|d| d.x().is_sparse())
+    }
+
+    /// The shared var names.
+    fn var_names(&self) -> Vec<String> {
+        self.inner.var_names().to_vec()
+    }
+}
+
+/// The Rust loader over a [`PyCollection`].
 #[pyclass(name = "Loader", module = "annbatch_rs._native", frozen)]
 struct PyLoader {
     inner: Arc<Loader>,
@@ -59,14 +117,14 @@ struct PyLoader {
 #[pymethods]
 impl PyLoader {
     #[new]
-    #[pyo3(signature = (path, *, batch_size=1, chunk_size=512, preload_nchunks=32, shuffle=false,
+    #[pyo3(signature = (collection, *, batch_size=1, chunk_size=512, preload_nchunks=32, shuffle=false,
         drop_last=false, return_index=false, seed=0, obs_keys=None, device="cpu",
         num_threads=None, prefetch=None, rank=0, world_size=1, equal_batches=true,
         class_codes=None, n_categories=0, class_weights=None, num_samples=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        path: std::path::PathBuf,
+        collection: PyRef<'_, PyCollection>,
         batch_size: usize,
         chunk_size: u64,
         preload_nchunks: usize,
@@ -87,7 +145,7 @@ impl PyLoader {
         num_samples: Option<u64>,
     ) -> PyResult<Self> {
         let device = device_of(device)?;
-        let mut builder = Loader::builder(path)
+        let mut builder = Loader::builder_for(collection.inner.clone())
             .batch_size(batch_size)
             .chunk_size(chunk_size)
             .preload_nchunks(preload_nchunks)
@@ -104,11 +162,6 @@ impl PyLoader {
             builder = builder.prefetch(n);
         }
         if let Some(codes) = class_codes {
-            if world_size > 1 {
-                return Err(pyo3::exceptions::PyValueError::new_err(
-                    "a ClassSampler cannot be sharded across ranks or workers yet",
-                ));
-            }
             let weights = match class_weights {
                 Some(w) => ClassWeights::Weights(w),
                 None => ClassWeights::Balanced,
@@ -123,7 +176,9 @@ impl PyLoader {
             )
             .map_err(to_py)?
             .drop_last(drop_last)
-            .seed(seed);
+            .seed(seed)
+            .shard(rank, world_size)
+            .map_err(to_py)?;
             if let Some(n) = num_samples {
                 sampler = sampler.num_samples(n);
             }
@@ -368,6 +423,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TORCH_VERSION", TORCH_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("AnnbatchError", m.py().get_type::<AnnbatchError>())?;
+    m.add_class::<PyCollection>()?;
     m.add_class::<PyLoader>()?;
     m.add_class::<PyBatches>()?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;

@@ -141,8 +141,6 @@ fn positive(name: &'static str, v: u64) -> Result<()> {
     }
 }
 
-/// annbatch's rule for chunked samplers: positive sizes, and a fetch of
-/// `chunk_size * preload_nchunks` rows cut into whole batches.
 /// Batches in one fetch of `preload_nchunks` chunks of `chunk_size` rows.
 pub(crate) fn batches_per_fetch(
     batch_size: usize,
@@ -152,6 +150,8 @@ pub(crate) fn batches_per_fetch(
     ((chunk_size * preload_nchunks as u64) / batch_size.max(1) as u64) as usize
 }
 
+/// annbatch's rule for chunked samplers: positive sizes, and a fetch of
+/// `chunk_size * preload_nchunks` rows cut into whole batches.
 pub(crate) fn check_fetch_shape(
     batch_size: usize,
     chunk_size: u64,

@@ -10,6 +10,7 @@ pub(crate) mod csr;
 pub(crate) mod dataframe;
 mod dense;
 mod dtype;
+mod memory;
 mod node;
 pub mod write;
 
@@ -18,6 +19,7 @@ pub use csr::CsrElement;
 pub use dataframe::Column;
 pub use dense::DenseElement;
 pub use dtype::Dtype;
+pub use memory::InMemoryX;
 pub(crate) use node::encoding as encoding_of;
 pub(crate) use node::ZarrStore;
 #[cfg(feature = "hdf5")]

@@ -61,3 +61,86 @@ fn datasets_are_ordered_numerically_and_rows_map_globally() {
     }
     assert_eq!(c.obs_names().expect("names")[114], "cell_114");
 }
+
+#[test]
+fn several_stores_and_in_memory_data_read_as_one() {
+    use annbatch::{AnnDataStore, Error, InMemoryX, XBatch};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.zarr");
+    let spec = SyntheticSpec {
+        n_obs: 40,
+        n_var: 6,
+        mean_nnz: 3,
+        n_classes: 2,
+        dataset_size: 20,
+        seed: 2,
+        layout: Layout {
+            chunk_rows: 4,
+            shard_rows: 8,
+        },
+    };
+    demo::write_collection(&path, &spec).expect("write");
+    // A collection, then one of its datasets again as a plain AnnData store.
+    let many = DatasetCollection::open_many([path.clone(), path.join("dataset_1")]).expect("open");
+    assert_eq!(many.n_obs(), 60);
+    assert_eq!(many.dataset_names().len(), 3);
+    let (mut a, mut b) = (many.new_batch(), many.new_batch());
+    many.read_rows(&[20..40], &mut a).expect("read");
+    many.read_rows(&[40..60], &mut b).expect("read");
+    assert_eq!(a, b);
+
+    // In-memory data joins by var names; unnamed var is matched by count.
+    let dense = InMemoryX::csr(6, vec![0, 1, 1], vec![5], vec![9.0]).expect("x");
+    let memory = AnnDataStore::in_memory(dense, None, None, vec![]).expect("adata");
+    let mut datasets = DatasetCollection::open(&path)
+        .expect("open")
+        .into_datasets();
+    datasets.push(("memory".into(), memory));
+    let joined = DatasetCollection::from_datasets("joined", datasets).expect("join");
+    assert_eq!(joined.n_obs(), 42);
+    assert_eq!(
+        joined.var_names().first().map(String::as_str),
+        Some("gene_00000")
+    );
+    let mut rows = joined.new_batch();
+    joined.read_rows(&[40..42], &mut rows).expect("read");
+    let XBatch::Csr(rows) = rows else {
+        panic!("csr")
+    };
+    assert_eq!(
+        (rows.indptr, rows.indices, rows.data),
+        (vec![0, 1, 1], vec![5], vec![9.0])
+    );
+
+    // A different var, or another kind of X, is refused.
+    let wide = InMemoryX::csr(7, vec![0], vec![], vec![]).expect("x");
+    let wide = AnnDataStore::in_memory(wide, None, None, vec![]).expect("adata");
+    let mut datasets = DatasetCollection::open(&path)
+        .expect("open")
+        .into_datasets();
+    datasets.push(("wide".into(), wide));
+    assert!(matches!(
+        DatasetCollection::from_datasets("bad", datasets),
+        Err(Error::VarMismatch { .. })
+    ));
+    let dense = InMemoryX::dense(6, vec![0.0; 6]).expect("x");
+    let dense = AnnDataStore::in_memory(dense, None, None, vec![]).expect("adata");
+    let mut datasets = DatasetCollection::open(&path)
+        .expect("open")
+        .into_datasets();
+    datasets.push(("dense".into(), dense));
+    assert!(matches!(
+        DatasetCollection::from_datasets("bad", datasets),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        DatasetCollection::from_datasets("none", vec![]),
+        Err(Error::EmptyCollection { .. })
+    ));
+    // obs of the wrong length is refused.
+    let x = InMemoryX::dense(1, vec![1.0, 2.0]).expect("x");
+    assert!(matches!(
+        AnnDataStore::in_memory(x, None, None, vec![("c".into(), Column::Int(vec![1]))]),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}

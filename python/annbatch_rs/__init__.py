@@ -35,6 +35,7 @@ _check_torch()
 from . import _native, samplers  # noqa: E402
 from ._native import AnnbatchError  # noqa: E402
 from .collection import DatasetCollection, create_anndata_collection  # noqa: E402
+from .compat import ZarrDenseDataset, ZarrSparseDataset  # noqa: E402
 from .loader import Loader  # noqa: E402
 
 if _native.TORCH_VERSION.split("+")[0] != torch.__version__.split("+")[0]:
@@ -49,5 +50,7 @@ __all__ = [
     "samplers",
     "DatasetCollection",
     "Loader",
+    "ZarrDenseDataset",
+    "ZarrSparseDataset",
     "create_anndata_collection",
 ]

@@ -17,10 +17,22 @@ class Batches(Iterator[Dict[str, Any]]):
     def delivered(self) -> int: ...
     def close(self) -> None: ...
 
+Source = Union[str, PathLike[str], Dict[str, Any]]
+
+class Collection:
+    def __init__(self, sources: Union[Source, List[Source]]) -> None: ...
+    @property
+    def n_obs(self) -> int: ...
+    @property
+    def n_var(self) -> int: ...
+    @property
+    def is_sparse(self) -> bool: ...
+    def var_names(self) -> List[str]: ...
+
 class Loader:
     def __init__(
         self,
-        path: Union[str, PathLike[str]],
+        collection: Collection,
         *,
         batch_size: int = 1,
         chunk_size: int = 512,

@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import torch
 
 from . import _native
+from ._sources import Source, dataset_source, source_of
 from .collection import DatasetCollection, _path_of
 
 # Native loaders inherited through fork(): their worker threads did not survive the fork, so
@@ -43,6 +44,13 @@ class Loader(torch.utils.data.IterableDataset):
 
     Each batch is ``{"X": tensor, "obs": DataFrame | dict | None, "index": tensor | None}``;
     ``X`` is sparse CSR (``torch.sparse_csr``, int32 indices, float32 values) or dense.
+    ``obs`` holds the ``obs_keys`` columns; without ``obs_keys``, AnnData objects given to
+    `add_adata(s)` with obs columns yield their obs rows (a DataFrame slice), as annbatch does.
+
+    Data: one collection (`use_collection`), or any number of AnnData (`add_adata(s)`) and
+    arrays (`add_dataset(s)`) read as one concatenation: paths and zarr groups on disk,
+    AnnData whose X is a zarr-backed ``CSRDataset`` / ``zarr.Array``, and in-memory scipy CSR
+    matrices / numpy arrays (copied once into the loader as float32). All share ``var``.
 
     Iterating the loader directly is the fast path. In a ``DataLoader(loader, batch_size=None,
     num_workers=N)`` each worker streams a disjoint share and their union is the epoch; under
@@ -102,7 +110,10 @@ class Loader(torch.utils.data.IterableDataset):
             if not isinstance(self._params[name], int) or self._params[name] <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {self._params[name]!r}")
         self._obs_as = obs_as
-        self._path: Optional[str] = None
+        self._sources: List[Source] = []
+        self._collection_added = False
+        self._frame: Any = None  # the sources' obs frames, concatenated on first use
+        self._collection: Any = None  # the native Collection, shared by every shard's loader
         self._natives: Dict[tuple, Any] = {}
         self._pid = os.getpid()
         self._epoch = 0
@@ -112,39 +123,93 @@ class Loader(torch.utils.data.IterableDataset):
     # -- data ---------------------------------------------------------------------------
     def use_collection(self, collection: Any, **_: Any) -> "Loader":
         """Loads from a collection: a `DatasetCollection` (ours or annbatch's), a path, or a
-        zarr group."""
-        if self._path is not None:
-            raise RuntimeError("a collection was already added to this loader")
+        zarr group. Only once per loader, as annbatch."""
+        if self._collection_added:
+            raise RuntimeError(
+                "a collection was already added to this loader: collections are shuffled "
+                "independently, convert them into one")
         path = collection.path if isinstance(collection, DatasetCollection) else None
         if path is None:
             group = getattr(collection, "_group", None)  # annbatch's DatasetCollection
             path = _path_of(group if group is not None else collection)
-        self._path = os.fspath(path)
-        self._natives.clear()
+        self._add([Source(os.fspath(path))])
+        self._collection_added = True
         return self
 
     def add_adata(self, adata: Any) -> "Loader":
-        """Loads from one AnnData store (a path, a zarr group, or a backed AnnData)."""
-        return self.use_collection(_path_of(adata))
+        """Appends one AnnData: a path, a zarr group, or an ``anndata.AnnData`` whose X is on
+        disk (zarr) or in memory (scipy CSR / numpy)."""
+        return self._add([source_of(adata, self._params["obs_keys"])])
 
     def add_adatas(self, adatas: Sequence[Any]) -> "Loader":
-        """Loads from AnnData stores; several must first be made one collection."""
+        """Appends AnnData (see `add_adata`), read in order as one concatenation."""
         adatas = list(adatas)
-        if len(adatas) != 1:
+        if not adatas:
+            raise ValueError("Number of adatas must be at least 1")
+        return self._add([source_of(a, self._params["obs_keys"]) for a in adatas])
+
+    def add_dataset(self, dataset: Any, obs: Any = None, var: Any = None) -> "Loader":
+        """Appends one X (a zarr ``CSRDataset`` / ``zarr.Array``, a scipy CSR matrix or a numpy
+        array) with optional obs and var DataFrames."""
+        return self._add([dataset_source(dataset, obs, var, self._params["obs_keys"])])
+
+    def add_datasets(self, datasets: Sequence[Any], obs: Optional[Sequence[Any]] = None,
+                     var: Optional[Sequence[Any]] = None) -> "Loader":
+        """Appends several X (see `add_dataset`)."""
+        datasets = list(datasets)
+        obs = list(obs) if obs is not None else [None] * len(datasets)
+        var = list(var) if var is not None else [None] * len(datasets)
+        if not len(datasets) == len(obs) == len(var):
+            raise ValueError("datasets, obs and var must have the same length")
+        return self._add([dataset_source(d, o, v, self._params["obs_keys"])
+                          for d, o, v in zip(datasets, obs, var)])
+
+    def _add(self, sources: List[Source]) -> "Loader":
+        every = self._sources + sources
+        with_obs = [s.obs is not None for s in every]
+        if any(with_obs) and not all(with_obs):
             raise ValueError(
-                f"{len(adatas)} stores: convert them into one shuffled collection with "
-                "DatasetCollection(path).add_adatas(...) and use_collection(...) it"
-            )
-        return self.add_adata(adatas[0])
+                "datasets with obs columns and datasets without cannot be mixed in one loader")
+        collection = _native.Collection([s.native for s in every])  # checks var and X now
+        self._check(every, collection)
+        self._after_fork()
+        self._sources, self._frame, self._collection = every, None, collection
+        self._natives.clear()
+        return self
+
+    def _check(self, sources: List[Source], collection: Any) -> None:
+        """Subclasses refuse data here, before it is added."""
+
+    def _after_fork(self) -> None:
+        """In a forked child, sets the parent's native loaders aside (their threads are gone)."""
+        if os.getpid() != self._pid:
+            _INHERITED.append(self._natives)
+            self._natives, self._collection, self._pid = {}, None, os.getpid()
+
+    def _native_collection(self) -> Any:
+        self._after_fork()
+        if not self._sources:
+            raise RuntimeError("no data: call use_collection(...) or add_adata(...) first")
+        if self._collection is None:
+            self._collection = _native.Collection([s.native for s in self._sources])
+        return self._collection
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # DataLoader workers (spawn) get the sources and reopen them; natives stay here.
+        state = dict(self.__dict__)
+        state.update(_natives={}, _collection=None, _frame=None)
+        return state
 
     # -- sizes --------------------------------------------------------------------------
     @property
     def n_obs(self) -> int:
-        return self._native((0, 1)).n_obs
+        """Rows over every dataset added."""
+        return self._native_collection().n_obs
 
     @property
     def n_var(self) -> int:
-        return self._native((0, 1)).n_var
+        """Variables (columns of X), shared by every dataset."""
+        return self._native_collection().n_var
 
     def __len__(self) -> int:
         return len(self._native(self._shard()))
@@ -175,18 +240,20 @@ class Loader(torch.utils.data.IterableDataset):
             rank, world = rank * info.num_workers + info.id, world * info.num_workers
         return rank, world
 
+    def _yields_frames(self) -> bool:
+        return not self._params["obs_keys"] and bool(self._sources) and all(
+            s.obs is not None for s in self._sources)
+
     def _native(self, shard: tuple) -> Any:
-        if self._path is None:
-            raise RuntimeError("no data: call use_collection(...) or add_adata(...) first")
-        if os.getpid() != self._pid:  # a forked worker: start afresh
-            _INHERITED.append(self._natives)
-            self._natives, self._pid = {}, os.getpid()
+        collection = self._native_collection()
         if shard not in self._natives:
             rank, world = shard
             distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
             # DataLoader workers share an epoch: together they cover every row. Ranks of a
             # distributed job need equal batch counts.
             params = dict(self._params, rank=rank, world_size=world, equal_batches=distributed)
+            # Frames of obs rows are taken by the batches' global row ids.
+            params["return_index"] = params["return_index"] or self._needs_index()
             if self._sampler is not None:
                 params.update(self._sampler._settings())
                 if "world_size" in self._sampler._settings():  # a DistributedSampler
@@ -194,7 +261,7 @@ class Loader(torch.utils.data.IterableDataset):
                     if info is not None:
                         params["rank"] = params["rank"] * info.num_workers + info.id
                         params["world_size"] *= info.num_workers
-            self._natives[shard] = _native.Loader(self._path, **params)
+            self._natives[shard] = _native.Loader(collection, **params)
         return self._natives[shard]
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
@@ -210,6 +277,17 @@ class Loader(torch.utils.data.IterableDataset):
             batches.close()
         # A full pass: the next one is the next epoch, as annbatch's advancing rng gives.
         self._epoch, self._skip, self._delivered = epoch + 1, 0, 0
+
+    def _needs_index(self) -> bool:
+        return self._yields_frames()
+
+    def _rows(self, index: torch.Tensor) -> Any:
+        """The obs frame rows of global row ids ``index``."""
+        if self._frame is None:
+            import pandas as pd
+
+            self._frame = pd.concat([s.obs for s in self._sources])
+        return self._frame.iloc[index.numpy()]
 
     def _batch(self, raw: Dict[str, Any]) -> Dict[str, Any]:
         obs = None
@@ -227,7 +305,11 @@ class Loader(torch.utils.data.IterableDataset):
                     else:
                         columns[name] = values.cpu().numpy()
                 obs = pd.DataFrame(columns)
-        return {"X": raw["X"], "obs": obs, "index": raw["index"]}
+        elif self._yields_frames():
+            obs = self._rows(raw["index"])
+        index = raw["index"] if self._params["return_index"] else None
+        return {"X": raw["X"], "obs": obs, "index": index}
 
     def __repr__(self) -> str:
-        return f"Loader({self._path!r}, {self._params})"
+        paths = [s.native if isinstance(s.native, str) else "<in memory>" for s in self._sources]
+        return f"Loader({paths!r}, {self._params})"

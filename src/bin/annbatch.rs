@@ -239,6 +239,7 @@ fn inspect(path: &Path) -> annbatch::Result<()> {
                 )
             }
             XElement::Dense(x) => format!("dense, inner chunk {} rows", x.chunk_rows()),
+            XElement::InMemory(_) => "in memory".into(),
         };
         let label = if name.is_empty() { "/" } else { name };
         println!("  {label}: {} rows, X {x}", d.n_obs());
@@ -394,6 +395,7 @@ fn plain_decode(root: &Path, group: &str, x: &XElement) -> annbatch::Result<()> 
     let names: &[&str] = match x {
         XElement::Csr(_) => &["X/data", "X/indices"],
         XElement::Dense(_) => &["X"],
+        XElement::InMemory(_) => &[],
     };
     for name in names {
         let path = format!("{prefix}/{name}");

@@ -97,7 +97,8 @@ impl Source {
         match self {
             Self::Zarr(a, _) => match a.x() {
                 crate::XElement::Csr(c) => Some(c.indptr()),
-                crate::XElement::Dense(_) => None,
+                crate::XElement::InMemory(crate::InMemoryX::Csr { indptr, .. }) => Some(indptr),
+                crate::XElement::Dense(_) | crate::XElement::InMemory(_) => None,
             },
             #[cfg(feature = "hdf5")]
             Self::H5ad(f) => f.indptr(),

@@ -25,7 +25,9 @@ pub enum ClassWeights {
 /// random contiguous runs of up to `chunk_size` rows of that class, and shuffles the fetched rows
 /// together, so batches mix classes in the weighted proportions (annbatch's categorical sampler gives
 /// one class per batch). Sampling is with replacement; an epoch is `num_samples` rows
-/// (default `n_obs`).
+/// (default `n_obs`). Sharded over ranks or DataLoader workers ([`ClassSampler::shard`]), each
+/// shard draws `num_samples / world_size` rows from its own random stream, so every shard has the
+/// same number of batches and the shards together draw an epoch's worth.
 ///
 /// Chunks never cross a class boundary, so on a collection shuffled without grouping
 /// (classes interleaved row by row) most chunks are single rows: correct, but every row costs a
@@ -45,6 +47,8 @@ pub struct ClassSampler {
     num_samples: Option<u64>,
     drop_last: bool,
     seed: u64,
+    rank: u64,
+    world_size: u64,
 }
 
 impl ClassSampler {
@@ -136,6 +140,8 @@ impl ClassSampler {
             num_samples: None,
             drop_last: false,
             seed: 0,
+            rank: 0,
+            world_size: 1,
         })
     }
 
@@ -181,13 +187,27 @@ impl ClassSampler {
         self.seed = seed;
         self
     }
+    /// Shard `rank` of `world_size` (ranks times DataLoader workers): its own random stream and
+    /// an equal share of the epoch's rows.
+    pub fn shard(mut self, rank: u64, world_size: u64) -> Result<Self> {
+        if world_size == 0 || rank >= world_size {
+            return Err(Error::parameter(
+                "rank",
+                rank,
+                format!("must be below world_size {world_size} (> 0)"),
+            ));
+        }
+        self.rank = rank;
+        self.world_size = world_size;
+        Ok(self)
+    }
     /// Probability of drawing each class.
     pub fn probabilities(&self) -> &[f64] {
         &self.probabilities
     }
 
     fn epoch_rows(&self) -> u64 {
-        let rows = self.num_samples.unwrap_or(self.n_obs);
+        let rows = self.num_samples.unwrap_or(self.n_obs) / self.world_size;
         if self.drop_last {
             rows - rows % self.batch_size as u64
         } else {
@@ -257,7 +277,7 @@ impl Sampler for ClassSampler {
             return Err(Error::parameter(
                 "num_samples",
                 self.epoch_rows(),
-                "an epoch has no full batch",
+                "an epoch (per shard) has no full batch",
             ));
         }
         Ok(())
@@ -273,7 +293,9 @@ impl Sampler for ClassSampler {
         let total = self.epoch_rows();
         Ok(Box::new((0..total.div_ceil(fetch)).map(move |k| {
             let rows = (total - k * fetch).min(fetch);
-            let mut rng = stream_rng(self.seed, epoch, PURPOSE_CLASS_FETCH, k);
+            // Shard streams interleave: one shard (world_size 1) keeps index k.
+            let stream = k * self.world_size + self.rank;
+            let mut rng = stream_rng(self.seed, epoch, PURPOSE_CLASS_FETCH, stream);
             let mut requests = Vec::new();
             for (class, quota) in self.quotas(&mut rng, rows).into_iter().enumerate() {
                 let mut got = 0;
@@ -294,6 +316,36 @@ impl Sampler for ClassSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_are_equal_and_draw_differently() {
+        let codes: Vec<i64> = (0..1000).map(|i| i % 4).collect();
+        let make = || ClassSampler::new(&codes, 4, ClassWeights::Balanced, 10, 5, 4);
+        let shards: Vec<Vec<LoadRequest>> = (0..3)
+            .map(|rank| {
+                let s = make().expect("sampler").shard(rank, 3).expect("shard");
+                assert_eq!(s.n_batches(1000), 34);
+                s.requests(1000, 0).expect("requests").collect()
+            })
+            .collect();
+        let rows = |reqs: &[LoadRequest]| reqs.iter().map(LoadRequest::n_rows).sum::<u64>();
+        assert!(shards.iter().all(|s| rows(s) == 333));
+        assert_ne!(shards[0], shards[1]);
+        let whole: Vec<LoadRequest> = make()
+            .expect("sampler")
+            .requests(1000, 0)
+            .expect("requests")
+            .collect();
+        let first: Vec<LoadRequest> = make()
+            .expect("sampler")
+            .shard(0, 1)
+            .expect("shard")
+            .requests(1000, 0)
+            .expect("requests")
+            .collect();
+        assert_eq!(whole, first);
+        assert!(make().expect("sampler").shard(3, 3).is_err());
+    }
 
     #[test]
     fn balanced_draws_match_the_weights() {

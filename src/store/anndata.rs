@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::csr::CsrElement;
 use super::dataframe::{self, Column};
 use super::dense::DenseElement;
+use super::memory::InMemoryX;
 use super::node::{encoding, join, NodeKind, ZarrStore};
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::error::{Error, Result};
@@ -21,6 +22,8 @@ pub enum XElement {
     Csr(CsrElement),
     /// A dense `array`.
     Dense(DenseElement),
+    /// A matrix held in memory.
+    InMemory(InMemoryX),
 }
 
 impl XElement {
@@ -52,6 +55,7 @@ impl XElement {
         match self {
             Self::Csr(x) => x.n_obs(),
             Self::Dense(x) => x.n_obs(),
+            Self::InMemory(x) => x.n_obs(),
         }
     }
 
@@ -60,6 +64,7 @@ impl XElement {
         match self {
             Self::Csr(x) => x.n_var(),
             Self::Dense(x) => x.n_var(),
+            Self::InMemory(x) => x.n_var(),
         }
     }
 
@@ -68,6 +73,7 @@ impl XElement {
         match self {
             Self::Csr(x) => x.path(),
             Self::Dense(x) => x.path(),
+            Self::InMemory(_) => "<in-memory X>",
         }
     }
 
@@ -76,6 +82,7 @@ impl XElement {
         match self {
             Self::Csr(x) => x.dtype(),
             Self::Dense(x) => x.dtype(),
+            Self::InMemory(_) => super::Dtype::F32,
         }
     }
 
@@ -84,6 +91,7 @@ impl XElement {
         match self {
             Self::Csr(x) => XBatch::Csr(CsrBatch::new(x.n_var())),
             Self::Dense(x) => XBatch::Dense(DenseBatch::new(x.row_width() as usize)),
+            Self::InMemory(x) => x.new_batch(),
         }
     }
 
@@ -92,6 +100,7 @@ impl XElement {
         match (self, out) {
             (Self::Csr(x), XBatch::Csr(b)) => x.append_rows(ranges, b),
             (Self::Dense(x), XBatch::Dense(b)) => x.append_rows(ranges, b),
+            (Self::InMemory(x), out) => x.append_rows(ranges, out),
             (x, _) => Err(Error::parameter(
                 "out",
                 "XBatch",
@@ -104,6 +113,14 @@ impl XElement {
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
         out.clear();
         self.append_rows(ranges, out)
+    }
+
+    /// Whether rows come as CSR (else dense).
+    pub fn is_sparse(&self) -> bool {
+        match self {
+            Self::Csr(_) | Self::InMemory(InMemoryX::Csr { .. }) => true,
+            Self::Dense(_) | Self::InMemory(InMemoryX::Dense { .. }) => false,
+        }
     }
 }
 
@@ -133,10 +150,22 @@ fn parse_shape(path: &str, shape: Option<&Value>) -> Result<[u64; 2]> {
 /// ```
 #[derive(Debug)]
 pub struct AnnDataStore {
-    store: ZarrStore,
-    group: String,
+    backing: Backing,
     x: XElement,
     var_names: Vec<String>,
+}
+
+/// Where `obs` comes from.
+#[derive(Debug)]
+enum Backing {
+    /// An AnnData group of a zarr store.
+    Zarr { store: ZarrStore, group: String },
+    /// Columns handed over with an in-memory `X`.
+    Memory {
+        obs_names: Option<Vec<String>>,
+        obs: Vec<(String, Column)>,
+        var_named: bool,
+    },
 }
 
 impl AnnDataStore {
@@ -175,10 +204,66 @@ impl AnnDataStore {
             });
         }
         Ok(Self {
-            store: store.clone(),
-            group: group.to_string(),
+            backing: Backing::Zarr {
+                store: store.clone(),
+                group: group.to_string(),
+            },
             x,
             var_names,
+        })
+    }
+
+    /// An AnnData held in memory: `X`, the `var` index (`None`: unnamed, matched by count
+    /// only), the `obs` index (`None`: row numbers) and `obs` columns.
+    ///
+    /// ```
+    /// # fn main() -> annbatch::Result<()> {
+    /// use annbatch::{AnnDataStore, Column, InMemoryX};
+    /// let x = InMemoryX::dense(2, vec![1.0, 2.0, 3.0, 4.0])?;
+    /// let label = Column::Int(vec![7, 8]);
+    /// let adata = AnnDataStore::in_memory(x, None, None, vec![("label".into(), label)])?;
+    /// assert_eq!(adata.n_obs(), 2);
+    /// assert_eq!(adata.obs_column("label")?, Column::Int(vec![7, 8]));
+    /// # Ok(()) }
+    /// ```
+    pub fn in_memory(
+        x: InMemoryX,
+        var_names: Option<Vec<String>>,
+        obs_names: Option<Vec<String>>,
+        obs: Vec<(String, Column)>,
+    ) -> Result<Self> {
+        let var_named = var_names.is_some();
+        let var_names =
+            var_names.unwrap_or_else(|| (0..x.n_var()).map(|i| i.to_string()).collect());
+        let this = Self {
+            backing: Backing::Memory {
+                obs_names: None,
+                obs: Vec::new(),
+                var_named,
+            },
+            x: XElement::InMemory(x),
+            var_names,
+        };
+        if this.var_names.len() as u64 != this.n_var() {
+            return Err(Error::ShapeMismatch {
+                path: "<in-memory var>".into(),
+                found: format!("{} var names", this.var_names.len()),
+                expected: format!("{} (X's n_var)", this.n_var()),
+            });
+        }
+        if let Some(names) = &obs_names {
+            this.check_len("<in-memory obs>", names.len())?;
+        }
+        for (name, column) in &obs {
+            this.check_len(&format!("<in-memory obs>/{name}"), column.len())?;
+        }
+        Ok(Self {
+            backing: Backing::Memory {
+                obs_names,
+                obs,
+                var_named,
+            },
+            ..this
         })
     }
 
@@ -198,29 +283,61 @@ impl AnnDataStore {
     pub fn var_names(&self) -> &[String] {
         &self.var_names
     }
-    /// The group path inside the store (empty for the root).
+    /// Whether the `var` index is named (in-memory data may come without one).
+    pub fn var_named(&self) -> bool {
+        match &self.backing {
+            Backing::Zarr { .. } => true,
+            Backing::Memory { var_named, .. } => *var_named,
+        }
+    }
+    /// The group path inside the store (empty for the root and for in-memory data).
     pub fn group(&self) -> &str {
-        &self.group
+        match &self.backing {
+            Backing::Zarr { group, .. } => group,
+            Backing::Memory { .. } => "",
+        }
     }
 
-    /// The `obs` index (cell names).
+    /// The `obs` index (cell names; row numbers for in-memory data given none).
     pub fn obs_names(&self) -> Result<Vec<String>> {
-        let names = dataframe::read_index(&self.store, &join(&self.group, "obs"))?;
-        self.check_len(&join(&self.group, "obs"), names.len())?;
-        Ok(names)
+        match &self.backing {
+            Backing::Zarr { store, group } => {
+                let names = dataframe::read_index(store, &join(group, "obs"))?;
+                self.check_len(&join(group, "obs"), names.len())?;
+                Ok(names)
+            }
+            Backing::Memory { obs_names, .. } => Ok(obs_names
+                .clone()
+                .unwrap_or_else(|| (0..self.n_obs()).map(|i| i.to_string()).collect())),
+        }
     }
 
     /// `obs` column names, in `column-order`.
     pub fn obs_columns(&self) -> Result<Vec<String>> {
-        dataframe::column_names(&self.store, &join(&self.group, "obs"))
+        match &self.backing {
+            Backing::Zarr { store, group } => dataframe::column_names(store, &join(group, "obs")),
+            Backing::Memory { obs, .. } => Ok(obs.iter().map(|(n, _)| n.clone()).collect()),
+        }
     }
 
     /// Reads the `obs` column `name`.
     pub fn obs_column(&self, name: &str) -> Result<Column> {
-        let obs = join(&self.group, "obs");
-        let column = dataframe::read_column(&self.store, &obs, name)?;
-        self.check_len(&join(&obs, name), column.len())?;
-        Ok(column)
+        match &self.backing {
+            Backing::Zarr { store, group } => {
+                let obs = join(group, "obs");
+                let column = dataframe::read_column(store, &obs, name)?;
+                self.check_len(&join(&obs, name), column.len())?;
+                Ok(column)
+            }
+            Backing::Memory { obs, .. } => obs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| c.clone())
+                .ok_or_else(|| Error::MissingElement {
+                    path: "<in-memory obs>".into(),
+                    element: name.to_string(),
+                }),
+        }
     }
 
     fn check_len(&self, path: &str, len: usize) -> Result<()> {

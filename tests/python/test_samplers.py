@@ -80,3 +80,18 @@ def test_sampler_parameter_errors():
         SequentialSampler(16, 4, 64, mask=slice(0, 10))
     with pytest.raises(TypeError):
         ClassSampler(16, 4, 64, classes=[0, 1, 2])
+
+
+def test_class_sampler_is_sharded_over_dataloader_workers():
+    classes = COLLECTION.obs(columns=["cell_type"])["cell_type"].values
+    sampler = ClassSampler(8, 8, 64, classes=classes, num_samples=6400, seed=2)
+    dl = torch.utils.data.DataLoader(with_sampler(sampler), batch_size=None, num_workers=2,
+                                     multiprocessing_context="spawn")
+    batches = rows(dl)
+    # Each worker draws half the epoch from its own stream: 50 batches each, none repeated.
+    assert len(batches) == 100 and sum(map(len, batches)) == 6400
+    assert batches[0::2] != batches[1::2]
+    codes = np.asarray(classes.codes)
+    counts = np.bincount(codes[np.concatenate(batches)], minlength=len(classes.categories))
+    present = counts[np.bincount(codes, minlength=len(counts)) > 0]
+    assert np.all(np.abs(present / present.sum() - 1 / len(present)) < 0.05)

@@ -1,0 +1,47 @@
+"""Time annbatch_rs's Python Loader on a collection: our Python half of the side-by-side benchmark.
+
+    .venv/bin/python benches/python/annbatch_rs_loader.py COLLECTION \
+        --batch-size 4096 --chunk-size 32 --preload-nchunks 256 --repeats 3
+
+The same measurement as annbatch_loader.py (one full shuffled epoch per repeat, torch sparse CSR
+batches, X only), through the installed annbatch_rs wheel; prints one JSON object.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+from annbatch_rs import DatasetCollection, Loader
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("collection")
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--chunk-size", type=int, default=32)
+    p.add_argument("--preload-nchunks", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    collection = DatasetCollection(a.collection)
+    rates, firsts = [], []
+    for rep in range(a.repeats):
+        loader = Loader(batch_size=a.batch_size, chunk_size=a.chunk_size,
+                        preload_nchunks=a.preload_nchunks, shuffle=True, seed=rep,
+                        ).use_collection(collection)
+        t = time.perf_counter()
+        cells, first = 0, None
+        for batch in loader:
+            if first is None:
+                first = time.perf_counter() - t
+            cells += batch["X"].shape[0]
+        rates.append(cells / (time.perf_counter() - t))
+        firsts.append(first)
+    print(json.dumps({"tool": "annbatch-rs (python)", "batch_size": a.batch_size,
+                      "chunk_size": a.chunk_size, "preload_nchunks": a.preload_nchunks,
+                      "cells_per_s": statistics.median(rates),
+                      "first_batch_s": statistics.median(firsts), "cells": cells}))
+
+
+if __name__ == "__main__":
+    main()

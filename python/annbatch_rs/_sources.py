@@ -1,0 +1,161 @@
+"""What a `Loader` reads: inputs as annbatch users pass them, turned into native sources.
+
+A native source is a path (a collection or an AnnData zarr store on disk) or, for data in
+memory (scipy CSR / numpy ``X``), a dict of torch tensors that the Rust side copies once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .collection import _path_of
+
+
+@dataclass
+class Source:
+    """One dataset of a loader: the native source, its rows, the kind of X, and the obs frame
+    annbatch would yield for it (AnnData objects with obs columns)."""
+
+    native: Union[str, Dict[str, Any]]
+    obs: Any = None  # pandas.DataFrame or None
+    labels: Optional[np.ndarray] = None  # ZarrSparseDataset's obs_key values
+
+
+def _is_scipy_csr(x: Any) -> bool:
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover - scipy comes with anndata
+        return False
+    return isinstance(x, (sp.csr_matrix, getattr(sp, "csr_array", sp.csr_matrix)))
+
+
+def _is_scipy_sparse(x: Any) -> bool:
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover
+        return False
+    return sp.issparse(x)
+
+
+def _tensor(a: Any, *, values: bool = False) -> torch.Tensor:
+    a = np.asarray(a)
+    if values and a.dtype == np.bool_:
+        a = a.astype(np.float32)
+    if a.dtype == np.float16 or not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a, dtype=np.float32 if a.dtype == np.float16 else a.dtype)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"dtype {a.dtype} is not numeric")
+    if a.dtype == np.uint16 or a.dtype == np.uint32 or a.dtype == np.uint64:
+        a = a.astype(np.int64)  # torch has no unsigned types beyond uint8
+    return torch.from_numpy(a)
+
+
+def _obs_columns(obs: Any, keys: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """The obs columns ``keys`` as the native side takes them: (codes, categories, ordered) or a
+    tensor."""
+    import pandas as pd
+
+    out: Dict[str, Any] = {}
+    for key in keys or ():
+        if key not in obs.columns:
+            raise KeyError(f"obs has no column {key!r} (columns: {list(obs.columns)})")
+        col = obs[key]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            cat = col.array
+        elif col.dtype.kind in "biuf":
+            out[key] = _tensor(col.to_numpy())
+            continue
+        else:
+            cat = pd.Categorical(col)
+        out[key] = (
+            torch.from_numpy(np.asarray(cat.codes, dtype=np.int64)),
+            [str(c) for c in cat.categories],
+            bool(cat.ordered),
+        )
+    return out
+
+
+def in_memory(x: Any, *, obs: Any = None, var_names: Optional[Sequence[str]] = None,
+              obs_keys: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The native dict for an in-memory scipy CSR matrix or numpy array ``x``."""
+    if _is_scipy_csr(x):
+        native: Dict[str, Any] = dict(
+            format="csr", shape=tuple(int(s) for s in x.shape), data=_tensor(x.data, values=True),
+            indices=_tensor(x.indices), indptr=_tensor(x.indptr))
+    elif isinstance(x, np.ndarray):
+        if x.ndim != 2:
+            raise ValueError(f"a dense X must be 2-dimensional, got shape {x.shape}")
+        native = dict(format="dense", shape=tuple(int(s) for s in x.shape),
+                      data=_tensor(x, values=True))
+    elif _is_scipy_sparse(x):
+        raise TypeError(
+            f"{type(x).__name__} cannot be read by rows: convert it with .tocsr() first")
+    else:
+        raise TypeError(f"cannot load an X of type {type(x).__name__}")
+    native["var_names"] = None if var_names is None else [str(v) for v in var_names]
+    native["obs_names"] = None if obs is None else [str(v) for v in obs.index]
+    native["obs"] = {} if obs is None else _obs_columns(obs, obs_keys)
+    return native
+
+
+def _store_of_x(x: Any) -> Optional[str]:
+    """The AnnData store on disk that a backed X (``CSRDataset`` or ``zarr.Array``) lives in."""
+    group = getattr(x, "group", None)  # anndata.abc.CSRDataset
+    backend = getattr(x, "backend", None)
+    if group is not None:
+        if backend is not None and backend != "zarr":
+            raise TypeError(
+                f"X is backed by {backend}: convert .h5ad files into a collection with "
+                "DatasetCollection(path).add_adatas(...) first")
+        return os.path.dirname(_path_of(group).rstrip("/"))
+    if hasattr(x, "store") and hasattr(x, "path") and hasattr(x, "chunks"):  # zarr.Array
+        return os.path.dirname(_path_of(x).rstrip("/"))
+    return None
+
+
+def source_of(adata: Any, obs_keys: Optional[Sequence[str]] = None) -> Source:
+    """A `Source` for what annbatch's ``add_adata`` takes: a path, a zarr group on disk, or an
+    AnnData whose X is on disk (a zarr ``CSRDataset`` / ``zarr.Array``) or in memory."""
+    if isinstance(adata, (str, os.PathLike)) or hasattr(adata, "store"):
+        return Source(_path_of(adata))
+    x = getattr(adata, "X", None)
+    if x is None or not hasattr(adata, "obs"):
+        raise TypeError(
+            f"cannot load {type(adata).__name__}: pass a path, a zarr group, or an AnnData")
+    obs = adata.obs if len(adata.obs.columns) else None
+    if getattr(adata, "isbacked", False):
+        raise TypeError(
+            "a backed .h5ad AnnData cannot be streamed: convert it into a collection with "
+            "DatasetCollection(path).add_adatas(...) first")
+    store = _store_of_x(x)
+    if store is not None:
+        return Source(store, obs=obs)
+    return Source(in_memory(x, obs=adata.obs, var_names=adata.var_names, obs_keys=obs_keys),
+                  obs=obs)
+
+
+def dataset_source(dataset: Any, obs: Any = None, var: Any = None,
+                   obs_keys: Optional[Sequence[str]] = None) -> Source:
+    """A `Source` for what annbatch's ``add_dataset`` takes: an X (on disk or in memory), with
+    optional obs / var frames."""
+    if obs is not None and not hasattr(obs, "columns"):
+        raise TypeError("obs must be a pandas DataFrame")
+    if var is not None and not hasattr(var, "index"):
+        raise TypeError("var must be a pandas DataFrame")
+    store = _store_of_x(dataset)
+    frame = obs if obs is not None and len(obs.columns) else None
+    if store is not None:
+        return Source(store, obs=frame)
+    return Source(
+        in_memory(dataset, obs=obs, var_names=None if var is None else var.index,
+                  obs_keys=obs_keys),
+        obs=frame)
+
+
+def natives(sources: List[Source]) -> List[Union[str, Dict[str, Any]]]:
+    return [s.native for s in sources]

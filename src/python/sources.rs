@@ -1,0 +1,234 @@
+//! What `annbatch_rs.Loader` reads from, handed over from Python: paths of collections or AnnData
+//! stores, and in-memory AnnData (scipy CSR / numpy `X` as torch tensors, obs columns), made one
+//! [`DatasetCollection`].
+//!
+//! An in-memory dict is `{"format": "csr" | "dense", "shape": (n_obs, n_var), "data": tensor,
+//! "indices": tensor, "indptr": tensor, "var_names": [str] | None, "obs_names": [str] | None,
+//! "obs": {name: tensor | (codes, categories, ordered)}}`. Its arrays are copied once into Rust
+//! memory (float32 values, int32 column indices), so the loader's threads read them without the
+//! GIL and whatever Python does with the originals afterwards.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use super::errors::to_py;
+use super::unpack;
+use crate::{AnnDataStore, Column, DatasetCollection, InMemoryX};
+
+/// One source as Python gave it.
+pub(super) enum Source {
+    /// A collection or AnnData store on disk.
+    Path(std::path::PathBuf),
+    /// An AnnData in memory, already copied out of its tensors.
+    Memory(Box<AnnDataStore>),
+}
+
+impl Source {
+    /// Reads a path (`str` / `os.PathLike`) or an in-memory dict; needs the GIL.
+    pub(super) fn extract(item: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(dict) = item.cast::<PyDict>() {
+            return in_memory(dict).map(|a| Self::Memory(Box::new(a)));
+        }
+        item.extract::<std::path::PathBuf>()
+            .map(Self::Path)
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "a source must be a path or an in-memory AnnData dict, got {}",
+                    item.get_type()
+                        .name()
+                        .map_or_else(|_| "?".into(), |n| n.to_string())
+                ))
+            })
+    }
+}
+
+/// The sources as one collection, in order (opening the paths: call without the GIL).
+pub(super) fn collection(sources: Vec<Source>) -> crate::Result<DatasetCollection> {
+    if let [Source::Path(path)] = sources.as_slice() {
+        return DatasetCollection::open(path);
+    }
+    let mut datasets = Vec::new();
+    let mut labels = Vec::new();
+    for (i, source) in sources.into_iter().enumerate() {
+        match source {
+            Source::Path(path) => {
+                let c = DatasetCollection::open(&path)?;
+                labels.push(path.display().to_string());
+                datasets.extend(c.into_datasets());
+            }
+            Source::Memory(adata) => {
+                let label = format!("<in-memory AnnData {i}>");
+                labels.push(label.clone());
+                datasets.push((label, *adata));
+            }
+        }
+    }
+    DatasetCollection::from_datasets(labels.join(" + "), datasets)
+}
+
+fn in_memory(dict: &Bound<'_, PyDict>) -> PyResult<AnnDataStore> {
+    let get = |key: &str| -> PyResult<Bound<'_, PyAny>> {
+        dict.get_item(key)?
+            .ok_or_else(|| PyValueError::new_err(format!("in-memory AnnData without {key:?}")))
+    };
+    let format: String = get("format")?.extract()?;
+    let (n_obs, n_var): (u64, u64) = get("shape")?.extract()?;
+    let x = match format.as_str() {
+        "csr" => {
+            let indptr = vec_of::<i64>(&get("indptr")?, "indptr", Kinds::Integer)?;
+            let indices = vec_of::<i64>(&get("indices")?, "indices", Kinds::Integer)?;
+            let data = vec_of::<f32>(&get("data")?, "data", Kinds::Numeric)?;
+            if indptr.len() as u64 != n_obs + 1 {
+                return Err(PyValueError::new_err(format!(
+                    "indptr has {} entries, expected n_obs + 1 = {}",
+                    indptr.len(),
+                    n_obs + 1
+                )));
+            }
+            let indptr = indptr
+                .into_iter()
+                .map(|v| u64::try_from(v).map_err(|_| v))
+                .collect::<Result<Vec<u64>, i64>>()
+                .map_err(|v| PyValueError::new_err(format!("indptr holds {v} (negative)")))?;
+            let indices = indices
+                .into_iter()
+                .map(|v| i32::try_from(v).map_err(|_| v))
+                .collect::<Result<Vec<i32>, i64>>()
+                .map_err(|v| {
+                    PyValueError::new_err(format!("column index {v} does not fit int32"))
+                })?;
+            InMemoryX::csr(n_var, indptr, indices, data).map_err(to_py)?
+        }
+        "dense" => {
+            let data = vec_of::<f32>(&get("data")?, "data", Kinds::Numeric)?;
+            if data.len() as u64 != n_obs * n_var {
+                return Err(PyValueError::new_err(format!(
+                    "dense X has {} values, expected {n_obs} x {n_var}",
+                    data.len()
+                )));
+            }
+            InMemoryX::dense(n_var, data).map_err(to_py)?
+        }
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "format {other:?}: expected \"csr\" or \"dense\""
+            )))
+        }
+    };
+    let names = |key: &str| -> PyResult<Option<Vec<String>>> {
+        match dict.get_item(key)? {
+            Some(v) if !v.is_none() => v.extract().map(Some),
+            _ => Ok(None),
+        }
+    };
+    let mut obs = Vec::new();
+    if let Some(columns) = dict.get_item("obs")? {
+        for (name, value) in columns.cast::<PyDict>()?.iter() {
+            let name: String = name.extract()?;
+            let column = column_of(&value).map_err(|e| {
+                PyValueError::new_err(format!("obs column {name:?}: {}", e.value(value.py())))
+            })?;
+            obs.push((name, column));
+        }
+    }
+    AnnDataStore::in_memory(x, names("var_names")?, names("obs_names")?, obs).map_err(to_py)
+}
+
+/// An obs column: `(codes, categories, ordered)` or a numeric / bool tensor.
+fn column_of(value: &Bound<'_, PyAny>) -> PyResult<Column> {
+    if let Ok((codes, categories, ordered)) =
+        value.extract::<(Bound<'_, PyAny>, Vec<String>, bool)>()
+    {
+        let codes = vec_of::<i64>(&codes, "codes", Kinds::Integer)?;
+        let n = categories.len() as i64;
+        if let Some(bad) = codes.iter().find(|&&c| c < -1 || c >= n) {
+            return Err(PyValueError::new_err(format!(
+                "category code {bad} outside -1..{n}"
+            )));
+        }
+        return Ok(Column::Categorical {
+            codes,
+            categories,
+            ordered,
+        });
+    }
+    if value.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err("expected a tensor, got a str"));
+    }
+    let tensor = unpack(value)?;
+    match tensor.kind() {
+        tch::Kind::Bool => Ok(Column::Bool(
+            vec_of::<i64>(value, "values", Kinds::Any)?
+                .into_iter()
+                .map(|v| v != 0)
+                .collect(),
+        )),
+        tch::Kind::Half | tch::Kind::BFloat16 | tch::Kind::Float | tch::Kind::Double => Ok(
+            Column::Float(vec_of::<f64>(value, "values", Kinds::Numeric)?),
+        ),
+        _ => Ok(Column::Int(vec_of::<i64>(value, "values", Kinds::Integer)?)),
+    }
+}
+
+/// Which tensor dtypes an array may have.
+#[derive(Clone, Copy)]
+enum Kinds {
+    Integer,
+    Numeric,
+    Any,
+}
+
+/// The values of a CPU tensor as a flat `Vec<T>` (one copy, converted to `T`).
+fn vec_of<T: tch::kind::Element + Copy>(
+    value: &Bound<'_, PyAny>,
+    what: &str,
+    kinds: Kinds,
+) -> PyResult<Vec<T>> {
+    let tensor = unpack(value)?;
+    let kind = tensor.kind();
+    let ok = match kinds {
+        Kinds::Integer => matches!(
+            kind,
+            tch::Kind::Int
+                | tch::Kind::Int64
+                | tch::Kind::Int16
+                | tch::Kind::Int8
+                | tch::Kind::Uint8
+        ),
+        Kinds::Numeric => matches!(
+            kind,
+            tch::Kind::Int
+                | tch::Kind::Int64
+                | tch::Kind::Int16
+                | tch::Kind::Int8
+                | tch::Kind::Uint8
+                | tch::Kind::Half
+                | tch::Kind::BFloat16
+                | tch::Kind::Float
+                | tch::Kind::Double
+        ),
+        Kinds::Any => true,
+    };
+    if !ok {
+        return Err(PyTypeError::new_err(format!(
+            "{what} has dtype {kind:?}, expected {}",
+            match kinds {
+                Kinds::Integer => "an integer type",
+                _ => "a real number type",
+            }
+        )));
+    }
+    if tensor.device() != tch::Device::Cpu {
+        return Err(PyValueError::new_err(format!(
+            "{what} is on {:?}: in-memory data must be on the CPU",
+            tensor.device()
+        )));
+    }
+    let flat = tensor
+        .f_reshape([-1])
+        .and_then(|t| t.f_to_kind(T::KIND))
+        .and_then(|t| t.f_contiguous())
+        .map_err(|e| PyValueError::new_err(format!("{what}: {e}")))?;
+    Vec::<T>::try_from(&flat).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
+}
