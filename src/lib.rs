@@ -37,6 +37,8 @@ pub mod capi;
 pub mod collection;
 pub mod convert;
 pub mod demo;
+#[cfg(feature = "tch")]
+mod direct;
 pub mod error;
 pub mod fetch;
 #[cfg(feature = "hdf5")]

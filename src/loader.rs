@@ -494,9 +494,61 @@ impl Loader {
     #[cfg(feature = "tch")]
     pub fn resume(&self, state: LoaderState) -> Result<Batches<Batch>> {
         let device = self.device;
+        if crate::direct::supported(&self.collection) {
+            return self.run_direct(state, device);
+        }
         self.run(state, move |fetch, split, shared| {
             crate::tensor::assemble(fetch, split, shared, device)
         })
+    }
+}
+
+impl Loader {
+    /// Streams the epoch from `state` with [`crate::direct`]: one thread builds a fetch's batches
+    /// (decoding on the pool) and sends them; it builds the next fetch while the consumer takes
+    /// the batches waiting in the channel.
+    #[cfg(feature = "tch")]
+    fn run_direct(&self, state: LoaderState, device: tch::Device) -> Result<Batches<Batch>> {
+        let n_obs = self.n_obs();
+        self.sampler.validate(n_obs)?;
+        let shared = Shared {
+            obs: self.obs.clone(),
+            return_index: self.return_index,
+        };
+        let (collection, sampler, pool) = (
+            self.collection.clone(),
+            self.sampler.clone(),
+            self.pool.clone(),
+        );
+        Batches::spawn(
+            self.capacity(),
+            state,
+            self.len().saturating_sub(state.batches),
+            move |outlet: &Outlet<Batch>| {
+                let mut skip = state.batches;
+                for request in sampler.requests(n_obs, state.epoch)? {
+                    let n_splits = request.splits.len() as u64;
+                    if skip >= n_splits {
+                        skip -= n_splits;
+                        continue;
+                    }
+                    request.validate(n_obs)?;
+                    let first = std::mem::take(&mut skip) as usize;
+                    if outlet.quit() {
+                        return Ok(());
+                    }
+                    let batches = pool.install(|| {
+                        crate::direct::batches(&collection, &request, first, &shared, device)
+                    })?;
+                    for batch in batches {
+                        if !outlet.send(Ok(batch)) {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
     }
 }
 

@@ -82,7 +82,10 @@ pub(crate) fn check_device(device: Device) -> Result<()> {
 }
 
 /// A CPU tensor of `n` elements of `T`, allocated by torch and filled in place by `fill`.
-fn filled<T: tch::kind::Element>(n: usize, fill: impl FnOnce(&mut [T])) -> Result<Tensor> {
+pub(crate) fn filled<T: tch::kind::Element>(
+    n: usize,
+    fill: impl FnOnce(&mut [T]),
+) -> Result<Tensor> {
     let t = Tensor::f_empty([n as i64], (T::KIND, Device::Cpu))?;
     if n > 0 {
         // SAFETY: `t` was just allocated by torch on the CPU as a contiguous tensor of `n`
@@ -94,10 +97,39 @@ fn filled<T: tch::kind::Element>(n: usize, fill: impl FnOnce(&mut [T])) -> Resul
     Ok(t)
 }
 
+/// Fresh CPU tensors of `lens[i]` elements of `T`, allocated by torch, handed to `fill` as
+/// exclusive slices (which cannot outlive it); the tensors are returned once `fill` succeeded.
+/// `fill` must write every element: the memory starts uninitialised.
+pub(crate) fn with_fresh<T: tch::kind::Element, R>(
+    lens: &[usize],
+    fill: impl FnOnce(Vec<&mut [T]>) -> Result<R>,
+) -> Result<(Vec<Tensor>, R)> {
+    let tensors = lens
+        .iter()
+        .map(|&n| Tensor::f_empty([n as i64], (T::KIND, Device::Cpu)))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let slices = tensors
+        .iter()
+        .zip(lens)
+        .map(|(t, &n)| {
+            if n == 0 {
+                return &mut [][..];
+            }
+            // SAFETY: each tensor was just allocated by torch on the CPU, contiguous, with `n`
+            // elements of `T` (non-null since n > 0); no other handle to its storage exists,
+            // the tensors are distinct allocations, and the slices are moved into `fill`,
+            // whose signature keeps them from outliving this call (the tensors live longer).
+            unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, n) }
+        })
+        .collect();
+    let r = fill(slices)?;
+    Ok((tensors, r))
+}
+
 /// Moves a freshly assembled CPU tensor to `device`: through pinned memory with a non-blocking
 /// copy on the current stream for CUDA (torch's caching host allocator keeps the pinned source
 /// alive until the copy has run).
-fn place(t: Tensor, device: Device) -> Result<Tensor> {
+pub(crate) fn place(t: Tensor, device: Device) -> Result<Tensor> {
     if device == Device::Cpu {
         return Ok(t);
     }
@@ -114,7 +146,7 @@ pub(crate) fn assemble(
     shared: &crate::loader::Shared,
     device: Device,
 ) -> Result<crate::loader::Batch> {
-    use crate::loader::{Batch, ObsSource, ObsTensor};
+    use crate::loader::Batch;
     let rows: Vec<usize> = split.iter().map(|&i| fetch.order[i]).collect();
     let b = rows.len();
     let x = match &fetch.x {
@@ -159,13 +191,27 @@ pub(crate) fn assemble(
             place(t.f_view([b as i64, w as i64])?, device)?
         }
     };
+    let (obs, index) = extras(&fetch.rows, split, shared, device)?;
+    Ok(Batch { x, obs, index })
+}
+
+/// The obs tensors and the index tensor of a batch: rows `split` of a fetch whose global row
+/// ids, in request order, are `rows`.
+pub(crate) fn extras(
+    rows: &[u64],
+    split: &[usize],
+    shared: &crate::loader::Shared,
+    device: Device,
+) -> Result<(Vec<crate::loader::ObsTensor>, Option<Tensor>)> {
+    use crate::loader::{ObsSource, ObsTensor};
+    let b = split.len();
     let mut obs = Vec::with_capacity(shared.obs.len());
     for (name, source) in shared.obs.iter() {
         let (values, categories) = match source {
             ObsSource::Categorical { codes, categories } => (
                 filled::<i64>(b, |out| {
                     for (o, &i) in out.iter_mut().zip(split) {
-                        *o = i64::from(codes[fetch.rows[i] as usize]);
+                        *o = i64::from(codes[rows[i] as usize]);
                     }
                 })?,
                 Some(categories.clone()),
@@ -173,7 +219,7 @@ pub(crate) fn assemble(
             ObsSource::Numeric(v) => (
                 filled::<f32>(b, |out| {
                     for (o, &i) in out.iter_mut().zip(split) {
-                        *o = v[fetch.rows[i] as usize];
+                        *o = v[rows[i] as usize];
                     }
                 })?,
                 None,
@@ -188,14 +234,14 @@ pub(crate) fn assemble(
     let index = if shared.return_index {
         let t = filled::<i64>(b, |out| {
             for (o, &i) in out.iter_mut().zip(split) {
-                *o = fetch.rows[i] as i64;
+                *o = rows[i] as i64;
             }
         })?;
         Some(place(t, device)?)
     } else {
         None
     };
-    Ok(Batch { x, obs, index })
+    Ok((obs, index))
 }
 
 /// Copies the CSR runs of `rows` (per `indptr`) of `src` back to back into `out`.

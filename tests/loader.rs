@@ -5,38 +5,17 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use annbatch::demo::{self, SyntheticSpec};
 use annbatch::loader::HostObs;
 use annbatch::sampler::{
     ClassSampler, ClassWeights, DistributedSampler, LoadRequest, RandomSampler, Requests, Sampler,
 };
 use annbatch::write::Layout;
 use annbatch::{DatasetCollection, Error, HostBatch, Loader, LoaderState, XBatch};
-use common::data;
+use common::{data, small_collection as fixture};
 use serde_json::Value;
-
-/// A 1,000-cell, 4-dataset collection with small chunks (shared by the tests of this file).
-fn fixture(dir: &Path) -> Arc<DatasetCollection> {
-    let path = dir.join("c.zarr");
-    let spec = SyntheticSpec {
-        n_obs: 1_000,
-        n_var: 60,
-        mean_nnz: 12,
-        n_classes: 4,
-        dataset_size: 300,
-        seed: 3,
-        layout: Layout {
-            chunk_rows: 16,
-            shard_rows: 64,
-        },
-    };
-    demo::write_collection(&path, &spec).expect("write");
-    Arc::new(DatasetCollection::open(&path).expect("open"))
-}
 
 fn host_batches(loader: &Loader, epoch: u64) -> Vec<HostBatch> {
     loader

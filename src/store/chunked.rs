@@ -248,6 +248,17 @@ impl ChunkedArray {
             parts.push((seg.chunk, seg.src * width, head));
             rest = tail;
         }
+        self.gather_parts(parts, copy)
+    }
+
+    /// Decodes each chunk band named by `parts` (`(chunk, first element in the band, output
+    /// run)`, any order, runs disjoint) once, in parallel, and fills every run with `copy`.
+    pub(crate) fn gather_parts<T: Send>(
+        &self,
+        mut parts: Vec<(u64, u64, &mut [T])>,
+        copy: &CopyFn<'_, T>,
+    ) -> Result<()> {
+        let width = self.row_width;
         parts.sort_by_key(|p| p.0);
         let mut groups: Vec<ChunkGroup<'_, T>> = Vec::new();
         for (chunk, src, slice) in parts {

@@ -183,11 +183,79 @@ impl CsrElement {
         Ok(())
     }
 
+    /// Copies rows straight into caller-owned runs: local row `rows[i]` into `dest[i]` (column
+    /// indices, values), each exactly as long as the row. Each inner chunk the rows touch is
+    /// decoded once, in parallel on the current rayon pool; nothing is staged in between.
+    #[cfg(feature = "tch")]
+    pub(crate) fn scatter_rows(&self, rows: &[u64], dest: Vec<RowPlace<'_>>) -> Result<()> {
+        let (data_len, index_len) = (self.data.chunk_rows(), self.indices.chunk_rows());
+        let mut data_parts = Vec::with_capacity(rows.len() + rows.len() / 4);
+        let mut index_parts = Vec::with_capacity(rows.len() + rows.len() / 4);
+        for (&row, (cols, values)) in rows.iter().zip(dest) {
+            if row >= self.n_obs {
+                return Err(Error::RowsOutOfRange {
+                    path: self.path.clone(),
+                    start: row,
+                    end: row + 1,
+                    n_obs: self.n_obs,
+                });
+            }
+            let (a, b) = (self.indptr[row as usize], self.indptr[row as usize + 1]);
+            if cols.len() as u64 != b - a || values.len() as u64 != b - a {
+                return Err(Error::ShapeMismatch {
+                    path: self.path.clone(),
+                    found: format!("an output run of {} values for row {row}", values.len()),
+                    expected: format!("{} (the row's stored values)", b - a),
+                });
+            }
+            runs(a..b, data_len, values, &mut data_parts);
+            runs(a..b, index_len, cols, &mut index_parts);
+        }
+        let n_var = self.n_var;
+        let (d, i) = rayon::join(
+            || {
+                self.data.gather_parts(data_parts, &|dec, src, dst| {
+                    super::chunked::CopyInto::copy_into(dec, src, dst, self.data.path())
+                })
+            },
+            || {
+                self.indices.gather_parts(index_parts, &|dec, src, dst| {
+                    dec.copy_indices(src, dst, n_var, self.indices.path())
+                })
+            },
+        );
+        d.and(i)
+    }
+
     /// Replaces the contents of `out` with the rows of `ranges`.
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut CsrBatch) -> Result<()> {
         out.clear();
         out.n_var = self.n_var;
         self.append_rows(ranges, out)
+    }
+}
+
+/// Where one row's column indices and values go.
+#[cfg(feature = "tch")]
+pub(crate) type RowPlace<'a> = (&'a mut [i32], &'a mut [f32]);
+
+/// Cuts the elements `range` of a 1-D array chunked every `chunk_len` elements into per-chunk
+/// `(chunk, first element in the chunk, output run)` parts, consuming `out` front to back.
+#[cfg(feature = "tch")]
+fn runs<'a, T>(
+    range: Range<u64>,
+    chunk_len: u64,
+    mut out: &'a mut [T],
+    parts: &mut Vec<(u64, u64, &'a mut [T])>,
+) {
+    let mut at = range.start;
+    while at < range.end {
+        let chunk = at / chunk_len;
+        let end = ((chunk + 1) * chunk_len).min(range.end);
+        let (head, tail) = std::mem::take(&mut out).split_at_mut((end - at) as usize);
+        parts.push((chunk, at - chunk * chunk_len, head));
+        out = tail;
+        at = end;
     }
 }
 

@@ -196,3 +196,23 @@ pub fn write_csr(root: &Path, group: &str, m: &Csr, var_names: &[String], layout
 pub fn genes(n: u64) -> Vec<String> {
     (0..n).map(|j| format!("g{j}")).collect()
 }
+
+/// A 1,000-cell, 4-dataset synthetic collection with small chunks, written under `dir`.
+pub fn small_collection(dir: &Path) -> std::sync::Arc<annbatch::DatasetCollection> {
+    use annbatch::demo::{self, SyntheticSpec};
+    let path = dir.join("c.zarr");
+    let spec = SyntheticSpec {
+        n_obs: 1_000,
+        n_var: 60,
+        mean_nnz: 12,
+        n_classes: 4,
+        dataset_size: 300,
+        seed: 3,
+        layout: Layout {
+            chunk_rows: 16,
+            shard_rows: 64,
+        },
+    };
+    demo::write_collection(&path, &spec).expect("write");
+    std::sync::Arc::new(annbatch::DatasetCollection::open(&path).expect("open"))
+}
