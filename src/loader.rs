@@ -376,23 +376,16 @@ impl Loader {
         state: LoaderState,
         assemble: impl Fn(&Fetch, &[usize], &Shared) -> Result<T> + Send + Sync + 'static,
     ) -> Result<Batches<T>> {
-        let n_obs = self.n_obs();
-        self.sampler.validate(n_obs)?;
-        let total = self.len();
-        let shared = Shared {
-            obs: self.obs.clone(),
-            return_index: self.return_index,
-        };
-        let (collection, sampler, pool) = (
-            self.collection.clone(),
-            self.sampler.clone(),
-            self.pool.clone(),
-        );
-        Batches::spawn(
-            self.capacity(),
+        self.spawn(
             state,
-            total.saturating_sub(state.batches),
-            move |outlet: &Outlet<T>| {
+            move |Context {
+                      n_obs,
+                      shared,
+                      collection,
+                      sampler,
+                      pool,
+                  },
+                  outlet: &Outlet<T>| {
                 // Two stages on the shared pool: a reader thread fills fetch buffers (two, so
                 // it decodes fetch k+1 while this thread cuts fetch k into batches and sends
                 // each as soon as it is ready).
@@ -409,15 +402,8 @@ impl Loader {
                     let (sampler, collection, pool) = (&sampler, &collection, &pool);
                     scope.spawn(move || {
                         let read = || -> Result<()> {
-                            let mut skip = state.batches;
-                            for request in sampler.requests(n_obs, state.epoch)? {
-                                let n_splits = request.splits.len() as u64;
-                                if skip >= n_splits {
-                                    skip -= n_splits;
-                                    continue;
-                                }
-                                request.validate(n_obs)?;
-                                let first = std::mem::take(&mut skip) as usize;
+                            for item in pending(sampler.as_ref(), n_obs, state)? {
+                                let (request, first) = item?;
                                 let Ok(mut fetch) = empty_rx.recv() else {
                                     return Ok(()); // the assembler has stopped
                                 };
@@ -509,31 +495,18 @@ impl Loader {
     /// the batches waiting in the channel.
     #[cfg(feature = "tch")]
     fn run_direct(&self, state: LoaderState, device: tch::Device) -> Result<Batches<Batch>> {
-        let n_obs = self.n_obs();
-        self.sampler.validate(n_obs)?;
-        let shared = Shared {
-            obs: self.obs.clone(),
-            return_index: self.return_index,
-        };
-        let (collection, sampler, pool) = (
-            self.collection.clone(),
-            self.sampler.clone(),
-            self.pool.clone(),
-        );
-        Batches::spawn(
-            self.capacity(),
+        self.spawn(
             state,
-            self.len().saturating_sub(state.batches),
-            move |outlet: &Outlet<Batch>| {
-                let mut skip = state.batches;
-                for request in sampler.requests(n_obs, state.epoch)? {
-                    let n_splits = request.splits.len() as u64;
-                    if skip >= n_splits {
-                        skip -= n_splits;
-                        continue;
-                    }
-                    request.validate(n_obs)?;
-                    let first = std::mem::take(&mut skip) as usize;
+            move |Context {
+                      n_obs,
+                      shared,
+                      collection,
+                      sampler,
+                      pool,
+                  },
+                  outlet: &Outlet<Batch>| {
+                for item in pending(sampler.as_ref(), n_obs, state)? {
+                    let (request, first) = item?;
                     if outlet.quit() {
                         return Ok(());
                     }
@@ -550,6 +523,69 @@ impl Loader {
             },
         )
     }
+}
+
+/// What an epoch's background work needs, taken from the loader.
+struct Context {
+    n_obs: u64,
+    shared: Shared,
+    collection: Arc<DatasetCollection>,
+    sampler: Arc<dyn Sampler>,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+impl Loader {
+    /// Starts `produce` for the epoch from `state` on a background thread (see [`Batches`]).
+    fn spawn<T: Send + 'static>(
+        &self,
+        state: LoaderState,
+        produce: impl FnOnce(Context, &Outlet<T>) -> Result<()> + Send + 'static,
+    ) -> Result<Batches<T>> {
+        let context = self.context()?;
+        Batches::spawn(
+            self.capacity(),
+            state,
+            self.len().saturating_sub(state.batches),
+            move |outlet: &Outlet<T>| produce(context, outlet),
+        )
+    }
+
+    /// Validates the sampler against the data and gathers what an epoch's threads need.
+    fn context(&self) -> Result<Context> {
+        let n_obs = self.n_obs();
+        self.sampler.validate(n_obs)?;
+        Ok(Context {
+            n_obs,
+            shared: Shared {
+                obs: self.obs.clone(),
+                return_index: self.return_index,
+            },
+            collection: self.collection.clone(),
+            sampler: self.sampler.clone(),
+            pool: self.pool.clone(),
+        })
+    }
+}
+
+/// The epoch's load requests from `state` on, each with how many of its leading batches were
+/// already delivered (requests fully delivered are skipped), validated against `n_obs`.
+fn pending(
+    sampler: &dyn Sampler,
+    n_obs: u64,
+    state: LoaderState,
+) -> Result<impl Iterator<Item = Result<(LoadRequest, usize)>> + '_> {
+    let mut skip = state.batches;
+    Ok(sampler
+        .requests(n_obs, state.epoch)?
+        .filter_map(move |request| {
+            let n_splits = request.splits.len() as u64;
+            if skip >= n_splits {
+                skip -= n_splits;
+                return None;
+            }
+            let first = std::mem::take(&mut skip) as usize;
+            Some(request.validate(n_obs).map(|()| (request, first)))
+        }))
 }
 
 /// What batch assembly needs besides the fetch.

@@ -203,26 +203,9 @@ impl PyLoader {
         })
     }
 
-    /// Rows in the collection.
-    #[getter]
-    fn n_obs(&self) -> u64 {
-        self.inner.n_obs()
-    }
-
-    /// Variables (columns of X).
-    #[getter]
-    fn n_var(&self) -> u64 {
-        self.inner.n_var()
-    }
-
     /// Batches per epoch.
     fn __len__(&self) -> usize {
         self.inner.len() as usize
-    }
-
-    /// The collection's var names.
-    fn var_names(&self) -> Vec<String> {
-        self.inner.collection().var_names().to_vec()
     }
 
     /// The batches of `epoch`, from batch `skip` on (a resumed epoch).

@@ -147,12 +147,7 @@ fn rows_drawn_twice_in_a_fetch_are_gathered() {
 fn a_corrupt_chunk_is_an_error_from_the_tensor_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = small_collection(dir.path());
-    let shard = c.path().join("dataset_2/X/indices/c/1");
-    let mut bytes = std::fs::read(&shard).expect("read");
-    for b in bytes.iter_mut().take(16) {
-        *b = 0xee;
-    }
-    std::fs::write(&shard, bytes).expect("write");
+    common::corrupt(&c.path().join("dataset_2/X/indices/c/1"));
     let loader = Loader::builder_for(c)
         .batch_size(50)
         .chunk_size(50)

@@ -392,12 +392,7 @@ fn worker_errors_and_panics_surface_as_errors() {
 fn a_corrupt_chunk_mid_epoch_is_an_error_not_a_hang() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = fixture(dir.path());
-    let shard = c.path().join("dataset_2/X/data/c/1");
-    let mut bytes = std::fs::read(&shard).expect("read");
-    for b in bytes.iter_mut().take(16) {
-        *b = 0xee;
-    }
-    std::fs::write(&shard, bytes).expect("write");
+    common::corrupt(&c.path().join("dataset_2/X/data/c/1"));
     let loader = Loader::builder_for(c)
         .batch_size(50)
         .chunk_size(50)

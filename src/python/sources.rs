@@ -187,27 +187,17 @@ fn vec_of<T: tch::kind::Element + Copy>(
 ) -> PyResult<Vec<T>> {
     let tensor = unpack(value)?;
     let kind = tensor.kind();
+    let integer = matches!(
+        kind,
+        tch::Kind::Int | tch::Kind::Int64 | tch::Kind::Int16 | tch::Kind::Int8 | tch::Kind::Uint8
+    );
+    let floating = matches!(
+        kind,
+        tch::Kind::Half | tch::Kind::BFloat16 | tch::Kind::Float | tch::Kind::Double
+    );
     let ok = match kinds {
-        Kinds::Integer => matches!(
-            kind,
-            tch::Kind::Int
-                | tch::Kind::Int64
-                | tch::Kind::Int16
-                | tch::Kind::Int8
-                | tch::Kind::Uint8
-        ),
-        Kinds::Numeric => matches!(
-            kind,
-            tch::Kind::Int
-                | tch::Kind::Int64
-                | tch::Kind::Int16
-                | tch::Kind::Int8
-                | tch::Kind::Uint8
-                | tch::Kind::Half
-                | tch::Kind::BFloat16
-                | tch::Kind::Float
-                | tch::Kind::Double
-        ),
+        Kinds::Integer => integer,
+        Kinds::Numeric => integer || floating,
         Kinds::Any => true,
     };
     if !ok {

@@ -216,3 +216,12 @@ pub fn small_collection(dir: &Path) -> std::sync::Arc<annbatch::DatasetCollectio
     demo::write_collection(&path, &spec).expect("write");
     std::sync::Arc::new(annbatch::DatasetCollection::open(&path).expect("open"))
 }
+
+/// Overwrites the first 16 bytes of the file at `path` (a shard: its first inner chunk).
+pub fn corrupt(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("read");
+    for b in bytes.iter_mut().take(16) {
+        *b = 0xee;
+    }
+    std::fs::write(path, bytes).expect("write");
+}
