@@ -158,3 +158,15 @@ def test_in_memory_loader_in_spawned_workers():
                                      multiprocessing_context="spawn")
     seen = [i for b in dl for i in b["index"].tolist()]
     assert sorted(seen) == list(range(100))
+
+
+def test_dense_zarr_backed_x_uses_its_store():
+    stores = sorted((DATA / "annbatch_dense_collection.zarr").glob("dataset_*"))
+    adatas = [ad.AnnData(X=zarr.open(p)["X"]) for p in stores]
+    truth = np.concatenate([zarr.open(p)["X"][:] for p in stores])
+    ds = ZarrDenseDataset(batch_size=10, chunk_size=10, preload_nchunks=1, shuffle=False,
+                          return_index=True).add_anndatas(adatas)
+    for x, labels, index in ds:
+        assert labels is None and x.layout == torch.strided
+        np.testing.assert_array_equal(x.numpy(), truth[index.numpy()])
+    assert ds.n_obs == len(truth)
