@@ -210,9 +210,9 @@ pub extern "C" fn annbatch_version() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn annbatch_loader_options_default() -> AnnbatchLoaderOptions {
     AnnbatchLoaderOptions {
-        batch_size: 1,
-        chunk_size: 512,
-        preload_nchunks: 32,
+        batch_size: crate::loader::defaults::BATCH_SIZE as u64,
+        chunk_size: crate::loader::defaults::CHUNK_SIZE,
+        preload_nchunks: crate::loader::defaults::PRELOAD_NCHUNKS as u64,
         shuffle: false,
         drop_last: false,
         return_index: false,

@@ -123,9 +123,11 @@ impl DatasetCollection {
     ) -> Result<Self> {
         let label = label.into();
         let (names, datasets): (Vec<String>, Vec<AnnDataStore>) = datasets.into_iter().unzip();
-        let Some(first) = datasets.iter().find(|d| d.var_named()).or(datasets.first()) else {
+        if datasets.is_empty() {
             return Err(Error::EmptyCollection { path: label });
-        };
+        }
+        let var_source = datasets.iter().position(|d| d.var_named()).unwrap_or(0);
+        let first = &datasets[var_source];
         for (name, d) in names.iter().zip(&datasets) {
             let detail = if d.var_named() && first.var_named() {
                 var_difference(first.var_names(), d.var_names())
@@ -148,7 +150,6 @@ impl DatasetCollection {
                 });
             }
         }
-        let var_source = datasets.iter().position(|d| d.var_named()).unwrap_or(0);
         let mut offsets = Vec::with_capacity(datasets.len() + 1);
         let mut total = 0u64;
         offsets.push(0);

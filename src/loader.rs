@@ -149,6 +149,16 @@ enum Source {
     Collection(Arc<DatasetCollection>),
 }
 
+/// annbatch's defaults, shared by the builder, the C ABI and the Python module.
+pub mod defaults {
+    /// Rows per batch.
+    pub const BATCH_SIZE: usize = 1;
+    /// Rows per contiguous read.
+    pub const CHUNK_SIZE: u64 = 512;
+    /// Chunks per fetch.
+    pub const PRELOAD_NCHUNKS: usize = 32;
+}
+
 /// Configures a [`Loader`]; parameters and defaults are annbatch's.
 #[derive(Clone)]
 pub struct LoaderBuilder {
@@ -323,9 +333,9 @@ impl Loader {
     fn builder_from(source: Source) -> LoaderBuilder {
         LoaderBuilder {
             source,
-            batch_size: 1,
-            chunk_size: 512,
-            preload_nchunks: 32,
+            batch_size: defaults::BATCH_SIZE,
+            chunk_size: defaults::CHUNK_SIZE,
+            preload_nchunks: defaults::PRELOAD_NCHUNKS,
             shuffle: false,
             drop_last: false,
             return_index: false,

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::{add_adatas, ConvertOptions, Size};
-use crate::loader::{Batch, Loader};
+use crate::loader::{defaults, Batch, Loader};
 use crate::pipeline::{Batches, LoaderState};
 use crate::sampler::{ClassSampler, ClassWeights, DistributedSampler};
 
@@ -117,7 +117,8 @@ struct PyLoader {
 #[pymethods]
 impl PyLoader {
     #[new]
-    #[pyo3(signature = (collection, *, batch_size=1, chunk_size=512, preload_nchunks=32, shuffle=false,
+    #[pyo3(signature = (collection, *, batch_size=defaults::BATCH_SIZE,
+        chunk_size=defaults::CHUNK_SIZE, preload_nchunks=defaults::PRELOAD_NCHUNKS, shuffle=false,
         drop_last=false, return_index=false, seed=0, obs_keys=None, device="cpu",
         num_threads=None, prefetch=None, rank=0, world_size=1, equal_batches=true,
         class_codes=None, n_categories=0, class_weights=None, num_samples=None))]
@@ -405,6 +406,11 @@ fn unpack(t: &Bound<'_, PyAny>) -> PyResult<tch::Tensor> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TORCH_VERSION", TORCH_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    let default = PyDict::new(m.py());
+    default.set_item("batch_size", defaults::BATCH_SIZE)?;
+    default.set_item("chunk_size", defaults::CHUNK_SIZE)?;
+    default.set_item("preload_nchunks", defaults::PRELOAD_NCHUNKS)?;
+    m.add("DEFAULTS", default)?;
     m.add("AnnbatchError", m.py().get_type::<AnnbatchError>())?;
     m.add_class::<PyCollection>()?;
     m.add_class::<PyLoader>()?;

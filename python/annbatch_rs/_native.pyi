@@ -7,6 +7,7 @@ import torch
 
 TORCH_VERSION: str
 __version__: str
+DEFAULTS: Dict[str, int]  # annbatch's batch_size, chunk_size, preload_nchunks
 
 class AnnbatchError(Exception):
     """Bad data or a failure inside annbatch-rs."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -155,7 +155,3 @@ def dataset_source(dataset: Any, obs: Any = None, var: Any = None,
         in_memory(dataset, obs=obs, var_names=None if var is None else var.index,
                   obs_keys=obs_keys),
         obs=frame)
-
-
-def natives(sources: List[Source]) -> List[Union[str, Dict[str, Any]]]:
-    return [s.native for s in sources]

@@ -93,9 +93,10 @@ class Loader(torch.utils.data.IterableDataset):
         if obs_as not in ("pandas", "tensors"):
             raise ValueError(f"obs_as={obs_as!r}: expected 'pandas' or 'tensors'")
         self._params: Dict[str, Any] = dict(
-            batch_size=1 if batch_size is None else batch_size,
-            chunk_size=512 if chunk_size is None else chunk_size,
-            preload_nchunks=32 if preload_nchunks is None else preload_nchunks,
+            batch_size=_native.DEFAULTS["batch_size"] if batch_size is None else batch_size,
+            chunk_size=_native.DEFAULTS["chunk_size"] if chunk_size is None else chunk_size,
+            preload_nchunks=(_native.DEFAULTS["preload_nchunks"] if preload_nchunks is None
+                             else preload_nchunks),
             shuffle=bool(shuffle),
             drop_last=bool(drop_last),
             return_index=return_index,

@@ -232,30 +232,21 @@ impl AnnDataStore {
         obs_names: Option<Vec<String>>,
         obs: Vec<(String, Column)>,
     ) -> Result<Self> {
+        if let Some(names) = &obs_names {
+            rows_match("<in-memory obs>", names.len(), x.n_obs())?;
+        }
+        for (name, column) in &obs {
+            rows_match(&format!("<in-memory obs>/{name}"), column.len(), x.n_obs())?;
+        }
         let var_named = var_names.is_some();
         let var_names =
             var_names.unwrap_or_else(|| (0..x.n_var()).map(|i| i.to_string()).collect());
-        let this = Self {
-            backing: Backing::Memory {
-                obs_names: None,
-                obs: Vec::new(),
-                var_named,
-            },
-            x: XElement::InMemory(x),
-            var_names,
-        };
-        if this.var_names.len() as u64 != this.n_var() {
+        if var_names.len() as u64 != x.n_var() {
             return Err(Error::ShapeMismatch {
                 path: "<in-memory var>".into(),
-                found: format!("{} var names", this.var_names.len()),
-                expected: format!("{} (X's n_var)", this.n_var()),
+                found: format!("{} var names", var_names.len()),
+                expected: format!("{} (X's n_var)", x.n_var()),
             });
-        }
-        if let Some(names) = &obs_names {
-            this.check_len("<in-memory obs>", names.len())?;
-        }
-        for (name, column) in &obs {
-            this.check_len(&format!("<in-memory obs>/{name}"), column.len())?;
         }
         Ok(Self {
             backing: Backing::Memory {
@@ -263,7 +254,8 @@ impl AnnDataStore {
                 obs,
                 var_named,
             },
-            ..this
+            x: XElement::InMemory(x),
+            var_names,
         })
     }
 
@@ -341,14 +333,19 @@ impl AnnDataStore {
     }
 
     fn check_len(&self, path: &str, len: usize) -> Result<()> {
-        if len as u64 == self.n_obs() {
-            Ok(())
-        } else {
-            Err(Error::ShapeMismatch {
-                path: path.to_string(),
-                found: format!("{len} rows"),
-                expected: format!("{} (X's n_obs)", self.n_obs()),
-            })
-        }
+        rows_match(path, len, self.n_obs())
+    }
+}
+
+/// Checks that an obs element at `path` has X's `n_obs` rows.
+fn rows_match(path: &str, len: usize, n_obs: u64) -> Result<()> {
+    if len as u64 == n_obs {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            path: path.to_string(),
+            found: format!("{len} rows"),
+            expected: format!("{n_obs} (X's n_obs)"),
+        })
     }
 }

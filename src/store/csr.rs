@@ -261,6 +261,15 @@ fn runs<'a, T>(
 
 /// Checks that `raw` is a row-pointer array for `n_obs` rows over `nnz` stored values.
 pub(crate) fn validate_indptr(path: &str, raw: &[i64], n_obs: u64, nnz: u64) -> Result<Vec<u64>> {
+    check_indptr(path, raw, n_obs, nnz)?;
+    Ok(raw.iter().map(|&v| v as u64).collect())
+}
+
+/// Checks row pointers: `n_obs + 1` entries, from 0, non-decreasing, ending at most at `nnz`.
+pub(crate) fn check_indptr<T>(path: &str, raw: &[T], n_obs: u64, nnz: u64) -> Result<()>
+where
+    T: Copy + Into<i128> + std::fmt::Display,
+{
     let bad = |reason: String| Error::InvalidIndptr {
         path: path.to_string(),
         reason,
@@ -272,10 +281,10 @@ pub(crate) fn validate_indptr(path: &str, raw: &[i64], n_obs: u64, nnz: u64) -> 
             n_obs + 1
         )));
     }
-    if raw[0] != 0 {
+    if raw[0].into() != 0 {
         return Err(bad(format!("must start at 0, found {}", raw[0])));
     }
-    if let Some(i) = raw.windows(2).position(|w| w[1] < w[0]) {
+    if let Some(i) = raw.windows(2).position(|w| w[1].into() < w[0].into()) {
         return Err(bad(format!(
             "not monotone: indptr[{}] = {} > indptr[{}] = {}",
             i,
@@ -285,8 +294,8 @@ pub(crate) fn validate_indptr(path: &str, raw: &[i64], n_obs: u64, nnz: u64) -> 
         )));
     }
     let last = raw[raw.len() - 1];
-    if last as u64 > nnz {
+    if last.into() > i128::from(nnz) {
         return Err(bad(format!("ends at {last}, past the {nnz} stored values")));
     }
-    Ok(raw.iter().map(|&v| v as u64).collect())
+    Ok(())
 }

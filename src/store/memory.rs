@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use super::csr::check_indptr;
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::error::{Error, Result};
 
@@ -47,10 +48,6 @@ pub enum InMemoryX {
 impl InMemoryX {
     /// A CSR matrix of `n_var` columns; checks the row pointers and the column indices.
     pub fn csr(n_var: u64, indptr: Vec<u64>, indices: Vec<i32>, data: Vec<f32>) -> Result<Self> {
-        let bad = |reason: String| Error::InvalidIndptr {
-            path: LABEL.into(),
-            reason,
-        };
         if indices.len() != data.len() {
             return Err(Error::ShapeMismatch {
                 path: format!("{LABEL}/indices"),
@@ -65,25 +62,18 @@ impl InMemoryX {
                 expected: format!("at most {} columns (int32 column indices)", i32::MAX),
             });
         }
-        match indptr.first() {
-            Some(0) => {}
-            Some(v) => return Err(bad(format!("must start at 0, found {v}"))),
-            None => return Err(bad("is empty (needs n_obs + 1 entries)".into())),
-        }
-        if let Some(i) = indptr.windows(2).position(|w| w[1] < w[0]) {
-            return Err(bad(format!(
-                "not monotone: indptr[{i}] = {} > indptr[{}] = {}",
-                indptr[i],
-                i + 1,
-                indptr[i + 1]
-            )));
-        }
-        let last = indptr.last().copied().unwrap_or(0);
-        if last != data.len() as u64 {
-            return Err(bad(format!(
-                "ends at {last}, but there are {} stored values",
-                data.len()
-            )));
+        check_indptr(
+            LABEL,
+            &indptr,
+            indptr.len().saturating_sub(1) as u64,
+            data.len() as u64,
+        )?;
+        // scipy's nnz is indptr[-1]: values past it mean a broken matrix.
+        if indptr.last() != Some(&(data.len() as u64)) {
+            return Err(Error::InvalidIndptr {
+                path: LABEL.into(),
+                reason: format!("ends before the {} stored values", data.len()),
+            });
         }
         if let Some(i) = indices.iter().position(|&c| c < 0 || c as u64 >= n_var) {
             return Err(Error::ShapeMismatch {
