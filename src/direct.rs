@@ -13,7 +13,7 @@ use crate::loader::{Batch, Shared};
 use crate::sampler::LoadRequest;
 use crate::store::csr::RowPlace;
 use crate::store::XElement;
-use crate::tensor::{extras, filled, place, with_fresh};
+use crate::tensor::{extras, filled, place, with_uninit};
 
 /// Whether every dataset of `collection` can be read by [`batches`].
 pub(crate) fn supported(collection: &DatasetCollection) -> bool {
@@ -82,8 +82,8 @@ pub(crate) fn batches(
             max: i32::MAX as u64,
         });
     }
-    let (cols, (values, ())) = with_fresh::<i32, _>(&nnz, |cols| {
-        with_fresh::<f32, _>(&nnz, |values| {
+    let (cols, (values, ())) = with_uninit::<i32, _>(&shared.storage, &nnz, |cols| {
+        with_uninit::<f32, _>(&shared.storage, &nnz, |values| {
             // Each fetched row's place in its batch, by request position.
             let mut dest: Vec<Option<RowPlace<'_>>> = (0..lens.len()).map(|_| None).collect();
             for ((split, mut c), mut v) in splits.iter().zip(cols).zip(values) {
@@ -115,7 +115,7 @@ pub(crate) fn batches(
     })?;
     let mut out = Vec::with_capacity(splits.len());
     for ((split, col), values) in splits.iter().zip(cols).zip(values) {
-        let crow = filled::<i32>(split.len() + 1, |out| {
+        let crow = filled::<i32>(&shared.storage, split.len() + 1, |out| {
             out[0] = 0;
             for (i, &p) in split.iter().enumerate() {
                 // Fits: the batch's nnz was checked against i32::MAX.

@@ -231,6 +231,11 @@ impl LoaderBuilder {
     }
     /// Batches that may wait ready for the consumer (the memory bound). Default: one fetch's
     /// worth (`chunk_size * preload_nchunks / batch_size`), at least 2.
+    ///
+    /// Memory: the waiting batches, plus one request's batches being built, plus those the
+    /// consumer holds. The loader keeps the memory of up to `prefetch + batches per request + 2`
+    /// batches for reuse (batches dropped by the consumer are written again in place, without
+    /// fresh page faults), and frees it with the loader.
     pub fn prefetch(mut self, v: usize) -> Self {
         self.prefetch = Some(v);
         self
@@ -284,6 +289,16 @@ impl LoaderBuilder {
         }
         #[cfg(feature = "tch")]
         crate::tensor::check_device(self.device)?;
+        #[cfg(feature = "tch")]
+        let storage = {
+            // Batches alive at once: those waiting in the channel, one request's being built,
+            // and a couple held by the consumer; two pooled arrays each (see `prefetch`).
+            let per_request = sampler.batches_per_request();
+            let waiting = self.prefetch.unwrap_or_else(|| per_request.max(2));
+            Arc::new(crate::tensor::StoragePool::new(
+                2 * (waiting + per_request + 2),
+            ))
+        };
         Ok(Loader {
             collection,
             sampler,
@@ -293,6 +308,8 @@ impl LoaderBuilder {
             prefetch: self.prefetch,
             #[cfg(feature = "tch")]
             device: self.device,
+            #[cfg(feature = "tch")]
+            storage,
         })
     }
 }
@@ -307,6 +324,9 @@ pub struct Loader {
     prefetch: Option<usize>,
     #[cfg(feature = "tch")]
     device: tch::Device,
+    /// Memory of the batches' large arrays, reused once the consumer dropped them.
+    #[cfg(feature = "tch")]
+    storage: Arc<crate::tensor::StoragePool>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -569,6 +589,8 @@ impl Loader {
             shared: Shared {
                 obs: self.obs.clone(),
                 return_index: self.return_index,
+                #[cfg(feature = "tch")]
+                storage: self.storage.clone(),
             },
             collection: self.collection.clone(),
             sampler: self.sampler.clone(),
@@ -602,4 +624,6 @@ fn pending(
 pub(crate) struct Shared {
     pub(crate) obs: Arc<Vec<(String, ObsSource)>>,
     pub(crate) return_index: bool,
+    #[cfg(feature = "tch")]
+    pub(crate) storage: Arc<crate::tensor::StoragePool>,
 }

@@ -3,6 +3,9 @@
 
 use tch::{Device, Kind, Tensor};
 
+mod pool;
+pub(crate) use pool::StoragePool;
+
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::error::Result;
 
@@ -81,33 +84,36 @@ pub(crate) fn check_device(device: Device) -> Result<()> {
     }
 }
 
-/// A CPU tensor of `n` elements of `T`, allocated by torch and filled in place by `fill`.
+/// A CPU tensor of `n` elements of `T`, from `pool` (torch memory nobody else refers to),
+/// filled in place by `fill`, which must write every element.
 pub(crate) fn filled<T: tch::kind::Element>(
+    pool: &StoragePool,
     n: usize,
     fill: impl FnOnce(&mut [T]),
 ) -> Result<Tensor> {
-    let t = Tensor::f_empty([n as i64], (T::KIND, Device::Cpu))?;
+    let t = pool.take::<T>(n)?;
     if n > 0 {
-        // SAFETY: `t` was just allocated by torch on the CPU as a contiguous tensor of `n`
-        // elements of `T` (non-null since n > 0); no other handle to its storage exists yet,
-        // and the slice does not outlive this call.
+        // SAFETY: `t` is a contiguous CPU tensor of `n` elements of `T` (non-null since n > 0)
+        // whose storage no other tensor refers to (fresh, or a pooled storage found free), and
+        // the slice does not outlive this call.
         let slice = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, n) };
         fill(slice);
     }
     Ok(t)
 }
 
-/// Fresh CPU tensors of `lens[i]` elements of `T`, allocated by torch, handed to `fill` as
-/// exclusive slices (which cannot outlive it); the tensors are returned once `fill` succeeded.
-/// `fill` must write every element: the memory starts uninitialised.
-pub(crate) fn with_fresh<T: tch::kind::Element, R>(
+/// CPU tensors of `lens[i]` elements of `T`, from `pool`, handed to `fill` as exclusive slices
+/// (which cannot outlive it); the tensors are returned once `fill` succeeded. `fill` must
+/// write every element: the memory starts uninitialised or holds an earlier batch.
+pub(crate) fn with_uninit<T: tch::kind::Element, R>(
+    pool: &StoragePool,
     lens: &[usize],
     fill: impl FnOnce(Vec<&mut [T]>) -> Result<R>,
 ) -> Result<(Vec<Tensor>, R)> {
     let tensors = lens
         .iter()
-        .map(|&n| Tensor::f_empty([n as i64], (T::KIND, Device::Cpu)))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+        .map(|&n| pool.take::<T>(n))
+        .collect::<Result<Vec<_>>>()?;
     let slices = tensors
         .iter()
         .zip(lens)
@@ -115,10 +121,11 @@ pub(crate) fn with_fresh<T: tch::kind::Element, R>(
             if n == 0 {
                 return &mut [][..];
             }
-            // SAFETY: each tensor was just allocated by torch on the CPU, contiguous, with `n`
-            // elements of `T` (non-null since n > 0); no other handle to its storage exists,
-            // the tensors are distinct allocations, and the slices are moved into `fill`,
-            // whose signature keeps them from outliving this call (the tensors live longer).
+            // SAFETY: each tensor is a contiguous CPU tensor of `n` elements of `T` (non-null
+            // since n > 0) whose storage no other tensor refers to (fresh, or a pooled storage
+            // found free, each handed out once); the tensors do not overlap, and the slices are
+            // moved into `fill`, whose signature keeps them from outliving this call (the
+            // tensors live longer).
             unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, n) }
         })
         .collect();
@@ -156,17 +163,19 @@ pub(crate) fn assemble(
                 .map(|&r| (src.indptr[r + 1] - src.indptr[r]) as usize)
                 .collect();
             let nnz: usize = lens.iter().sum();
-            let crow = filled::<i32>(b + 1, |out| {
+            let crow = filled::<i32>(&shared.storage, b + 1, |out| {
                 out[0] = 0;
                 for (i, len) in lens.iter().enumerate() {
                     // Fits: nnz <= the fetch's values, whose count fits i32.
                     out[i + 1] = out[i] + *len as i32;
                 }
             })?;
-            let col = filled::<i32>(nnz, |out| {
+            let col = filled::<i32>(&shared.storage, nnz, |out| {
                 gather_runs(&rows, &src.indptr, &src.indices, out)
             })?;
-            let values = filled::<f32>(nnz, |out| gather_runs(&rows, &src.indptr, &src.data, out))?;
+            let values = filled::<f32>(&shared.storage, nnz, |out| {
+                gather_runs(&rows, &src.indptr, &src.data, out)
+            })?;
             let size = [b as i64, src.n_var as i64];
             let (crow, col, values) = (
                 place(crow, device)?,
@@ -183,7 +192,7 @@ pub(crate) fn assemble(
         }
         XBatch::Dense(src) => {
             let w = src.row_width;
-            let t = filled::<f32>(b * w, |out| {
+            let t = filled::<f32>(&shared.storage, b * w, |out| {
                 for (i, &r) in rows.iter().enumerate() {
                     out[i * w..(i + 1) * w].copy_from_slice(&src.data[r * w..(r + 1) * w]);
                 }
@@ -209,7 +218,7 @@ pub(crate) fn extras(
     for (name, source) in shared.obs.iter() {
         let (values, categories) = match source {
             ObsSource::Categorical { codes, categories } => (
-                filled::<i64>(b, |out| {
+                filled::<i64>(&shared.storage, b, |out| {
                     for (o, &i) in out.iter_mut().zip(split) {
                         *o = i64::from(codes[rows[i] as usize]);
                     }
@@ -217,7 +226,7 @@ pub(crate) fn extras(
                 Some(categories.clone()),
             ),
             ObsSource::Numeric(v) => (
-                filled::<f32>(b, |out| {
+                filled::<f32>(&shared.storage, b, |out| {
                     for (o, &i) in out.iter_mut().zip(split) {
                         *o = v[rows[i] as usize];
                     }
@@ -232,7 +241,7 @@ pub(crate) fn extras(
         });
     }
     let index = if shared.return_index {
-        let t = filled::<i64>(b, |out| {
+        let t = filled::<i64>(&shared.storage, b, |out| {
             for (o, &i) in out.iter_mut().zip(split) {
                 *o = rows[i] as i64;
             }
