@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! cargo run --release --example bench_loader -- COLLECTION [--batch-size 4096]
-//!     [--chunk-size 32] [--preload-nchunks 256] [--repeats 3] [--json]
+//!     [--chunk-size 32] [--preload-nchunks 256] [--repeats 3] [--json] [--device cuda:0]
 //! ```
+//! With `--device cuda:N` the batches land on that GPU, and the pinned host-to-device bandwidth
+//! measured with torch is printed beside them (the PCIe bound).
 //! Without settings it runs both of the issue's settings (4096/32/256 and 4096/512/32).
 
 use std::path::{Path, PathBuf};
@@ -33,6 +35,40 @@ struct Args {
     /// Print one JSON object per setting instead of text.
     #[arg(long)]
     json: bool,
+    /// Where batches land: `cpu` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn device_of(name: &str) -> anyhow::Result<tch::Device> {
+    match name {
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" => Ok(tch::Device::Cuda(0)),
+        other => match other.strip_prefix("cuda:").map(str::parse) {
+            Some(Ok(n)) => Ok(tch::Device::Cuda(n)),
+            _ => anyhow::bail!("device {other:?}: expected cpu, cuda or cuda:N"),
+        },
+    }
+}
+
+/// Pinned host-to-device copy bandwidth in GB/s (256 MB copies, median of 5).
+fn h2d_bandwidth(device: tch::Device) -> anyhow::Result<f64> {
+    let tch::Device::Cuda(n) = device else {
+        anyhow::bail!("{device:?} is not a CUDA device");
+    };
+    let bytes = 256usize << 20;
+    let host = tch::Tensor::f_empty([bytes as i64], (tch::Kind::Uint8, tch::Device::Cpu))?
+        .f_pin_memory(device)?;
+    let mut rates = Vec::new();
+    for _ in 0..6 {
+        tch::Cuda::synchronize(n as i64);
+        let start = std::time::Instant::now();
+        let on_device = host.f_to_device_(device, tch::Kind::Uint8, false, false)?;
+        tch::Cuda::synchronize(n as i64);
+        rates.push(bytes as f64 / start.elapsed().as_secs_f64() / 1e9);
+        drop(on_device);
+    }
+    Ok(median(rates[1..].to_vec()))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,8 +77,18 @@ fn main() -> anyhow::Result<()> {
         (None, None, None) => vec![(4096, 32, 256), (4096, 512, 32)],
         (b, c, p) => vec![(b.unwrap_or(4096), c.unwrap_or(32), p.unwrap_or(256))],
     };
+    let device = device_of(&args.device)?;
     if !args.json {
-        println!("streaming shuffled epochs with the Loader (tch::Tensor sparse CSR batches):");
+        println!(
+            "streaming shuffled epochs with the Loader (tch::Tensor sparse CSR batches on {}):",
+            args.device
+        );
+        if device != tch::Device::Cpu {
+            println!(
+                "  pinned host-to-device copies: {:.1} GB/s",
+                h2d_bandwidth(device)?
+            );
+        }
     }
     for (batch_size, chunk_size, preload_nchunks) in settings {
         bench(
@@ -52,6 +98,7 @@ fn main() -> anyhow::Result<()> {
             preload_nchunks,
             args.repeats,
             args.json,
+            device,
         )?;
     }
     Ok(())
@@ -64,6 +111,7 @@ fn bench(
     preload_nchunks: usize,
     repeats: usize,
     json: bool,
+    device: tch::Device,
 ) -> anyhow::Result<()> {
     let collection = Arc::new(DatasetCollection::open(path)?);
     let loader = annbatch::Loader::builder_for(collection.clone())
@@ -71,6 +119,7 @@ fn bench(
         .chunk_size(chunk_size)
         .preload_nchunks(preload_nchunks)
         .shuffle(true)
+        .device(device)
         .build()?;
     let (mut rates, mut firsts, mut ceilings) = (Vec::new(), Vec::new(), Vec::new());
     let mut buffer = collection.new_batch();
@@ -88,7 +137,7 @@ fn bench(
             serde_json::json!({"tool": "annbatch-rs", "batch_size": batch_size,
                 "chunk_size": chunk_size, "preload_nchunks": preload_nchunks,
                 "cells_per_s": rate, "first_batch_s": first, "ceiling_cells_per_s": ceiling,
-                "threads": rayon::current_num_threads()})
+                "threads": rayon::current_num_threads(), "device": format!("{device:?}")})
         );
     } else {
         println!(

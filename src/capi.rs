@@ -172,7 +172,7 @@ fn from_error(e: &Error) -> AnnbatchStatus {
     let status = match e {
         Error::InvalidParameter { .. } | Error::BatchTooLarge { .. } => S::InvalidArgument,
         Error::Io { .. } => S::IoError,
-        Error::DeviceUnavailable { .. } => S::DeviceError,
+        Error::DeviceUnavailable { .. } | Error::Cuda { .. } => S::DeviceError,
         Error::WorkerPanic { .. } => S::Panic,
         _ => S::DataError,
     };

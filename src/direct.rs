@@ -5,7 +5,7 @@
 //! allocated up front (their sizes come from `indptr`), then every row's values and column
 //! indices are written at their place in their batch while its chunk is hot in cache.
 
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 use crate::collection::DatasetCollection;
 use crate::error::{Error, Result};
@@ -13,7 +13,7 @@ use crate::loader::{Batch, Shared};
 use crate::sampler::LoadRequest;
 use crate::store::csr::RowPlace;
 use crate::store::XElement;
-use crate::tensor::{extras, filled, place, with_uninit};
+use crate::tensor::{csr_on, extras, filled, with_uninit};
 
 /// Whether every dataset of `collection` can be read by [`batches`].
 pub(crate) fn supported(collection: &DatasetCollection) -> bool {
@@ -123,13 +123,7 @@ pub(crate) fn batches(
             }
         })?;
         let size = [split.len() as i64, collection.n_var() as i64];
-        let x = Tensor::f_sparse_csr_tensor_crow_col_value_size(
-            &place(crow, device)?,
-            &place(col, device)?,
-            &place(values, device)?,
-            size,
-            (Kind::Float, device),
-        )?;
+        let x = csr_on(crow, col, values, size, device, shared)?;
         let (obs, index) = extras(&global, split, shared, device)?;
         out.push(Batch { x, obs, index });
     }

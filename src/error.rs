@@ -213,6 +213,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A CUDA driver call failed while copying a batch to the device.
+    #[error("cuda:{device}: {message}")]
+    Cuda {
+        /// The device ordinal.
+        device: usize,
+        /// The driver's error.
+        message: String,
+    },
+
     /// A libtorch call failed.
     #[cfg(feature = "tch")]
     #[error("torch: {0}")]

@@ -36,6 +36,8 @@ pub mod batch;
 pub mod capi;
 pub mod collection;
 pub mod convert;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod demo;
 #[cfg(feature = "tch")]
 mod direct;

@@ -295,9 +295,18 @@ impl LoaderBuilder {
             // and a couple held by the consumer; two pooled arrays each (see `prefetch`).
             let per_request = sampler.batches_per_request();
             let waiting = self.prefetch.unwrap_or_else(|| per_request.max(2));
-            Arc::new(crate::tensor::StoragePool::new(
-                2 * (waiting + per_request + 2),
-            ))
+            let slots = 2 * (waiting + per_request + 2);
+            Arc::new(match self.device {
+                // Page-locked, so that the copy engine reads it directly (see `crate::cuda`).
+                #[cfg(feature = "cuda")]
+                tch::Device::Cuda(_) => crate::tensor::StoragePool::pinned(slots, self.device),
+                _ => crate::tensor::StoragePool::new(slots),
+            })
+        };
+        #[cfg(feature = "cuda")]
+        let copier = match self.device {
+            tch::Device::Cuda(n) => Some(Arc::new(crate::cuda::CudaCopier::new(n)?)),
+            _ => None,
         };
         Ok(Loader {
             collection,
@@ -310,6 +319,8 @@ impl LoaderBuilder {
             device: self.device,
             #[cfg(feature = "tch")]
             storage,
+            #[cfg(feature = "cuda")]
+            copier,
         })
     }
 }
@@ -327,6 +338,9 @@ pub struct Loader {
     /// Memory of the batches' large arrays, reused once the consumer dropped them.
     #[cfg(feature = "tch")]
     storage: Arc<crate::tensor::StoragePool>,
+    /// The CUDA uploader, when the device is `cuda:N`.
+    #[cfg(feature = "cuda")]
+    copier: Option<Arc<crate::cuda::CudaCopier>>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -591,6 +605,8 @@ impl Loader {
                 return_index: self.return_index,
                 #[cfg(feature = "tch")]
                 storage: self.storage.clone(),
+                #[cfg(feature = "cuda")]
+                copier: self.copier.clone(),
             },
             collection: self.collection.clone(),
             sampler: self.sampler.clone(),
@@ -626,4 +642,6 @@ pub(crate) struct Shared {
     pub(crate) return_index: bool,
     #[cfg(feature = "tch")]
     pub(crate) storage: Arc<crate::tensor::StoragePool>,
+    #[cfg(feature = "cuda")]
+    pub(crate) copier: Option<Arc<crate::cuda::CudaCopier>>,
 }

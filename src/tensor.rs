@@ -62,6 +62,8 @@ pub(crate) fn check_device(device: Device) -> Result<()> {
     match device {
         Device::Cpu => Ok(()),
         Device::Cuda(n) => {
+            #[cfg(feature = "cuda")]
+            crate::cuda::check(n)?;
             let unavailable = |reason: String| crate::Error::DeviceUnavailable {
                 device: format!("cuda:{n}"),
                 reason,
@@ -133,16 +135,64 @@ pub(crate) fn with_uninit<T: tch::kind::Element, R>(
     Ok((tensors, r))
 }
 
-/// Moves a freshly assembled CPU tensor to `device`: through pinned memory with a non-blocking
-/// copy on the current stream for CUDA (torch's caching host allocator keeps the pinned source
-/// alive until the copy has run).
-pub(crate) fn place(t: Tensor, device: Device) -> Result<Tensor> {
+/// Moves freshly assembled CPU tensors to `device`. With the `cuda` feature, the loader's
+/// [`crate::cuda::CudaCopier`] uploads them on its copy stream and returns once they are on the
+/// device. Otherwise each goes through pinned memory with a non-blocking copy on torch's current
+/// stream (torch's caching host allocator keeps the pinned source alive until the copy ran).
+pub(crate) fn place_all(
+    tensors: Vec<Tensor>,
+    device: Device,
+    shared: &crate::loader::Shared,
+) -> Result<Vec<Tensor>> {
     if device == Device::Cpu {
-        return Ok(t);
+        return Ok(tensors);
     }
-    let kind = t.kind();
-    Ok(t.f_pin_memory(device)?
-        .f_to_device_(device, kind, true, false)?)
+    #[cfg(feature = "cuda")]
+    if let Some(copier) = shared.copier.as_ref().filter(|c| c.device() == device) {
+        let host = tensors
+            .iter()
+            .map(|t| t.f_contiguous())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        return copier.upload(&host);
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = shared;
+    tensors
+        .into_iter()
+        .map(|t| {
+            let kind = t.kind();
+            Ok(t.f_pin_memory(device)?
+                .f_to_device_(device, kind, true, false)?)
+        })
+        .collect()
+}
+
+/// [`place_all`] for one tensor.
+pub(crate) fn place(t: Tensor, device: Device, shared: &crate::loader::Shared) -> Result<Tensor> {
+    place_all(vec![t], device, shared)?
+        .pop()
+        .ok_or_else(|| crate::Error::Torch(tch::TchError::Kind("placed no tensor".into())))
+}
+
+/// A sparse CSR tensor of shape `size` from CPU parts, on `device`.
+pub(crate) fn csr_on(
+    crow: Tensor,
+    col: Tensor,
+    values: Tensor,
+    size: [i64; 2],
+    device: Device,
+    shared: &crate::loader::Shared,
+) -> Result<Tensor> {
+    let [crow, col, values]: [Tensor; 3] = place_all(vec![crow, col, values], device, shared)?
+        .try_into()
+        .map_err(|_| crate::Error::Torch(tch::TchError::Kind("placed no tensor".into())))?;
+    Ok(Tensor::f_sparse_csr_tensor_crow_col_value_size(
+        &crow,
+        &col,
+        &values,
+        size,
+        (Kind::Float, device),
+    )?)
 }
 
 /// Builds one batch's tensors from a fetch: rows `split` (positions in request order),
@@ -176,18 +226,13 @@ pub(crate) fn assemble(
             let values = filled::<f32>(&shared.storage, nnz, |out| {
                 gather_runs(&rows, &src.indptr, &src.data, out)
             })?;
-            let size = [b as i64, src.n_var as i64];
-            let (crow, col, values) = (
-                place(crow, device)?,
-                place(col, device)?,
-                place(values, device)?,
-            );
-            Tensor::f_sparse_csr_tensor_crow_col_value_size(
-                &crow,
-                &col,
-                &values,
-                size,
-                (Kind::Float, device),
+            csr_on(
+                crow,
+                col,
+                values,
+                [b as i64, src.n_var as i64],
+                device,
+                shared,
             )?
         }
         XBatch::Dense(src) => {
@@ -197,7 +242,7 @@ pub(crate) fn assemble(
                     out[i * w..(i + 1) * w].copy_from_slice(&src.data[r * w..(r + 1) * w]);
                 }
             })?;
-            place(t.f_view([b as i64, w as i64])?, device)?
+            place(t.f_view([b as i64, w as i64])?, device, shared)?
         }
     };
     let (obs, index) = extras(&fetch.rows, split, shared, device)?;
@@ -236,7 +281,7 @@ pub(crate) fn extras(
         };
         obs.push(ObsTensor {
             name: name.clone(),
-            values: place(values, device)?,
+            values: place(values, device, shared)?,
             categories,
         });
     }
@@ -246,7 +291,7 @@ pub(crate) fn extras(
                 *o = rows[i] as i64;
             }
         })?;
-        Some(place(t, device)?)
+        Some(place(t, device, shared)?)
     } else {
         None
     };

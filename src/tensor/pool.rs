@@ -36,6 +36,8 @@ const BUSY_PATIENCE: usize = 4;
 pub(crate) struct StoragePool {
     slots: Mutex<Vec<Slot>>,
     max_slots: usize,
+    /// Page-lock new storages for this CUDA device.
+    pinned: Option<Device>,
 }
 
 /// One pooled storage: the 1-D tensor owning it (never handed out itself; only views of it
@@ -69,6 +71,18 @@ impl StoragePool {
         Self {
             slots: Mutex::new(Vec::new()),
             max_slots,
+            pinned: None,
+        }
+    }
+
+    /// A pool whose storages are page-locked for `device` (a CUDA device), so that copies to it
+    /// read them directly. Only for callers that wait for their copies to complete before
+    /// dropping the host tensors (see [`crate::cuda`]).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn pinned(max_slots: usize, device: Device) -> Self {
+        Self {
+            pinned: Some(device),
+            ..Self::new(max_slots)
         }
     }
 
@@ -82,7 +96,11 @@ impl StoragePool {
     pub(crate) fn take<T: tch::kind::Element>(&self, n: usize) -> Result<Tensor> {
         let bytes = n.saturating_mul(T::KIND.elt_size_in_bytes());
         if !Self::enabled() || self.max_slots == 0 || bytes < MIN_POOLED_BYTES {
-            return Ok(Tensor::f_empty([n as i64], (T::KIND, Device::Cpu))?);
+            let t = Tensor::f_empty([n as i64], (T::KIND, Device::Cpu))?;
+            return Ok(match self.pinned {
+                Some(device) if bytes >= MIN_POOLED_BYTES => t.f_pin_memory(device)?,
+                _ => t,
+            });
         }
         // A poisoned lock only means another thread panicked while holding it; the slots
         // themselves are always consistent (each is pushed or removed whole).
@@ -114,7 +132,7 @@ impl StoragePool {
             return slots[i].view(n);
         }
         let elements = n + n / HEADROOM_DIVISOR;
-        let slot = Slot::new(T::KIND, elements)?;
+        let slot = Slot::new(T::KIND, elements, self.pinned)?;
         let view = slot.view(n)?;
         if slots.len() < self.max_slots {
             slots.push(slot);
@@ -127,8 +145,11 @@ impl StoragePool {
 }
 
 impl Slot {
-    fn new(kind: Kind, elements: usize) -> Result<Self> {
-        let base = Tensor::f_empty([elements as i64], (kind, Device::Cpu))?;
+    fn new(kind: Kind, elements: usize, pinned: Option<Device>) -> Result<Self> {
+        let mut base = Tensor::f_empty([elements as i64], (kind, Device::Cpu))?;
+        if let Some(device) = pinned {
+            base = base.f_pin_memory(device)?;
+        }
         let (data, nbytes) = match probe(&base) {
             Some(p) => (p.data as usize, p.nbytes as usize),
             None => (0, 0),
