@@ -13,7 +13,7 @@ use crate::loader::{Batch, Shared};
 use crate::sampler::LoadRequest;
 use crate::store::csr::RowPlace;
 use crate::store::XElement;
-use crate::tensor::{csr_on, extras, filled, with_uninit};
+use crate::tensor::{extras, filled, finish, with_uninit, HostX};
 
 /// Whether every dataset of `collection` can be read by [`batches`].
 pub(crate) fn supported(collection: &DatasetCollection) -> bool {
@@ -123,9 +123,14 @@ pub(crate) fn batches(
             }
         })?;
         let size = [split.len() as i64, collection.n_var() as i64];
-        let x = csr_on(crow, col, values, size, device, shared)?;
-        let (obs, index) = extras(&global, split, shared, device)?;
-        out.push(Batch { x, obs, index });
+        let x = HostX::Csr {
+            crow,
+            col,
+            values,
+            size,
+        };
+        let (obs, index) = extras(&global, split, shared)?;
+        out.push(finish(x, obs, index, device, shared)?);
     }
     Ok(out)
 }

@@ -148,7 +148,7 @@ pub(crate) fn place_all(
         return Ok(tensors);
     }
     #[cfg(feature = "cuda")]
-    if let Some(copier) = shared.copier.as_ref().filter(|c| c.device() == device) {
+    if let Some(copier) = &shared.copier {
         let host = tensors
             .iter()
             .map(|t| t.f_contiguous())
@@ -167,32 +167,73 @@ pub(crate) fn place_all(
         .collect()
 }
 
-/// [`place_all`] for one tensor.
-pub(crate) fn place(t: Tensor, device: Device, shared: &crate::loader::Shared) -> Result<Tensor> {
-    place_all(vec![t], device, shared)?
-        .pop()
-        .ok_or_else(|| crate::Error::Torch(tch::TchError::Kind("placed no tensor".into())))
+/// A batch's `X` as CPU arrays, before placement.
+pub(crate) enum HostX {
+    /// Sparse CSR parts and the `[rows, n_var]` shape.
+    Csr {
+        crow: Tensor,
+        col: Tensor,
+        values: Tensor,
+        size: [i64; 2],
+    },
+    /// A dense `[rows, width]` tensor.
+    Dense(Tensor),
 }
 
-/// A sparse CSR tensor of shape `size` from CPU parts, on `device`.
-pub(crate) fn csr_on(
-    crow: Tensor,
-    col: Tensor,
-    values: Tensor,
-    size: [i64; 2],
+/// The batch on `device`, from its CPU arrays: all of them placed together (one upload, one
+/// wait, on CUDA), then the sparse CSR tensor is built on the device.
+pub(crate) fn finish(
+    x: HostX,
+    obs: Vec<crate::loader::ObsTensor>,
+    index: Option<Tensor>,
     device: Device,
     shared: &crate::loader::Shared,
-) -> Result<Tensor> {
-    let [crow, col, values]: [Tensor; 3] = place_all(vec![crow, col, values], device, shared)?
-        .try_into()
-        .map_err(|_| crate::Error::Torch(tch::TchError::Kind("placed no tensor".into())))?;
-    Ok(Tensor::f_sparse_csr_tensor_crow_col_value_size(
-        &crow,
-        &col,
-        &values,
-        size,
-        (Kind::Float, device),
-    )?)
+) -> Result<crate::loader::Batch> {
+    use crate::loader::{Batch, ObsTensor};
+    let (mut arrays, size) = match x {
+        HostX::Csr {
+            crow,
+            col,
+            values,
+            size,
+        } => (vec![crow, col, values], Some(size)),
+        HostX::Dense(t) => (vec![t], None),
+    };
+    let mut labels = Vec::with_capacity(obs.len());
+    for o in obs {
+        arrays.push(o.values);
+        labels.push((o.name, o.categories));
+    }
+    let has_index = index.is_some();
+    arrays.extend(index);
+    let mut placed = place_all(arrays, device, shared)?.into_iter();
+    let mut next = || {
+        placed.next().ok_or_else(|| {
+            crate::Error::Torch(tch::TchError::Kind("placed too few tensors".into()))
+        })
+    };
+    let x = match size {
+        Some(size) => Tensor::f_sparse_csr_tensor_crow_col_value_size(
+            &next()?,
+            &next()?,
+            &next()?,
+            size,
+            (Kind::Float, device),
+        )?,
+        None => next()?,
+    };
+    let obs = labels
+        .into_iter()
+        .map(|(name, categories)| {
+            Ok(ObsTensor {
+                name,
+                values: next()?,
+                categories,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let index = if has_index { Some(next()?) } else { None };
+    Ok(Batch { x, obs, index })
 }
 
 /// Builds one batch's tensors from a fetch: rows `split` (positions in request order),
@@ -203,7 +244,6 @@ pub(crate) fn assemble(
     shared: &crate::loader::Shared,
     device: Device,
 ) -> Result<crate::loader::Batch> {
-    use crate::loader::Batch;
     let rows: Vec<usize> = split.iter().map(|&i| fetch.order[i]).collect();
     let b = rows.len();
     let x = match &fetch.x {
@@ -226,14 +266,12 @@ pub(crate) fn assemble(
             let values = filled::<f32>(&shared.storage, nnz, |out| {
                 gather_runs(&rows, &src.indptr, &src.data, out)
             })?;
-            csr_on(
+            HostX::Csr {
                 crow,
                 col,
                 values,
-                [b as i64, src.n_var as i64],
-                device,
-                shared,
-            )?
+                size: [b as i64, src.n_var as i64],
+            }
         }
         XBatch::Dense(src) => {
             let w = src.row_width;
@@ -242,20 +280,19 @@ pub(crate) fn assemble(
                     out[i * w..(i + 1) * w].copy_from_slice(&src.data[r * w..(r + 1) * w]);
                 }
             })?;
-            place(t.f_view([b as i64, w as i64])?, device, shared)?
+            HostX::Dense(t.f_view([b as i64, w as i64])?)
         }
     };
-    let (obs, index) = extras(&fetch.rows, split, shared, device)?;
-    Ok(Batch { x, obs, index })
+    let (obs, index) = extras(&fetch.rows, split, shared)?;
+    finish(x, obs, index, device, shared)
 }
 
-/// The obs tensors and the index tensor of a batch: rows `split` of a fetch whose global row
-/// ids, in request order, are `rows`.
+/// The obs tensors and the index tensor of a batch, on the CPU: rows `split` of a fetch whose
+/// global row ids, in request order, are `rows`.
 pub(crate) fn extras(
     rows: &[u64],
     split: &[usize],
     shared: &crate::loader::Shared,
-    device: Device,
 ) -> Result<(Vec<crate::loader::ObsTensor>, Option<Tensor>)> {
     use crate::loader::{ObsSource, ObsTensor};
     let b = split.len();
@@ -281,7 +318,7 @@ pub(crate) fn extras(
         };
         obs.push(ObsTensor {
             name: name.clone(),
-            values: place(values, device, shared)?,
+            values,
             categories,
         });
     }
@@ -291,7 +328,7 @@ pub(crate) fn extras(
                 *o = rows[i] as i64;
             }
         })?;
-        Some(place(t, device, shared)?)
+        Some(t)
     } else {
         None
     };

@@ -286,15 +286,8 @@ mod tests {
         let _ = grown.f_resize_([2 * N as i64])?;
         drop((a, grown));
         let owned = |pool: &StoragePool| -> Vec<bool> {
-            let slots = pool.slots.lock().map(|s| s.len()).unwrap_or(0);
-            (0..slots)
-                .map(|i| {
-                    pool.slots
-                        .lock()
-                        .map(|s| s[i].owns_its_memory())
-                        .unwrap_or(true)
-                })
-                .collect()
+            let slots = pool.slots.lock().expect("pool lock");
+            slots.iter().map(Slot::owns_its_memory).collect()
         };
         assert_eq!(owned(&pool), [false]);
         // The next request drops that storage instead of handing it out (addresses may repeat:
