@@ -65,11 +65,21 @@ impl FromStr for Size {
     }
 }
 
+/// The text [`Size::from_str`] reads back: rows as a bare number, bytes in the largest binary
+/// unit that divides them (`"20GB"`, `"1536B"`).
 impl std::fmt::Display for Size {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Rows(n) => write!(f, "{n} rows"),
-            Self::Bytes(b) => write!(f, "{b} bytes"),
+        match *self {
+            Self::Rows(n) => write!(f, "{n}"),
+            Self::Bytes(b) => {
+                for (power, unit) in [(4, "TB"), (3, "GB"), (2, "MB"), (1, "KB")] {
+                    let scale = 1u64 << (10 * power);
+                    if b >= scale && b.is_multiple_of(scale) {
+                        return write!(f, "{}{unit}", b / scale);
+                    }
+                }
+                write!(f, "{b}B")
+            }
         }
     }
 }
@@ -88,5 +98,19 @@ mod tests {
         for bad in ["", "GB", "2 parsecs", "-1GB", "0.0001B"] {
             assert!(bad.parse::<Size>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn display_reads_back() {
+        for size in [
+            Size::Rows(4096),
+            Size::Bytes(20 << 30),
+            Size::Bytes(1 << 30),
+            Size::Bytes(1536),
+            Size::Bytes(3 << 40),
+        ] {
+            assert_eq!(size.to_string().parse::<Size>().ok(), Some(size), "{size}");
+        }
+        assert_eq!(Size::Bytes(20 << 30).to_string(), "20GB");
     }
 }
