@@ -1,7 +1,8 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 //! The loader's stages one at a time, on the demo-sized synthetic collection (20k cells x 20k
-//! genes, ~1.5k nnz/cell): planning a fetch (sampler), reading it (decode into the reused
-//! fetch buffer), cutting one batch out of it (host gather), and a whole shuffled epoch.
+//! genes, ~1.5k nnz/cell): planning a fetch (sampler), reading its rows (decode into a reused
+//! buffer), cutting one batch out of such a buffer (host gather, the copy the loader's direct
+//! assembly avoids), and a whole shuffled epoch.
 //!
 //! `cargo bench --bench loader_stages`. `ANNBATCH_BENCH_DATA` reuses an existing collection.
 
@@ -9,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use annbatch::demo::{self, SyntheticSpec};
-use annbatch::fetch::Fetch;
 use annbatch::sampler::{RandomSampler, Sampler};
 use annbatch::{DatasetCollection, Loader};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -47,16 +47,23 @@ fn stages(c: &mut Criterion) {
     group.bench_function("plan_epoch", |b| {
         b.iter(|| sampler.requests(n, 0).expect("requests").count())
     });
-    let mut fetch = Fetch::new(&collection);
-    group.bench_function("fetch_8192_rows", |b| {
-        b.iter(|| fetch.read(&collection, &request).expect("fetch"))
+    let mut fetched = collection.new_batch();
+    group.bench_function("read_8192_rows", |b| {
+        b.iter(|| {
+            collection
+                .read_rows(&request.requests, &mut fetched)
+                .expect("read")
+        })
     });
-    fetch.read(&collection, &request).expect("fetch");
-    let split: Vec<usize> = request.splits[0].iter().map(|&i| fetch.order[i]).collect();
-    let mut out = fetch.x.empty_like();
+    collection
+        .read_rows(&request.requests, &mut fetched)
+        .expect("read");
+    // Rows are read in request order: a split's positions are buffer rows.
+    let split = &request.splits[0];
+    let mut out = fetched.empty_like();
     group.throughput(Throughput::Elements(split.len() as u64));
     group.bench_function("gather_4096_rows", |b| {
-        b.iter(|| out.gather(&fetch.x, &split))
+        b.iter(|| out.gather(&fetched, split))
     });
     group.throughput(Throughput::Elements(n));
     let loader = Loader::builder_for(collection.clone())

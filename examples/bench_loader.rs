@@ -131,13 +131,16 @@ fn bench(
         ceilings.push(decode_ceiling(&collection, &mut buffer)?.cells_per_second());
     }
     let (rate, first, ceiling) = (median(rates), median(firsts), median(ceilings));
+    let stats = loader.stats();
     if json {
         println!(
             "{}",
             serde_json::json!({"tool": "annbatch-rs", "batch_size": batch_size,
                 "chunk_size": chunk_size, "preload_nchunks": preload_nchunks,
                 "cells_per_s": rate, "first_batch_s": first, "ceiling_cells_per_s": ceiling,
-                "threads": rayon::current_num_threads(), "device": format!("{device:?}")})
+                "threads": rayon::current_num_threads(), "device": format!("{device:?}"),
+                "stats": {"read_s": stats.read_seconds, "assemble_s": stats.assemble_seconds,
+                    "consumer_s": stats.consumer_seconds, "starved_s": stats.starved_seconds}})
         );
     } else {
         println!(
@@ -147,6 +150,7 @@ fn bench(
             100.0 * rate / ceiling,
             first * 1e3
         );
+        println!("    loader stats over the {repeats} epochs: {stats}");
     }
     Ok(())
 }

@@ -124,6 +124,8 @@ fn main() -> Result<()> {
             cells as f64 / secs
         );
     }
+    // Where the time went: a training step slower than loading shows as waiting for the consumer.
+    println!("  loader: {}", train.stats());
     let (mut correct, mut total) = (0i64, 0i64);
     tch::no_grad(|| -> Result<()> {
         for batch in test.epoch(0)? {

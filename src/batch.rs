@@ -106,6 +106,11 @@ impl XBatch {
         }
     }
 
+    /// Whether the rows are sparse (CSR).
+    pub fn is_sparse(&self) -> bool {
+        matches!(self, Self::Csr(_))
+    }
+
     /// Removes every row, keeping the allocations.
     pub fn clear(&mut self) {
         match self {

@@ -34,9 +34,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::Error;
-use crate::loader::{Batch, Loader};
-use crate::pipeline::Batches;
-use crate::sampler::DistributedSampler;
+use crate::loader::{defaults, Batch, Batches, Loader, LoaderOptions};
 
 /// What a call did.
 #[repr(C)]
@@ -185,10 +183,7 @@ fn guard(f: impl FnOnce() -> AnnbatchStatus) -> AnnbatchStatus {
         Ok(status) => status,
         Err(payload) => fail(
             S::Panic,
-            format!(
-                "panic: {}",
-                crate::pipeline::panic_message(payload.as_ref())
-            ),
+            format!("panic: {}", crate::error::panic_message(payload.as_ref())),
         ),
     }
 }
@@ -210,9 +205,9 @@ pub extern "C" fn annbatch_version() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn annbatch_loader_options_default() -> AnnbatchLoaderOptions {
     AnnbatchLoaderOptions {
-        batch_size: crate::loader::defaults::BATCH_SIZE as u64,
-        chunk_size: crate::loader::defaults::CHUNK_SIZE,
-        preload_nchunks: crate::loader::defaults::PRELOAD_NCHUNKS as u64,
+        batch_size: defaults::BATCH_SIZE as u64,
+        chunk_size: defaults::CHUNK_SIZE,
+        preload_nchunks: defaults::PRELOAD_NCHUNKS as u64,
         shuffle: false,
         drop_last: false,
         return_index: false,
@@ -244,10 +239,6 @@ unsafe fn text<'a>(s: *const c_char, what: &str) -> Result<&'a str, AnnbatchStat
     unsafe { CStr::from_ptr(s) }
         .to_str()
         .map_err(|_| fail(S::InvalidArgument, format!("{what} is not UTF-8")))
-}
-
-fn usize_of(v: u64, name: &str) -> Result<usize, AnnbatchStatus> {
-    usize::try_from(v).map_err(|_| fail(S::InvalidArgument, format!("{name} too large")))
 }
 
 /// Opens the collection (or AnnData store) at `path` and configures a loader; `options` may be
@@ -292,13 +283,6 @@ pub unsafe extern "C" fn annbatch_loader_open(
                 }
             }
         }
-        let (batch_size, preload) = match (
-            usize_of(o.batch_size, "batch_size"),
-            usize_of(o.preload_nchunks, "preload_nchunks"),
-        ) {
-            (Ok(b), Ok(p)) => (b, p),
-            (Err(s), _) | (_, Err(s)) => return s,
-        };
         let device = match o.device {
             -1 => tch::Device::Cpu,
             n if n >= 0 => tch::Device::Cuda(n as usize),
@@ -309,42 +293,27 @@ pub unsafe extern "C" fn annbatch_loader_open(
                 )
             }
         };
-        let mut builder = Loader::builder(path)
-            .batch_size(batch_size)
-            .chunk_size(o.chunk_size)
-            .preload_nchunks(preload)
-            .shuffle(o.shuffle)
-            .drop_last(o.drop_last)
-            .return_index(o.return_index)
-            .seed(o.seed)
-            .obs_keys(keys)
-            .device(device);
-        if o.num_threads > 0 {
-            match usize_of(o.num_threads, "num_threads") {
-                Ok(n) => builder = builder.num_threads(n),
-                Err(s) => return s,
-            }
-        }
-        if o.prefetch > 0 {
-            match usize_of(o.prefetch, "prefetch") {
-                Ok(n) => builder = builder.prefetch(n),
-                Err(s) => return s,
-            }
-        }
-        if o.world_size > 1 {
-            if o.rank >= o.world_size {
-                return fail(
-                    S::InvalidArgument,
-                    format!("rank {} is not below world_size {}", o.rank, o.world_size),
-                );
-            }
-            let sampler =
-                DistributedSampler::new(batch_size, o.chunk_size, preload, o.rank, o.world_size)
-                    .shuffle(o.shuffle)
-                    .drop_last(o.drop_last)
-                    .seed(o.seed);
-            builder = builder.batch_sampler(sampler);
-        }
+        // Every check of these values happens in `LoaderOptions` (one wording for every front
+        // end); here they are only carried over (sizes past usize saturate, and are refused).
+        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let options = LoaderOptions {
+            batch_size: size(o.batch_size),
+            chunk_size: o.chunk_size,
+            preload_nchunks: size(o.preload_nchunks),
+            shuffle: o.shuffle,
+            drop_last: o.drop_last,
+            return_index: o.return_index,
+            seed: o.seed,
+            obs_keys: keys,
+            device,
+            num_threads: (o.num_threads > 0).then(|| size(o.num_threads)),
+            prefetch: (o.prefetch > 0).then(|| size(o.prefetch)),
+            // C's world_size 0 means "not distributed", as 1 does.
+            rank: o.rank,
+            world_size: o.world_size.max(1),
+            ..LoaderOptions::default()
+        };
+        let builder = Loader::builder(path).options(options);
         match builder.build() {
             Ok(loader) => {
                 // SAFETY: checked non-NULL above.

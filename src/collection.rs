@@ -40,8 +40,15 @@ pub struct DatasetCollection {
 
 impl DatasetCollection {
     /// Opens a collection (or a single AnnData store as a one-dataset collection).
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Zarr`] when the store cannot be read,
+    /// [`Error::MissingElement`] without zarr group metadata, [`Error::EmptyCollection`] for a
+    /// collection without datasets, and the errors of opening each dataset's `X`, `obs` and
+    /// `var` ([`Error::VarMismatch`] when they do not share `var`).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        let _open = tracing::debug_span!("open", path = %path.display()).entered();
         let label = path.display().to_string();
         let store = ZarrStore::open(path)?;
         let attrs = store.attributes("").map_err(|e| match e {
@@ -82,11 +89,21 @@ impl DatasetCollection {
         let mut this = Self::from_datasets(label, names.into_iter().zip(datasets).collect())?;
         this.path = path.to_path_buf();
         this.preshuffled = preshuffled;
+        tracing::debug!(
+            n_obs = this.n_obs(),
+            n_var = this.n_var(),
+            datasets = this.datasets.len(),
+            "opened"
+        );
         Ok(this)
     }
 
     /// Opens several collections or AnnData stores and reads them as one, in order (annbatch's
     /// `Loader.add_adatas`). Every dataset must share `var` and the kind of `X`.
+    ///
+    /// # Errors
+    /// As [`Self::open`] for each path; [`Error::VarMismatch`] / [`Error::ShapeMismatch`] when the
+    /// datasets do not share `var` or the kind of `X`.
     pub fn open_many<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Self> {
         let mut datasets = Vec::new();
         let mut labels = Vec::new();
@@ -117,6 +134,10 @@ impl DatasetCollection {
 
     /// Reads `datasets` (named for errors) as one collection labelled `label`; they must share
     /// `var` (unnamed in-memory `var`s are matched by count) and the kind of `X`.
+    ///
+    /// # Errors
+    /// [`Error::EmptyCollection`] without datasets; [`Error::VarMismatch`] /
+    /// [`Error::ShapeMismatch`] when they do not share `var` or the kind of `X`.
     pub fn from_datasets(
         label: impl Into<String>,
         datasets: Vec<(String, AnnDataStore)>,
@@ -211,6 +232,9 @@ impl DatasetCollection {
     }
 
     /// Splits a global row range into `(dataset, local range)` pieces, in order.
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`.
     pub fn split(&self, range: Range<u64>) -> Result<Vec<(usize, Range<u64>)>> {
         if range.start > range.end || range.end > self.n_obs() {
             return Err(Error::RowsOutOfRange {
@@ -242,6 +266,11 @@ impl DatasetCollection {
     }
 
     /// Replaces the contents of `out` with the global rows of `ranges`, in order.
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
+    /// [`Error::Zarr`] when a chunk cannot be read, [`Error::IndexOutOfBounds`] for a stored column
+    /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices.
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
         out.clear();
         self.append_rows(ranges, out)
@@ -249,6 +278,12 @@ impl DatasetCollection {
 
     /// Appends the global rows of `ranges`, in order, to `out`. Consecutive pieces in the same
     /// dataset are read in one request (each of its chunks decoded once).
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
+    /// [`Error::Zarr`] when a chunk cannot be read, [`Error::IndexOutOfBounds`] for a stored column
+    /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices;
+    /// [`Error::ShapeMismatch`] for an `out` of the other kind.
     pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
         let mut run: Vec<Range<u64>> = Vec::new();
         let mut run_dataset = None;
@@ -272,6 +307,11 @@ impl DatasetCollection {
 
     /// The `obs` column `name` over the whole collection. Categorical columns get the union of
     /// the datasets' categories (in order of first appearance) and codes remapped to it.
+    ///
+    /// # Errors
+    /// [`Error::MissingElement`] for a column that does not exist, [`Error::UnknownEncoding`] /
+    /// [`Error::UnsupportedDtype`] for one this crate cannot read; [`Error::ShapeMismatch`] when a
+    /// dataset's column has another length.
     pub fn obs_column(&self, name: &str) -> Result<Column> {
         let mut columns = Vec::with_capacity(self.datasets.len());
         for d in &self.datasets {
@@ -281,6 +321,9 @@ impl DatasetCollection {
     }
 
     /// The `obs` index over the whole collection.
+    ///
+    /// # Errors
+    /// [`Error::MissingElement`] / [`Error::Zarr`] when a dataset's obs index cannot be read.
     pub fn obs_names(&self) -> Result<Vec<String>> {
         let mut names = Vec::with_capacity(self.n_obs() as usize);
         for d in &self.datasets {

@@ -57,7 +57,7 @@ use source::Source;
 
 use crate::error::{Error, Result};
 use crate::store::write::{attrs, Writer};
-use crate::{Column, Dtype};
+use crate::store::{Column, Dtype};
 
 /// annbatch's `add_adatas` parameters, with its defaults.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ pub struct ConvertReport {
 /// What the output path holds.
 enum Output {
     New,
-    Collection(crate::DatasetCollection),
+    Collection(crate::collection::DatasetCollection),
 }
 
 fn inspect_output(path: &Path) -> Result<Output> {
@@ -143,7 +143,7 @@ fn inspect_output(path: &Path) -> Result<Output> {
     if std::fs::read_dir(path).map_err(io)?.next().is_none() {
         return Ok(Output::New);
     }
-    match crate::DatasetCollection::open(path) {
+    match crate::collection::DatasetCollection::open(path) {
         Ok(c) if c.is_preshuffled() => Ok(Output::Collection(c)),
         Ok(_) => Err(Error::OutputExists {
             path: path.to_path_buf(),
@@ -158,6 +158,11 @@ fn inspect_output(path: &Path) -> Result<Output> {
 
 /// Converts `inputs` (`.h5ad` files or zarr AnnData stores) into the collection at `output`,
 /// or appends them to the collection already there. See the [module docs](self).
+///
+/// # Errors
+/// [`Error::Input`] naming the input that cannot be read, [`Error::OutputExists`] for an output
+/// that is not a collection, [`Error::InvalidParameter`] for bad options, [`Error::Io`] when
+/// writing fails (the output is then left as it was).
 pub fn add_adatas<P: AsRef<Path>>(
     output: impl AsRef<Path>,
     inputs: &[P],
@@ -444,7 +449,7 @@ fn check_groupby(obs: &ObsTable, groupby: &[String]) -> Result<()> {
 
 fn append(
     output: &Path,
-    collection: crate::DatasetCollection,
+    collection: crate::collection::DatasetCollection,
     new_sources: Vec<Source>,
     options: &ConvertOptions,
     seed: u64,
@@ -454,7 +459,7 @@ fn append(
     let var_names = collection.var_names().to_vec();
     let sparse = matches!(
         collection.datasets().first().map(|d| d.x()),
-        Some(crate::XElement::Csr(_))
+        Some(crate::store::XElement::Csr(_))
     );
     drop(collection);
     // Existing datasets first, then the new inputs.
@@ -462,7 +467,7 @@ fn append(
         .iter()
         .map(|n| {
             let p = output.join(n);
-            crate::AnnDataStore::open(&p).map(|a| Source::Zarr(a, p))
+            crate::store::AnnDataStore::open(&p).map(|a| Source::Zarr(a, p))
         })
         .collect::<Result<_>>()?;
     let n_existing = sources.len();

@@ -181,6 +181,9 @@ pub fn is_current(path: &Path, spec: &SyntheticSpec) -> bool {
 /// Writes the demo dataset as an annbatch collection at `path` (replacing what is there).
 ///
 /// The root group's metadata is written last, so an interrupted run never looks complete.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] for a bad spec, [`Error::Io`] / [`Error::Zarr`] when writing fails.
 pub fn write_collection(path: &Path, spec: &SyntheticSpec) -> Result<()> {
     spec.validate()?;
     if path.exists() {

@@ -222,6 +222,20 @@ pub enum Error {
         message: String,
     },
 
+    /// A background thread could not be started (the system is out of threads or memory).
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        /// The thread's name.
+        name: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An invariant of this library does not hold: a bug, not a problem with the input.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
+
     /// A libtorch call failed.
     #[cfg(feature = "tch")]
     #[error("torch: {0}")]
@@ -258,15 +272,61 @@ impl Error {
 }
 
 impl Error {
-    /// This error as one about the input `path` (unless it already names an input).
+    /// This error as one about the input `path`, unless it already names a file: an
+    /// [`Error::Input`], an [`Error::Io`] (which carries its file), or an error whose element
+    /// path lies inside `path`.
     pub fn in_input(self, path: &std::path::Path) -> Self {
+        let inside = self
+            .element_path()
+            .is_some_and(|p| std::path::Path::new(p).starts_with(path));
         match self {
             e @ (Self::Input { .. } | Self::Io { .. }) => e,
-            e if e.to_string().starts_with(&path.display().to_string()) => e,
+            e if inside => e,
             e => Self::Input {
                 path: path.to_path_buf(),
                 source: Box::new(e),
             },
         }
+    }
+
+    /// The element (or store) path the error carries, if any.
+    fn element_path(&self) -> Option<&str> {
+        match self {
+            Self::Zarr { path, .. }
+            | Self::CorruptChunk { path, .. }
+            | Self::MissingElement { path, .. }
+            | Self::UnknownEncoding { path, .. }
+            | Self::UnsupportedDtype { path, .. }
+            | Self::ShapeMismatch { path, .. }
+            | Self::InvalidIndptr { path, .. }
+            | Self::IndexOutOfBounds { path, .. }
+            | Self::RowsOutOfRange { path, .. }
+            | Self::VarMismatch { path, .. }
+            | Self::EmptyCollection { path } => Some(path),
+            #[cfg(feature = "hdf5")]
+            Self::Hdf5 { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into [`Error::WorkerPanic`] with the panic's message.
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => Err(Error::WorkerPanic {
+            message: panic_message(payload.as_ref()),
+        }),
+    }
+}
+
+/// The message of a panic payload (a `&str` or `String`; other payloads are named so).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
     }
 }

@@ -6,11 +6,15 @@
 //!
 //! The data path, in five lines:
 //! 1. A [`DatasetCollection`] opens a zarr group of `dataset_0..N` AnnData groups (or one
-//!    AnnData store) as one virtual concatenation of rows.
-//! 2. A request is a list of row ranges (random contiguous chunks, when training).
-//! 3. Each (inner) zarr chunk the request touches is decoded once, in parallel (rayon, zarrs).
-//! 4. Rows are copied straight into a reusable host batch ([`CsrBatch`] / [`DenseBatch`]).
-//! 5. [`tensor`] turns a batch into a `tch::Tensor`, sparse CSR or dense.
+//!    AnnData store) as one virtual concatenation of rows ([`store`] reads each of them).
+//! 2. A [`Sampler`] turns an epoch into load requests: row ranges (random contiguous chunks, when
+//!    training) and how the fetched rows are cut into batches.
+//! 3. Each request's batches are sized up front and every (inner) zarr chunk it touches is
+//!    decoded once, in parallel (rayon, zarrs), straight into its rows' places in the batches.
+//! 4. One background thread per epoch does this request after request, ahead of the consumer,
+//!    through a bounded channel.
+//! 5. The [`Loader`] yields the batches as `tch::Tensor`s (sparse CSR or dense, on the CPU or a
+//!    GPU) or as host buffers ([`HostBatch`]).
 //!
 //! ```no_run
 //! # fn main() -> annbatch::Result<()> {
@@ -26,11 +30,35 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Layout
+//! The modules follow the data path; each imports only modules below it.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`store`] | AnnData elements in zarr (and `.h5ad`, [`store::h5ad`]): `X` read by rows, obs/var columns, the zarr writer |
+//! | [`collection`] | many datasets as one row space |
+//! | [`convert`] | `.h5ad` / zarr inputs → a shuffled, sharded collection (annbatch's `add_adatas`) |
+//! | [`sampler`] | an epoch as load requests; one sampler per file |
+//! | `assemble` | a request's batches: rows scattered from decoded chunks into batch memory, obs columns and row ids cut per batch |
+//! | `pipeline` | the epoch's producer thread, the bounded channel, cancellation |
+//! | [`loader`] | the face: options, builder, epochs, resume |
+//! | [`tensor`] / `cuda` | batch arrays placed as tensors (pooled memory; pinned and uploaded on a copy stream for CUDA) |
+//! | `python` / [`capi`] | the front ends: pyo3 module, C ABI — both fill in a [`LoaderOptions`] |
+//! | `src/bin` | the `annbatch` command-line tool |
+//!
+//! Tooling for benchmarks and demos: [`demo`] (a synthetic collection) and [`throughput`]
+//! (cells/s of a loader and of the decode-only ceiling).
+//!
 //! ## Features
-//! - `tch` (default): `tch::Tensor` conversion, against libtorch 2.11 from the PyPI torch wheel.
+//! - `tch` (default): `tch::Tensor` batches, against libtorch 2.11 from the PyPI torch wheel.
 //! - `hdf5`: reading `.h5ad` files (needs the system HDF5 library).
-//! - `capi`: the C ABI for libtorch C++ programs ([`capi`], `include/annbatch.h`).
+//! - `cuda`: batches copied to a GPU by the prefetch thread (cudarc; libcuda loaded at run
+//!   time, so it builds and runs without a GPU). Implies `tch`.
+//! - `capi`: the C ABI for libtorch C++ programs ([`capi`], `include/annbatch.h`). Implies
+//!   `cuda`.
+//! - `python`: the pyo3 module `annbatch_rs._native` (built by maturin). Implies `cuda`, `hdf5`.
 
+mod assemble;
 pub mod batch;
 #[cfg(feature = "capi")]
 pub mod capi;
@@ -39,14 +67,9 @@ pub mod convert;
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod demo;
-#[cfg(feature = "tch")]
-mod direct;
 pub mod error;
-pub mod fetch;
-#[cfg(feature = "hdf5")]
-pub mod h5ad;
 pub mod loader;
-pub mod pipeline;
+mod pipeline;
 #[cfg(feature = "python")]
 mod python;
 pub mod sampler;
@@ -59,9 +82,13 @@ pub use batch::{CsrBatch, DenseBatch, XBatch};
 pub use collection::DatasetCollection;
 pub use error::{Error, Result};
 #[cfg(feature = "tch")]
-pub use loader::Batch;
-pub use loader::{HostBatch, Loader, LoaderBuilder, LoaderState};
+pub use loader::{Batch, ObsTensor};
+pub use loader::{
+    Batches, HostBatch, HostObs, Loader, LoaderBuilder, LoaderOptions, LoaderState, ObsSource,
+};
 pub use sampler::{LoadRequest, Sampler};
+#[cfg(feature = "hdf5")]
+pub use store::h5ad;
 pub use store::{
     write, AnnDataStore, Column, CsrElement, DenseElement, Dtype, InMemoryX, XElement,
 };

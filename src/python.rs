@@ -13,9 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::{add_adatas, ConvertOptions, Size};
-use crate::loader::{defaults, Batch, Loader};
-use crate::pipeline::{Batches, LoaderState};
-use crate::sampler::{ClassSampler, ClassWeights, DistributedSampler};
+use crate::loader::{defaults, Batch, Batches, ClassSampling, Loader, LoaderOptions, LoaderState};
+use crate::sampler::ClassWeights;
 
 mod errors;
 mod sources;
@@ -56,7 +55,7 @@ fn device_of(name: &str) -> PyResult<tch::Device> {
 /// [`sources`]), opened once and shared by the loaders of every shard.
 #[pyclass(name = "Collection", module = "annbatch_rs._native", frozen)]
 struct PyCollection {
-    inner: Arc<crate::DatasetCollection>,
+    inner: Arc<crate::collection::DatasetCollection>,
 }
 
 #[pymethods]
@@ -145,59 +144,32 @@ impl PyLoader {
         class_weights: Option<Vec<f64>>,
         num_samples: Option<u64>,
     ) -> PyResult<Self> {
-        let device = device_of(device)?;
-        let mut builder = Loader::builder_for(collection.inner.clone())
-            .batch_size(batch_size)
-            .chunk_size(chunk_size)
-            .preload_nchunks(preload_nchunks)
-            .shuffle(shuffle)
-            .drop_last(drop_last)
-            .return_index(return_index)
-            .seed(seed)
-            .obs_keys(obs_keys.unwrap_or_default())
-            .device(device);
-        if let Some(n) = num_threads {
-            builder = builder.num_threads(n);
-        }
-        if let Some(n) = prefetch {
-            builder = builder.prefetch(n);
-        }
-        if let Some(codes) = class_codes {
-            let weights = match class_weights {
-                Some(w) => ClassWeights::Weights(w),
-                None => ClassWeights::Balanced,
-            };
-            let mut sampler = ClassSampler::new(
-                &codes,
+        let options = LoaderOptions {
+            batch_size,
+            chunk_size,
+            preload_nchunks,
+            shuffle,
+            drop_last,
+            return_index,
+            seed,
+            obs_keys: obs_keys.unwrap_or_default(),
+            device: device_of(device)?,
+            num_threads,
+            prefetch,
+            rank,
+            world_size,
+            equal_batches,
+            class_sampling: class_codes.map(|codes| ClassSampling {
+                codes,
                 n_categories,
-                weights,
-                batch_size,
-                chunk_size,
-                preload_nchunks,
-            )
-            .map_err(to_py)?
-            .drop_last(drop_last)
-            .seed(seed)
-            .shard(rank, world_size)
-            .map_err(to_py)?;
-            if let Some(n) = num_samples {
-                sampler = sampler.num_samples(n);
-            }
-            builder = builder.batch_sampler(sampler);
-        } else if world_size > 1 {
-            if rank >= world_size {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "rank {rank} is not below world_size {world_size}"
-                )));
-            }
-            builder = builder.batch_sampler(
-                DistributedSampler::new(batch_size, chunk_size, preload_nchunks, rank, world_size)
-                    .shuffle(shuffle)
-                    .drop_last(drop_last)
-                    .seed(seed)
-                    .enforce_equal_batches(equal_batches),
-            );
-        }
+                weights: match class_weights {
+                    Some(w) => ClassWeights::Weights(w),
+                    None => ClassWeights::Balanced,
+                },
+                num_samples,
+            }),
+        };
+        let builder = Loader::builder_for(collection.inner.clone()).options(options);
         let loader = py.detach(|| builder.build()).map_err(to_py)?;
         Ok(Self {
             inner: Arc::new(loader),
@@ -207,6 +179,22 @@ impl PyLoader {
     /// Batches per epoch.
     fn __len__(&self) -> usize {
         self.inner.len() as usize
+    }
+
+    /// Where the time went over every epoch so far: cells, batches, seconds, cells/s, and the
+    /// producer's read/decode, assembly and consumer-wait seconds, the consumer's wait.
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
+        let s = self.inner.stats();
+        let out = PyDict::new(py);
+        out.set_item("batches", s.batches)?;
+        out.set_item("cells", s.cells)?;
+        out.set_item("seconds", s.seconds)?;
+        out.set_item("cells_per_second", s.cells_per_second())?;
+        out.set_item("read_seconds", s.read_seconds)?;
+        out.set_item("assemble_seconds", s.assemble_seconds)?;
+        out.set_item("consumer_seconds", s.consumer_seconds)?;
+        out.set_item("starved_seconds", s.starved_seconds)?;
+        Ok(out.unbind())
     }
 
     /// The batches of `epoch`, from batch `skip` on (a resumed epoch).
@@ -302,19 +290,19 @@ fn size_of(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Size> {
 /// annbatch's `DatasetCollection.add_adatas`: converts (or appends) `adata_paths` into the
 /// collection at `output`. Returns a summary dict.
 #[pyfunction]
-#[pyo3(signature = (output, adata_paths, *, n_obs_per_chunk=64, shard_size=None,
-    dataset_size=None, shuffle_chunk_size=1000, shuffle=true, seed=None, var_subset=None,
+#[pyo3(signature = (output, adata_paths, *, n_obs_per_chunk=None, shard_size=None,
+    dataset_size=None, shuffle_chunk_size=None, shuffle=None, seed=None, var_subset=None,
     groupby=None, quiet=true))]
 #[allow(clippy::too_many_arguments)]
 fn convert(
     py: Python<'_>,
     output: std::path::PathBuf,
     adata_paths: Vec<std::path::PathBuf>,
-    n_obs_per_chunk: u64,
+    n_obs_per_chunk: Option<u64>,
     shard_size: Option<Bound<'_, PyAny>>,
     dataset_size: Option<Bound<'_, PyAny>>,
-    shuffle_chunk_size: u64,
-    shuffle: bool,
+    shuffle_chunk_size: Option<u64>,
+    shuffle: Option<bool>,
     seed: Option<u64>,
     var_subset: Option<Vec<String>>,
     groupby: Option<Vec<String>>,
@@ -322,7 +310,7 @@ fn convert(
 ) -> PyResult<Py<PyDict>> {
     let defaults = ConvertOptions::default();
     let options = ConvertOptions {
-        n_obs_per_chunk,
+        n_obs_per_chunk: n_obs_per_chunk.unwrap_or(defaults.n_obs_per_chunk),
         shard_size: match shard_size {
             Some(v) => size_of(&v, "shard_size")?,
             None => defaults.shard_size,
@@ -331,8 +319,8 @@ fn convert(
             Some(v) => size_of(&v, "dataset_size")?,
             None => defaults.dataset_size,
         },
-        shuffle_chunk_size,
-        shuffle,
+        shuffle_chunk_size: shuffle_chunk_size.unwrap_or(defaults.shuffle_chunk_size),
+        shuffle: shuffle.unwrap_or(defaults.shuffle),
         seed,
         var_subset,
         groupby: groupby.unwrap_or_default(),
@@ -361,10 +349,12 @@ fn obs_column(
     name: String,
 ) -> PyResult<(Py<PyAny>, Option<Vec<String>>)> {
     let column = py
-        .detach(|| crate::DatasetCollection::open(&path).and_then(|c| c.obs_column(&name)))
+        .detach(|| {
+            crate::collection::DatasetCollection::open(&path).and_then(|c| c.obs_column(&name))
+        })
         .map_err(to_py)?;
     match column {
-        crate::Column::Categorical {
+        crate::store::Column::Categorical {
             codes, categories, ..
         } => Ok((
             codes.into_pyobject(py)?.into_any().unbind(),
@@ -404,6 +394,8 @@ fn unpack(t: &Bound<'_, PyAny>) -> PyResult<tch::Tensor> {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Our `tracing` events reach Python's `logging` (logger "annbatch"), through `log`.
+    let _ = pyo3_log::try_init();
     m.add("TORCH_VERSION", TORCH_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let default = PyDict::new(m.py());
@@ -411,6 +403,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     default.set_item("chunk_size", defaults::CHUNK_SIZE)?;
     default.set_item("preload_nchunks", defaults::PRELOAD_NCHUNKS)?;
     m.add("DEFAULTS", default)?;
+    let convert_defaults = PyDict::new(m.py());
+    let c = ConvertOptions::default();
+    convert_defaults.set_item("n_obs_per_chunk", c.n_obs_per_chunk)?;
+    convert_defaults.set_item("shard_size", c.shard_size.to_string())?;
+    convert_defaults.set_item("dataset_size", c.dataset_size.to_string())?;
+    convert_defaults.set_item("shuffle_chunk_size", c.shuffle_chunk_size)?;
+    convert_defaults.set_item("shuffle", c.shuffle)?;
+    m.add("CONVERT_DEFAULTS", convert_defaults)?;
     m.add("AnnbatchError", m.py().get_type::<AnnbatchError>())?;
     m.add_class::<PyCollection>()?;
     m.add_class::<PyLoader>()?;

@@ -18,7 +18,7 @@ macro_rules! delegate_to_plan {
             fn batch_size(&self) -> usize {
                 self.0.batch_size
             }
-            fn validate(&self, n_obs: u64) -> $crate::Result<()> {
+            fn validate(&self, n_obs: u64) -> $crate::error::Result<()> {
                 self.0.validate(n_obs)
             }
             fn n_batches(&self, n_obs: u64) -> u64 {
@@ -31,7 +31,7 @@ macro_rules! delegate_to_plan {
                 &self,
                 n_obs: u64,
                 epoch: u64,
-            ) -> $crate::Result<$crate::sampler::Requests<'_>> {
+            ) -> $crate::error::Result<$crate::sampler::Requests<'_>> {
                 self.0.requests(n_obs, epoch)
             }
         }
@@ -73,6 +73,9 @@ impl LoadRequest {
     }
 
     /// Checks that every split index points at a fetched row.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for a range past `n_obs` or a split index past the fetched rows.
     pub fn validate(&self, n_obs: u64) -> Result<()> {
         if let Some(r) = self
             .requests
@@ -108,6 +111,9 @@ pub trait Sampler: Send + Sync {
     fn batch_size(&self) -> usize;
 
     /// Checks the configuration against the data size; called before each epoch.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the setting that does not fit the data.
     fn validate(&self, n_obs: u64) -> Result<()>;
 
     /// Number of batches an epoch yields.
@@ -120,6 +126,9 @@ pub trait Sampler: Send + Sync {
 
     /// The load requests of epoch `epoch`, in order. Must be a pure function of the sampler's
     /// configuration, `n_obs` and `epoch`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when the sampler cannot cover `n_obs` rows.
     fn requests(&self, n_obs: u64, epoch: u64) -> Result<Requests<'_>>;
 }
 
@@ -139,6 +148,21 @@ fn positive(name: &'static str, v: u64) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Checks a shard: `world_size > 0` and `rank < world_size` (the one wording of this rule).
+pub(crate) fn check_shard(rank: u64, world_size: u64) -> Result<()> {
+    if world_size == 0 {
+        return Err(Error::parameter("world_size", 0, "must be positive"));
+    }
+    if rank >= world_size {
+        return Err(Error::parameter(
+            "rank",
+            rank,
+            format!("must be below world_size {world_size}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Batches in one fetch of `preload_nchunks` chunks of `chunk_size` rows.

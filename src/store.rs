@@ -1,4 +1,5 @@
-//! Reading AnnData from zarr stores (format 2 and 3, sharded or not) with `zarrs`.
+//! Reading AnnData from zarr stores (format 2 and 3, sharded or not) with `zarrs`, and from
+//! `.h5ad` files ([`h5ad`], feature `hdf5`); writing zarr arrays ([`mod@write`]).
 //!
 //! [`AnnDataStore`] opens one AnnData group; its `X` is a [`XElement`] (CSR or dense) that reads
 //! arbitrary sets of row ranges into reusable buffers, decoding each (inner) chunk at most once per
@@ -10,8 +11,12 @@ pub(crate) mod csr;
 pub(crate) mod dataframe;
 mod dense;
 mod dtype;
+#[cfg(feature = "hdf5")]
+pub mod h5ad;
 mod memory;
 mod node;
+mod places;
+mod source;
 pub mod write;
 
 pub use anndata::{AnnDataStore, XElement};
@@ -22,5 +27,4 @@ pub use dtype::Dtype;
 pub use memory::InMemoryX;
 pub(crate) use node::encoding as encoding_of;
 pub(crate) use node::ZarrStore;
-#[cfg(feature = "hdf5")]
-pub(crate) use node::{missing, NodeKind};
+pub use places::{CsrPlace, RowPlaces};

@@ -1,13 +1,49 @@
-//! Host batches as `tch::Tensor`s: sparse CSR (`int32` row pointers and column indices,
-//! `float32` values) or dense `float32`, on the requested device.
+//! Batches as `tch::Tensor`s: sparse CSR (`int32` row pointers and column indices, `float32`
+//! values) or dense `float32`, placed on the requested device.
+//!
+//! The loader assembles each batch's arrays in pooled torch memory (`tensor/pool.rs`, reused
+//! once the consumer dropped every tensor of a batch); `Placement::batch` moves them to the
+//! device (one upload per batch on CUDA) and makes the [`Batch`].
+
+use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
 mod pool;
 pub(crate) use pool::StoragePool;
 
+use crate::assemble::{BatchParts, Extras, ObsPart, XParts};
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// A batch of `tch::Tensor`s: what `Loader::epoch` yields.
+#[derive(Debug)]
+pub struct Batch {
+    /// `[rows, n_var]`: sparse CSR (int32 indices, float32 values) or dense float32.
+    pub x: Tensor,
+    /// Requested obs columns, in `obs_keys` order.
+    pub obs: Vec<ObsTensor>,
+    /// Global row ids (int64), when `return_index`.
+    pub index: Option<Tensor>,
+}
+
+/// One obs column of a [`Batch`].
+#[derive(Debug)]
+pub struct ObsTensor {
+    /// The column's name.
+    pub name: String,
+    /// int64 category codes, or float32 values.
+    pub values: Tensor,
+    /// Category names (for categorical columns).
+    pub categories: Option<Arc<Vec<String>>>,
+}
+
+impl Batch {
+    /// The obs column `name`, if it was requested.
+    pub fn obs(&self, name: &str) -> Option<&ObsTensor> {
+        self.obs.iter().find(|o| o.name == name)
+    }
+}
 
 /// A sparse CSR tensor of shape `[n_rows, n_var]` holding a copy of `batch`, on `device`.
 ///
@@ -19,6 +55,9 @@ use crate::error::Result;
 /// assert_eq!(x.f_to_dense(None, false)?.f_sum(tch::Kind::Float)?.f_double_value(&[])?, 6.0);
 /// # Ok(()) }
 /// ```
+///
+/// # Errors
+/// [`Error::Torch`] when libtorch refuses the parts or the copy to `device` fails.
 pub fn csr_to_tensor(batch: &CsrBatch, device: Device) -> Result<Tensor> {
     let crow = Tensor::f_from_slice(&batch.indptr)?;
     let col = Tensor::f_from_slice(&batch.indices)?;
@@ -39,6 +78,9 @@ pub fn csr_to_tensor(batch: &CsrBatch, device: Device) -> Result<Tensor> {
 }
 
 /// A dense `float32` tensor of shape `[n_rows, row_width]` holding a copy of `batch`.
+///
+/// # Errors
+/// [`Error::Torch`] when libtorch fails to allocate or copy.
 pub fn dense_to_tensor(batch: &DenseBatch, device: Device) -> Result<Tensor> {
     let x = Tensor::f_from_slice(&batch.data)?
         .f_view([batch.n_rows() as i64, batch.row_width as i64])?;
@@ -50,6 +92,9 @@ pub fn dense_to_tensor(batch: &DenseBatch, device: Device) -> Result<Tensor> {
 }
 
 /// [`csr_to_tensor`] or [`dense_to_tensor`], as the batch is.
+///
+/// # Errors
+/// As [`csr_to_tensor`] / [`dense_to_tensor`].
 pub fn to_tensor(batch: &XBatch, device: Device) -> Result<Tensor> {
     match batch {
         XBatch::Csr(b) => csr_to_tensor(b, device),
@@ -64,7 +109,7 @@ pub(crate) fn check_device(device: Device) -> Result<()> {
         Device::Cuda(n) => {
             #[cfg(feature = "cuda")]
             crate::cuda::check(n)?;
-            let unavailable = |reason: String| crate::Error::DeviceUnavailable {
+            let unavailable = |reason: String| Error::DeviceUnavailable {
                 device: format!("cuda:{n}"),
                 reason,
             };
@@ -79,268 +124,133 @@ pub(crate) fn check_device(device: Device) -> Result<()> {
             }
             Ok(())
         }
-        other => Err(crate::Error::DeviceUnavailable {
+        other => Err(Error::DeviceUnavailable {
             device: format!("{other:?}"),
             reason: "only cpu and cuda:N are supported".into(),
         }),
     }
 }
 
-/// A CPU tensor of `n` elements of `T`, from `pool` (torch memory nobody else refers to),
-/// filled in place by `fill`, which must write every element.
-pub(crate) fn filled<T: tch::kind::Element>(
-    pool: &StoragePool,
-    n: usize,
-    fill: impl FnOnce(&mut [T]),
-) -> Result<Tensor> {
-    let t = pool.take::<T>(n)?;
-    if n > 0 {
-        // SAFETY: `t` is a contiguous CPU tensor of `n` elements of `T` (non-null since n > 0)
-        // whose storage no other tensor refers to (fresh, or a pooled storage found free), and
-        // the slice does not outlive this call.
-        let slice = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, n) };
-        fill(slice);
-    }
-    Ok(t)
-}
-
-/// CPU tensors of `lens[i]` elements of `T`, from `pool`, handed to `fill` as exclusive slices
-/// (which cannot outlive it); the tensors are returned once `fill` succeeded. `fill` must
-/// write every element: the memory starts uninitialised or holds an earlier batch.
-pub(crate) fn with_uninit<T: tch::kind::Element, R>(
-    pool: &StoragePool,
-    lens: &[usize],
-    fill: impl FnOnce(Vec<&mut [T]>) -> Result<R>,
-) -> Result<(Vec<Tensor>, R)> {
-    let tensors = lens
-        .iter()
-        .map(|&n| pool.take::<T>(n))
-        .collect::<Result<Vec<_>>>()?;
-    let slices = tensors
-        .iter()
-        .zip(lens)
-        .map(|(t, &n)| {
-            if n == 0 {
-                return &mut [][..];
-            }
-            // SAFETY: each tensor is a contiguous CPU tensor of `n` elements of `T` (non-null
-            // since n > 0) whose storage no other tensor refers to (fresh, or a pooled storage
-            // found free, each handed out once); the tensors do not overlap, and the slices are
-            // moved into `fill`, whose signature keeps them from outliving this call (the
-            // tensors live longer).
-            unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, n) }
-        })
-        .collect();
-    let r = fill(slices)?;
-    Ok((tensors, r))
-}
-
-/// Moves freshly assembled CPU tensors to `device`. With the `cuda` feature, the loader's
-/// [`crate::cuda::CudaCopier`] uploads them on its copy stream and returns once they are on the
-/// device. Otherwise each goes through pinned memory with a non-blocking copy on torch's current
-/// stream (torch's caching host allocator keeps the pinned source alive until the copy ran).
-pub(crate) fn place_all(
-    tensors: Vec<Tensor>,
-    device: Device,
-    shared: &crate::loader::Shared,
-) -> Result<Vec<Tensor>> {
-    if device == Device::Cpu {
-        return Ok(tensors);
-    }
+/// Where a loader's batches go: the device, the pooled host memory they are assembled in, and
+/// (for CUDA) the uploader.
+pub(crate) struct Placement {
+    pub(crate) device: Device,
+    /// Memory of the batches' arrays, reused once the consumer dropped them.
+    pub(crate) storage: StoragePool,
+    /// The CUDA uploader, when the device is `cuda:N`.
     #[cfg(feature = "cuda")]
-    if let Some(copier) = &shared.copier {
-        let host = tensors
-            .iter()
-            .map(|t| t.f_contiguous())
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        return copier.upload(&host);
+    pub(crate) copier: Option<crate::cuda::CudaCopier>,
+}
+
+impl Placement {
+    /// A placement on `device` whose pool keeps up to `slots` storages.
+    pub(crate) fn new(device: Device, slots: usize) -> Result<Self> {
+        check_device(device)?;
+        Ok(Self {
+            device,
+            storage: match device {
+                // Page-locked, so that the copy engine reads it directly (see `crate::cuda`).
+                #[cfg(feature = "cuda")]
+                Device::Cuda(_) => StoragePool::pinned(slots, device),
+                _ => StoragePool::new(slots),
+            },
+            #[cfg(feature = "cuda")]
+            copier: match device {
+                Device::Cuda(n) => Some(crate::cuda::CudaCopier::new(n)?),
+                _ => None,
+            },
+        })
     }
-    #[cfg(not(feature = "cuda"))]
-    let _ = shared;
-    tensors
-        .into_iter()
-        .map(|t| {
-            let kind = t.kind();
-            Ok(t.f_pin_memory(device)?
-                .f_to_device_(device, kind, true, false)?)
-        })
-        .collect()
-}
 
-/// A batch's `X` as CPU arrays, before placement.
-pub(crate) enum HostX {
-    /// Sparse CSR parts and the `[rows, n_var]` shape.
-    Csr {
-        crow: Tensor,
-        col: Tensor,
-        values: Tensor,
-        size: [i64; 2],
-    },
-    /// A dense `[rows, width]` tensor.
-    Dense(Tensor),
-}
-
-/// The batch on `device`, from its CPU arrays: all of them placed together (one upload, one
-/// wait, on CUDA), then the sparse CSR tensor is built on the device.
-pub(crate) fn finish(
-    x: HostX,
-    obs: Vec<crate::loader::ObsTensor>,
-    index: Option<Tensor>,
-    device: Device,
-    shared: &crate::loader::Shared,
-) -> Result<crate::loader::Batch> {
-    use crate::loader::{Batch, ObsTensor};
-    let (mut arrays, size) = match x {
-        HostX::Csr {
-            crow,
-            col,
-            values,
-            size,
-        } => (vec![crow, col, values], Some(size)),
-        HostX::Dense(t) => (vec![t], None),
-    };
-    let mut labels = Vec::with_capacity(obs.len());
-    for o in obs {
-        arrays.push(o.values);
-        labels.push((o.name, o.categories));
-    }
-    let has_index = index.is_some();
-    arrays.extend(index);
-    let mut placed = place_all(arrays, device, shared)?.into_iter();
-    let mut next = || {
-        placed.next().ok_or_else(|| {
-            crate::Error::Torch(tch::TchError::Kind("placed too few tensors".into()))
-        })
-    };
-    let x = match size {
-        Some(size) => Tensor::f_sparse_csr_tensor_crow_col_value_size(
-            &next()?,
-            &next()?,
-            &next()?,
-            size,
-            (Kind::Float, device),
-        )?,
-        None => next()?,
-    };
-    let obs = labels
-        .into_iter()
-        .map(|(name, categories)| {
-            Ok(ObsTensor {
-                name,
-                values: next()?,
-                categories,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let index = if has_index { Some(next()?) } else { None };
-    Ok(Batch { x, obs, index })
-}
-
-/// Builds one batch's tensors from a fetch: rows `split` (positions in request order),
-/// gathered straight into torch-allocated memory.
-pub(crate) fn assemble(
-    fetch: &crate::fetch::Fetch,
-    split: &[usize],
-    shared: &crate::loader::Shared,
-    device: Device,
-) -> Result<crate::loader::Batch> {
-    let rows: Vec<usize> = split.iter().map(|&i| fetch.order[i]).collect();
-    let b = rows.len();
-    let x = match &fetch.x {
-        XBatch::Csr(src) => {
-            let lens: Vec<usize> = rows
-                .iter()
-                .map(|&r| (src.indptr[r + 1] - src.indptr[r]) as usize)
-                .collect();
-            let nnz: usize = lens.iter().sum();
-            let crow = filled::<i32>(&shared.storage, b + 1, |out| {
-                out[0] = 0;
-                for (i, len) in lens.iter().enumerate() {
-                    // Fits: nnz <= the fetch's values, whose count fits i32.
-                    out[i + 1] = out[i] + *len as i32;
-                }
-            })?;
-            let col = filled::<i32>(&shared.storage, nnz, |out| {
-                gather_runs(&rows, &src.indptr, &src.indices, out)
-            })?;
-            let values = filled::<f32>(&shared.storage, nnz, |out| {
-                gather_runs(&rows, &src.indptr, &src.data, out)
-            })?;
-            HostX::Csr {
-                crow,
-                col,
-                values,
-                size: [b as i64, src.n_var as i64],
-            }
-        }
-        XBatch::Dense(src) => {
-            let w = src.row_width;
-            let t = filled::<f32>(&shared.storage, b * w, |out| {
-                for (i, &r) in rows.iter().enumerate() {
-                    out[i * w..(i + 1) * w].copy_from_slice(&src.data[r * w..(r + 1) * w]);
-                }
-            })?;
-            HostX::Dense(t.f_view([b as i64, w as i64])?)
-        }
-    };
-    let (obs, index) = extras(&fetch.rows, split, shared)?;
-    finish(x, obs, index, device, shared)
-}
-
-/// The obs tensors and the index tensor of a batch, on the CPU: rows `split` of a fetch whose
-/// global row ids, in request order, are `rows`.
-pub(crate) fn extras(
-    rows: &[u64],
-    split: &[usize],
-    shared: &crate::loader::Shared,
-) -> Result<(Vec<crate::loader::ObsTensor>, Option<Tensor>)> {
-    use crate::loader::{ObsSource, ObsTensor};
-    let b = split.len();
-    let mut obs = Vec::with_capacity(shared.obs.len());
-    for (name, source) in shared.obs.iter() {
-        let (values, categories) = match source {
-            ObsSource::Categorical { codes, categories } => (
-                filled::<i64>(&shared.storage, b, |out| {
-                    for (o, &i) in out.iter_mut().zip(split) {
-                        *o = i64::from(codes[rows[i] as usize]);
-                    }
-                })?,
-                Some(categories.clone()),
+    /// The batch on the device, from its arrays: all of them placed together (one upload, one
+    /// wait, on CUDA), then the sparse CSR tensor is built on the device.
+    pub(crate) fn batch(&self, parts: BatchParts<StoragePool>, extras: &Extras) -> Result<Batch> {
+        let device = self.device;
+        let (mut arrays, size) = match parts.x {
+            XParts::Csr {
+                indptr,
+                indices,
+                data,
+                rows,
+                n_var,
+            } => (
+                vec![
+                    indptr.into_tensor(),
+                    indices.into_tensor(),
+                    data.into_tensor(),
+                ],
+                Some([rows as i64, n_var as i64]),
             ),
-            ObsSource::Numeric(v) => (
-                filled::<f32>(&shared.storage, b, |out| {
-                    for (o, &i) in out.iter_mut().zip(split) {
-                        *o = v[rows[i] as usize];
-                    }
-                })?,
+            XParts::Dense { data, rows, width } => (
+                vec![data.into_tensor().f_view([rows as i64, width as i64])?],
                 None,
             ),
         };
-        obs.push(ObsTensor {
-            name: name.clone(),
-            values,
-            categories,
-        });
+        arrays.extend(parts.obs.into_iter().map(|o| match o {
+            ObsPart::Codes(a) => a.into_tensor(),
+            ObsPart::Values(a) => a.into_tensor(),
+        }));
+        let has_index = parts.index.is_some();
+        arrays.extend(parts.index.map(|a| a.into_tensor()));
+        let expected = arrays.len();
+        let placed = self.place_all(arrays)?;
+        if placed.len() != expected {
+            return Err(Error::Internal(format!(
+                "{} of {expected} batch arrays placed on {device:?}",
+                placed.len()
+            )));
+        }
+        let mut placed = placed.into_iter();
+        // Cannot run dry: the count was checked above.
+        let mut next = || placed.next().unwrap_or_else(Tensor::new);
+        let x = match size {
+            Some(size) => Tensor::f_sparse_csr_tensor_crow_col_value_size(
+                &next(),
+                &next(),
+                &next(),
+                size,
+                (Kind::Float, device),
+            )?,
+            None => next(),
+        };
+        let obs = extras
+            .obs
+            .iter()
+            .map(|(name, source)| ObsTensor {
+                name: name.clone(),
+                values: next(),
+                categories: source.categories().cloned(),
+            })
+            .collect();
+        let index = has_index.then(next);
+        Ok(Batch { x, obs, index })
     }
-    let index = if shared.return_index {
-        let t = filled::<i64>(&shared.storage, b, |out| {
-            for (o, &i) in out.iter_mut().zip(split) {
-                *o = rows[i] as i64;
-            }
-        })?;
-        Some(t)
-    } else {
-        None
-    };
-    Ok((obs, index))
-}
 
-/// Copies the CSR runs of `rows` (per `indptr`) of `src` back to back into `out`.
-fn gather_runs<T: Copy>(rows: &[usize], indptr: &[i32], src: &[T], out: &mut [T]) {
-    let mut at = 0;
-    for &r in rows {
-        let (a, e) = (indptr[r] as usize, indptr[r + 1] as usize);
-        out[at..at + e - a].copy_from_slice(&src[a..e]);
-        at += e - a;
+    /// Moves freshly assembled CPU tensors to the device. With the `cuda` feature, the
+    /// [`crate::cuda::CudaCopier`] uploads them on its copy stream and returns once they are on
+    /// the device. Otherwise each goes through pinned memory with a non-blocking copy on torch's
+    /// current stream (torch's caching host allocator keeps the pinned source alive until the
+    /// copy ran).
+    fn place_all(&self, tensors: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let device = self.device;
+        if device == Device::Cpu {
+            return Ok(tensors);
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(copier) = &self.copier {
+            let host = tensors
+                .iter()
+                .map(|t| t.f_contiguous())
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            return copier.upload(&host);
+        }
+        tensors
+            .into_iter()
+            .map(|t| {
+                let kind = t.kind();
+                Ok(t.f_pin_memory(device)?
+                    .f_to_device_(device, kind, true, false)?)
+            })
+            .collect()
     }
 }

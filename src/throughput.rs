@@ -28,6 +28,9 @@ impl Rate {
 }
 
 /// Streams epoch `epoch` (up to `max_cells` cells) as `tch::Tensor` batches and times it.
+///
+/// # Errors
+/// As [`Loader::epoch`], and any read error of the epoch.
 #[cfg(feature = "tch")]
 pub fn loader_rate(loader: &Loader, epoch: u64, max_cells: u64) -> Result<Rate> {
     let t = Instant::now();
@@ -50,6 +53,9 @@ pub fn loader_rate(loader: &Loader, epoch: u64, max_cells: u64) -> Result<Rate> 
 /// The decode-only ceiling: every dataset read whole into `buffer` (pass the same one each
 /// time: a fresh one pays its page faults), so each inner chunk is decoded exactly once, on all
 /// cores of the current rayon pool.
+///
+/// # Errors
+/// Any read error of the collection.
 pub fn decode_ceiling(collection: &DatasetCollection, buffer: &mut XBatch) -> Result<Rate> {
     let t = Instant::now();
     for w in collection.offsets().windows(2) {

@@ -1,27 +1,45 @@
 """Type stubs of the Rust extension `annbatch_rs._native` (see src/python.rs)."""
 
 from os import PathLike
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union, final
 
 import torch
+
+__all__ = [
+    "AnnbatchError",
+    "Batches",
+    "CONVERT_DEFAULTS",
+    "Collection",
+    "DEFAULTS",
+    "Loader",
+    "TORCH_VERSION",
+    "__version__",
+    "_data_ptr",
+    "_fill",
+    "convert",
+    "obs_column",
+]
 
 TORCH_VERSION: str
 __version__: str
 DEFAULTS: Dict[str, int]  # annbatch's batch_size, chunk_size, preload_nchunks
+CONVERT_DEFAULTS: Dict[str, Any]  # the converter's (ConvertOptions::default())
 
 class AnnbatchError(Exception):
     """Bad data or a failure inside annbatch-rs."""
 
+@final
 class Batches(Iterator[Dict[str, Any]]):
     def __iter__(self) -> "Batches": ...
     def __next__(self) -> Dict[str, Any]: ...
     def delivered(self) -> int: ...
     def close(self) -> None: ...
 
-Source = Union[str, PathLike[str], Dict[str, Any]]
+_Source = Union[str, PathLike[str], Dict[str, Any]]
 
+@final
 class Collection:
-    def __init__(self, sources: Union[Source, List[Source]]) -> None: ...
+    def __new__(cls, sources: Union[_Source, List[_Source]]) -> "Collection": ...
     @property
     def n_obs(self) -> int: ...
     @property
@@ -30,14 +48,15 @@ class Collection:
     def is_sparse(self) -> bool: ...
     def var_names(self) -> List[str]: ...
 
+@final
 class Loader:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         collection: Collection,
         *,
-        batch_size: int = 1,
-        chunk_size: int = 512,
-        preload_nchunks: int = 32,
+        batch_size: int = ...,
+        chunk_size: int = ...,
+        preload_nchunks: int = ...,
         shuffle: bool = False,
         drop_last: bool = False,
         return_index: bool = False,
@@ -53,19 +72,20 @@ class Loader:
         n_categories: int = 0,
         class_weights: Optional[List[float]] = None,
         num_samples: Optional[int] = None,
-    ) -> None: ...
+    ) -> "Loader": ...
     def __len__(self) -> int: ...
+    def stats(self) -> Dict[str, float]: ...
     def epoch(self, epoch: int, skip: int = 0) -> Batches: ...
 
 def convert(
     output: Union[str, PathLike[str]],
     adata_paths: List[Union[str, PathLike[str]]],
     *,
-    n_obs_per_chunk: int = 64,
+    n_obs_per_chunk: Optional[int] = None,
     shard_size: Union[int, str, None] = None,
     dataset_size: Union[int, str, None] = None,
-    shuffle_chunk_size: int = 1000,
-    shuffle: bool = True,
+    shuffle_chunk_size: Optional[int] = None,
+    shuffle: Optional[bool] = None,
     seed: Optional[int] = None,
     var_subset: Optional[List[str]] = None,
     groupby: Optional[List[str]] = None,

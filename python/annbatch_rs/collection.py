@@ -68,11 +68,11 @@ class DatasetCollection:
         self,
         adata_paths: Iterable,
         *,
-        n_obs_per_chunk: int = 64,
-        shard_size: Union[int, str] = "1GB",
-        dataset_size: Union[int, str] = "20GB",
-        shuffle_chunk_size: int = 1000,
-        shuffle: bool = True,
+        n_obs_per_chunk: Optional[int] = None,
+        shard_size: Union[int, str, None] = None,
+        dataset_size: Union[int, str, None] = None,
+        shuffle_chunk_size: Optional[int] = None,
+        shuffle: Optional[bool] = None,
         seed: Optional[int] = None,
         var_subset: Optional[Sequence[str]] = None,
         groupby: Union[str, Sequence[str], None] = None,
@@ -80,6 +80,9 @@ class DatasetCollection:
     ) -> "DatasetCollection":
         """Converts ``adata_paths`` (``.h5ad`` / zarr AnnData) into this collection, or
         appends them to it; annbatch's ``add_adatas`` with its parameters and defaults.
+        Parameters left at ``None`` take the converter's defaults (``_native.CONVERT_DEFAULTS``:
+        64 rows per inner chunk, 1GB shards, 20GB datasets, shuffle chunks of 1000 rows,
+        shuffled).
 
         Returns
         -------

@@ -279,6 +279,20 @@ class Loader(torch.utils.data.IterableDataset):
         # A full pass: the next one is the next epoch, as annbatch's advancing rng gives.
         self._epoch, self._skip, self._delivered = epoch + 1, 0, 0
 
+    def stats(self) -> Dict[str, float]:
+        """Where this process's loading time went, summed over its epochs (and shards):
+        ``cells``, ``batches``, ``seconds``, ``cells_per_second``, the loader's
+        ``read_seconds`` (reading + decoding), ``assemble_seconds`` and ``consumer_seconds``
+        (waiting for your training step), and ``starved_seconds`` (your loop waiting for the
+        loader). A slow or stalled loader also logs to the ``annbatch`` logger at DEBUG level."""
+        total: Dict[str, float] = {}
+        for native in self._natives.values():
+            for key, value in native.stats().items():
+                total[key] = total.get(key, 0) + value
+        if total.get("seconds"):
+            total["cells_per_second"] = total["cells"] / total["seconds"]
+        return total
+
     def _needs_index(self) -> bool:
         return self._yields_frames()
 

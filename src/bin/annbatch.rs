@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use annbatch::convert::{ConvertOptions, Size};
 use annbatch::demo::{self, SyntheticSpec};
 use annbatch::{Column, DatasetCollection, XBatch, XElement};
 use clap::{Parser, Subcommand};
@@ -48,16 +49,16 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
         /// Rows per output dataset, or its in-memory size ("20GB"); bounds memory.
-        #[arg(long, default_value = "20GB")]
-        dataset_size: String,
+        #[arg(long, default_value_t = ConvertOptions::default().dataset_size)]
+        dataset_size: Size,
         /// Rows per shard, or the uncompressed size of one ("1GB").
-        #[arg(long, default_value = "1GB")]
-        shard_size: String,
+        #[arg(long, default_value_t = ConvertOptions::default().shard_size)]
+        shard_size: Size,
         /// Rows per inner chunk (times the average nnz per row for sparse X).
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = ConvertOptions::default().n_obs_per_chunk)]
         n_obs_per_chunk: u64,
         /// Contiguous rows the shuffle keeps together.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = ConvertOptions::default().shuffle_chunk_size)]
         shuffle_chunk_size: u64,
         /// Keep the input order.
         #[arg(long)]
@@ -154,10 +155,10 @@ fn main() -> ExitCode {
                 ),
                 None => None,
             };
-            let options = annbatch::convert::ConvertOptions {
+            let options = ConvertOptions {
                 n_obs_per_chunk,
-                shard_size: shard_size.parse()?,
-                dataset_size: dataset_size.parse()?,
+                shard_size,
+                dataset_size,
                 shuffle_chunk_size,
                 shuffle: !no_shuffle,
                 seed,

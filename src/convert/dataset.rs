@@ -131,7 +131,7 @@ pub(crate) fn write_dataset(
         .iter()
         .map(|&r| shared.obs.names[r].clone())
         .collect();
-    let columns: Vec<(String, crate::Column)> = shared
+    let columns: Vec<(String, crate::store::Column)> = shared
         .obs
         .columns
         .iter()
@@ -225,7 +225,7 @@ fn for_each_batch(
         match reader.join() {
             Ok(()) => result,
             Err(panic) => Err(Error::WorkerPanic {
-                message: crate::pipeline::panic_message(panic.as_ref()),
+                message: crate::error::panic_message(panic.as_ref()),
             }),
         }
     })

@@ -16,7 +16,7 @@ pub(crate) enum Source {
     Zarr(AnnDataStore, PathBuf),
     /// An `.h5ad` file.
     #[cfg(feature = "hdf5")]
-    H5ad(crate::h5ad::H5adFile),
+    H5ad(crate::store::h5ad::H5adFile),
 }
 
 /// The first bytes of every HDF5 file.
@@ -47,7 +47,7 @@ impl Source {
         }
         #[cfg(feature = "hdf5")]
         {
-            Ok(Self::H5ad(crate::h5ad::H5adFile::open(path)?))
+            Ok(Self::H5ad(crate::store::h5ad::H5adFile::open(path)?))
         }
         #[cfg(not(feature = "hdf5"))]
         {
@@ -96,9 +96,11 @@ impl Source {
     pub(crate) fn indptr(&self) -> Option<&[u64]> {
         match self {
             Self::Zarr(a, _) => match a.x() {
-                crate::XElement::Csr(c) => Some(c.indptr()),
-                crate::XElement::InMemory(crate::InMemoryX::Csr { indptr, .. }) => Some(indptr),
-                crate::XElement::Dense(_) | crate::XElement::InMemory(_) => None,
+                crate::store::XElement::Csr(c) => Some(c.indptr()),
+                crate::store::XElement::InMemory(crate::store::InMemoryX::Csr {
+                    indptr, ..
+                }) => Some(indptr),
+                crate::store::XElement::Dense(_) | crate::store::XElement::InMemory(_) => None,
             },
             #[cfg(feature = "hdf5")]
             Self::H5ad(f) => f.indptr(),

@@ -1,30 +1,18 @@
-//! The prefetch pipeline: a background thread turns load requests into batches while the
-//! consumer trains.
-//!
-//! ```text
-//! sampler ─▶ reader thread: fetch k+1 read + decoded (rayon pool, all chunks in parallel)
-//!                 │ (two fetch buffers, recycled)
-//!                 ▼
-//!            producer thread: fetch k cut into batches, each sent when ready
-//!                 ▼
-//!            bounded channel (capacity `prefetch`) ─▶ consumer
-//! ```
-//!
-//! Batches arrive in sampler order whatever the thread timing (one assembler, in-order sends).
-//! Backpressure: the producer blocks when `prefetch` batches wait unconsumed, and the reader
-//! when both fetch buffers are in use, so memory is bounded by `prefetch` batches + two fetch
-//! buffers (`chunk_size * preload_nchunks` rows each) + one batch being assembled.
-//! Dropping the [`Batches`] iterator sets a quit flag, disconnects the channel and joins the
-//! thread. A producer error or panic arrives as one `Err` item, then the iterator ends.
+//! An epoch's batches as an iterator fed by a background thread through a bounded channel:
+//! the consumer's end ([`Batches`]) and the producer's ([`Outlet`]), with cancellation.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::error::{Error, Result};
+use super::stats::Counters;
+use crate::error::{catch_panic, Error, Result};
+
+/// A batch and its row count, as the channel carries it.
+type Item<T> = Result<(T, u64)>;
 
 /// Where an epoch stands: resume with [`crate::loader::Loader::resume`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -37,7 +25,7 @@ pub struct LoaderState {
 
 /// What the producer sees of the consumer: a way to send and to notice it left.
 pub(crate) struct Outlet<T> {
-    tx: Sender<Result<T>>,
+    tx: Sender<Item<T>>,
     quit: Arc<AtomicBool>,
 }
 
@@ -47,20 +35,23 @@ impl<T> Outlet<T> {
         self.quit.load(Ordering::Relaxed)
     }
 
-    /// Sends one item; `false` when the consumer has gone (stop producing).
-    pub(crate) fn send(&self, item: Result<T>) -> bool {
+    /// Sends one batch with its row count (or the error that ends the epoch); `false` when the
+    /// consumer has gone (stop producing).
+    pub(crate) fn send(&self, item: Item<T>) -> bool {
         !self.quit() && self.tx.send(item).is_ok()
     }
 }
 
 /// An epoch's batches, produced in the background.
 pub struct Batches<T> {
-    rx: Option<Receiver<Result<T>>>,
+    rx: Option<Receiver<Item<T>>>,
     handle: Option<JoinHandle<()>>,
     quit: Arc<AtomicBool>,
     state: LoaderState,
     remaining: u64,
     failed: bool,
+    stats: Arc<Counters>,
+    started: Instant,
 }
 
 impl<T: Send + 'static> Batches<T> {
@@ -70,6 +61,7 @@ impl<T: Send + 'static> Batches<T> {
         capacity: usize,
         state: LoaderState,
         remaining: u64,
+        stats: Arc<Counters>,
         produce: impl FnOnce(&Outlet<T>) -> Result<()> + Send + 'static,
     ) -> Result<Self> {
         let (tx, rx) = bounded(capacity.max(1));
@@ -85,8 +77,8 @@ impl<T: Send + 'static> Batches<T> {
                     outlet.send(Err(e));
                 }
             })
-            .map_err(|source| Error::Io {
-                path: "annbatch-prefetch thread".into(),
+            .map_err(|source| Error::Thread {
+                name: "annbatch-prefetch".into(),
                 source,
             })?;
         Ok(Self {
@@ -96,6 +88,8 @@ impl<T: Send + 'static> Batches<T> {
             state,
             remaining,
             failed: false,
+            stats,
+            started: Instant::now(),
         })
     }
 }
@@ -107,6 +101,9 @@ impl<T> Batches<T> {
     }
 
     fn stop(&mut self) {
+        if self.rx.is_some() {
+            self.stats.iterated(self.started.elapsed());
+        }
         self.quit.store(true, Ordering::Relaxed);
         // Disconnect first so a producer blocked in `send` wakes up, then join it.
         self.rx.take();
@@ -124,16 +121,32 @@ impl<T> Iterator for Batches<T> {
         if self.failed {
             return None;
         }
+        let waiting = Instant::now();
         let item = self.rx.as_ref()?.recv().ok();
-        match &item {
-            Some(Ok(_)) => {
+        let waited = waiting.elapsed();
+        self.stats.starved(waited);
+        if waited > Duration::from_millis(10) {
+            tracing::debug!(
+                waited_ms = waited.as_secs_f64() * 1e3,
+                "consumer waited for a batch"
+            );
+        }
+        match item {
+            Some(Ok((batch, rows))) => {
                 self.state.batches += 1;
                 self.remaining = self.remaining.saturating_sub(1);
+                self.stats.delivered(rows);
+                Some(Ok(batch))
             }
-            Some(Err(_)) => self.failed = true,
-            None => self.stop(),
+            Some(Err(e)) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+            None => {
+                self.stop();
+                None
+            }
         }
-        item
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -149,25 +162,5 @@ impl<T> Iterator for Batches<T> {
 impl<T> Drop for Batches<T> {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Runs `f`, turning a panic into [`Error::WorkerPanic`] with the panic's message.
-pub(crate) fn catch_panic(f: impl FnOnce() -> Result<()>) -> Result<()> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(result) => result,
-        Err(payload) => Err(Error::WorkerPanic {
-            message: panic_message(payload.as_ref()),
-        }),
-    }
-}
-
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
     }
 }

@@ -14,7 +14,8 @@ use pyo3::types::{PyDict, PyString};
 
 use super::errors::to_py;
 use super::unpack;
-use crate::{AnnDataStore, Column, DatasetCollection, InMemoryX};
+use crate::collection::DatasetCollection;
+use crate::store::{AnnDataStore, Column, InMemoryX};
 
 /// One source as Python gave it.
 pub(super) enum Source {
@@ -44,7 +45,7 @@ impl Source {
 }
 
 /// The sources as one collection, in order (opening the paths: call without the GIL).
-pub(super) fn collection(sources: Vec<Source>) -> crate::Result<DatasetCollection> {
+pub(super) fn collection(sources: Vec<Source>) -> crate::error::Result<DatasetCollection> {
     if let [Source::Path(path)] = sources.as_slice() {
         return DatasetCollection::open(path);
     }

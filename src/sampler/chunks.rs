@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use rand::seq::SliceRandom;
 
-use super::{check_fetch_shape, stream_rng, LoadRequest, Requests, Sampler};
+use super::{check_fetch_shape, check_shard, stream_rng, LoadRequest, Requests, Sampler};
 use crate::error::{Error, Result};
 
 const PURPOSE_CHUNK_ORDER: u64 = 1;
@@ -160,13 +160,7 @@ impl Sampler for ChunkPlan {
             ));
         }
         let (index, count) = self.shard;
-        if count == 0 || index >= count {
-            return Err(Error::parameter(
-                "rank",
-                format!("{index} of {count}"),
-                "rank must be below world_size, which must be positive",
-            ));
-        }
+        check_shard(index, count)?;
         if self.shard_span(n_obs).is_empty() {
             return Err(Error::parameter(
                 "world_size",

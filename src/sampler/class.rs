@@ -5,9 +5,9 @@ use std::ops::Range;
 use rand::Rng;
 
 use super::chunks::splits;
-use super::{check_fetch_shape, stream_rng, LoadRequest, Requests, Sampler};
+use super::{check_fetch_shape, check_shard, stream_rng, LoadRequest, Requests, Sampler};
 use crate::error::{Error, Result};
-use crate::Column;
+use crate::store::Column;
 
 const PURPOSE_CLASS_FETCH: u64 = 3;
 
@@ -53,6 +53,10 @@ pub struct ClassSampler {
 
 impl ClassSampler {
     /// From per-row category `codes` (`-1` = missing, never drawn) over `n_categories`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for a code past `n_categories`, weights that do not match the
+    /// categories, no drawable class, or a fetch shape annbatch refuses.
     pub fn new(
         codes: &[i64],
         n_categories: usize,
@@ -146,6 +150,9 @@ impl ClassSampler {
     }
 
     /// From a categorical obs column.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for a column that is not categorical, and as [`Self::new`].
     pub fn from_column(
         column: &Column,
         weights: ClassWeights,
@@ -189,14 +196,11 @@ impl ClassSampler {
     }
     /// Shard `rank` of `world_size` (ranks times DataLoader workers): its own random stream and
     /// an equal share of the epoch's rows.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] unless `rank < world_size`.
     pub fn shard(mut self, rank: u64, world_size: u64) -> Result<Self> {
-        if world_size == 0 || rank >= world_size {
-            return Err(Error::parameter(
-                "rank",
-                rank,
-                format!("must be below world_size {world_size} (> 0)"),
-            ));
-        }
+        check_shard(rank, world_size)?;
         self.rank = rank;
         self.world_size = world_size;
         Ok(self)

@@ -10,6 +10,7 @@ use super::dataframe::{self, Column};
 use super::dense::DenseElement;
 use super::memory::InMemoryX;
 use super::node::{encoding, join, NodeKind, ZarrStore};
+use super::places::RowPlaces;
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::error::{Error, Result};
 
@@ -96,23 +97,97 @@ impl XElement {
     }
 
     /// Appends the rows of `ranges`, in order, to `out` (which must be of the same kind).
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
+    /// [`Error::Zarr`] when a chunk cannot be read, [`Error::IndexOutOfBounds`] for a stored column
+    /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices;
+    /// [`Error::ShapeMismatch`] for an `out` of the other kind.
     pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
         match (self, out) {
             (Self::Csr(x), XBatch::Csr(b)) => x.append_rows(ranges, b),
             (Self::Dense(x), XBatch::Dense(b)) => x.append_rows(ranges, b),
             (Self::InMemory(x), out) => x.append_rows(ranges, out),
-            (x, _) => Err(Error::parameter(
-                "out",
-                "XBatch",
-                format!("batch kind does not match {}", x.path()),
-            )),
+            (x, out) => Err(Error::ShapeMismatch {
+                path: x.path().to_string(),
+                found: format!(
+                    "an output batch of the other kind (sparse: {})",
+                    out.is_sparse()
+                ),
+                expected: format!("a batch like X (sparse: {})", x.is_sparse()),
+            }),
         }
     }
 
     /// Replaces the contents of `out` with the rows of `ranges`.
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
+    /// [`Error::Zarr`] when a chunk cannot be read, [`Error::IndexOutOfBounds`] for a stored column
+    /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices;
+    /// [`Error::ShapeMismatch`] for an `out` of the other kind.
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
         out.clear();
         self.append_rows(ranges, out)
+    }
+
+    /// Stored values of local row `row`: its nnz (sparse) or its row width (dense).
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a row past `n_obs`.
+    pub fn row_len(&self, row: u64) -> Result<u64> {
+        let n_obs = self.n_obs();
+        if row >= n_obs {
+            return Err(Error::RowsOutOfRange {
+                path: self.path().to_string(),
+                start: row,
+                end: row + 1,
+                n_obs,
+            });
+        }
+        let r = row as usize;
+        Ok(match self {
+            Self::Csr(x) => x.indptr()[r + 1] - x.indptr()[r],
+            Self::InMemory(InMemoryX::Csr { indptr, .. }) => indptr[r + 1] - indptr[r],
+            Self::Dense(x) => x.row_width(),
+            Self::InMemory(InMemoryX::Dense { n_var, .. }) => *n_var,
+        })
+    }
+
+    /// Elements per dense row (`n_var` times any trailing dimensions); `None` for sparse X.
+    pub fn row_width(&self) -> Option<u64> {
+        match self {
+            Self::Dense(x) => Some(x.row_width()),
+            Self::InMemory(InMemoryX::Dense { n_var, .. }) => Some(*n_var),
+            Self::Csr(_) | Self::InMemory(InMemoryX::Csr { .. }) => None,
+        }
+    }
+
+    /// Copies local row `rows[i]` straight into entry `i` of `places` (of this element's kind,
+    /// each run exactly as long as its row), decoding each chunk the rows touch once, in
+    /// parallel on the current rayon pool.
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a row past `n_obs`, [`Error::ShapeMismatch`] for a run of
+    /// the wrong length, [`Error::CorruptChunk`] / [`Error::Zarr`] when a chunk cannot be read,
+    /// [`Error::IndexOutOfBounds`] for a stored column index outside `0..n_var`.
+    pub fn scatter_rows(&self, rows: &[u64], places: RowPlaces<'_>) -> Result<()> {
+        if rows.len() != places.len() {
+            return Err(Error::Internal(format!(
+                "{} rows for {} places",
+                rows.len(),
+                places.len()
+            )));
+        }
+        match (self, places) {
+            (Self::Csr(x), RowPlaces::Csr(p)) => x.scatter_rows(rows, p),
+            (Self::Dense(x), RowPlaces::Dense(p)) => x.scatter_rows(rows, p),
+            (Self::InMemory(x), p) => x.scatter_rows(rows, p),
+            (x, _) => Err(Error::Internal(format!(
+                "row places of another kind than {}",
+                x.path()
+            ))),
+        }
     }
 
     /// Whether rows come as CSR (else dense).
@@ -170,6 +245,12 @@ enum Backing {
 
 impl AnnDataStore {
     /// Opens the AnnData at the root of the zarr store `path` (e.g. `pbmc.zarr`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Zarr`] when the store cannot be read, [`Error::MissingElement`] /
+    /// [`Error::UnknownEncoding`] for a group that is not an AnnData, [`Error::InvalidIndptr`] /
+    /// [`Error::ShapeMismatch`] / [`Error::UnsupportedDtype`] for an `X` that cannot be read by
+    /// rows.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let store = ZarrStore::open(path.as_ref())?;
         Self::open_in(&store, "")
@@ -226,6 +307,10 @@ impl AnnDataStore {
     /// assert_eq!(adata.obs_column("label")?, Column::Int(vec![7, 8]));
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when the names or columns do not have one entry per row (or per
+    /// variable).
     pub fn in_memory(
         x: InMemoryX,
         var_names: Option<Vec<String>>,
@@ -291,6 +376,9 @@ impl AnnDataStore {
     }
 
     /// The `obs` index (cell names; row numbers for in-memory data given none).
+    ///
+    /// # Errors
+    /// [`Error::MissingElement`] / [`Error::Zarr`] when the obs index cannot be read.
     pub fn obs_names(&self) -> Result<Vec<String>> {
         match &self.backing {
             Backing::Zarr { store, group } => {
@@ -305,6 +393,10 @@ impl AnnDataStore {
     }
 
     /// `obs` column names, in `column-order`.
+    ///
+    /// # Errors
+    /// [`Error::MissingElement`] / [`Error::UnknownEncoding`] when `obs` is not a readable
+    /// dataframe.
     pub fn obs_columns(&self) -> Result<Vec<String>> {
         match &self.backing {
             Backing::Zarr { store, group } => dataframe::column_names(store, &join(group, "obs")),
@@ -313,6 +405,10 @@ impl AnnDataStore {
     }
 
     /// Reads the `obs` column `name`.
+    ///
+    /// # Errors
+    /// [`Error::MissingElement`] for a column that does not exist, [`Error::UnknownEncoding`] /
+    /// [`Error::UnsupportedDtype`] for one this crate cannot read.
     pub fn obs_column(&self, name: &str) -> Result<Column> {
         match &self.backing {
             Backing::Zarr { store, group } => {

@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use super::chunked::{plan, ChunkedArray};
 use super::node::{join, ZarrStore};
+use super::places::{chunk_runs, CsrPlace};
 use crate::batch::CsrBatch;
 use crate::error::{Error, Result};
 
@@ -113,6 +114,11 @@ impl CsrElement {
     ///
     /// Each inner chunk of `data` and `indices` that the request touches is decoded once, in
     /// parallel on the current rayon pool; only those chunks' bytes are read.
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
+    /// [`Error::Zarr`] when a chunk cannot be read, [`Error::IndexOutOfBounds`] for a stored column
+    /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices.
     pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut CsrBatch) -> Result<()> {
         let mut elements = Vec::with_capacity(ranges.len());
         let mut added: u64 = 0;
@@ -186,8 +192,7 @@ impl CsrElement {
     /// Copies rows straight into caller-owned runs: local row `rows[i]` into `dest[i]` (column
     /// indices, values), each exactly as long as the row. Each inner chunk the rows touch is
     /// decoded once, in parallel on the current rayon pool; nothing is staged in between.
-    #[cfg(feature = "tch")]
-    pub(crate) fn scatter_rows(&self, rows: &[u64], dest: Vec<RowPlace<'_>>) -> Result<()> {
+    pub(crate) fn scatter_rows(&self, rows: &[u64], dest: Vec<CsrPlace<'_>>) -> Result<()> {
         let (data_len, index_len) = (self.data.chunk_rows(), self.indices.chunk_rows());
         let mut data_parts = Vec::with_capacity(rows.len() + rows.len() / 4);
         let mut index_parts = Vec::with_capacity(rows.len() + rows.len() / 4);
@@ -208,8 +213,8 @@ impl CsrElement {
                     expected: format!("{} (the row's stored values)", b - a),
                 });
             }
-            runs(a..b, data_len, values, &mut data_parts);
-            runs(a..b, index_len, cols, &mut index_parts);
+            chunk_runs(a..b, data_len, values, &mut data_parts);
+            chunk_runs(a..b, index_len, cols, &mut index_parts);
         }
         let n_var = self.n_var;
         let (d, i) = rayon::join(
@@ -228,34 +233,15 @@ impl CsrElement {
     }
 
     /// Replaces the contents of `out` with the rows of `ranges`.
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
+    /// [`Error::Zarr`] when a chunk cannot be read, [`Error::IndexOutOfBounds`] for a stored column
+    /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices.
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut CsrBatch) -> Result<()> {
         out.clear();
         out.n_var = self.n_var;
         self.append_rows(ranges, out)
-    }
-}
-
-/// Where one row's column indices and values go.
-#[cfg(feature = "tch")]
-pub(crate) type RowPlace<'a> = (&'a mut [i32], &'a mut [f32]);
-
-/// Cuts the elements `range` of a 1-D array chunked every `chunk_len` elements into per-chunk
-/// `(chunk, first element in the chunk, output run)` parts, consuming `out` front to back.
-#[cfg(feature = "tch")]
-fn runs<'a, T>(
-    range: Range<u64>,
-    chunk_len: u64,
-    mut out: &'a mut [T],
-    parts: &mut Vec<(u64, u64, &'a mut [T])>,
-) {
-    let mut at = range.start;
-    while at < range.end {
-        let chunk = at / chunk_len;
-        let end = ((chunk + 1) * chunk_len).min(range.end);
-        let (head, tail) = std::mem::take(&mut out).split_at_mut((end - at) as usize);
-        parts.push((chunk, at - chunk * chunk_len, head));
-        out = tail;
-        at = end;
     }
 }
 

@@ -2,30 +2,12 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::dtype::Dtype;
 use super::node::{encoding, join, NodeKind};
+use super::source::ElementSource;
 use crate::error::{Error, Result};
-
-/// What the dataframe reader needs of a container format (zarr, HDF5): node kinds, attributes,
-/// and whole small arrays converted to a few Rust types.
-pub(crate) trait ElementSource {
-    /// Whether `path` is a group, an array, or absent.
-    fn kind(&self, path: &str) -> Result<Option<NodeKind>>;
-    /// The attributes of the node at `path`, as JSON.
-    fn attributes(&self, path: &str) -> Result<Map<String, Value>>;
-    /// Element type and shape of the array at `path`.
-    fn array_info(&self, path: &str) -> Result<(Dtype, Vec<u64>)>;
-    /// An integer or bool array, converted to `i64`.
-    fn read_i64(&self, path: &str) -> Result<Vec<i64>>;
-    /// A numeric or bool array, converted to `f64`.
-    fn read_f64(&self, path: &str) -> Result<Vec<f64>>;
-    /// A bool array.
-    fn read_bool(&self, path: &str) -> Result<Vec<bool>>;
-    /// A string array.
-    fn read_strings(&self, path: &str) -> Result<Vec<String>>;
-}
 
 /// One dataframe column, decoded whole.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use super::chunked::{plan, ChunkedArray, CopyInto};
 use super::node::ZarrStore;
+use super::places::chunk_runs;
 use crate::batch::DenseBatch;
 use crate::error::{Error, Result};
 
@@ -60,6 +61,10 @@ impl DenseElement {
     }
 
     /// Appends the rows of `ranges`, in order, to `out`; each chunk band is decoded once.
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
+    /// [`Error::Zarr`] when a chunk cannot be read.
     pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut DenseBatch) -> Result<()> {
         let n_obs = self.n_obs();
         let mut rows = 0u64;
@@ -92,7 +97,40 @@ impl DenseElement {
         result
     }
 
+    /// Copies local row `rows[i]` into `dest[i]` (`row_width` values each), decoding each chunk
+    /// band the rows touch once, in parallel on the current rayon pool.
+    pub(crate) fn scatter_rows(&self, rows: &[u64], dest: Vec<&mut [f32]>) -> Result<()> {
+        let (n_obs, width) = (self.n_obs(), self.row_width());
+        let band = self.array.chunk_rows() * width;
+        let mut parts = Vec::with_capacity(rows.len() + rows.len() / 4);
+        for (&row, out) in rows.iter().zip(dest) {
+            if row >= n_obs {
+                return Err(Error::RowsOutOfRange {
+                    path: self.path().to_string(),
+                    start: row,
+                    end: row + 1,
+                    n_obs,
+                });
+            }
+            if out.len() as u64 != width {
+                return Err(Error::ShapeMismatch {
+                    path: self.path().to_string(),
+                    found: format!("an output run of {} values for row {row}", out.len()),
+                    expected: format!("{width} (the row width)"),
+                });
+            }
+            chunk_runs(row * width..(row + 1) * width, band, out, &mut parts);
+        }
+        let path = self.path();
+        self.array
+            .gather_parts(parts, &|dec, src, dst| dec.copy_into(src, dst, path))
+    }
+
     /// Replaces the contents of `out` with the rows of `ranges`.
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
+    /// [`Error::Zarr`] when a chunk cannot be read.
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut DenseBatch) -> Result<()> {
         out.clear();
         out.row_width = self.row_width() as usize;

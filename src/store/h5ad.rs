@@ -11,11 +11,13 @@ use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode
 use hdf5::{Dataset, File};
 use serde_json::{json, Map, Value};
 
+use super::csr::validate_indptr;
+use super::dataframe::{self, Column};
+use super::dtype::Dtype;
+use super::node::{encoding as encoding_of, missing, NodeKind};
+use super::source::ElementSource;
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::error::{Error, Result};
-use crate::store::dataframe::{self, Column, ElementSource};
-use crate::store::{csr::validate_indptr, encoding_of, NodeKind};
-use crate::Dtype;
 
 fn h5err(path: &str, source: hdf5::Error) -> Error {
     Error::Hdf5 {
@@ -39,7 +41,7 @@ impl H5 {
                 encoding_version: String::new(),
                 expected: "a dataset".into(),
             }),
-            None => Err(crate::store::missing(path)),
+            None => Err(missing(path)),
         }
     }
 }
@@ -144,7 +146,7 @@ impl ElementSource for H5 {
                 let location: &hdf5::Location = &dataset;
                 location.clone()
             }
-            None => return Err(crate::store::missing(path)),
+            None => return Err(missing(path)),
         };
         let names = location.attr_names().map_err(|e| h5err(path, e))?;
         let mut out = Map::new();
@@ -260,6 +262,11 @@ impl std::fmt::Debug for H5adFile {
 
 impl H5adFile {
     /// Opens `path` and validates `X` (encoding, dtypes, `indptr`) and `var`.
+    ///
+    /// # Errors
+    /// [`Error::Hdf5`] when the file cannot be opened, [`Error::MissingElement`] /
+    /// [`Error::UnknownEncoding`] / [`Error::InvalidIndptr`] for an `X` that cannot be read by
+    /// rows.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| match std::fs::metadata(path) {
@@ -280,7 +287,7 @@ impl H5adFile {
                 expected: "\"anndata\"".into(),
             });
         }
-        let kind = h5.kind("X")?.ok_or_else(|| crate::store::missing("X"))?;
+        let kind = h5.kind("X")?.ok_or_else(|| missing("X"))?;
         let attrs = h5.attributes("X")?;
         let (encoding_type, encoding_version) = encoding_of(&attrs);
         let (x, n_obs) = match (kind, encoding_type.as_str()) {
@@ -438,14 +445,25 @@ impl H5adFile {
         }
     }
     /// The `obs` index.
+    ///
+    /// # Errors
+    /// [`Error::Hdf5`] / [`Error::MissingElement`] when the obs index cannot be read.
     pub fn obs_names(&self) -> Result<Vec<String>> {
         dataframe::read_index(&self.h5, "obs")
     }
     /// `obs` column names.
+    ///
+    /// # Errors
+    /// [`Error::Hdf5`] / [`Error::UnknownEncoding`] when `obs` is not a readable dataframe.
     pub fn obs_columns(&self) -> Result<Vec<String>> {
         dataframe::column_names(&self.h5, "obs")
     }
     /// Reads the `obs` column `name`.
+    ///
+    /// # Errors
+    /// [`Error::MissingElement`] for a column that does not exist, [`Error::UnknownEncoding`] /
+    /// [`Error::UnsupportedDtype`] for one this crate cannot read; [`Error::Hdf5`] when reading
+    /// fails.
     pub fn obs_column(&self, name: &str) -> Result<Column> {
         let column = dataframe::read_column(&self.h5, "obs", name)?;
         if column.len() as u64 != self.n_obs {
@@ -467,6 +485,11 @@ impl H5adFile {
     }
 
     /// Replaces the contents of `out` with the rows of `ranges`, in order.
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::Hdf5`] when reading fails,
+    /// [`Error::IndexOutOfBounds`] for a stored column index outside `0..n_var`,
+    /// [`Error::BatchTooLarge`] past int32 CSR indices.
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
         out.clear();
         for r in ranges {

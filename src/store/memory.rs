@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use super::csr::check_indptr;
+use super::places::RowPlaces;
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::error::{Error, Result};
 
@@ -47,6 +48,11 @@ pub enum InMemoryX {
 
 impl InMemoryX {
     /// A CSR matrix of `n_var` columns; checks the row pointers and the column indices.
+    ///
+    /// # Errors
+    /// [`Error::InvalidIndptr`] for row pointers that are not `n_obs + 1` non-decreasing offsets
+    /// from 0 to `data.len()`, [`Error::ShapeMismatch`] for indices outside `0..n_var` or lengths
+    /// that differ.
     pub fn csr(n_var: u64, indptr: Vec<u64>, indices: Vec<i32>, data: Vec<f32>) -> Result<Self> {
         if indices.len() != data.len() {
             return Err(Error::ShapeMismatch {
@@ -91,6 +97,9 @@ impl InMemoryX {
     }
 
     /// A dense matrix of `n_var` columns, row-major.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `data` is not whole rows of `n_var` values.
     pub fn dense(n_var: u64, data: Vec<f32>) -> Result<Self> {
         let whole = match n_var {
             0 => data.is_empty(),
@@ -130,6 +139,10 @@ impl InMemoryX {
     }
 
     /// Appends the rows of `ranges`, in order, to `out` (of the same kind).
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::BatchTooLarge`] past int32 CSR
+    /// indices, [`Error::ShapeMismatch`] for an `out` of the other kind.
     pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
         let n_obs = self.n_obs();
         if let Some(r) = ranges.iter().find(|r| r.start > r.end || r.end > n_obs) {
@@ -182,11 +195,69 @@ impl InMemoryX {
                 }
                 Ok(())
             }
-            _ => Err(Error::parameter(
-                "out",
-                "XBatch",
-                format!("batch kind does not match {LABEL}"),
-            )),
+            (x, out) => Err(Error::ShapeMismatch {
+                path: LABEL.into(),
+                found: format!(
+                    "an output batch of the other kind (sparse: {})",
+                    out.is_sparse()
+                ),
+                expected: format!("a batch like X (sparse: {})", matches!(x, Self::Csr { .. })),
+            }),
+        }
+    }
+}
+
+impl InMemoryX {
+    /// Copies row `rows[i]` into `places` entry `i` (each exactly as long as the row).
+    pub(crate) fn scatter_rows(&self, rows: &[u64], places: RowPlaces<'_>) -> Result<()> {
+        let n_obs = self.n_obs();
+        if let Some(&row) = rows.iter().find(|&&r| r >= n_obs) {
+            return Err(Error::RowsOutOfRange {
+                path: LABEL.into(),
+                start: row,
+                end: row + 1,
+                n_obs,
+            });
+        }
+        let short = |row: u64, have: usize, want: u64| Error::ShapeMismatch {
+            path: LABEL.into(),
+            found: format!("an output run of {have} values for row {row}"),
+            expected: format!("{want} (the row's stored values)"),
+        };
+        match (self, places) {
+            (
+                Self::Csr {
+                    indptr,
+                    indices,
+                    data,
+                    ..
+                },
+                RowPlaces::Csr(places),
+            ) => {
+                for (&row, (cols, values)) in rows.iter().zip(places) {
+                    let (a, z) = (indptr[row as usize], indptr[row as usize + 1]);
+                    if cols.len() as u64 != z - a || values.len() as u64 != z - a {
+                        return Err(short(row, values.len(), z - a));
+                    }
+                    cols.copy_from_slice(&indices[a as usize..z as usize]);
+                    values.copy_from_slice(&data[a as usize..z as usize]);
+                }
+                Ok(())
+            }
+            (Self::Dense { data, n_var }, RowPlaces::Dense(places)) => {
+                let w = *n_var as usize;
+                for (&row, out) in rows.iter().zip(places) {
+                    if out.len() != w {
+                        return Err(short(row, out.len(), *n_var));
+                    }
+                    let at = row as usize * w;
+                    out.copy_from_slice(&data[at..at + w]);
+                }
+                Ok(())
+            }
+            _ => Err(Error::Internal(format!(
+                "row places of another kind than {LABEL}"
+            ))),
         }
     }
 }

@@ -10,7 +10,6 @@ use zarrs::group::Group;
 use zarrs::node::{meta_key_v2_array, meta_key_v2_group, meta_key_v3, NodePath};
 use zarrs::storage::ReadableStorageTraits;
 
-use super::chunked::ChunkedArray;
 use crate::error::{Error, Result};
 
 /// What a zarr node is.
@@ -190,29 +189,4 @@ pub(crate) fn encoding(attrs: &Map<String, Value>) -> (String, String) {
             .to_string()
     };
     (get("encoding-type"), get("encoding-version"))
-}
-
-impl super::dataframe::ElementSource for ZarrStore {
-    fn kind(&self, path: &str) -> Result<Option<NodeKind>> {
-        ZarrStore::kind(self, path)
-    }
-    fn attributes(&self, path: &str) -> Result<Map<String, Value>> {
-        ZarrStore::attributes(self, path)
-    }
-    fn array_info(&self, path: &str) -> Result<(super::Dtype, Vec<u64>)> {
-        let array = ChunkedArray::open(self, path)?;
-        Ok((array.dtype(), array.shape().to_vec()))
-    }
-    fn read_i64(&self, path: &str) -> Result<Vec<i64>> {
-        ChunkedArray::open(self, path)?.read_all_i64()
-    }
-    fn read_f64(&self, path: &str) -> Result<Vec<f64>> {
-        ChunkedArray::open(self, path)?.read_all_f64()
-    }
-    fn read_bool(&self, path: &str) -> Result<Vec<bool>> {
-        ChunkedArray::open(self, path)?.read_all::<bool>()
-    }
-    fn read_strings(&self, path: &str) -> Result<Vec<String>> {
-        ChunkedArray::open(self, path)?.read_all::<String>()
-    }
 }

@@ -90,6 +90,9 @@ fn zerr(path: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error 
 
 impl Writer {
     /// Creates (or opens) the directory `root` as a writable zarr store.
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Zarr`] when the directory cannot be created.
     pub fn create(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|source| Error::Io {
             path: root.to_path_buf(),
@@ -103,6 +106,9 @@ impl Writer {
     }
 
     /// Writes group metadata at `path` with `attrs`.
+    ///
+    /// # Errors
+    /// [`Error::Zarr`] / [`Error::Io`] when the metadata cannot be written.
     pub fn group(&self, path: &str, attrs: Map<String, Value>) -> Result<()> {
         let group = GroupBuilder::new()
             .attributes(attrs)
@@ -113,6 +119,9 @@ impl Writer {
 
     /// Writes an array of `shape` (row-major `values`), sharded along axis 0 into shards of
     /// `shard_rows` rows made of inner chunks of `inner_rows` rows.
+    ///
+    /// # Errors
+    /// [`Error::Zarr`] / [`Error::Io`] when the array cannot be written.
     pub fn array<T: ZarrElement>(
         &self,
         path: &str,
@@ -150,6 +159,10 @@ impl Writer {
     }
 
     /// Writes a dataframe group (`obs` or `var`) with its index and columns.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] for columns whose length is not the index's, [`Error::Zarr`] /
+    /// [`Error::Io`] when writing fails.
     pub fn dataframe(
         &self,
         path: &str,
@@ -274,6 +287,9 @@ impl Writer {
 
     /// Writes a complete AnnData group with CSR `X` (anndata's element encodings, annbatch's
     /// chunking), plus the empty `layers`, `obsm`, `obsp`, `varm`, `varp`, `uns` groups.
+    ///
+    /// # Errors
+    /// [`Error::Zarr`] / [`Error::Io`] when writing fails.
     #[allow(clippy::too_many_arguments)]
     pub fn anndata_csr(
         &self,

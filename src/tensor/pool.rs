@@ -18,6 +18,7 @@ use std::sync::Mutex;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::assemble::{Element, Memory};
 use crate::error::Result;
 
 /// Spare elements allocated beyond a request, so that the next batch (whose size differs by a
@@ -141,6 +142,44 @@ impl StoragePool {
             slots[i] = slot;
         }
         Ok(view)
+    }
+}
+
+/// A batch array being assembled: a CPU tensor from the pool that no other tensor refers to
+/// yet (only [`StoragePool::array`] makes one), written through [`Memory::slice`].
+pub(crate) struct PooledArray<T> {
+    tensor: Tensor,
+    len: usize,
+    _element: std::marker::PhantomData<T>,
+}
+
+impl<T> PooledArray<T> {
+    /// The filled array, as a tensor (from here on it may be shared).
+    pub(crate) fn into_tensor(self) -> Tensor {
+        self.tensor
+    }
+}
+
+impl Memory for StoragePool {
+    type Array<T: Element> = PooledArray<T>;
+
+    fn array<T: Element>(&self, n: usize) -> Result<PooledArray<T>> {
+        Ok(PooledArray {
+            tensor: self.take::<T>(n)?,
+            len: n,
+            _element: std::marker::PhantomData,
+        })
+    }
+
+    fn slice<T: Element>(array: &mut PooledArray<T>) -> &mut [T] {
+        if array.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: the tensor is a contiguous CPU tensor of `len` elements of `T` (non-null since
+        // len > 0, from `take`) whose storage no other tensor refers to: fresh, or a pooled
+        // storage found free and handed out once; the only handle is inside this array, which
+        // is borrowed mutably for the slice's lifetime, so the slice is the one access.
+        unsafe { std::slice::from_raw_parts_mut(array.tensor.data_ptr() as *mut T, array.len) }
     }
 }
 

@@ -6,12 +6,11 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 annbatch_rs = pytest.importorskip("annbatch_rs")
-from annbatch_rs import AnnbatchError, DatasetCollection, Loader, _native  # noqa: E402
+from annbatch_rs import AnnbatchError, DatasetCollection, Loader, _native
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 COLLECTION = DATA / "annbatch_collection.zarr"
@@ -122,3 +121,35 @@ def test_torchrun_ranks_get_disjoint_complete_equal_shards(tmp_path):
     assert len(shards[0]) == len(shards[1]) == 350
     assert not set(shards[0]) & set(shards[1])
     assert sorted(shards[0] + shards[1]) == list(range(700))
+
+
+def test_stats_and_debug_logging_show_where_time_goes():
+    # A fresh interpreter: Python's logging is configured before the first epoch, as documented.
+    script = f"""
+import logging, sys
+logging.basicConfig(stream=sys.stdout, format="%(name)s %(message)s")
+logging.getLogger("annbatch").setLevel(logging.DEBUG)
+import torch
+from annbatch_rs import DatasetCollection, Loader
+loader = Loader(batch_size=64, chunk_size=16, preload_nchunks=4).use_collection(
+    DatasetCollection({str(COLLECTION)!r}))
+n = sum(b["X"].shape[0] for b in loader)
+stats = loader.stats()
+assert stats["cells"] == n, stats
+assert stats["batches"] == len(loader), stats
+assert stats["cells_per_second"] > 0 and stats["read_seconds"] > 0, stats
+print("STATS", stats)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "STATS" in out.stdout
+    # tracing events reach the `annbatch` loggers.
+    assert "annbatch." in out.stdout and "assembled" in out.stdout, out.stdout[:2000]
+
+
+def test_parameter_errors_have_one_wording():
+    with pytest.raises(ValueError, match="rank = 2: must be below world_size 2"):
+        _native.Loader(_native.Collection(str(COLLECTION)), batch_size=64, chunk_size=16,
+                       preload_nchunks=4, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="num_threads"):
+        _native.Loader(_native.Collection(str(COLLECTION)), num_threads=10**6)

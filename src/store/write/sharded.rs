@@ -188,7 +188,7 @@ impl<T: ZarrElement> ShardedArray<'_, T> {
                 let lens = file_writer
                     .join()
                     .map_err(|p| Error::WorkerPanic {
-                        message: crate::pipeline::panic_message(p.as_ref()),
+                        message: crate::error::panic_message(p.as_ref()),
                     })?
                     .map_err(io)?;
                 encoded_all?;

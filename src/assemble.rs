@@ -1,0 +1,26 @@
+//! Batch assembly: a load request's rows, read from the store straight into the arrays of its
+//! batches.
+//!
+//! ```text
+//! LoadRequest ─▶ fetch_batches: size every batch (indptr / row width), cut its arrays into
+//!                one run per row, decode each chunk once and copy it into its rows' runs
+//!             ─▶ BatchParts<M> (X, obs columns, row ids) in a Memory M:
+//!                HostMemory → HostBatch        (this module)
+//!                StoragePool → tch Batch       (crate::tensor)
+//! ```
+
+mod host;
+mod memory;
+mod obs;
+mod parts;
+mod scatter;
+
+pub use host::{HostBatch, HostObs};
+pub use memory::HostMemory;
+// Used by `crate::tensor` (feature `tch`).
+#[cfg_attr(not(feature = "tch"), allow(unused_imports))]
+pub use memory::{Element, Memory};
+pub use obs::{Extras, ObsSource};
+#[cfg_attr(not(feature = "tch"), allow(unused_imports))]
+pub use parts::{BatchParts, ObsPart, XParts};
+pub(crate) use scatter::fetch_batches;

@@ -1,0 +1,60 @@
+//! Where a batch's arrays live while they are assembled: plain vectors for host batches, pooled
+//! torch storages for tensor batches (`crate::tensor`). The assembly code is written once against
+//! [`Memory`] and fills either in place.
+
+use crate::error::Result;
+
+/// An element type of batch arrays: `i32` (CSR row pointers, column indices), `i64` (category
+/// codes, row ids) and `f32` (values).
+#[cfg(feature = "tch")]
+pub trait Element: Copy + Default + Send + Sync + tch::kind::Element + 'static {}
+/// An element type of batch arrays: `i32` (CSR row pointers, column indices), `i64` (category
+/// codes, row ids) and `f32` (values).
+#[cfg(not(feature = "tch"))]
+pub trait Element: Copy + Default + Send + Sync + 'static {}
+
+impl Element for i32 {}
+impl Element for i64 {}
+impl Element for f32 {}
+
+/// Allocates the arrays batches are assembled into.
+pub trait Memory: Sync {
+    /// An array of `T` owned by the batch being built, written through [`Memory::slice`].
+    type Array<T: Element>: Send;
+
+    /// An array of `n` elements. Its contents are unspecified: the assembly writes every one.
+    ///
+    /// # Errors
+    /// When the memory cannot be allocated (e.g. a torch allocation fails).
+    fn array<T: Element>(&self, n: usize) -> Result<Self::Array<T>>;
+
+    /// The elements of `array`, to write.
+    fn slice<T: Element>(array: &mut Self::Array<T>) -> &mut [T];
+}
+
+/// Host batches: each array a fresh `Vec`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostMemory;
+
+impl Memory for HostMemory {
+    type Array<T: Element> = Vec<T>;
+
+    fn array<T: Element>(&self, n: usize) -> Result<Vec<T>> {
+        Ok(vec![T::default(); n])
+    }
+
+    fn slice<T: Element>(array: &mut Vec<T>) -> &mut [T] {
+        array
+    }
+}
+
+/// A batch array of `n` elements written in place by `fill`, which must write every element.
+pub(crate) fn filled<M: Memory, T: Element>(
+    memory: &M,
+    n: usize,
+    fill: impl FnOnce(&mut [T]),
+) -> Result<M::Array<T>> {
+    let mut array = memory.array::<T>(n)?;
+    fill(M::slice(&mut array));
+    Ok(array)
+}

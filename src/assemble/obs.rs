@@ -1,0 +1,124 @@
+//! What a batch carries besides `X`: obs columns (loaded once for the whole collection) and
+//! global row ids, cut per batch by [`Extras::parts`] (the one place they are extracted).
+
+use std::sync::Arc;
+
+use super::memory::{filled, Memory};
+use super::parts::ObsPart;
+use crate::error::{Error, Result};
+use crate::store::Column;
+
+/// One requested obs column, held for the whole collection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObsSource {
+    /// Category codes (`-1` = missing) and their names.
+    Categorical {
+        /// Per-row codes.
+        codes: Vec<i32>,
+        /// Category names.
+        categories: Arc<Vec<String>>,
+    },
+    /// Numeric or boolean values as float32 (missing values of nullable columns are NaN).
+    Numeric(Vec<f32>),
+}
+
+impl ObsSource {
+    /// The batchable form of obs column `name`.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedObs`] for string columns (store them as categoricals).
+    pub fn from_column(name: &str, column: Column) -> Result<Self> {
+        let numeric = |v: Vec<f32>| Ok(Self::Numeric(v));
+        match column {
+            Column::Categorical {
+                codes, categories, ..
+            } => Ok(Self::Categorical {
+                codes: codes.into_iter().map(|c| c as i32).collect(),
+                categories: Arc::new(categories),
+            }),
+            Column::Float(v) => numeric(v.into_iter().map(|x| x as f32).collect()),
+            Column::Int(v) => numeric(v.into_iter().map(|x| x as f32).collect()),
+            Column::Bool(v) => numeric(v.into_iter().map(|x| f32::from(u8::from(x))).collect()),
+            Column::NullableInt { values, mask } => numeric(
+                values
+                    .iter()
+                    .zip(&mask)
+                    .map(|(&v, &m)| if m { f32::NAN } else { v as f32 })
+                    .collect(),
+            ),
+            Column::NullableBool { values, mask } => numeric(
+                values
+                    .iter()
+                    .zip(&mask)
+                    .map(|(&v, &m)| if m { f32::NAN } else { f32::from(u8::from(v)) })
+                    .collect(),
+            ),
+            _ => Err(Error::UnsupportedObs {
+                name: name.to_string(),
+                reason: "string columns cannot be batched; store them as categoricals".into(),
+            }),
+        }
+    }
+
+    /// Category names, for a categorical column.
+    pub fn categories(&self) -> Option<&Arc<Vec<String>>> {
+        match self {
+            Self::Categorical { categories, .. } => Some(categories),
+            Self::Numeric(_) => None,
+        }
+    }
+}
+
+/// A batch's obs arrays and its row-id array.
+pub(crate) type BatchExtras<M> = (Vec<ObsPart<M>>, Option<<M as Memory>::Array<i64>>);
+
+/// The obs columns a loader adds to each batch, and whether it adds row ids.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// `(name, values)` in the loader's `obs_keys` order.
+    pub obs: Vec<(String, ObsSource)>,
+    /// Whether batches carry their global row ids.
+    pub return_index: bool,
+}
+
+impl Extras {
+    /// The obs arrays and the index array of the batch made of rows `split` (positions in
+    /// request order) of a fetch whose global row ids, in request order, are `rows`.
+    pub(crate) fn parts<M: Memory>(
+        &self,
+        rows: &[u64],
+        split: &[usize],
+        memory: &M,
+    ) -> Result<BatchExtras<M>> {
+        let b = split.len();
+        let mut obs = Vec::with_capacity(self.obs.len());
+        for (_, source) in &self.obs {
+            obs.push(match source {
+                ObsSource::Categorical { codes, .. } => {
+                    ObsPart::Codes(filled(memory, b, |out: &mut [i64]| {
+                        for (o, &i) in out.iter_mut().zip(split) {
+                            *o = i64::from(codes[rows[i] as usize]);
+                        }
+                    })?)
+                }
+                ObsSource::Numeric(v) => {
+                    ObsPart::Values(filled(memory, b, |out: &mut [f32]| {
+                        for (o, &i) in out.iter_mut().zip(split) {
+                            *o = v[rows[i] as usize];
+                        }
+                    })?)
+                }
+            });
+        }
+        let index = if self.return_index {
+            Some(filled(memory, b, |out: &mut [i64]| {
+                for (o, &i) in out.iter_mut().zip(split) {
+                    *o = rows[i] as i64;
+                }
+            })?)
+        } else {
+            None
+        };
+        Ok((obs, index))
+    }
+}

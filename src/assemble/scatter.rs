@@ -1,0 +1,252 @@
+//! A fetch's batches, built straight from the store: every batch's arrays are sized up front
+//! (row lengths come from `indptr`, or the row width), cut into one run per row, and each
+//! decoded chunk is copied once, straight into its rows' runs — no fetch buffer, no gather pass.
+//!
+//! This is the one assembly path, for every kind of `X` (sparse or dense, on disk or in memory)
+//! and every front end (host vectors or tensors, through [`Memory`]). A row that a sampler puts
+//! into a fetch's batches more than once is read once and copied to its other places after.
+
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use super::memory::{filled, Element, Memory};
+use super::obs::Extras;
+use super::parts::{BatchParts, XParts};
+use crate::collection::DatasetCollection;
+use crate::error::{Error, Result};
+use crate::sampler::LoadRequest;
+use crate::store::RowPlaces;
+
+/// Every fetched row of a request, in request order.
+struct Rows {
+    /// The dataset each row is in.
+    dataset: Vec<usize>,
+    /// Its row inside that dataset.
+    local: Vec<u64>,
+    /// Its global row id.
+    global: Vec<u64>,
+    /// Its stored values (nnz for sparse X, the row width for dense X).
+    len: Vec<usize>,
+}
+
+impl Rows {
+    fn of(collection: &DatasetCollection, request: &LoadRequest) -> Result<Self> {
+        let n = usize::try_from(request.n_rows()).unwrap_or(usize::MAX);
+        let mut rows = Self {
+            dataset: Vec::with_capacity(n),
+            local: Vec::with_capacity(n),
+            global: Vec::with_capacity(n),
+            len: Vec::with_capacity(n),
+        };
+        for range in &request.requests {
+            rows.global.extend(range.clone());
+            for (d, local) in collection.split(range.clone())? {
+                let x = collection.datasets()[d].x();
+                for row in local {
+                    rows.dataset.push(d);
+                    rows.local.push(row);
+                    rows.len.push(x.row_len(row)? as usize);
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// Where a row's values start: (batch, first element in the batch's arrays).
+type Spot = (usize, usize);
+
+/// A row's place in its batch: column indices (sparse X) and values.
+type Place<'a> = (Option<&'a mut [i32]>, &'a mut [f32]);
+
+/// The batches `request.splits[first..]` of one fetch, assembled in `memory`. Decoding runs in
+/// parallel on the current rayon pool; the time spent reading and decoding is added to `read`.
+///
+/// # Errors
+/// Read errors of the store (corrupt chunks, bad indices), [`Error::BatchTooLarge`] when a
+/// sparse batch holds more values than int32 indices address, allocation errors of `memory`.
+pub(crate) fn fetch_batches<M: Memory>(
+    collection: &DatasetCollection,
+    request: &LoadRequest,
+    first: usize,
+    extras: &Extras,
+    memory: &M,
+    read: &mut Duration,
+) -> Result<Vec<BatchParts<M>>> {
+    let splits = &request.splits[first.min(request.splits.len())..];
+    let rows = Rows::of(collection, request)?;
+    let width = dense_width(collection)?;
+    // Each batch's size, and where each row goes: its first place, or a copy of it.
+    let mut spot: Vec<Option<Spot>> = vec![None; rows.len.len()];
+    let mut copies: Vec<(Spot, Spot, usize)> = Vec::new();
+    let mut sizes = Vec::with_capacity(splits.len());
+    for (b, split) in splits.iter().enumerate() {
+        let mut at = 0usize;
+        for &p in split {
+            let len = rows.len[p];
+            match spot[p] {
+                None => spot[p] = Some((b, at)),
+                Some(src) => copies.push((src, (b, at), len)),
+            }
+            at += len;
+        }
+        if width.is_none() && at > i32::MAX as usize {
+            return Err(Error::BatchTooLarge {
+                nnz: at as u64,
+                max: i32::MAX as u64,
+            });
+        }
+        sizes.push(at);
+    }
+    let mut values = sizes
+        .iter()
+        .map(|&n| memory.array::<f32>(n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut indices = match width {
+        Some(_) => Vec::new(),
+        None => sizes
+            .iter()
+            .map(|&n| memory.array::<i32>(n))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let started = Instant::now();
+    scatter::<M>(collection, splits, &rows, &spot, &mut indices, &mut values)?;
+    *read += started.elapsed();
+    for &(src, dst, len) in &copies {
+        copy_run::<M, f32>(&mut values, src, dst, len);
+        if width.is_none() {
+            copy_run::<M, i32>(&mut indices, src, dst, len);
+        }
+    }
+    let mut indices = indices.into_iter();
+    let mut out = Vec::with_capacity(splits.len());
+    for (split, data) in splits.iter().zip(values) {
+        let x = match width {
+            Some(width) => XParts::Dense {
+                data,
+                rows: split.len(),
+                width,
+            },
+            None => XParts::Csr {
+                indptr: filled(memory, split.len() + 1, |out: &mut [i32]| {
+                    out[0] = 0;
+                    for (i, &p) in split.iter().enumerate() {
+                        // Fits: the batch's values were checked against i32::MAX.
+                        out[i + 1] = out[i] + rows.len[p] as i32;
+                    }
+                })?,
+                indices: indices
+                    .next()
+                    .ok_or_else(|| Error::Internal("a batch without column indices".into()))?,
+                data,
+                rows: split.len(),
+                n_var: collection.n_var(),
+            },
+        };
+        let (obs, index) = extras.parts(&rows.global, split, memory)?;
+        out.push(BatchParts { x, obs, index });
+    }
+    Ok(out)
+}
+
+/// Elements per row of a dense collection (`None` for sparse X); every dataset must agree.
+fn dense_width(collection: &DatasetCollection) -> Result<Option<usize>> {
+    let mut widths = collection.datasets().iter().map(|d| d.x().row_width());
+    let first = widths.next().flatten();
+    for (name, w) in collection.dataset_names().iter().zip(widths) {
+        if w != first {
+            return Err(Error::ShapeMismatch {
+                path: format!("{}/{name}/X", collection.path().display()),
+                found: format!("rows of {w:?} elements (None = sparse)"),
+                expected: format!("{first:?}, as the first dataset"),
+            });
+        }
+    }
+    first
+        .map(|w| usize::try_from(w).map_err(|_| Error::Internal(format!("row width {w}"))))
+        .transpose()
+}
+
+/// Cuts the batches' arrays into one run per row and has every dataset write its rows' first
+/// places, datasets in parallel (each decoding its chunks in parallel too).
+fn scatter<M: Memory>(
+    collection: &DatasetCollection,
+    splits: &[Vec<usize>],
+    rows: &Rows,
+    spot: &[Option<Spot>],
+    indices: &mut [M::Array<i32>],
+    values: &mut [M::Array<f32>],
+) -> Result<()> {
+    let sparse = !indices.is_empty();
+    let mut value_runs: Vec<&mut [f32]> = values.iter_mut().map(M::slice).collect();
+    let mut index_runs: Vec<&mut [i32]> = indices.iter_mut().map(M::slice).collect();
+    // Per position in request order, the runs of its first place.
+    let mut places: Vec<Option<Place<'_>>> = (0..rows.len.len()).map(|_| None).collect();
+    for (b, split) in splits.iter().enumerate() {
+        for &p in split {
+            let len = rows.len[p];
+            let (v, rest) = std::mem::take(&mut value_runs[b]).split_at_mut(len);
+            value_runs[b] = rest;
+            let i = if sparse {
+                let (i, rest) = std::mem::take(&mut index_runs[b]).split_at_mut(len);
+                index_runs[b] = rest;
+                Some(i)
+            } else {
+                None
+            };
+            // Copies (not first places) keep their runs empty until `copy_run`.
+            if spot[p].is_some_and(|(sb, _)| sb == b) && places[p].is_none() {
+                places[p] = Some((i, v));
+            }
+        }
+    }
+    // Per dataset, its rows and their places, in request order.
+    let n_datasets = collection.datasets().len();
+    let mut groups: Vec<(Vec<u64>, Vec<Place<'_>>)> =
+        (0..n_datasets).map(|_| (Vec::new(), Vec::new())).collect();
+    for (p, place) in places.into_iter().enumerate() {
+        if let Some(place) = place {
+            let (local, runs) = &mut groups[rows.dataset[p]];
+            local.push(rows.local[p]);
+            runs.push(place);
+        }
+    }
+    groups
+        .into_par_iter()
+        .enumerate()
+        .filter(|(_, (local, _))| !local.is_empty())
+        .try_for_each(|(d, (local, runs))| {
+            tracing::trace!(dataset = d, rows = local.len(), "decode");
+            let places = if sparse {
+                RowPlaces::Csr(
+                    runs.into_iter()
+                        .map(|(i, v)| (i.unwrap_or_default(), v))
+                        .collect(),
+                )
+            } else {
+                RowPlaces::Dense(runs.into_iter().map(|(_, v)| v).collect())
+            };
+            collection.datasets()[d].x().scatter_rows(&local, places)
+        })
+}
+
+/// Copies `len` elements from `src` to `dst` (batch, offset) among `arrays`.
+fn copy_run<M: Memory, T: Element>(
+    arrays: &mut [M::Array<T>],
+    (sb, so): Spot,
+    (db, d_o): Spot,
+    len: usize,
+) {
+    if sb == db {
+        M::slice(&mut arrays[sb]).copy_within(so..so + len, d_o);
+        return;
+    }
+    let (lo, hi) = arrays.split_at_mut(sb.max(db));
+    let (src, dst) = if sb < db {
+        (M::slice(&mut lo[sb]), M::slice(&mut hi[0]))
+    } else {
+        (M::slice(&mut hi[0]), M::slice(&mut lo[db]))
+    };
+    dst[d_o..d_o + len].copy_from_slice(&src[so..so + len]);
+}
