@@ -10,7 +10,6 @@ import sys
 import time
 
 import torch
-
 from annbatch_rs import DatasetCollection, Loader
 
 path = sys.argv[1] if len(sys.argv) > 1 else "demo_data/collection.zarr"

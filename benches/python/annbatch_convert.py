@@ -18,4 +18,5 @@ start = time.perf_counter()
 DatasetCollection(out).add_adatas(inputs)
 seconds = time.perf_counter() - start
 peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"tool": "annbatch", "seconds": round(seconds, 2), "peak_rss_mb": round(peak_kib / 1024)}))
+print(json.dumps({"tool": "annbatch", "seconds": round(seconds, 2),
+                  "peak_rss_mb": round(peak_kib / 1024)}))

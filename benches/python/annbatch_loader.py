@@ -16,12 +16,12 @@ import warnings
 
 warnings.filterwarnings("ignore")
 
-import anndata as ad  # noqa: E402
-import numpy as np  # noqa: E402
-import zarr  # noqa: E402
+import anndata as ad
+import numpy as np
+import zarr
 
 zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
-from annbatch import DatasetCollection, Loader  # noqa: E402
+from annbatch import DatasetCollection, Loader
 
 
 def load_x(group):

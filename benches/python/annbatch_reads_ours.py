@@ -12,10 +12,10 @@ import warnings
 
 warnings.filterwarnings("ignore")
 
-import anndata as ad  # noqa: E402
-import numpy as np  # noqa: E402
-import zarr  # noqa: E402
-from annbatch import DatasetCollection, Loader  # noqa: E402
+import anndata as ad
+import numpy as np
+import zarr
+from annbatch import DatasetCollection, Loader
 
 path = sys.argv[1]
 collection = DatasetCollection(zarr.open(path, mode="r"))

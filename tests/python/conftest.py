@@ -28,5 +28,7 @@ def run(cmd: list, **kwargs) -> subprocess.CompletedProcess:
     """Runs a command, failing the test with its output when it fails."""
     result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result

@@ -9,7 +9,6 @@ import sys
 
 import torch
 import torch.distributed as dist
-
 from annbatch_rs import DatasetCollection, Loader
 
 dist.init_process_group("gloo")

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 from conftest import run
 
 INPUTS = ["pbmc68k_raw_csr.h5ad", "oligodendroglioma.h5ad", "10x_pbmc68k_reduced.h5ad"]

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 torch = pytest.importorskip("torch")
-from annbatch_rs import DatasetCollection, Loader, _native  # noqa: E402
+from annbatch_rs import DatasetCollection, Loader, _native
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -11,7 +11,7 @@ ad = pytest.importorskip("anndata")
 pd = pytest.importorskip("pandas")
 sp = pytest.importorskip("scipy.sparse")
 zarr = pytest.importorskip("zarr")
-from annbatch_rs import (  # noqa: E402
+from annbatch_rs import (
     AnnbatchError,
     DatasetCollection,
     Loader,
@@ -63,7 +63,8 @@ def test_in_memory_obs_keys_come_from_rust_as_tensors():
     a = adata()
     batch = next(iter(loader.add_adata(a)))
     index = batch["index"].numpy()
-    np.testing.assert_array_equal(batch["obs"]["ct"].numpy(), a.obs["ct"].cat.codes.to_numpy()[index])
+    codes = a.obs["ct"].cat.codes.to_numpy()
+    np.testing.assert_array_equal(batch["obs"]["ct"].numpy(), codes[index])
     np.testing.assert_array_equal(batch["obs"]["size"].numpy(), a.obs["size"].to_numpy()[index])
 
 
@@ -86,7 +87,10 @@ def test_several_stores_in_one_loader_equal_the_collection():
 def test_zarr_backed_adata_as_the_seed_documents_write_it():
     """ZarrSparseDataset(...).add_anndatas([...], obs_keys=...) yields (X, labels)."""
     adatas = [
-        ad.AnnData(X=ad.io.sparse_dataset(zarr.open(p)["X"]), obs=ad.io.read_elem(zarr.open(p)["obs"]))
+        ad.AnnData(
+            X=ad.io.sparse_dataset(zarr.open(p)["X"]),
+            obs=ad.io.read_elem(zarr.open(p)["obs"]),
+        )
         for p in DATASETS
     ]
     ds = ZarrSparseDataset(batch_size=64, chunk_size=16, preload_nchunks=4, return_index=True

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 ad = pytest.importorskip("anndata")
 sp = pytest.importorskip("scipy.sparse")
-from annbatch_rs import Loader  # noqa: E402
+from annbatch_rs import Loader
 
 # 512-row batches of ~200 values a row: their arrays (~400 KB) come from the storage pool.
 X = sp.random(16384, 3000, density=200 / 3000, format="csr", dtype=np.float32, random_state=7)

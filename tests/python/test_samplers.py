@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from annbatch_rs import DatasetCollection, Loader  # noqa: E402
-from annbatch_rs.samplers import (  # noqa: E402
+from annbatch_rs import DatasetCollection, Loader
+from annbatch_rs.samplers import (
     ClassSampler,
     DistributedSampler,
     RandomSampler,
@@ -30,7 +30,8 @@ def with_sampler(sampler, **kwargs) -> Loader:
 
 def test_sequential_and_random_samplers_match_the_loader_settings():
     plain = Loader(batch_size=64, chunk_size=16, preload_nchunks=4, return_index=True)
-    assert rows(with_sampler(SequentialSampler(16, 4, 64))) == rows(plain.use_collection(COLLECTION))
+    expected = rows(plain.use_collection(COLLECTION))
+    assert rows(with_sampler(SequentialSampler(16, 4, 64))) == expected
     shuffled = Loader(batch_size=64, chunk_size=16, preload_nchunks=4, shuffle=True, seed=3,
                       return_index=True).use_collection(COLLECTION)
     assert rows(with_sampler(RandomSampler(16, 4, 64, seed=3))) == rows(shuffled)
