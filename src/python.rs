@@ -275,6 +275,65 @@ impl PyBatches {
     }
 }
 
+/// A count given from Python: an integer (Python or numpy; not a bool), negative ones refused
+/// with the same wording as zero.
+fn count(value: &Bound<'_, PyAny>, name: &'static str) -> PyResult<u64> {
+    let not_int = || {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "{name} must be an integer, got {}",
+            value
+                .repr()
+                .map_or_else(|_| "?".to_string(), |r| r.to_string())
+        ))
+    };
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(not_int());
+    }
+    let v: i128 = value.extract().map_err(|_| not_int())?;
+    u64::try_from(v).map_err(|_| to_py(crate::error::Error::parameter(name, v, "must be positive")))
+}
+
+/// Checks loader settings as the native Loader will, before any data is opened: the one check
+/// behind Python's `Loader(...)` and samplers (`ValueError` naming the parameter).
+#[pyfunction]
+#[pyo3(signature = (*, batch_size=None, chunk_size=None, preload_nchunks=None, num_threads=None,
+    prefetch=None, num_samples=None))]
+fn check_options(
+    batch_size: Option<Bound<'_, PyAny>>,
+    chunk_size: Option<Bound<'_, PyAny>>,
+    preload_nchunks: Option<Bound<'_, PyAny>>,
+    num_threads: Option<Bound<'_, PyAny>>,
+    prefetch: Option<Bound<'_, PyAny>>,
+    num_samples: Option<Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    let mut o = LoaderOptions::default();
+    if let Some(v) = batch_size {
+        o.batch_size = size(count(&v, "batch_size")?);
+    }
+    if let Some(v) = chunk_size {
+        o.chunk_size = count(&v, "chunk_size")?;
+    }
+    if let Some(v) = preload_nchunks {
+        o.preload_nchunks = size(count(&v, "preload_nchunks")?);
+    }
+    if let Some(v) = num_threads {
+        o.num_threads = Some(size(count(&v, "num_threads")?));
+    }
+    if let Some(v) = prefetch {
+        o.prefetch = Some(size(count(&v, "prefetch")?));
+    }
+    if let Some(v) = num_samples {
+        o.class_sampling = Some(ClassSampling {
+            codes: Vec::new(),
+            n_categories: 0,
+            weights: ClassWeights::Balanced,
+            num_samples: Some(count(&v, "num_samples")?),
+        });
+    }
+    o.check().map_err(to_py)
+}
+
 fn size_of(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Size> {
     if let Ok(rows) = value.extract::<u64>() {
         return Ok(Size::Rows(rows));
@@ -416,6 +475,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLoader>()?;
     m.add_class::<PyBatches>()?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;
+    m.add_function(wrap_pyfunction!(check_options, m)?)?;
     m.add_function(wrap_pyfunction!(obs_column, m)?)?;
     m.add_function(wrap_pyfunction!(_data_ptr, m)?)?;
     m.add_function(wrap_pyfunction!(_fill, m)?)?;

@@ -16,6 +16,7 @@ __all__ = [
     "__version__",
     "_data_ptr",
     "_fill",
+    "check_options",
     "convert",
     "obs_column",
 ]
@@ -94,5 +95,14 @@ def convert(
 def obs_column(
     path: Union[str, PathLike[str]], name: str
 ) -> Tuple[List[Any], Optional[List[str]]]: ...
+def check_options(
+    *,
+    batch_size: Optional[int] = None,
+    chunk_size: Optional[int] = None,
+    preload_nchunks: Optional[int] = None,
+    num_threads: Optional[int] = None,
+    prefetch: Optional[int] = None,
+    num_samples: Optional[int] = None,
+) -> None: ...
 def _data_ptr(t: torch.Tensor) -> int: ...
 def _fill(t: torch.Tensor, value: float) -> None: ...

@@ -107,9 +107,10 @@ class Loader(torch.utils.data.IterableDataset):
             prefetch=prefetch,
         )
         self._sampler = batch_sampler
-        for name in ("batch_size", "chunk_size", "preload_nchunks"):
-            if not isinstance(self._params[name], int) or self._params[name] <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {self._params[name]!r}")
+        # The native checks, now (annbatch refuses bad settings at construction too).
+        _native.check_options(
+            **{k: self._params[k] for k in ("batch_size", "chunk_size", "preload_nchunks",
+                                             "num_threads", "prefetch")})
         self._obs_as = obs_as
         self._sources: List[Source] = []
         self._collection_added = False

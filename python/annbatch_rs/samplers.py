@@ -19,6 +19,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _native
+
 __all__ = [
     "ClassSampler",
     "DistributedSampler",
@@ -28,10 +30,9 @@ __all__ = [
 ]
 
 
-def _positive(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _check(**values: Any) -> None:
+    """The native loader's checks of these settings (one wording, in Rust)."""
+    _native.check_options(**values)
 
 
 def _no_mask(mask: Any) -> None:
@@ -50,7 +51,7 @@ class SequentialSampler:
     mask: Any = None
 
     def __post_init__(self) -> None:
-        _positive(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
+        _check(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
                   batch_size=self.batch_size)
         _no_mask(self.mask)
 
@@ -74,7 +75,7 @@ class RandomSampler:
     mask: Any = None
 
     def __post_init__(self) -> None:
-        _positive(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
+        _check(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
                   batch_size=self.batch_size)
         _no_mask(self.mask)
         if self.replacement or self.num_samples is not None:
@@ -140,14 +141,14 @@ class ClassSampler:
     def __post_init__(self) -> None:
         import pandas as pd
 
-        _positive(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
+        _check(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
                   batch_size=self.batch_size)
         _no_mask(self.mask)
         if not isinstance(self.classes, pd.Categorical):
             raise TypeError(
                 f"classes must be a pandas.Categorical, got {type(self.classes).__name__}")
         if self.num_samples is not None:
-            _positive(num_samples=self.num_samples)
+            _check(num_samples=self.num_samples)
         if self.class_weights is not None:
             weights = np.asarray(self.class_weights, dtype=float)
             if weights.shape != (len(self.classes.categories),) or (weights < 0).any():

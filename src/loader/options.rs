@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::sampler::{check_shard, ChunkPlan, ClassSampler, ClassWeights, Sampler};
+use crate::sampler::{
+    check_fetch_shape, check_shard, ChunkPlan, ClassSampler, ClassWeights, Sampler,
+};
 
 /// annbatch's defaults, shared by the builder, the C ABI and the Python module.
 pub mod defaults {
@@ -105,12 +107,22 @@ impl Default for LoaderOptions {
 }
 
 impl LoaderOptions {
-    /// Checks the settings that do not depend on the data.
+    /// Checks the settings that do not depend on the data: positive sizes, a fetch of
+    /// `chunk_size * preload_nchunks` rows cut into whole batches (annbatch's rule), a shard
+    /// below `world_size`, at most [`MAX_THREADS`] threads, a positive `prefetch`.
     ///
     /// # Errors
     /// [`Error::InvalidParameter`] naming the first bad setting.
     pub fn check(&self) -> Result<()> {
+        check_fetch_shape(self.batch_size, self.chunk_size, self.preload_nchunks)?;
         check_shard(self.rank, self.world_size)?;
+        if let Some(ClassSampling {
+            num_samples: Some(0),
+            ..
+        }) = self.class_sampling
+        {
+            return Err(Error::parameter("num_samples", 0, "must be positive"));
+        }
         match self.num_threads {
             Some(0) => return Err(Error::parameter("num_threads", 0, "must be positive")),
             Some(n) if n > MAX_THREADS => {

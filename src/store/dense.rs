@@ -81,8 +81,14 @@ impl DenseElement {
         }
         let width = self.row_width();
         let base = out.data.len();
-        let added = usize::try_from(rows * width)
-            .map_err(|e| Error::parameter("rows", rows, e.to_string()))?;
+        let added = rows
+            .checked_mul(width)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| Error::ShapeMismatch {
+                path: self.path().to_string(),
+                found: format!("a request of {rows} rows of {width} values"),
+                expected: "a request that fits in memory".into(),
+            })?;
         out.data.resize(base + added, 0.0);
         let segments = plan(ranges.iter().cloned(), self.array.chunk_rows());
         let path = self.path();

@@ -568,11 +568,14 @@ impl H5adFile {
                 }
                 Ok(())
             }
-            (_, _) => Err(Error::parameter(
-                "out",
-                "XBatch",
-                "batch kind does not match X",
-            )),
+            (_, out) => Err(Error::ShapeMismatch {
+                path: "X".into(),
+                found: format!(
+                    "an output batch of the other kind (sparse: {})",
+                    out.is_sparse()
+                ),
+                expected: "a batch like X".into(),
+            }),
         }
     }
 }

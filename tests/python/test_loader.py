@@ -153,3 +153,14 @@ def test_parameter_errors_have_one_wording():
                        preload_nchunks=4, rank=2, world_size=2)
     with pytest.raises(ValueError, match="num_threads"):
         _native.Loader(_native.Collection(str(COLLECTION)), num_threads=10**6)
+    # The Python Loader and samplers refuse at construction, with the native wording.
+    with pytest.raises(ValueError, match="batch_size = -4: must be positive"):
+        Loader(batch_size=-4, chunk_size=16, preload_nchunks=4)
+    with pytest.raises(ValueError, match="divisible by batch_size"):
+        Loader(batch_size=48, chunk_size=16, preload_nchunks=4)
+    with pytest.raises(TypeError, match="chunk_size must be an integer"):
+        Loader(batch_size=64, chunk_size=True, preload_nchunks=4)
+    from annbatch_rs.samplers import RandomSampler
+
+    with pytest.raises(ValueError, match="preload_nchunks = 0: must be positive"):
+        RandomSampler(chunk_size=16, preload_nchunks=0, batch_size=64)
