@@ -179,12 +179,18 @@ impl LoaderBuilder {
                 name: format!("annbatch-worker ({threads} threads)"),
                 source: std::io::Error::other(e.to_string()),
             })?;
-        let capacity = options.capacity(sampler.as_ref());
+        // Never more room than one epoch's batches: a huge `prefetch` or `preload_nchunks`
+        // must not size the channel (allocated up front) or the pool beyond what can exist.
+        let epoch_batches = usize::try_from(sampler.n_batches(collection.n_obs()))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let capacity = options.capacity(sampler.as_ref()).min(epoch_batches);
         #[cfg(feature = "tch")]
         let placement = {
             // Batches alive at once: those waiting in the channel, one request's being built,
             // and a couple held by the consumer; two pooled arrays each (see `prefetch`).
-            let slots = 2 * (capacity + sampler.batches_per_request() + 2);
+            let per_request = sampler.batches_per_request().min(epoch_batches);
+            let slots = 2 * (capacity + per_request + 2);
             Arc::new(crate::tensor::Placement::new(options.device, slots)?)
         };
         Ok(Loader {

@@ -171,7 +171,7 @@ pub(crate) fn batches_per_fetch(
     chunk_size: u64,
     preload_nchunks: usize,
 ) -> usize {
-    ((chunk_size * preload_nchunks as u64) / batch_size.max(1) as u64) as usize
+    (chunk_size.saturating_mul(preload_nchunks as u64) / batch_size.max(1) as u64) as usize
 }
 
 /// annbatch's rule for chunked samplers: positive sizes, and a fetch of
@@ -184,7 +184,7 @@ pub(crate) fn check_fetch_shape(
     positive("batch_size", batch_size as u64)?;
     positive("chunk_size", chunk_size)?;
     positive("preload_nchunks", preload_nchunks as u64)?;
-    let fetch = chunk_size * preload_nchunks as u64;
+    let fetch = chunk_size.saturating_mul(preload_nchunks as u64);
     let batch = batch_size as u64;
     if batch > fetch {
         return Err(Error::parameter(

@@ -214,6 +214,30 @@ fn loader_options_are_checked_once_with_one_wording() {
 }
 
 #[test]
+fn huge_prefetch_or_preload_is_capped_by_the_epoch_not_allocated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = small_collection(dir.path());
+    for (prefetch, preload) in [(1_000_000_000usize, 2usize), (4, 1_000_000_000)] {
+        let loader = Loader::builder_for(c.clone())
+            .batch_size(10)
+            .chunk_size(10)
+            .preload_nchunks(preload)
+            .prefetch(prefetch)
+            .build()
+            .expect("loader");
+        assert_eq!(host_epoch(&loader, 0).len(), 100);
+    }
+    // chunk_size * preload_nchunks past u64: refused, not wrapped.
+    let err = Loader::builder_for(c)
+        .batch_size(3)
+        .chunk_size(u64::MAX / 2)
+        .preload_nchunks(1 << 20)
+        .build()
+        .expect_err("refused");
+    assert!(matches!(err, Error::InvalidParameter { .. }), "{err}");
+}
+
+#[test]
 fn stats_count_every_delivered_cell() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = small_collection(dir.path());

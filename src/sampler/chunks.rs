@@ -63,7 +63,7 @@ impl ChunkPlan {
 
     /// Rows per fetch.
     pub fn fetch_rows(&self) -> u64 {
-        self.chunk_size * self.preload_nchunks as u64
+        self.chunk_size.saturating_mul(self.preload_nchunks as u64)
     }
 
     /// The stream positions `[start, end)` this shard reads.

@@ -293,7 +293,7 @@ impl Sampler for ClassSampler {
 
     fn requests(&self, n_obs: u64, epoch: u64) -> Result<Requests<'_>> {
         self.validate(n_obs)?;
-        let fetch = self.chunk_size * self.preload_nchunks as u64;
+        let fetch = self.chunk_size.saturating_mul(self.preload_nchunks as u64);
         let total = self.epoch_rows();
         Ok(Box::new((0..total.div_ceil(fetch)).map(move |k| {
             let rows = (total - k * fetch).min(fetch);
