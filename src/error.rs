@@ -257,6 +257,16 @@ impl Error {
         }
     }
 
+    /// Row `row` is past the `n_obs` rows of `path`.
+    pub(crate) fn row_out_of_range(path: impl Into<String>, row: u64, n_obs: u64) -> Self {
+        Self::RowsOutOfRange {
+            path: path.into(),
+            start: row,
+            end: row.saturating_add(1),
+            n_obs,
+        }
+    }
+
     /// A parameter error.
     pub(crate) fn parameter(
         name: &'static str,

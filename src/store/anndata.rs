@@ -138,12 +138,7 @@ impl XElement {
     pub fn row_len(&self, row: u64) -> Result<u64> {
         let n_obs = self.n_obs();
         if row >= n_obs {
-            return Err(Error::RowsOutOfRange {
-                path: self.path().to_string(),
-                start: row,
-                end: row + 1,
-                n_obs,
-            });
+            return Err(Error::row_out_of_range(self.path().to_string(), row, n_obs));
         }
         let r = row as usize;
         Ok(match self {

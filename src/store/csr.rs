@@ -198,12 +198,7 @@ impl CsrElement {
         let mut index_parts = Vec::with_capacity(rows.len() + rows.len() / 4);
         for (&row, (cols, values)) in rows.iter().zip(dest) {
             if row >= self.n_obs {
-                return Err(Error::RowsOutOfRange {
-                    path: self.path.clone(),
-                    start: row,
-                    end: row + 1,
-                    n_obs: self.n_obs,
-                });
+                return Err(Error::row_out_of_range(&self.path, row, self.n_obs));
             }
             let (a, b) = (self.indptr[row as usize], self.indptr[row as usize + 1]);
             if cols.len() as u64 != b - a || values.len() as u64 != b - a {

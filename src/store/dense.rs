@@ -111,12 +111,7 @@ impl DenseElement {
         let mut parts = Vec::with_capacity(rows.len() + rows.len() / 4);
         for (&row, out) in rows.iter().zip(dest) {
             if row >= n_obs {
-                return Err(Error::RowsOutOfRange {
-                    path: self.path().to_string(),
-                    start: row,
-                    end: row + 1,
-                    n_obs,
-                });
+                return Err(Error::row_out_of_range(self.path().to_string(), row, n_obs));
             }
             if out.len() as u64 != width {
                 return Err(Error::ShapeMismatch {

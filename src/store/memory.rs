@@ -212,12 +212,7 @@ impl InMemoryX {
     pub(crate) fn scatter_rows(&self, rows: &[u64], places: RowPlaces<'_>) -> Result<()> {
         let n_obs = self.n_obs();
         if let Some(&row) = rows.iter().find(|&&r| r >= n_obs) {
-            return Err(Error::RowsOutOfRange {
-                path: LABEL.into(),
-                start: row,
-                end: row + 1,
-                n_obs,
-            });
+            return Err(Error::row_out_of_range(LABEL, row, n_obs));
         }
         let short = |row: u64, have: usize, want: u64| Error::ShapeMismatch {
             path: LABEL.into(),
