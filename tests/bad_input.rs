@@ -169,6 +169,19 @@ fn indptr_ending_past_data() {
 }
 
 #[test]
+fn indptr_claiming_a_huge_length_is_refused_before_reading() {
+    let (_d, root) = store();
+    edit_json(&root.join("X/indptr/zarr.json"), |v| {
+        v["shape"] = serde_json::json!([1_000_000_000_000_000u64]);
+    });
+    let err = AnnDataStore::open(&root).expect_err("refused");
+    assert!(
+        matches!(&err, Error::InvalidIndptr { reason, .. } if reason.contains("n_obs + 1 = 5")),
+        "{err}"
+    );
+}
+
+#[test]
 fn indptr_of_wrong_length() {
     let (_d, root) = store();
     overwrite_indptr(&root, &[0, 2, 4, 8]);

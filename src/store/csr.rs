@@ -65,6 +65,17 @@ impl CsrElement {
                 expected: format!("{} (the length of data)", data.rows()),
             });
         }
+        // Checked before reading: the metadata's length sizes the read.
+        if indptr_array.rows() != n_obs.saturating_add(1) {
+            return Err(Error::InvalidIndptr {
+                path: indptr_array.path().to_string(),
+                reason: format!(
+                    "length {} does not match n_obs + 1 = {}",
+                    indptr_array.rows(),
+                    n_obs.saturating_add(1)
+                ),
+            });
+        }
         let indptr = validate_indptr(
             indptr_array.path(),
             &indptr_array.read_all_i64()?,
