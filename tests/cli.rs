@@ -19,6 +19,23 @@ fn data(name: &str) -> String {
 }
 
 #[test]
+fn a_closed_stdout_ends_the_program_quietly() {
+    use std::process::Stdio;
+    // `annbatch inspect … | head -0`: the reader is gone before the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_annbatch"))
+        .args(["inspect", &data("annbatch_collection.zarr")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run annbatch");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn inspect_summarises_a_collection() {
     let (ok, stdout, _) = annbatch(&["inspect", &data("annbatch_collection.zarr")]);
     assert!(ok);

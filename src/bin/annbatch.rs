@@ -14,6 +14,21 @@ use clap::{Parser, Subcommand};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+/// `println!` that ends the program quietly (exit 0) once stdout is closed, as in
+/// `annbatch inspect … | head -1`, instead of panicking on the broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: writing to stdout: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "annbatch",
@@ -108,7 +123,7 @@ fn convert(
         eprintln!("note: {note}");
     }
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    say!(
         "{} {} cells from {} input(s) {} {} ({} cells x {} genes in {} datasets) in {secs:.2} s \
          ({:.0} cells/s), seed {}",
         if report.appended { "appended" } else { "wrote" },
@@ -190,7 +205,7 @@ fn run_demo(out: &Path, n_obs: u64, force: bool) -> annbatch::Result<()> {
         ..SyntheticSpec::default()
     };
     if force || !demo::is_current(out, &spec) {
-        println!(
+        say!(
             "generating {} synthetic cells x {} genes (~{} nnz/cell) into {}",
             spec.n_obs,
             spec.n_var,
@@ -199,9 +214,9 @@ fn run_demo(out: &Path, n_obs: u64, force: bool) -> annbatch::Result<()> {
         );
         let t = Instant::now();
         demo::write_collection(out, &spec)?;
-        println!("  written in {:.2} s", t.elapsed().as_secs_f64());
+        say!("  written in {:.2} s", t.elapsed().as_secs_f64());
     } else {
-        println!("reusing the demo collection at {}", out.display());
+        say!("reusing the demo collection at {}", out.display());
     }
     inspect(out)?;
     read_bench(out, 32, 256, 3)?;
@@ -215,7 +230,7 @@ fn inspect(path: &Path) -> annbatch::Result<()> {
     }
     let t = Instant::now();
     let c = DatasetCollection::open(path)?;
-    println!(
+    say!(
         "{}: {} ({} datasets), n_obs {}, n_var {}  [opened in {:.1} ms]",
         path.display(),
         if c.is_preshuffled() {
@@ -243,10 +258,10 @@ fn inspect(path: &Path) -> annbatch::Result<()> {
             XElement::InMemory(_) => "in memory".into(),
         };
         let label = if name.is_empty() { "/" } else { name };
-        println!("  {label}: {} rows, X {x}", d.n_obs());
+        say!("  {label}: {} rows, X {x}", d.n_obs());
     }
     let columns = c.datasets()[0].obs_columns()?;
-    println!("  obs columns: {}", columns.join(", "));
+    say!("  obs columns: {}", columns.join(", "));
     for name in &columns {
         if let Column::Categorical {
             codes, categories, ..
@@ -263,7 +278,7 @@ fn inspect(path: &Path) -> annbatch::Result<()> {
                 .map(|(c, n)| format!("{c}={n}"))
                 .collect();
             let more = if categories.len() > 6 { ", ..." } else { "" };
-            println!(
+            say!(
                 "    {name}: {} categories ({}{more})",
                 categories.len(),
                 shown.join(", ")
@@ -276,14 +291,14 @@ fn inspect(path: &Path) -> annbatch::Result<()> {
 #[cfg(feature = "hdf5")]
 fn inspect_h5ad(path: &Path) -> annbatch::Result<()> {
     let f = annbatch::h5ad::H5adFile::open(path)?;
-    println!(
+    say!(
         "{}: .h5ad, n_obs {}, n_var {}, X {}",
         path.display(),
         f.n_obs(),
         f.n_var(),
         if f.is_sparse() { "csr" } else { "dense" }
     );
-    println!("  obs columns: {}", f.obs_columns()?.join(", "));
+    say!("  obs columns: {}", f.obs_columns()?.join(", "));
     Ok(())
 }
 
@@ -315,7 +330,7 @@ fn read_bench(
     let c = DatasetCollection::open(path)?;
     let n = c.n_obs();
     let threads = rayon::current_num_threads();
-    println!(
+    say!(
         "read throughput, {threads} threads, every row once per pass, median of {repeats} passes:"
     );
     // 1. Our reader: random contiguous chunks, `preload_nchunks` per fetch (the loader's pattern).
@@ -335,7 +350,7 @@ fn read_bench(
         random.push(t.elapsed().as_secs_f64());
     }
     let t_random = median(random);
-    println!(
+    say!(
         "  reader, random chunks ({chunk_size} rows x {preload_nchunks}/fetch): {:>10.0} cells/s  {:.2} GB/s decoded",
         n as f64 / t_random,
         bytes as f64 / t_random / 1e9
@@ -350,7 +365,7 @@ fn read_bench(
         sequential.push(t.elapsed().as_secs_f64());
     }
     let t_seq = median(sequential);
-    println!(
+    say!(
         "  reader, whole datasets in order:                  {:>10.0} cells/s  {:.2} GB/s decoded",
         n as f64 / t_seq,
         bytes as f64 / t_seq / 1e9
@@ -365,12 +380,12 @@ fn read_bench(
         plain.push(t.elapsed().as_secs_f64());
     }
     let t_plain = median(plain);
-    println!(
+    say!(
         "  plain zarrs whole-array decode (baseline):        {:>10.0} cells/s  {:.2} GB/s decoded",
         n as f64 / t_plain,
         bytes as f64 / t_plain / 1e9
     );
-    println!(
+    say!(
         "  random-chunk reader / plain decode: {:.2}x",
         t_plain / t_random
     );
