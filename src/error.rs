@@ -195,6 +195,17 @@ pub enum Error {
         message: String,
     },
 
+    /// A requested obs column does not exist.
+    #[error("{path}: no obs column {name:?}; the columns are: {}", available.join(", "))]
+    UnknownObsColumn {
+        /// The AnnData (store and group) whose obs was searched.
+        path: String,
+        /// The column asked for.
+        name: String,
+        /// The columns that exist.
+        available: Vec<String>,
+    },
+
     /// An obs column cannot be turned into batch values.
     #[error("obs column {name:?}: {reason}")]
     UnsupportedObs {
@@ -312,7 +323,8 @@ impl Error {
             | Self::IndexOutOfBounds { path, .. }
             | Self::RowsOutOfRange { path, .. }
             | Self::VarMismatch { path, .. }
-            | Self::EmptyCollection { path } => Some(path),
+            | Self::EmptyCollection { path }
+            | Self::UnknownObsColumn { path, .. } => Some(path),
             #[cfg(feature = "hdf5")]
             Self::Hdf5 { path, .. } => Some(path),
             _ => None,

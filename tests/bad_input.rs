@@ -427,6 +427,6 @@ fn category_codes_out_of_range() {
     ));
     assert!(matches!(
         adata.obs_column("no_such_column"),
-        Err(Error::MissingElement { .. })
+        Err(Error::UnknownObsColumn { available, .. }) if available == ["cell_type"]
     ));
 }

@@ -432,10 +432,14 @@ fn impossible_parameters_are_rejected_at_build() {
     ] {
         assert!(matches!(bad.build(), Err(Error::InvalidParameter { .. })));
     }
-    assert!(matches!(
-        b().obs_keys(["nope"]).build(),
-        Err(Error::MissingElement { .. })
-    ));
+    // An unknown obs key names the columns that exist.
+    let err = b().obs_keys(["nope"]).build().expect_err("unknown key");
+    assert!(
+        matches!(&err, Error::UnknownObsColumn { name, available, .. }
+            if name == "nope" && available.iter().any(|c| c == "cell_type")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("the columns are: "), "{err}");
     assert!(Loader::builder_for(c.clone())
         .batch_sampler(RandomSampler::new(10, 10, 0))
         .build()

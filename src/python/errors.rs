@@ -1,7 +1,7 @@
 //! Rust errors as Python exceptions: configuration → `ValueError`, files → `OSError`
 //! subclasses (`FileNotFoundError`, ...), everything else → `annbatch_rs.AnnbatchError`.
 
-use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::exceptions::{PyException, PyKeyError, PyValueError};
 use pyo3::PyErr;
 
 use crate::error::Error;
@@ -20,6 +20,8 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::InvalidParameter { .. } | Error::BatchTooLarge { .. } => {
             PyValueError::new_err(message)
         }
+        // A mistyped obs key, as a mapping lookup fails in Python.
+        Error::UnknownObsColumn { .. } => PyKeyError::new_err(message),
         // From an io::Error pyo3 picks the OSError subclass (FileNotFoundError, ...).
         Error::Io { source, .. } => PyErr::from(std::io::Error::new(source.kind(), message)),
         _ => AnnbatchError::new_err(message),

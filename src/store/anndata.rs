@@ -402,9 +402,23 @@ impl AnnDataStore {
     /// Reads the `obs` column `name`.
     ///
     /// # Errors
-    /// [`Error::MissingElement`] for a column that does not exist, [`Error::UnknownEncoding`] /
-    /// [`Error::UnsupportedDtype`] for one this crate cannot read.
+    /// [`Error::UnknownObsColumn`] (listing the columns that exist) for a column that does not
+    /// exist, [`Error::UnknownEncoding`] / [`Error::UnsupportedDtype`] for one this crate cannot
+    /// read.
     pub fn obs_column(&self, name: &str) -> Result<Column> {
+        let available = self.obs_columns()?;
+        if !available.iter().any(|c| c == name) {
+            return Err(Error::UnknownObsColumn {
+                path: match &self.backing {
+                    Backing::Zarr { store, group } => {
+                        format!("{}/{}", store.root().display(), join(group, "obs"))
+                    }
+                    Backing::Memory { .. } => "<in-memory obs>".into(),
+                },
+                name: name.to_string(),
+                available,
+            });
+        }
         match &self.backing {
             Backing::Zarr { store, group } => {
                 let obs = join(group, "obs");

@@ -81,7 +81,7 @@ def test_errors_are_python_exceptions(tmp_path):
         len(Loader(batch_size=4).use_collection(tmp_path / "missing.zarr"))
     with pytest.raises(ValueError):
         len(Loader(batch_size=4, chunk_size=10_000).use_collection(COLLECTION))
-    with pytest.raises(AnnbatchError):
+    with pytest.raises(KeyError, match="no_such_column.*the columns are: .*cell_type"):
         len(Loader(batch_size=4, obs_keys=["no_such_column"]).use_collection(COLLECTION))
     with pytest.raises(RuntimeError):
         len(Loader(batch_size=4))
