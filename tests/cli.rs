@@ -36,6 +36,35 @@ fn a_closed_stdout_ends_the_program_quietly() {
 }
 
 #[test]
+fn convert_with_the_default_sizes() {
+    // The defaults come from ConvertOptions::default() and must parse back as CLI values.
+    let (ok, help, _) = annbatch(&["convert", "--help"]);
+    assert!(ok);
+    assert!(
+        help.contains("[default: 20GB]") && help.contains("[default: 1GB]"),
+        "{help}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    let out = out.to_str().expect("utf-8");
+    let (ok, _, stderr) = annbatch(&[
+        "convert",
+        &data("pbmc68k_raw_csr.v3.zarr"),
+        "-o",
+        out,
+        "--seed",
+        "1",
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, _) = annbatch(&["inspect", out]);
+    assert!(
+        ok && stdout.contains("annbatch collection (1 datasets)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn inspect_summarises_a_collection() {
     let (ok, stdout, _) = annbatch(&["inspect", &data("annbatch_collection.zarr")]);
     assert!(ok);
