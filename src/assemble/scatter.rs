@@ -32,7 +32,9 @@ struct Rows {
 
 impl Rows {
     fn of(collection: &DatasetCollection, request: &LoadRequest) -> Result<Self> {
-        let n = usize::try_from(request.n_rows()).unwrap_or(usize::MAX);
+        // A sampler may repeat rows, but reserving more than the collection holds is not
+        // trusted up front: the vectors grow past it only as rows are actually listed.
+        let n = usize::try_from(request.n_rows().min(collection.n_obs())).unwrap_or(0);
         let mut rows = Self {
             dataset: Vec::with_capacity(n),
             local: Vec::with_capacity(n),
