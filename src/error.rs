@@ -40,6 +40,41 @@ pub enum Error {
         source: hdf5::Error,
     },
 
+    /// Data the collection says it holds is not there (a deleted shard or chunk file).
+    #[error("{}: missing: this chunk file holds rows of the collection but does not exist; the \
+             collection is damaged (rewrite it, e.g. convert its sources again)", path.display())]
+    MissingData {
+        /// The file that should exist.
+        path: PathBuf,
+    },
+
+    /// The collection changed on disk while it was being read (an append published a new
+    /// version, or files were replaced or deleted).
+    #[error("{}: the collection changed while reading: {detail}", path.display())]
+    CollectionChanged {
+        /// The file or directory found changed.
+        path: PathBuf,
+        /// What changed.
+        detail: String,
+    },
+
+    /// Something claims more memory than this machine has: a damaged file, or one too large to
+    /// read whole here.
+    #[error(
+        "{path}: {what} needs {bytes} bytes, more than this machine's memory ({limit} bytes); \
+             the file is damaged or too large to read here"
+    )]
+    TooLarge {
+        /// The element path.
+        path: String,
+        /// What would be allocated.
+        what: String,
+        /// The bytes it would take.
+        bytes: u128,
+        /// The limit.
+        limit: u64,
+    },
+
     /// A chunk could not be decoded: truncated, corrupt, or failing its checksum.
     #[error("{path}: chunk {chunk} is corrupt or truncated: {source}")]
     CorruptChunk {
@@ -301,7 +336,10 @@ impl Error {
             .element_path()
             .is_some_and(|p| std::path::Path::new(p).starts_with(path));
         match self {
-            e @ (Self::Input { .. } | Self::Io { .. }) => e,
+            e @ (Self::Input { .. }
+            | Self::Io { .. }
+            | Self::MissingData { .. }
+            | Self::CollectionChanged { .. }) => e,
             e if inside => e,
             e => Self::Input {
                 path: path.to_path_buf(),
@@ -324,6 +362,7 @@ impl Error {
             | Self::RowsOutOfRange { path, .. }
             | Self::VarMismatch { path, .. }
             | Self::EmptyCollection { path }
+            | Self::TooLarge { path, .. }
             | Self::UnknownObsColumn { path, .. } => Some(path),
             #[cfg(feature = "hdf5")]
             Self::Hdf5 { path, .. } => Some(path),

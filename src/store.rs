@@ -6,11 +6,13 @@
 //! request. `obs` columns come as [`Column`]s, the `var` index as strings.
 
 mod anndata;
+mod budget;
 mod chunked;
 pub(crate) mod csr;
 pub(crate) mod dataframe;
 mod dense;
 mod dtype;
+mod files;
 #[cfg(feature = "hdf5")]
 pub mod h5ad;
 mod memory;

@@ -14,9 +14,10 @@ use zarrs::array::{
     Array, ArrayError, ArrayShardedExt, ArrayShardedReadableExt, ArrayShardedReadableExtCache,
     ArraySubset, ElementOwned,
 };
-use zarrs::filesystem::FilesystemStore;
 
+use super::budget;
 use super::dtype::Dtype;
+use super::files::FileStore;
 use super::node::ZarrStore;
 use crate::error::{Error, Result};
 
@@ -60,7 +61,9 @@ type ChunkGroup<'a, T> = (u64, Vec<(u64, &'a mut [T])>);
 
 /// An array of shape `[rows, ...]` with a regular (inner) chunk grid along axis 0.
 pub(crate) struct ChunkedArray {
-    array: Array<FilesystemStore>,
+    array: Array<FileStore>,
+    /// The store the array reads through, for its typed faults.
+    store: FileStore,
     cache: ArrayShardedReadableExtCache,
     path: String,
     dtype: Dtype,
@@ -85,9 +88,19 @@ impl std::fmt::Debug for ChunkedArray {
 }
 
 impl ChunkedArray {
-    /// Opens the array at `path`.
+    /// Opens the array at `path`, whose missing chunks read as fill values.
     pub(crate) fn open(store: &ZarrStore, path: &str) -> Result<Self> {
-        let array = store.array(path)?;
+        Self::open_with(store, path, false)
+    }
+
+    /// Opens the array at `path`, whose chunks must all be stored (`X/data`, `X/indices`, a
+    /// dense `X`): a missing one is [`Error::MissingData`], not zeros.
+    pub(crate) fn open_whole(store: &ZarrStore, path: &str) -> Result<Self> {
+        Self::open_with(store, path, true)
+    }
+
+    fn open_with(store: &ZarrStore, path: &str, whole: bool) -> Result<Self> {
+        let (array, files) = store.array_in(path, whole)?;
         let dtype =
             Dtype::from_zarrs(array.data_type()).ok_or_else(|| Error::UnsupportedDtype {
                 path: path.to_string(),
@@ -112,9 +125,27 @@ impl ChunkedArray {
                 .map(|n| n.get()),
         };
         let chunk_rows = inner.unwrap_or(1).max(1);
+        // One decoded (inner) chunk must fit well within memory: several decode at once.
+        let chunk_elements = match array.subchunk_shape() {
+            Some(shape) => shape.iter().map(|n| u128::from(n.get())).product::<u128>(),
+            None => array
+                .chunk_shape(&vec![0; shape.len()])
+                .map_err(|e| Error::zarr(path, e))?
+                .iter()
+                .map(|n| u128::from(n.get()))
+                .product(),
+        };
+        budget::check(
+            path,
+            "one decoded chunk",
+            chunk_elements,
+            dtype.item_bytes(),
+            8,
+        )?;
         let cache = ArrayShardedReadableExtCache::new(&array);
         Ok(Self {
             array,
+            store: files,
             cache,
             path: path.to_string(),
             dtype,
@@ -145,6 +176,9 @@ impl ChunkedArray {
     }
 
     fn map_err(&self, chunk: Option<u64>, e: ArrayError) -> Error {
+        if let Some(fault) = self.store.fault() {
+            return fault.to_error();
+        }
         match (chunk, e) {
             (Some(chunk), ArrayError::CodecError(source)) => Error::CorruptChunk {
                 path: self.path.clone(),
@@ -196,7 +230,16 @@ impl ChunkedArray {
 
     /// Decodes all of a (small) array in one call, e.g. `indptr` or an obs column.
     pub(crate) fn read_all<T: ElementOwned>(&self) -> Result<Vec<T>> {
+        self.check_whole(std::mem::size_of::<T>() as u64)?;
         self.retrieve(0..self.rows, None)
+    }
+
+    /// Fails unless the whole array, decoded and then converted to items of `item_bytes`,
+    /// fits in memory.
+    fn check_whole(&self, item_bytes: u64) -> Result<()> {
+        let elements = u128::from(self.rows) * u128::from(self.row_width);
+        let bytes = self.dtype.item_bytes() + item_bytes;
+        budget::check(&self.path, "reading the whole array", elements, bytes, 2)
     }
 
     /// Reads every element, converted to `i64` (integer and bool arrays only).
@@ -216,6 +259,7 @@ impl ChunkedArray {
     }
 
     fn decode_all(&self) -> Result<Decoded> {
+        self.check_whole(8)?;
         self.decode(0..self.rows, None)
     }
 

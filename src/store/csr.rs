@@ -30,8 +30,8 @@ impl CsrElement {
                 expected: format!("at most {} columns (int32 column indices)", i32::MAX),
             });
         }
-        let data = ChunkedArray::open(store, &join(path, "data"))?;
-        let indices = ChunkedArray::open(store, &join(path, "indices"))?;
+        let data = ChunkedArray::open_whole(store, &join(path, "data"))?;
+        let indices = ChunkedArray::open_whole(store, &join(path, "indices"))?;
         let indptr_array = ChunkedArray::open(store, &join(path, "indptr"))?;
         for a in [&data, &indices, &indptr_array] {
             if a.shape().len() != 1 {

@@ -17,7 +17,7 @@ pub struct DenseElement {
 impl DenseElement {
     /// Opens the dense array at `path`.
     pub(crate) fn open(store: &ZarrStore, path: &str) -> Result<Self> {
-        let array = ChunkedArray::open(store, path)?;
+        let array = ChunkedArray::open_whole(store, path)?;
         if array.shape().len() < 2 {
             return Err(Error::ShapeMismatch {
                 path: path.to_string(),

@@ -68,6 +68,17 @@ impl Dtype {
         })
     }
 
+    /// Bytes one decoded element takes in memory (a `String`'s header for strings).
+    pub(crate) fn item_bytes(self) -> u64 {
+        match self {
+            Self::Bool | Self::I8 | Self::U8 => 1,
+            Self::I16 | Self::U16 => 2,
+            Self::I32 | Self::U32 | Self::F32 => 4,
+            Self::I64 | Self::U64 | Self::F64 => 8,
+            Self::String => std::mem::size_of::<String>() as u64,
+        }
+    }
+
     /// Whether this is an integer type (signed or unsigned).
     pub fn is_integer(self) -> bool {
         matches!(

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use zarrs::array::Array;
-use zarrs::filesystem::FilesystemStore;
 use zarrs::group::Group;
 use zarrs::node::{meta_key_v2_array, meta_key_v2_group, meta_key_v3, NodePath};
 use zarrs::storage::ReadableStorageTraits;
 
+use super::files::FileStore;
 use crate::error::{Error, Result};
 
 /// What a zarr node is.
@@ -24,7 +24,7 @@ pub(crate) enum NodeKind {
 /// A zarr store on the local file system, shared by every element read from it.
 #[derive(Clone)]
 pub(crate) struct ZarrStore {
-    store: Arc<FilesystemStore>,
+    store: Arc<FileStore>,
     root: std::path::PathBuf,
 }
 
@@ -39,17 +39,10 @@ impl std::fmt::Debug for ZarrStore {
 impl ZarrStore {
     /// Opens the directory `root` as a zarr store.
     pub(crate) fn open(root: &Path) -> Result<Self> {
-        if !root.is_dir() {
-            return Err(Error::Io {
-                path: root.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "not a directory (expected a zarr store)",
-                ),
-            });
-        }
-        let store =
-            FilesystemStore::new(root).map_err(|e| Error::zarr(root.display().to_string(), e))?;
+        let store = FileStore::open(root).map_err(|source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
         Ok(Self {
             store: Arc::new(store),
             root: root.to_path_buf(),
@@ -61,12 +54,31 @@ impl ZarrStore {
         &self.root
     }
 
+    /// A zarrs error about `path`, or the typed fault the store met on the way.
+    fn error(&self, path: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        match self.store.fault() {
+            Some(fault) => fault.to_error(),
+            None => Error::zarr(path, e),
+        }
+    }
+
     /// Whether `path` is a group, an array, or absent.
     pub(crate) fn kind(&self, path: &str) -> Result<Option<NodeKind>> {
         let node_path = node_path(path)?;
         let v3 = meta_key_v3(&node_path);
-        if let Some(bytes) = self.store.get(&v3).map_err(|e| Error::zarr(path, e))? {
-            let meta: Value = serde_json::from_slice(&bytes).map_err(|e| Error::zarr(path, e))?;
+        if let Some(bytes) = self.store.get(&v3).map_err(|e| self.error(path, e))? {
+            let meta: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::zarr(
+                    path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{} is not valid zarr metadata: {e}",
+                            self.root.join(v3.as_str()).display()
+                        ),
+                    ),
+                )
+            })?;
             return match meta.get("node_type").and_then(Value::as_str) {
                 Some("group") => Ok(Some(NodeKind::Group)),
                 Some("array") => Ok(Some(NodeKind::Array)),
@@ -82,7 +94,7 @@ impl ZarrStore {
             Ok(self
                 .store
                 .size_key(&key)
-                .map_err(|e| Error::zarr(path, e))?
+                .map_err(|e| self.error(path, e))?
                 .is_some())
         };
         if has(meta_key_v2_array(&node_path))? {
@@ -95,10 +107,10 @@ impl ZarrStore {
     }
 
     /// Opens the group at `path`; a missing node is [`Error::MissingElement`].
-    pub(crate) fn group(&self, path: &str) -> Result<Group<FilesystemStore>> {
+    pub(crate) fn group(&self, path: &str) -> Result<Group<FileStore>> {
         match self.kind(path)? {
             Some(NodeKind::Group) => {
-                Group::open(self.store.clone(), &abs(path)).map_err(|e| Error::zarr(path, e))
+                Group::open(self.store.clone(), &abs(path)).map_err(|e| self.error(path, e))
             }
             Some(NodeKind::Array) => Err(Error::UnknownEncoding {
                 path: path.to_string(),
@@ -110,11 +122,24 @@ impl ZarrStore {
         }
     }
 
-    /// Opens the array at `path`; a missing node is [`Error::MissingElement`].
-    pub(crate) fn array(&self, path: &str) -> Result<Array<FilesystemStore>> {
+    /// Opens the array at `path`; a missing node is [`Error::MissingElement`]. With `whole`, a
+    /// missing chunk of it reads as [`Error::MissingData`], not as fill values. Also returns
+    /// the store view it reads through (for its faults).
+    pub(crate) fn array_in(
+        &self,
+        path: &str,
+        whole: bool,
+    ) -> Result<(Array<FileStore>, FileStore)> {
+        let files = if whole {
+            self.store.strict()
+        } else {
+            FileStore::clone(&self.store)
+        };
         match self.kind(path)? {
             Some(NodeKind::Array) => {
-                Array::open(self.store.clone(), &abs(path)).map_err(|e| Error::zarr(path, e))
+                let array = Array::open(Arc::new(files.clone()), &abs(path))
+                    .map_err(|e| self.error(path, e))?;
+                Ok((array, files))
             }
             Some(NodeKind::Group) => Err(Error::UnknownEncoding {
                 path: path.to_string(),
@@ -130,7 +155,7 @@ impl ZarrStore {
     pub(crate) fn attributes(&self, path: &str) -> Result<Map<String, Value>> {
         match self.kind(path)? {
             Some(NodeKind::Group) => Ok(self.group(path)?.attributes().clone()),
-            Some(NodeKind::Array) => Ok(self.array(path)?.attributes().clone()),
+            Some(NodeKind::Array) => Ok(self.array_in(path, false)?.0.attributes().clone()),
             None => Err(missing(path)),
         }
     }
@@ -138,9 +163,7 @@ impl ZarrStore {
     /// Names of the child groups of the group at `path`.
     pub(crate) fn child_groups(&self, path: &str) -> Result<Vec<String>> {
         let group = self.group(path)?;
-        let children = group
-            .child_group_paths()
-            .map_err(|e| Error::zarr(path, e))?;
+        let children = group.child_group_paths().map_err(|e| self.error(path, e))?;
         Ok(children
             .iter()
             .filter_map(|p| p.as_str().rsplit('/').next().map(str::to_string))

@@ -1,0 +1,64 @@
+//! What one read may allocate: a size read from a file is checked against the machine's
+//! memory before anything of that size is allocated.
+//!
+//! A damaged or hostile file can claim any shape; an allocation larger than physical memory
+//! either aborts the process or is killed later by the OOM killer. Everything this crate sizes by
+//! a number from a file (a whole array read at open, one decoded chunk) passes through
+//! [`check`] first.
+
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+/// The machine's physical memory in bytes (`MemTotal`), or `isize::MAX` where unknown.
+pub(crate) fn memory_limit() -> u64 {
+    static LIMIT: OnceLock<u64> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                kib.checked_mul(1024)
+            })
+            .unwrap_or(isize::MAX as u64)
+    })
+}
+
+/// Fails unless `elements` items of `item_bytes` each fit in `1 / share` of the machine's
+/// memory: `what` (e.g. "one chunk") of the element at `path`.
+pub(crate) fn check(
+    path: &str,
+    what: &str,
+    elements: u128,
+    item_bytes: u64,
+    share: u64,
+) -> Result<()> {
+    let bytes = elements.saturating_mul(u128::from(item_bytes.max(1)));
+    let limit = memory_limit() / share.max(1);
+    if bytes > u128::from(limit) {
+        return Err(Error::TooLarge {
+            path: path.to_string(),
+            what: what.to_string(),
+            bytes,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_beyond_memory_are_refused_small_ones_pass() {
+        assert!(check("X/data", "one chunk", 1 << 20, 4, 4).is_ok());
+        let err = check("X/data", "one chunk", 1u128 << 80, 4, 4).expect_err("too large");
+        assert!(
+            err.to_string().contains("more than this machine's memory"),
+            "{err}"
+        );
+        assert!(memory_limit() > 1 << 20);
+    }
+}

@@ -1,0 +1,458 @@
+//! The read side of a local zarr store, every read checked against the file it reads.
+//!
+//! zarrs' own `FilesystemStore` trusts what it is told: a byte range from a damaged shard index
+//! becomes an allocation of that many bytes (10^15 aborts the process), a non-UTF-8 entry name
+//! panics while listing, and a file that is missing or replaced reads as fill values. This store
+//! is what zarrs reads through instead:
+//!
+//! - every byte range is checked against the file's size *before* a buffer is allocated;
+//! - directory listings refuse names that are not UTF-8 with an error, not a panic;
+//! - a missing chunk file is an error where the caller says the chunks must all be there
+//!   ([`FileStore::strict`]), and a file that cannot be opened for another reason (a symlink
+//!   loop, a permission) is always an error, never "absent";
+//! - a file is remembered as it was when first read (device, inode, length, mtime): if it is
+//!   later found replaced or rewritten, or the root directory itself was swapped (an append
+//!   publishes a new collection by renaming), the read fails with
+//!   [`Error::CollectionChanged`](crate::Error::CollectionChanged) instead of mixing versions.
+//!
+//! Faults are also kept, typed, in the store ([`FileStore::fault`]), so that the error zarrs
+//! returns (a string by then) can be reported as the crate's own error variant.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator};
+use zarrs::storage::{
+    Bytes, ListableStorageTraits, MaybeBytes, MaybeBytesIterator, ReadableStorageTraits,
+    StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
+};
+
+use crate::error::Error;
+
+/// What a file was when this store first read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Self {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                len: meta.len(),
+                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let mtime_ns = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128);
+            Self {
+                dev: 0,
+                ino: 0,
+                len: meta.len(),
+                mtime_ns,
+            }
+        }
+    }
+
+    /// The same directory (its entries may change; its identity may not).
+    fn same_node(&self, other: &Self) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
+}
+
+/// A damaged or changing store, as this store found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreFault {
+    /// The file (or the collection's directory) is not what it was when first read.
+    Changed { file: PathBuf, detail: String },
+    /// A chunk that must exist does not.
+    Missing { file: PathBuf },
+    /// A byte range reaches past the end of its file.
+    PastEnd { file: PathBuf, detail: String },
+    /// A directory entry's name is not UTF-8.
+    NotUtf8 { dir: PathBuf, name: String },
+}
+
+impl StoreFault {
+    /// The crate error this fault is.
+    pub(crate) fn to_error(&self) -> Error {
+        match self {
+            Self::Changed { file, detail } => Error::CollectionChanged {
+                path: file.clone(),
+                detail: detail.clone(),
+            },
+            Self::Missing { file } => Error::MissingData { path: file.clone() },
+            Self::PastEnd { file, detail } => Error::Io {
+                path: file.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, detail.clone()),
+            },
+            Self::NotUtf8 { dir, name } => Error::Io {
+                path: dir.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("entry name {name} is not valid UTF-8 (zarr keys must be)"),
+                ),
+            },
+        }
+    }
+
+    fn message(&self) -> String {
+        self.to_error().to_string()
+    }
+}
+
+/// State shared by the lenient and the strict view of one store.
+#[derive(Debug)]
+struct Shared {
+    root: PathBuf,
+    root_id: FileId,
+    seen: Mutex<HashMap<String, FileId>>,
+    fault: Mutex<Option<StoreFault>>,
+}
+
+/// A local zarr store read with every length and identity checked (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct FileStore {
+    shared: Arc<Shared>,
+    /// Whether a missing file is an error (chunks of arrays that are stored whole).
+    strict: bool,
+}
+
+impl FileStore {
+    /// Opens the directory `root`.
+    pub(crate) fn open(root: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(root)?;
+        if !meta.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not a directory (expected a zarr store)",
+            ));
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                root: root.to_path_buf(),
+                root_id: FileId::of(&meta),
+                seen: Mutex::new(HashMap::new()),
+                fault: Mutex::new(None),
+            }),
+            strict: false,
+        })
+    }
+
+    /// The same store, with a missing file read as an error rather than as fill values.
+    pub(crate) fn strict(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            strict: true,
+        }
+    }
+
+    /// The first fault this store (or a view of it) met, if any.
+    pub(crate) fn fault(&self) -> Option<StoreFault> {
+        self.shared
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn fail(&self, fault: StoreFault) -> StorageError {
+        let message = fault.message();
+        let mut slot = self
+            .shared
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(fault);
+        }
+        StorageError::Other(message)
+    }
+
+    fn path_of(&self, key: &str) -> PathBuf {
+        let key = key.trim_start_matches('/');
+        if key.is_empty() {
+            self.shared.root.clone()
+        } else {
+            self.shared.root.join(key)
+        }
+    }
+
+    /// Fails when the file at `key` is not the one first read there, or, for a file not read
+    /// before, when the root directory is no longer the one opened.
+    fn check_identity(&self, key: &str, path: &Path, id: FileId) -> Result<(), StorageError> {
+        let mut seen = self
+            .shared
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match seen.get(key) {
+            Some(first) if *first == id => Ok(()),
+            Some(_) => {
+                drop(seen);
+                Err(self.fail(StoreFault::Changed {
+                    file: path.to_path_buf(),
+                    detail: "the file was replaced or rewritten after this reader first read it \
+                             (an append publishes a new version); reopen the collection"
+                        .into(),
+                }))
+            }
+            None => {
+                let root = std::fs::metadata(&self.shared.root).map(|m| FileId::of(&m));
+                if !root.is_ok_and(|r| r.same_node(&self.shared.root_id)) {
+                    drop(seen);
+                    return Err(self.fail(StoreFault::Changed {
+                        file: self.shared.root.clone(),
+                        detail: "the collection directory was replaced or removed after this \
+                                 reader opened it (an append publishes a new one); reopen it"
+                            .into(),
+                    }));
+                }
+                seen.insert(key.to_string(), id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Opens the file at `key`: `None` when absent (an error when strict).
+    fn open_file(&self, key: &StoreKey) -> Result<Option<(File, PathBuf, u64)>, StorageError> {
+        let path = self.path_of(key.as_str());
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if is_absent(&e) => {
+                if self.strict && !is_metadata(key.as_str()) {
+                    return Err(self.fail(StoreFault::Missing { file: path }));
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        let meta = file.metadata().map_err(|e| io_error(&path, e))?;
+        if meta.is_dir() {
+            return Ok(None);
+        }
+        let id = FileId::of(&meta);
+        self.check_identity(key.as_str(), &path, id)?;
+        Ok(Some((file, path, meta.len())))
+    }
+
+    /// Lists the directory `prefix`: `(files, subdirectories)`, names checked to be UTF-8.
+    fn read_dir(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), StorageError> {
+        let dir = self.path_of(prefix);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if is_absent(&e) => return Ok((Vec::new(), Vec::new())),
+            Err(e) => return Err(io_error(&dir, e)),
+        };
+        let (mut files, mut dirs) = (Vec::new(), Vec::new());
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(&dir, e))?;
+            let name = match entry.file_name().into_string() {
+                Ok(name) => name,
+                Err(raw) => {
+                    return Err(self.fail(StoreFault::NotUtf8 {
+                        dir: dir.clone(),
+                        name: format!("{raw:?}"),
+                    }))
+                }
+            };
+            // Follows symlinks, as a reader would; a dangling link or a loop is a file here, and
+            // reading it fails with its own error.
+            if entry.path().is_dir() {
+                dirs.push(name);
+            } else {
+                files.push(name);
+            }
+        }
+        files.sort();
+        dirs.sort();
+        Ok((files, dirs))
+    }
+
+    /// Every file key under `prefix` (a directory key ending in `/`, or empty for the root).
+    fn walk(&self, prefix: &str, out: &mut StoreKeys) -> Result<(), StorageError> {
+        let (files, dirs) = self.read_dir(prefix)?;
+        for name in files {
+            out.push(StoreKey::new(format!("{prefix}{name}"))?);
+        }
+        for name in dirs {
+            self.walk(&format!("{prefix}{name}/"), out)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `key` names zarr metadata (v3 or v2), which may be absent while probing a node.
+fn is_metadata(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    matches!(
+        name,
+        "zarr.json" | ".zarray" | ".zgroup" | ".zattrs" | ".zmetadata"
+    )
+}
+
+/// Whether an open error means "nothing there" rather than "something unreadable there".
+fn is_absent(e: &std::io::Error) -> bool {
+    // ENOTDIR: a path component is a file, so the key cannot exist.
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> StorageError {
+    StorageError::from(std::io::Error::new(
+        e.kind(),
+        format!("{}: {e}", path.display()),
+    ))
+}
+
+/// The offset and length of `range` in a file of `size` bytes, if it lies inside it.
+fn resolve(range: ByteRange, size: u64) -> Option<(u64, u64)> {
+    let (offset, len) = match range {
+        ByteRange::FromStart(offset, None) => (offset, size.checked_sub(offset)?),
+        ByteRange::FromStart(offset, Some(len)) => (offset, len),
+        ByteRange::Suffix(len) => (size.checked_sub(len)?, len),
+    };
+    (offset.checked_add(len)? <= size).then_some((offset, len))
+}
+
+/// `range` for a message (zarrs' own `Display` adds offset and length unchecked).
+fn describe(range: ByteRange) -> String {
+    match range {
+        ByteRange::FromStart(offset, None) => format!("from {offset} to the end"),
+        ByteRange::FromStart(offset, Some(len)) => format!("of {len} bytes at {offset}"),
+        ByteRange::Suffix(len) => format!("of the last {len} bytes"),
+    }
+}
+
+fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buf)
+    }
+}
+
+impl ReadableStorageTraits for FileStore {
+    fn get_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        byte_ranges: ByteRangeIterator<'a>,
+    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+        let Some((file, path, size)) = self.open_file(key)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        for range in byte_ranges {
+            let Some((offset, len)) = resolve(range, size) else {
+                return Err(self.fail(StoreFault::PastEnd {
+                    file: path,
+                    detail: format!(
+                        "byte range {} reaches past the end of the file ({size} bytes): \
+                         the shard index or the file is damaged",
+                        describe(range)
+                    ),
+                }));
+            };
+            // `len` is at most the file's size, so this allocation is of bytes that exist.
+            let len = usize::try_from(len).map_err(|e| StorageError::Other(e.to_string()))?;
+            let mut buf = vec![0u8; len];
+            read_at(&file, offset, &mut buf).map_err(|e| io_error(&path, e))?;
+            out.push(Ok(Bytes::from(buf)));
+        }
+        Ok(Some(Box::new(out.into_iter())))
+    }
+
+    fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
+        self.get_partial(key, ByteRange::FromStart(0, None))
+    }
+
+    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        let path = self.path_of(key.as_str());
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    fn supports_get_partial(&self) -> bool {
+        true
+    }
+}
+
+impl ListableStorageTraits for FileStore {
+    fn list(&self) -> Result<StoreKeys, StorageError> {
+        let mut keys = Vec::new();
+        self.walk("", &mut keys)?;
+        Ok(keys)
+    }
+
+    fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
+        let mut keys = Vec::new();
+        self.walk(prefix.as_str(), &mut keys)?;
+        Ok(keys)
+    }
+
+    fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
+        let (files, dirs) = self.read_dir(prefix.as_str())?;
+        let keys = files
+            .into_iter()
+            .map(|name| StoreKey::new(format!("{}{name}", prefix.as_str())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let prefixes = dirs
+            .into_iter()
+            .map(|name| StorePrefix::new(format!("{}{name}/", prefix.as_str())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(StoreKeysPrefixes::new(keys, prefixes))
+    }
+
+    fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
+        let mut total = 0u64;
+        for key in self.list_prefix(prefix)? {
+            total = total.saturating_add(self.size_key(&key)?.unwrap_or(0));
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_resolved_inside_the_file_or_not_at_all() {
+        assert_eq!(resolve(ByteRange::FromStart(2, Some(3)), 5), Some((2, 3)));
+        assert_eq!(resolve(ByteRange::FromStart(2, None), 5), Some((2, 3)));
+        assert_eq!(resolve(ByteRange::Suffix(5), 5), Some((0, 5)));
+        assert_eq!(resolve(ByteRange::FromStart(2, Some(4)), 5), None);
+        assert_eq!(resolve(ByteRange::FromStart(6, None), 5), None);
+        assert_eq!(resolve(ByteRange::Suffix(6), 5), None);
+        assert_eq!(
+            resolve(ByteRange::FromStart(u64::MAX, Some(u64::MAX)), 5),
+            None
+        );
+    }
+}

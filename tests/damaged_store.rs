@@ -1,0 +1,211 @@
+//! A damaged or changing store on disk: lengths checked before allocating, names checked
+//! before zarrs lists them, missing and replaced files reported — never an abort, a panic,
+//! zeros, or a mix of two versions.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use annbatch::convert::{add_adatas, ConvertOptions, Size};
+use annbatch::write::Layout;
+use annbatch::{DatasetCollection, Error};
+use common::{genes, write_csr, Csr};
+use serde_json::Value;
+
+fn matrix(n: usize) -> Csr {
+    let rows: Vec<Vec<f32>> = (0..n)
+        .map(|i| (0..6).map(|j| ((i * 7 + j) % 5) as f32).collect())
+        .collect();
+    Csr::from_dense(&rows)
+}
+
+/// A one-AnnData store of `n` cells, two rows per inner chunk, four per shard.
+fn anndata(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let root = dir.join(name);
+    write_csr(
+        &root,
+        "",
+        &matrix(n),
+        &genes(6),
+        Layout {
+            chunk_rows: 2,
+            shard_rows: 4,
+        },
+    );
+    root
+}
+
+/// A collection of two datasets converted from a 40-cell store.
+fn collection(dir: &Path) -> PathBuf {
+    let input = anndata(dir, "in.zarr", 40);
+    let output = dir.join("c.zarr");
+    let options = ConvertOptions {
+        n_obs_per_chunk: 4,
+        shard_size: Size::Rows(8),
+        dataset_size: Size::Rows(20),
+        shuffle_chunk_size: 4,
+        seed: Some(1),
+        quiet: true,
+        ..ConvertOptions::default()
+    };
+    add_adatas(&output, &[&input], &options).expect("convert");
+    output
+}
+
+fn read_everything(root: &Path) -> annbatch::Result<u64> {
+    let c = DatasetCollection::open(root)?;
+    let mut batch = c.new_batch();
+    c.read_rows(&[0..c.n_obs()], &mut batch)?;
+    Ok(c.n_obs())
+}
+
+/// Rewrites the shard index at the end of `shard` (little-endian `(offset, nbytes)` pairs and a
+/// crc32c), with `edit` applied and the checksum made valid again.
+fn edit_shard_index(shard: &Path, n_inner: usize, edit: impl FnOnce(&mut [[u64; 2]])) {
+    let mut bytes = std::fs::read(shard).expect("read shard");
+    let index_len = n_inner * 16;
+    let start = bytes.len() - index_len - 4;
+    let mut entries: Vec<[u64; 2]> = bytes[start..start + index_len]
+        .chunks_exact(16)
+        .map(|e| {
+            [
+                u64::from_le_bytes(e[..8].try_into().expect("8 bytes")),
+                u64::from_le_bytes(e[8..].try_into().expect("8 bytes")),
+            ]
+        })
+        .collect();
+    edit(&mut entries);
+    let mut index: Vec<u8> = Vec::with_capacity(index_len);
+    for [offset, nbytes] in &entries {
+        index.extend(offset.to_le_bytes());
+        index.extend(nbytes.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&index);
+    bytes.truncate(start);
+    bytes.extend(index);
+    bytes.extend(crc.to_le_bytes());
+    std::fs::write(shard, bytes).expect("write shard");
+}
+
+#[test]
+fn a_shard_index_claiming_petabytes_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = anndata(dir.path(), "a.zarr", 8);
+    for array in ["X/data", "X/indices"] {
+        let root = anndata(dir.path(), &format!("{}.zarr", array.replace('/', "_")), 8);
+        edit_shard_index(&root.join(array).join("c/0"), 2, |entries| {
+            entries[1][1] = 1_000_000_000_000_000;
+        });
+        let err = read_everything(&root).expect_err("a 10^15-byte chunk cannot exist");
+        let text = err.to_string();
+        assert!(text.contains("past the end of the file"), "{text}");
+        assert!(
+            text.contains(&format!("{array}/c/0")),
+            "names the shard: {text}"
+        );
+    }
+    // An offset past the end, and an offset + length that overflows u64.
+    edit_shard_index(&root.join("X/data/c/0"), 2, |entries| {
+        entries[0] = [u64::MAX - 3, 16];
+    });
+    let err = read_everything(&root).expect_err("offset past the end");
+    assert!(err.to_string().contains("past the end"), "{err}");
+}
+
+#[test]
+fn a_chunk_shape_claiming_petabytes_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = anndata(dir.path(), "a.zarr", 8);
+    let meta = root.join("X/data/zarr.json");
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).expect("read")).expect("json");
+    v["shape"] = serde_json::json!([1_000_000_000_000_000u64]);
+    v["chunk_grid"]["configuration"]["chunk_shape"] = serde_json::json!([1_000_000_000_000_000u64]);
+    v["codecs"][0]["configuration"]["chunk_shape"] = serde_json::json!([1_000_000_000_000_000u64]);
+    std::fs::write(&meta, v.to_string()).expect("write");
+    match read_everything(&root) {
+        Err(Error::TooLarge { path, .. }) => assert_eq!(path, "X/data"),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_non_utf8_entry_name_is_an_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = collection(dir.path());
+    let stray = root.join(std::ffi::OsStr::from_bytes(b"dataset_\xff"));
+    std::fs::create_dir(&stray).expect("mkdir");
+    let err = DatasetCollection::open(&root).expect_err("non-UTF-8 name");
+    let text = err.to_string();
+    assert!(text.contains("not valid UTF-8"), "{text}");
+    assert!(text.contains("dataset_"), "names the entry: {text}");
+}
+
+#[test]
+fn a_deleted_shard_is_missing_data_not_zeros() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = anndata(dir.path(), "a.zarr", 8);
+    std::fs::remove_file(root.join("X/data/c/1")).expect("rm shard");
+    match read_everything(&root) {
+        Err(Error::MissingData { path }) => assert!(path.ends_with("X/data/c/1"), "{path:?}"),
+        other => panic!("expected MissingData, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_symlink_loop_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = anndata(dir.path(), "a.zarr", 8);
+    let shard = root.join("X/indices/c/0");
+    std::fs::remove_file(&shard).expect("rm");
+    std::os::unix::fs::symlink(&shard, &shard).expect("loop");
+    let err = read_everything(&root).expect_err("a loop cannot be read");
+    assert!(err.to_string().contains("X/indices/c/0"), "{err}");
+}
+
+#[test]
+fn a_reader_stops_when_an_append_replaces_the_collection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = collection(dir.path());
+    let more = anndata(dir.path(), "more.zarr", 12);
+    let reader = DatasetCollection::open(&root).expect("open");
+    let mut batch = reader.new_batch();
+    reader
+        .read_rows(&[0..reader.n_obs()], &mut batch)
+        .expect("read before the append");
+    let options = ConvertOptions {
+        n_obs_per_chunk: 4,
+        shard_size: Size::Rows(8),
+        shuffle_chunk_size: 4,
+        seed: Some(2),
+        quiet: true,
+        ..ConvertOptions::default()
+    };
+    add_adatas(&root, &[&more], &options).expect("append");
+    match reader.read_rows(&[0..reader.n_obs()], &mut batch) {
+        Err(Error::CollectionChanged { detail, .. }) => {
+            assert!(detail.contains("reopen"), "{detail}")
+        }
+        other => panic!("expected CollectionChanged, got {other:?}"),
+    }
+    // Reopened, it reads the new version whole.
+    assert_eq!(read_everything(&root).expect("reopened"), 52);
+}
+
+#[test]
+fn a_file_rewritten_in_place_under_a_reader_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = anndata(dir.path(), "a.zarr", 8);
+    let reader = DatasetCollection::open(&root).expect("open");
+    let mut batch = reader.new_batch();
+    reader.read_rows(&[0..8], &mut batch).expect("read");
+    let shard = root.join("X/data/c/0");
+    let mut bytes = std::fs::read(&shard).expect("read");
+    bytes.extend([0u8; 3]);
+    std::fs::write(&shard, bytes).expect("rewrite");
+    assert!(matches!(
+        reader.read_rows(&[0..8], &mut batch),
+        Err(Error::CollectionChanged { .. })
+    ));
+}
