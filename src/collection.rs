@@ -5,8 +5,12 @@
 //! AnnData with the same `var`. Global row `r` lives in the dataset whose row offset range holds
 //! it. A plain AnnData store opens as a one-dataset collection.
 
+mod inventory;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+pub(crate) use inventory::{Inventory, KEY as INVENTORY_KEY};
 
 use crate::batch::XBatch;
 use crate::error::{Error, Result};
@@ -69,7 +73,11 @@ impl DatasetCollection {
                 })
                 .collect();
             numbered.sort();
+            let inventory = Inventory::from_attrs(&label, &attrs)?;
             if numbered.is_empty() {
+                if let Some(inventory) = &inventory {
+                    inventory.check(&label, &[])?;
+                }
                 return Err(Error::EmptyCollection { path: label });
             }
             let mut datasets = Vec::with_capacity(numbered.len());
@@ -77,6 +85,14 @@ impl DatasetCollection {
             for (_, name) in numbered {
                 datasets.push(AnnDataStore::open_in(&store, &name)?);
                 names.push(name);
+            }
+            if let Some(inventory) = inventory {
+                let found: Vec<(&str, u64)> = names
+                    .iter()
+                    .zip(&datasets)
+                    .map(|(n, d)| (n.as_str(), d.n_obs()))
+                    .collect();
+                inventory.check(&label, &found)?;
             }
             (names, datasets, true)
         } else {

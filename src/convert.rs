@@ -22,6 +22,9 @@
 //! out across its datasets, each re-permuted, in the collection's var space. Either way the
 //! result is published atomically: an interrupted run never leaves a collection that looks
 //! complete: it is written into a hidden sibling directory and published with one rename.
+//! Writers of one output take turns (an advisory lock beside it, see `lock.rs`): a second
+//! conversion or append waits for the first and then appends to what it published. The root
+//! records each dataset's row count (see `collection/inventory.rs`), checked on open.
 //!
 //! ```no_run
 //! # fn main() -> annbatch::Result<()> {
@@ -43,6 +46,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 mod dataset;
+mod lock;
 mod obs_table;
 mod plan;
 mod publish;
@@ -55,6 +59,7 @@ use obs_table::{ObsPart, ObsTable};
 pub use size::Size;
 use source::Source;
 
+use crate::collection::Inventory;
 use crate::error::{Error, Result};
 use crate::store::write::{attrs, Writer};
 use crate::store::{Column, Dtype};
@@ -192,6 +197,8 @@ pub fn add_adatas<P: AsRef<Path>>(
             "must be at least 1",
         ));
     }
+    // Held until this function returns: what is read below is what the last writer published.
+    let _lock = lock::WriteLock::acquire(output, options.quiet)?;
     let existing = inspect_output(output)?;
     let sources: Vec<Source> = inputs
         .iter()
@@ -388,7 +395,19 @@ fn create(
         )?;
     }
     // The marker that makes this a collection goes last.
-    writer.group("", collection_attrs())?;
+    let inventory = Inventory {
+        datasets: datasets
+            .iter()
+            .enumerate()
+            .map(|(i, ranges)| {
+                (
+                    format!("dataset_{i}"),
+                    ranges.iter().map(|r| r.end - r.start).sum(),
+                )
+            })
+            .collect(),
+    };
+    writer.group("", collection_attrs(&inventory))?;
     staging.publish()?;
     progress.0.finish_and_clear();
     Ok(ConvertReport {
@@ -421,13 +440,14 @@ fn shared<'a>(
     }
 }
 
-fn collection_attrs() -> serde_json::Map<String, serde_json::Value> {
+fn collection_attrs(inventory: &Inventory) -> serde_json::Map<String, serde_json::Value> {
     attrs(&[
         (
             "encoding-type",
             json!(crate::collection::COLLECTION_ENCODING),
         ),
         ("encoding-version", json!("0.1.0")),
+        (crate::collection::INVENTORY_KEY, inventory.to_json()),
     ])
 }
 
@@ -511,8 +531,11 @@ fn append(
     let shared = shared(&sources, &space, &obs, sparse, options);
     let progress = Progress::new(existing_rows + added, options.quiet);
     let mut obs_start = 0;
+    let mut inventory = Inventory::default();
     for (i, (name, share)) in names.iter().zip(&shares).enumerate() {
         let own = sources[i].n_obs();
+        let received: u64 = share.iter().map(|r| r.end - r.start).sum();
+        inventory.datasets.push((name.clone(), own + received));
         progress.0.set_message(name.clone());
         if share.is_empty() {
             publish::link_tree(&output.join(name), &staging.dir.join(name))?;
@@ -535,7 +558,7 @@ fn append(
         }
         obs_start += own;
     }
-    writer.group("", collection_attrs())?;
+    writer.group("", collection_attrs(&inventory))?;
     // Every file of the old collection that is not a dataset (e.g. user metadata) comes along.
     for entry in std::fs::read_dir(output).map_err(|source| Error::Io {
         path: output.to_path_buf(),

@@ -209,3 +209,30 @@ fn a_file_rewritten_in_place_under_a_reader_is_reported() {
         Err(Error::CollectionChanged { .. })
     ));
 }
+
+#[test]
+fn a_lost_dataset_is_an_error_not_fewer_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = collection(dir.path());
+    assert_eq!(read_everything(&root).expect("whole"), 40);
+    // Its zarr.json lost, deleted, or a symlink loop: each reads as a damaged collection.
+    let lose: [&dyn Fn(&Path); 3] = [
+        &|d| std::fs::remove_file(d.join("zarr.json")).expect("rm"),
+        &|d| std::fs::remove_dir_all(d).expect("rm -r"),
+        &|d| {
+            std::fs::remove_dir_all(d).expect("rm -r");
+            std::os::unix::fs::symlink(d, d).expect("loop");
+        },
+    ];
+    for damage in lose {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = collection(dir.path());
+        damage(&root.join("dataset_1"));
+        match DatasetCollection::open(&root) {
+            Err(Error::MissingElement { element, .. }) => {
+                assert!(element.contains("dataset_1"), "{element}")
+            }
+            other => panic!("expected MissingElement, got {other:?}"),
+        }
+    }
+}
