@@ -100,3 +100,73 @@ fn bad_input_is_an_error_message_and_exit_code_1() {
     assert!(!ok);
     assert!(stderr.contains("must be positive"), "{stderr}");
 }
+
+/// `n_obs` of the collection at `path`, from `annbatch inspect`.
+fn n_obs_of(path: &str) -> u64 {
+    let (ok, stdout, stderr) = annbatch(&["inspect", path]);
+    assert!(ok, "{stderr}");
+    let at = stdout.find("n_obs ").expect("n_obs in the summary") + "n_obs ".len();
+    stdout[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number")
+}
+
+#[test]
+fn two_appends_at_once_both_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    let out = out.to_str().expect("utf-8");
+    let input = data("pbmc68k_raw_csr.v3.zarr");
+    let (ok, _, stderr) = annbatch(&["convert", &input, "-o", out, "--seed", "1", "--quiet"]);
+    assert!(ok, "{stderr}");
+    let first = n_obs_of(out);
+    // Two processes append to the same collection at the same moment: the second waits for
+    // the first's lock, then appends to what it published.
+    let spawn = |seed: &str| {
+        Command::new(env!("CARGO_BIN_EXE_annbatch"))
+            .args(["convert", &input, "-o", out, "--seed", seed])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (a, b) = (spawn("2"), spawn("3"));
+    for child in [a, b] {
+        let result = child.wait_with_output().expect("wait");
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+    assert_eq!(n_obs_of(out), 3 * first, "no append's rows may be lost");
+}
+
+#[test]
+fn a_non_utf8_entry_is_an_error_message_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    let (ok, _, stderr) = annbatch(&[
+        "convert",
+        &data("pbmc68k_raw_csr.v3.zarr"),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    std::fs::create_dir(out.join(std::ffi::OsStr::from_bytes(b"dataset_\xff"))).expect("mkdir");
+    let result = Command::new(env!("CARGO_BIN_EXE_annbatch"))
+        .arg("inspect")
+        .arg(&out)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not valid UTF-8") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
