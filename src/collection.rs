@@ -54,6 +54,17 @@ impl DatasetCollection {
         let path = path.as_ref();
         let _open = tracing::debug_span!("open", path = %path.display()).entered();
         let label = path.display().to_string();
+        if crate::store::is_hdf5_file(path) {
+            return Err(Error::UnknownEncoding {
+                path: label,
+                encoding_type: "h5ad (an HDF5 file)".into(),
+                encoding_version: String::new(),
+                expected: "a zarr collection or AnnData store: the loader streams zarr; convert \
+                           the .h5ad first (`annbatch convert FILE.h5ad -o OUT.zarr`, or in Python \
+                           `DatasetCollection(\"OUT.zarr\").add_adatas([\"FILE.h5ad\"])`)"
+                    .into(),
+            });
+        }
         let store = ZarrStore::open(path)?;
         let attrs = store.attributes("").map_err(|e| match e {
             Error::MissingElement { .. } => Error::MissingElement {

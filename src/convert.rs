@@ -86,6 +86,10 @@ pub struct ConvertOptions {
     pub groupby: Vec<String>,
     /// No progress bar.
     pub quiet: bool,
+    /// Append an input even when it shares no variable with the collection (its rows would be
+    /// all zeros). Default false: such an input is refused, as it is almost always the wrong
+    /// file or another species' gene ids.
+    pub allow_disjoint_var: bool,
 }
 
 impl Default for ConvertOptions {
@@ -100,6 +104,7 @@ impl Default for ConvertOptions {
             var_subset: None,
             groupby: Vec::new(),
             quiet: false,
+            allow_disjoint_var: false,
         }
     }
 }
@@ -354,8 +359,9 @@ fn create(
     let sparse = sources.iter().any(|s| s.indptr().is_some());
     let n_obs: u64 = sources.iter().map(Source::n_obs).sum();
     if n_obs == 0 {
-        return Err(Error::EmptyCollection {
-            path: inputs.first().map(|i| i.0.clone()).unwrap_or_default(),
+        let paths: Vec<&str> = inputs.iter().map(|i| i.0.as_str()).collect();
+        return Err(Error::EmptyInput {
+            path: paths.join(", "),
         });
     }
     check_groupby(&obs, &options.groupby)?;
@@ -501,6 +507,20 @@ fn append(
     for (s, map) in sources.iter().zip(&space.maps).skip(n_existing) {
         if let Some(map) = map {
             let dropped = map.to.iter().filter(|&&t| t == var_space::DROPPED).count();
+            if dropped == map.to.len() && !map.to.is_empty() && !options.allow_disjoint_var {
+                return Err(Error::VarMismatch {
+                    path: output.display().to_string(),
+                    dataset: s.path().display().to_string(),
+                    detail: format!(
+                        "shares none of its {dropped} variables with the collection's {} (e.g. \
+                         {:?} vs {:?}): its rows would be all zeros. Check the file and the \
+                         gene ids; append anyway with allow_disjoint_var (--allow-disjoint-var)",
+                        var_names.len(),
+                        s.var_names().first().map(String::as_str).unwrap_or(""),
+                        var_names.first().map(String::as_str).unwrap_or(""),
+                    ),
+                });
+            }
             if dropped > 0 {
                 notes.push(format!(
                     "{}: {dropped} variables not in the collection's var were dropped",

@@ -161,6 +161,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// A categorical column's code does not name one of its categories.
+    #[error(
+        "{path}: category code {code} at row {row} names no category: codes must be -1 \
+             (missing) or below the {n_categories} categories"
+    )]
+    InvalidCategoryCode {
+        /// The codes array path.
+        path: String,
+        /// The row holding it.
+        row: u64,
+        /// The code found.
+        code: i64,
+        /// The number of categories.
+        n_categories: u64,
+    },
+
     /// A CSR column index is negative or not below `n_var`.
     #[error("{path}: column index {index} out of bounds for n_var {n_var}")]
     IndexOutOfBounds {
@@ -200,6 +216,13 @@ pub enum Error {
     #[error("{path}: empty collection (no dataset_N groups)")]
     EmptyCollection {
         /// The collection path.
+        path: String,
+    },
+
+    /// The inputs of a conversion hold no cells.
+    #[error("{path}: the input holds no cells (X has 0 rows): nothing to convert")]
+    EmptyInput {
+        /// The input(s).
         path: String,
     },
 
@@ -363,6 +386,7 @@ impl Error {
             | Self::VarMismatch { path, .. }
             | Self::EmptyCollection { path }
             | Self::TooLarge { path, .. }
+            | Self::InvalidCategoryCode { path, .. }
             | Self::UnknownObsColumn { path, .. } => Some(path),
             #[cfg(feature = "hdf5")]
             Self::Hdf5 { path, .. } => Some(path),

@@ -25,6 +25,21 @@ use sources::Source;
 /// The torch version this module was compiled against (major.minor.patch).
 const TORCH_VERSION: &str = env!("ANNBATCH_TORCH_VERSION");
 
+/// Runs `f` without the GIL; its error, or a panic inside it, becomes a Python exception (a
+/// panic would otherwise reach Python as `PanicException`, which `except Exception` misses).
+fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+    py.detach(
+        || match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(result) => result,
+            Err(payload) => Err(crate::Error::Internal(format!(
+                "panic: {}",
+                crate::error::panic_message(payload.as_ref())
+            ))),
+        },
+    )
+    .map_err(to_py)
+}
+
 /// A `torch.Tensor` for `t`, sharing its memory.
 fn to_torch(py: Python<'_>, t: &tch::Tensor) -> PyResult<Py<PyAny>> {
     let ptr = t
@@ -74,7 +89,7 @@ impl PyCollection {
                 "no data sources given",
             ));
         }
-        let collection = py.detach(|| sources::collection(sources)).map_err(to_py)?;
+        let collection = run(py, || sources::collection(sources))?;
         Ok(Self {
             inner: Arc::new(collection),
         })
@@ -118,8 +133,8 @@ impl PyLoader {
     #[new]
     #[pyo3(signature = (collection, *, batch_size=defaults::BATCH_SIZE,
         chunk_size=defaults::CHUNK_SIZE, preload_nchunks=defaults::PRELOAD_NCHUNKS, shuffle=false,
-        drop_last=false, return_index=false, seed=0, obs_keys=None, device="cpu",
-        num_threads=None, prefetch=None, rank=0, world_size=1, equal_batches=true,
+        drop_last=false, return_index=false, seed=None, obs_keys=None, device="cpu",
+        num_threads=None, prefetch=None, rank=None, world_size=None, equal_batches=true,
         class_codes=None, n_categories=0, class_weights=None, num_samples=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -131,13 +146,13 @@ impl PyLoader {
         shuffle: bool,
         drop_last: bool,
         return_index: bool,
-        seed: u64,
+        seed: Option<Bound<'_, PyAny>>,
         obs_keys: Option<Vec<String>>,
         device: &str,
         num_threads: Option<usize>,
         prefetch: Option<usize>,
-        rank: u64,
-        world_size: u64,
+        rank: Option<Bound<'_, PyAny>>,
+        world_size: Option<Bound<'_, PyAny>>,
         equal_batches: bool,
         class_codes: Option<Vec<i64>>,
         n_categories: usize,
@@ -151,13 +166,16 @@ impl PyLoader {
             shuffle,
             drop_last,
             return_index,
-            seed,
+            seed: seed.map(|v| natural(&v, "seed")).transpose()?.unwrap_or(0),
             obs_keys: obs_keys.unwrap_or_default(),
             device: device_of(device)?,
             num_threads,
             prefetch,
-            rank,
-            world_size,
+            rank: rank.map(|v| natural(&v, "rank")).transpose()?.unwrap_or(0),
+            world_size: world_size
+                .map(|v| natural(&v, "world_size"))
+                .transpose()?
+                .unwrap_or(1),
             equal_batches,
             class_sampling: class_codes.map(|codes| ClassSampling {
                 codes,
@@ -170,7 +188,7 @@ impl PyLoader {
             }),
         };
         let builder = Loader::builder_for(collection.inner.clone()).options(options);
-        let loader = py.detach(|| builder.build()).map_err(to_py)?;
+        let loader = run(py, || builder.build())?;
         Ok(Self {
             inner: Arc::new(loader),
         })
@@ -201,14 +219,12 @@ impl PyLoader {
     #[pyo3(signature = (epoch, skip=0))]
     fn epoch(&self, py: Python<'_>, epoch: u64, skip: u64) -> PyResult<PyBatches> {
         let inner = self.inner.clone();
-        let batches = py
-            .detach(move || {
-                inner.resume(LoaderState {
-                    epoch,
-                    batches: skip,
-                })
+        let batches = run(py, move || {
+            inner.resume(LoaderState {
+                epoch,
+                batches: skip,
             })
-            .map_err(to_py)?;
+        })?;
         Ok(PyBatches {
             batches: Some(batches),
         })
@@ -232,17 +248,17 @@ impl PyBatches {
         let Some(batches) = self.batches.as_mut() else {
             return Ok(None);
         };
-        let next = py.detach(|| batches.next());
+        let next = run(py, || batches.next().transpose());
         match next {
-            None => {
+            Ok(None) => {
                 self.batches = None;
                 Ok(None)
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 self.batches = None;
-                Err(to_py(e))
+                Err(e)
             }
-            Some(Ok(batch)) => {
+            Ok(Some(batch)) => {
                 let out = PyDict::new(py);
                 out.set_item("X", to_torch(py, &batch.x)?)?;
                 let obs = PyDict::new(py);
@@ -278,6 +294,16 @@ impl PyBatches {
 /// A count given from Python: an integer (Python or numpy; not a bool), negative ones refused
 /// with the same wording as zero.
 fn count(value: &Bound<'_, PyAny>, name: &'static str) -> PyResult<u64> {
+    integer(value, name, "must be positive")
+}
+
+/// An integer ≥ 0 given from Python (a rank, a seed): a negative one is a `ValueError` naming
+/// the parameter, not pyo3's bare `OverflowError`.
+fn natural(value: &Bound<'_, PyAny>, name: &'static str) -> PyResult<u64> {
+    integer(value, name, "must be 0 or more")
+}
+
+fn integer(value: &Bound<'_, PyAny>, name: &'static str, negative: &str) -> PyResult<u64> {
     let not_int = || {
         pyo3::exceptions::PyTypeError::new_err(format!(
             "{name} must be an integer, got {}",
@@ -290,7 +316,7 @@ fn count(value: &Bound<'_, PyAny>, name: &'static str) -> PyResult<u64> {
         return Err(not_int());
     }
     let v: i128 = value.extract().map_err(|_| not_int())?;
-    u64::try_from(v).map_err(|_| to_py(crate::error::Error::parameter(name, v, "must be positive")))
+    u64::try_from(v).map_err(|_| to_py(crate::error::Error::parameter(name, v, negative)))
 }
 
 /// Checks loader settings as the native Loader will, before any data is opened: the one check
@@ -351,25 +377,29 @@ fn size_of(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Size> {
 #[pyfunction]
 #[pyo3(signature = (output, adata_paths, *, n_obs_per_chunk=None, shard_size=None,
     dataset_size=None, shuffle_chunk_size=None, shuffle=None, seed=None, var_subset=None,
-    groupby=None, quiet=true))]
+    groupby=None, quiet=true, allow_disjoint_var=false))]
 #[allow(clippy::too_many_arguments)]
 fn convert(
     py: Python<'_>,
     output: std::path::PathBuf,
     adata_paths: Vec<std::path::PathBuf>,
-    n_obs_per_chunk: Option<u64>,
+    n_obs_per_chunk: Option<Bound<'_, PyAny>>,
     shard_size: Option<Bound<'_, PyAny>>,
     dataset_size: Option<Bound<'_, PyAny>>,
-    shuffle_chunk_size: Option<u64>,
+    shuffle_chunk_size: Option<Bound<'_, PyAny>>,
     shuffle: Option<bool>,
-    seed: Option<u64>,
+    seed: Option<Bound<'_, PyAny>>,
     var_subset: Option<Vec<String>>,
     groupby: Option<Vec<String>>,
     quiet: bool,
+    allow_disjoint_var: bool,
 ) -> PyResult<Py<PyDict>> {
     let defaults = ConvertOptions::default();
     let options = ConvertOptions {
-        n_obs_per_chunk: n_obs_per_chunk.unwrap_or(defaults.n_obs_per_chunk),
+        n_obs_per_chunk: match n_obs_per_chunk {
+            Some(v) => count(&v, "n_obs_per_chunk")?,
+            None => defaults.n_obs_per_chunk,
+        },
         shard_size: match shard_size {
             Some(v) => size_of(&v, "shard_size")?,
             None => defaults.shard_size,
@@ -378,16 +408,18 @@ fn convert(
             Some(v) => size_of(&v, "dataset_size")?,
             None => defaults.dataset_size,
         },
-        shuffle_chunk_size: shuffle_chunk_size.unwrap_or(defaults.shuffle_chunk_size),
+        shuffle_chunk_size: match shuffle_chunk_size {
+            Some(v) => count(&v, "shuffle_chunk_size")?,
+            None => defaults.shuffle_chunk_size,
+        },
         shuffle: shuffle.unwrap_or(defaults.shuffle),
-        seed,
+        seed: seed.map(|v| natural(&v, "seed")).transpose()?,
         var_subset,
         groupby: groupby.unwrap_or_default(),
         quiet,
+        allow_disjoint_var,
     };
-    let report = py
-        .detach(|| add_adatas(&output, &adata_paths, &options))
-        .map_err(to_py)?;
+    let report = run(py, || add_adatas(&output, &adata_paths, &options))?;
     let out = PyDict::new(py);
     out.set_item("n_obs", report.n_obs)?;
     out.set_item("n_var", report.n_var)?;
@@ -407,11 +439,9 @@ fn obs_column(
     path: std::path::PathBuf,
     name: String,
 ) -> PyResult<(Py<PyAny>, Option<Vec<String>>)> {
-    let column = py
-        .detach(|| {
-            crate::collection::DatasetCollection::open(&path).and_then(|c| c.obs_column(&name))
-        })
-        .map_err(to_py)?;
+    let column = run(py, || {
+        crate::collection::DatasetCollection::open(&path).and_then(|c| c.obs_column(&name))
+    })?;
     match column {
         crate::store::Column::Categorical {
             codes, categories, ..
@@ -441,6 +471,12 @@ fn _fill(t: &Bound<'_, PyAny>, value: f64) -> PyResult<()> {
         .f_fill_(value)
         .map(drop)
         .map_err(|e| AnnbatchError::new_err(e.to_string()))
+}
+
+/// Test hook: panics inside native code, to show it reaches Python as `AnnbatchError`.
+#[pyfunction]
+fn _panic(py: Python<'_>, message: String) -> PyResult<()> {
+    run(py, || -> crate::Result<()> { panic!("{message}") })
 }
 
 /// The `tch::Tensor` behind a `torch.Tensor` (a new reference to the same memory).
@@ -479,5 +515,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(obs_column, m)?)?;
     m.add_function(wrap_pyfunction!(_data_ptr, m)?)?;
     m.add_function(wrap_pyfunction!(_fill, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic, m)?)?;
     Ok(())
 }

@@ -30,3 +30,14 @@ pub use memory::InMemoryX;
 pub(crate) use node::encoding as encoding_of;
 pub(crate) use node::ZarrStore;
 pub use places::{CsrPlace, RowPlaces};
+
+/// The first bytes of every HDF5 file.
+const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+/// Whether `path` is a file that starts like HDF5 (an `.h5ad`), whatever its name.
+pub(crate) fn is_hdf5_file(path: &std::path::Path) -> bool {
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| head == HDF5_SIGNATURE)
+}

@@ -16,6 +16,7 @@ __all__ = [
     "__version__",
     "_data_ptr",
     "_fill",
+    "_panic",
     "check_options",
     "convert",
     "obs_column",
@@ -61,13 +62,13 @@ class Loader:
         shuffle: bool = False,
         drop_last: bool = False,
         return_index: bool = False,
-        seed: int = 0,
+        seed: Optional[int] = None,
         obs_keys: Optional[List[str]] = None,
         device: str = "cpu",
         num_threads: Optional[int] = None,
         prefetch: Optional[int] = None,
-        rank: int = 0,
-        world_size: int = 1,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
         equal_batches: bool = True,
         class_codes: Optional[List[int]] = None,
         n_categories: int = 0,
@@ -91,6 +92,7 @@ def convert(
     var_subset: Optional[List[str]] = None,
     groupby: Optional[List[str]] = None,
     quiet: bool = True,
+    allow_disjoint_var: bool = False,
 ) -> Dict[str, Any]: ...
 def obs_column(
     path: Union[str, PathLike[str]], name: str
@@ -106,3 +108,4 @@ def check_options(
 ) -> None: ...
 def _data_ptr(t: torch.Tensor) -> int: ...
 def _fill(t: torch.Tensor, value: float) -> None: ...
+def _panic(message: str) -> None: ...

@@ -77,12 +77,14 @@ class DatasetCollection:
         var_subset: Optional[Sequence[str]] = None,
         groupby: Union[str, Sequence[str], None] = None,
         quiet: bool = True,
+        allow_disjoint_var: bool = False,
     ) -> "DatasetCollection":
         """Converts ``adata_paths`` (``.h5ad`` / zarr AnnData) into this collection, or
         appends them to it; annbatch's ``add_adatas`` with its parameters and defaults.
         Parameters left at ``None`` take the converter's defaults (``_native.CONVERT_DEFAULTS``:
         64 rows per inner chunk, 1GB shards, 20GB datasets, shuffle chunks of 1000 rows,
-        shuffled).
+        shuffled). An appended input that shares no variable with the collection is refused
+        unless ``allow_disjoint_var`` (annbatch-rs only).
 
         Returns
         -------
@@ -103,6 +105,7 @@ class DatasetCollection:
             var_subset=list(var_subset) if var_subset is not None else None,
             groupby=list(groupby) if groupby else None,
             quiet=quiet,
+            allow_disjoint_var=allow_disjoint_var,
         )
         return self
 

@@ -90,6 +90,9 @@ enum Command {
         /// No progress bar.
         #[arg(short, long)]
         quiet: bool,
+        /// Append an input that shares no variable with the collection (refused otherwise).
+        #[arg(long)]
+        allow_disjoint_var: bool,
     },
     /// Summarise a collection, an AnnData zarr store, or (feature hdf5) an .h5ad file.
     Inspect {
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
             var_subset,
             groupby,
             quiet,
+            allow_disjoint_var,
         } => (|| {
             let var_subset = match var_subset {
                 Some(path) => Some(
@@ -180,6 +184,7 @@ fn main() -> ExitCode {
                 var_subset,
                 groupby,
                 quiet,
+                allow_disjoint_var,
             };
             convert(&inputs, &output, &options)
         })(),

@@ -19,9 +19,6 @@ pub(crate) enum Source {
     H5ad(crate::store::h5ad::H5adFile),
 }
 
-/// The first bytes of every HDF5 file.
-const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
-
 impl Source {
     /// Opens `path`: a directory is a zarr store, a file an `.h5ad`.
     pub(crate) fn open(path: &Path) -> Result<Self> {
@@ -32,12 +29,7 @@ impl Source {
         if meta.is_dir() {
             return Ok(Self::Zarr(AnnDataStore::open(path)?, path.to_path_buf()));
         }
-        let mut head = [0u8; 8];
-        let is_hdf5 = std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-            .map(|()| head == HDF5_SIGNATURE)
-            .unwrap_or(false);
-        if !is_hdf5 {
+        if !crate::store::is_hdf5_file(path) {
             return Err(Error::UnknownEncoding {
                 path: path.display().to_string(),
                 encoding_type: "a file that is not HDF5".into(),

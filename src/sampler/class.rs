@@ -65,7 +65,35 @@ impl ClassSampler {
         chunk_size: u64,
         preload_nchunks: usize,
     ) -> Result<Self> {
-        let mut runs: Vec<Vec<Range<u64>>> = vec![Vec::new(); n_categories];
+        // `n_categories` is the caller's number: nothing is sized by it before it is checked
+        // against what exists (the weights given, the codes' largest value).
+        if let ClassWeights::Weights(w) = &weights {
+            if w.len() != n_categories {
+                return Err(Error::parameter(
+                    "weights",
+                    w.len(),
+                    format!("need one weight per category ({n_categories})"),
+                ));
+            }
+        }
+        let max_code = codes.iter().copied().max().unwrap_or(-1);
+        if let Some(bad) = usize::try_from(max_code)
+            .ok()
+            .filter(|&c| c >= n_categories)
+            .map(|_| max_code)
+        {
+            return Err(Error::parameter(
+                "codes",
+                bad,
+                format!("category code outside 0..{n_categories}"),
+            ));
+        }
+        let n_classes = match &weights {
+            ClassWeights::Weights(w) => w.len(),
+            // Classes past the largest code have no rows and are never drawn.
+            ClassWeights::Balanced => usize::try_from(max_code + 1).unwrap_or(0),
+        };
+        let mut runs: Vec<Vec<Range<u64>>> = vec![Vec::new(); n_classes];
         let mut i = 0usize;
         while i < codes.len() {
             let code = codes[i];
@@ -78,7 +106,7 @@ impl ClassSampler {
             }
             let class = usize::try_from(code)
                 .ok()
-                .filter(|&c| c < n_categories)
+                .filter(|&c| c < n_classes)
                 .ok_or_else(|| {
                     Error::parameter(
                         "codes",
@@ -105,13 +133,6 @@ impl ClassSampler {
                 .map(|r| if r.is_empty() { 0.0 } else { 1.0 })
                 .collect(),
             ClassWeights::Weights(w) => {
-                if w.len() != n_categories {
-                    return Err(Error::parameter(
-                        "weights",
-                        w.len(),
-                        format!("need one weight per category ({n_categories})"),
-                    ));
-                }
                 if let Some(bad) = w.iter().find(|x| !x.is_finite() || **x < 0.0) {
                     return Err(Error::parameter(
                         "weights",
@@ -349,6 +370,20 @@ mod tests {
             .collect();
         assert_eq!(whole, first);
         assert!(make().expect("sampler").shard(3, 3).is_err());
+    }
+
+    #[test]
+    fn a_huge_category_count_allocates_nothing_by_it() {
+        let codes: Vec<i64> = (0..100).map(|i| i % 3).collect();
+        let huge = usize::MAX / 2;
+        let s = ClassSampler::new(&codes, huge, ClassWeights::Balanced, 10, 5, 4).expect("ok");
+        assert_eq!(s.runs.len(), 3);
+        let err = ClassSampler::new(&codes, huge, ClassWeights::Weights(vec![1.0; 3]), 10, 5, 4)
+            .expect_err("weights must match");
+        assert!(err.to_string().contains("one weight per category"), "{err}");
+        let err = ClassSampler::new(&codes, 2, ClassWeights::Balanced, 10, 5, 4)
+            .expect_err("code 2 of 2 categories");
+        assert!(err.to_string().contains("outside 0..2"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub enum XElement {
     InMemory(InMemoryX),
 }
 
+/// What an `X` must be, and what to do with a CSC one.
+pub(crate) const CSR_OR_DENSE: &str =
+    "\"csr_matrix\" or a dense \"array\"; a csc_matrix X (column-compressed) cannot be \
+                 read by rows: write it as CSR first (in Python: `adata.X = adata.X.tocsr()`, \
+                 then write the file again)";
+
 impl XElement {
     /// Opens the element at `path`, dispatching on its `encoding-type`.
     pub(crate) fn open(store: &ZarrStore, path: &str) -> Result<Self> {
@@ -45,8 +51,7 @@ impl XElement {
                 path: path.to_string(),
                 encoding_type,
                 encoding_version,
-                expected: "\"csr_matrix\" or a dense \"array\" (csc_matrix cannot be read by rows)"
-                    .into(),
+                expected: CSR_OR_DENSE.into(),
             }),
         }
     }

@@ -442,11 +442,13 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
 }
 
 fn check_codes(path: &str, codes: &[i64], n_categories: usize) -> Result<()> {
-    match codes.iter().find(|&&c| c < -1 || c >= n_categories as i64) {
-        Some(&c) => Err(Error::ShapeMismatch {
+    let bound = i64::try_from(n_categories).unwrap_or(i64::MAX);
+    match codes.iter().position(|&c| c < -1 || c >= bound) {
+        Some(row) => Err(Error::InvalidCategoryCode {
             path: path.to_string(),
-            found: format!("category code {c}"),
-            expected: format!("-1 (missing) or a code below {n_categories}"),
+            row: row as u64,
+            code: codes[row],
+            n_categories: n_categories as u64,
         }),
         None => Ok(()),
     }

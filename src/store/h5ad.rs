@@ -384,7 +384,7 @@ impl H5adFile {
                     path: "X".into(),
                     encoding_type,
                     encoding_version,
-                    expected: "\"csr_matrix\" or a dense \"array\"".into(),
+                    expected: crate::store::anndata::CSR_OR_DENSE.into(),
                 })
             }
         };

@@ -1,0 +1,108 @@
+//! A careless user's input, not a damaged one: each mistake is an error that says what to do.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use annbatch::convert::{add_adatas, ConvertOptions, Size};
+use annbatch::write::Layout;
+use annbatch::{DatasetCollection, Error};
+use common::{write_csr, Csr};
+
+fn store(dir: &Path, name: &str, n_obs: usize, genes: &[&str]) -> PathBuf {
+    let root = dir.join(name);
+    let rows: Vec<Vec<f32>> = (0..n_obs)
+        .map(|i| (0..genes.len()).map(|j| ((i + j) % 3) as f32).collect())
+        .collect();
+    let m = if n_obs == 0 {
+        Csr {
+            indptr: vec![0],
+            indices: vec![],
+            data: vec![],
+            n_var: genes.len() as u64,
+        }
+    } else {
+        Csr::from_dense(&rows)
+    };
+    let names: Vec<String> = genes.iter().map(|g| g.to_string()).collect();
+    write_csr(
+        &root,
+        "",
+        &m,
+        &names,
+        Layout {
+            chunk_rows: 4,
+            shard_rows: 8,
+        },
+    );
+    root
+}
+
+fn options() -> ConvertOptions {
+    ConvertOptions {
+        seed: Some(0),
+        quiet: true,
+        shuffle_chunk_size: 4,
+        dataset_size: Size::Rows(40),
+        ..ConvertOptions::default()
+    }
+}
+
+#[test]
+fn appending_an_input_that_shares_no_gene_is_refused_unless_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let human = store(dir.path(), "human.zarr", 20, &["CD3E", "MS4A1", "LYZ"]);
+    let mouse = store(dir.path(), "mouse.zarr", 20, &["Cd3e", "Ms4a1", "Lyz2"]);
+    let out = dir.path().join("c.zarr");
+    add_adatas(&out, &[&human], &options()).expect("create");
+    match add_adatas(&out, &[&mouse], &options()) {
+        Err(Error::VarMismatch { detail, .. }) => {
+            assert!(detail.contains("shares none") && detail.contains("allow_disjoint_var"))
+        }
+        other => panic!("expected VarMismatch, got {other:?}"),
+    }
+    assert_eq!(DatasetCollection::open(&out).expect("open").n_obs(), 20);
+    let anyway = ConvertOptions {
+        allow_disjoint_var: true,
+        ..options()
+    };
+    add_adatas(&out, &[&mouse], &anyway).expect("append when asked");
+    assert_eq!(DatasetCollection::open(&out).expect("open").n_obs(), 40);
+}
+
+#[test]
+fn an_empty_input_says_it_is_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = store(dir.path(), "empty.zarr", 0, &["a", "b"]);
+    let err = add_adatas(dir.path().join("c.zarr"), &[&empty], &options())
+        .expect_err("nothing to convert");
+    assert!(matches!(err, Error::EmptyInput { .. }), "{err:?}");
+    assert!(err.to_string().contains("holds no cells"), "{err}");
+    assert!(err.to_string().contains("empty.zarr"), "{err}");
+}
+
+#[test]
+fn an_h5ad_given_to_the_loader_says_convert_it_first() {
+    let h5ad = format!(
+        "{}/tests/data/oligodendroglioma.h5ad",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let err = DatasetCollection::open(&h5ad).expect_err("not zarr");
+    let text = err.to_string();
+    assert!(text.contains("convert") && text.contains(".h5ad"), "{text}");
+}
+
+#[test]
+fn a_csc_x_says_how_to_make_it_csr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = store(dir.path(), "a.zarr", 8, &["a", "b"]);
+    let meta = root.join("X/zarr.json");
+    let text = std::fs::read_to_string(&meta).expect("read");
+    std::fs::write(&meta, text.replace("csr_matrix", "csc_matrix")).expect("write");
+    let err = DatasetCollection::open(&root).expect_err("csc");
+    let text = err.to_string();
+    assert!(
+        text.contains("csc_matrix") && text.contains("tocsr()"),
+        "{text}"
+    );
+}
