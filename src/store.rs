@@ -13,6 +13,7 @@ pub(crate) mod dataframe;
 mod dense;
 mod dtype;
 mod files;
+mod guard;
 #[cfg(feature = "hdf5")]
 pub mod h5ad;
 mod memory;

@@ -10,17 +10,27 @@ use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
-/// The machine's physical memory in bytes (`MemTotal`), or `isize::MAX` where unknown.
+/// The memory a read may plan for, in bytes: the smallest of the machine's physical memory
+/// (`MemTotal`), the cgroup's limit (`memory.max`, what a container really gets) and
+/// `ANNBATCH_MEMORY_LIMIT` (bytes) when set; `isize::MAX` where none is known. Read once.
 pub(crate) fn memory_limit() -> u64 {
     static LIMIT: OnceLock<u64> = OnceLock::new();
     *LIMIT.get_or_init(|| {
-        std::fs::read_to_string("/proc/meminfo")
+        let physical = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            kib.checked_mul(1024)
+        });
+        let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
             .ok()
-            .and_then(|text| {
-                let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-                kib.checked_mul(1024)
-            })
+            .and_then(|text| text.trim().parse::<u64>().ok());
+        let asked = std::env::var("ANNBATCH_MEMORY_LIMIT")
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok());
+        [physical, cgroup, asked]
+            .into_iter()
+            .flatten()
+            .min()
             .unwrap_or(isize::MAX as u64)
     })
 }

@@ -16,6 +16,7 @@ use zarrs::array::{
 };
 
 use super::budget;
+use super::guard;
 use super::dtype::Dtype;
 use super::files::FileStore;
 use super::node::ZarrStore;
@@ -100,6 +101,10 @@ impl ChunkedArray {
     }
 
     fn open_with(store: &ZarrStore, path: &str, whole: bool) -> Result<Self> {
+        guard::guarded(path, || Self::open_unguarded(store, path, whole))
+    }
+
+    fn open_unguarded(store: &ZarrStore, path: &str, whole: bool) -> Result<Self> {
         let (array, files) = store.array_in(path, whole)?;
         let dtype =
             Dtype::from_zarrs(array.data_type()).ok_or_else(|| Error::UnsupportedDtype {
@@ -198,9 +203,11 @@ impl ChunkedArray {
 
     fn retrieve<T: ElementOwned>(&self, rows: Range<u64>, chunk: Option<u64>) -> Result<Vec<T>> {
         let subset = self.subset(rows);
-        self.array
-            .retrieve_array_subset_sharded_opt::<Vec<T>>(&self.cache, &subset, &self.options)
-            .map_err(|e| self.map_err(chunk, e))
+        guard::guarded(&self.path, || {
+            self.array
+                .retrieve_array_subset_sharded_opt::<Vec<T>>(&self.cache, &subset, &self.options)
+                .map_err(|e| self.map_err(chunk, e))
+        })
     }
 
     /// Decodes rows `rows` (inside chunk band `chunk`, if given) in the array's own element

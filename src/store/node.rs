@@ -10,6 +10,7 @@ use zarrs::node::{meta_key_v2_array, meta_key_v2_group, meta_key_v3, NodePath};
 use zarrs::storage::ReadableStorageTraits;
 
 use super::files::FileStore;
+use super::guard::guarded;
 use crate::error::{Error, Result};
 
 /// What a zarr node is.
@@ -109,9 +110,9 @@ impl ZarrStore {
     /// Opens the group at `path`; a missing node is [`Error::MissingElement`].
     pub(crate) fn group(&self, path: &str) -> Result<Group<FileStore>> {
         match self.kind(path)? {
-            Some(NodeKind::Group) => {
+            Some(NodeKind::Group) => guarded(path, || {
                 Group::open(self.store.clone(), &abs(path)).map_err(|e| self.error(path, e))
-            }
+            }),
             Some(NodeKind::Array) => Err(Error::UnknownEncoding {
                 path: path.to_string(),
                 encoding_type: "array".into(),
@@ -137,8 +138,10 @@ impl ZarrStore {
         };
         match self.kind(path)? {
             Some(NodeKind::Array) => {
-                let array = Array::open(Arc::new(files.clone()), &abs(path))
-                    .map_err(|e| self.error(path, e))?;
+                let array = guarded(path, || {
+                    Array::open(Arc::new(files.clone()), &abs(path))
+                        .map_err(|e| self.error(path, e))
+                })?;
                 Ok((array, files))
             }
             Some(NodeKind::Group) => Err(Error::UnknownEncoding {
@@ -163,7 +166,11 @@ impl ZarrStore {
     /// Names of the child groups of the group at `path`.
     pub(crate) fn child_groups(&self, path: &str) -> Result<Vec<String>> {
         let group = self.group(path)?;
-        let children = group.child_group_paths().map_err(|e| self.error(path, e))?;
+        let children = guarded(path, || {
+            group
+                .child_group_paths()
+                .map_err(|e| self.error(path, e))
+        })?;
         Ok(children
             .iter()
             .filter_map(|p| p.as_str().rsplit('/').next().map(str::to_string))

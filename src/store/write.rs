@@ -42,6 +42,8 @@ pub enum Compressor {
     BloscLz4,
     /// zstd level 0 (annbatch's obs / var).
     Zstd,
+    /// No compression: the raw little-endian bytes (strings are still zstd-compressed).
+    None,
 }
 
 /// An element type the writer knows the zarr v3 data type and fill value of.
@@ -400,6 +402,7 @@ pub(crate) fn inner_codecs<T: ZarrElement>(compressor: Compressor) -> Value {
                                  {"name": "zstd", "configuration": {"level": 0, "checksum": false}}]),
         (Compressor::Zstd, _) => json!([{"name": "bytes", "configuration": {"endian": "little"}},
                                  {"name": "zstd", "configuration": {"level": 0, "checksum": false}}]),
+        (Compressor::None, _) => json!([{"name": "bytes", "configuration": {"endian": "little"}}]),
         (Compressor::BloscLz4, _) => {
             json!([{"name": "bytes", "configuration": {"endian": "little"}},
                                  {"name": "blosc", "configuration": {"typesize": typesize, "cname": "lz4",
