@@ -236,3 +236,34 @@ fn a_lost_dataset_is_an_error_not_fewer_rows() {
         }
     }
 }
+
+#[test]
+fn deleting_the_collection_during_an_epoch_ends_it_with_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = collection(dir.path());
+    let loader = annbatch::Loader::builder(&root)
+        .batch_size(2)
+        .chunk_size(2)
+        .preload_nchunks(1)
+        .prefetch(1)
+        .build()
+        .expect("loader");
+    let mut batches = loader.host_epoch(0).expect("epoch");
+    batches.next().expect("a first batch").expect("read");
+    std::fs::remove_dir_all(&root).expect("rm -r");
+    // Batches already prefetched may still arrive; then the epoch ends in an error, not in
+    // zeros and not silently short.
+    let rest: Vec<_> = batches.collect();
+    let err = rest
+        .iter()
+        .find_map(|b| b.as_ref().err())
+        .expect("an error before the epoch's end");
+    assert!(
+        matches!(
+            err,
+            Error::CollectionChanged { .. } | Error::MissingData { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(rest.len() < 20, "the epoch stops at the error");
+}

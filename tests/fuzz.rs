@@ -39,7 +39,7 @@ fn matrix(n: usize, n_var: usize, seed: usize) -> Csr {
         .map(|i| {
             (0..n_var)
                 .map(|j| {
-                    if (i * 31 + j * 17 + seed) % 3 == 0 {
+                    if (i * 31 + j * 17 + seed).is_multiple_of(3) {
                         (1 + (i + j) % 7) as f32
                     } else {
                         0.0
@@ -71,13 +71,34 @@ fn write_base(root: &Path) {
     let nnz = m1.data.len() as u64;
     let plain = Compressor::None;
     writer
-        .array("dataset_1/X/indptr", &m1.indptr, &[n], (4, 8), plain, attrs(&[]))
+        .array(
+            "dataset_1/X/indptr",
+            &m1.indptr,
+            &[n],
+            (4, 8),
+            plain,
+            attrs(&[]),
+        )
         .expect("indptr");
     writer
-        .array("dataset_1/X/indices", &m1.indices, &[nnz], (8, 16), plain, attrs(&[]))
+        .array(
+            "dataset_1/X/indices",
+            &m1.indices,
+            &[nnz],
+            (8, 16),
+            plain,
+            attrs(&[]),
+        )
         .expect("indices");
     writer
-        .array("dataset_1/X/data", &m1.data, &[nnz], (8, 16), plain, attrs(&[]))
+        .array(
+            "dataset_1/X/data",
+            &m1.data,
+            &[nnz],
+            (8, 16),
+            plain,
+            attrs(&[]),
+        )
         .expect("data");
     writer
         .group(
@@ -245,7 +266,8 @@ fn inner_per_shard(base: &Base, chunk: &Path) -> Option<usize> {
     while dir.file_name()? != "c" {
         dir = dir.parent()?;
     }
-    let meta: Value = serde_json::from_slice(base.files.get(&dir.parent()?.join("zarr.json"))?).ok()?;
+    let meta: Value =
+        serde_json::from_slice(base.files.get(&dir.parent()?.join("zarr.json"))?).ok()?;
     let outer = meta["chunk_grid"]["configuration"]["chunk_shape"].as_array()?;
     let codec = &meta["codecs"][0];
     if codec["name"] != "sharding_indexed" {
@@ -400,7 +422,11 @@ fn damage(base: &Base, root: &Path, rng: &mut ChaCha8Rng) -> Damage {
                 }
                 _ => {
                     use std::os::unix::ffi::OsStrExt;
-                    let dir = if at.is_dir() { at.clone() } else { at.parent().unwrap_or(root).to_path_buf() };
+                    let dir = if at.is_dir() {
+                        at.clone()
+                    } else {
+                        at.parent().unwrap_or(root).to_path_buf()
+                    };
                     let stray = dir.join(std::ffi::OsStr::from_bytes(b"dataset_\xff"));
                     d.what.push(format!("non-UTF-8 entry in {}", dir.display()));
                     let _ = std::fs::create_dir(&stray);
@@ -530,7 +556,7 @@ fn campaign(seed: u64, start: u64, execs: u64) -> Report {
         }
         base.undo(&root, &d.dirty);
         report.execs += 1;
-        if report.execs % 100_000 == 0 {
+        if report.execs.is_multiple_of(100_000) {
             eprintln!(
                 "fuzz: {} execs ({} errors, {} crashes) in {:.0?}, peak RSS {} MiB",
                 report.execs,
@@ -593,9 +619,12 @@ fn assert_clean(report: &Report) {
 
 #[test]
 fn short_campaign() {
-    let report = campaign(20261130, 0, env_u64("ANNBATCH_FUZZ_SHORT", 20_000));
+    let report = campaign(20261130, 0, env_u64("ANNBATCH_FUZZ_SHORT", 8_000));
     assert_clean(&report);
-    assert!(report.errors > report.execs / 10, "the mutations must reach the reader");
+    assert!(
+        report.errors > report.execs / 10,
+        "the mutations must reach the reader"
+    );
 }
 
 #[test]

@@ -16,9 +16,9 @@ use zarrs::array::{
 };
 
 use super::budget;
-use super::guard;
 use super::dtype::Dtype;
 use super::files::FileStore;
+use super::guard;
 use super::node::ZarrStore;
 use crate::error::{Error, Result};
 

@@ -22,9 +22,7 @@ fn install_hook() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let in_zarrs = info
-                .location()
-                .is_some_and(|l| l.file().contains("zarrs"));
+            let in_zarrs = info.location().is_some_and(|l| l.file().contains("zarrs"));
             if !(in_zarrs && ACTIVE.load(Ordering::Relaxed) > 0) {
                 previous(info);
             }

@@ -167,9 +167,7 @@ impl ZarrStore {
     pub(crate) fn child_groups(&self, path: &str) -> Result<Vec<String>> {
         let group = self.group(path)?;
         let children = guarded(path, || {
-            group
-                .child_group_paths()
-                .map_err(|e| self.error(path, e))
+            group.child_group_paths().map_err(|e| self.error(path, e))
         })?;
         Ok(children
             .iter()
