@@ -3,7 +3,7 @@
 //! torch-sys sets no rpath, and the linker drops `libtorch_cuda.so` because no symbol of it is
 //! referenced directly (then CUDA "cannot initialize without ATen_cuda", tch-rs issue 980).
 //! With the `tch` feature we read the libtorch directory torch-sys found (`DEP_TCH_LIBTORCH_LIB`)
-//! and emit an rpath plus a `--no-as-needed` link of `libtorch_cuda.so` when it exists (not for
+//! and emit an rpath (relative to site-packages for the Python extension) plus a `--no-as-needed` link of `libtorch_cuda.so` when it exists (not for
 //! the `annbatch` binary, which uses no tensors: `./run` builds it without the `tch` feature, so
 //! it loads no libtorch at all, ~0.6 s and ~450 MB of RSS saved per command).
 
@@ -20,7 +20,18 @@ fn main() {
     let cuda = std::path::Path::new(&lib_dir)
         .join("libtorch_cuda.so")
         .exists();
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
+    // Programs built here find libtorch where torch-sys found it. The Python extension instead
+    // looks beside itself in site-packages (`import torch` has loaded libtorch already; the
+    // relative path only matters for a bare `import annbatch_rs._native`): no absolute path of
+    // the build machine ends up in the wheel.
+    for kind in ["bins", "tests", "examples", "benches"] {
+        println!("cargo:rustc-link-arg-{kind}=-Wl,-rpath,{lib_dir}");
+    }
+    if std::env::var_os("CARGO_FEATURE_PYTHON").is_some() {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,$ORIGIN/../torch/lib");
+    } else {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,{lib_dir}");
+    }
     storage_probe(std::path::Path::new(&lib_dir));
     // The torch version libtorch came from, for the Python module's import-time check.
     let version_py = std::path::Path::new(&lib_dir).join("../version.py");

@@ -38,10 +38,16 @@ from .collection import DatasetCollection, create_anndata_collection  # noqa: E4
 from .compat import ZarrDenseDataset, ZarrSparseDataset  # noqa: E402
 from .loader import Loader  # noqa: E402
 
-if _native.TORCH_VERSION.split("+")[0] != torch.__version__.split("+")[0]:
+
+def _minor(version: str) -> str:
+    return ".".join(version.split("+")[0].split(".")[:2])
+
+
+# libtorch keeps its ABI within a minor release: any 2.11.x runs a module built against 2.11.0.
+if _minor(_native.TORCH_VERSION) != _minor(torch.__version__):
     raise ImportError(
         f"annbatch_rs was compiled against torch {_native.TORCH_VERSION} but torch "
-        f"{torch.__version__} is installed"
+        f"{torch.__version__} is installed; install torch {_minor(_native.TORCH_VERSION)}.x"
     )
 
 __version__ = _native.__version__

@@ -95,6 +95,10 @@ def test_another_torch_version_is_an_import_error():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "ImportError" in result.stderr and "2.99.0" in result.stderr and "2.11" in result.stderr
+    # Another patch release of the same minor is fine.
+    code = "import torch; torch.__version__ = '2.11.7+cpu'; import annbatch_rs"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_convert_then_load(tmp_path):
