@@ -17,6 +17,9 @@ fn main() {
     let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
     };
+    // For crates that depend on this one: their build script reads DEP_ANNBATCH_LIBTORCH_LIB
+    // (and DEP_ANNBATCH_TORCH_CUDA) to give their binaries the same rpath and CUDA link.
+    println!("cargo:libtorch_lib={lib_dir}");
     let cuda = std::path::Path::new(&lib_dir)
         .join("libtorch_cuda.so")
         .exists();
@@ -24,13 +27,13 @@ fn main() {
     // looks beside itself in site-packages (`import torch` has loaded libtorch already; the
     // relative path only matters for a bare `import annbatch_rs._native`): no absolute path of
     // the build machine ends up in the wheel.
-    for kind in ["bins", "tests", "examples", "benches"] {
-        println!("cargo:rustc-link-arg-{kind}=-Wl,-rpath,{lib_dir}");
-    }
     if std::env::var_os("CARGO_FEATURE_PYTHON").is_some() {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,$ORIGIN/../torch/lib");
+        println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../torch/lib");
+        for kind in ["bins", "tests", "examples", "benches"] {
+            println!("cargo:rustc-link-arg-{kind}=-Wl,-rpath,{lib_dir}");
+        }
     } else {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,{lib_dir}");
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     }
     storage_probe(std::path::Path::new(&lib_dir));
     // The torch version libtorch came from, for the Python module's import-time check.
@@ -45,6 +48,9 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=ANNBATCH_TORCH_VERSION={version}");
+    if cuda {
+        println!("cargo:torch_cuda=1");
+    }
     for kind in ["tests", "examples", "benches"] {
         if cuda {
             println!("cargo:rustc-link-arg-{kind}=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
