@@ -393,7 +393,12 @@ fn a_failed_append_leaves_the_collection_as_it_was() {
     let shard = bad.join("X/data/c/3");
     let bytes = std::fs::read(&shard).expect("read");
     std::fs::write(&shard, &bytes[..bytes.len() / 2]).expect("truncate");
-    let err = add_adatas(&out, &[&bad], &options(0)).expect_err("corrupt input");
+    // Its genes are not the collection's: allowed here, the point is the truncated shard.
+    let disjoint = ConvertOptions {
+        allow_disjoint_var: true,
+        ..options(0)
+    };
+    let err = add_adatas(&out, &[&bad], &disjoint).expect_err("corrupt input");
     assert!(matches!(err, Error::Input { .. }), "{err:?}");
     assert_eq!(listing(&out), before, "the collection is untouched");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -429,6 +434,8 @@ fn kill_midway(args: &[&Path], output: &Path, marker: &str) {
             "--shuffle-chunk-size",
             "100",
             "--quiet",
+            // The synthetic genes are not pbmc's: appending them is allowed here.
+            "--allow-disjoint-var",
         ])
         .spawn()
         .expect("spawn annbatch convert");
@@ -476,6 +483,10 @@ fn killing_a_conversion_never_leaves_a_collection_that_looks_complete() {
     kill_midway(&[&input], &small, "dataset_1");
     assert_eq!(listing(&small), before, "the killed append changed nothing");
     assert_eq!(DatasetCollection::open(&small).expect("open").n_obs(), 700);
-    let report = add_adatas(&small, &[&input], &options(0)).expect("append after the kill");
+    let disjoint = ConvertOptions {
+        allow_disjoint_var: true,
+        ..options(0)
+    };
+    let report = add_adatas(&small, &[&input], &disjoint).expect("append after the kill");
     assert_eq!((report.n_obs, report.datasets), (20_700, 3));
 }
