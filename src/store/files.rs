@@ -161,7 +161,9 @@ impl FileStore {
         }
     }
 
-    /// The first fault this store (or a view of it) met, if any.
+    /// The first fault this store (or a view of it) met, if any. Sticky on purpose: reads that
+    /// run in parallel all fail once a file is damaged or replaced, and each must report the
+    /// fault rather than whichever raw zarrs error it saw (a store that met one is damaged).
     pub(crate) fn fault(&self) -> Option<StoreFault> {
         self.shared
             .fault
