@@ -36,6 +36,9 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     }
     storage_probe(std::path::Path::new(&lib_dir));
+    if std::env::var_os("CARGO_FEATURE_PYTHON").is_some() {
+        torch_glue(std::path::Path::new(&lib_dir));
+    }
     // The torch version libtorch came from, for the Python module's import-time check.
     let version_py = std::path::Path::new(&lib_dir).join("../version.py");
     println!("cargo:rerun-if-changed={}", version_py.display());
@@ -56,6 +59,25 @@ fn main() {
             println!("cargo:rustc-link-arg-{kind}=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         }
     }
+}
+
+/// Compiles `src/python/torch_glue.cpp` (torch.Tensor ⇄ at::Tensor without Python's headers)
+/// and links `libtorch_python`, which holds `THPVariable_Wrap`.
+fn torch_glue(lib_dir: &std::path::Path) {
+    let source = "src/python/torch_glue.cpp";
+    println!("cargo:rerun-if-changed={source}");
+    let include = lib_dir.join("../include");
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag_if_supported("-Wno-unused-parameter")
+        .file(source)
+        .compile("annbatch_torch_glue");
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_python");
 }
 
 /// Compiles `src/tensor/storage_probe.cpp` (the storage pool's reference-count probe) against

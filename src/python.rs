@@ -2,9 +2,9 @@
 //! `python/annbatch_rs/` (which imports torch first: this module needs `libtorch_python`).
 //!
 //! Batches reach Python as ordinary `torch.Tensor`s through libtorch's own `THPVariable_Wrap`
-//! (tch's `python-extension`): the Python tensor is the loader's `at::Tensor`, zero-copy, sparse
-//! CSR stays sparse CSR, CUDA stays on its device. The GIL is released while Rust opens, reads
-//! and decodes. Errors map to `ValueError` (parameters), `FileNotFoundError` / `OSError` (I/O)
+//! (called from our own glue, [`tensors`], which keeps the module abi3): the Python tensor is
+//! the loader's `at::Tensor`, zero-copy, sparse CSR stays sparse CSR, CUDA stays on its device.
+//! The GIL is released while Rust opens, reads and decodes. Errors map to `ValueError` (parameters), `FileNotFoundError` / `OSError` (I/O)
 //! and `AnnbatchError` (everything else), in [`errors`].
 
 use std::sync::Arc;
@@ -18,9 +18,11 @@ use crate::sampler::ClassWeights;
 
 mod errors;
 mod sources;
+mod tensors;
 
 use errors::{to_py, AnnbatchError};
 use sources::Source;
+use tensors::{to_torch, unpack};
 
 /// The torch version this module was compiled against (major.minor.patch).
 const TORCH_VERSION: &str = env!("ANNBATCH_TORCH_VERSION");
@@ -38,16 +40,6 @@ fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> 
         },
     )
     .map_err(to_py)
-}
-
-/// A `torch.Tensor` for `t`, sharing its memory.
-fn to_torch(py: Python<'_>, t: &tch::Tensor) -> PyResult<Py<PyAny>> {
-    let ptr = t
-        .pyobject_wrap()
-        .map_err(|e| AnnbatchError::new_err(e.to_string()))?;
-    // SAFETY: THPVariable_Wrap returns a new reference to a torch.Tensor, or NULL with a Python
-    // error set; from_owned_ptr_or_err takes that reference over (or fetches the error).
-    unsafe { Bound::from_owned_ptr_or_err(py, ptr.cast()) }.map(Bound::unbind)
 }
 
 fn device_of(name: &str) -> PyResult<tch::Device> {
@@ -477,14 +469,6 @@ fn _fill(t: &Bound<'_, PyAny>, value: f64) -> PyResult<()> {
 #[pyfunction]
 fn _panic(py: Python<'_>, message: String) -> PyResult<()> {
     run(py, || -> crate::Result<()> { panic!("{message}") })
-}
-
-/// The `tch::Tensor` behind a `torch.Tensor` (a new reference to the same memory).
-fn unpack(t: &Bound<'_, PyAny>) -> PyResult<tch::Tensor> {
-    // SAFETY: `t` is a live Python object for the duration of the call (we hold the GIL).
-    let tensor = unsafe { tch::Tensor::pyobject_unpack(t.as_ptr().cast()) }
-        .map_err(|e| AnnbatchError::new_err(e.to_string()))?;
-    tensor.ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("expected a torch.Tensor"))
 }
 
 #[pymodule]

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use super::errors::to_py;
-use super::unpack;
+use super::tensors::unpack;
 use crate::collection::DatasetCollection;
 use crate::store::{AnnDataStore, Column, InMemoryX};
 
