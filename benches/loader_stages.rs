@@ -38,7 +38,8 @@ fn stages(c: &mut Criterion) {
         .requests(n, 0)
         .expect("requests")
         .next()
-        .expect("a request");
+        .expect("a request")
+        .expect("a valid request");
     let rows = request.n_rows();
 
     let mut group = c.benchmark_group("loader_stages");

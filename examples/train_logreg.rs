@@ -38,14 +38,14 @@ impl<S: Sampler> Sampler for Head<S> {
         let offset = self.offset;
         Ok(Box::new(self.inner.requests(self.n_train, epoch)?.map(
             move |r| {
-                LoadRequest {
+                r.map(|r| LoadRequest {
                     requests: r
                         .requests
                         .into_iter()
                         .map(|x| x.start + offset..x.end + offset)
                         .collect(),
                     splits: r.splits,
-                }
+                })
             },
         )))
     }

@@ -301,6 +301,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A custom sampler could not produce its next load request (one written in Python raised,
+    /// or handed over something that is not a load request).
+    #[error("batch sampler: {0}")]
+    Sampler(String),
+
     /// An invariant of this library does not hold: a bug, not a problem with the input.
     #[error("internal error (please report it): {0}")]
     Internal(String),

@@ -102,8 +102,9 @@ impl LoadRequest {
     }
 }
 
-/// Iterator of an epoch's load requests.
-pub type Requests<'a> = Box<dyn Iterator<Item = LoadRequest> + Send + 'a>;
+/// Iterator of an epoch's load requests. A request may fail (a sampler written in another
+/// language, one that reads state): the epoch then ends with that error.
+pub type Requests<'a> = Box<dyn Iterator<Item = Result<LoadRequest>> + Send + 'a>;
 
 /// Produces the load requests of an epoch.
 pub trait Sampler: Send + Sync {

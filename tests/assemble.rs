@@ -145,9 +145,11 @@ impl Sampler for WithReplacement {
         4
     }
     fn requests(&self, _n_obs: u64, _epoch: u64) -> annbatch::Result<Requests<'_>> {
-        Ok(Box::new((0..2u64).map(|k| LoadRequest {
-            requests: vec![k * 500..k * 500 + 4, 990..1000],
-            splits: vec![vec![0, 5, 0, 13, 5, 2], vec![13, 1, 0, 0, 9, 13]],
+        Ok(Box::new((0..2u64).map(|k| {
+            Ok(LoadRequest {
+                requests: vec![k * 500..k * 500 + 4, 990..1000],
+                splits: vec![vec![0, 5, 0, 13, 5, 2], vec![13, 1, 0, 0, 9, 13]],
+            })
         })))
     }
 }

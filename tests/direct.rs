@@ -117,9 +117,11 @@ impl Sampler for Twice {
         4
     }
     fn requests(&self, _n_obs: u64, _epoch: u64) -> annbatch::Result<Requests<'_>> {
-        Ok(Box::new((0..2u64).map(|k| LoadRequest {
-            requests: vec![k * 290..k * 290 + 20],
-            splits: vec![(0..10).collect(), (0..10).rev().collect()],
+        Ok(Box::new((0..2u64).map(|k| {
+            Ok(LoadRequest {
+                requests: vec![k * 290..k * 290 + 20],
+                splits: vec![(0..10).collect(), (0..10).rev().collect()],
+            })
         })))
     }
 }

@@ -353,15 +353,15 @@ impl Sampler for Broken {
         Ok(Box::new((0..5u64).map(move |k| {
             if k == 2 {
                 assert!(!panic, "injected sampler panic");
-                return LoadRequest {
+                return Ok(LoadRequest {
                     requests: vec![n_obs - 5..n_obs + 5],
                     splits: vec![(0..10).collect()],
-                };
+                });
             }
-            LoadRequest {
+            Ok(LoadRequest {
                 requests: vec![k * 10..k * 10 + 10],
                 splits: vec![(0..10).collect()],
-            }
+            })
         })))
     }
 }

@@ -115,6 +115,10 @@ fn pending(
     Ok(sampler
         .requests(n_obs, state.epoch)?
         .filter_map(move |request| {
+            let request = match request {
+                Ok(request) => request,
+                Err(e) => return Some(Err(e)),
+            };
             let n_splits = request.splits.len() as u64;
             if skip >= n_splits {
                 skip -= n_splits;

@@ -205,10 +205,10 @@ impl Sampler for ChunkPlan {
             let mut rng = self
                 .shuffle
                 .then(|| stream_rng(self.seed, epoch, PURPOSE_ROW_SHUFFLE, (shard << 40) | k));
-            Some(LoadRequest {
+            Some(Ok(LoadRequest {
                 requests,
                 splits: splits(rows, self.batch_size, rng.as_mut()),
-            })
+            }))
         })))
     }
 }
@@ -220,6 +220,7 @@ mod tests {
     fn rows_of(plan: &ChunkPlan, n: u64, epoch: u64) -> Vec<u64> {
         let mut rows = Vec::new();
         for req in plan.requests(n, epoch).expect("requests") {
+            let req = req.expect("request");
             let fetched: Vec<u64> = req.requests.iter().flat_map(|r| r.clone()).collect();
             for split in &req.splits {
                 rows.extend(split.iter().map(|&i| fetched[i]));

@@ -330,10 +330,10 @@ impl Sampler for ClassSampler {
                     requests.push(r);
                 }
             }
-            LoadRequest {
+            Ok(LoadRequest {
                 requests,
                 splits: splits(rows as usize, self.batch_size, Some(&mut rng)),
-            }
+            })
         })))
     }
 }
@@ -350,7 +350,10 @@ mod tests {
             .map(|rank| {
                 let s = make().expect("sampler").shard(rank, 3).expect("shard");
                 assert_eq!(s.n_batches(1000), 34);
-                s.requests(1000, 0).expect("requests").collect()
+                s.requests(1000, 0)
+                    .expect("requests")
+                    .collect::<Result<Vec<_>>>()
+                    .expect("request")
             })
             .collect();
         let rows = |reqs: &[LoadRequest]| reqs.iter().map(LoadRequest::n_rows).sum::<u64>();
@@ -360,14 +363,16 @@ mod tests {
             .expect("sampler")
             .requests(1000, 0)
             .expect("requests")
-            .collect();
+            .collect::<Result<_>>()
+            .expect("request");
         let first: Vec<LoadRequest> = make()
             .expect("sampler")
             .shard(0, 1)
             .expect("shard")
             .requests(1000, 0)
             .expect("requests")
-            .collect();
+            .collect::<Result<_>>()
+            .expect("request");
         assert_eq!(whole, first);
         assert!(make().expect("sampler").shard(3, 3).is_err());
     }
@@ -403,6 +408,7 @@ mod tests {
         let s = ClassSampler::new(&codes, 3, ClassWeights::Balanced, 100, 10, 50).expect("sampler");
         let mut counts = [0f64; 3];
         for req in s.requests(10_000, 0).expect("requests") {
+            let req = req.expect("request");
             for r in &req.requests {
                 for row in r.clone() {
                     counts[codes[row as usize] as usize] += 1.0;
