@@ -17,10 +17,12 @@ use crate::loader::{defaults, Batch, Batches, ClassSampling, Loader, LoaderOptio
 use crate::sampler::ClassWeights;
 
 mod errors;
+mod sampler;
 mod sources;
 mod tensors;
 
 use errors::{to_py, AnnbatchError};
+use sampler::{raised, Failure, PySampler};
 use sources::Source;
 use tensors::{to_torch, unpack};
 
@@ -118,6 +120,8 @@ impl PyCollection {
 #[pyclass(name = "Loader", module = "annbatch_rs._native", frozen)]
 struct PyLoader {
     inner: Arc<Loader>,
+    /// Where a Python batch sampler's exception waits to be raised again.
+    failure: Option<Failure>,
 }
 
 #[pymethods]
@@ -127,7 +131,8 @@ impl PyLoader {
         chunk_size=defaults::CHUNK_SIZE, preload_nchunks=defaults::PRELOAD_NCHUNKS, shuffle=false,
         drop_last=false, return_index=false, seed=None, obs_keys=None, device="cpu",
         num_threads=None, prefetch=None, rank=None, world_size=None, equal_batches=true,
-        class_codes=None, n_categories=0, class_weights=None, num_samples=None))]
+        class_codes=None, n_categories=0, class_weights=None, num_samples=None,
+        batch_sampler=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -150,6 +155,7 @@ impl PyLoader {
         n_categories: usize,
         class_weights: Option<Vec<f64>>,
         num_samples: Option<u64>,
+        batch_sampler: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let options = LoaderOptions {
             batch_size,
@@ -179,10 +185,17 @@ impl PyLoader {
                 num_samples,
             }),
         };
-        let builder = Loader::builder_for(collection.inner.clone()).options(options);
-        let loader = run(py, || builder.build())?;
+        let mut builder = Loader::builder_for(collection.inner.clone()).options(options);
+        let mut failure = None;
+        if let Some(adapter) = batch_sampler {
+            let (sampler, caught) = PySampler::new(&adapter)?;
+            builder = builder.batch_sampler(sampler);
+            failure = Some(caught);
+        }
+        let loader = run(py, || builder.build()).map_err(|e| raised(failure.as_ref(), e))?;
         Ok(Self {
             inner: Arc::new(loader),
+            failure,
         })
     }
 
@@ -216,9 +229,11 @@ impl PyLoader {
                 epoch,
                 batches: skip,
             })
-        })?;
+        })
+        .map_err(|e| raised(self.failure.as_ref(), e))?;
         Ok(PyBatches {
             batches: Some(batches),
+            failure: self.failure.clone(),
         })
     }
 }
@@ -228,6 +243,7 @@ impl PyLoader {
 #[pyclass(name = "Batches", module = "annbatch_rs._native")]
 struct PyBatches {
     batches: Option<Batches<Batch>>,
+    failure: Option<Failure>,
 }
 
 #[pymethods]
@@ -248,7 +264,7 @@ impl PyBatches {
             }
             Err(e) => {
                 self.batches = None;
-                Err(e)
+                Err(raised(self.failure.as_ref(), e))
             }
             Ok(Some(batch)) => {
                 let out = PyDict::new(py);

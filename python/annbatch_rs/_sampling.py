@@ -1,0 +1,64 @@
+"""`PythonRequests`: a Python sampler's load requests, handed to the Rust pipeline.
+
+The native loader calls ``validate``, ``n_batches`` and ``encoded`` on a background thread;
+``encoded`` turns each `LoadRequest` into three byte strings of int64s (row ranges as
+``start, stop`` pairs, split sizes, split positions end to end), so no Python object per row
+crosses into Rust.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional, Tuple
+
+import numpy as np
+
+
+def _ranges(requests: Any) -> np.ndarray:
+    """``(start, stop)`` pairs of a request's rows: slices as given, an integer array as its runs
+    of consecutive ids."""
+    if isinstance(requests, np.ndarray):
+        if not np.issubdtype(requests.dtype, np.integer):
+            raise TypeError(f"LoadRequest.requests: integer array expected, got {requests.dtype}")
+        ids = requests.astype(np.int64, copy=False).ravel()
+        if ids.size == 0:
+            return np.empty((0, 2), dtype=np.int64)
+        breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+        starts = ids[np.concatenate(([0], breaks))]
+        stops = ids[np.concatenate((breaks - 1, [ids.size - 1]))] + 1
+        return np.stack([starts, stops], axis=1)
+    pairs = []
+    for s in requests:
+        if not isinstance(s, slice) or s.step not in (None, 1):
+            raise TypeError(f"LoadRequest.requests: slices with step 1 expected, got {s!r}")
+        pairs.append((s.start or 0, s.stop))
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def encode(request: Any) -> Tuple[bytes, bytes, bytes]:
+    """A `LoadRequest` as the native loader reads it."""
+    if not isinstance(request, dict) or "requests" not in request or "splits" not in request:
+        raise TypeError(
+            f"a LoadRequest (dict with 'requests' and 'splits') expected, got {request!r}")
+    splits = [np.asarray(s, dtype=np.int64).ravel() for s in request["splits"]]
+    sizes = np.fromiter((s.size for s in splits), dtype=np.int64, count=len(splits))
+    rows = np.concatenate(splits) if splits else np.empty(0, dtype=np.int64)
+    little = np.dtype("<i8")
+    return (_ranges(request["requests"]).astype(little).tobytes(),
+            sizes.astype(little).tobytes(), rows.astype(little).tobytes())
+
+
+class PythonRequests:
+    """What the native loader needs of a sampler object with annbatch's interface."""
+
+    def __init__(self, sampler: Any):
+        self.sampler = sampler
+        self.batch_size: Optional[int] = getattr(sampler, "batch_size", None)
+
+    def validate(self, n_obs: int) -> None:
+        self.sampler.validate(n_obs)
+
+    def n_batches(self, n_obs: int) -> int:
+        return int(self.sampler.n_batches(n_obs))
+
+    def encoded(self, n_obs: int) -> Iterator[Tuple[bytes, bytes, bytes]]:
+        return (encode(request) for request in self.sampler.sample(n_obs))
