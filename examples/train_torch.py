@@ -14,7 +14,7 @@ from annbatch_rs import DatasetCollection, Loader
 
 path = sys.argv[1] if len(sys.argv) > 1 else "demo_data/collection.zarr"
 epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-loader = Loader(batch_size=256, chunk_size=64, preload_nchunks=16, shuffle=True, seed=0,
+loader = Loader(to="torch", batch_size=256, chunk_size=64, preload_nchunks=16, shuffle=True, seed=0,
                 obs_keys=["cell_type"], obs_as="tensors").use_collection(DatasetCollection(path))
 n_classes = len(DatasetCollection(path).obs(columns=["cell_type"])["cell_type"].cat.categories)
 model = torch.nn.Linear(loader.n_var, n_classes)

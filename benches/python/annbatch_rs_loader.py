@@ -26,7 +26,7 @@ def main():
     collection = DatasetCollection(a.collection)
     rates, firsts = [], []
     for rep in range(a.repeats):
-        loader = Loader(batch_size=a.batch_size, chunk_size=a.chunk_size,
+        loader = Loader(to="torch", batch_size=a.batch_size, chunk_size=a.chunk_size,
                         preload_nchunks=a.preload_nchunks, shuffle=True, seed=rep,
                         ).use_collection(collection)
         t = time.perf_counter()

@@ -24,6 +24,7 @@ class Source:
     native: Union[str, Dict[str, Any]]
     obs: Any = None  # pandas.DataFrame or None
     labels: Optional[np.ndarray] = None  # ZarrSparseDataset's obs_key values
+    var: Any = None  # the var DataFrame given with the data, if any
 
 
 def _is_scipy_csr(x: Any) -> bool:
@@ -134,9 +135,9 @@ def source_of(adata: Any, obs_keys: Optional[Sequence[str]] = None) -> Source:
             "DatasetCollection(path).add_adatas(...) first")
     store = _store_of_x(x)
     if store is not None:
-        return Source(store, obs=obs)
+        return Source(store, obs=obs, var=adata.var)
     return Source(in_memory(x, obs=adata.obs, var_names=adata.var_names, obs_keys=obs_keys),
-                  obs=obs)
+                  obs=obs, var=adata.var)
 
 
 def dataset_source(dataset: Any, obs: Any = None, var: Any = None,
@@ -150,8 +151,8 @@ def dataset_source(dataset: Any, obs: Any = None, var: Any = None,
     store = _store_of_x(dataset)
     frame = obs if obs is not None and len(obs.columns) else None
     if store is not None:
-        return Source(store, obs=frame)
+        return Source(store, obs=frame, var=var)
     return Source(
         in_memory(dataset, obs=obs, var_names=None if var is None else var.index,
                   obs_keys=obs_keys),
-        obs=frame)
+        obs=frame, var=var)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from importlib.util import find_spec
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from . import _native
@@ -33,17 +35,29 @@ class Loader(torch.utils.data.IterableDataset):
         Drop the last incomplete batch (False).
     return_index
         Add the global row ids as ``batch["index"]`` (False).
+    rng
+        A ``numpy.random.Generator`` (annbatch's way to seed): one draw from it becomes
+        ``seed`` (``int(rng.integers(2**63))``), so the same generator state gives the same
+        epochs. Give ``rng`` or ``seed``, not both.
     seed
         With the epoch number, fixes the batches whatever the threads or workers (0).
     obs_keys
-        obs columns to yield in ``batch["obs"]``.
+        obs columns to yield in ``batch["obs"]`` (a name or a list of names).
     obs_as
         ``"pandas"`` (a DataFrame, categoricals kept, as annbatch) or ``"tensors"`` (codes).
     device
         ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the tensors are made.
+    preload_to_gpu
+        annbatch's switch for GPU batches; here it means ``device="cuda"`` (default: whether
+        cupy is installed and CUDA available, as annbatch's default is cupy being installed).
+    to
+        ``None`` (annbatch's default): ``scipy.sparse.csr_matrix`` / ``numpy.ndarray`` over the
+        loader's memory (cupy / cupyx on the GPU); ``"torch"``: torch tensors, zero-copy;
+        ``"jax"``: JAX arrays through DLPack.
 
-    Each batch is ``{"X": tensor, "obs": DataFrame | dict | None, "index": tensor | None}``;
-    ``X`` is sparse CSR (``torch.sparse_csr``, int32 indices, float32 values) or dense.
+    Each batch is ``{"X": ..., "obs": DataFrame | dict | None, "var": DataFrame | None,
+    "index": numpy.ndarray | None}``; ``X`` is sparse CSR (int32 indices, float32 values) or
+    dense, as ``to`` says.
     ``obs`` holds the ``obs_keys`` columns; without ``obs_keys``, AnnData objects given to
     `add_adata(s)` with obs columns yield their obs rows (a DataFrame slice), as annbatch does.
 
@@ -67,31 +81,48 @@ class Loader(torch.utils.data.IterableDataset):
         drop_last: Optional[bool] = None,
         return_index: bool = False,
         batch_sampler: Any = None,
-        seed: int = 0,
-        obs_keys: Optional[Sequence[str]] = None,
+        rng: Optional[np.random.Generator] = None,
+        seed: Optional[int] = None,
+        obs_keys: Union[str, Sequence[str], None] = None,
         obs_as: str = "pandas",
         device: str = "cpu",
         num_threads: Optional[int] = None,
         prefetch: Optional[int] = None,
-        preload_to_gpu: bool = False,
-        to: str = "torch",
+        preload_to_gpu: Optional[bool] = None,
+        to: Optional[str] = None,
     ):
         super().__init__()
+        from .abc import Sampler
+
         if batch_sampler is not None:
             given = {k: v for k, v in dict(batch_size=batch_size, chunk_size=chunk_size,
                      preload_nchunks=preload_nchunks, shuffle=shuffle,
-                     drop_last=drop_last).items() if v is not None}
+                     drop_last=drop_last, rng=rng, seed=seed).items() if v is not None}
             if given:
                 raise ValueError(
-                    f"cannot give {', '.join(given)} with a batch_sampler: the sampler sets them")
-            if not hasattr(batch_sampler, "_settings"):
+                    f"Cannot specify {', '.join(given)} when providing a custom sampler. "
+                    "These parameters are controlled by the sampler.")
+            if not isinstance(batch_sampler, Sampler):
                 raise TypeError(
-                    f"batch_sampler must be one of annbatch_rs.samplers, got "
-                    f"{type(batch_sampler).__name__}")
-        if to != "torch":
-            raise ValueError(f"to={to!r}: annbatch_rs yields torch tensors")
+                    f"batch_sampler must be an annbatch_rs.abc.Sampler (the built-in samplers "
+                    f"or a subclass), got {type(batch_sampler).__name__}")
+        if rng is not None and seed is not None:
+            raise ValueError("give rng or seed, not both")
+        if rng is not None:
+            if not isinstance(rng, np.random.Generator):
+                raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+            seed = int(rng.integers(2**63))
+        if to not in (None, "torch", "jax"):
+            raise ValueError(f"to={to!r}: expected None, 'torch' or 'jax'")
+        for pkg in ("torch", "jax"):
+            if to == pkg and not find_spec(pkg):
+                raise ImportError(f"Could not find {pkg} dependency. Try `pip install {pkg}`.")
+        if preload_to_gpu is None:
+            preload_to_gpu = find_spec("cupy") is not None and torch.cuda.is_available()
         if obs_as not in ("pandas", "tensors"):
             raise ValueError(f"obs_as={obs_as!r}: expected 'pandas' or 'tensors'")
+        if isinstance(obs_keys, str):
+            obs_keys = [obs_keys]
         self._params: Dict[str, Any] = dict(
             batch_size=_native.DEFAULTS["batch_size"] if batch_size is None else batch_size,
             chunk_size=_native.DEFAULTS["chunk_size"] if chunk_size is None else chunk_size,
@@ -100,12 +131,21 @@ class Loader(torch.utils.data.IterableDataset):
             shuffle=bool(shuffle),
             drop_last=bool(drop_last),
             return_index=return_index,
-            seed=seed,
+            seed=0 if seed is None else seed,
             obs_keys=list(obs_keys) if obs_keys else None,
             device=device if not preload_to_gpu else "cuda",
             num_threads=num_threads,
             prefetch=prefetch,
         )
+        self._to = to
+        self._preload_to_gpu = bool(preload_to_gpu)
+        if batch_sampler is None:
+            from .samplers import RandomSampler, SequentialSampler
+
+            core = {k: self._params[k] for k in ("chunk_size", "preload_nchunks", "batch_size",
+                                                 "drop_last")}
+            batch_sampler = (RandomSampler(**core, seed=self._params["seed"])
+                             if self._params["shuffle"] else SequentialSampler(**core))
         self._sampler = batch_sampler
         # The native checks, now (annbatch refuses bad settings at construction too).
         _native.check_options(
@@ -115,6 +155,7 @@ class Loader(torch.utils.data.IterableDataset):
         self._sources: List[Source] = []
         self._collection_added = False
         self._frame: Any = None  # the sources' obs frames, concatenated on first use
+        self._var: Any = None  # the var DataFrame, made on first use
         self._collection: Any = None  # the native Collection, shared by every shard's loader
         self._natives: Dict[tuple, Any] = {}
         self._pid = os.getpid()
@@ -176,6 +217,7 @@ class Loader(torch.utils.data.IterableDataset):
         self._check(every, collection)
         self._after_fork()
         self._sources, self._frame, self._collection = every, None, collection
+        self._var = None
         self._natives.clear()
         return self
 
@@ -199,7 +241,7 @@ class Loader(torch.utils.data.IterableDataset):
     def __getstate__(self) -> Dict[str, Any]:
         # DataLoader workers (spawn) get the sources and reopen them; natives stay here.
         state = dict(self.__dict__)
-        state.update(_natives={}, _collection=None, _frame=None)
+        state.update(_natives={}, _collection=None, _frame=None, _var=None)
         return state
 
     # -- sizes --------------------------------------------------------------------------
@@ -256,9 +298,17 @@ class Loader(torch.utils.data.IterableDataset):
             params = dict(self._params, rank=rank, world_size=world, equal_batches=distributed)
             # Frames of obs rows are taken by the batches' global row ids.
             params["return_index"] = params["return_index"] or self._needs_index()
-            if self._sampler is not None:
-                params.update(self._sampler._settings())
-                if "world_size" in self._sampler._settings():  # a DistributedSampler
+            settings = _native_settings(self._sampler)
+            if settings is None:
+                # A sampler in Python: it shards for workers itself (annbatch's samplers read
+                # torch's worker info), the Rust side reads what it requests.
+                from ._sampling import PythonRequests
+
+                params.update(rank=0, world_size=1, equal_batches=False,
+                              batch_sampler=PythonRequests(self._sampler))
+            else:
+                params.update(settings)
+                if "world_size" in settings:  # a DistributedSampler
                     info = torch.utils.data.get_worker_info()
                     if info is not None:
                         params["rank"] = params["rank"] * info.num_workers + info.id
@@ -323,9 +373,92 @@ class Loader(torch.utils.data.IterableDataset):
                 obs = pd.DataFrame(columns)
         elif self._yields_frames():
             obs = self._rows(raw["index"])
-        index = raw["index"] if self._params["return_index"] else None
-        return {"X": raw["X"], "obs": obs, "index": index}
+        index = None
+        if self._params["return_index"]:
+            index = raw["index"].cpu().numpy()
+        return {"X": self._output(raw["X"]), "obs": obs, "var": self.var, "index": index}
+
+    def _output(self, x: torch.Tensor) -> Any:
+        """``X`` as ``to`` asks: torch as made, else scipy / numpy (cupy on the GPU) or jax."""
+        if self._to == "torch":
+            return x
+        if self._to == "jax":
+            import jax.numpy as jnp
+
+            if x.layout == torch.sparse_csr:
+                from jax.experimental import sparse as jsparse
+
+                parts = (jnp.from_dlpack(x.values()), jnp.from_dlpack(x.col_indices()),
+                         jnp.from_dlpack(x.crow_indices()))
+                return jsparse.BCSR(parts, shape=tuple(x.shape))
+            return jnp.from_dlpack(x)
+        if x.is_cuda:
+            import cupy as cp
+
+            if x.layout == torch.sparse_csr:
+                import cupyx.scipy.sparse as cpx
+
+                return cpx.csr_matrix((cp.from_dlpack(x.values()), cp.from_dlpack(x.col_indices()),
+                                       cp.from_dlpack(x.crow_indices())), shape=tuple(x.shape))
+            return cp.from_dlpack(x)
+        if x.layout == torch.sparse_csr:
+            import scipy.sparse as sp
+
+            # Views of the tensor's memory: numpy keeps the tensor (and so the memory) alive.
+            return sp.csr_matrix((x.values().numpy(), x.col_indices().numpy(),
+                                  x.crow_indices().numpy()), shape=tuple(x.shape), copy=False)
+        return x.numpy()
+
+    # -- annbatch's attributes ------------------------------------------------------------
+    @property
+    def batch_sampler(self) -> Any:
+        """The sampler: the one given, or the `SequentialSampler` / `RandomSampler` built from
+        the loader's settings."""
+        return self._sampler
+
+    @property
+    def var(self) -> Any:
+        """The variables as a DataFrame indexed by var names (None before data is added)."""
+        if not self._sources:
+            return None
+        if self._var is None:
+            import pandas as pd
+
+            given = next((s.var for s in self._sources if s.var is not None), None)
+            self._var = (given if given is not None else
+                         pd.DataFrame(index=pd.Index(self._native_collection().var_names())))
+        return self._var
+
+    @property
+    def dataset_type(self) -> type:
+        """The kind of on-disk X: ``anndata.abc.CSRDataset`` for sparse (our
+        `ZarrSparseDataset` without anndata) or ``zarr.Array`` (our `ZarrDenseDataset`)."""
+        if not self._sources:
+            raise IndexError("no datasets added yet")
+        sparse = self._native_collection().is_sparse
+        try:
+            if sparse:
+                import anndata
+
+                return anndata.abc.CSRDataset
+            import zarr
+
+            return zarr.Array
+        except ImportError:
+            from .compat import ZarrDenseDataset, ZarrSparseDataset
+
+            return ZarrSparseDataset if sparse else ZarrDenseDataset
 
     def __repr__(self) -> str:
         paths = [s.native if isinstance(s.native, str) else "<in memory>" for s in self._sources]
         return f"Loader({paths!r}, {self._params})"
+
+
+def _native_settings(sampler: Any) -> Optional[Dict[str, Any]]:
+    """The Rust sampler's settings for a built-in sampler the Rust side can run as it is; None
+    for a sampler in Python (custom, a subclass overriding ``_sample``, or settings only the
+    Python implementation has, such as a ``mask``)."""
+    settings = getattr(sampler, "_settings", None)
+    if settings is None:
+        return None
+    return settings()

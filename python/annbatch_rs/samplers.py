@@ -8,18 +8,24 @@
 - `ClassSampler` / `WeightedClassSampler`: class-balanced (or weighted) batches from a
   categorical; batches mix classes (annbatch's give one class per batch).
 
-Randomness comes from ``seed`` (and the loader's epoch), not a numpy Generator, so runs are
-reproducible across threads, workers and ranks.
+All are `annbatch_rs.abc.Sampler` instances. Randomness comes from ``seed`` (or one draw from an
+annbatch-style ``rng``) and the loader's epoch, so runs are reproducible across threads, workers
+and ranks. Settings only the Python implementation has (``mask``, ``replacement``,
+``num_samples`` of the chunk samplers) and subclasses overriding ``_sample`` run in Python:
+their requests are drawn in a background thread and read by the Rust pipeline.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _native
+from .abc import Sampler
+from .abc.sampler import split_rows
+from .types import LoadRequest
 
 __all__ = [
     "ClassSampler",
@@ -40,52 +46,163 @@ def _no_mask(mask: Any) -> None:
         raise NotImplementedError("mask: convert the rows you want into their own collection")
 
 
-@dataclass
-class SequentialSampler:
-    """Chunks of ``chunk_size`` rows in order, ``preload_nchunks`` per fetch, in order."""
+def _seed_of(rng: Optional[np.random.Generator], seed: Optional[int]) -> int:
+    """The Rust sampler's seed: ``seed``, or one draw from ``rng`` (see `Loader`)."""
+    if rng is not None and seed is not None:
+        raise ValueError("give rng or seed, not both")
+    if rng is not None:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        return int(rng.integers(2**63))
+    return 0 if seed is None else int(seed)
 
-    chunk_size: int
-    preload_nchunks: int
-    batch_size: int
-    drop_last: bool = False
-    mask: Any = None
 
-    def __post_init__(self) -> None:
-        _check(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
-                  batch_size=self.batch_size)
-        _no_mask(self.mask)
+def _mask_of(mask: Optional[slice]) -> slice:
+    if mask is None:
+        return slice(0, None)
+    if not isinstance(mask, slice) or mask.step not in (None, 1):
+        raise ValueError(f"mask must be a slice with step 1, got {mask!r}")
+    if (mask.start or 0) < 0 or (mask.stop is not None and mask.stop <= (mask.start or 0)):
+        raise ValueError(f"mask {mask!r}: expected 0 <= start < stop")
+    return slice(mask.start or 0, mask.stop)
 
-    def _settings(self) -> Dict[str, Any]:
+
+class _ChunkSampler(Sampler):
+    """Contiguous chunks of ``chunk_size`` rows, ``preload_nchunks`` per fetch, cut into batches.
+
+    Runs in Rust (its own seeded streams) unless it needs what only the Python implementation
+    here has: a ``mask``, ``replacement`` or ``num_samples``, or a subclass overriding
+    ``_sample``; then the Rust pipeline reads the requests this class draws."""
+
+    def __init__(self, chunk_size: int, preload_nchunks: int, batch_size: int, *,
+                 shuffle: bool, drop_last: bool = False, mask: Optional[slice] = None,
+                 replacement: bool = False, num_samples: Optional[int] = None,
+                 rng: Optional[np.random.Generator] = None, seed: Optional[int] = None):
+        _check(chunk_size=chunk_size, preload_nchunks=preload_nchunks, batch_size=batch_size)
+        if num_samples is not None:
+            _check(num_samples=num_samples)
+        self.chunk_size, self.preload_nchunks = int(chunk_size), int(preload_nchunks)
+        self._batch_size, self._shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self.replacement, self.num_samples = replacement, num_samples
+        self._mask = _mask_of(mask)
+        self._rng = rng
+        self.seed = _seed_of(rng, seed)
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def shuffle(self) -> bool:
+        return self._shuffle
+
+    @property
+    def mask(self) -> slice:
+        return self._mask
+
+    @mask.setter
+    def mask(self, value: Optional[slice]) -> None:
+        self._mask = _mask_of(value)
+
+    def _span(self, n_obs: int) -> Tuple[int, int]:
+        start = self._mask.start or 0
+        stop = n_obs if self._mask.stop is None else min(self._mask.stop, n_obs)
+        if start >= stop:
+            raise ValueError(f"mask {self._mask!r} selects no row of {n_obs}")
+        return start, stop
+
+    def _epoch_rows(self, n_obs: int) -> int:
+        start, stop = self._span(n_obs)
+        return self.num_samples or (stop - start)
+
+    def n_batches(self, n_obs: int) -> int:
+        rows = self._epoch_rows(n_obs)
+        return rows // self._batch_size if self.drop_last else -(-rows // self._batch_size)
+
+    def validate(self, n_obs: int) -> None:
+        start, stop = self._span(n_obs)
+        rows = self._epoch_rows(n_obs)
+        if not self.replacement and rows > stop - start:
+            raise ValueError(
+                f"num_samples ({rows}) cannot exceed the observation range ({stop - start}).")
+
+    def _python_only(self) -> bool:
+        return (self._mask != slice(0, None) or self.replacement or self.num_samples is not None
+                or type(self)._sample is not _ChunkSampler._sample)
+
+    def _settings(self) -> Optional[Dict[str, Any]]:
+        if self._python_only():
+            return None
         return dict(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
-                    batch_size=self.batch_size, drop_last=self.drop_last, shuffle=False)
+                    batch_size=self._batch_size, drop_last=self.drop_last,
+                    shuffle=self._shuffle, seed=self.seed)
+
+    def _generator(self) -> np.random.Generator:
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.seed)
+        return self._rng
+
+    def _chunks(self, n_obs: int) -> List[slice]:
+        start, stop = self._span(n_obs)
+        rng = self._generator()
+        if self.replacement:
+            n, rest = divmod(self._epoch_rows(n_obs), self.chunk_size)
+            width = min(self.chunk_size, stop - start)
+            firsts = rng.integers(start, stop - width + 1, size=n)
+            chunks = [slice(int(a), int(a) + width) for a in firsts]
+            if rest and not self.drop_last:
+                a = int(rng.integers(start, stop - rest + 1))
+                chunks.append(slice(a, a + rest))
+            return chunks
+        bounds = list(range(start, stop, self.chunk_size))
+        chunks = [slice(a, min(a + self.chunk_size, stop)) for a in bounds]
+        if self._shuffle:
+            # The short last chunk stays last, so that only the epoch's last fetch is short.
+            full = chunks[:-1] if chunks[-1].stop - chunks[-1].start < self.chunk_size else chunks
+            order = rng.permutation(len(full))
+            chunks = [full[i] for i in order] + chunks[len(full):]
+        return chunks
+
+    def _sample(self, n_obs: int) -> Iterator[LoadRequest]:
+        chunks = self._chunks(n_obs)
+        left = self.n_batches(n_obs)
+        rng = self._generator()
+        for k in range(0, len(chunks), self.preload_nchunks):
+            if left <= 0:
+                return
+            fetch = chunks[k : k + self.preload_nchunks]
+            rows = sum(c.stop - c.start for c in fetch)
+            order = rng.permutation(rows) if self._shuffle else np.arange(rows)
+            if self.drop_last:
+                order = order[: rows - rows % self._batch_size]
+            splits = split_rows(order, self._batch_size)[:left]
+            if not splits:
+                return
+            left -= len(splits)
+            yield {"requests": fetch, "splits": splits}
 
 
-@dataclass
-class RandomSampler:
+class SequentialSampler(_ChunkSampler):
+    """Chunks of ``chunk_size`` rows in order, ``preload_nchunks`` per fetch, rows in order."""
+
+    def __init__(self, chunk_size: int, preload_nchunks: int, batch_size: int, *,
+                 drop_last: bool = False, mask: Optional[slice] = None):
+        super().__init__(chunk_size, preload_nchunks, batch_size, shuffle=False,
+                         drop_last=drop_last, mask=mask)
+
+
+class RandomSampler(_ChunkSampler):
     """Random contiguous chunks of ``chunk_size`` rows, ``preload_nchunks`` per fetch, rows
-    shuffled in memory; every row once per epoch."""
+    shuffled in memory; every row once per epoch (or ``num_samples`` rows, drawn with
+    ``replacement`` if asked). ``rng`` (annbatch's) or ``seed`` fixes the draws."""
 
-    chunk_size: int
-    preload_nchunks: int
-    batch_size: int
-    drop_last: bool = False
-    seed: int = 0
-    replacement: bool = False
-    num_samples: Optional[int] = None
-    mask: Any = None
-
-    def __post_init__(self) -> None:
-        _check(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
-                  batch_size=self.batch_size)
-        _no_mask(self.mask)
-        if self.replacement or self.num_samples is not None:
-            raise NotImplementedError(
-                "replacement / num_samples: use ClassSampler (with replacement) instead")
-
-    def _settings(self) -> Dict[str, Any]:
-        return dict(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
-                    batch_size=self.batch_size, drop_last=self.drop_last, shuffle=True,
-                    seed=self.seed)
+    def __init__(self, chunk_size: int, preload_nchunks: int, batch_size: int, *,
+                 replacement: bool = False, num_samples: Optional[int] = None,
+                 drop_last: bool = False, mask: Optional[slice] = None,
+                 rng: Optional[np.random.Generator] = None, seed: Optional[int] = None):
+        super().__init__(chunk_size, preload_nchunks, batch_size, shuffle=True,
+                         drop_last=drop_last, mask=mask, replacement=replacement,
+                         num_samples=num_samples, rng=rng, seed=seed)
 
 
 @dataclass
@@ -113,8 +230,13 @@ class DistributedSampler:
         return 0, 1
 
     def _settings(self) -> Dict[str, Any]:
+        inner = self.sampler._settings()
+        if inner is None:
+            raise NotImplementedError(
+                "DistributedSampler over a sampler with mask / replacement / num_samples or a "
+                "custom _sample: shard with the sampler's mask instead")
         rank, world = self.rank_and_world_size()
-        return dict(self.sampler._settings(), rank=rank, world_size=world,
+        return dict(inner, rank=rank, world_size=world,
                     equal_batches=self.enforce_equal_batches)
 
 
@@ -167,9 +289,15 @@ class ClassSampler:
         )
 
 
-def WeightedClassSampler(chunk_size: int, preload_nchunks: int, batch_size: int, *,
-                         classes: Any, class_weights: Sequence[float], **kwargs: Any
-                         ) -> ClassSampler:
+class WeightedClassSampler(ClassSampler):
     """annbatch's name for a `ClassSampler` with ``class_weights``."""
-    return ClassSampler(chunk_size, preload_nchunks, batch_size, classes=classes,
-                        class_weights=class_weights, **kwargs)
+
+    def __init__(self, chunk_size: int, preload_nchunks: int, batch_size: int, *,
+                 classes: Any, class_weights: Sequence[float], **kwargs: Any):
+        super().__init__(chunk_size, preload_nchunks, batch_size, classes=classes,
+                         class_weights=class_weights, **kwargs)
+
+
+# Samplers the Rust side runs from their settings alone: Samplers for isinstance checks.
+Sampler.register(DistributedSampler)
+Sampler.register(ClassSampler)

@@ -13,7 +13,7 @@ from annbatch_rs import DatasetCollection, Loader
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()
-loader = Loader(batch_size=35, chunk_size=35, preload_nchunks=2, shuffle=True, seed=4,
+loader = Loader(to="torch", batch_size=35, chunk_size=35, preload_nchunks=2, shuffle=True, seed=4,
                 return_index=True).use_collection(DatasetCollection(sys.argv[1]))
 rows = [i for batch in loader for i in batch["index"].tolist()]
 # Every rank has the same number of batches: a collective per batch would not deadlock.

@@ -37,7 +37,8 @@ def test_negative_and_zero_integers_name_their_parameter():
 
 def test_huge_settings_are_capped_not_allocated():
     # 10**9 chunks per fetch would be terabytes if allocated: capped by what one epoch holds.
-    ds = Loader(batch_size=10, chunk_size=5, preload_nchunks=10**9).use_collection(COLLECTION)
+    ds = Loader(to="torch", batch_size=10, chunk_size=5,
+                preload_nchunks=10**9).use_collection(COLLECTION)
     assert next(iter(ds))["X"].shape[0] == 10
     with pytest.raises(ValueError, match="num_threads"):
         _native.Loader(_native.Collection(str(COLLECTION)), num_threads=10**6)
@@ -48,12 +49,12 @@ def test_a_distributed_world_of_size_zero_is_refused():
 
     sampler = DistributedSampler(SequentialSampler(**SETTINGS), dist_info=lambda: (0, 0))
     with pytest.raises(ValueError, match="world_size = 0"):
-        len(Loader(batch_sampler=sampler).use_collection(COLLECTION))
+        len(Loader(to="torch", batch_sampler=sampler).use_collection(COLLECTION))
 
 
 def test_an_h5ad_given_to_the_loader_says_convert_it_first():
     with pytest.raises(AnnbatchError, match="convert"):
-        len(Loader(**SETTINGS).use_collection(DATA / "pbmc68k_raw_csr.h5ad"))
+        len(Loader(to="torch", **SETTINGS).use_collection(DATA / "pbmc68k_raw_csr.h5ad"))
 
 
 def test_damaged_collections_are_errors_not_zeros(tmp_path):
@@ -62,8 +63,8 @@ def test_damaged_collections_are_errors_not_zeros(tmp_path):
     shards = sorted((broken / "dataset_1" / "X" / "data" / "c").iterdir())
     os.remove(shards[0])
     with pytest.raises(AnnbatchError, match="missing"):
-        list(Loader(**SETTINGS).use_collection(broken))
+        list(Loader(to="torch", **SETTINGS).use_collection(broken))
     stray = os.fsencode(broken) + b"/dataset_\xff"
     os.mkdir(stray)
     with pytest.raises(OSError, match="UTF-8"):
-        len(Loader(**SETTINGS).use_collection(broken))
+        len(Loader(to="torch", **SETTINGS).use_collection(broken))

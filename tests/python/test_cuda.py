@@ -18,7 +18,7 @@ def loader(**kwargs) -> Loader:
     params = dict(batch_size=64, chunk_size=16, preload_nchunks=4, shuffle=True, seed=7,
                   return_index=True, obs_keys=["cell_type"], obs_as="tensors")
     params.update(kwargs)
-    return Loader(**params).use_collection(DatasetCollection(COLLECTION))
+    return Loader(to="torch", **params).use_collection(DatasetCollection(COLLECTION))
 
 
 def parts(batch: dict) -> list:

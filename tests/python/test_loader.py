@@ -19,7 +19,7 @@ COLLECTION = DATA / "annbatch_collection.zarr"
 def loader(**kwargs) -> Loader:
     params = dict(batch_size=64, chunk_size=16, preload_nchunks=4, return_index=True)
     params.update(kwargs)
-    return Loader(**params).use_collection(DatasetCollection(COLLECTION))
+    return Loader(to="torch", **params).use_collection(DatasetCollection(COLLECTION))
 
 
 def test_batches_are_the_loaders_tensors_zero_copy():
@@ -76,18 +76,19 @@ def test_state_dict_resumes_the_epoch_exactly():
 
 def test_errors_are_python_exceptions(tmp_path):
     with pytest.raises(ValueError):
-        Loader(batch_size=0)
+        Loader(to="torch", batch_size=0)
     with pytest.raises(FileNotFoundError):
-        len(Loader(batch_size=4).use_collection(tmp_path / "missing.zarr"))
+        len(Loader(to="torch", batch_size=4).use_collection(tmp_path / "missing.zarr"))
     with pytest.raises(ValueError):
-        len(Loader(batch_size=4, chunk_size=10_000).use_collection(COLLECTION))
+        len(Loader(to="torch", batch_size=4, chunk_size=10_000).use_collection(COLLECTION))
     with pytest.raises(KeyError, match="no_such_column.*the columns are: .*cell_type"):
-        len(Loader(batch_size=4, obs_keys=["no_such_column"]).use_collection(COLLECTION))
+        len(Loader(to="torch", batch_size=4,
+            obs_keys=["no_such_column"]).use_collection(COLLECTION))
     with pytest.raises(RuntimeError):
-        len(Loader(batch_size=4))
+        len(Loader(to="torch", batch_size=4))
     if not torch.cuda.is_available():
         with pytest.raises(AnnbatchError, match="(?i)cuda"):
-            len(Loader(batch_size=4, device="cuda").use_collection(COLLECTION))
+            len(Loader(to="torch", batch_size=4, device="cuda").use_collection(COLLECTION))
 
 
 def test_another_torch_version_is_an_import_error():
@@ -106,7 +107,7 @@ def test_convert_then_load(tmp_path):
     collection = DatasetCollection(out).add_adatas(
         [DATA / "pbmc68k_raw_csr.h5ad"], dataset_size=300, shuffle_chunk_size=50, seed=1)
     assert collection.last_report["n_obs"] == 700 and not collection.is_empty
-    ds = Loader(batch_size=100, chunk_size=50, preload_nchunks=2, shuffle=True,
+    ds = Loader(to="torch", batch_size=100, chunk_size=50, preload_nchunks=2, shuffle=True,
                 return_index=True, obs_keys=["src_path"]).use_collection(collection)
     batches = list(ds)
     assert sorted(indices(batches)) == list(range(700))
@@ -135,7 +136,7 @@ logging.basicConfig(stream=sys.stdout, format="%(name)s %(message)s")
 logging.getLogger("annbatch").setLevel(logging.DEBUG)
 import torch
 from annbatch_rs import DatasetCollection, Loader
-loader = Loader(batch_size=64, chunk_size=16, preload_nchunks=4).use_collection(
+loader = Loader(to="torch", batch_size=64, chunk_size=16, preload_nchunks=4).use_collection(
     DatasetCollection({str(COLLECTION)!r}))
 n = sum(b["X"].shape[0] for b in loader)
 stats = loader.stats()
@@ -159,11 +160,11 @@ def test_parameter_errors_have_one_wording():
         _native.Loader(_native.Collection(str(COLLECTION)), num_threads=10**6)
     # The Python Loader and samplers refuse at construction, with the native wording.
     with pytest.raises(ValueError, match="batch_size = -4: must be positive"):
-        Loader(batch_size=-4, chunk_size=16, preload_nchunks=4)
+        Loader(to="torch", batch_size=-4, chunk_size=16, preload_nchunks=4)
     with pytest.raises(ValueError, match="divisible by batch_size"):
-        Loader(batch_size=48, chunk_size=16, preload_nchunks=4)
+        Loader(to="torch", batch_size=48, chunk_size=16, preload_nchunks=4)
     with pytest.raises(TypeError, match="chunk_size must be an integer"):
-        Loader(batch_size=64, chunk_size=True, preload_nchunks=4)
+        Loader(to="torch", batch_size=64, chunk_size=True, preload_nchunks=4)
     from annbatch_rs.samplers import RandomSampler
 
     with pytest.raises(ValueError, match="preload_nchunks = 0: must be positive"):

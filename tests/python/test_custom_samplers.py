@@ -1,0 +1,170 @@
+"""Samplers in Python (annbatch's `abc.Sampler` interface) driving the Rust pipeline: custom
+samplers, subclasses overriding `_sample`, and the built-ins' Python-only settings (mask,
+replacement, num_samples)."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from annbatch_rs import DatasetCollection, Loader
+from annbatch_rs.abc import Sampler
+from annbatch_rs.samplers import RandomSampler, SequentialSampler
+
+COLLECTION = DatasetCollection(pathlib.Path(__file__).resolve().parents[1] / "data"
+                               / "annbatch_collection.zarr")
+N_OBS = 700
+
+
+def rows(sampler) -> list:
+    loader = Loader(batch_sampler=sampler, return_index=True).use_collection(COLLECTION)
+    return [b["index"].tolist() for b in loader]
+
+
+class EveryOther(Sampler):
+    """Even rows by slices of one row, then odd rows as an index array, two batches each."""
+
+    batch_size = 5
+    shuffle = False
+
+    def n_batches(self, n_obs):
+        return 4
+
+    def validate(self, n_obs):
+        if n_obs < 20:
+            raise ValueError("too few rows")
+
+    def _sample(self, n_obs):
+        yield {"requests": [slice(i, i + 1) for i in range(0, 20, 2)],
+               "splits": [np.arange(5), np.arange(5, 10)[::-1]]}
+        yield {"requests": np.arange(1, 20, 2)}  # splits made by Sampler.sample
+
+
+def test_a_custom_sampler_yields_exactly_its_requests():
+    got = rows(EveryOther())
+    assert got == [[0, 2, 4, 6, 8], [18, 16, 14, 12, 10], [1, 3, 5, 7, 9], [11, 13, 15, 17, 19]]
+
+
+def test_a_custom_sampler_reads_the_same_values_as_the_rows():
+    loader = Loader(batch_sampler=EveryOther(), return_index=True, to="torch")
+    loader.use_collection(COLLECTION)
+    plain = Loader(batch_size=N_OBS, chunk_size=N_OBS, preload_nchunks=1, to="torch")
+    whole = next(iter(plain.use_collection(COLLECTION)))["X"].to_dense()
+    for batch in loader:
+        assert torch.equal(batch["X"].to_dense(), whole[torch.as_tensor(batch["index"])])
+
+
+def test_a_subclass_overriding_sample_runs_its_override():
+    class Backwards(SequentialSampler):
+        def _sample(self, n_obs):
+            yield {"requests": [slice(n_obs - 10, n_obs)], "splits": [np.arange(9, -1, -1)]}
+
+        def n_batches(self, n_obs):
+            return 1
+
+    assert rows(Backwards(10, 1, 10)) == [list(range(N_OBS - 1, N_OBS - 11, -1))]
+
+
+def test_a_samplers_exception_reaches_python_unchanged():
+    class Fails(EveryOther):
+        def _sample(self, n_obs):
+            yield {"requests": [slice(0, 5)], "splits": [np.arange(5)]}
+            raise KeyError("no more")
+
+    loader = Loader(batch_sampler=Fails()).use_collection(COLLECTION)
+    with pytest.raises(KeyError, match="no more"):
+        list(loader)
+    with pytest.raises(ValueError, match="too few rows"):
+        list(Loader(batch_sampler=EveryOther()).add_adata(_small()))
+
+
+def _small():
+    import anndata as ad
+    import scipy.sparse as sp
+
+    return ad.AnnData(X=sp.random(10, 4, density=0.5, format="csr", dtype=np.float32))
+
+
+@pytest.mark.parametrize("bad", [
+    {"requests": [slice(0, N_OBS + 5)], "splits": [np.arange(3)]},
+    {"requests": [slice(0, 5)], "splits": [np.arange(6)]},
+    {"requests": [slice(0, 5, 2)], "splits": [np.arange(2)]},
+    {"requests": [slice(0, 5)], "splits": [np.array([-1])]},
+    {"requests": np.array([0.5, 1.5]), "splits": [np.arange(2)]},
+    "not a request",
+])
+def test_bad_requests_are_errors(bad):
+    class Bad(EveryOther):
+        def _sample(self, n_obs):
+            yield bad
+
+    with pytest.raises((ValueError, TypeError)):
+        list(Loader(batch_sampler=Bad()).use_collection(COLLECTION))
+
+
+def test_mask_keeps_rows_inside_it():
+    got = np.concatenate(rows(SequentialSampler(16, 2, 8, mask=slice(100, 250))))
+    assert got.tolist() == list(range(100, 250))
+    got = np.concatenate(rows(RandomSampler(16, 2, 8, mask=slice(100, 250), seed=1)))
+    assert sorted(got.tolist()) == list(range(100, 250))
+
+
+def test_replacement_and_num_samples():
+    sampler = RandomSampler(16, 2, 8, replacement=True, num_samples=333, seed=3)
+    batches = rows(sampler)
+    assert len(batches) == sampler.n_batches(N_OBS) == 42
+    assert sum(map(len, batches)) == 333
+    sampler = RandomSampler(16, 2, 8, num_samples=200, seed=3)
+    got = np.concatenate(rows(sampler))
+    assert len(got) == 200 and len(set(got.tolist())) == 200
+    with pytest.raises(ValueError, match="cannot exceed"):
+        rows(RandomSampler(16, 2, 8, num_samples=N_OBS + 1))
+
+
+def test_sample_previews_requests():
+    requests = list(SequentialSampler(100, 2, 50).sample(N_OBS))
+    assert [r["requests"] for r in requests][0] == [slice(0, 100), slice(100, 200)]
+    assert sum(len(s) for r in requests for s in r["splits"]) == N_OBS
+
+
+def test_rng_seeds_deterministically():
+    a = rows(RandomSampler(16, 2, 8, rng=np.random.default_rng(5)))
+    b = rows(RandomSampler(16, 2, 8, rng=np.random.default_rng(5)))
+    assert sorted(sum(a, [])) == list(range(N_OBS))
+    assert a == b
+    first = [b["index"].tolist() for b in Loader(shuffle=True, batch_size=8, chunk_size=16,
+                               preload_nchunks=2,
+             return_index=True, rng=np.random.default_rng(5)).use_collection(COLLECTION)]
+    again = [b["index"].tolist() for b in Loader(shuffle=True, batch_size=8, chunk_size=16,
+                               preload_nchunks=2,
+             return_index=True, rng=np.random.default_rng(5)).use_collection(COLLECTION)]
+    assert first == again
+    with pytest.raises(ValueError):
+        Loader(rng=np.random.default_rng(), seed=1)
+
+
+def test_outputs_as_annbatch():
+    import scipy.sparse as sp
+
+    loader = Loader(batch_size=64, chunk_size=16, preload_nchunks=4, return_index=True)
+    loader.use_collection(COLLECTION)
+    assert isinstance(loader.batch_sampler, SequentialSampler)
+    assert loader.var.index.tolist() == COLLECTION_VAR_NAMES()
+    batch = next(iter(loader))
+    assert set(batch) == {"X", "obs", "var", "index"}
+    assert isinstance(batch["X"], sp.csr_matrix) and batch["X"].dtype == np.float32
+    assert isinstance(batch["index"], np.ndarray) and batch["index"].tolist() == list(range(64))
+    torch_loader = Loader(batch_size=64, chunk_size=16, preload_nchunks=4, to="torch")
+    x = next(iter(torch_loader.use_collection(COLLECTION)))["X"]
+    assert np.array_equal(batch["X"].toarray(), x.to_dense().numpy())
+    with pytest.raises(ValueError):
+        Loader(to="tensorflow")
+
+
+def COLLECTION_VAR_NAMES():
+    import anndata as ad
+    import zarr
+
+    group = zarr.open_group(str(COLLECTION.path), mode="r")
+    return ad.io.read_elem(group["dataset_0/var"]).index.tolist()
