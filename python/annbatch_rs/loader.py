@@ -164,9 +164,18 @@ class Loader(torch.utils.data.IterableDataset):
         self._delivered = 0
 
     # -- data ---------------------------------------------------------------------------
-    def use_collection(self, collection: Any, **_: Any) -> "Loader":
+    def use_collection(self, collection: Any, *, load_adata: Any = None) -> "Loader":
         """Loads from a collection: a `DatasetCollection` (ours or annbatch's), a path, or a
-        zarr group. Only once per loader, as annbatch."""
+        zarr group. Only once per loader, as annbatch.
+
+        ``load_adata`` (annbatch's custom loading of each dataset group) is not read yet: any
+        function other than annbatch's default ``load_all_aligned`` raises
+        ``NotImplementedError`` rather than being ignored."""
+        if load_adata is not None and getattr(load_adata, "__name__", "") != "load_all_aligned":
+            raise NotImplementedError(
+                "use_collection(load_adata=...): annbatch_rs does not run a custom load function "
+                "yet; choose obs columns with Loader(obs_keys=[...]), and to train on a layer, "
+                "write it as X (anndata) and convert with DatasetCollection(...).add_adatas")
         if self._collection_added:
             raise RuntimeError(
                 "a collection was already added to this loader: collections are shuffled "

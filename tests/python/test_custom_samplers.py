@@ -168,3 +168,11 @@ def COLLECTION_VAR_NAMES():
 
     group = zarr.open_group(str(COLLECTION.path), mode="r")
     return ad.io.read_elem(group["dataset_0/var"]).index.tolist()
+
+
+def test_a_custom_load_adata_is_refused_not_ignored():
+    def load_counts(group):  # pragma: no cover - never called
+        raise AssertionError
+
+    with pytest.raises(NotImplementedError, match="load_adata"):
+        Loader().use_collection(COLLECTION, load_adata=load_counts)
