@@ -354,6 +354,19 @@ struct Damage {
     what: Vec<String>,
 }
 
+/// A random file of `base` whose path passes `keep`, and its current bytes under `root`.
+fn pick(
+    base: &Base,
+    root: &Path,
+    rng: &mut ChaCha8Rng,
+    keep: impl Fn(&str) -> bool,
+) -> (PathBuf, Vec<u8>) {
+    let candidates = base.paths(keep);
+    let rel = candidates[rng.random_range(0..candidates.len())].clone();
+    let current = std::fs::read(root.join(&rel)).unwrap_or_default();
+    (rel, current)
+}
+
 fn damage(base: &Base, root: &Path, rng: &mut ChaCha8Rng) -> Damage {
     let mut d = Damage {
         dirty: Vec::new(),
@@ -361,22 +374,18 @@ fn damage(base: &Base, root: &Path, rng: &mut ChaCha8Rng) -> Damage {
     };
     for _ in 0..rng.random_range(1..=3) {
         let kind = rng.random_range(0..100);
+        let metadata = |p: &str| p.ends_with("zarr.json");
+        let chunk = |p: &str| p.contains("/c/");
         let (rel, bytes): (PathBuf, Vec<u8>) = if kind < 30 {
-            let metas = base.paths(|p| p.ends_with("zarr.json"));
-            let rel = metas[rng.random_range(0..metas.len())].clone();
-            let current = std::fs::read(root.join(&rel)).unwrap_or_default();
+            let (rel, current) = pick(base, root, rng, metadata);
             d.what.push(format!("json field of {}", rel.display()));
             (rel, mutate_json(&current, rng))
         } else if kind < 38 {
-            let metas = base.paths(|p| p.ends_with("zarr.json"));
-            let rel = metas[rng.random_range(0..metas.len())].clone();
-            let current = std::fs::read(root.join(&rel)).unwrap_or_default();
+            let (rel, current) = pick(base, root, rng, metadata);
             d.what.push(format!("bytes of {}", rel.display()));
             (rel, mutate_bytes(&current, rng))
         } else if kind < 58 {
-            let chunks = base.paths(|p| p.contains("/c/"));
-            let rel = chunks[rng.random_range(0..chunks.len())].clone();
-            let current = std::fs::read(root.join(&rel)).unwrap_or_default();
+            let (rel, current) = pick(base, root, rng, chunk);
             match inner_per_shard(base, &rel) {
                 Some(n) => {
                     d.what.push(format!("shard index of {}", rel.display()));
@@ -388,9 +397,7 @@ fn damage(base: &Base, root: &Path, rng: &mut ChaCha8Rng) -> Damage {
                 }
             }
         } else if kind < 90 {
-            let chunks = base.paths(|p| p.contains("/c/"));
-            let rel = chunks[rng.random_range(0..chunks.len())].clone();
-            let current = std::fs::read(root.join(&rel)).unwrap_or_default();
+            let (rel, current) = pick(base, root, rng, chunk);
             d.what.push(format!("bytes of {}", rel.display()));
             (rel, mutate_bytes(&current, rng))
         } else {
