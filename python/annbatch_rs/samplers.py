@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 
 from . import _native
 from .abc import Sampler
@@ -167,6 +168,14 @@ class _ChunkSampler(Sampler):
         chunks = self._chunks(n_obs)
         left = self.n_batches(n_obs)
         rng = self._generator()
+        # In a DataLoader worker: every worker's copy drew the same chunks (same generator
+        # state), and each reads its own contiguous share of them, so together they cover the
+        # epoch once.
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.num_workers > 1:
+            share = np.array_split(np.arange(len(chunks)), info.num_workers)[info.id]
+            chunks = [chunks[i] for i in share]
+            left = left // info.num_workers + (info.id < left % info.num_workers)
         for k in range(0, len(chunks), self.preload_nchunks):
             if left <= 0:
                 return

@@ -2,6 +2,7 @@
 samplers, subclasses overriding `_sample`, and the built-ins' Python-only settings (mask,
 replacement, num_samples)."""
 
+import importlib.util
 import pathlib
 
 import numpy as np
@@ -107,6 +108,15 @@ def test_mask_keeps_rows_inside_it():
     got = np.concatenate(rows(SequentialSampler(16, 2, 8, mask=slice(100, 250))))
     assert got.tolist() == list(range(100, 250))
     got = np.concatenate(rows(RandomSampler(16, 2, 8, mask=slice(100, 250), seed=1)))
+    assert sorted(got.tolist()) == list(range(100, 250))
+
+
+def test_a_python_path_sampler_is_shared_by_dataloader_workers():
+    sampler = RandomSampler(16, 2, 8, mask=slice(100, 250), seed=4)
+    loader = Loader(batch_sampler=sampler, return_index=True).use_collection(COLLECTION)
+    dl = torch.utils.data.DataLoader(loader, batch_size=None, num_workers=2,
+                                     multiprocessing_context="spawn")
+    got = np.concatenate([np.asarray(b["index"]) for b in dl])
     assert sorted(got.tolist()) == list(range(100, 250))
 
 
