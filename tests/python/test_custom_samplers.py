@@ -168,8 +168,16 @@ def test_outputs_as_annbatch():
     torch_loader = Loader(batch_size=64, chunk_size=16, preload_nchunks=4, to="torch")
     x = next(iter(torch_loader.use_collection(COLLECTION)))["X"]
     assert np.array_equal(batch["X"].toarray(), x.to_dense().numpy())
+    # Views of the loader's memory, not copies.
+    assert all(a.base is not None for a in (batch["X"].data, batch["X"].indices))
+    import anndata as ad
+
+    assert issubclass(loader.dataset_type, ad.abc.CSRDataset)
     with pytest.raises(ValueError):
         Loader(to="tensorflow")
+    if importlib.util.find_spec("jax") is None:
+        with pytest.raises(ImportError, match="jax"):
+            Loader(to="jax")
 
 
 def COLLECTION_VAR_NAMES():
