@@ -109,53 +109,47 @@ fn decode(item: &Bound<'_, PyAny>) -> PyResult<LoadRequest> {
     let (ranges, sizes, rows): (Bound<'_, PyBytes>, Bound<'_, PyBytes>, Bound<'_, PyBytes>) =
         item.extract()?;
     let bad = |what: &str| pyo3::exceptions::PyValueError::new_err(format!("load request: {what}"));
-    let ranges = int64s(ranges.as_bytes()).ok_or_else(|| bad("ranges are not int64 pairs"))?;
-    let sizes = int64s(sizes.as_bytes()).ok_or_else(|| bad("split sizes are not int64s"))?;
-    let rows = int64s(rows.as_bytes()).ok_or_else(|| bad("split rows are not int64s"))?;
-    if !ranges.len().is_multiple_of(2) {
+    let (ranges, sizes, rows) = (ranges.as_bytes(), sizes.as_bytes(), rows.as_bytes());
+    if !ranges.len().is_multiple_of(16) {
         return Err(bad("ranges are not int64 pairs"));
     }
+    if !sizes.len().is_multiple_of(8) || !rows.len().is_multiple_of(8) {
+        return Err(bad("splits are not int64s"));
+    }
     let requests = ranges
-        .chunks_exact(2)
-        .map(|p| match (u64::try_from(p[0]), u64::try_from(p[1])) {
-            (Ok(start), Ok(stop)) if start <= stop => Ok(start..stop),
-            _ => Err(bad(&format!("range {}..{} is not a row range", p[0], p[1]))),
+        .chunks_exact(16)
+        .map(|pair| {
+            let (start, stop) = (int64(&pair[..8]), int64(&pair[8..]));
+            match (u64::try_from(start), u64::try_from(stop)) {
+                (Ok(a), Ok(b)) if a <= b => Ok(a..b),
+                _ => Err(bad(&format!("range {start}..{stop} is not a row range"))),
+            }
         })
         .collect::<PyResult<Vec<_>>>()?;
-    let mut splits = Vec::with_capacity(sizes.len().min(rows.len()));
-    let mut at = 0usize;
-    for &size in &sizes {
-        let size = usize::try_from(size).map_err(|_| bad("a split size is negative"))?;
-        let end = at
-            .checked_add(size)
-            .filter(|&end| end <= rows.len())
-            .ok_or_else(|| bad("split sizes add up to more rows than given"))?;
-        let split = rows[at..end]
-            .iter()
-            .map(|&r| usize::try_from(r).map_err(|_| bad("a split position is negative")))
-            .collect::<PyResult<Vec<_>>>()?;
-        splits.push(split);
-        at = end;
-    }
-    if at != rows.len() {
+    let mut positions = rows.chunks_exact(8).map(int64);
+    let splits = sizes
+        .chunks_exact(8)
+        .map(|size| {
+            let size = usize::try_from(int64(size)).map_err(|_| bad("a split size is negative"))?;
+            if size > positions.len() {
+                return Err(bad("split sizes add up to more rows than given"));
+            }
+            positions
+                .by_ref()
+                .take(size)
+                .map(|r| usize::try_from(r).map_err(|_| bad("a split position is negative")))
+                .collect::<PyResult<Vec<_>>>()
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    if positions.len() != 0 {
         return Err(bad("split sizes add up to fewer rows than given"));
     }
     Ok(LoadRequest { requests, splits })
 }
 
-/// Little-endian int64s, or None if the length is not a multiple of 8.
-fn int64s(bytes: &[u8]) -> Option<Vec<i64>> {
-    if !bytes.len().is_multiple_of(8) {
-        return None;
-    }
-    Some(
-        bytes
-            .chunks_exact(8)
-            .map(|c| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(c);
-                i64::from_le_bytes(b)
-            })
-            .collect(),
-    )
+/// A little-endian int64 from exactly 8 bytes.
+fn int64(bytes: &[u8]) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(bytes);
+    i64::from_le_bytes(b)
 }
