@@ -61,7 +61,7 @@ use source::Source;
 
 use crate::collection::Inventory;
 use crate::error::{Error, Result};
-use crate::store::write::{attrs, Writer};
+use crate::store::write::{attrs, Compressor, Writer};
 use crate::store::{Column, Dtype};
 
 /// annbatch's `add_adatas` parameters, with its defaults.
@@ -90,6 +90,9 @@ pub struct ConvertOptions {
     /// all zeros). Default false: such an input is refused, as it is almost always the wrong
     /// file or another species' gene ids.
     pub allow_disjoint_var: bool,
+    /// The compressor of `X`'s inner chunks (annbatch's `zarr_compressor`). Default blosc lz4,
+    /// clevel 3, byte shuffle, as annbatch.
+    pub compressor: Compressor,
 }
 
 impl Default for ConvertOptions {
@@ -105,6 +108,7 @@ impl Default for ConvertOptions {
             groupby: Vec::new(),
             quiet: false,
             allow_disjoint_var: false,
+            compressor: Compressor::BloscLz4,
         }
     }
 }
@@ -150,7 +154,7 @@ fn inspect_output(path: &Path) -> Result<Output> {
         }
         Ok(_) => {}
     }
-    if std::fs::read_dir(path).map_err(io)?.next().is_none() {
+    if std::fs::read_dir(path).map_err(io)?.next().is_none() || publish::is_empty_group(path) {
         return Ok(Output::New);
     }
     match crate::collection::DatasetCollection::open(path) {
@@ -342,7 +346,7 @@ fn create(
     sources: Vec<Source>,
     options: &ConvertOptions,
     seed: u64,
-    notes: Vec<String>,
+    mut notes: Vec<String>,
 ) -> Result<ConvertReport> {
     let inputs: Vec<(String, &[String])> = sources
         .iter()
@@ -356,6 +360,7 @@ fn create(
             .map(|s| source_obs(s, Some(s.path().display().to_string())))
             .collect::<Result<_>>()?,
     );
+    notes.extend(obs.notes.iter().cloned());
     let sparse = sources.iter().any(|s| s.indptr().is_some());
     let n_obs: u64 = sources.iter().map(Source::n_obs).sum();
     if n_obs == 0 {
@@ -443,6 +448,7 @@ fn shared<'a>(
         n_obs_per_chunk: options.n_obs_per_chunk,
         shard_size: options.shard_size,
         groupby: &options.groupby,
+        compressor: options.compressor,
     }
 }
 
@@ -535,6 +541,7 @@ fn append(
         .map(|(i, s)| source_obs(s, (i >= n_existing).then(|| s.path().display().to_string())))
         .collect::<Result<_>>()?;
     let obs = ObsTable::join(parts);
+    notes.extend(obs.notes.iter().cloned());
     check_groupby(&obs, &options.groupby)?;
     let existing_rows: u64 = sources[..n_existing].iter().map(Source::n_obs).sum();
     let added: u64 = sources[n_existing..].iter().map(Source::n_obs).sum();

@@ -106,3 +106,29 @@ fn a_csc_x_says_how_to_make_it_csr() {
         "{text}"
     );
 }
+
+#[test]
+fn an_empty_zarr_group_becomes_the_collection_but_other_content_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = store(dir.path(), "in.zarr", 12, &["a", "b"]);
+    // What `zarr.open_group(path, mode="a")` (annbatch's DatasetCollection(path)) leaves.
+    let out = dir.path().join("c.zarr");
+    std::fs::create_dir(&out).expect("mkdir");
+    std::fs::write(
+        out.join("zarr.json"),
+        r#"{"zarr_format": 3, "node_type": "group", "attributes": {}}"#,
+    )
+    .expect("zarr.json");
+    let report = add_adatas(&out, &[&input], &options()).expect("an empty group is filled");
+    assert_eq!(report.n_obs, 12);
+    assert_eq!(DatasetCollection::open(&out).expect("open").n_obs(), 12);
+    // A group holding anything else is not overwritten.
+    let busy = dir.path().join("busy.zarr");
+    std::fs::create_dir_all(busy.join("mine")).expect("mkdir");
+    std::fs::copy(out.join("zarr.json"), busy.join("zarr.json")).expect("copy");
+    match add_adatas(&busy, &[&input], &options()) {
+        Err(Error::OutputExists { .. }) => {}
+        other => panic!("expected OutputExists, got {other:?}"),
+    }
+    assert!(busy.join("mine").is_dir());
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::memory::{filled, Memory};
 use super::parts::ObsPart;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::Column;
 
 /// One requested obs column, held for the whole collection.
@@ -26,8 +26,9 @@ impl ObsSource {
     /// The batchable form of obs column `name`.
     ///
     /// # Errors
-    /// [`Error::UnsupportedObs`] for string columns (store them as categoricals).
-    pub fn from_column(name: &str, column: Column) -> Result<Self> {
+    /// None today: every column kind has a batchable form (strings are factorized). The
+    /// `Result` is kept for kinds added later.
+    pub fn from_column(_name: &str, column: Column) -> Result<Self> {
         let numeric = |v: Vec<f32>| Ok(Self::Numeric(v));
         match column {
             Column::Categorical {
@@ -37,6 +38,7 @@ impl ObsSource {
                 categories: Arc::new(categories),
             }),
             Column::Float(v) => numeric(v.into_iter().map(|x| x as f32).collect()),
+            Column::Float32(v) => numeric(v),
             Column::Int(v) => numeric(v.into_iter().map(|x| x as f32).collect()),
             Column::Bool(v) => numeric(v.into_iter().map(|x| f32::from(u8::from(x))).collect()),
             Column::NullableInt { values, mask } => numeric(
@@ -53,19 +55,35 @@ impl ObsSource {
                     .map(|(&v, &m)| if m { f32::NAN } else { f32::from(u8::from(v)) })
                     .collect(),
             ),
-            _ => Err(Error::UnsupportedObs {
-                name: name.to_string(),
-                reason: "string columns cannot be batched; store them as categoricals".into(),
-            }),
+            Column::String(values) => Ok(factorize(values.iter().map(Some))),
+            Column::NullableString { values, mask } => Ok(factorize(
+                values.iter().zip(&mask).map(|(v, &m)| (!m).then_some(v)),
+            )),
         }
     }
 
-    /// Category names, for a categorical column.
+    /// Category names, for a categorical column (string columns are factorized).
     pub fn categories(&self) -> Option<&Arc<Vec<String>>> {
         match self {
             Self::Categorical { categories, .. } => Some(categories),
             Self::Numeric(_) => None,
         }
+    }
+}
+
+/// A string column as a categorical: its distinct values sorted (as `pandas.Categorical`
+/// orders them), missing values `-1`. This is how a label column that the converter had to join
+/// as strings (categorical in one input, plain strings in another) still loads as labels.
+fn factorize<'a>(values: impl Iterator<Item = Option<&'a String>> + Clone) -> ObsSource {
+    let mut categories: Vec<String> = values.clone().flatten().cloned().collect();
+    categories.sort_unstable();
+    categories.dedup();
+    let codes = values
+        .map(|v| v.map_or(-1, |v| categories.binary_search(v).map_or(-1, |i| i as i32)))
+        .collect();
+    ObsSource::Categorical {
+        codes,
+        categories: Arc::new(categories),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use annbatch::convert::{ConvertOptions, Size};
 use annbatch::demo::{self, SyntheticSpec};
+use annbatch::write::Compressor;
 use annbatch::{Column, DatasetCollection, XBatch, XElement};
 use clap::{Parser, Subcommand};
 use rand::seq::SliceRandom;
@@ -93,6 +94,9 @@ enum Command {
         /// Append an input that shares no variable with the collection (refused otherwise).
         #[arg(long)]
         allow_disjoint_var: bool,
+        /// Compressor of X's chunks (annbatch's zarr_compressor).
+        #[arg(long, default_value = "blosc-lz4", value_parser = ["blosc-lz4", "zstd", "none"])]
+        compressor: String,
     },
     /// Summarise a collection, an AnnData zarr store, or (feature hdf5) an .h5ad file.
     Inspect {
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
             groupby,
             quiet,
             allow_disjoint_var,
+            compressor,
         } => (|| {
             let var_subset = match var_subset {
                 Some(path) => Some(
@@ -185,6 +190,11 @@ fn main() -> ExitCode {
                 groupby,
                 quiet,
                 allow_disjoint_var,
+                compressor: match compressor.as_str() {
+                    "zstd" => Compressor::Zstd,
+                    "none" => Compressor::None,
+                    _ => Compressor::BloscLz4,
+                },
             };
             convert(&inputs, &output, &options)
         })(),

@@ -39,6 +39,7 @@ pub(crate) struct Shared<'a> {
     pub n_obs_per_chunk: u64,
     pub shard_size: Size,
     pub groupby: &'a [String],
+    pub compressor: Compressor,
 }
 
 /// A column index type of the output (`uint8` / `uint16` / `uint32`, the smallest that fits).
@@ -394,6 +395,7 @@ fn write_csr<I: OutIndex>(
         &staged.data,
         nnz,
         (chunk, shard),
+        shared.compressor,
         &gather,
     )?;
     write_gathered(
@@ -402,6 +404,7 @@ fn write_csr<I: OutIndex>(
         &staged.indices,
         nnz,
         (chunk, shard),
+        shared.compressor,
         &gather,
     )?;
     writer.array(
@@ -409,7 +412,7 @@ fn write_csr<I: OutIndex>(
         &indptr,
         &[n_obs + 1],
         (n_obs + 1, n_obs + 1),
-        Compressor::BloscLz4,
+        shared.compressor,
         Default::default(),
     )
 }
@@ -424,16 +427,11 @@ fn write_gathered<T: ZarrElement>(
     values: &[T],
     len: u64,
     chunking: (u64, u64),
+    compressor: Compressor,
     gather: &Gather<'_>,
 ) -> Result<()> {
     writer
-        .sharded_array::<T>(
-            path,
-            &[len],
-            chunking,
-            Compressor::BloscLz4,
-            Default::default(),
-        )?
+        .sharded_array::<T>(path, &[len], chunking, compressor, Default::default())?
         .write_with(|elements, buffer| {
             gather(elements, &mut |s| buffer.extend_from_slice(&values[s]));
             Ok(())
@@ -457,7 +455,7 @@ fn write_dense(
             path,
             &[n_obs, width as u64],
             (chunk, shard),
-            Compressor::BloscLz4,
+            shared.compressor,
             attrs(&[
                 ("encoding-type", json!("array")),
                 ("encoding-version", json!("0.2.0")),

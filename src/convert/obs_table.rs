@@ -12,6 +12,8 @@ use crate::store::Column;
 pub(crate) struct ObsTable {
     pub names: Vec<String>,
     pub columns: Vec<(String, Column)>,
+    /// What the join changed that a user should know (columns that became strings).
+    pub notes: Vec<String>,
 }
 
 /// One input's `obs`: its row count, index and columns.
@@ -42,6 +44,7 @@ impl ObsTable {
             lens.push(part.n_obs);
             by_name.push(part.columns.into_iter().collect());
         }
+        let mut notes = Vec::new();
         let columns = order
             .into_iter()
             .map(|name| {
@@ -50,13 +53,34 @@ impl ObsTable {
                     .zip(by_name.iter_mut())
                     .map(|(&n, cols)| (n, cols.remove(&name)))
                     .collect();
+                let was_text = |c: &Column| {
+                    matches!(
+                        c,
+                        Column::Categorical { .. }
+                            | Column::String(_)
+                            | Column::NullableString { .. }
+                    )
+                };
+                let mixed = pieces.iter().filter_map(|(_, c)| c.as_ref()).any(was_text)
+                    && pieces
+                        .iter()
+                        .filter_map(|(_, c)| c.as_ref())
+                        .any(|c| !matches!(c, Column::String(_)));
                 let column = concat_outer(pieces);
+                if mixed && matches!(column, Column::String(_) | Column::NullableString { .. }) {
+                    notes.push(format!(
+                        "obs column {name:?} has different types across inputs (text in some): it \
+                         is written as strings; as a loader obs key it is factorized into \
+                         labels (its sorted distinct values)"
+                    ));
+                }
                 (name, column)
             })
             .collect();
         Self {
             names: make_unique(names),
             columns,
+            notes,
         }
     }
 }
@@ -77,6 +101,7 @@ pub(crate) fn take(column: &Column, rows: &[usize]) -> Column {
             ordered: *ordered,
         },
         Column::Float(v) => Column::Float(pick(v, rows)),
+        Column::Float32(v) => Column::Float32(pick(v, rows)),
         Column::Int(v) => Column::Int(pick(v, rows)),
         Column::Bool(v) => Column::Bool(pick(v, rows)),
         Column::String(v) => Column::String(pick(v, rows)),
@@ -112,6 +137,7 @@ pub(crate) fn compare_rows(column: &Column, a: usize, b: usize) -> Ordering {
             missing_last(x < 0, y < 0, || x.cmp(&y))
         }
         Column::Float(v) => missing_last(v[a].is_nan(), v[b].is_nan(), || v[a].total_cmp(&v[b])),
+        Column::Float32(v) => missing_last(v[a].is_nan(), v[b].is_nan(), || v[a].total_cmp(&v[b])),
         Column::Int(v) => v[a].cmp(&v[b]),
         Column::Bool(v) => v[a].cmp(&v[b]),
         Column::String(v) => v[a].cmp(&v[b]),
@@ -224,5 +250,30 @@ mod tests {
         let mut rows = vec![0, 1, 2];
         rows.sort_by(|&a, &b| compare_rows(&c, a, b));
         assert_eq!(rows, [2, 1, 0]);
+    }
+
+    #[test]
+    fn a_label_that_becomes_strings_is_noted() {
+        let part = |column: Column| ObsPart {
+            n_obs: 1,
+            names: strings(&["c"]),
+            columns: vec![("label".into(), column)],
+        };
+        let categorical = Column::Categorical {
+            codes: vec![0],
+            categories: strings(&["T"]),
+            ordered: false,
+        };
+        let table = ObsTable::join(vec![
+            part(categorical.clone()),
+            part(Column::String(strings(&["B"]))),
+        ]);
+        assert_eq!(
+            table.columns[0].1.to_strings(),
+            [Some("T".into()), Some("B".into())]
+        );
+        assert!(table.notes[0].contains("\"label\"") && table.notes[0].contains("factorized"));
+        let same = ObsTable::join(vec![part(categorical.clone()), part(categorical)]);
+        assert!(same.notes.is_empty());
     }
 }

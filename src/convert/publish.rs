@@ -61,6 +61,9 @@ impl Staging {
     /// Moves the work directory to the target path (absent or an empty directory).
     pub(crate) fn publish(mut self) -> Result<()> {
         if self.target.is_dir() {
+            if is_empty_group(&self.target) {
+                return self.publish_replacing();
+            }
             // Only an empty directory gets here; remove_dir refuses anything else.
             std::fs::remove_dir(&self.target).map_err(io(&self.target))?;
         }
@@ -83,6 +86,30 @@ impl Drop for Staging {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Whether `path` is a zarr group with nothing in it but its own metadata (what
+/// `zarr.open_group(path, mode="a")`, or annbatch's `DatasetCollection(path)`, leaves): a new
+/// collection may take its place.
+pub(crate) fn is_empty_group(path: &Path) -> bool {
+    const METADATA: [&str; 4] = ["zarr.json", ".zgroup", ".zattrs", ".zmetadata"];
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    let mut any = false;
+    for entry in entries {
+        let Ok(entry) = entry else { return false };
+        let name = entry.file_name();
+        if !METADATA.iter().any(|m| name == *m) {
+            return false;
+        }
+        any = true;
+    }
+    let v3_group = std::fs::read(path.join("zarr.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("node_type").and_then(|t| t.as_str()) == Some("group"));
+    any && (v3_group || path.join(".zgroup").is_file())
 }
 
 /// Swaps `new` into `target`; returns where the old contents now are.

@@ -23,8 +23,10 @@ pub enum Column {
         /// Whether the categories are ordered.
         ordered: bool,
     },
-    /// float32 / float64 values.
+    /// float64 values.
     Float(Vec<f64>),
+    /// float32 values (kept apart so that a float32 column stays float32).
+    Float32(Vec<f32>),
     /// Integer values of any width.
     Int(Vec<i64>),
     /// Boolean values.
@@ -60,6 +62,7 @@ impl Column {
         match self {
             Self::Categorical { codes, .. } => codes.len(),
             Self::Float(v) => v.len(),
+            Self::Float32(v) => v.len(),
             Self::Int(v) => v.len(),
             Self::Bool(v) => v.len(),
             Self::String(v) => v.len(),
@@ -88,6 +91,7 @@ impl Column {
                 })
                 .collect(),
             Self::Float(v) => v.iter().map(|x| Some(x.to_string())).collect(),
+            Self::Float32(v) => v.iter().map(|x| Some(x.to_string())).collect(),
             Self::Int(v) => v.iter().map(|x| Some(x.to_string())).collect(),
             Self::Bool(v) => v.iter().map(|x| Some(x.to_string())).collect(),
             Self::String(v) => v.iter().cloned().map(Some).collect(),
@@ -103,6 +107,7 @@ enum Kind {
     Categorical,
     Int,
     Float,
+    Float32,
     Bool,
     NullableInt,
     NullableBool,
@@ -115,6 +120,7 @@ fn kind(c: &Column) -> Kind {
         Column::Categorical { .. } => Kind::Categorical,
         Column::Int(_) => Kind::Int,
         Column::Float(_) => Kind::Float,
+        Column::Float32(_) => Kind::Float32,
         Column::Bool(_) => Kind::Bool,
         Column::NullableInt { .. } => Kind::NullableInt,
         Column::NullableBool { .. } => Kind::NullableBool,
@@ -125,8 +131,10 @@ fn kind(c: &Column) -> Kind {
     }
 }
 
-/// The kind the concatenation takes, as pandas would give it (with nullable kinds where pandas
-/// would fall back to an `object` column that anndata cannot write).
+/// The kind the concatenation takes, as pandas would give it where that is a column anndata
+/// writes: numbers stay numbers (float64 with NaN where values are missing or kinds mix, where
+/// pandas would make an `object` column), float32 stays float32, and only a mix with strings
+/// becomes nullable strings.
 fn joined_kind(kinds: &[Kind], missing: bool) -> Kind {
     use Kind::*;
     let all = |k: &[Kind]| kinds.iter().all(|x| k.contains(x));
@@ -136,12 +144,16 @@ fn joined_kind(kinds: &[Kind], missing: bool) -> Kind {
         Int
     } else if all(&[Int, Float]) {
         Float
+    } else if all(&[Float32]) {
+        Float32
     } else if all(&[Bool]) && !missing {
         Bool
     } else if all(&[Bool, NullableBool]) {
         NullableBool
     } else if all(&[Int, NullableInt]) {
         NullableInt
+    } else if all(&[Int, Float, Float32, NullableInt, Bool, NullableBool]) {
+        Float
     } else if all(&[String]) && !missing {
         String
     } else {
@@ -211,11 +223,41 @@ pub(crate) fn concat_outer(pieces: Vec<(usize, Option<Column>)>) -> Column {
             for (n, piece) in pieces {
                 match piece {
                     Some(Column::Float(v)) => out.extend(v),
+                    Some(Column::Float32(v)) => out.extend(v.iter().map(|&x| f64::from(x))),
                     Some(Column::Int(v)) => out.extend(v.iter().map(|&x| x as f64)),
+                    Some(Column::Bool(v)) => out.extend(v.iter().map(|&x| f64::from(u8::from(x)))),
+                    Some(Column::NullableInt { values, mask }) => {
+                        out.extend(values.iter().zip(&mask).map(|(&v, &m)| {
+                            if m {
+                                f64::NAN
+                            } else {
+                                v as f64
+                            }
+                        }))
+                    }
+                    Some(Column::NullableBool { values, mask }) => {
+                        out.extend(values.iter().zip(&mask).map(|(&v, &m)| {
+                            if m {
+                                f64::NAN
+                            } else {
+                                f64::from(u8::from(v))
+                            }
+                        }))
+                    }
                     _ => out.extend(std::iter::repeat_n(f64::NAN, n)),
                 }
             }
             Column::Float(out)
+        }
+        Kind::Float32 => {
+            let mut out = Vec::with_capacity(total);
+            for (n, piece) in pieces {
+                match piece {
+                    Some(Column::Float32(v)) => out.extend(v),
+                    _ => out.extend(std::iter::repeat_n(f32::NAN, n)),
+                }
+            }
+            Column::Float32(out)
         }
         Kind::Bool => Column::Bool(
             pieces
@@ -434,7 +476,15 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
             Ok(match dtype {
                 Dtype::String => Column::String(store.read_strings(&path)?),
                 Dtype::Bool => Column::Bool(store.read_bool(&path)?),
-                Dtype::F32 | Dtype::F64 => Column::Float(store.read_f64(&path)?),
+                // Read as f64 and narrowed: exact, the values were float32.
+                Dtype::F32 => Column::Float32(
+                    store
+                        .read_f64(&path)?
+                        .into_iter()
+                        .map(|x| x as f32)
+                        .collect(),
+                ),
+                Dtype::F64 => Column::Float(store.read_f64(&path)?),
                 _ => Column::Int(store.read_i64(&path)?),
             })
         }
@@ -484,4 +534,60 @@ fn read_strings_any(store: &dyn ElementSource, path: &str) -> Result<Vec<String>
         Dtype::Bool => store.read_bool(path)?.iter().map(bool::to_string).collect(),
         _ => store.read_i64(path)?.iter().map(i64::to_string).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{concat_outer, Column};
+
+    fn floats(c: Column) -> Vec<Option<f64>> {
+        let Column::Float(v) = c else {
+            panic!("expected float64, got {c:?}")
+        };
+        v.into_iter().map(|x| (!x.is_nan()).then_some(x)).collect()
+    }
+
+    #[test]
+    fn numbers_joined_with_numbers_stay_numbers() {
+        let float = Column::Float(vec![0.5, f64::NAN]);
+        let nullable = Column::NullableInt {
+            values: vec![3, 0],
+            mask: vec![false, true],
+        };
+        let joined = concat_outer(vec![(2, Some(float.clone())), (2, Some(nullable))]);
+        assert_eq!(floats(joined), [Some(0.5), None, Some(3.0), None]);
+        let joined = concat_outer(vec![(2, Some(float)), (1, Some(Column::Bool(vec![true])))]);
+        assert_eq!(floats(joined), [Some(0.5), None, Some(1.0)]);
+        let joined = concat_outer(vec![
+            (1, Some(Column::Float32(vec![1.5]))),
+            (1, Some(Column::Int(vec![2]))),
+        ]);
+        assert_eq!(floats(joined), [Some(1.5), Some(2.0)]);
+    }
+
+    #[test]
+    fn float32_stays_float32_with_missing_rows() {
+        let joined = concat_outer(vec![(1, Some(Column::Float32(vec![0.25]))), (2, None)]);
+        let Column::Float32(v) = joined else {
+            panic!("expected float32, got {joined:?}")
+        };
+        assert_eq!(v[0], 0.25);
+        assert!(v[1].is_nan() && v[2].is_nan());
+    }
+
+    #[test]
+    fn strings_mixed_in_make_nullable_strings() {
+        let joined = concat_outer(vec![
+            (1, Some(Column::Float(vec![1.0]))),
+            (1, Some(Column::String(vec!["a".into()]))),
+            (1, None),
+        ]);
+        assert_eq!(
+            joined,
+            Column::NullableString {
+                values: vec!["1".into(), "a".into(), String::new()],
+                mask: vec![false, false, true],
+            }
+        );
+    }
 }

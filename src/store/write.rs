@@ -247,6 +247,7 @@ impl Writer {
                 }
             }
             Column::Float(v) => self.small(path, v, array_attrs()),
+            Column::Float32(v) => self.small(path, v, array_attrs()),
             Column::Int(v) => self.small(path, v, array_attrs()),
             Column::Bool(v) => self.small(path, v, array_attrs()),
             Column::String(v) => self.strings(path, v),
