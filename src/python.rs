@@ -15,8 +15,10 @@ use pyo3::types::{PyDict, PyList};
 use crate::convert::{add_adatas, ConvertOptions, Size};
 use crate::loader::{defaults, Batch, Batches, ClassSampling, Loader, LoaderOptions, LoaderState};
 use crate::sampler::ClassWeights;
+use crate::store::write::Compressor;
 
 mod errors;
+mod obs;
 mod sampler;
 mod sources;
 mod tensors;
@@ -385,7 +387,7 @@ fn size_of(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Size> {
 #[pyfunction]
 #[pyo3(signature = (output, adata_paths, *, n_obs_per_chunk=None, shard_size=None,
     dataset_size=None, shuffle_chunk_size=None, shuffle=None, seed=None, var_subset=None,
-    groupby=None, quiet=true, allow_disjoint_var=false))]
+    groupby=None, quiet=true, allow_disjoint_var=false, compressor=None))]
 #[allow(clippy::too_many_arguments)]
 fn convert(
     py: Python<'_>,
@@ -401,6 +403,7 @@ fn convert(
     groupby: Option<Vec<String>>,
     quiet: bool,
     allow_disjoint_var: bool,
+    compressor: Option<String>,
 ) -> PyResult<Py<PyDict>> {
     let defaults = ConvertOptions::default();
     let options = ConvertOptions {
@@ -426,6 +429,16 @@ fn convert(
         groupby: groupby.unwrap_or_default(),
         quiet,
         allow_disjoint_var,
+        compressor: match compressor.as_deref() {
+            None | Some("blosc-lz4") => defaults.compressor,
+            Some("zstd") => Compressor::Zstd,
+            Some("none") => Compressor::None,
+            Some(other) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "compressor {other:?}: expected \"blosc-lz4\", \"zstd\" or \"none\""
+                )))
+            }
+        },
     };
     let report = run(py, || add_adatas(&output, &adata_paths, &options))?;
     let out = PyDict::new(py);
@@ -437,31 +450,6 @@ fn convert(
     out.set_item("seed", report.seed)?;
     out.set_item("notes", report.notes)?;
     Ok(out.unbind())
-}
-
-/// The obs column `name` of the collection at `path`: `(codes, categories)` for a categorical,
-/// `(values, None)` for anything else (as strings).
-#[pyfunction]
-fn obs_column(
-    py: Python<'_>,
-    path: std::path::PathBuf,
-    name: String,
-) -> PyResult<(Py<PyAny>, Option<Vec<String>>)> {
-    let column = run(py, || {
-        crate::collection::DatasetCollection::open(&path).and_then(|c| c.obs_column(&name))
-    })?;
-    match column {
-        crate::store::Column::Categorical {
-            codes, categories, ..
-        } => Ok((
-            codes.into_pyobject(py)?.into_any().unbind(),
-            Some(categories),
-        )),
-        other => Ok((
-            other.to_strings().into_pyobject(py)?.into_any().unbind(),
-            None,
-        )),
-    }
 }
 
 /// Test hook: the address of `t`'s first element as Rust sees it (through libtorch's unpack).
@@ -512,7 +500,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBatches>()?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;
     m.add_function(wrap_pyfunction!(check_options, m)?)?;
-    m.add_function(wrap_pyfunction!(obs_column, m)?)?;
+    m.add_function(wrap_pyfunction!(obs::obs_frames, m)?)?;
     m.add_function(wrap_pyfunction!(_data_ptr, m)?)?;
     m.add_function(wrap_pyfunction!(_fill, m)?)?;
     m.add_function(wrap_pyfunction!(_panic, m)?)?;

@@ -4,7 +4,8 @@
         --batch-size 4096 --chunk-size 32 --preload-nchunks 256 --repeats 3
 
 The same measurement as annbatch_loader.py (one full shuffled epoch per repeat, torch sparse CSR
-batches, X only), through the installed annbatch_rs wheel; prints one JSON object.
+batches, X only: the same ``load_x``), through the installed annbatch_rs wheel; prints one JSON
+object.
 """
 
 import argparse
@@ -12,7 +13,12 @@ import json
 import statistics
 import time
 
+import anndata as ad
 from annbatch_rs import DatasetCollection, Loader
+
+
+def load_x(group):
+    return ad.AnnData(X=ad.io.sparse_dataset(group["X"]))
 
 
 def main():
@@ -28,7 +34,7 @@ def main():
     for rep in range(a.repeats):
         loader = Loader(to="torch", batch_size=a.batch_size, chunk_size=a.chunk_size,
                         preload_nchunks=a.preload_nchunks, shuffle=True, seed=rep,
-                        ).use_collection(collection)
+                        ).use_collection(collection, load_adata=load_x)
         t = time.perf_counter()
         cells, first = 0, None
         for batch in loader:

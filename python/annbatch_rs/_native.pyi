@@ -19,7 +19,7 @@ __all__ = [
     "_panic",
     "check_options",
     "convert",
-    "obs_column",
+    "obs_frames",
 ]
 
 TORCH_VERSION: str
@@ -94,10 +94,11 @@ def convert(
     groupby: Optional[List[str]] = None,
     quiet: bool = True,
     allow_disjoint_var: bool = False,
+    compressor: Optional[str] = None,
 ) -> Dict[str, Any]: ...
-def obs_column(
-    path: Union[str, PathLike[str]], name: str
-) -> Tuple[List[Any], Optional[List[str]]]: ...
+def obs_frames(
+    path: Union[str, PathLike[str]], columns: Optional[List[str]] = None
+) -> List[Tuple[List[str], List[Tuple[str, str, Any, Any]]]]: ...
 def check_options(
     *,
     batch_size: Optional[int] = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -17,14 +17,33 @@ from .collection import _path_of
 
 
 @dataclass
+class LazyObs:
+    """The obs of every dataset of a collection, read when first asked for (picklable, so
+    spawned DataLoader workers read their own)."""
+
+    path: str
+
+    def __call__(self) -> Any:
+        from .collection import obs_frame
+
+        return obs_frame(self.path)
+
+
+@dataclass
 class Source:
     """One dataset of a loader: the native source, its rows, the kind of X, and the obs frame
     annbatch would yield for it (AnnData objects with obs columns)."""
 
     native: Union[str, Dict[str, Any]]
-    obs: Any = None  # pandas.DataFrame or None
+    obs: Any = None  # pandas.DataFrame, LazyObs or None
     labels: Optional[np.ndarray] = None  # ZarrSparseDataset's obs_key values
     var: Any = None  # the var DataFrame given with the data, if any
+
+
+def _pandas() -> Any:
+    import pandas as pd
+
+    return pd
 
 
 def _is_scipy_csr(x: Any) -> bool:
@@ -104,8 +123,9 @@ def in_memory(x: Any, *, obs: Any = None, var_names: Optional[Sequence[str]] = N
     return native
 
 
-def _store_of_x(x: Any) -> Optional[str]:
-    """The AnnData store on disk that a backed X (``CSRDataset`` or ``zarr.Array``) lives in."""
+def _element_of(x: Any) -> Optional[Tuple[str, str]]:
+    """``(store root, element path)`` of a backed X on disk (an anndata ``CSRDataset`` or a
+    ``zarr.Array``); None for data in memory."""
     group = getattr(x, "group", None)  # anndata.abc.CSRDataset
     backend = getattr(x, "backend", None)
     if group is not None:
@@ -113,10 +133,31 @@ def _store_of_x(x: Any) -> Optional[str]:
             raise TypeError(
                 f"X is backed by {backend}: convert .h5ad files into a collection with "
                 "DatasetCollection(path).add_adatas(...) first")
-        return os.path.dirname(_path_of(group).rstrip("/"))
-    if hasattr(x, "store") and hasattr(x, "path") and hasattr(x, "chunks"):  # zarr.Array
-        return os.path.dirname(_path_of(x).rstrip("/"))
-    return None
+        node = group
+    elif hasattr(x, "store") and hasattr(x, "path") and hasattr(x, "chunks"):  # zarr.Array
+        node = x
+    else:
+        return None
+    root = getattr(node.store, "root", None)
+    if root is None:
+        raise TypeError(
+            f"X lives in a {type(node.store).__name__}: only zarr stores on a local disk "
+            "can be streamed")
+    return os.fspath(root), (getattr(node, "path", "") or "").strip("/")
+
+
+def _backed(element: Tuple[str, str], shape: Sequence[int], obs: Any, var: Any,
+            obs_keys: Optional[Sequence[str]]) -> Union[str, Dict[str, Any]]:
+    """The native source of a backed X: its AnnData store when X is that store's own ``X``
+    (obs and var read from disk), else the element itself with the given obs / var."""
+    root, path = element
+    parent, _, name = path.rpartition("/")
+    if name == "X" and var is not None and obs is not None:
+        return os.path.join(root, parent)
+    return dict(format="zarr", store=root, x=path, shape=tuple(int(n) for n in shape),
+                var_names=None if var is None else [str(v) for v in var.index],
+                obs_names=None if obs is None else [str(v) for v in obs.index],
+                obs={} if obs is None else _obs_columns(obs, obs_keys))
 
 
 def source_of(adata: Any, obs_keys: Optional[Sequence[str]] = None) -> Source:
@@ -128,15 +169,19 @@ def source_of(adata: Any, obs_keys: Optional[Sequence[str]] = None) -> Source:
     if x is None or not hasattr(adata, "obs"):
         raise TypeError(
             f"cannot load {type(adata).__name__}: pass a path, a zarr group, or an AnnData")
-    obs = adata.obs if len(adata.obs.columns) else None
     if getattr(adata, "isbacked", False):
         raise TypeError(
             "a backed .h5ad AnnData cannot be streamed: convert it into a collection with "
             "DatasetCollection(path).add_adatas(...) first")
-    store = _store_of_x(x)
-    if store is not None:
-        return Source(store, obs=obs, var=adata.var)
-    return Source(in_memory(x, obs=adata.obs, var_names=adata.var_names, obs_keys=obs_keys),
+    frame = adata.obs
+    if not isinstance(frame, _pandas().DataFrame) and hasattr(frame, "to_memory"):
+        frame = frame.to_memory()  # a lazy obs (anndata.experimental.read_lazy)
+    obs = frame if len(frame.columns) else None
+    element = _element_of(x)
+    if element is not None:
+        return Source(_backed(element, x.shape, frame, adata.var, obs_keys), obs=obs,
+                      var=adata.var)
+    return Source(in_memory(x, obs=frame, var_names=adata.var_names, obs_keys=obs_keys),
                   obs=obs, var=adata.var)
 
 
@@ -148,10 +193,10 @@ def dataset_source(dataset: Any, obs: Any = None, var: Any = None,
         raise TypeError("obs must be a pandas DataFrame")
     if var is not None and not hasattr(var, "index"):
         raise TypeError("var must be a pandas DataFrame")
-    store = _store_of_x(dataset)
+    element = _element_of(dataset)
     frame = obs if obs is not None and len(obs.columns) else None
-    if store is not None:
-        return Source(store, obs=frame, var=var)
+    if element is not None:
+        return Source(_backed(element, dataset.shape, obs, var, obs_keys), obs=frame, var=var)
     return Source(
         in_memory(dataset, obs=obs, var_names=None if var is None else var.index,
                   obs_keys=obs_keys),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Iterable, Optional, Sequence, Union
+import re
+import warnings
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from . import _native
 
@@ -19,7 +22,9 @@ def _path_of(adata) -> str:
     if root is not None:
         sub = getattr(adata, "path", "") or ""
         return os.path.join(os.fspath(root), sub)
-    filename = getattr(adata, "filename", None)  # backed AnnData
+    filename = getattr(adata, "filename", None)  # backed AnnData, h5py.File
+    if filename is None:
+        filename = getattr(getattr(adata, "file", None), "filename", None)  # h5py.Group
     if filename is not None:
         return os.fspath(filename)
     raise TypeError(
@@ -29,67 +34,142 @@ def _path_of(adata) -> str:
 
 
 class DatasetCollection:
-    """A collection of ``dataset_N`` AnnData groups at ``path`` (annbatch's format).
+    """A collection of ``dataset_N`` AnnData groups (annbatch's format), shuffled and sharded.
 
     Parameters
     ----------
-    path
-        The collection's directory (``.zarr`` recommended); it need not exist yet.
+    group
+        The collection: a path (``.zarr`` recommended; it need not exist yet) or a zarr group
+        on disk.
+    mode
+        annbatch's modes: ``"a"`` (read and add; the default), ``"r+"`` (read and add; the
+        collection must exist) or ``"r"`` (read only: `add_adatas` is refused).
+    is_collection_h5ad
+        annbatch can write a directory of ``.h5ad`` datasets; annbatch_rs reads and writes
+        zarr collections only (``NotImplementedError``).
     """
 
-    def __init__(self, path: PathLike):
-        self.path = os.fspath(_path_of(path))
+    def __init__(self, group: Any, *, mode: str = "a", is_collection_h5ad: bool = False):
+        if is_collection_h5ad:
+            raise NotImplementedError(
+                "is_collection_h5ad=True: annbatch_rs writes zarr collections only; drop the "
+                "argument (the loader streams zarr, and anndata reads it as well)")
+        if mode not in ("a", "r", "r+"):
+            raise ValueError(f"mode={mode!r}: expected 'a', 'r' or 'r+'")
+        if not isinstance(group, (str, os.PathLike)) and not hasattr(group, "store"):
+            raise TypeError("Group must either be a zarr group or a path")
+        self.path = os.fspath(_path_of(group))
+        self.mode = mode
+        if mode != "a" and not os.path.exists(self.path):
+            raise FileNotFoundError(f"no collection at {self.path} (mode={mode!r})")
+        if isinstance(group, (str, os.PathLike)) and not self.path.rstrip("/").endswith(".zarr"):
+            warnings.warn(
+                "It is highly recommended to make your collections have the `.zarr` suffix, "
+                f"got: {self.path}.", stacklevel=2)
+
+    @classmethod
+    def _at(cls, path: str) -> "DatasetCollection":
+        """The collection at ``path`` for reading, without the constructor's checks."""
+        self = cls.__new__(cls)
+        self.path, self.mode = os.fspath(path), "r"
+        return self
+
+    def _attributes(self) -> Dict[str, Any]:
+        try:
+            with open(os.path.join(self.path, "zarr.json")) as f:
+                return json.load(f).get("attributes", {})
+        except (OSError, ValueError):  # no group, a file, unreadable metadata
+            return {}
+
+    @property
+    def _dataset_keys(self) -> List[str]:
+        if not os.path.isdir(self.path):
+            return []
+        keys = [k for k in os.listdir(self.path) if re.fullmatch(r"dataset_[0-9]+", k)
+                and os.path.isfile(os.path.join(self.path, k, "zarr.json"))]
+        return sorted(keys, key=lambda k: int(k.split("_")[1]))
 
     @property
     def is_empty(self) -> bool:
-        """Whether there is no collection at ``path`` yet."""
-        return not os.path.exists(os.path.join(self.path, "zarr.json"))
+        """Whether there is no collection here yet: no group, a group without annbatch's
+        ``annbatch-preshuffled`` encoding, or one without datasets (as annbatch)."""
+        encoding = self._attributes().get("encoding-type")
+        return encoding != "annbatch-preshuffled" or not self._dataset_keys
+
+    def __iter__(self) -> Iterator[Any]:
+        """The dataset groups (``zarr.Group``, in order), as annbatch yields them."""
+        import zarr
+
+        root = zarr.open_group(self.path, mode="r")
+        for key in self._dataset_keys:
+            yield root[key]
 
     def obs(self, columns: Optional[Sequence[str]] = None):
-        """The obs columns (all if ``columns`` is None) over the whole collection, as a pandas
-        DataFrame; categoricals keep their categories (unified across datasets)."""
+        """The obs of the whole collection as one DataFrame indexed by obs_names (annbatch's
+        ``obs``): every column when ``columns`` is None, those of ``columns`` that exist
+        otherwise, none for ``[]``. Numbers stay numbers (int64 / float64 / bool; pandas
+        nullables where values are missing), categoricals keep their categories."""
         import pandas as pd
 
-        if columns is None:
-            import json
-
-            first = os.path.join(self.path, "dataset_0", "obs", "zarr.json")
-            with open(first) as f:
-                columns = json.load(f)["attributes"]["column-order"]
-        data = {}
-        for name in columns:
-            values, categories = _native.obs_column(self.path, name)
-            data[name] = (
-                pd.Categorical.from_codes(values, categories) if categories is not None else values
-            )
-        return pd.DataFrame(data)
+        if columns is not None and len(columns) == 0:
+            return pd.DataFrame()
+        if self.is_empty:
+            return pd.DataFrame()
+        return obs_frame(self.path, columns)
 
     def add_adatas(
         self,
         adata_paths: Iterable,
         *,
+        load_adata: Any = None,
+        groupby: Union[str, Sequence[str], None] = None,
+        var_subset: Optional[Sequence[str]] = None,
         n_obs_per_chunk: Optional[int] = None,
         shard_size: Union[int, str, None] = None,
+        zarr_compressor: Any = None,
+        h5ad_compressor: Optional[str] = "gzip",
         dataset_size: Union[int, str, None] = None,
         shuffle_chunk_size: Optional[int] = None,
         shuffle: Optional[bool] = None,
+        rng: Any = None,
+        merge: Optional[str] = None,
         seed: Optional[int] = None,
-        var_subset: Optional[Sequence[str]] = None,
-        groupby: Union[str, Sequence[str], None] = None,
-        quiet: bool = True,
+        quiet: bool = False,
         allow_disjoint_var: bool = False,
     ) -> "DatasetCollection":
-        """Converts ``adata_paths`` (``.h5ad`` / zarr AnnData) into this collection, or
-        appends them to it; annbatch's ``add_adatas`` with its parameters and defaults.
-        Parameters left at ``None`` take the converter's defaults (``_native.CONVERT_DEFAULTS``:
-        64 rows per inner chunk, 1GB shards, 20GB datasets, shuffle chunks of 1000 rows,
-        shuffled). An appended input that shares no variable with the collection is refused
-        unless ``allow_disjoint_var`` (annbatch-rs only).
+        """Converts ``adata_paths`` (``.h5ad`` / zarr AnnData: paths, zarr groups, h5py files)
+        into this collection, or appends them to it: annbatch's ``add_adatas``, its parameters
+        and defaults (``None`` takes ``_native.CONVERT_DEFAULTS``: 64 rows per inner chunk, 1GB
+        shards, 20GB datasets, shuffle chunks of 1000 rows, shuffled).
+
+        ``rng`` (a ``numpy.random.Generator``) seeds the shuffle as the Loader's does: one draw,
+        ``int(rng.integers(2**63))``; or give ``seed``. ``zarr_compressor``: annbatch's default
+        ``(BloscCodec(cname="lz4", clevel=3, shuffle="shuffle"),)``, ``(ZstdCodec(level=0),)``
+        or ``()`` (also by name: ``"blosc-lz4"``, ``"zstd"``, ``"none"``). ``h5ad_compressor``
+        only concerns ``.h5ad`` collections, which annbatch_rs does not write: ignored, as
+        annbatch ignores it for zarr. A progress bar shows on a terminal unless ``quiet``.
+        An appended input that shares no variable with the collection is refused unless
+        ``allow_disjoint_var`` (annbatch_rs only).
+
+        Not yet: a custom ``load_adata`` and ``merge`` (var columns are not kept yet) raise
+        ``NotImplementedError``.
 
         Returns
         -------
         self, for chaining.
         """
+        if self.mode == "r":
+            raise ValueError(f"{self.path} was opened read-only (mode='r')")
+        if load_adata is not None and getattr(load_adata, "__name__", "") != "_default_load_adata":
+            raise NotImplementedError(
+                "add_adatas(load_adata=...): annbatch_rs converts the files themselves; select "
+                "obs columns when loading (Loader(obs_keys=...) or use_collection(load_adata=)),"
+                " and subset genes with var_subset=")
+        if merge is not None:
+            raise NotImplementedError(
+                f"add_adatas(merge={merge!r}): var columns are not kept by the converter yet, "
+                "so there is nothing to merge; leave merge=None")
+        del h5ad_compressor  # .h5ad collections are not written (see the docstring)
         paths = [_path_of(p) for p in adata_paths]
         if isinstance(groupby, str):
             groupby = [groupby]
@@ -101,11 +181,12 @@ class DatasetCollection:
             dataset_size=dataset_size,
             shuffle_chunk_size=shuffle_chunk_size,
             shuffle=shuffle,
-            seed=seed,
+            seed=_seed_of(rng, seed),
             var_subset=list(var_subset) if var_subset is not None else None,
             groupby=list(groupby) if groupby else None,
             quiet=quiet,
             allow_disjoint_var=allow_disjoint_var,
+            compressor=_compressor_name(zarr_compressor),
         )
         return self
 
@@ -118,3 +199,86 @@ def create_anndata_collection(
 ) -> DatasetCollection:
     """The seed documents' name for ``DatasetCollection(output_path).add_adatas(...)``."""
     return DatasetCollection(output_path).add_adatas(adata_paths, shuffle=shuffle, **kwargs)
+
+
+def _column(kind: str, values: Any, extra: Any) -> Any:
+    """A pandas column from `_native.obs_frames`' ``(kind, values, extra)``."""
+    import numpy as np
+    import pandas as pd
+
+    if kind in ("float64", "float32", "int64"):
+        return np.frombuffer(values, dtype=kind).copy()
+    if kind == "bool":
+        return np.frombuffer(values, dtype=np.bool_).copy()
+    if kind == "str":
+        return np.asarray(values, dtype=object)
+    if kind == "category":
+        categories, ordered = extra
+        codes = np.frombuffer(values, dtype=np.int64)
+        return pd.Categorical.from_codes(codes, categories, ordered=ordered)
+    mask = np.frombuffer(extra, dtype=np.bool_).copy()
+    if kind == "Int64":
+        return pd.arrays.IntegerArray(np.frombuffer(values, dtype=np.int64).copy(), mask)
+    if kind == "boolean":
+        return pd.arrays.BooleanArray(np.frombuffer(values, dtype=np.bool_).copy(), mask)
+    if kind == "string":
+        out = pd.array(values, dtype="string")
+        out[mask] = pd.NA
+        return out
+    raise ValueError(f"unknown obs column kind {kind!r}")
+
+
+def obs_frames(path: str, columns: Optional[Sequence[str]] = None) -> List[Any]:
+    """Each dataset's obs at ``path`` as a DataFrame indexed by obs_names: the columns of
+    ``columns`` that the dataset has (all when None)."""
+    import pandas as pd
+
+    frames = []
+    for names, cols in _native.obs_frames(path, None if columns is None else list(columns)):
+        frames.append(pd.DataFrame(
+            {name: _column(kind, values, extra) for name, kind, values, extra in cols},
+            index=pd.Index(names)))
+    return frames
+
+
+def obs_frame(path: str, columns: Optional[Sequence[str]] = None) -> Any:
+    """The obs of every dataset at ``path``, concatenated (see `obs_frames`)."""
+    import pandas as pd
+
+    return pd.concat(obs_frames(path, columns))
+
+
+def _seed_of(rng: Any, seed: Optional[int]) -> Optional[int]:
+    """The seed of a ``numpy.random.Generator`` (one draw) or the seed given."""
+    if rng is None:
+        return seed
+    import numpy as np
+
+    if seed is not None:
+        raise ValueError("give rng or seed, not both")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return int(rng.integers(2**63))
+
+
+def _compressor_name(codecs: Any) -> Optional[str]:
+    """The converter's name for annbatch's ``zarr_compressor`` (a tuple of zarr codecs)."""
+    if codecs is None or isinstance(codecs, str):
+        return codecs
+    codecs = list(codecs)
+    if not codecs:
+        return "none"
+    if len(codecs) == 1:
+        codec = codecs[0]
+        name = type(codec).__name__
+        shuffle = str(getattr(getattr(codec, "shuffle", None), "value",
+                              getattr(codec, "shuffle", None)))
+        if (name == "BloscCodec" and getattr(codec, "cname", None) is not None
+                and str(getattr(codec.cname, "value", codec.cname)) == "lz4"
+                and getattr(codec, "clevel", None) == 3 and shuffle == "shuffle"):
+            return "blosc-lz4"
+        if name == "ZstdCodec" and getattr(codec, "level", None) == 0:
+            return "zstd"
+    raise NotImplementedError(
+        f"zarr_compressor={tuple(codecs)!r}: annbatch_rs writes BloscCodec(cname='lz4', "
+        "clevel=3, shuffle='shuffle') (the default), ZstdCodec(level=0) or () (none)")

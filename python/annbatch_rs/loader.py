@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from importlib.util import find_spec
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from . import _native
-from ._sources import Source, dataset_source, source_of
+from ._sources import LazyObs, Source, dataset_source, source_of
 from .collection import DatasetCollection, _path_of
 
 # Native loaders inherited through fork(): their worker threads did not survive the fork, so
@@ -168,23 +169,30 @@ class Loader(torch.utils.data.IterableDataset):
         """Loads from a collection: a `DatasetCollection` (ours or annbatch's), a path, or a
         zarr group. Only once per loader, as annbatch.
 
-        ``load_adata`` (annbatch's custom loading of each dataset group) is not read yet: any
-        function other than annbatch's default ``load_all_aligned`` raises
-        ``NotImplementedError`` rather than being ignored."""
-        if load_adata is not None and getattr(load_adata, "__name__", "") != "load_all_aligned":
-            raise NotImplementedError(
-                "use_collection(load_adata=...): annbatch_rs does not run a custom load function "
-                "yet; choose obs columns with Loader(obs_keys=[...]), and to train on a layer, "
-                "write it as X (anndata) and convert with DatasetCollection(...).add_adatas")
+        Without ``load_adata`` (or with annbatch's ``load_all_aligned``) batches carry ``X``
+        and, unless ``obs_keys`` is given, every obs column as a DataFrame indexed by
+        obs_names (read once, when the first batch is made). ``load_adata`` is annbatch's
+        custom loading: it is called with each dataset group (a ``zarr.Group``) and returns an
+        AnnData; its ``X`` (any backed CSR / dense element, e.g. ``g["layers"]["counts"]``),
+        ``obs`` (the columns yielded) and ``var`` are used as `add_adatas` uses them."""
         if self._collection_added:
             raise RuntimeError(
                 "a collection was already added to this loader: collections are shuffled "
                 "independently, convert them into one")
-        path = collection.path if isinstance(collection, DatasetCollection) else None
-        if path is None:
+        if isinstance(collection, DatasetCollection):
+            path = collection.path
+        else:
             group = getattr(collection, "_group", None)  # annbatch's DatasetCollection
             path = _path_of(group if group is not None else collection)
-        self._add([Source(os.fspath(path))])
+        ours = DatasetCollection._at(path)
+        if os.path.isdir(ours.path) and ours.is_empty and not _is_anndata_store(ours.path):
+            raise ValueError("DatasetCollection is empty")
+        if load_adata is None or getattr(load_adata, "__name__", "") == "load_all_aligned":
+            sources = [Source(ours.path, obs=LazyObs(ours.path))]
+        else:
+            adatas = [load_adata(g) for g in (ours if not ours.is_empty else [_root(ours)])]
+            sources = [source_of(a, self._params["obs_keys"]) for a in adatas]
+        self._add(sources)
         self._collection_added = True
         return self
 
@@ -357,11 +365,14 @@ class Loader(torch.utils.data.IterableDataset):
         return self._yields_frames()
 
     def _rows(self, index: torch.Tensor) -> Any:
-        """The obs frame rows of global row ids ``index``."""
+        """The obs frame rows of global row ids ``index`` (None for obs without columns)."""
         if self._frame is None:
             import pandas as pd
 
-            self._frame = pd.concat([s.obs for s in self._sources])
+            frames = [s.obs() if isinstance(s.obs, LazyObs) else s.obs for s in self._sources]
+            self._frame = pd.concat(frames) if any(len(f.columns) for f in frames) else False
+        if self._frame is False:
+            return None
         return self._frame.iloc[index.numpy()]
 
     def _batch(self, raw: Dict[str, Any]) -> Dict[str, Any]:
@@ -471,3 +482,23 @@ def _native_settings(sampler: Any) -> Optional[Dict[str, Any]]:
     if settings is None:
         return None
     return settings()
+
+
+def _is_anndata_store(path: str) -> bool:
+    """Whether ``path`` is one AnnData store (zarr v3 or v2), which loads as one dataset."""
+    for meta in ("zarr.json", ".zattrs"):
+        try:
+            with open(os.path.join(path, meta)) as f:
+                attrs = json.load(f)
+        except (FileNotFoundError, ValueError):
+            continue
+        attrs = attrs.get("attributes", {}) if meta == "zarr.json" else attrs
+        if attrs.get("encoding-type") == "anndata":
+            return True
+    return False
+
+
+def _root(collection: DatasetCollection) -> Any:
+    import zarr
+
+    return zarr.open_group(collection.path, mode="r")

@@ -4,7 +4,9 @@
 //!
 //! An in-memory dict is `{"format": "csr" | "dense", "shape": (n_obs, n_var), "data": tensor,
 //! "indices": tensor, "indptr": tensor, "var_names": [str] | None, "obs_names": [str] | None,
-//! "obs": {name: tensor | (codes, categories, ordered)}}`. Its arrays are copied once into Rust
+//! "obs": {name: tensor | (codes, categories, ordered)}}`; with `"format": "zarr"`, `"store"`
+//! (a path) and `"x"` (an element inside it, such as `layers/counts`) replace the arrays and
+//! `X` stays on disk. Its arrays are copied once into Rust
 //! memory (float32 values, int32 column indices), so the loader's threads read them without the
 //! GIL and whatever Python does with the originals afterwards.
 
@@ -15,7 +17,7 @@ use pyo3::types::{PyDict, PyString};
 use super::errors::to_py;
 use super::tensors::unpack;
 use crate::collection::DatasetCollection;
-use crate::store::{AnnDataStore, Column, InMemoryX};
+use crate::store::{AnnDataStore, Column, InMemoryX, XElement};
 
 /// One source as Python gave it.
 pub(super) enum Source {
@@ -29,7 +31,7 @@ impl Source {
     /// Reads a path (`str` / `os.PathLike`) or an in-memory dict; needs the GIL.
     pub(super) fn extract(item: &Bound<'_, PyAny>) -> PyResult<Self> {
         if let Ok(dict) = item.cast::<PyDict>() {
-            return in_memory(dict).map(|a| Self::Memory(Box::new(a)));
+            return from_dict(dict).map(|a| Self::Memory(Box::new(a)));
         }
         item.extract::<std::path::PathBuf>()
             .map(Self::Path)
@@ -68,7 +70,7 @@ pub(super) fn collection(sources: Vec<Source>) -> crate::error::Result<DatasetCo
     DatasetCollection::from_datasets(labels.join(" + "), datasets)
 }
 
-fn in_memory(dict: &Bound<'_, PyDict>) -> PyResult<AnnDataStore> {
+fn from_dict(dict: &Bound<'_, PyDict>) -> PyResult<AnnDataStore> {
     let get = |key: &str| -> PyResult<Bound<'_, PyAny>> {
         dict.get_item(key)?
             .ok_or_else(|| PyValueError::new_err(format!("in-memory AnnData without {key:?}")))
@@ -111,12 +113,34 @@ fn in_memory(dict: &Bound<'_, PyDict>) -> PyResult<AnnDataStore> {
             }
             InMemoryX::dense(n_var, data).map_err(to_py)?
         }
+        "zarr" => {
+            let root: std::path::PathBuf = get("store")?.extract()?;
+            let element: String = get("x")?.extract()?;
+            let x = dict
+                .py()
+                .detach(|| XElement::open_at(&root, &element))
+                .map_err(to_py)?;
+            if x.n_obs() != n_obs || x.n_var() != n_var {
+                return Err(PyValueError::new_err(format!(
+                    "{}/{element} has shape ({}, {}), the AnnData ({n_obs}, {n_var})",
+                    root.display(),
+                    x.n_obs(),
+                    x.n_var()
+                )));
+            }
+            return with_columns(dict, x);
+        }
         other => {
             return Err(PyValueError::new_err(format!(
-                "format {other:?}: expected \"csr\" or \"dense\""
+                "format {other:?}: expected \"csr\", \"dense\" or \"zarr\""
             )))
         }
     };
+    with_columns(dict, XElement::InMemory(x))
+}
+
+/// The AnnData of `x` with the dict's names and obs columns.
+fn with_columns(dict: &Bound<'_, PyDict>, x: XElement) -> PyResult<AnnDataStore> {
     let names = |key: &str| -> PyResult<Option<Vec<String>>> {
         match dict.get_item(key)? {
             Some(v) if !v.is_none() => v.extract().map(Some),
@@ -133,7 +157,7 @@ fn in_memory(dict: &Bound<'_, PyDict>) -> PyResult<AnnDataStore> {
             obs.push((name, column));
         }
     }
-    AnnDataStore::in_memory(x, names("var_names")?, names("obs_names")?, obs).map_err(to_py)
+    AnnDataStore::with_x(x, names("var_names")?, names("obs_names")?, obs).map_err(to_py)
 }
 
 /// An obs column: `(codes, categories, ordered)` or a numeric / bool tensor.
@@ -165,9 +189,18 @@ fn column_of(value: &Bound<'_, PyAny>) -> PyResult<Column> {
                 .map(|v| v != 0)
                 .collect(),
         )),
-        tch::Kind::Half | tch::Kind::BFloat16 | tch::Kind::Float | tch::Kind::Double => Ok(
-            Column::Float(vec_of::<f64>(value, "values", Kinds::Numeric)?),
-        ),
+        tch::Kind::Double => Ok(Column::Float(vec_of::<f64>(
+            value,
+            "values",
+            Kinds::Numeric,
+        )?)),
+        tch::Kind::Half | tch::Kind::BFloat16 | tch::Kind::Float => {
+            Ok(Column::Float32(vec_of::<f32>(
+                value,
+                "values",
+                Kinds::Numeric,
+            )?))
+        }
         _ => Ok(Column::Int(vec_of::<i64>(value, "values", Kinds::Integer)?)),
     }
 }

@@ -34,6 +34,18 @@ pub(crate) const CSR_OR_DENSE: &str =
                  then write the file again)";
 
 impl XElement {
+    /// Opens the element at `path` inside the zarr store at `root` (e.g. `layers/counts` of
+    /// `pbmc.zarr`): a `csr_matrix` group or a dense `array`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Zarr`] when the store cannot be read, [`Error::MissingElement`]
+    /// for no element at `path`, [`Error::UnknownEncoding`] for one that is neither CSR nor
+    /// dense, and the errors of a CSR `indptr` / dense array that cannot be read by rows.
+    pub fn open_at(root: impl AsRef<Path>, path: &str) -> Result<Self> {
+        let store = ZarrStore::open(root.as_ref())?;
+        Self::open(&store, path.trim_matches('/'))
+    }
+
     /// Opens the element at `path`, dispatching on its `encoding-type`.
     pub(crate) fn open(store: &ZarrStore, path: &str) -> Result<Self> {
         let kind = store
@@ -235,8 +247,8 @@ pub struct AnnDataStore {
 enum Backing {
     /// An AnnData group of a zarr store.
     Zarr { store: ZarrStore, group: String },
-    /// Columns handed over with an in-memory `X`.
-    Memory {
+    /// Names and columns handed over by the caller, with an `X` in memory or on disk.
+    Given {
         obs_names: Option<Vec<String>>,
         obs: Vec<(String, Column)>,
         var_named: bool,
@@ -317,6 +329,29 @@ impl AnnDataStore {
         obs_names: Option<Vec<String>>,
         obs: Vec<(String, Column)>,
     ) -> Result<Self> {
+        Self::with_x(XElement::InMemory(x), var_names, obs_names, obs)
+    }
+
+    /// An AnnData whose `X` is the element `x` of a zarr store: any CSR group or dense array
+    /// (`layers/counts`, an `obsm` matrix of another store...), with `var` / `obs` given as in
+    /// [`Self::in_memory`]. This is how a caller trains on a layer.
+    ///
+    /// ```no_run
+    /// # fn main() -> annbatch::Result<()> {
+    /// use annbatch::{AnnDataStore, XElement};
+    /// let counts = XElement::open_at("pbmc.zarr", "layers/counts")?;
+    /// let adata = AnnDataStore::with_x(counts, None, None, vec![])?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::in_memory`].
+    pub fn with_x(
+        x: XElement,
+        var_names: Option<Vec<String>>,
+        obs_names: Option<Vec<String>>,
+        obs: Vec<(String, Column)>,
+    ) -> Result<Self> {
         if let Some(names) = &obs_names {
             rows_match("<in-memory obs>", names.len(), x.n_obs())?;
         }
@@ -334,12 +369,12 @@ impl AnnDataStore {
             });
         }
         Ok(Self {
-            backing: Backing::Memory {
+            backing: Backing::Given {
                 obs_names,
                 obs,
                 var_named,
             },
-            x: XElement::InMemory(x),
+            x,
             var_names,
         })
     }
@@ -364,14 +399,14 @@ impl AnnDataStore {
     pub fn var_named(&self) -> bool {
         match &self.backing {
             Backing::Zarr { .. } => true,
-            Backing::Memory { var_named, .. } => *var_named,
+            Backing::Given { var_named, .. } => *var_named,
         }
     }
     /// The group path inside the store (empty for the root and for in-memory data).
     pub fn group(&self) -> &str {
         match &self.backing {
             Backing::Zarr { group, .. } => group,
-            Backing::Memory { .. } => "",
+            Backing::Given { .. } => "",
         }
     }
 
@@ -386,7 +421,7 @@ impl AnnDataStore {
                 self.check_len(&join(group, "obs"), names.len())?;
                 Ok(names)
             }
-            Backing::Memory { obs_names, .. } => Ok(obs_names
+            Backing::Given { obs_names, .. } => Ok(obs_names
                 .clone()
                 .unwrap_or_else(|| (0..self.n_obs()).map(|i| i.to_string()).collect())),
         }
@@ -400,7 +435,7 @@ impl AnnDataStore {
     pub fn obs_columns(&self) -> Result<Vec<String>> {
         match &self.backing {
             Backing::Zarr { store, group } => dataframe::column_names(store, &join(group, "obs")),
-            Backing::Memory { obs, .. } => Ok(obs.iter().map(|(n, _)| n.clone()).collect()),
+            Backing::Given { obs, .. } => Ok(obs.iter().map(|(n, _)| n.clone()).collect()),
         }
     }
 
@@ -418,7 +453,7 @@ impl AnnDataStore {
                     Backing::Zarr { store, group } => {
                         format!("{}/{}", store.root().display(), join(group, "obs"))
                     }
-                    Backing::Memory { .. } => "<in-memory obs>".into(),
+                    Backing::Given { .. } => "<in-memory obs>".into(),
                 },
                 name: name.to_string(),
                 available,
@@ -431,7 +466,7 @@ impl AnnDataStore {
                 self.check_len(&join(&obs, name), column.len())?;
                 Ok(column)
             }
-            Backing::Memory { obs, .. } => obs
+            Backing::Given { obs, .. } => obs
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, c)| c.clone())

@@ -5,6 +5,7 @@ replacement, num_samples)."""
 import importlib.util
 import pathlib
 
+import anndata as ad
 import numpy as np
 import pytest
 
@@ -188,9 +189,13 @@ def COLLECTION_VAR_NAMES():
     return ad.io.read_elem(group["dataset_0/var"]).index.tolist()
 
 
-def test_a_custom_load_adata_is_refused_not_ignored():
-    def load_counts(group):  # pragma: no cover - never called
-        raise AssertionError
+def test_a_custom_load_adata_is_run_not_ignored():
+    called = []
 
-    with pytest.raises(NotImplementedError, match="load_adata"):
-        Loader().use_collection(COLLECTION, load_adata=load_counts)
+    def load_x_only(group):
+        called.append(group.basename)
+        return ad.AnnData(X=ad.io.sparse_dataset(group["X"]))
+
+    loader = Loader(batch_size=64).use_collection(COLLECTION, load_adata=load_x_only)
+    assert called == ["dataset_0", "dataset_1", "dataset_2"]
+    assert next(iter(loader))["obs"] is None  # the function kept no obs columns
