@@ -14,9 +14,9 @@ import numpy as np
 
 
 def _ranges(requests: Any) -> np.ndarray:
-    """``(start, stop)`` pairs of a request's rows: slices as given, an integer array as its runs
-    of consecutive ids."""
-    if isinstance(requests, np.ndarray):
+    """``(start, stop)`` pairs of a request's rows: slices as given (a list, or an object array
+    as annbatch's samplers make), an integer array as its runs of consecutive ids."""
+    if isinstance(requests, np.ndarray) and requests.dtype != object:
         if not np.issubdtype(requests.dtype, np.integer):
             raise TypeError(f"LoadRequest.requests: integer array expected, got {requests.dtype}")
         ids = requests.astype(np.int64, copy=False).ravel()

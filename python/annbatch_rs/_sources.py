@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,17 +16,27 @@ import torch
 from .collection import _path_of
 
 
-@dataclass
 class LazyObs:
-    """The obs of every dataset of a collection, read when first asked for (picklable, so
-    spawned DataLoader workers read their own)."""
+    """The obs of every dataset of a collection, read when first asked for (and then kept;
+    picklable, so spawned DataLoader workers read their own)."""
 
-    path: str
+    def __init__(self, path: str):
+        self.path = path
+        self._frames: Optional[List[Any]] = None
 
-    def __call__(self) -> Any:
-        from .collection import obs_frame
+    def frames(self) -> List[Any]:
+        """Each dataset's obs DataFrame, indexed by obs_names."""
+        if self._frames is None:
+            from .collection import obs_frames
 
-        return obs_frame(self.path)
+            self._frames = obs_frames(self.path)
+        return self._frames
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"path": self.path, "_frames": None}
+
+    def __repr__(self) -> str:
+        return f"LazyObs({self.path!r})"
 
 
 @dataclass

@@ -93,8 +93,6 @@ class Loader(torch.utils.data.IterableDataset):
         to: Optional[str] = None,
     ):
         super().__init__()
-        from .abc import Sampler
-
         if batch_sampler is not None:
             given = {k: v for k, v in dict(batch_size=batch_size, chunk_size=chunk_size,
                      preload_nchunks=preload_nchunks, shuffle=shuffle,
@@ -103,10 +101,7 @@ class Loader(torch.utils.data.IterableDataset):
                 raise ValueError(
                     f"Cannot specify {', '.join(given)} when providing a custom sampler. "
                     "These parameters are controlled by the sampler.")
-            if not isinstance(batch_sampler, Sampler):
-                raise TypeError(
-                    f"batch_sampler must be an annbatch_rs.abc.Sampler (the built-in samplers "
-                    f"or a subclass), got {type(batch_sampler).__name__}")
+            _check_sampler(batch_sampler)
         if rng is not None and seed is not None:
             raise ValueError("give rng or seed, not both")
         if rng is not None:
@@ -369,8 +364,9 @@ class Loader(torch.utils.data.IterableDataset):
         if self._frame is None:
             import pandas as pd
 
-            frames = [s.obs() if isinstance(s.obs, LazyObs) else s.obs for s in self._sources]
-            self._frame = pd.concat(frames) if any(len(f.columns) for f in frames) else False
+            frames = self._obs or []
+            self._frame = (pd.concat(frames) if any(len(f.columns) for f in frames)
+                           else False)
         if self._frame is False:
             return None
         return self._frame.iloc[index.numpy()]
@@ -436,6 +432,29 @@ class Loader(torch.utils.data.IterableDataset):
         the loader's settings."""
         return self._sampler
 
+    # annbatch's private names that integrations use: scvi-tools' AnnbatchDataModule reads
+    # ``_batch_sampler`` and ``_obs`` and swaps ``_batch_sampler`` on a ``copy.copy`` of the
+    # loader to split train / validation with samplers' ``mask``.
+    @property
+    def _batch_sampler(self) -> Any:
+        return self._sampler
+
+    @_batch_sampler.setter
+    def _batch_sampler(self, sampler: Any) -> None:
+        _check_sampler(sampler)
+        self._sampler = sampler
+        self._natives = {}  # a new dict: a copy.copy of this loader must not share them
+
+    @property
+    def _obs(self) -> Optional[List[Any]]:
+        """Each dataset's obs DataFrame (annbatch's ``Loader._obs``), None without obs."""
+        if not self._sources or not self._yields_frames():
+            return None
+        frames: List[Any] = []
+        for s in self._sources:
+            frames.extend(s.obs.frames() if isinstance(s.obs, LazyObs) else [s.obs])
+        return frames
+
     @property
     def var(self) -> Any:
         """The variables as a DataFrame indexed by var names (None before data is added)."""
@@ -472,6 +491,21 @@ class Loader(torch.utils.data.IterableDataset):
     def __repr__(self) -> str:
         paths = [s.native if isinstance(s.native, str) else "<in memory>" for s in self._sources]
         return f"Loader({paths!r}, {self._params})"
+
+
+def _check_sampler(sampler: Any) -> None:
+    """A sampler the loader can run: ours, a subclass, or any object with annbatch's sampler
+    interface (annbatch's own samplers included)."""
+    from .abc import Sampler
+
+    if isinstance(sampler, Sampler):
+        return
+    if not all(callable(getattr(sampler, name, None))
+               for name in ("sample", "validate", "n_batches")):
+        raise TypeError(
+            f"batch_sampler must be an annbatch_rs.abc.Sampler (the built-in samplers or a "
+            f"subclass) or have annbatch's sampler interface (sample, validate, n_batches), got "
+            f"{type(sampler).__name__}")
 
 
 def _native_settings(sampler: Any) -> Optional[Dict[str, Any]]:

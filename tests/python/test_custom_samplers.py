@@ -38,8 +38,10 @@ class EveryOther(Sampler):
             raise ValueError("too few rows")
 
     def _sample(self, n_obs):
-        yield {"requests": [slice(i, i + 1) for i in range(0, 20, 2)],
-               "splits": [np.arange(5), np.arange(5, 10)[::-1]]}
+        # An object array of slices, as annbatch's own samplers make them.
+        even = np.empty(10, dtype=object)
+        even[:] = [slice(i, i + 1) for i in range(0, 20, 2)]
+        yield {"requests": even, "splits": [np.arange(5), np.arange(5, 10)[::-1]]}
         yield {"requests": np.arange(1, 20, 2)}  # splits made by Sampler.sample
 
 
