@@ -19,6 +19,7 @@ use crate::store::write::Compressor;
 
 mod errors;
 mod obs;
+mod preview;
 mod sampler;
 mod sources;
 mod tensors;
@@ -501,6 +502,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(convert, m)?)?;
     m.add_function(wrap_pyfunction!(check_options, m)?)?;
     m.add_function(wrap_pyfunction!(obs::obs_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(preview::class_requests, m)?)?;
     m.add_function(wrap_pyfunction!(_data_ptr, m)?)?;
     m.add_function(wrap_pyfunction!(_fill, m)?)?;
     m.add_function(wrap_pyfunction!(_panic, m)?)?;

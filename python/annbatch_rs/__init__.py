@@ -32,11 +32,12 @@ def _check_torch() -> None:
 
 _check_torch()
 
-from . import _native, samplers  # noqa: E402
+from . import _native, abc, samplers, types  # noqa: E402
 from ._native import AnnbatchError  # noqa: E402
 from .collection import DatasetCollection, create_anndata_collection  # noqa: E402
 from .compat import ZarrDenseDataset, ZarrSparseDataset  # noqa: E402
 from .loader import Loader  # noqa: E402
+from .sharded import write_sharded  # noqa: E402
 
 
 def _minor(version: str) -> str:
@@ -58,5 +59,8 @@ __all__ = [
     "Loader",
     "ZarrDenseDataset",
     "ZarrSparseDataset",
+    "abc",
     "create_anndata_collection",
+    "types",
+    "write_sharded",
 ]

@@ -18,6 +18,7 @@ __all__ = [
     "_fill",
     "_panic",
     "check_options",
+    "class_requests",
     "convert",
     "obs_frames",
 ]
@@ -99,6 +100,19 @@ def convert(
 def obs_frames(
     path: Union[str, PathLike[str]], columns: Optional[List[str]] = None
 ) -> List[Tuple[List[str], List[Tuple[str, str, Any, Any]]]]: ...
+def class_requests(
+    codes: List[int],
+    n_categories: int,
+    *,
+    batch_size: int,
+    chunk_size: int,
+    preload_nchunks: int,
+    class_weights: Optional[List[float]] = None,
+    num_samples: Optional[int] = None,
+    drop_last: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+) -> List[Tuple[List[Tuple[int, int]], List[List[int]]]]: ...
 def check_options(
     *,
     batch_size: Optional[int] = None,

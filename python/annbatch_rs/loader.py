@@ -288,7 +288,7 @@ class Loader(torch.utils.data.IterableDataset):
         from .samplers import DistributedSampler
 
         if isinstance(self._sampler, DistributedSampler):
-            pass  # the sampler names the rank; workers are added in _native
+            pass  # the sampler shards by rank itself (and by DataLoader worker, in Python)
         elif torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         info = torch.utils.data.get_worker_info()
@@ -320,11 +320,6 @@ class Loader(torch.utils.data.IterableDataset):
                               batch_sampler=PythonRequests(self._sampler))
             else:
                 params.update(settings)
-                if "world_size" in settings:  # a DistributedSampler
-                    info = torch.utils.data.get_worker_info()
-                    if info is not None:
-                        params["rank"] = params["rank"] * info.num_workers + info.id
-                        params["world_size"] *= info.num_workers
             self._natives[shard] = _native.Loader(collection, **params)
         return self._natives[shard]
 
@@ -457,13 +452,16 @@ class Loader(torch.utils.data.IterableDataset):
 
     @property
     def var(self) -> Any:
-        """The variables as a DataFrame indexed by var names (None before data is added)."""
+        """The variables as a DataFrame indexed by var names: the ``var`` given with the data,
+        or the var names of a collection; None when datasets came without var (as annbatch)."""
         if not self._sources:
             return None
         if self._var is None:
             import pandas as pd
 
             given = next((s.var for s in self._sources if s.var is not None), None)
+            if given is None and not any(isinstance(s.native, str) for s in self._sources):
+                return None  # datasets added without var, as annbatch
             self._var = (given if given is not None else
                          pd.DataFrame(index=pd.Index(self._native_collection().var_names())))
         return self._var

@@ -17,6 +17,7 @@ their requests are drawn in a background thread and read by the Rust pipeline.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -40,11 +41,6 @@ __all__ = [
 def _check(**values: Any) -> None:
     """The native loader's checks of these settings (one wording, in Rust)."""
     _native.check_options(**values)
-
-
-def _no_mask(mask: Any) -> None:
-    if mask is not None:
-        raise NotImplementedError("mask: convert the rows you want into their own collection")
 
 
 def _seed_of(rng: Optional[np.random.Generator], seed: Optional[int]) -> int:
@@ -214,39 +210,93 @@ class RandomSampler(_ChunkSampler):
                          num_samples=num_samples, rng=rng, seed=seed)
 
 
-@dataclass
-class DistributedSampler:
-    """One disjoint shard of ``sampler``'s epoch per rank; with ``enforce_equal_batches`` every
-    rank gets the same number of batches (a few rows may be left out)."""
+class DistributedSampler(Sampler):
+    """annbatch's sharding for distributed training: rank ``r`` of ``w`` draws from its own
+    contiguous rows, ``[r * n, (r + 1) * n)`` with ``n = n_obs // w`` (rounded down to whole
+    batches with ``enforce_equal_batches``, so every rank yields the same number of batches),
+    through a copy of ``sampler`` whose ``mask`` is moved onto that shard for each pass.
 
-    sampler: Union[SequentialSampler, RandomSampler]
-    dist_info: Union[str, Callable[[], Tuple[int, int]]] = "torch"
-    enforce_equal_batches: bool = True
+    ``dist_info``: ``"torch"`` (``torch.distributed``), ``"jax"`` (``jax.process_index()`` /
+    ``process_count()``) or a callable returning ``(rank, world_size)``; read once, here.
+    """
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.sampler, (SequentialSampler, RandomSampler)):
-            raise TypeError("DistributedSampler wraps a SequentialSampler or a RandomSampler")
-        if not callable(self.dist_info) and self.dist_info != "torch":
-            raise ValueError(f"dist_info {self.dist_info!r}: expected 'torch' or a callable")
+    def __init__(self, sampler: Sampler, *,
+                 dist_info: Union[str, Callable[[], Tuple[int, int]]] = "torch",
+                 enforce_equal_batches: bool = True):
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"DistributedSampler wraps a Sampler, got {type(sampler).__name__}")
+        if isinstance(sampler, ClassSampler):
+            raise NotImplementedError(
+                "DistributedSampler(ClassSampler): give the ClassSampler to the Loader itself; "
+                "under torch.distributed each rank then draws its own share of num_samples")
+        self._rank, self._world_size = _dist_info(dist_info)
+        self.enforce_equal_batches = enforce_equal_batches
+        # A copy: its mask is moved onto this rank's shard while a pass runs.
+        self.sampler = copy.deepcopy(sampler)
+        self.sampler.mask = slice(0, None)
+        if isinstance(self.sampler, _ChunkSampler):  # ranks shuffle independently
+            self.sampler.seed = int(np.random.default_rng(
+                [self.sampler.seed, self._rank]).integers(2**63))
+            self.sampler._rng = None
+
+    @property
+    def batch_size(self) -> Optional[int]:
+        return self.sampler.batch_size
+
+    @property
+    def shuffle(self) -> bool:
+        return self.sampler.shuffle
 
     def rank_and_world_size(self) -> Tuple[int, int]:
-        if callable(self.dist_info):
-            return tuple(self.dist_info())  # type: ignore[return-value]
+        return self._rank, self._world_size
+
+    def _shard(self, n_obs: int) -> slice:
+        rank, world = self._rank, self._world_size
+        if world < 1:
+            raise ValueError(f"invalid parameter world_size = {world}: must be at least 1")
+        if not 0 <= rank < world:
+            raise ValueError(f"invalid parameter rank = {rank}: must be in 0..{world}")
+        per_rank = n_obs // world
+        if self.enforce_equal_batches and self.sampler.batch_size:
+            per_rank -= per_rank % self.sampler.batch_size
+        if per_rank == 0:
+            raise ValueError(
+                f"{n_obs} rows cannot be shared by {world} ranks"
+                + (f" in whole batches of {self.sampler.batch_size}"
+                   if self.enforce_equal_batches else ""))
+        return slice(rank * per_rank, (rank + 1) * per_rank)
+
+    def n_batches(self, n_obs: int) -> int:
+        shard = self._shard(n_obs)
+        return self.sampler.n_batches(shard.stop - shard.start)
+
+    def validate(self, n_obs: int) -> None:
+        self._shard(n_obs)
+        self.sampler.validate(n_obs)
+
+    def _sample(self, n_obs: int) -> Iterator[LoadRequest]:
+        self.sampler.mask = self._shard(n_obs)
+        try:
+            yield from self.sampler.sample(n_obs)
+        finally:
+            self.sampler.mask = slice(0, None)
+
+
+def _dist_info(dist_info: Any) -> Tuple[int, int]:
+    if callable(dist_info):
+        rank, world = dist_info()
+        return int(rank), int(world)
+    if dist_info == "torch":
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
             return dist.get_rank(), dist.get_world_size()
         return 0, 1
+    if dist_info == "jax":
+        import jax
 
-    def _settings(self) -> Dict[str, Any]:
-        inner = self.sampler._settings()
-        if inner is None:
-            raise NotImplementedError(
-                "DistributedSampler over a sampler with mask / replacement / num_samples or a "
-                "custom _sample: shard with the sampler's mask instead")
-        rank, world = self.rank_and_world_size()
-        return dict(inner, rank=rank, world_size=world,
-                    equal_batches=self.enforce_equal_batches)
+        return jax.process_index(), jax.process_count()
+    raise ValueError(f"Unknown dist_info {dist_info!r}. Supported backends: ['jax', 'torch']")
 
 
 @dataclass
@@ -265,8 +315,9 @@ class ClassSampler:
     num_samples: Optional[int] = None
     class_weights: Optional[Sequence[float]] = None
     drop_last: bool = False
-    seed: int = 0
+    seed: Optional[int] = None
     mask: Any = None
+    rng: Optional[np.random.Generator] = None
     _codes: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -274,7 +325,8 @@ class ClassSampler:
 
         _check(chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
                   batch_size=self.batch_size)
-        _no_mask(self.mask)
+        self.mask = _mask_of(self.mask)
+        self.seed = _seed_of(self.rng, self.seed)
         if not isinstance(self.classes, pd.Categorical):
             raise TypeError(
                 f"classes must be a pandas.Categorical, got {type(self.classes).__name__}")
@@ -287,15 +339,44 @@ class ClassSampler:
                     f"class_weights: {len(self.classes.categories)} non-negative weights expected")
         self._codes = np.asarray(self.classes.codes, dtype=np.int64)
 
+    def _drawable(self) -> Tuple[np.ndarray, Optional[int]]:
+        """The codes with rows outside ``mask`` missing (never drawn), and the epoch's rows."""
+        start = self.mask.start or 0
+        stop = len(self._codes) if self.mask.stop is None else min(self.mask.stop,
+                                                                   len(self._codes))
+        if start >= stop:
+            raise ValueError(f"mask {self.mask!r} selects no row of {len(self._codes)}")
+        if (start, stop) == (0, len(self._codes)):
+            return self._codes, self.num_samples
+        codes = np.full_like(self._codes, -1)
+        codes[start:stop] = self._codes[start:stop]
+        return codes, self.num_samples if self.num_samples is not None else stop - start
+
     def _settings(self) -> Dict[str, Any]:
+        codes, num_samples = self._drawable()
         return dict(
             chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
             batch_size=self.batch_size, drop_last=self.drop_last, shuffle=True, seed=self.seed,
-            class_codes=self._codes.tolist(), n_categories=len(self.classes.categories),
+            class_codes=codes.tolist(), n_categories=len(self.classes.categories),
             class_weights=None if self.class_weights is None else
             [float(w) for w in self.class_weights],
-            num_samples=self.num_samples,
+            num_samples=num_samples,
         )
+
+    def sample(self, n_obs: int) -> Iterator[LoadRequest]:
+        """The load requests of the first epoch, as the Rust sampler draws them (annbatch's
+        preview of a sampler's requests)."""
+        if n_obs != len(self._codes):
+            raise ValueError(f"classes has {len(self._codes)} rows, the data {n_obs}")
+        codes, num_samples = self._drawable()
+        weights = None if self.class_weights is None else [float(w) for w in self.class_weights]
+        for ranges, splits in _native.class_requests(
+                codes.tolist(), len(self.classes.categories), batch_size=self.batch_size,
+                chunk_size=self.chunk_size, preload_nchunks=self.preload_nchunks,
+                class_weights=weights, num_samples=num_samples, drop_last=self.drop_last,
+                seed=self.seed):
+            yield {"requests": [slice(a, b) for a, b in ranges],
+                   "splits": [np.asarray(s, dtype=np.int64) for s in splits]}
 
 
 class WeightedClassSampler(ClassSampler):
@@ -308,5 +389,4 @@ class WeightedClassSampler(ClassSampler):
 
 
 # Samplers the Rust side runs from their settings alone: Samplers for isinstance checks.
-Sampler.register(DistributedSampler)
 Sampler.register(ClassSampler)

@@ -98,3 +98,19 @@ def test_class_sampler_is_sharded_over_dataloader_workers():
     counts = np.bincount(codes[np.concatenate(batches)], minlength=len(classes.categories))
     present = counts[np.bincount(codes, minlength=len(counts)) > 0]
     assert np.all(np.abs(present / present.sum() - 1 / len(present)) < 0.05)
+
+
+def test_class_sampler_mask_and_preview():
+    """annbatch's mask (scvi-tools splits train / validation with it) and sample(n_obs)."""
+    classes = COLLECTION.obs(columns=["cell_type"])["cell_type"].values
+    sampler = ClassSampler(8, 8, 64, classes=classes, num_samples=640, mask=slice(100, 400),
+                           rng=np.random.default_rng(5))
+    drawn = np.concatenate(rows(with_sampler(sampler)))
+    assert len(drawn) == 640 and drawn.min() >= 100 and drawn.max() < 400
+    preview = list(sampler.sample(len(classes)))
+    ranges = [(s.start, s.stop) for r in preview for s in r["requests"]]
+    assert sum(b - a for a, b in ranges) == 640
+    assert all(100 <= a < b <= 400 for a, b in ranges)
+    assert sum(len(s) for r in preview for s in r["splits"]) == 640
+    with pytest.raises(ValueError, match="rows"):
+        list(sampler.sample(len(classes) + 1))
