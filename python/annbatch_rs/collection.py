@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import warnings
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
 
 from . import _native
 
@@ -151,8 +154,11 @@ class DatasetCollection:
         An appended input that shares no variable with the collection is refused unless
         ``allow_disjoint_var`` (annbatch_rs only).
 
-        Not yet: a custom ``load_adata`` and ``merge`` (var columns are not kept yet) raise
-        ``NotImplementedError``.
+        ``load_adata`` (annbatch's custom loading) is called with each input path; what it
+        returns (a lazy or in-memory AnnData: its ``X``, obs columns and var) is written to a
+        temporary zarr store beside the collection, which is then converted: exact for any
+        function, at the cost of one more write of each input. ``merge`` (var columns are not
+        kept yet) raises ``NotImplementedError``.
 
         Returns
         -------
@@ -160,17 +166,32 @@ class DatasetCollection:
         """
         if self.mode == "r":
             raise ValueError(f"{self.path} was opened read-only (mode='r')")
-        if load_adata is not None and getattr(load_adata, "__name__", "") != "_default_load_adata":
-            raise NotImplementedError(
-                "add_adatas(load_adata=...): annbatch_rs converts the files themselves; select "
-                "obs columns when loading (Loader(obs_keys=...) or use_collection(load_adata=)),"
-                " and subset genes with var_subset=")
         if merge is not None:
             raise NotImplementedError(
                 f"add_adatas(merge={merge!r}): var columns are not kept by the converter yet, "
                 "so there is nothing to merge; leave merge=None")
         del h5ad_compressor  # .h5ad collections are not written (see the docstring)
-        paths = [_path_of(p) for p in adata_paths]
+        adata_paths = list(adata_paths)
+        if load_adata is not None and getattr(load_adata, "__name__", "") != "_default_load_adata":
+            parent = os.path.dirname(os.path.abspath(self.path))
+            with tempfile.TemporaryDirectory(prefix=".annbatch-load-", dir=parent) as tmp:
+                paths = [_loaded(load_adata, p, os.path.join(tmp, f"input_{i}.zarr"))
+                         for i, p in enumerate(adata_paths)]
+                self._convert(paths, groupby, var_subset, n_obs_per_chunk, shard_size,
+                              zarr_compressor, dataset_size, shuffle_chunk_size, shuffle,
+                              _seed_of(rng, seed), quiet, allow_disjoint_var)
+            # obs["src_path"] names the inputs, not the scratch copies.
+            _rename_sources(self, dict(zip(paths, (_path_of(p) for p in adata_paths))))
+            return self
+        return self._convert([_path_of(p) for p in adata_paths], groupby, var_subset,
+                             n_obs_per_chunk, shard_size, zarr_compressor, dataset_size,
+                             shuffle_chunk_size, shuffle, _seed_of(rng, seed), quiet,
+                             allow_disjoint_var)
+
+    def _convert(self, paths: List[str], groupby: Any, var_subset: Any, n_obs_per_chunk: Any,
+                 shard_size: Any, zarr_compressor: Any, dataset_size: Any,
+                 shuffle_chunk_size: Any, shuffle: Any, seed: Optional[int], quiet: bool,
+                 allow_disjoint_var: bool) -> "DatasetCollection":
         if isinstance(groupby, str):
             groupby = [groupby]
         self.last_report = _native.convert(
@@ -181,7 +202,7 @@ class DatasetCollection:
             dataset_size=dataset_size,
             shuffle_chunk_size=shuffle_chunk_size,
             shuffle=shuffle,
-            seed=_seed_of(rng, seed),
+            seed=seed,
             var_subset=list(var_subset) if var_subset is not None else None,
             groupby=list(groupby) if groupby else None,
             quiet=quiet,
@@ -246,6 +267,43 @@ def obs_frame(path: str, columns: Optional[Sequence[str]] = None) -> Any:
     import pandas as pd
 
     return pd.concat(obs_frames(path, columns))
+
+
+def _loaded(load_adata: Any, path: Any, scratch: str) -> str:
+    """``load_adata(path)`` written as a zarr AnnData store at ``scratch``."""
+    import anndata as ad
+
+    adata = load_adata(path)
+    if not isinstance(adata, ad.AnnData):
+        raise TypeError(f"load_adata returned {type(adata).__name__}, expected an AnnData")
+    for attr in ("obs", "var"):
+        frame = getattr(adata, attr)
+        if hasattr(frame, "to_memory"):  # anndata.experimental.read_lazy's Dataset2D
+            setattr(adata, attr, frame.to_memory())
+    if hasattr(adata.X, "to_memory"):  # a backed CSRDataset
+        adata.X = adata.X.to_memory()
+    settings = {}
+    if hasattr(ad.settings, "allow_write_nullable_strings"):
+        settings["allow_write_nullable_strings"] = True
+    with ad.settings.override(**settings):
+        adata.write_zarr(scratch)
+    return scratch
+
+
+def _rename_sources(collection: "DatasetCollection", names: Dict[str, str]) -> None:
+    """Replaces the scratch paths among each dataset's ``obs/src_path`` categories."""
+    import zarr
+
+    root = zarr.open_group(collection.path, mode="r+")
+    for key in collection._dataset_keys:
+        obs = root[key]["obs"]
+        if "src_path" not in obs or "categories" not in obs["src_path"]:
+            continue
+        categories = obs["src_path"]["categories"]
+        values = [str(v) for v in categories[:]]
+        renamed = [names.get(v, v) for v in values]
+        if renamed != values:
+            categories[:] = np.asarray(renamed, dtype=object)
 
 
 def _seed_of(rng: Any, seed: Optional[int]) -> Optional[int]:

@@ -70,7 +70,6 @@ def test_modes_and_refusals(tmp_path):
         DatasetCollection(tmp_path / "no_suffix")
     target = DatasetCollection(tmp_path / "t.zarr")
     for kwargs, match in [(dict(merge="same"), "merge"),
-                          (dict(load_adata=lambda p: ad.read_h5ad(p)), "load_adata"),
                           (dict(zarr_compressor=(zarr.codecs.ZstdCodec(level=5),)), "Zstd")]:
         with pytest.raises(NotImplementedError, match=match):
             target.add_adatas([H5AD], **kwargs)
@@ -211,3 +210,22 @@ def test_numeric_obs_joins_stay_numeric(tmp_path):
     assert c.obs()["x"].dtype.kind == "f"
     back = ad.read_zarr(tmp_path / "c.zarr" / "dataset_0")
     assert back.obs["x"].dtype.kind == "f"  # anndata reads what we wrote
+
+
+def test_add_adatas_runs_load_adata(tmp_path):
+    """annbatch's docstring example: a function keeping X, two obs columns and var."""
+    def read_lazy_x_and_obs_only(path):
+        adata = ad.experimental.read_lazy(path)
+        return ad.AnnData(X=adata.X, obs=adata.obs.to_memory()[["cell_type", "n_counts"]],
+                          var=adata.var.to_memory())
+
+    c = DatasetCollection(tmp_path / "c.zarr").add_adatas(
+        [H5AD], load_adata=read_lazy_x_and_obs_only, rng=np.random.default_rng(0))
+    obs = c.obs()
+    assert list(obs.columns) == ["cell_type", "n_counts", "src_path"]
+    assert set(obs["src_path"].astype(str)) == {str(H5AD)}  # the input, not a scratch copy
+    source = ad.read_h5ad(H5AD)
+    back = ad.concat([ad.read_zarr(tmp_path / "c.zarr" / k) for k in c._dataset_keys])
+    back = back[source.obs_names]
+    assert (back.X != source.X).nnz == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".annbatch-load-")]
