@@ -53,6 +53,9 @@ mod publish;
 mod size;
 mod source;
 mod var_space;
+mod var_table;
+
+pub use var_table::VarMerge;
 
 use dataset::{write_dataset, Piece, Shared};
 use obs_table::{ObsPart, ObsTable};
@@ -93,6 +96,10 @@ pub struct ConvertOptions {
     /// The compressor of `X`'s inner chunks (annbatch's `zarr_compressor`). Default blosc lz4,
     /// clevel 3, byte shuffle, as annbatch.
     pub compressor: Compressor,
+    /// How var columns of several inputs are merged (annbatch's `merge`). `None`, the default:
+    /// one input keeps its var columns, several keep none, as `anndata.concat`. Appending keeps
+    /// the collection's.
+    pub merge: Option<VarMerge>,
 }
 
 impl Default for ConvertOptions {
@@ -109,6 +116,7 @@ impl Default for ConvertOptions {
             quiet: false,
             allow_disjoint_var: false,
             compressor: Compressor::BloscLz4,
+            merge: None,
         }
     }
 }
@@ -389,9 +397,20 @@ fn create(
         options.shuffle,
         &mut rng,
     );
+    let parts = sources
+        .iter()
+        .zip(&space.maps)
+        .map(|(s, map)| {
+            Ok(var_table::VarPart {
+                columns: s.var_columns().map_err(|e| e.in_input(s.path()))?,
+                map: map.as_ref(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let var_columns = var_table::join(parts, space.names.len(), options.merge);
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
-    let shared = shared(&sources, &space, &obs, sparse, options);
+    let shared = shared(&sources, &space, &var_columns, &obs, sparse, options);
     let progress = Progress::new(n_obs, options.quiet);
     for (i, ranges) in datasets.iter().enumerate() {
         progress.0.set_message(format!("dataset_{i}"));
@@ -435,6 +454,7 @@ fn create(
 fn shared<'a>(
     sources: &'a [Source],
     space: &'a var_space::VarSpace,
+    var_columns: &'a [(String, Column)],
     obs: &'a ObsTable,
     sparse: bool,
     options: &'a ConvertOptions,
@@ -443,6 +463,7 @@ fn shared<'a>(
         sources,
         maps: &space.maps,
         var_names: &space.names,
+        var_columns,
         obs,
         sparse,
         n_obs_per_chunk: options.n_obs_per_chunk,
@@ -553,9 +574,14 @@ fn append(
         options.shuffle,
         &mut rng,
     );
+    // The collection's var columns stay (the new inputs are cut to its var space).
+    let var_columns = match sources.first() {
+        Some(first) => first.var_columns().map_err(|e| e.in_input(first.path()))?,
+        None => Vec::new(),
+    };
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
-    let shared = shared(&sources, &space, &obs, sparse, options);
+    let shared = shared(&sources, &space, &var_columns, &obs, sparse, options);
     let progress = Progress::new(existing_rows + added, options.quiet);
     let mut obs_start = 0;
     let mut inventory = Inventory::default();

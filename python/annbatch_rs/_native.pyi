@@ -96,6 +96,7 @@ def convert(
     quiet: bool = True,
     allow_disjoint_var: bool = False,
     compressor: Optional[str] = None,
+    merge: Optional[str] = None,
 ) -> Dict[str, Any]: ...
 def obs_frames(
     path: Union[str, PathLike[str]], columns: Optional[List[str]] = None

@@ -157,8 +157,10 @@ class DatasetCollection:
         ``load_adata`` (annbatch's custom loading) is called with each input path; what it
         returns (a lazy or in-memory AnnData: its ``X``, obs columns and var) is written to a
         temporary zarr store beside the collection, which is then converted: exact for any
-        function, at the cost of one more write of each input. ``merge`` (var columns are not
-        kept yet) raises ``NotImplementedError``.
+        function, at the cost of one more write of each input. var columns are kept as
+        ``anndata.concat(join="outer", merge=merge)`` keeps them: by default one input keeps
+        its own and several keep none; ``merge`` is ``"same"``, ``"unique"``, ``"first"`` or
+        ``"only"``. Appending keeps the collection's.
 
         Returns
         -------
@@ -166,10 +168,6 @@ class DatasetCollection:
         """
         if self.mode == "r":
             raise ValueError(f"{self.path} was opened read-only (mode='r')")
-        if merge is not None:
-            raise NotImplementedError(
-                f"add_adatas(merge={merge!r}): var columns are not kept by the converter yet, "
-                "so there is nothing to merge; leave merge=None")
         del h5ad_compressor  # .h5ad collections are not written (see the docstring)
         adata_paths = list(adata_paths)
         if load_adata is not None and getattr(load_adata, "__name__", "") != "_default_load_adata":
@@ -179,19 +177,19 @@ class DatasetCollection:
                          for i, p in enumerate(adata_paths)]
                 self._convert(paths, groupby, var_subset, n_obs_per_chunk, shard_size,
                               zarr_compressor, dataset_size, shuffle_chunk_size, shuffle,
-                              _seed_of(rng, seed), quiet, allow_disjoint_var)
+                              _seed_of(rng, seed), quiet, allow_disjoint_var, merge)
             # obs["src_path"] names the inputs, not the scratch copies.
             _rename_sources(self, dict(zip(paths, (_path_of(p) for p in adata_paths))))
             return self
         return self._convert([_path_of(p) for p in adata_paths], groupby, var_subset,
                              n_obs_per_chunk, shard_size, zarr_compressor, dataset_size,
                              shuffle_chunk_size, shuffle, _seed_of(rng, seed), quiet,
-                             allow_disjoint_var)
+                             allow_disjoint_var, merge)
 
     def _convert(self, paths: List[str], groupby: Any, var_subset: Any, n_obs_per_chunk: Any,
                  shard_size: Any, zarr_compressor: Any, dataset_size: Any,
                  shuffle_chunk_size: Any, shuffle: Any, seed: Optional[int], quiet: bool,
-                 allow_disjoint_var: bool) -> "DatasetCollection":
+                 allow_disjoint_var: bool, merge: Optional[str]) -> "DatasetCollection":
         if isinstance(groupby, str):
             groupby = [groupby]
         self.last_report = _native.convert(
@@ -208,6 +206,7 @@ class DatasetCollection:
             quiet=quiet,
             allow_disjoint_var=allow_disjoint_var,
             compressor=_compressor_name(zarr_compressor),
+            merge=merge,
         )
         return self
 

@@ -97,6 +97,10 @@ enum Command {
         /// Compressor of X's chunks (annbatch's zarr_compressor).
         #[arg(long, default_value = "blosc-lz4", value_parser = ["blosc-lz4", "zstd", "none"])]
         compressor: String,
+        /// How var columns of several inputs merge (anndata's merge): same, unique, first,
+        /// only. Default: one input keeps its var columns, several keep none.
+        #[arg(long)]
+        merge: Option<String>,
     },
     /// Summarise a collection, an AnnData zarr store, or (feature hdf5) an .h5ad file.
     Inspect {
@@ -166,6 +170,7 @@ fn main() -> ExitCode {
             quiet,
             allow_disjoint_var,
             compressor,
+            merge,
         } => (|| {
             let var_subset = match var_subset {
                 Some(path) => Some(
@@ -195,6 +200,7 @@ fn main() -> ExitCode {
                     "none" => Compressor::None,
                     _ => Compressor::BloscLz4,
                 },
+                merge: merge.as_deref().map(str::parse).transpose()?,
             };
             convert(&inputs, &output, &options)
         })(),

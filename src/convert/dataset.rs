@@ -34,6 +34,7 @@ pub(crate) struct Shared<'a> {
     pub sources: &'a [Source],
     pub maps: &'a [Option<ColumnMap>],
     pub var_names: &'a [String],
+    pub var_columns: &'a [(String, crate::store::Column)],
     pub obs: &'a ObsTable,
     pub sparse: bool,
     pub n_obs_per_chunk: u64,
@@ -139,7 +140,7 @@ pub(crate) fn write_dataset(
         .map(|(n, c)| (n.clone(), take(c, &obs_order)))
         .collect();
     writer.dataframe(&p("obs"), &names, &columns)?;
-    writer.dataframe(&p("var"), shared.var_names, &[])?;
+    writer.dataframe(&p("var"), shared.var_names, shared.var_columns)?;
     for empty in ["layers", "obsm", "obsp", "varm", "varp", "uns"] {
         writer.group(
             &p(empty),

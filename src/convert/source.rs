@@ -123,6 +123,14 @@ impl Source {
         }
     }
 
+    pub(crate) fn var_columns(&self) -> Result<Vec<(String, Column)>> {
+        match self {
+            Self::Zarr(a, _) => a.var_columns(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.var_columns(),
+        }
+    }
+
     pub(crate) fn new_batch(&self) -> XBatch {
         match self {
             Self::Zarr(a, _) => a.x().new_batch(),

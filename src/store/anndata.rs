@@ -477,6 +477,32 @@ impl AnnDataStore {
         }
     }
 
+    /// `var` columns and their values, in `column-order` (none for data in memory).
+    ///
+    /// # Errors
+    /// [`Error::UnknownEncoding`] / [`Error::UnsupportedDtype`] for a column this crate cannot
+    /// read, [`Error::ShapeMismatch`] for one without a value per variable.
+    pub fn var_columns(&self) -> Result<Vec<(String, Column)>> {
+        let Backing::Zarr { store, group } = &self.backing else {
+            return Ok(Vec::new());
+        };
+        let var = join(group, "var");
+        dataframe::column_names(store, &var)?
+            .into_iter()
+            .map(|name| {
+                let column = dataframe::read_column(store, &var, &name)?;
+                if column.len() as u64 != self.n_var() {
+                    return Err(Error::ShapeMismatch {
+                        path: join(&var, &name),
+                        found: format!("{} rows", column.len()),
+                        expected: format!("{} (X's n_var)", self.n_var()),
+                    });
+                }
+                Ok((name, column))
+            })
+            .collect()
+    }
+
     fn check_len(&self, path: &str, len: usize) -> Result<()> {
         rows_match(path, len, self.n_obs())
     }

@@ -476,6 +476,28 @@ impl H5adFile {
         Ok(column)
     }
 
+    /// `var` columns and their values, in `column-order` (one value per variable).
+    ///
+    /// # Errors
+    /// As [`Self::obs_column`], for `var`.
+    pub fn var_columns(&self) -> Result<Vec<(String, Column)>> {
+        let n_var = self.var_names.len();
+        dataframe::column_names(&self.h5, "var")?
+            .into_iter()
+            .map(|name| {
+                let column = dataframe::read_column(&self.h5, "var", &name)?;
+                if column.len() != n_var {
+                    return Err(Error::ShapeMismatch {
+                        path: format!("var/{name}"),
+                        found: format!("{} rows", column.len()),
+                        expected: format!("{n_var} (X's n_var)"),
+                    });
+                }
+                Ok((name, column))
+            })
+            .collect()
+    }
+
     /// An empty batch of the right kind for [`Self::read_rows`].
     pub fn new_batch(&self) -> XBatch {
         match &self.x {

@@ -69,8 +69,7 @@ def test_modes_and_refusals(tmp_path):
     with pytest.warns(UserWarning, match=".zarr"):
         DatasetCollection(tmp_path / "no_suffix")
     target = DatasetCollection(tmp_path / "t.zarr")
-    for kwargs, match in [(dict(merge="same"), "merge"),
-                          (dict(zarr_compressor=(zarr.codecs.ZstdCodec(level=5),)), "Zstd")]:
+    for kwargs, match in [(dict(zarr_compressor=(zarr.codecs.ZstdCodec(level=5),)), "Zstd")]:
         with pytest.raises(NotImplementedError, match=match):
             target.add_adatas([H5AD], **kwargs)
     assert target.is_empty
@@ -229,3 +228,43 @@ def test_add_adatas_runs_load_adata(tmp_path):
     back = back[source.obs_names]
     assert (back.X != source.X).nnz == 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".annbatch-load-")]
+
+
+def _with_var(tmp_path, name, genes, symbols):
+    a = ad.AnnData(X=sp.random(30, len(genes), density=0.3, format="csr", dtype=np.float32,
+                               random_state=0),
+                   obs=pd.DataFrame({"ct": pd.Categorical(["a"] * 30)},
+                                    index=[f"{name}{i}" for i in range(30)]),
+                   var=pd.DataFrame({"gene_symbol": symbols, "hv": [True] * len(genes)},
+                                    index=genes))
+    a.write_h5ad(tmp_path / f"{name}.h5ad")
+    return tmp_path / f"{name}.h5ad"
+
+
+@pytest.mark.parametrize("merge, columns", [(None, []), ("same", []),
+                                            ("first", ["gene_symbol", "hv"]),
+                                            ("unique", ["gene_symbol", "hv"])])
+def test_var_columns_merge_as_annbatch(tmp_path, merge, columns):
+    """What annbatch 0.3.1 keeps (probed with the same two inputs: g1-g3 and g2-g4)."""
+    one = _with_var(tmp_path, "one", ["g1", "g2", "g3"], ["A", "B", "C"])
+    two = _with_var(tmp_path, "two", ["g2", "g3", "g4"], ["B", "C", "D"])
+    out = tmp_path / "c.zarr"
+    DatasetCollection(out).add_adatas([one, two], merge=merge, rng=np.random.default_rng(0))
+    var = ad.read_zarr(out / "dataset_0").var
+    assert list(var.columns) == columns and list(var.index) == ["g1", "g2", "g3", "g4"]
+    if columns:
+        assert var["gene_symbol"].tolist() == ["A", "B", "C", "D"]
+        assert var["hv"].tolist() == [True, True, True, True]
+
+
+def test_one_input_keeps_its_var_columns_and_appends_keep_them(tmp_path):
+    one = _with_var(tmp_path, "one", ["g1", "g2", "g3"], ["A", "B", "C"])
+    out = tmp_path / "c.zarr"
+    c = DatasetCollection(out).add_adatas([one], rng=np.random.default_rng(0))
+    var = ad.read_zarr(out / "dataset_0").var
+    assert var["gene_symbol"].tolist() == ["A", "B", "C"] and var["hv"].all()
+    c.add_adatas([_with_var(tmp_path, "two", ["g2", "g3", "g4"], ["x", "y", "z"])])
+    for key in c._dataset_keys:
+        assert ad.read_zarr(out / key).var["gene_symbol"].tolist() == ["A", "B", "C"]
+    with pytest.raises(ValueError, match="merge"):
+        DatasetCollection(tmp_path / "d.zarr").add_adatas([one], merge="most")
