@@ -46,6 +46,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 mod dataset;
+mod elements;
 mod lock;
 mod obs_table;
 mod plan;
@@ -408,9 +409,20 @@ fn create(
         })
         .collect::<Result<Vec<_>>>()?;
     let var_columns = var_table::join(parts, space.names.len(), options.merge);
+    let carried = elements::carry(&sources)?;
+    notes.extend(carried.notes.iter().cloned());
+    let elements = carried.elements();
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
-    let shared = shared(&sources, &space, &var_columns, &obs, sparse, options);
+    let shared = shared(
+        &sources,
+        &space,
+        &var_columns,
+        &elements,
+        &obs,
+        sparse,
+        options,
+    );
     let progress = Progress::new(n_obs, options.quiet);
     for (i, ranges) in datasets.iter().enumerate() {
         progress.0.set_message(format!("dataset_{i}"));
@@ -455,6 +467,7 @@ fn shared<'a>(
     sources: &'a [Source],
     space: &'a var_space::VarSpace,
     var_columns: &'a [(String, Column)],
+    elements: &'a [dataset::Element<'a>],
     obs: &'a ObsTable,
     sparse: bool,
     options: &'a ConvertOptions,
@@ -464,6 +477,7 @@ fn shared<'a>(
         maps: &space.maps,
         var_names: &space.names,
         var_columns,
+        elements,
         obs,
         sparse,
         n_obs_per_chunk: options.n_obs_per_chunk,
@@ -579,9 +593,20 @@ fn append(
         Some(first) => first.var_columns().map_err(|e| e.in_input(first.path()))?,
         None => Vec::new(),
     };
+    let carried = elements::carry(&sources)?;
+    notes.extend(carried.notes.iter().cloned());
+    let elements = carried.elements();
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
-    let shared = shared(&sources, &space, &var_columns, &obs, sparse, options);
+    let shared = shared(
+        &sources,
+        &space,
+        &var_columns,
+        &elements,
+        &obs,
+        sparse,
+        options,
+    );
     let progress = Progress::new(existing_rows + added, options.quiet);
     let mut obs_start = 0;
     let mut inventory = Inventory::default();

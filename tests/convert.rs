@@ -490,3 +490,56 @@ fn killing_a_conversion_never_leaves_a_collection_that_looks_complete() {
     let report = add_adatas(&small, &[&input], &disjoint).expect("append after the kill");
     assert_eq!((report.n_obs, report.datasets), (20_700, 3));
 }
+
+/// Each obs name's row of the matrix at `path` in every dataset of `collection`
+/// (`""` for `X`), as sorted (column, value) entries.
+fn matrix_rows(collection: &Path, path: &str) -> HashMap<String, Vec<(i32, f32)>> {
+    let c = DatasetCollection::open(collection).expect("open");
+    let mut out = HashMap::new();
+    for d in c.datasets() {
+        let m = if path.is_empty() {
+            None
+        } else {
+            Some(d.matrix(path).expect("matrix"))
+        };
+        let x = m.as_ref().unwrap_or(d.x());
+        let mut batch = x.new_batch();
+        x.read_rows(&[0..x.n_obs()], &mut batch).expect("read");
+        let XBatch::Csr(b) = batch else {
+            panic!("csr expected")
+        };
+        for (i, name) in d.obs_names().expect("names").into_iter().enumerate() {
+            let (a, e) = (b.indptr[i] as usize, b.indptr[i + 1] as usize);
+            let row = b.indices[a..e]
+                .iter()
+                .copied()
+                .zip(b.data[a..e].iter().copied());
+            out.insert(name, row.collect());
+        }
+    }
+    out
+}
+
+#[test]
+fn layers_are_carried_over_with_their_rows() {
+    // A dataset written by annbatch 0.3.1 with layers["counts"], as a zarr input.
+    let input = data("annbatch_layers_collection.zarr").join("dataset_0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    let report = add_adatas(&out, &[&input], &options(3)).expect("convert");
+    assert!(
+        report.notes.iter().all(|n| !n.contains("layers/counts")),
+        "{:?}",
+        report.notes
+    );
+    let want = matrix_rows(&input, "layers/counts");
+    let got = matrix_rows(&out, "layers/counts");
+    assert_eq!(got.len(), want.len());
+    for (name, row) in &want {
+        assert_eq!(got.get(name), Some(row), "row {name}");
+    }
+    // X moved with the same rows, and it is not the counts.
+    let x = matrix_rows(&out, "");
+    assert_eq!(x.len(), want.len());
+    assert!(x.iter().any(|(name, row)| want[name] != *row));
+}

@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde_json::json;
 
 use super::obs_table::{compare_rows, take, ObsTable};
-use super::source::Source;
+use super::source::{Matrix, RowReader, Source};
 use super::var_space::{ColumnMap, DROPPED};
 use super::Size;
 use crate::batch::XBatch;
@@ -41,6 +41,60 @@ pub(crate) struct Shared<'a> {
     pub shard_size: Size,
     pub groupby: &'a [String],
     pub compressor: Compressor,
+    /// Layers and `obsm` entries, written after `X` with its row order.
+    pub elements: &'a [Element<'a>],
+}
+
+/// One row-aligned matrix of the output besides `X` (a layer, an `obsm` entry): where it
+/// goes, and each input's copy of it (in the order of the inputs).
+pub(crate) struct Element<'a> {
+    /// Path in the dataset: `layers/NAME` or `obsm/NAME`.
+    pub path: String,
+    /// One per input.
+    pub matrices: Vec<&'a Matrix>,
+    /// Columns are variables (a layer): remapped to the output var space like `X`.
+    pub var_aligned: bool,
+    /// Written as CSR (else dense).
+    pub sparse: bool,
+    /// Output columns of an `obsm` entry (a layer has the output's variables).
+    pub n_cols: usize,
+}
+
+/// What staging reads: per input, a reader and its column map; the output's columns.
+struct Read<'a> {
+    readers: Vec<&'a dyn RowReader>,
+    maps: Vec<Option<&'a ColumnMap>>,
+    n_cols: usize,
+}
+
+impl<'a> Read<'a> {
+    fn x(shared: &Shared<'a>) -> Self {
+        Self {
+            readers: shared.sources.iter().map(|s| s as &dyn RowReader).collect(),
+            maps: shared.maps.iter().map(Option::as_ref).collect(),
+            n_cols: shared.var_names.len(),
+        }
+    }
+
+    fn element(shared: &Shared<'a>, element: &Element<'a>) -> Self {
+        Self {
+            readers: element
+                .matrices
+                .iter()
+                .map(|&m| m as &dyn RowReader)
+                .collect(),
+            maps: if element.var_aligned {
+                shared.maps.iter().map(Option::as_ref).collect()
+            } else {
+                vec![None; element.matrices.len()]
+            },
+            n_cols: if element.var_aligned {
+                shared.var_names.len()
+            } else {
+                element.n_cols
+            },
+        }
+    }
 }
 
 /// A column index type of the output (`uint8` / `uint16` / `uint32`, the smallest that fits).
@@ -73,16 +127,7 @@ pub(crate) fn write_dataset(
     permute: impl FnOnce(usize) -> Vec<usize>,
     progress: &dyn Fn(u64),
 ) -> Result<()> {
-    let n_var = shared.var_names.len() as u64;
-    let staged = if !shared.sparse {
-        Staged::Dense(stage_dense(shared, pieces, progress)?)
-    } else if n_var <= u64::from(u8::MAX) {
-        Staged::U8(stage_csr(shared, pieces, progress)?)
-    } else if n_var <= u64::from(u16::MAX) {
-        Staged::U16(stage_csr(shared, pieces, progress)?)
-    } else {
-        Staged::U32(stage_csr(shared, pieces, progress)?)
-    };
+    let staged = stage(&Read::x(shared), shared.sparse, pieces, progress)?;
     let obs_rows: Vec<usize> = pieces
         .iter()
         .flat_map(|p| (p.obs_start..p.obs_start + (p.rows.end - p.rows.start)).map(|r| r as usize))
@@ -121,13 +166,18 @@ pub(crate) fn write_dataset(
             ("encoding-version", json!("0.1.0")),
         ]),
     )?;
-    match &staged {
-        Staged::U8(s) => write_csr(writer, &p("X"), s, &order, shared)?,
-        Staged::U16(s) => write_csr(writer, &p("X"), s, &order, shared)?,
-        Staged::U32(s) => write_csr(writer, &p("X"), s, &order, shared)?,
-        Staged::Dense(s) => write_dense(writer, &p("X"), s, &order, shared)?,
-    }
+    write_staged(writer, &p("X"), &staged, &order, shared)?;
     drop(staged);
+    // The other matrices one at a time, rows in the same order: memory for one of them.
+    for element in shared.elements {
+        let staged = stage(
+            &Read::element(shared, element),
+            element.sparse,
+            pieces,
+            &|_| {},
+        )?;
+        write_staged(writer, &p(&element.path), &staged, &order, shared)?;
+    }
     let obs_order: Vec<usize> = order.iter().map(|&r| obs_rows[r]).collect();
     let names: Vec<String> = obs_order
         .iter()
@@ -141,6 +191,7 @@ pub(crate) fn write_dataset(
         .collect();
     writer.dataframe(&p("obs"), &names, &columns)?;
     writer.dataframe(&p("var"), shared.var_names, shared.var_columns)?;
+    // The dict groups (holding the carried-over matrices, or empty).
     for empty in ["layers", "obsm", "obsp", "varm", "varp", "uns"] {
         writer.group(
             &p(empty),
@@ -153,10 +204,45 @@ pub(crate) fn write_dataset(
     Ok(())
 }
 
+/// Stages the rows of `pieces` as CSR (the smallest column index type that fits) or dense.
+fn stage(
+    read: &Read<'_>,
+    sparse: bool,
+    pieces: &[Piece],
+    progress: &dyn Fn(u64),
+) -> Result<Staged> {
+    let n_cols = read.n_cols as u64;
+    Ok(if !sparse {
+        Staged::Dense(stage_dense(read, pieces, progress)?)
+    } else if n_cols <= u64::from(u8::MAX) {
+        Staged::U8(stage_csr(read, pieces, progress)?, n_cols)
+    } else if n_cols <= u64::from(u16::MAX) {
+        Staged::U16(stage_csr(read, pieces, progress)?, n_cols)
+    } else {
+        Staged::U32(stage_csr(read, pieces, progress)?, n_cols)
+    })
+}
+
+fn write_staged(
+    writer: &Writer,
+    path: &str,
+    staged: &Staged,
+    order: &[usize],
+    shared: &Shared<'_>,
+) -> Result<()> {
+    match staged {
+        Staged::U8(s, n) => write_csr(writer, path, s, *n, order, shared),
+        Staged::U16(s, n) => write_csr(writer, path, s, *n, order, shared),
+        Staged::U32(s, n) => write_csr(writer, path, s, *n, order, shared),
+        Staged::Dense(s) => write_dense(writer, path, s, order, shared),
+    }
+}
+
+/// Staged rows; CSR with its number of columns.
 enum Staged {
-    U8(StagedCsr<u8>),
-    U16(StagedCsr<u16>),
-    U32(StagedCsr<u32>),
+    U8(StagedCsr<u8>, u64),
+    U16(StagedCsr<u16>, u64),
+    U32(StagedCsr<u32>, u64),
     Dense(StagedDense),
 }
 
@@ -175,12 +261,12 @@ struct StagedDense {
 /// Reads `pieces` in order on a reader thread (two batches in flight, recycled) and calls
 /// `consume(batch, map)` for each on this thread, so that reading and staging overlap.
 fn for_each_batch(
-    shared: &Shared<'_>,
+    read: &Read<'_>,
     pieces: &[Piece],
     progress: &dyn Fn(u64),
     mut consume: impl FnMut(&XBatch, Option<&ColumnMap>),
 ) -> Result<()> {
-    let sources = shared.sources;
+    let sources = &read.readers;
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = crossbeam_channel::bounded::<Result<(usize, XBatch)>>(2);
         let (empty_tx, empty_rx) = crossbeam_channel::unbounded::<(usize, XBatch)>();
@@ -213,7 +299,7 @@ fn for_each_batch(
         for message in full_rx.iter() {
             match message {
                 Ok((i, batch)) => {
-                    consume(&batch, shared.maps[i].as_ref());
+                    consume(&batch, read.maps[i]);
                     progress(batch.n_rows() as u64);
                     let _ = empty_tx.send((i, batch));
                 }
@@ -266,7 +352,7 @@ fn row_entries(batch: &XBatch, i: usize, map: Option<&ColumnMap>, entries: &mut 
 }
 
 fn stage_csr<I: OutIndex>(
-    shared: &Shared<'_>,
+    read: &Read<'_>,
     pieces: &[Piece],
     progress: &dyn Fn(u64),
 ) -> Result<StagedCsr<I>> {
@@ -275,7 +361,7 @@ fn stage_csr<I: OutIndex>(
     let nnz: u64 = pieces
         .iter()
         .filter_map(|p| {
-            let indptr = shared.sources[p.source].indptr()?;
+            let indptr = read.readers[p.source].indptr()?;
             Some(indptr[p.rows.end as usize] - indptr[p.rows.start as usize])
         })
         .sum();
@@ -286,7 +372,7 @@ fn stage_csr<I: OutIndex>(
     };
     staged.offsets.push(0);
     let mut entries = Vec::new();
-    for_each_batch(shared, pieces, progress, |batch, map| match (batch, map) {
+    for_each_batch(read, pieces, progress, |batch, map| match (batch, map) {
         // The common case: same var space, CSR in, CSR out: whole-batch copies.
         (XBatch::Csr(b), None) => {
             let base = staged.data.len() as u64;
@@ -312,16 +398,12 @@ fn stage_csr<I: OutIndex>(
     Ok(staged)
 }
 
-fn stage_dense(
-    shared: &Shared<'_>,
-    pieces: &[Piece],
-    progress: &dyn Fn(u64),
-) -> Result<StagedDense> {
-    let width = shared.var_names.len();
+fn stage_dense(read: &Read<'_>, pieces: &[Piece], progress: &dyn Fn(u64)) -> Result<StagedDense> {
+    let width = read.n_cols;
     let n_rows: u64 = pieces.iter().map(|p| p.rows.end - p.rows.start).sum();
     let mut data = Vec::with_capacity(n_rows as usize * width);
     let mut entries = Vec::new();
-    for_each_batch(shared, pieces, progress, |batch, map| match (batch, map) {
+    for_each_batch(read, pieces, progress, |batch, map| match (batch, map) {
         (XBatch::Dense(b), None) => data.extend_from_slice(&b.data),
         _ => {
             for i in 0..batch.n_rows() {
@@ -341,11 +423,11 @@ fn write_csr<I: OutIndex>(
     writer: &Writer,
     path: &str,
     staged: &StagedCsr<I>,
+    n_var: u64,
     order: &[usize],
     shared: &Shared<'_>,
 ) -> Result<()> {
     let n_obs = order.len() as u64;
-    let n_var = shared.var_names.len() as u64;
     let mut indptr: Vec<i64> = Vec::with_capacity(order.len() + 1);
     indptr.push(0);
     let mut total = 0i64;

@@ -147,3 +147,104 @@ impl Source {
         }
     }
 }
+
+/// A row-aligned matrix of an input besides `X`: a layer or an `obsm` entry.
+#[derive(Debug)]
+// A handful per conversion, never moved on a hot path.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Matrix {
+    Zarr(crate::store::XElement, PathBuf),
+    #[cfg(feature = "hdf5")]
+    H5ad(crate::store::h5ad::H5adMatrix, PathBuf),
+}
+
+impl Source {
+    /// The keys of the group `group` (`layers`, `obsm`); none when it is absent.
+    pub(crate) fn keys(&self, group: &str) -> Result<Vec<String>> {
+        let mut keys = match self {
+            Self::Zarr(a, _) => a.children(group)?,
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.children(group)?,
+        };
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    /// The matrix at `path` (`layers/NAME`, `obsm/NAME`).
+    pub(crate) fn matrix(&self, path: &str) -> Result<Matrix> {
+        match self {
+            Self::Zarr(a, p) => Ok(Matrix::Zarr(a.matrix(path)?, p.clone())),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => Ok(Matrix::H5ad(f.matrix(path)?, f.path().to_path_buf())),
+        }
+    }
+}
+
+impl Matrix {
+    /// Columns, and whether each row holds exactly that many values (false for a dense
+    /// array of more than 2 dimensions).
+    pub(crate) fn n_cols(&self) -> (u64, bool) {
+        match self {
+            Self::Zarr(x, _) => (x.n_var(), x.row_width().is_none_or(|w| w == x.n_var())),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(m, _) => (m.n_cols(), true),
+        }
+    }
+}
+
+/// What staging reads rows from: an input's `X` or one of its matrices.
+pub(crate) trait RowReader: Sync {
+    fn path(&self) -> &Path;
+    fn indptr(&self) -> Option<&[u64]>;
+    fn new_batch(&self) -> XBatch;
+    fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()>;
+}
+
+impl RowReader for Source {
+    fn path(&self) -> &Path {
+        Source::path(self)
+    }
+    fn indptr(&self) -> Option<&[u64]> {
+        Source::indptr(self)
+    }
+    fn new_batch(&self) -> XBatch {
+        Source::new_batch(self)
+    }
+    fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        Source::read_rows(self, ranges, out)
+    }
+}
+
+impl RowReader for Matrix {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Zarr(_, p) => p,
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(_, p) => p,
+        }
+    }
+    fn indptr(&self) -> Option<&[u64]> {
+        match self {
+            Self::Zarr(x, _) => match x {
+                crate::store::XElement::Csr(c) => Some(c.indptr()),
+                _ => None,
+            },
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(m, _) => m.indptr(),
+        }
+    }
+    fn new_batch(&self) -> XBatch {
+        match self {
+            Self::Zarr(x, _) => x.new_batch(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(m, _) => m.new_batch(),
+        }
+    }
+    fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        match self {
+            Self::Zarr(x, _) => x.read_rows(ranges, out),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(m, _) => m.read_rows(ranges, out),
+        }
+    }
+}

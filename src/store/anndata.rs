@@ -477,6 +477,47 @@ impl AnnDataStore {
         }
     }
 
+    /// The row-aligned matrix at `path` of this AnnData group (`layers/NAME`, `obsm/NAME`):
+    /// CSR or dense, with `X`'s rows.
+    ///
+    /// # Errors
+    /// As [`XElement::open_at`]; [`Error::ShapeMismatch`] for another number of rows;
+    /// [`Error::MissingElement`] for data held in memory.
+    pub fn matrix(&self, path: &str) -> Result<XElement> {
+        let Backing::Zarr { store, group } = &self.backing else {
+            return Err(Error::MissingElement {
+                path: "<in-memory AnnData>".into(),
+                element: path.to_string(),
+            });
+        };
+        let full = join(group, path);
+        let matrix = XElement::open(store, &full)?;
+        if matrix.n_obs() != self.n_obs() {
+            return Err(Error::ShapeMismatch {
+                path: full,
+                found: format!("{} rows", matrix.n_obs()),
+                expected: format!("{} (X's n_obs)", self.n_obs()),
+            });
+        }
+        Ok(matrix)
+    }
+
+    /// The names of the children of the group `path` of this AnnData (e.g. the keys of
+    /// `layers`); none when there is no such group.
+    ///
+    /// # Errors
+    /// [`Error::Zarr`] when the group cannot be listed.
+    pub fn children(&self, path: &str) -> Result<Vec<String>> {
+        let Backing::Zarr { store, group } = &self.backing else {
+            return Ok(Vec::new());
+        };
+        let full = join(group, path);
+        match store.kind(&full)? {
+            Some(NodeKind::Group) => store.children(&full),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// `var` columns and their values, in `column-order` (none for data in memory).
     ///
     /// # Errors

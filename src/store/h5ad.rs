@@ -287,107 +287,7 @@ impl H5adFile {
                 expected: "\"anndata\"".into(),
             });
         }
-        let kind = h5.kind("X")?.ok_or_else(|| missing("X"))?;
-        let attrs = h5.attributes("X")?;
-        let (encoding_type, encoding_version) = encoding_of(&attrs);
-        let (x, n_obs) = match (kind, encoding_type.as_str()) {
-            (NodeKind::Group, "csr_matrix") => {
-                let shape: Vec<u64> = attrs
-                    .get("shape")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                    .unwrap_or_default();
-                let &[n_obs, n_var] = shape.as_slice() else {
-                    return Err(Error::ShapeMismatch {
-                        path: "X".into(),
-                        found: format!("shape attribute {shape:?}"),
-                        expected: "[n_obs, n_var]".into(),
-                    });
-                };
-                let data = h5.dataset("X/data")?;
-                let indices = h5.dataset("X/indices")?;
-                let data_dtype = dtype_of("X/data", &data)?;
-                if !data_dtype.is_numeric() && data_dtype != Dtype::Bool {
-                    return Err(Error::UnsupportedDtype {
-                        path: "X/data".into(),
-                        found: data_dtype.to_string(),
-                        expected: "a numeric type".into(),
-                    });
-                }
-                for (p, ds) in [
-                    ("X/indices", &indices),
-                    ("X/indptr", &h5.dataset("X/indptr")?),
-                ] {
-                    let d = dtype_of(p, ds)?;
-                    if !d.is_integer() {
-                        return Err(Error::UnsupportedDtype {
-                            path: p.into(),
-                            found: d.to_string(),
-                            expected: "an integer type".into(),
-                        });
-                    }
-                }
-                if data.size() != indices.size() {
-                    return Err(Error::ShapeMismatch {
-                        path: "X/indices".into(),
-                        found: format!("{} indices", indices.size()),
-                        expected: format!("{} (the length of data)", data.size()),
-                    });
-                }
-                let indptr = validate_indptr(
-                    "X/indptr",
-                    &h5.read_i64("X/indptr")?,
-                    n_obs,
-                    data.size() as u64,
-                )?;
-                (
-                    H5X::Csr {
-                        data,
-                        indices,
-                        indptr,
-                        n_var,
-                    },
-                    n_obs,
-                )
-            }
-            (NodeKind::Array, "array" | "") => {
-                let ds = h5.dataset("X")?;
-                let shape = ds.shape();
-                if shape.len() != 2 {
-                    return Err(Error::ShapeMismatch {
-                        path: "X".into(),
-                        found: format!("shape {shape:?}"),
-                        expected: "2 dimensions [n_obs, n_var]".into(),
-                    });
-                }
-                let d = dtype_of("X", &ds)?;
-                if !d.is_numeric() && d != Dtype::Bool {
-                    return Err(Error::UnsupportedDtype {
-                        path: "X".into(),
-                        found: d.to_string(),
-                        expected: "a numeric type".into(),
-                    });
-                }
-                let row_width = shape[1..].iter().product::<usize>() as u64;
-                let (n_obs, n_var) = (shape[0] as u64, shape[1] as u64);
-                (
-                    H5X::Dense {
-                        ds,
-                        row_width,
-                        n_var,
-                    },
-                    n_obs,
-                )
-            }
-            _ => {
-                return Err(Error::UnknownEncoding {
-                    path: "X".into(),
-                    encoding_type,
-                    encoding_version,
-                    expected: crate::store::anndata::CSR_OR_DENSE.into(),
-                })
-            }
-        };
+        let (x, n_obs) = open_matrix(&h5, "X")?;
         let x_dtype = match &x {
             H5X::Csr { data, .. } => dtype_of("X/data", data)?,
             H5X::Dense { ds, .. } => dtype_of("X", ds)?,
@@ -500,10 +400,7 @@ impl H5adFile {
 
     /// An empty batch of the right kind for [`Self::read_rows`].
     pub fn new_batch(&self) -> XBatch {
-        match &self.x {
-            H5X::Csr { n_var, .. } => XBatch::Csr(CsrBatch::new(*n_var)),
-            H5X::Dense { row_width, .. } => XBatch::Dense(DenseBatch::new(*row_width as usize)),
-        }
+        self.x.new_batch()
     }
 
     /// Replaces the contents of `out` with the rows of `ranges`, in order.
@@ -513,26 +410,130 @@ impl H5adFile {
     /// [`Error::IndexOutOfBounds`] for a stored column index outside `0..n_var`,
     /// [`Error::BatchTooLarge`] past int32 CSR indices.
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        self.x.read_rows(&self.path, "X", self.n_obs, ranges, out)
+    }
+
+    /// The row-aligned matrix at `path` (`layers/NAME`, `obsm/NAME`): CSR or 2-D dense, with
+    /// `X`'s rows.
+    ///
+    /// # Errors
+    /// As [`Self::open`] for `X`; [`Error::ShapeMismatch`] when it has another number of rows.
+    pub fn matrix(&self, path: &str) -> Result<H5adMatrix> {
+        let (x, n_obs) = open_matrix(&self.h5, path)?;
+        if n_obs != self.n_obs {
+            return Err(Error::ShapeMismatch {
+                path: path.into(),
+                found: format!("{n_obs} rows"),
+                expected: format!("{} (X's n_obs)", self.n_obs),
+            });
+        }
+        Ok(H5adMatrix {
+            x,
+            n_obs,
+            path: path.to_string(),
+            file: self.path.clone(),
+        })
+    }
+
+    /// The names of the children of the group `path` (e.g. the keys of `layers`); none when
+    /// there is no such group.
+    ///
+    /// # Errors
+    /// [`Error::Hdf5`] when the group cannot be listed.
+    pub fn children(&self, path: &str) -> Result<Vec<String>> {
+        if self.h5.kind(path)? != Some(NodeKind::Group) {
+            return Ok(Vec::new());
+        }
+        let group = self.h5.file.group(path).map_err(|e| h5err(path, e))?;
+        group.member_names().map_err(|e| h5err(path, e))
+    }
+}
+
+/// A row-aligned matrix of an `.h5ad` besides `X` (a layer, an `obsm` entry), read by rows.
+pub struct H5adMatrix {
+    x: H5X,
+    n_obs: u64,
+    path: String,
+    file: PathBuf,
+}
+
+impl std::fmt::Debug for H5adMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H5adMatrix")
+            .field("file", &self.file)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl H5adMatrix {
+    /// Number of rows.
+    pub fn n_obs(&self) -> u64 {
+        self.n_obs
+    }
+    /// Number of columns.
+    pub fn n_cols(&self) -> u64 {
+        match &self.x {
+            H5X::Csr { n_var, .. } | H5X::Dense { n_var, .. } => *n_var,
+        }
+    }
+    /// Row pointers when CSR.
+    pub fn indptr(&self) -> Option<&[u64]> {
+        match &self.x {
+            H5X::Csr { indptr, .. } => Some(indptr),
+            H5X::Dense { .. } => None,
+        }
+    }
+    /// An empty batch of the right kind for [`Self::read_rows`].
+    pub fn new_batch(&self) -> XBatch {
+        self.x.new_batch()
+    }
+    /// Replaces the contents of `out` with the rows of `ranges`, in order.
+    ///
+    /// # Errors
+    /// As [`H5adFile::read_rows`].
+    pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        self.x
+            .read_rows(&self.file, &self.path, self.n_obs, ranges, out)
+    }
+}
+
+impl H5X {
+    fn new_batch(&self) -> XBatch {
+        match self {
+            H5X::Csr { n_var, .. } => XBatch::Csr(CsrBatch::new(*n_var)),
+            H5X::Dense { row_width, .. } => XBatch::Dense(DenseBatch::new(*row_width as usize)),
+        }
+    }
+
+    fn read_rows(
+        &self,
+        file: &Path,
+        path: &str,
+        n_obs: u64,
+        ranges: &[Range<u64>],
+        out: &mut XBatch,
+    ) -> Result<()> {
         out.clear();
         for r in ranges {
-            if r.start > r.end || r.end > self.n_obs {
+            if r.start > r.end || r.end > n_obs {
                 return Err(Error::RowsOutOfRange {
-                    path: self.path.display().to_string(),
+                    path: file.display().to_string(),
                     start: r.start,
                     end: r.end,
-                    n_obs: self.n_obs,
+                    n_obs,
                 });
             }
         }
-        let result = self.append(ranges, out);
+        let result = self.append(path, ranges, out);
         if result.is_err() {
             out.clear();
         }
         result
     }
 
-    fn append(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
-        match (&self.x, out) {
+    fn append(&self, path: &str, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        match (self, out) {
             (
                 H5X::Csr {
                     data,
@@ -559,13 +560,13 @@ impl H5adFile {
                     if e > a {
                         let values = data
                             .read_slice_1d::<f32, _>(a..e)
-                            .map_err(|err| h5err("X/data", err))?;
+                            .map_err(|err| h5err(&format!("{path}/data"), err))?;
                         let cols = indices
                             .read_slice_1d::<i64, _>(a..e)
-                            .map_err(|err| h5err("X/indices", err))?;
+                            .map_err(|err| h5err(&format!("{path}/indices"), err))?;
                         if let Some(&bad) = cols.iter().find(|&&c| !(0..bound).contains(&c)) {
                             return Err(Error::IndexOutOfBounds {
-                                path: "X/indices".into(),
+                                path: format!("{path}/indices"),
                                 index: bad,
                                 n_var: *n_var,
                             });
@@ -585,13 +586,13 @@ impl H5adFile {
                 for r in ranges.iter().filter(|r| r.end > r.start) {
                     let rows = ds
                         .read_slice_2d::<f32, _>(hyperslab(r.clone()))
-                        .map_err(|e| h5err("X", e))?;
+                        .map_err(|e| h5err(path, e))?;
                     b.data.extend(rows.iter());
                 }
                 Ok(())
             }
             (_, out) => Err(Error::ShapeMismatch {
-                path: "X".into(),
+                path: path.into(),
                 found: format!(
                     "an output batch of the other kind (sparse: {})",
                     out.is_sparse()
@@ -600,6 +601,114 @@ impl H5adFile {
             }),
         }
     }
+}
+
+/// Opens the row-aligned matrix at `path` (`X`, `layers/NAME`, `obsm/NAME`): a `csr_matrix`
+/// group or a dense array of 2 dimensions. Returns it and its rows.
+fn open_matrix(h5: &H5, path: &str) -> Result<(H5X, u64)> {
+    let kind = h5.kind(path)?.ok_or_else(|| missing(path))?;
+    let attrs = h5.attributes(path)?;
+    let (encoding_type, encoding_version) = encoding_of(&attrs);
+    Ok(match (kind, encoding_type.as_str()) {
+        (NodeKind::Group, "csr_matrix") => {
+            let shape: Vec<u64> = attrs
+                .get("shape")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default();
+            let &[n_obs, n_var] = shape.as_slice() else {
+                return Err(Error::ShapeMismatch {
+                    path: path.into(),
+                    found: format!("shape attribute {shape:?}"),
+                    expected: "[n_obs, n_var]".into(),
+                });
+            };
+            let data = h5.dataset(&format!("{path}/data"))?;
+            let indices = h5.dataset(&format!("{path}/indices"))?;
+            let data_dtype = dtype_of(&format!("{path}/data"), &data)?;
+            if !data_dtype.is_numeric() && data_dtype != Dtype::Bool {
+                return Err(Error::UnsupportedDtype {
+                    path: format!("{path}/data"),
+                    found: data_dtype.to_string(),
+                    expected: "a numeric type".into(),
+                });
+            }
+            for (p, ds) in [
+                (format!("{path}/indices"), &indices),
+                (
+                    format!("{path}/indptr"),
+                    &h5.dataset(&format!("{path}/indptr"))?,
+                ),
+            ] {
+                let d = dtype_of(&p, ds)?;
+                if !d.is_integer() {
+                    return Err(Error::UnsupportedDtype {
+                        path: p.clone(),
+                        found: d.to_string(),
+                        expected: "an integer type".into(),
+                    });
+                }
+            }
+            if data.size() != indices.size() {
+                return Err(Error::ShapeMismatch {
+                    path: format!("{path}/indices"),
+                    found: format!("{} indices", indices.size()),
+                    expected: format!("{} (the length of data)", data.size()),
+                });
+            }
+            let indptr_path = format!("{path}/indptr");
+            let indptr = validate_indptr(
+                &indptr_path,
+                &h5.read_i64(&indptr_path)?,
+                n_obs,
+                data.size() as u64,
+            )?;
+            (
+                H5X::Csr {
+                    data,
+                    indices,
+                    indptr,
+                    n_var,
+                },
+                n_obs,
+            )
+        }
+        (NodeKind::Array, "array" | "") => {
+            let ds = h5.dataset(path)?;
+            let shape = ds.shape();
+            if shape.len() != 2 {
+                return Err(Error::ShapeMismatch {
+                    path: path.into(),
+                    found: format!("shape {shape:?}"),
+                    expected: "2 dimensions [n_obs, n_var]".into(),
+                });
+            }
+            let d = dtype_of(path, &ds)?;
+            if !d.is_numeric() && d != Dtype::Bool {
+                return Err(Error::UnsupportedDtype {
+                    path: path.into(),
+                    found: d.to_string(),
+                    expected: "a numeric type".into(),
+                });
+            }
+            let row_width = shape[1..].iter().product::<usize>() as u64;
+            let (n_obs, n_var) = (shape[0] as u64, shape[1] as u64);
+            (
+                H5X::Dense {
+                    ds,
+                    row_width,
+                    n_var,
+                },
+                n_obs,
+            )
+        }
+        _ => Err(Error::UnknownEncoding {
+            path: path.into(),
+            encoding_type,
+            encoding_version,
+            expected: crate::store::anndata::CSR_OR_DENSE.into(),
+        })?,
+    })
 }
 
 /// Rows `rows` and every column of a 2-D dataset.

@@ -164,6 +164,18 @@ impl ZarrStore {
     }
 
     /// Names of the child groups of the group at `path`.
+    /// The names of the group `path`'s children, groups and arrays.
+    pub(crate) fn children(&self, path: &str) -> Result<Vec<String>> {
+        let group = self.group(path)?;
+        let children = guarded(path, || {
+            group.child_paths().map_err(|e| self.error(path, e))
+        })?;
+        Ok(children
+            .iter()
+            .filter_map(|p| p.as_str().rsplit('/').next().map(str::to_string))
+            .collect())
+    }
+
     pub(crate) fn child_groups(&self, path: &str) -> Result<Vec<String>> {
         let group = self.group(path)?;
         let children = guarded(path, || {

@@ -1,0 +1,137 @@
+//! Which row-aligned matrices besides `X` a conversion carries over: the `layers` and `obsm`
+//! entries every input has (anndata's `concat` keeps the keys common to all its inputs), and a
+//! note by name for everything it leaves out.
+
+use super::dataset::Element;
+use super::source::{Matrix, RowReader, Source};
+use crate::error::Result;
+
+/// One carried-over matrix, opened in every input.
+pub(crate) struct Opened {
+    path: String,
+    matrices: Vec<Matrix>,
+    var_aligned: bool,
+    sparse: bool,
+    n_cols: usize,
+}
+
+/// The carried-over matrices and the notes on what is left out.
+pub(crate) struct Carried {
+    opened: Vec<Opened>,
+    pub notes: Vec<String>,
+}
+
+impl Carried {
+    /// What the dataset writer takes.
+    pub(crate) fn elements(&self) -> Vec<Element<'_>> {
+        self.opened
+            .iter()
+            .map(|o| Element {
+                path: o.path.clone(),
+                matrices: o.matrices.iter().collect(),
+                var_aligned: o.var_aligned,
+                sparse: o.sparse,
+                n_cols: o.n_cols,
+            })
+            .collect()
+    }
+}
+
+/// Opens the `layers` and `obsm` entries of `sources` that can be carried over.
+///
+/// # Errors
+/// [`crate::Error`] naming the input whose groups cannot be listed.
+pub(crate) fn carry(sources: &[Source]) -> Result<Carried> {
+    let mut carried = Carried {
+        opened: Vec::new(),
+        notes: Vec::new(),
+    };
+    for (group, var_aligned) in [("layers", true), ("obsm", false)] {
+        let keys = sources
+            .iter()
+            .map(|s| s.keys(group).map_err(|e| e.in_input(s.path())))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(first) = keys.first() else { continue };
+        let mut partial: Vec<&String> = keys
+            .iter()
+            .flatten()
+            .filter(|k| !keys.iter().all(|ks| ks.contains(k)))
+            .collect();
+        partial.sort_unstable();
+        partial.dedup();
+        for key in partial {
+            carried.notes.push(format!(
+                "{group}/{key} left out: not in every input (kept: what all inputs have)"
+            ));
+        }
+        for key in first
+            .iter()
+            .filter(|k| keys.iter().all(|ks| ks.contains(k)))
+        {
+            let path = format!("{group}/{key}");
+            match open_everywhere(sources, &path, var_aligned) {
+                Ok(Some(opened)) => carried.opened.push(opened),
+                Ok(None) => {}
+                Err(reason) => carried.notes.push(format!("{path} left out: {reason}")),
+            }
+        }
+    }
+    for group in ["uns", "raw", "obsp", "varm", "varp"] {
+        let mut has = false;
+        for s in sources {
+            has |= !s.keys(group).map_err(|e| e.in_input(s.path()))?.is_empty();
+        }
+        if has {
+            carried.notes.push(format!(
+                "{group} left out: not carried over by the converter yet"
+            ));
+        }
+    }
+    Ok(carried)
+}
+
+/// `path` opened in every input and checked to be carried over; `Err` says why not.
+fn open_everywhere(
+    sources: &[Source],
+    path: &str,
+    var_aligned: bool,
+) -> std::result::Result<Option<Opened>, String> {
+    let mut matrices = Vec::with_capacity(sources.len());
+    let mut width = None;
+    for source in sources {
+        let matrix = source
+            .matrix(path)
+            .map_err(|e| format!("{} ({e})", source.path().display()))?;
+        let (n_cols, plain) = matrix.n_cols();
+        if !plain {
+            return Err("a dense array of more than 2 dimensions".into());
+        }
+        if var_aligned && n_cols != source.var_names().len() as u64 {
+            return Err(format!(
+                "{} columns in {}, not its {} variables",
+                n_cols,
+                source.path().display(),
+                source.var_names().len()
+            ));
+        }
+        if !var_aligned {
+            if matrix.indptr().is_some() {
+                return Err("a sparse obsm entry (not carried over yet)".into());
+            }
+            if width.is_some_and(|w| w != n_cols) {
+                return Err("its width differs between inputs".into());
+            }
+            width = Some(n_cols);
+        }
+        matrices.push(matrix);
+    }
+    let sparse = var_aligned && matrices.iter().any(|m| m.indptr().is_some());
+    Ok(Some(Opened {
+        path: path.to_string(),
+        var_aligned,
+        sparse,
+        // A layer has the output's variables: set by the writer from the var space.
+        n_cols: width.map_or(0, |w| w as usize),
+        matrices,
+    }))
+}
