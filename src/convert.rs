@@ -61,7 +61,7 @@ pub use var_table::VarMerge;
 use dataset::{write_dataset, Piece, Shared};
 use obs_table::{ObsPart, ObsTable};
 pub use size::Size;
-use source::Source;
+use source::{RowReader, Source};
 
 use crate::collection::Inventory;
 use crate::error::{Error, Result};
@@ -97,6 +97,9 @@ pub struct ConvertOptions {
     /// The compressor of `X`'s inner chunks (annbatch's `zarr_compressor`). Default blosc lz4,
     /// clevel 3, byte shuffle, as annbatch.
     pub compressor: Compressor,
+    /// The layer that becomes `X` (`layers/NAME` of every input; of every new input when
+    /// appending); the inputs' own `X` is kept as `layers/X`. Default: `X` stays `X`.
+    pub layer: Option<String>,
     /// How var columns of several inputs are merged (annbatch's `merge`). `None`, the default:
     /// one input keeps its var columns, several keep none, as `anndata.concat`. Appending keeps
     /// the collection's.
@@ -117,6 +120,7 @@ impl Default for ConvertOptions {
             quiet: false,
             allow_disjoint_var: false,
             compressor: Compressor::BloscLz4,
+            layer: None,
             merge: None,
         }
     }
@@ -308,15 +312,68 @@ fn permutation(shuffle: bool, seed: u64, dataset: usize) -> impl FnOnce(usize) -
     }
 }
 
+/// Where `swapped[i]`, input `i`'s layer `layer`, opened to be read as its `X`.
+///
+/// # Errors
+/// [`Error::MissingElement`] / [`Error::ShapeMismatch`] naming an input without that layer, or
+/// with one that is not over its variables.
+fn x_layers(
+    sources: &[Source],
+    layer: Option<&str>,
+    swapped: &[bool],
+) -> Result<Vec<Option<source::Matrix>>> {
+    sources
+        .iter()
+        .zip(swapped)
+        .map(|(s, &swap)| {
+            let Some(name) = layer.filter(|_| swap) else {
+                return Ok(None);
+            };
+            let path = format!("layers/{name}");
+            let m = s.matrix(&path).map_err(|e| e.in_input(s.path()))?;
+            let (n_cols, plain) = m.n_cols();
+            if !plain || n_cols != s.var_names().len() as u64 {
+                return Err(Error::ShapeMismatch {
+                    path: format!("{}/{path}", s.path().display()),
+                    found: format!("{n_cols} columns"),
+                    expected: format!("{} (the input's variables)", s.var_names().len()),
+                });
+            }
+            Ok(Some(m))
+        })
+        .collect()
+}
+
+/// Each input's `X` reader: its layer where one was opened, else its own `X`.
+fn x_readers<'a>(
+    sources: &'a [Source],
+    layers: &'a [Option<source::Matrix>],
+) -> Vec<&'a dyn RowReader> {
+    sources
+        .iter()
+        .zip(layers)
+        .map(|(s, l)| match l {
+            Some(m) => m as &dyn RowReader,
+            None => s as &dyn RowReader,
+        })
+        .collect()
+}
+
 /// Estimated bytes of one row held in memory while its dataset is written.
-fn staged_bytes_per_row(sources: &[Source], n_var: usize, sparse: bool) -> f64 {
+fn staged_bytes_per_row(
+    sources: &[Source],
+    x: &[&dyn RowReader],
+    n_var: usize,
+    sparse: bool,
+) -> f64 {
     let rows: u64 = sources.iter().map(Source::n_obs).sum::<u64>().max(1);
     if !sparse {
         return (n_var * 4 + 16) as f64;
     }
     let nnz: f64 = sources
         .iter()
-        .map(|s| match s.indptr() {
+        .zip(x)
+        .map(|(s, x)| match x.indptr() {
             Some(p) => p.last().copied().unwrap_or(0) as f64,
             None => s.n_obs() as f64 * n_var as f64 / 2.0,
         })
@@ -370,7 +427,10 @@ fn create(
             .collect::<Result<_>>()?,
     );
     notes.extend(obs.notes.iter().cloned());
-    let sparse = sources.iter().any(|s| s.indptr().is_some());
+    let swapped = vec![options.layer.is_some(); sources.len()];
+    let layers = x_layers(&sources, options.layer.as_deref(), &swapped)?;
+    let x = x_readers(&sources, &layers);
+    let sparse = x.iter().any(|r| r.indptr().is_some());
     let n_obs: u64 = sources.iter().map(Source::n_obs).sum();
     if n_obs == 0 {
         let paths: Vec<&str> = inputs.iter().map(|i| i.0.as_str()).collect();
@@ -379,10 +439,12 @@ fn create(
         });
     }
     check_groupby(&obs, &options.groupby)?;
-    let dataset_rows =
-        options
-            .dataset_size
-            .rows(staged_bytes_per_row(&sources, space.names.len(), sparse));
+    let dataset_rows = options.dataset_size.rows(staged_bytes_per_row(
+        &sources,
+        &x,
+        space.names.len(),
+        sparse,
+    ));
     if options.shuffle_chunk_size > dataset_rows {
         return Err(Error::parameter(
             "shuffle_chunk_size",
@@ -409,20 +471,12 @@ fn create(
         })
         .collect::<Result<Vec<_>>>()?;
     let var_columns = var_table::join(parts, space.names.len(), options.merge);
-    let carried = elements::carry(&sources)?;
+    let carried = elements::carry(&sources, options.layer.as_deref(), &swapped)?;
     notes.extend(carried.notes.iter().cloned());
-    let elements = carried.elements();
+    let elements = carried.elements(&sources);
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
-    let shared = shared(
-        &sources,
-        &space,
-        &var_columns,
-        &elements,
-        &obs,
-        sparse,
-        options,
-    );
+    let shared = shared(&x, &space, &var_columns, &elements, &obs, sparse, options);
     let progress = Progress::new(n_obs, options.quiet);
     for (i, ranges) in datasets.iter().enumerate() {
         progress.0.set_message(format!("dataset_{i}"));
@@ -464,7 +518,7 @@ fn create(
 }
 
 fn shared<'a>(
-    sources: &'a [Source],
+    x: &'a [&'a dyn RowReader],
     space: &'a var_space::VarSpace,
     var_columns: &'a [(String, Column)],
     elements: &'a [dataset::Element<'a>],
@@ -473,7 +527,7 @@ fn shared<'a>(
     options: &'a ConvertOptions,
 ) -> Shared<'a> {
     Shared {
-        sources,
+        x,
         maps: &space.maps,
         var_names: &space.names,
         var_columns,
@@ -593,20 +647,17 @@ fn append(
         Some(first) => first.var_columns().map_err(|e| e.in_input(first.path()))?,
         None => Vec::new(),
     };
-    let carried = elements::carry(&sources)?;
+    let swapped: Vec<bool> = (0..sources.len())
+        .map(|i| options.layer.is_some() && i >= n_existing)
+        .collect();
+    let layers = x_layers(&sources, options.layer.as_deref(), &swapped)?;
+    let x = x_readers(&sources, &layers);
+    let carried = elements::carry(&sources, options.layer.as_deref(), &swapped)?;
     notes.extend(carried.notes.iter().cloned());
-    let elements = carried.elements();
+    let elements = carried.elements(&sources);
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
-    let shared = shared(
-        &sources,
-        &space,
-        &var_columns,
-        &elements,
-        &obs,
-        sparse,
-        options,
-    );
+    let shared = shared(&x, &space, &var_columns, &elements, &obs, sparse, options);
     let progress = Progress::new(existing_rows + added, options.quiet);
     let mut obs_start = 0;
     let mut inventory = Inventory::default();

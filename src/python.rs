@@ -388,7 +388,7 @@ fn size_of(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Size> {
 #[pyfunction]
 #[pyo3(signature = (output, adata_paths, *, n_obs_per_chunk=None, shard_size=None,
     dataset_size=None, shuffle_chunk_size=None, shuffle=None, seed=None, var_subset=None,
-    groupby=None, quiet=true, allow_disjoint_var=false, compressor=None, merge=None))]
+    groupby=None, quiet=true, allow_disjoint_var=false, compressor=None, merge=None, layer=None))]
 #[allow(clippy::too_many_arguments)]
 fn convert(
     py: Python<'_>,
@@ -406,6 +406,7 @@ fn convert(
     allow_disjoint_var: bool,
     compressor: Option<String>,
     merge: Option<String>,
+    layer: Option<String>,
 ) -> PyResult<Py<PyDict>> {
     let defaults = ConvertOptions::default();
     let options = ConvertOptions {
@@ -446,6 +447,7 @@ fn convert(
             .map(str::parse)
             .transpose()
             .map_err(to_py)?,
+        layer,
     };
     let report = run(py, || add_adatas(&output, &adata_paths, &options))?;
     let out = PyDict::new(py);

@@ -97,6 +97,7 @@ def convert(
     allow_disjoint_var: bool = False,
     compressor: Optional[str] = None,
     merge: Optional[str] = None,
+    layer: Optional[str] = None,
 ) -> Dict[str, Any]: ...
 def obs_frames(
     path: Union[str, PathLike[str]], columns: Optional[List[str]] = None

@@ -136,6 +136,7 @@ class DatasetCollection:
         shuffle: Optional[bool] = None,
         rng: Any = None,
         merge: Optional[str] = None,
+        layer: Optional[str] = None,
         seed: Optional[int] = None,
         quiet: bool = False,
         allow_disjoint_var: bool = False,
@@ -160,7 +161,10 @@ class DatasetCollection:
         function, at the cost of one more write of each input. var columns are kept as
         ``anndata.concat(join="outer", merge=merge)`` keeps them: by default one input keeps
         its own and several keep none; ``merge`` is ``"same"``, ``"unique"``, ``"first"`` or
-        ``"only"``. Appending keeps the collection's.
+        ``"only"``. Appending keeps the collection's. ``layers`` and dense ``obsm`` entries
+        every input has are kept, rows shuffled with ``X``; ``layer="counts"`` (annbatch_rs
+        only) makes ``layers["counts"]`` the collection's ``X`` and keeps the inputs' ``X`` as
+        ``layers["X"]``. What is left out is listed in ``last_report["notes"]``.
 
         Returns
         -------
@@ -177,19 +181,20 @@ class DatasetCollection:
                          for i, p in enumerate(adata_paths)]
                 self._convert(paths, groupby, var_subset, n_obs_per_chunk, shard_size,
                               zarr_compressor, dataset_size, shuffle_chunk_size, shuffle,
-                              _seed_of(rng, seed), quiet, allow_disjoint_var, merge)
+                              _seed_of(rng, seed), quiet, allow_disjoint_var, merge, layer)
             # obs["src_path"] names the inputs, not the scratch copies.
             _rename_sources(self, dict(zip(paths, (_path_of(p) for p in adata_paths))))
             return self
         return self._convert([_path_of(p) for p in adata_paths], groupby, var_subset,
                              n_obs_per_chunk, shard_size, zarr_compressor, dataset_size,
                              shuffle_chunk_size, shuffle, _seed_of(rng, seed), quiet,
-                             allow_disjoint_var, merge)
+                             allow_disjoint_var, merge, layer)
 
     def _convert(self, paths: List[str], groupby: Any, var_subset: Any, n_obs_per_chunk: Any,
                  shard_size: Any, zarr_compressor: Any, dataset_size: Any,
                  shuffle_chunk_size: Any, shuffle: Any, seed: Optional[int], quiet: bool,
-                 allow_disjoint_var: bool, merge: Optional[str]) -> "DatasetCollection":
+                 allow_disjoint_var: bool, merge: Optional[str],
+                 layer: Optional[str]) -> "DatasetCollection":
         if isinstance(groupby, str):
             groupby = [groupby]
         self.last_report = _native.convert(
@@ -207,6 +212,7 @@ class DatasetCollection:
             allow_disjoint_var=allow_disjoint_var,
             compressor=_compressor_name(zarr_compressor),
             merge=merge,
+            layer=layer,
         )
         return self
 

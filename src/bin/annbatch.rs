@@ -101,6 +101,10 @@ enum Command {
         /// only. Default: one input keeps its var columns, several keep none.
         #[arg(long)]
         merge: Option<String>,
+        /// The layer that becomes X (layers/NAME of each input); the inputs' X is kept as
+        /// layers/X.
+        #[arg(long)]
+        layer: Option<String>,
     },
     /// Summarise a collection, an AnnData zarr store, or (feature hdf5) an .h5ad file.
     Inspect {
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
             allow_disjoint_var,
             compressor,
             merge,
+            layer,
         } => (|| {
             let var_subset = match var_subset {
                 Some(path) => Some(
@@ -201,6 +206,7 @@ fn main() -> ExitCode {
                     _ => Compressor::BloscLz4,
                 },
                 merge: merge.as_deref().map(str::parse).transpose()?,
+                layer,
             };
             convert(&inputs, &output, &options)
         })(),

@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde_json::json;
 
 use super::obs_table::{compare_rows, take, ObsTable};
-use super::source::{Matrix, RowReader, Source};
+use super::source::RowReader;
 use super::var_space::{ColumnMap, DROPPED};
 use super::Size;
 use crate::batch::XBatch;
@@ -31,7 +31,8 @@ pub(crate) struct Piece {
 /// What every dataset of one conversion shares.
 #[derive(Clone, Copy)]
 pub(crate) struct Shared<'a> {
-    pub sources: &'a [Source],
+    /// Where each input's `X` is read from: the input's `X`, or the layer that becomes `X`.
+    pub x: &'a [&'a dyn RowReader],
     pub maps: &'a [Option<ColumnMap>],
     pub var_names: &'a [String],
     pub var_columns: &'a [(String, crate::store::Column)],
@@ -51,7 +52,7 @@ pub(crate) struct Element<'a> {
     /// Path in the dataset: `layers/NAME` or `obsm/NAME`.
     pub path: String,
     /// One per input.
-    pub matrices: Vec<&'a Matrix>,
+    pub matrices: Vec<&'a dyn RowReader>,
     /// Columns are variables (a layer): remapped to the output var space like `X`.
     pub var_aligned: bool,
     /// Written as CSR (else dense).
@@ -70,7 +71,7 @@ struct Read<'a> {
 impl<'a> Read<'a> {
     fn x(shared: &Shared<'a>) -> Self {
         Self {
-            readers: shared.sources.iter().map(|s| s as &dyn RowReader).collect(),
+            readers: shared.x.to_vec(),
             maps: shared.maps.iter().map(Option::as_ref).collect(),
             n_cols: shared.var_names.len(),
         }

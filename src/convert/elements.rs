@@ -6,10 +6,11 @@ use super::dataset::Element;
 use super::source::{Matrix, RowReader, Source};
 use crate::error::Result;
 
-/// One carried-over matrix, opened in every input.
+/// One carried-over matrix, opened in every input (`None`: that input's own `X`, carried as
+/// `layers/X` when a layer becomes `X`).
 pub(crate) struct Opened {
     path: String,
-    matrices: Vec<Matrix>,
+    matrices: Vec<Option<Matrix>>,
     var_aligned: bool,
     sparse: bool,
     n_cols: usize,
@@ -23,12 +24,20 @@ pub(crate) struct Carried {
 
 impl Carried {
     /// What the dataset writer takes.
-    pub(crate) fn elements(&self) -> Vec<Element<'_>> {
+    pub(crate) fn elements<'a>(&'a self, sources: &'a [Source]) -> Vec<Element<'a>> {
         self.opened
             .iter()
             .map(|o| Element {
                 path: o.path.clone(),
-                matrices: o.matrices.iter().collect(),
+                matrices: o
+                    .matrices
+                    .iter()
+                    .zip(sources)
+                    .map(|(m, s)| match m {
+                        Some(m) => m as &dyn RowReader,
+                        None => s as &dyn RowReader,
+                    })
+                    .collect(),
                 var_aligned: o.var_aligned,
                 sparse: o.sparse,
                 n_cols: o.n_cols,
@@ -37,11 +46,13 @@ impl Carried {
     }
 }
 
-/// Opens the `layers` and `obsm` entries of `sources` that can be carried over.
+/// Opens the `layers` and `obsm` entries of `sources` that can be carried over. Where
+/// `swapped[i]`, layer `layer` is input `i`'s `X`, and its own `X` takes the layer's place as
+/// `layers/X`.
 ///
 /// # Errors
 /// [`crate::Error`] naming the input whose groups cannot be listed.
-pub(crate) fn carry(sources: &[Source]) -> Result<Carried> {
+pub(crate) fn carry(sources: &[Source], layer: Option<&str>, swapped: &[bool]) -> Result<Carried> {
     let mut carried = Carried {
         opened: Vec::new(),
         notes: Vec::new(),
@@ -49,7 +60,15 @@ pub(crate) fn carry(sources: &[Source]) -> Result<Carried> {
     for (group, var_aligned) in [("layers", true), ("obsm", false)] {
         let keys = sources
             .iter()
-            .map(|s| s.keys(group).map_err(|e| e.in_input(s.path())))
+            .zip(swapped)
+            .map(|(s, &swap)| {
+                let mut keys = s.keys(group).map_err(|e| e.in_input(s.path()))?;
+                if swap && var_aligned {
+                    keys.retain(|k| Some(k.as_str()) != layer);
+                    keys.push("X".into());
+                }
+                Ok(keys)
+            })
             .collect::<Result<Vec<_>>>()?;
         let Some(first) = keys.first() else { continue };
         let mut partial: Vec<&String> = keys
@@ -69,7 +88,8 @@ pub(crate) fn carry(sources: &[Source]) -> Result<Carried> {
             .filter(|k| keys.iter().all(|ks| ks.contains(k)))
         {
             let path = format!("{group}/{key}");
-            match open_everywhere(sources, &path, var_aligned) {
+            let own_x = |i: usize| var_aligned && key == "X" && swapped[i];
+            match open_everywhere(sources, &path, var_aligned, own_x) {
                 Ok(Some(opened)) => carried.opened.push(opened),
                 Ok(None) => {}
                 Err(reason) => carried.notes.push(format!("{path} left out: {reason}")),
@@ -95,10 +115,15 @@ fn open_everywhere(
     sources: &[Source],
     path: &str,
     var_aligned: bool,
+    own_x: impl Fn(usize) -> bool,
 ) -> std::result::Result<Option<Opened>, String> {
     let mut matrices = Vec::with_capacity(sources.len());
     let mut width = None;
-    for source in sources {
+    for (i, source) in sources.iter().enumerate() {
+        if own_x(i) {
+            matrices.push(None);
+            continue;
+        }
         let matrix = source
             .matrix(path)
             .map_err(|e| format!("{} ({e})", source.path().display()))?;
@@ -123,9 +148,13 @@ fn open_everywhere(
             }
             width = Some(n_cols);
         }
-        matrices.push(matrix);
+        matrices.push(Some(matrix));
     }
-    let sparse = var_aligned && matrices.iter().any(|m| m.indptr().is_some());
+    let sparse = var_aligned
+        && matrices.iter().zip(sources).any(|(m, s)| match m {
+            Some(m) => m.indptr().is_some(),
+            None => s.indptr().is_some(),
+        });
     Ok(Some(Opened {
         path: path.to_string(),
         var_aligned,

@@ -91,3 +91,19 @@ def test_one_input_keeps_its_layers_whatever_the_format(tmp_path, zarr_input):
     back = _back(out, a.obs_names)
     assert (back.layers["counts"] != a.layers["counts"]).nnz == 0
     np.testing.assert_array_equal(back.obsm["X_pca"], a.obsm["X_pca"])
+
+
+def test_a_layer_becomes_x_and_x_a_layer(tmp_path):
+    path, a = _rich(tmp_path, "one", slice(0, 300))
+    out = tmp_path / "c.zarr"
+    DatasetCollection(out).add_adatas([path], layer="counts", rng=np.random.default_rng(3))
+    back = _back(out, a.obs_names)
+    assert (back.X != a.layers["counts"]).nnz == 0
+    assert (back.layers["X"] != a.X).nnz == 0 and "counts" not in back.layers
+    # Appending more files the same way: their counts become X too.
+    more, b = _rich(tmp_path, "more", slice(300, 500))
+    DatasetCollection(out).add_adatas([more], layer="counts")
+    back = _back(out, b.obs_names)
+    assert (back.X != b.layers["counts"]).nnz == 0
+    with pytest.raises(Exception, match='layers: missing element "nope"'):
+        DatasetCollection(tmp_path / "d.zarr").add_adatas([path], layer="nope")
