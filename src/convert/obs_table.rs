@@ -27,15 +27,7 @@ impl ObsTable {
     /// Joins `parts` (outer): a column absent from a part is missing there (`NaN`, a `-1`
     /// code, or masked); columns keep the order of their first appearance.
     pub(crate) fn join(parts: Vec<ObsPart>) -> Self {
-        let mut order: Vec<String> = Vec::new();
-        let mut seen = HashSet::new();
-        for part in &parts {
-            for (name, _) in &part.columns {
-                if seen.insert(name.clone()) {
-                    order.push(name.clone());
-                }
-            }
-        }
+        let order = first_appearance(parts.iter().map(|p| p.columns.as_slice()));
         let mut names = Vec::with_capacity(parts.iter().map(|p| p.n_obs).sum());
         let mut by_name: Vec<HashMap<String, Column>> = Vec::with_capacity(parts.len());
         let mut lens = Vec::with_capacity(parts.len());
@@ -83,6 +75,22 @@ impl ObsTable {
             notes,
         }
     }
+}
+
+/// The column names of `tables`, each once, in the order they first appear.
+pub(crate) fn first_appearance<'a>(
+    tables: impl Iterator<Item = &'a [(String, Column)]>,
+) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    for table in tables {
+        for (name, _) in table {
+            if seen.insert(name.clone()) {
+                order.push(name.clone());
+            }
+        }
+    }
+    order
 }
 
 /// The rows `rows` of `column`, in that order.

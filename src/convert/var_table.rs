@@ -1,10 +1,9 @@
 //! `var` columns of the output: the inputs' columns aligned to the output var space and merged
 //! as `anndata.concat(join="outer", merge=...)` merges them (annbatch's `merge`).
 
-use std::collections::HashSet;
 use std::str::FromStr;
 
-use super::obs_table::take;
+use super::obs_table::{first_appearance, take};
 use super::var_space::{ColumnMap, DROPPED};
 use crate::error::{Error, Result};
 use crate::store::dataframe::concat_outer;
@@ -62,15 +61,7 @@ pub(crate) fn join(
         (None, _) => return Vec::new(),
         (Some(m), _) => m,
     };
-    let mut order: Vec<String> = Vec::new();
-    let mut seen = HashSet::new();
-    for part in &parts {
-        for (name, _) in &part.columns {
-            if seen.insert(name.clone()) {
-                order.push(name.clone());
-            }
-        }
-    }
+    let order = first_appearance(parts.iter().map(|p| p.columns.as_slice()));
     // Per input: output variable -> input variable.
     let sources: Vec<Vec<Option<usize>>> = parts
         .iter()

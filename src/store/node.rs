@@ -163,29 +163,31 @@ impl ZarrStore {
         }
     }
 
-    /// Names of the child groups of the group at `path`.
     /// The names of the group `path`'s children, groups and arrays.
     pub(crate) fn children(&self, path: &str) -> Result<Vec<String>> {
         let group = self.group(path)?;
         let children = guarded(path, || {
             group.child_paths().map_err(|e| self.error(path, e))
         })?;
-        Ok(children
-            .iter()
-            .filter_map(|p| p.as_str().rsplit('/').next().map(str::to_string))
-            .collect())
+        Ok(last_names(&children))
     }
 
+    /// Names of the child groups of the group at `path`.
     pub(crate) fn child_groups(&self, path: &str) -> Result<Vec<String>> {
         let group = self.group(path)?;
         let children = guarded(path, || {
             group.child_group_paths().map_err(|e| self.error(path, e))
         })?;
-        Ok(children
-            .iter()
-            .filter_map(|p| p.as_str().rsplit('/').next().map(str::to_string))
-            .collect())
+        Ok(last_names(&children))
     }
+}
+
+/// The last component of each node path.
+fn last_names(paths: &[zarrs::node::NodePath]) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|p| p.as_str().rsplit('/').next().map(str::to_string))
+        .collect()
 }
 
 /// `parent/child` with the root written as the empty string.
