@@ -6,7 +6,7 @@
 //! request. `obs` columns come as [`Column`]s, the `var` index as strings.
 
 mod anndata;
-mod budget;
+pub(crate) mod budget;
 mod chunked;
 pub(crate) mod csr;
 pub(crate) mod dataframe;

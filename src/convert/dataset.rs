@@ -12,6 +12,7 @@ use super::var_space::{ColumnMap, DROPPED};
 use super::Size;
 use crate::batch::XBatch;
 use crate::error::{Error, Result};
+use crate::store::budget;
 use crate::store::write::{attrs, Compressor, Writer, ZarrElement};
 
 /// Rows read from a source per call: bounds the temporary batch, not the dataset.
@@ -79,11 +80,7 @@ impl<'a> Read<'a> {
 
     fn element(shared: &Shared<'a>, element: &Element<'a>) -> Self {
         Self {
-            readers: element
-                .matrices
-                .iter()
-                .map(|&m| m as &dyn RowReader)
-                .collect(),
+            readers: element.matrices.clone(),
             maps: if element.var_aligned {
                 shared.maps.iter().map(Option::as_ref).collect()
             } else {
@@ -402,6 +399,18 @@ fn stage_csr<I: OutIndex>(
 fn stage_dense(read: &Read<'_>, pieces: &[Piece], progress: &dyn Fn(u64)) -> Result<StagedDense> {
     let width = read.n_cols;
     let n_rows: u64 = pieces.iter().map(|p| p.rows.end - p.rows.start).sum();
+    // `width` of an obsm entry is its shape as the file claims it: checked before allocating.
+    let path = read
+        .readers
+        .first()
+        .map_or_else(String::new, |r| r.path().display().to_string());
+    budget::check(
+        &path,
+        "one dataset of a dense matrix in memory",
+        u128::from(n_rows) * width as u128,
+        4,
+        1,
+    )?;
     let mut data = Vec::with_capacity(n_rows as usize * width);
     let mut entries = Vec::new();
     for_each_batch(read, pieces, progress, |batch, map| match (batch, map) {

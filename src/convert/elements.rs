@@ -90,8 +90,7 @@ pub(crate) fn carry(sources: &[Source], layer: Option<&str>, swapped: &[bool]) -
             let path = format!("{group}/{key}");
             let own_x = |i: usize| var_aligned && key == "X" && swapped[i];
             match open_everywhere(sources, &path, var_aligned, own_x) {
-                Ok(Some(opened)) => carried.opened.push(opened),
-                Ok(None) => {}
+                Ok(opened) => carried.opened.push(opened),
                 Err(reason) => carried.notes.push(format!("{path} left out: {reason}")),
             }
         }
@@ -116,7 +115,7 @@ fn open_everywhere(
     path: &str,
     var_aligned: bool,
     own_x: impl Fn(usize) -> bool,
-) -> std::result::Result<Option<Opened>, String> {
+) -> std::result::Result<Opened, String> {
     let mut matrices = Vec::with_capacity(sources.len());
     let mut width = None;
     for (i, source) in sources.iter().enumerate() {
@@ -155,12 +154,12 @@ fn open_everywhere(
             Some(m) => m.indptr().is_some(),
             None => s.indptr().is_some(),
         });
-    Ok(Some(Opened {
+    Ok(Opened {
         path: path.to_string(),
         var_aligned,
         sparse,
         // A layer has the output's variables: set by the writer from the var space.
         n_cols: width.map_or(0, |w| w as usize),
         matrices,
-    }))
+    })
 }

@@ -107,3 +107,32 @@ def test_a_layer_becomes_x_and_x_a_layer(tmp_path):
     assert (back.X != b.layers["counts"]).nnz == 0
     with pytest.raises(Exception, match='layers: missing element "nope"'):
         DatasetCollection(tmp_path / "d.zarr").add_adatas([path], layer="nope")
+
+
+@pytest.mark.parametrize("chunked_too", [False, True])
+def test_an_obsm_claiming_a_huge_width_is_an_error_not_an_abort(tmp_path, chunked_too):
+    """A damaged obsm shape must not size an allocation: the converter refuses it by name."""
+    import json
+
+    from annbatch_rs import AnnbatchError
+
+    a = ad.AnnData(X=sp.random(40, 6, density=0.5, format="csr", dtype=np.float32,
+                               random_state=0))
+    a.obsm["X_pca"] = np.ones((40, 5), dtype=np.float32)
+    with ad.settings.override(zarr_write_format=3):
+        a.write_zarr(tmp_path / "in.zarr")
+    meta = tmp_path / "in.zarr" / "obsm" / "X_pca" / "zarr.json"
+    m = json.loads(meta.read_text())
+    m["shape"] = [40, 10**13]
+    if chunked_too:
+        m["chunk_grid"]["configuration"]["chunk_shape"] = [40, 10**13]
+    meta.write_text(json.dumps(m))
+    target = DatasetCollection(tmp_path / "c.zarr")
+    if chunked_too:  # refused when opened: the entry is left out, by name
+        target.add_adatas([tmp_path / "in.zarr"])
+        assert any("obsm/X_pca left out" in n and "memory" in n
+                   for n in target.last_report["notes"])
+    else:  # refused before the dataset is staged
+        with pytest.raises(AnnbatchError, match="more than this machine's memory"):
+            target.add_adatas([tmp_path / "in.zarr"])
+        assert target.is_empty
