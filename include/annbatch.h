@@ -126,6 +126,22 @@ typedef struct AnnbatchLoaderOptions {
    * Length of `obs_keys`.
    */
   size_t n_obs_keys;
+  /**
+   * `layers` entries to yield with `X` (e.g. "counts"); may be NULL.
+   */
+  const char *const *layer_keys;
+  /**
+   * Length of `layer_keys`.
+   */
+  size_t n_layer_keys;
+  /**
+   * `obsm` entries to yield with `X` (e.g. "X_pca"); may be NULL.
+   */
+  const char *const *obsm_keys;
+  /**
+   * Length of `obsm_keys`.
+   */
+  size_t n_obsm_keys;
 } AnnbatchLoaderOptions;
 
 #ifdef __cplusplus
@@ -159,8 +175,9 @@ uint64_t annbatch_live_handles(void);
  * NULL for the defaults. On success `*out` is a new handle for [`annbatch_loader_free`].
  *
  * # Safety
- * `path` is a NUL-terminated string; `options` is NULL or points to options whose `obs_keys`
- * (if `n_obs_keys` > 0) are `n_obs_keys` NUL-terminated strings; `out` is NULL or writable.
+ * `path` is a NUL-terminated string; `options` is NULL or points to options whose key lists
+ * (`obs_keys`, `layer_keys`, `obsm_keys`, each when its count > 0) hold that many
+ * NUL-terminated strings; `out` is NULL or writable.
  */
 enum AnnbatchStatus annbatch_loader_open(const char *path,
                                          const struct AnnbatchLoaderOptions *options,
@@ -257,6 +274,32 @@ enum AnnbatchStatus annbatch_batch_index(const struct AnnbatchBatch *batch, void
 enum AnnbatchStatus annbatch_batch_obs(const struct AnnbatchBatch *batch,
                                        const char *key,
                                        void **out);
+
+/**
+ * Layer `key` of the batch (the same rows as `X`: `[rows, n_var]`, sparse CSR or dense as
+ * stored, float32 values), lent like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT`
+ * if `key` was not in `layer_keys`.
+ *
+ * # Safety
+ * `batch` is NULL or a handle from this library; `key` is a NUL-terminated string; `out` is
+ * NULL or writable.
+ */
+enum AnnbatchStatus annbatch_batch_layer(const struct AnnbatchBatch *batch,
+                                         const char *key,
+                                         void **out);
+
+/**
+ * obsm entry `key` of the batch (the same rows as `X`: dense float32 `[rows, d]`, or sparse
+ * CSR as stored), lent like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key`
+ * was not in `obsm_keys`.
+ *
+ * # Safety
+ * `batch` is NULL or a handle from this library; `key` is a NUL-terminated string; `out` is
+ * NULL or writable.
+ */
+enum AnnbatchStatus annbatch_batch_obsm(const struct AnnbatchBatch *batch,
+                                        const char *key,
+                                        void **out);
 
 /**
  * Rows in the batch.

@@ -12,6 +12,8 @@
 //     at::Tensor x = batch->x();          // sparse CSR [rows, n_var]
 //     at::Tensor y = batch->obs("cell_type");
 //   }
+//   // With {"counts"} as layer_keys / {"X_pca"} as obsm_keys: batch->layer("counts"),
+//   // batch->obsm("X_pca"), the same rows as x().
 #pragma once
 
 #include <ATen/ATen.h>
@@ -69,11 +71,11 @@ class Batch {
   /// Global row ids (int64); the loader needs return_index.
   at::Tensor index() const { return lent(annbatch_batch_index); }
   /// An obs column the loader was asked for: int64 codes or float32 values.
-  at::Tensor obs(const std::string& key) const {
-    void* t = nullptr;
-    check(annbatch_batch_obs(handle_, key.c_str(), &t));
-    return adopt(t);
-  }
+  at::Tensor obs(const std::string& key) const { return named(annbatch_batch_obs, key); }
+  /// A layer the loader was asked for: the rows of X, [rows, n_var], sparse CSR or dense.
+  at::Tensor layer(const std::string& key) const { return named(annbatch_batch_layer, key); }
+  /// An obsm entry the loader was asked for: the rows of X, dense float32 [rows, d].
+  at::Tensor obsm(const std::string& key) const { return named(annbatch_batch_obsm, key); }
   std::uint64_t n_rows() const {
     std::uint64_t n = 0;
     check(annbatch_batch_n_rows(handle_, &n));
@@ -86,6 +88,12 @@ class Batch {
   at::Tensor lent(AnnbatchStatus (*get)(const AnnbatchBatch*, void**)) const {
     void* t = nullptr;
     check(get(handle_, &t));
+    return adopt(t);
+  }
+  at::Tensor named(AnnbatchStatus (*get)(const AnnbatchBatch*, const char*, void**),
+                   const std::string& key) const {
+    void* t = nullptr;
+    check(get(handle_, key.c_str(), &t));
     return adopt(t);
   }
   void reset() noexcept {
@@ -118,12 +126,24 @@ class Epoch {
 
 class Loader {
  public:
+  /// Opens `path`; each batch carries the `obs_keys` columns and the `layer_keys` /
+  /// `obsm_keys` matrices beside X.
   Loader(const std::string& path, Options options = annbatch_loader_options_default(),
-         const std::vector<std::string>& obs_keys = {}) {
-    std::vector<const char*> keys;
-    for (const auto& k : obs_keys) keys.push_back(k.c_str());
-    options.obs_keys = keys.empty() ? nullptr : keys.data();
-    options.n_obs_keys = keys.size();
+         const std::vector<std::string>& obs_keys = {},
+         const std::vector<std::string>& layer_keys = {},
+         const std::vector<std::string>& obsm_keys = {}) {
+    auto pointers = [](const std::vector<std::string>& v) {
+      std::vector<const char*> p;
+      for (const auto& k : v) p.push_back(k.c_str());
+      return p;
+    };
+    auto obs = pointers(obs_keys), layers = pointers(layer_keys), obsm = pointers(obsm_keys);
+    options.obs_keys = obs.empty() ? nullptr : obs.data();
+    options.n_obs_keys = obs.size();
+    options.layer_keys = layers.empty() ? nullptr : layers.data();
+    options.n_layer_keys = layers.size();
+    options.obsm_keys = obsm.empty() ? nullptr : obsm.data();
+    options.n_obsm_keys = obsm.size();
     check(annbatch_loader_open(path.c_str(), &options, &handle_));
   }
   Loader(const Loader&) = delete;

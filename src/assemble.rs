@@ -4,17 +4,20 @@
 //! ```text
 //! LoadRequest ─▶ fetch_batches: size every batch (indptr / row width), cut its arrays into
 //!                one run per row, decode each chunk once and copy it into its rows' runs
-//!             ─▶ BatchParts<M> (X, obs columns, row ids) in a Memory M:
+//!                (the same for each requested layer / obsm matrix)
+//!             ─▶ BatchParts<M> (X, layers / obsm, obs columns, row ids) in a Memory M:
 //!                HostMemory → HostBatch        (this module)
 //!                StoragePool → tch Batch       (crate::tensor)
 //! ```
 
+mod aligned;
 mod host;
 mod memory;
 mod obs;
 mod parts;
 mod scatter;
 
+pub use aligned::{AlignedGroup, AlignedMatrix};
 pub use host::{HostBatch, HostObs};
 pub use memory::HostMemory;
 // Used by `crate::tensor` (feature `tch`).

@@ -96,6 +96,14 @@ pub struct AnnbatchLoaderOptions {
     pub obs_keys: *const *const c_char,
     /// Length of `obs_keys`.
     pub n_obs_keys: usize,
+    /// `layers` entries to yield with `X` (e.g. "counts"); may be NULL.
+    pub layer_keys: *const *const c_char,
+    /// Length of `layer_keys`.
+    pub n_layer_keys: usize,
+    /// `obsm` entries to yield with `X` (e.g. "X_pca"); may be NULL.
+    pub obsm_keys: *const *const c_char,
+    /// Length of `obsm_keys`.
+    pub n_obsm_keys: usize,
 }
 
 /// A configured loader over a collection.
@@ -219,6 +227,10 @@ pub extern "C" fn annbatch_loader_options_default() -> AnnbatchLoaderOptions {
         prefetch: 0,
         obs_keys: std::ptr::null(),
         n_obs_keys: 0,
+        layer_keys: std::ptr::null(),
+        n_layer_keys: 0,
+        obsm_keys: std::ptr::null(),
+        n_obsm_keys: 0,
     }
 }
 
@@ -241,12 +253,41 @@ unsafe fn text<'a>(s: *const c_char, what: &str) -> Result<&'a str, AnnbatchStat
         .map_err(|_| fail(S::InvalidArgument, format!("{what} is not UTF-8")))
 }
 
+/// `n` strings from `list` (`what` names it in errors).
+///
+/// # Safety
+/// When `n` > 0, `list` is NULL or points to `n` pointers, each NULL or a NUL-terminated string.
+unsafe fn strings(
+    list: *const *const c_char,
+    n: usize,
+    what: &str,
+) -> Result<Vec<String>, AnnbatchStatus> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if list.is_null() {
+        return Err(fail(
+            S::NullPointer,
+            format!("{what} is NULL but n_{what} > 0"),
+        ));
+    }
+    (0..n)
+        .map(|i| {
+            // SAFETY: the caller promises `n` pointers at `list`.
+            let item = unsafe { *list.add(i) };
+            // SAFETY: each is NULL or a NUL-terminated string.
+            unsafe { text(item, &format!("{what}[{i}]")) }.map(str::to_string)
+        })
+        .collect()
+}
+
 /// Opens the collection (or AnnData store) at `path` and configures a loader; `options` may be
 /// NULL for the defaults. On success `*out` is a new handle for [`annbatch_loader_free`].
 ///
 /// # Safety
-/// `path` is a NUL-terminated string; `options` is NULL or points to options whose `obs_keys`
-/// (if `n_obs_keys` > 0) are `n_obs_keys` NUL-terminated strings; `out` is NULL or writable.
+/// `path` is a NUL-terminated string; `options` is NULL or points to options whose key lists
+/// (`obs_keys`, `layer_keys`, `obsm_keys`, each when its count > 0) hold that many
+/// NUL-terminated strings; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn annbatch_loader_open(
     path: *const c_char,
@@ -270,19 +311,18 @@ pub unsafe extern "C" fn annbatch_loader_open(
             // SAFETY: non-NULL, and the caller promises it points to options.
             unsafe { *options }
         };
-        let mut keys = Vec::with_capacity(o.n_obs_keys);
-        if o.n_obs_keys > 0 {
-            if o.obs_keys.is_null() {
-                return fail(S::NullPointer, "obs_keys is NULL but n_obs_keys > 0");
-            }
-            for i in 0..o.n_obs_keys {
-                // SAFETY: the caller promises `n_obs_keys` string pointers at `obs_keys`.
-                match unsafe { text(*o.obs_keys.add(i), "obs_keys[i]") } {
-                    Ok(k) => keys.push(k.to_string()),
-                    Err(s) => return s,
-                }
-            }
-        }
+        // SAFETY (the three calls): the caller promises `n` string pointers at each list.
+        let lists = unsafe {
+            (
+                strings(o.obs_keys, o.n_obs_keys, "obs_keys"),
+                strings(o.layer_keys, o.n_layer_keys, "layer_keys"),
+                strings(o.obsm_keys, o.n_obsm_keys, "obsm_keys"),
+            )
+        };
+        let (keys, layers, obsm) = match lists {
+            (Ok(k), Ok(l), Ok(m)) => (k, l, m),
+            (Err(s), _, _) | (_, Err(s), _) | (_, _, Err(s)) => return s,
+        };
         let device = match o.device {
             -1 => tch::Device::Cpu,
             n if n >= 0 => tch::Device::Cuda(n as usize),
@@ -305,6 +345,8 @@ pub unsafe extern "C" fn annbatch_loader_open(
             return_index: o.return_index,
             seed: o.seed,
             obs_keys: keys,
+            layers,
+            obsm,
             device,
             num_threads: (o.num_threads > 0).then(|| size(o.num_threads)),
             prefetch: (o.prefetch > 0).then(|| size(o.prefetch)),
@@ -629,6 +671,69 @@ pub unsafe extern "C" fn annbatch_batch_obs(
                 fail(
                     S::InvalidArgument,
                     format!("obs key {key:?} was not requested"),
+                )
+            })
+        })
+    }
+}
+
+/// Layer `key` of the batch (the same rows as `X`: `[rows, n_var]`, sparse CSR or dense as
+/// stored, float32 values), lent like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT`
+/// if `key` was not in `layer_keys`.
+///
+/// # Safety
+/// `batch` is NULL or a handle from this library; `key` is a NUL-terminated string; `out` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn annbatch_batch_layer(
+    batch: *const AnnbatchBatch,
+    key: *const c_char,
+    out: *mut *mut c_void,
+) -> AnnbatchStatus {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { lend_named(batch, key, out, "layer", Batch::layer) }
+}
+
+/// obsm entry `key` of the batch (the same rows as `X`: dense float32 `[rows, d]`, or sparse
+/// CSR as stored), lent like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key`
+/// was not in `obsm_keys`.
+///
+/// # Safety
+/// `batch` is NULL or a handle from this library; `key` is a NUL-terminated string; `out` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn annbatch_batch_obsm(
+    batch: *const AnnbatchBatch,
+    key: *const c_char,
+    out: *mut *mut c_void,
+) -> AnnbatchStatus {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { lend_named(batch, key, out, "obsm entry", Batch::obsm_entry) }
+}
+
+/// Lends the tensor `pick(batch, key)`; `what` names the kind of key in the error.
+///
+/// # Safety
+/// As [`annbatch_batch_obs`].
+unsafe fn lend_named(
+    batch: *const AnnbatchBatch,
+    key: *const c_char,
+    out: *mut *mut c_void,
+    what: &str,
+    pick: for<'b> fn(&'b Batch, &str) -> Option<&'b tch::Tensor>,
+) -> AnnbatchStatus {
+    // SAFETY: the caller's contract on `key`.
+    let key = match unsafe { text(key, "key") } {
+        Ok(k) => k.to_string(),
+        Err(s) => return s,
+    };
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        lend(batch, out, |b| {
+            pick(b, &key).ok_or_else(|| {
+                fail(
+                    S::InvalidArgument,
+                    format!("{what} {key:?} was not requested"),
                 )
             })
         })

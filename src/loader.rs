@@ -35,7 +35,7 @@ use std::time::Duration;
 
 pub use options::{defaults, ClassSampling, LoaderOptions, MAX_THREADS};
 
-use crate::assemble::{fetch_batches, Extras, HostMemory};
+use crate::assemble::{fetch_batches, AlignedGroup, AlignedMatrix, Extras, HostMemory};
 pub use crate::assemble::{HostBatch, HostObs, ObsSource};
 use crate::collection::DatasetCollection;
 use crate::error::{Error, Result};
@@ -106,6 +106,18 @@ impl LoaderBuilder {
         self.options.obs_keys = keys.into_iter().map(Into::into).collect();
         self
     }
+    /// `layers` entries to add to each batch (e.g. `counts`): the same rows as `X`, read in
+    /// the same fetches, sparse CSR or dense as stored, values as float32.
+    pub fn layers<S: Into<String>>(mut self, keys: impl IntoIterator<Item = S>) -> Self {
+        self.options.layers = keys.into_iter().map(Into::into).collect();
+        self
+    }
+    /// `obsm` entries to add to each batch (e.g. `X_pca`): the same rows as `X`, dense
+    /// `[rows, d]` (or sparse CSR, as stored), values as float32.
+    pub fn obsm<S: Into<String>>(mut self, keys: impl IntoIterator<Item = S>) -> Self {
+        self.options.obsm = keys.into_iter().map(Into::into).collect();
+        self
+    }
     /// Read only shard `rank` of `world_size` of every epoch (annbatch's `DistributedSampler`:
     /// disjoint shards from a shared seed). Default 0 of 1.
     pub fn shard(mut self, rank: u64, world_size: u64) -> Self {
@@ -147,7 +159,8 @@ impl LoaderBuilder {
     /// # Errors
     /// [`Error::InvalidParameter`] for a bad setting (checked before anything is opened),
     /// errors of [`DatasetCollection::open`], [`Error::MissingElement`] /
-    /// [`Error::UnsupportedObs`] for an obs key that cannot be batched,
+    /// [`Error::UnsupportedObs`] for an obs key that cannot be batched; [`Error::MissingElement`]
+    /// / [`Error::ShapeMismatch`] for a layer or obsm entry a dataset lacks or stores otherwise,
     /// [`Error::DeviceUnavailable`] for a device that cannot be used.
     pub fn build(self) -> Result<Loader> {
         let options = self.options;
@@ -169,6 +182,15 @@ impl LoaderBuilder {
                 key.clone(),
                 ObsSource::from_column(key, collection.obs_column(key)?)?,
             ));
+        }
+        let mut aligned = Vec::with_capacity(options.layers.len() + options.obsm.len());
+        for (group, keys) in [
+            (AlignedGroup::Layers, &options.layers),
+            (AlignedGroup::Obsm, &options.obsm),
+        ] {
+            for key in keys {
+                aligned.push(AlignedMatrix::open(&collection, group, key)?);
+            }
         }
         let threads = options.num_threads.unwrap_or(0);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -197,6 +219,7 @@ impl LoaderBuilder {
             collection,
             sampler,
             extras: Arc::new(Extras {
+                aligned,
                 obs,
                 return_index: options.return_index,
             }),
@@ -316,7 +339,7 @@ impl Loader {
                 .into_iter()
                 .map(|p| {
                     let rows = p.x.rows() as u64;
-                    (HostBatch::from(p), rows)
+                    (HostBatch::new(p, &extras), rows)
                 })
                 .collect();
             Ok(Built { batches, read })

@@ -132,7 +132,8 @@ impl PyLoader {
     #[new]
     #[pyo3(signature = (collection, *, batch_size=defaults::BATCH_SIZE,
         chunk_size=defaults::CHUNK_SIZE, preload_nchunks=defaults::PRELOAD_NCHUNKS, shuffle=false,
-        drop_last=false, return_index=false, seed=None, obs_keys=None, device="cpu",
+        drop_last=false, return_index=false, seed=None, obs_keys=None, layer_keys=None,
+        obsm_keys=None, device="cpu",
         num_threads=None, prefetch=None, rank=None, world_size=None, equal_batches=true,
         class_codes=None, n_categories=0, class_weights=None, num_samples=None,
         batch_sampler=None))]
@@ -148,6 +149,8 @@ impl PyLoader {
         return_index: bool,
         seed: Option<Bound<'_, PyAny>>,
         obs_keys: Option<Vec<String>>,
+        layer_keys: Option<Vec<String>>,
+        obsm_keys: Option<Vec<String>>,
         device: &str,
         num_threads: Option<usize>,
         prefetch: Option<usize>,
@@ -169,6 +172,8 @@ impl PyLoader {
             return_index,
             seed: seed.map(|v| natural(&v, "seed")).transpose()?.unwrap_or(0),
             obs_keys: obs_keys.unwrap_or_default(),
+            layers: layer_keys.unwrap_or_default(),
+            obsm: obsm_keys.unwrap_or_default(),
             device: device_of(device)?,
             num_threads,
             prefetch,
@@ -241,8 +246,8 @@ impl PyLoader {
     }
 }
 
-/// One epoch's batches, as dicts `{"X": tensor, "obs": {name: tensor}, "index": tensor|None,
-/// "categories": {name: [str]}}`.
+/// One epoch's batches, as dicts `{"X": tensor, "layers": {name: tensor}, "obsm": {name:
+/// tensor}, "obs": {name: tensor}, "index": tensor|None, "categories": {name: [str]}}`.
 #[pyclass(name = "Batches", module = "annbatch_rs._native")]
 struct PyBatches {
     batches: Option<Batches<Batch>>,
@@ -282,6 +287,13 @@ impl PyBatches {
                 }
                 out.set_item("obs", obs)?;
                 out.set_item("categories", categories)?;
+                for (key, matrices) in [("layers", &batch.layers), ("obsm", &batch.obsm)] {
+                    let named = PyDict::new(py);
+                    for (name, tensor) in matrices {
+                        named.set_item(name, to_torch(py, tensor)?)?;
+                    }
+                    out.set_item(key, named)?;
+                }
                 match &batch.index {
                     Some(i) => out.set_item("index", to_torch(py, i)?)?,
                     None => out.set_item("index", py.None())?,

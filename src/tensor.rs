@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 mod pool;
 pub(crate) use pool::StoragePool;
 
-use crate::assemble::{BatchParts, Extras, ObsPart, XParts};
+use crate::assemble::{AlignedGroup, BatchParts, Extras, ObsPart, XParts};
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::error::{Error, Result};
 
@@ -21,6 +21,12 @@ use crate::error::{Error, Result};
 pub struct Batch {
     /// `[rows, n_var]`: sparse CSR (int32 indices, float32 values) or dense float32.
     pub x: Tensor,
+    /// The same rows of each requested layer, `(name, tensor)` in the loader's `layers`
+    /// order: `[rows, n_var]`, sparse CSR or dense as stored.
+    pub layers: Vec<(String, Tensor)>,
+    /// The same rows of each requested obsm entry, `(name, tensor)` in the loader's `obsm`
+    /// order: dense float32 `[rows, d]` (or sparse CSR, as stored).
+    pub obsm: Vec<(String, Tensor)>,
     /// Requested obs columns, in `obs_keys` order.
     pub obs: Vec<ObsTensor>,
     /// Global row ids (int64), when `return_index`.
@@ -42,6 +48,16 @@ impl Batch {
     /// The obs column `name`, if it was requested.
     pub fn obs(&self, name: &str) -> Option<&ObsTensor> {
         self.obs.iter().find(|o| o.name == name)
+    }
+
+    /// The rows of layer `name`, if it was requested.
+    pub fn layer(&self, name: &str) -> Option<&Tensor> {
+        self.layers.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// The rows of obsm entry `name`, if it was requested.
+    pub fn obsm_entry(&self, name: &str) -> Option<&Tensor> {
+        self.obsm.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }
 }
 
@@ -163,29 +179,14 @@ impl Placement {
     }
 
     /// The batch on the device, from its arrays: all of them placed together (one upload, one
-    /// wait, on CUDA), then the sparse CSR tensor is built on the device.
+    /// wait, on CUDA), then the sparse CSR tensors are built on the device.
     pub(crate) fn batch(&self, parts: BatchParts<StoragePool>, extras: &Extras) -> Result<Batch> {
         let device = self.device;
-        let (mut arrays, size) = match parts.x {
-            XParts::Csr {
-                indptr,
-                indices,
-                data,
-                rows,
-                n_var,
-            } => (
-                vec![
-                    indptr.into_tensor(),
-                    indices.into_tensor(),
-                    data.into_tensor(),
-                ],
-                Some([rows as i64, n_var as i64]),
-            ),
-            XParts::Dense { data, rows, width } => (
-                vec![data.into_tensor().f_view([rows as i64, width as i64])?],
-                None,
-            ),
-        };
+        let mut arrays = Vec::new();
+        let mut shapes = vec![matrix_arrays(parts.x, &mut arrays)?];
+        for part in parts.aligned {
+            shapes.push(matrix_arrays(part, &mut arrays)?);
+        }
         arrays.extend(parts.obs.into_iter().map(|o| match o {
             ObsPart::Codes(a) => a.into_tensor(),
             ObsPart::Values(a) => a.into_tensor(),
@@ -203,16 +204,29 @@ impl Placement {
         let mut placed = placed.into_iter();
         // Cannot run dry: the count was checked above.
         let mut next = || placed.next().unwrap_or_else(Tensor::new);
-        let x = match size {
-            Some(size) => Tensor::f_sparse_csr_tensor_crow_col_value_size(
-                &next(),
-                &next(),
-                &next(),
-                size,
-                (Kind::Float, device),
-            )?,
-            None => next(),
-        };
+        let mut matrices = Vec::with_capacity(shapes.len());
+        for shape in shapes {
+            matrices.push(match shape {
+                Some(size) => Tensor::f_sparse_csr_tensor_crow_col_value_size(
+                    &next(),
+                    &next(),
+                    &next(),
+                    size,
+                    (Kind::Float, device),
+                )?,
+                None => next(),
+            });
+        }
+        let mut matrices = matrices.into_iter();
+        let x = matrices.next().unwrap_or_else(Tensor::new);
+        let (mut layers, mut obsm) = (Vec::new(), Vec::new());
+        for (matrix, tensor) in extras.aligned.iter().zip(matrices) {
+            let named = (matrix.name.clone(), tensor);
+            match matrix.group {
+                AlignedGroup::Layers => layers.push(named),
+                AlignedGroup::Obsm => obsm.push(named),
+            }
+        }
         let obs = extras
             .obs
             .iter()
@@ -223,7 +237,13 @@ impl Placement {
             })
             .collect();
         let index = has_index.then(next);
-        Ok(Batch { x, obs, index })
+        Ok(Batch {
+            x,
+            layers,
+            obsm,
+            obs,
+            index,
+        })
     }
 
     /// Moves freshly assembled CPU tensors to the device. With the `cuda` feature, the
@@ -253,4 +273,29 @@ impl Placement {
             })
             .collect()
     }
+}
+
+/// Pushes a matrix's arrays onto `arrays` (CSR: row pointers, column indices, values; dense:
+/// the `[rows, width]` values) and returns the CSR size to build it with (`None`: dense).
+fn matrix_arrays(part: XParts<StoragePool>, arrays: &mut Vec<Tensor>) -> Result<Option<[i64; 2]>> {
+    Ok(match part {
+        XParts::Csr {
+            indptr,
+            indices,
+            data,
+            rows,
+            n_var,
+        } => {
+            arrays.extend([
+                indptr.into_tensor(),
+                indices.into_tensor(),
+                data.into_tensor(),
+            ]);
+            Some([rows as i64, n_var as i64])
+        }
+        XParts::Dense { data, rows, width } => {
+            arrays.push(data.into_tensor().f_view([rows as i64, width as i64])?);
+            None
+        }
+    })
 }

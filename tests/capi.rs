@@ -269,3 +269,117 @@ fn bad_arguments_and_handles_are_defined_errors() {
     let version = unsafe { CStr::from_ptr(annbatch_version()) };
     assert_eq!(version.to_str().ok(), Some(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn layers_and_obsm_are_lent_beside_x() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let path = CString::new(
+        data("annbatch_lossless_collection.zarr")
+            .to_string_lossy()
+            .as_bytes(),
+    )
+    .expect("path");
+    let (counts, pca, umap) = (c"counts", c"X_pca", c"X_umap");
+    let layers = [counts.as_ptr()];
+    let obsm = [pca.as_ptr(), umap.as_ptr()];
+    let options = AnnbatchLoaderOptions {
+        layer_keys: layers.as_ptr(),
+        n_layer_keys: 1,
+        obsm_keys: obsm.as_ptr(),
+        n_obsm_keys: 2,
+        ..options()
+    };
+    let rust = Loader::builder(data("annbatch_lossless_collection.zarr"))
+        .batch_size(64)
+        .chunk_size(16)
+        .preload_nchunks(4)
+        .return_index(true)
+        .shuffle(true)
+        .seed(3)
+        .layers(["counts"])
+        .obsm(["X_pca", "X_umap"])
+        .build()
+        .expect("rust loader");
+    let want = rust
+        .epoch(0)
+        .expect("epoch")
+        .next()
+        .expect("a batch")
+        .expect("batch");
+    let (mut loader, mut epoch, mut batch) = (null_mut(), null_mut(), null_mut());
+    // SAFETY: valid strings, options and out pointers; the batch is freed after its views.
+    unsafe {
+        let status = annbatch_loader_open(path.as_ptr(), &options, &mut loader);
+        assert_eq!(status, AnnbatchStatus::Ok, "{}", last_error());
+        assert_eq!(
+            annbatch_loader_epoch(loader, 0, &mut epoch),
+            AnnbatchStatus::Ok
+        );
+        assert_eq!(annbatch_epoch_next(epoch, &mut batch), AnnbatchStatus::Ok);
+        let (mut layer, mut x_pca, mut x_umap) = (null_mut(), null_mut(), null_mut());
+        assert_eq!(
+            annbatch_batch_layer(batch, counts.as_ptr(), &mut layer),
+            AnnbatchStatus::Ok
+        );
+        assert_eq!(
+            annbatch_batch_obsm(batch, pca.as_ptr(), &mut x_pca),
+            AnnbatchStatus::Ok
+        );
+        assert_eq!(
+            annbatch_batch_obsm(batch, umap.as_ptr(), &mut x_umap),
+            AnnbatchStatus::Ok
+        );
+        let dense = |t: &tch::Tensor| {
+            let dense = t.f_to_dense(None, false).expect("dense");
+            Vec::<f32>::try_from(dense.f_flatten(0, -1).expect("flat")).expect("values")
+        };
+        assert_eq!(
+            dense(&view(layer)),
+            dense(want.layer("counts").expect("counts"))
+        );
+        assert_eq!(view(x_pca).size(), [64, 50]);
+        assert_eq!(
+            dense(&view(x_pca)),
+            dense(want.obsm_entry("X_pca").expect("pca"))
+        );
+        assert_eq!(
+            dense(&view(x_umap)),
+            dense(want.obsm_entry("X_umap").expect("umap"))
+        );
+        // Keys that were not requested, and a layer asked for as obsm.
+        let mut out = null_mut();
+        assert_eq!(
+            annbatch_batch_obsm(batch, counts.as_ptr(), &mut out),
+            AnnbatchStatus::InvalidArgument
+        );
+        assert!(last_error().contains("counts"), "{}", last_error());
+        assert_eq!(
+            annbatch_batch_layer(batch, std::ptr::null(), &mut out),
+            AnnbatchStatus::NullPointer
+        );
+        assert_eq!(annbatch_batch_free(batch), AnnbatchStatus::Ok);
+        assert_eq!(annbatch_epoch_free(epoch), AnnbatchStatus::Ok);
+        // A list pointer missing for a positive count, and a key the collection lacks.
+        let bad = AnnbatchLoaderOptions {
+            layer_keys: std::ptr::null(),
+            ..options
+        };
+        let mut other = null_mut();
+        assert_eq!(
+            annbatch_loader_open(path.as_ptr(), &bad, &mut other),
+            AnnbatchStatus::NullPointer
+        );
+        let missing = [c"nope".as_ptr()];
+        let bad = AnnbatchLoaderOptions {
+            obsm_keys: missing.as_ptr(),
+            n_obsm_keys: 1,
+            ..options
+        };
+        assert_eq!(
+            annbatch_loader_open(path.as_ptr(), &bad, &mut other),
+            AnnbatchStatus::DataError
+        );
+        assert!(last_error().contains("obsm/nope"), "{}", last_error());
+        assert_eq!(annbatch_loader_free(loader), AnnbatchStatus::Ok);
+    }
+}

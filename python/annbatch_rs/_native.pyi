@@ -65,6 +65,8 @@ class Loader:
         return_index: bool = False,
         seed: Optional[int] = None,
         obs_keys: Optional[List[str]] = None,
+        layer_keys: Optional[List[str]] = None,
+        obsm_keys: Optional[List[str]] = None,
         device: str = "cpu",
         num_threads: Optional[int] = None,
         prefetch: Optional[int] = None,

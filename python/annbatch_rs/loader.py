@@ -44,6 +44,12 @@ class Loader(torch.utils.data.IterableDataset):
         With the epoch number, fixes the batches whatever the threads or workers (0).
     obs_keys
         obs columns to yield in ``batch["obs"]`` (a name or a list of names).
+    layer_keys
+        ``layers`` entries to yield beside ``X`` in ``batch["layers"]`` (a name or a list):
+        the same rows, sparse CSR or dense as stored, float32 values (e.g. ``"counts"``).
+    obsm_keys
+        ``obsm`` entries to yield beside ``X`` in ``batch["obsm"]`` (a name or a list): the
+        same rows, dense ``[rows, d]`` float32 (e.g. ``"X_pca"``).
     obs_as
         ``"pandas"`` (a DataFrame, categoricals kept, as annbatch) or ``"tensors"`` (codes).
     device
@@ -57,8 +63,11 @@ class Loader(torch.utils.data.IterableDataset):
         ``"jax"``: JAX arrays through DLPack.
 
     Each batch is ``{"X": ..., "obs": DataFrame | dict | None, "var": DataFrame | None,
-    "index": numpy.ndarray | None}``; ``X`` is sparse CSR (int32 indices, float32 values) or
-    dense, as ``to`` says.
+    "index": numpy.ndarray | None}``, plus ``"layers"`` / ``"obsm"`` dicts when
+    ``layer_keys`` / ``obsm_keys`` are given; ``X`` is sparse CSR (int32 indices, float32
+    values) or dense, as ``to`` says, and so is each entry of ``layers`` / ``obsm``. Layers
+    and obsm entries are read from data on disk (a collection, zarr stores and groups, backed
+    AnnData).
     ``obs`` holds the ``obs_keys`` columns; without ``obs_keys``, AnnData objects given to
     `add_adata(s)` with obs columns yield their obs rows (a DataFrame slice), as annbatch does.
 
@@ -85,6 +94,8 @@ class Loader(torch.utils.data.IterableDataset):
         rng: Optional[np.random.Generator] = None,
         seed: Optional[int] = None,
         obs_keys: Union[str, Sequence[str], None] = None,
+        layer_keys: Union[str, Sequence[str], None] = None,
+        obsm_keys: Union[str, Sequence[str], None] = None,
         obs_as: str = "pandas",
         device: str = "cpu",
         num_threads: Optional[int] = None,
@@ -119,6 +130,8 @@ class Loader(torch.utils.data.IterableDataset):
             raise ValueError(f"obs_as={obs_as!r}: expected 'pandas' or 'tensors'")
         if isinstance(obs_keys, str):
             obs_keys = [obs_keys]
+        layer_keys = [layer_keys] if isinstance(layer_keys, str) else list(layer_keys or [])
+        obsm_keys = [obsm_keys] if isinstance(obsm_keys, str) else list(obsm_keys or [])
         self._params: Dict[str, Any] = dict(
             batch_size=_native.DEFAULTS["batch_size"] if batch_size is None else batch_size,
             chunk_size=_native.DEFAULTS["chunk_size"] if chunk_size is None else chunk_size,
@@ -129,6 +142,8 @@ class Loader(torch.utils.data.IterableDataset):
             return_index=return_index,
             seed=0 if seed is None else seed,
             obs_keys=list(obs_keys) if obs_keys else None,
+            layer_keys=layer_keys,
+            obsm_keys=obsm_keys,
             device=device if not preload_to_gpu else "cuda",
             num_threads=num_threads,
             prefetch=prefetch,
@@ -387,7 +402,12 @@ class Loader(torch.utils.data.IterableDataset):
         index = None
         if self._params["return_index"]:
             index = raw["index"].cpu().numpy()
-        return {"X": self._output(raw["X"]), "obs": obs, "var": self.var, "index": index}
+        out = {"X": self._output(raw["X"]), "obs": obs, "var": self.var, "index": index}
+        # Only when asked for: annbatch 0.3.1's batches have exactly the four keys above.
+        for group, keys in (("layers", "layer_keys"), ("obsm", "obsm_keys")):
+            if self._params[keys]:
+                out[group] = {k: self._output(v) for k, v in raw[group].items()}
+        return out
 
     def _output(self, x: torch.Tensor) -> Any:
         """``X`` as ``to`` asks: torch as made, else scipy / numpy (cupy on the GPU) or jax."""

@@ -1,8 +1,10 @@
 //! What a batch carries besides `X`: obs columns (loaded once for the whole collection) and
-//! global row ids, cut per batch by [`Extras::parts`] (the one place they are extracted).
+//! global row ids, cut per batch by [`Extras::parts`] (the one place they are extracted); the
+//! layers / obsm matrices it names are read with `X` (`super::scatter`).
 
 use std::sync::Arc;
 
+use super::aligned::AlignedMatrix;
 use super::memory::{filled, Memory};
 use super::parts::ObsPart;
 use crate::error::Result;
@@ -90,9 +92,11 @@ fn factorize<'a>(values: impl Iterator<Item = Option<&'a String>> + Clone) -> Ob
 /// A batch's obs arrays and its row-id array.
 pub(crate) type BatchExtras<M> = (Vec<ObsPart<M>>, Option<<M as Memory>::Array<i64>>);
 
-/// The obs columns a loader adds to each batch, and whether it adds row ids.
-#[derive(Debug, Clone, Default)]
+/// What a loader adds to each batch besides `X`: matrices, obs columns, row ids.
+#[derive(Debug, Default)]
 pub struct Extras {
+    /// The requested layers and obsm entries, in the order batches carry them.
+    pub aligned: Vec<AlignedMatrix>,
     /// `(name, values)` in the loader's `obs_keys` order.
     pub obs: Vec<(String, ObsSource)>,
     /// Whether batches carry their global row ids.

@@ -3,18 +3,21 @@
 
 use super::memory::Memory;
 
-/// A batch's arrays: `X`, the requested obs columns (in the loader's `obs_keys` order) and the
-/// global row ids (when asked for).
+/// A batch's arrays: `X`, the requested layers / obsm (in the order of `Extras::aligned`), the
+/// requested obs columns (in the loader's `obs_keys` order) and the global row ids (when asked
+/// for).
 pub struct BatchParts<M: Memory> {
     /// The rows of `X`.
     pub x: XParts<M>,
+    /// The same rows of each requested layer / obsm matrix.
+    pub aligned: Vec<XParts<M>>,
     /// One array per requested obs column.
     pub obs: Vec<ObsPart<M>>,
     /// Global row ids, when `return_index`.
     pub index: Option<M::Array<i64>>,
 }
 
-/// The rows of `X` of a batch.
+/// The rows of a matrix (`X`, a layer, an obsm entry) of a batch.
 pub enum XParts<M: Memory> {
     /// Sparse CSR: `rows + 1` row pointers, then column indices and values.
     Csr {

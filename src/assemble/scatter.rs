@@ -2,9 +2,10 @@
 //! (row lengths come from `indptr`, or the row width), cut into one run per row, and each
 //! decoded chunk is copied once, straight into its rows' runs — no fetch buffer, no gather pass.
 //!
-//! This is the one assembly path, for every kind of `X` (sparse or dense, on disk or in memory)
-//! and every front end (host vectors or tensors, through [`Memory`]). A row that a sampler puts
-//! into a fetch's batches more than once is read once and copied to its other places after.
+//! This is the one assembly path, for `X` and every matrix a batch carries beside it (layers,
+//! obsm), sparse or dense, on disk or in memory, and for every front end (host vectors or
+//! tensors, through [`Memory`]). A row that a sampler puts into a fetch's batches more than once
+//! is read once and copied to its other places after.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use super::parts::{BatchParts, XParts};
 use crate::collection::DatasetCollection;
 use crate::error::{Error, Result};
 use crate::sampler::LoadRequest;
-use crate::store::RowPlaces;
+use crate::store::{RowPlaces, XElement};
 
 /// Every fetched row of a request, in request order.
 struct Rows {
@@ -26,8 +27,6 @@ struct Rows {
     local: Vec<u64>,
     /// Its global row id.
     global: Vec<u64>,
-    /// Its stored values (nnz for sparse X, the row width for dense X).
-    len: Vec<usize>,
 }
 
 impl Rows {
@@ -39,16 +38,13 @@ impl Rows {
             dataset: Vec::with_capacity(n),
             local: Vec::with_capacity(n),
             global: Vec::with_capacity(n),
-            len: Vec::with_capacity(n),
         };
         for range in &request.requests {
             rows.global.extend(range.clone());
             for (d, local) in collection.split(range.clone())? {
-                let x = collection.datasets()[d].x();
                 for row in local {
                     rows.dataset.push(d);
                     rows.local.push(row);
-                    rows.len.push(x.row_len(row)? as usize);
                 }
             }
         }
@@ -59,11 +55,12 @@ impl Rows {
 /// Where a row's values start: (batch, first element in the batch's arrays).
 type Spot = (usize, usize);
 
-/// A row's place in its batch: column indices (sparse X) and values.
+/// A row's place in its batch: column indices (sparse rows) and values.
 type Place<'a> = (Option<&'a mut [i32]>, &'a mut [f32]);
 
-/// The batches `request.splits[first..]` of one fetch, assembled in `memory`. Decoding runs in
-/// parallel on the current rayon pool; the time spent reading and decoding is added to `read`.
+/// The batches `request.splits[first..]` of one fetch, assembled in `memory`: `X` and every
+/// matrix of `extras.aligned`, then the obs columns and row ids. Decoding runs in parallel on
+/// the current rayon pool; the time spent reading and decoding is added to `read`.
 ///
 /// # Errors
 /// Read errors of the store (corrupt chunks, bad indices), [`Error::BatchTooLarge`] when a
@@ -78,20 +75,71 @@ pub(crate) fn fetch_batches<M: Memory>(
 ) -> Result<Vec<BatchParts<M>>> {
     let splits = &request.splits[first.min(request.splits.len())..];
     let rows = Rows::of(collection, request)?;
-    let width = dense_width(collection)?;
+    let x: Vec<&XElement> = collection.datasets().iter().map(|d| d.x()).collect();
+    let width = dense_width(collection, &x, "X")?;
+    let mut x =
+        matrix_parts(&x, width, collection.n_var(), splits, &rows, memory, read)?.into_iter();
+    let mut aligned = Vec::with_capacity(extras.aligned.len());
+    for matrix in &extras.aligned {
+        let elements: Vec<&XElement> = matrix.elements.iter().collect();
+        let label = format!("{}/{}", matrix.group.as_str(), matrix.name);
+        let width = dense_width(collection, &elements, &label)?;
+        let n_var = elements.first().map_or(0, |e| e.n_var());
+        aligned
+            .push(matrix_parts(&elements, width, n_var, splits, &rows, memory, read)?.into_iter());
+    }
+    let mut out = Vec::with_capacity(splits.len());
+    for split in splits {
+        let missing = || Error::Internal("a batch without its matrix".into());
+        let x = x.next().ok_or_else(missing)?;
+        let aligned = aligned
+            .iter_mut()
+            .map(|parts| parts.next().ok_or_else(missing))
+            .collect::<Result<Vec<_>>>()?;
+        let (obs, index) = extras.parts(&rows.global, split, memory)?;
+        out.push(BatchParts {
+            x,
+            aligned,
+            obs,
+            index,
+        });
+    }
+    Ok(out)
+}
+
+/// One matrix's part of every batch of `splits` (positions into `rows`): sized up front from
+/// the row lengths, each row decoded once straight into its first place, then copied to any
+/// other place a sampler gave it.
+fn matrix_parts<M: Memory>(
+    elements: &[&XElement],
+    width: Option<usize>,
+    n_var: u64,
+    splits: &[Vec<usize>],
+    rows: &Rows,
+    memory: &M,
+    read: &mut Duration,
+) -> Result<Vec<XParts<M>>> {
+    let len = match width {
+        Some(w) => vec![w; rows.local.len()],
+        None => rows
+            .dataset
+            .iter()
+            .zip(&rows.local)
+            .map(|(&d, &row)| Ok(elements[d].row_len(row)? as usize))
+            .collect::<Result<Vec<_>>>()?,
+    };
     // Each batch's size, and where each row goes: its first place, or a copy of it.
-    let mut spot: Vec<Option<Spot>> = vec![None; rows.len.len()];
+    let mut spot: Vec<Option<Spot>> = vec![None; len.len()];
     let mut copies: Vec<(Spot, Spot, usize)> = Vec::new();
     let mut sizes = Vec::with_capacity(splits.len());
     for (b, split) in splits.iter().enumerate() {
         let mut at = 0usize;
         for &p in split {
-            let len = rows.len[p];
             match spot[p] {
                 None => spot[p] = Some((b, at)),
-                Some(src) => copies.push((src, (b, at), len)),
+                Some(src) => copies.push((src, (b, at), len[p])),
             }
-            at += len;
+            at += len[p];
         }
         if width.is_none() && at > i32::MAX as usize {
             return Err(Error::BatchTooLarge {
@@ -113,18 +161,26 @@ pub(crate) fn fetch_batches<M: Memory>(
             .collect::<Result<Vec<_>>>()?,
     };
     let started = Instant::now();
-    scatter::<M>(collection, splits, &rows, &spot, &mut indices, &mut values)?;
+    scatter::<M>(
+        elements,
+        splits,
+        rows,
+        &len,
+        &spot,
+        &mut indices,
+        &mut values,
+    )?;
     *read += started.elapsed();
-    for &(src, dst, len) in &copies {
-        copy_run::<M, f32>(&mut values, src, dst, len);
+    for &(src, dst, n) in &copies {
+        copy_run::<M, f32>(&mut values, src, dst, n);
         if width.is_none() {
-            copy_run::<M, i32>(&mut indices, src, dst, len);
+            copy_run::<M, i32>(&mut indices, src, dst, n);
         }
     }
     let mut indices = indices.into_iter();
     let mut out = Vec::with_capacity(splits.len());
     for (split, data) in splits.iter().zip(values) {
-        let x = match width {
+        out.push(match width {
             Some(width) => XParts::Dense {
                 data,
                 rows: split.len(),
@@ -135,7 +191,7 @@ pub(crate) fn fetch_batches<M: Memory>(
                     out[0] = 0;
                     for (i, &p) in split.iter().enumerate() {
                         // Fits: the batch's values were checked against i32::MAX.
-                        out[i + 1] = out[i] + rows.len[p] as i32;
+                        out[i + 1] = out[i] + len[p] as i32;
                     }
                 })?,
                 indices: indices
@@ -143,23 +199,25 @@ pub(crate) fn fetch_batches<M: Memory>(
                     .ok_or_else(|| Error::Internal("a batch without column indices".into()))?,
                 data,
                 rows: split.len(),
-                n_var: collection.n_var(),
+                n_var,
             },
-        };
-        let (obs, index) = extras.parts(&rows.global, split, memory)?;
-        out.push(BatchParts { x, obs, index });
+        });
     }
     Ok(out)
 }
 
-/// Elements per row of a dense collection (`None` for sparse X); every dataset must agree.
-fn dense_width(collection: &DatasetCollection) -> Result<Option<usize>> {
-    let mut widths = collection.datasets().iter().map(|d| d.x().row_width());
+/// Elements per row of a dense matrix (`None` for sparse); every dataset must agree.
+fn dense_width(
+    collection: &DatasetCollection,
+    elements: &[&XElement],
+    label: &str,
+) -> Result<Option<usize>> {
+    let mut widths = elements.iter().map(|e| e.row_width());
     let first = widths.next().flatten();
     for (name, w) in collection.dataset_names().iter().zip(widths) {
         if w != first {
             return Err(Error::ShapeMismatch {
-                path: format!("{}/{name}/X", collection.path().display()),
+                path: format!("{}/{name}/{label}", collection.path().display()),
                 found: format!("rows of {w:?} elements (None = sparse)"),
                 expected: format!("{first:?}, as the first dataset"),
             });
@@ -173,9 +231,10 @@ fn dense_width(collection: &DatasetCollection) -> Result<Option<usize>> {
 /// Cuts the batches' arrays into one run per row and has every dataset write its rows' first
 /// places, datasets in parallel (each decoding its chunks in parallel too).
 fn scatter<M: Memory>(
-    collection: &DatasetCollection,
+    elements: &[&XElement],
     splits: &[Vec<usize>],
     rows: &Rows,
+    len: &[usize],
     spot: &[Option<Spot>],
     indices: &mut [M::Array<i32>],
     values: &mut [M::Array<f32>],
@@ -184,14 +243,13 @@ fn scatter<M: Memory>(
     let mut value_runs: Vec<&mut [f32]> = values.iter_mut().map(M::slice).collect();
     let mut index_runs: Vec<&mut [i32]> = indices.iter_mut().map(M::slice).collect();
     // Per position in request order, the runs of its first place.
-    let mut places: Vec<Option<Place<'_>>> = (0..rows.len.len()).map(|_| None).collect();
+    let mut places: Vec<Option<Place<'_>>> = (0..len.len()).map(|_| None).collect();
     for (b, split) in splits.iter().enumerate() {
         for &p in split {
-            let len = rows.len[p];
-            let (v, rest) = std::mem::take(&mut value_runs[b]).split_at_mut(len);
+            let (v, rest) = std::mem::take(&mut value_runs[b]).split_at_mut(len[p]);
             value_runs[b] = rest;
             let i = if sparse {
-                let (i, rest) = std::mem::take(&mut index_runs[b]).split_at_mut(len);
+                let (i, rest) = std::mem::take(&mut index_runs[b]).split_at_mut(len[p]);
                 index_runs[b] = rest;
                 Some(i)
             } else {
@@ -204,9 +262,9 @@ fn scatter<M: Memory>(
         }
     }
     // Per dataset, its rows and their places, in request order.
-    let n_datasets = collection.datasets().len();
-    let mut groups: Vec<(Vec<u64>, Vec<Place<'_>>)> =
-        (0..n_datasets).map(|_| (Vec::new(), Vec::new())).collect();
+    let mut groups: Vec<(Vec<u64>, Vec<Place<'_>>)> = (0..elements.len())
+        .map(|_| (Vec::new(), Vec::new()))
+        .collect();
     for (p, place) in places.into_iter().enumerate() {
         if let Some(place) = place {
             let (local, runs) = &mut groups[rows.dataset[p]];
@@ -229,7 +287,7 @@ fn scatter<M: Memory>(
             } else {
                 RowPlaces::Dense(runs.into_iter().map(|(_, v)| v).collect())
             };
-            collection.datasets()[d].x().scatter_rows(&local, places)
+            elements[d].scatter_rows(&local, places)
         })
 }
 

@@ -65,6 +65,10 @@ pub struct LoaderOptions {
     pub seed: u64,
     /// obs columns added to each batch (categorical → codes, numeric → float32).
     pub obs_keys: Vec<String>,
+    /// `layers` entries added to each batch, read with `X` (sparse or dense as stored).
+    pub layers: Vec<String>,
+    /// `obsm` entries added to each batch, read with `X` (dense `[rows, d]`, or sparse).
+    pub obsm: Vec<String>,
     /// Threads decoding and assembling (at most [`MAX_THREADS`]). Default: all cores.
     pub num_threads: Option<usize>,
     /// Batches that may wait ready for the consumer. Default: one fetch's worth.
@@ -94,6 +98,8 @@ impl Default for LoaderOptions {
             return_index: false,
             seed: 0,
             obs_keys: Vec::new(),
+            layers: Vec::new(),
+            obsm: Vec::new(),
             num_threads: None,
             prefetch: None,
             rank: 0,
