@@ -2,22 +2,39 @@
 //!
 //! Values are `float32` whatever the stored dtype (what models train on; integer counts are exact
 //! up to 2^24). CSR batches use `int32` row pointers and column indices, the layout torch's
-//! sparse CSR tensors take without conversion.
+//! sparse CSR tensors take without conversion. The converter reads matrices that are not
+//! float32 as `float64` batches ([`RowValue`]), which hold every int32 and float64 exactly.
+
+/// A value type rows are read as: `f32` (batches), `f64` (conversion of other dtypes).
+pub trait RowValue: Copy + Default + PartialEq + Send + Sync + From<f32> + 'static {
+    /// Whether the value is zero (dropped when dense rows become sparse).
+    fn is_zero(self) -> bool;
+}
+impl RowValue for f32 {
+    fn is_zero(self) -> bool {
+        self == 0.0
+    }
+}
+impl RowValue for f64 {
+    fn is_zero(self) -> bool {
+        self == 0.0
+    }
+}
 
 /// Rows of a CSR matrix: `indptr.len() == n_rows + 1`, `indptr[0] == 0`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CsrBatch {
+pub struct CsrBatch<V = f32> {
     /// Row pointers into `indices` / `data`.
     pub indptr: Vec<i32>,
     /// Column index of each stored value, in `0..n_var`.
     pub indices: Vec<i32>,
     /// Stored values.
-    pub data: Vec<f32>,
+    pub data: Vec<V>,
     /// Number of columns.
     pub n_var: u64,
 }
 
-impl CsrBatch {
+impl<V: RowValue> CsrBatch<V> {
     /// An empty batch (zero rows) of `n_var` columns.
     pub fn new(n_var: u64) -> Self {
         Self {
@@ -47,7 +64,7 @@ impl CsrBatch {
     }
 
     /// Column indices and values of row `i`, or `None` past the last row.
-    pub fn row(&self, i: usize) -> Option<(&[i32], &[f32])> {
+    pub fn row(&self, i: usize) -> Option<(&[i32], &[V])> {
         let start = usize::try_from(*self.indptr.get(i)?).ok()?;
         let end = usize::try_from(*self.indptr.get(i + 1)?).ok()?;
         Some((self.indices.get(start..end)?, self.data.get(start..end)?))
@@ -56,14 +73,14 @@ impl CsrBatch {
 
 /// Rows of a dense matrix, row-major: `data.len() == n_rows * row_width`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DenseBatch {
+pub struct DenseBatch<V = f32> {
     /// Row-major values.
-    pub data: Vec<f32>,
+    pub data: Vec<V>,
     /// Elements per row (`n_var`, times any trailing dimensions).
     pub row_width: usize,
 }
 
-impl DenseBatch {
+impl<V: RowValue> DenseBatch<V> {
     /// An empty batch with rows of `row_width` elements.
     pub fn new(row_width: usize) -> Self {
         Self {
@@ -83,21 +100,21 @@ impl DenseBatch {
     }
 
     /// Row `i`, or `None` past the last row.
-    pub fn row(&self, i: usize) -> Option<&[f32]> {
+    pub fn row(&self, i: usize) -> Option<&[V]> {
         self.data.get(i * self.row_width..(i + 1) * self.row_width)
     }
 }
 
 /// Rows of `X`, sparse or dense as stored.
 #[derive(Debug, Clone, PartialEq)]
-pub enum XBatch {
+pub enum XBatch<V = f32> {
     /// From a `csr_matrix` element.
-    Csr(CsrBatch),
+    Csr(CsrBatch<V>),
     /// From a dense `array` element.
-    Dense(DenseBatch),
+    Dense(DenseBatch<V>),
 }
 
-impl XBatch {
+impl<V: RowValue> XBatch<V> {
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
         match self {
@@ -120,9 +137,9 @@ impl XBatch {
     }
 }
 
-impl CsrBatch {
+impl<V: RowValue> CsrBatch<V> {
     /// Replaces the contents with rows `rows` of `src`, in that order.
-    pub fn gather(&mut self, src: &CsrBatch, rows: &[usize]) {
+    pub fn gather(&mut self, src: &CsrBatch<V>, rows: &[usize]) {
         self.clear();
         self.n_var = src.n_var;
         self.indptr.reserve(rows.len());
@@ -136,9 +153,9 @@ impl CsrBatch {
     }
 }
 
-impl DenseBatch {
+impl<V: RowValue> DenseBatch<V> {
     /// Replaces the contents with rows `rows` of `src`, in that order.
-    pub fn gather(&mut self, src: &DenseBatch, rows: &[usize]) {
+    pub fn gather(&mut self, src: &DenseBatch<V>, rows: &[usize]) {
         self.clear();
         self.row_width = src.row_width;
         self.data.reserve(rows.len() * src.row_width);
@@ -149,9 +166,9 @@ impl DenseBatch {
     }
 }
 
-impl XBatch {
+impl<V: RowValue> XBatch<V> {
     /// Replaces the contents with rows `rows` of `src` (of the same kind), in that order.
-    pub fn gather(&mut self, src: &XBatch, rows: &[usize]) {
+    pub fn gather(&mut self, src: &XBatch<V>, rows: &[usize]) {
         match (self, src) {
             (XBatch::Csr(dst), XBatch::Csr(src)) => dst.gather(src, rows),
             (XBatch::Dense(dst), XBatch::Dense(src)) => dst.gather(src, rows),
@@ -163,7 +180,7 @@ impl XBatch {
     }
 
     /// An empty batch of the same kind and width.
-    pub fn empty_like(&self) -> XBatch {
+    pub fn empty_like(&self) -> XBatch<V> {
         match self {
             XBatch::Csr(b) => XBatch::Csr(CsrBatch::new(b.n_var)),
             XBatch::Dense(b) => XBatch::Dense(DenseBatch::new(b.row_width)),

@@ -543,3 +543,53 @@ fn layers_are_carried_over_with_their_rows() {
     assert_eq!(x.len(), want.len());
     assert!(x.iter().any(|(name, row)| want[name] != *row));
 }
+
+#[test]
+fn matrices_keep_their_dtype_and_kind() {
+    // annbatch's dataset of the lossless fixture: int32 counts, float64 X_umap, sparse peaks.
+    let input = data("annbatch_lossless_collection.zarr").join("dataset_0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    let report = add_adatas(&out, &[&input], &options(5)).expect("convert");
+    for kept in [
+        "layers/counts",
+        "layers/scaled",
+        "obsm/X_pca",
+        "obsm/X_umap",
+        "obsm/peaks",
+    ] {
+        assert!(
+            report.notes.iter().all(|n| !n.contains(kept)),
+            "{kept}: {:?}",
+            report.notes
+        );
+    }
+    let source = annbatch::AnnDataStore::open(&input).expect("input");
+    let c = DatasetCollection::open(&out).expect("output");
+    for path in [
+        "layers/counts",
+        "layers/scaled",
+        "obsm/X_pca",
+        "obsm/X_umap",
+        "obsm/peaks",
+    ] {
+        let (want, got) = (
+            source.matrix(path).expect("in"),
+            c.datasets()[0].matrix(path).expect("out"),
+        );
+        assert_eq!(got.dtype(), want.dtype(), "{path}");
+        assert_eq!(got.is_sparse(), want.is_sparse(), "{path}");
+        assert_eq!(got.n_var(), want.n_var(), "{path}");
+    }
+    assert_eq!(c.datasets()[0].x().dtype(), annbatch::Dtype::F32);
+    let (want, got) = (
+        matrix_rows(&input, "obsm/peaks"),
+        matrix_rows(&out, "obsm/peaks"),
+    );
+    assert_eq!(got, want);
+    let (want, got) = (
+        matrix_rows(&input, "layers/counts"),
+        matrix_rows(&out, "layers/counts"),
+    );
+    assert_eq!(got, want);
+}

@@ -10,10 +10,10 @@ use super::obs_table::{compare_rows, take, ObsTable};
 use super::source::RowReader;
 use super::var_space::{ColumnMap, DROPPED};
 use super::Size;
-use crate::batch::XBatch;
+use crate::batch::{RowValue, XBatch};
 use crate::error::{Error, Result};
-use crate::store::budget;
 use crate::store::write::{attrs, Compressor, Writer, ZarrElement};
+use crate::store::{budget, Dtype};
 
 /// Rows read from a source per call: bounds the temporary batch, not the dataset.
 const READ_ROWS: u64 = 1024;
@@ -60,6 +60,8 @@ pub(crate) struct Element<'a> {
     pub sparse: bool,
     /// Output columns of an `obsm` entry (a layer has the output's variables).
     pub n_cols: usize,
+    /// The stored element type of the output: the inputs' own (joined as numpy promotes).
+    pub dtype: Dtype,
 }
 
 /// What staging reads: per input, a reader and its column map; the output's columns.
@@ -125,7 +127,7 @@ pub(crate) fn write_dataset(
     permute: impl FnOnce(usize) -> Vec<usize>,
     progress: &dyn Fn(u64),
 ) -> Result<()> {
-    let staged = stage(&Read::x(shared), shared.sparse, pieces, progress)?;
+    let staged = stage::<f32>(&Read::x(shared), shared.sparse, pieces, progress)?;
     let obs_rows: Vec<usize> = pieces
         .iter()
         .flat_map(|p| (p.obs_start..p.obs_start + (p.rows.end - p.rows.start)).map(|r| r as usize))
@@ -164,17 +166,22 @@ pub(crate) fn write_dataset(
             ("encoding-version", json!("0.1.0")),
         ]),
     )?;
-    write_staged(writer, &p("X"), &staged, &order, shared)?;
+    // X is float32 (what annbatch's loader and ours read).
+    write_staged(writer, &p("X"), &staged, &order, shared, |v: f32| v)?;
     drop(staged);
-    // The other matrices one at a time, rows in the same order: memory for one of them.
+    // The other matrices one at a time, rows in the same order: memory for one of them. They
+    // keep their dtype: float32 as is, anything else staged as float64 (exact for every
+    // int32 and float64 value) and written back in its own type.
     for element in shared.elements {
-        let staged = stage(
-            &Read::element(shared, element),
-            element.sparse,
-            pieces,
-            &|_| {},
-        )?;
-        write_staged(writer, &p(&element.path), &staged, &order, shared)?;
+        let read = Read::element(shared, element);
+        let path = p(&element.path);
+        if element.dtype == Dtype::F32 {
+            let staged = stage::<f32>(&read, element.sparse, pieces, &|_| {})?;
+            write_staged(writer, &path, &staged, &order, shared, |v: f32| v)?;
+        } else {
+            let staged = stage::<f64>(&read, element.sparse, pieces, &|_| {})?;
+            write_wide(writer, &path, &staged, element.dtype, &order, shared)?;
+        }
     }
     let obs_order: Vec<usize> = order.iter().map(|&r| obs_rows[r]).collect();
     let names: Vec<String> = obs_order
@@ -202,13 +209,72 @@ pub(crate) fn write_dataset(
     Ok(())
 }
 
+/// How staging reads values of type `V` from a [`RowReader`].
+trait ReadAs: RowValue {
+    fn batch(reader: &dyn RowReader) -> XBatch<Self>;
+    fn read(reader: &dyn RowReader, ranges: &[Range<u64>], out: &mut XBatch<Self>) -> Result<()>;
+}
+
+impl ReadAs for f32 {
+    fn batch(reader: &dyn RowReader) -> XBatch<f32> {
+        reader.new_batch()
+    }
+    fn read(reader: &dyn RowReader, ranges: &[Range<u64>], out: &mut XBatch<f32>) -> Result<()> {
+        reader.read_rows(ranges, out)
+    }
+}
+
+impl ReadAs for f64 {
+    fn batch(reader: &dyn RowReader) -> XBatch<f64> {
+        reader.wide_batch()
+    }
+    fn read(reader: &dyn RowReader, ranges: &[Range<u64>], out: &mut XBatch<f64>) -> Result<()> {
+        reader.read_rows_wide(ranges, out)
+    }
+}
+
+/// An output element type made from a staged float64 value (exact for the input's own type).
+trait FromWide: ZarrElement + Copy {
+    fn from_wide(v: f64) -> Self;
+}
+
+macro_rules! from_wide {
+    ($($t:ty),*) => {$(
+        impl FromWide for $t {
+            fn from_wide(v: f64) -> Self {
+                v as $t
+            }
+        }
+    )*};
+}
+from_wide!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+impl FromWide for bool {
+    fn from_wide(v: f64) -> Self {
+        v != 0.0
+    }
+}
+
+/// The dtype the inputs' copies of one matrix are stored as in the output, as numpy promotes
+/// them when anndata concatenates: their own when they agree, int64 for mixed integers,
+/// float64 when integers or float64 meet floats, float32 otherwise.
+pub(crate) fn joined_dtype(dtypes: impl IntoIterator<Item = Dtype>) -> Dtype {
+    let dtypes: Vec<Dtype> = dtypes.into_iter().collect();
+    match dtypes.first() {
+        None => Dtype::F32,
+        Some(&first) if dtypes.iter().all(|&d| d == first) => first,
+        Some(_) if dtypes.iter().all(|d| d.is_integer()) => Dtype::I64,
+        Some(_) if dtypes.iter().any(|&d| d == Dtype::F64 || d.is_integer()) => Dtype::F64,
+        Some(_) => Dtype::F32,
+    }
+}
+
 /// Stages the rows of `pieces` as CSR (the smallest column index type that fits) or dense.
-fn stage(
+fn stage<V: ReadAs>(
     read: &Read<'_>,
     sparse: bool,
     pieces: &[Piece],
     progress: &dyn Fn(u64),
-) -> Result<Staged> {
+) -> Result<Staged<V>> {
     let n_cols = read.n_cols as u64;
     Ok(if !sparse {
         Staged::Dense(stage_dense(read, pieces, progress)?)
@@ -221,57 +287,95 @@ fn stage(
     })
 }
 
-fn write_staged(
+/// Writes staged rows as elements of type `T`, each made by `out` from its staged value.
+fn write_staged<V: RowValue, T: ZarrElement>(
     writer: &Writer,
     path: &str,
-    staged: &Staged,
+    staged: &Staged<V>,
+    order: &[usize],
+    shared: &Shared<'_>,
+    out: fn(V) -> T,
+) -> Result<()> {
+    match staged {
+        Staged::U8(s, n) => write_csr(writer, path, s, *n, order, shared, out),
+        Staged::U16(s, n) => write_csr(writer, path, s, *n, order, shared, out),
+        Staged::U32(s, n) => write_csr(writer, path, s, *n, order, shared, out),
+        Staged::Dense(s) => write_dense(writer, path, s, order, shared, out),
+    }
+}
+
+/// Writes float64-staged rows back in `dtype`.
+fn write_wide(
+    writer: &Writer,
+    path: &str,
+    staged: &Staged<f64>,
+    dtype: Dtype,
     order: &[usize],
     shared: &Shared<'_>,
 ) -> Result<()> {
-    match staged {
-        Staged::U8(s, n) => write_csr(writer, path, s, *n, order, shared),
-        Staged::U16(s, n) => write_csr(writer, path, s, *n, order, shared),
-        Staged::U32(s, n) => write_csr(writer, path, s, *n, order, shared),
-        Staged::Dense(s) => write_dense(writer, path, s, order, shared),
+    macro_rules! as_type {
+        ($t:ty) => {
+            write_staged(
+                writer,
+                path,
+                staged,
+                order,
+                shared,
+                <$t as FromWide>::from_wide,
+            )
+        };
+    }
+    match dtype {
+        Dtype::Bool => as_type!(bool),
+        Dtype::I8 => as_type!(i8),
+        Dtype::I16 => as_type!(i16),
+        Dtype::I32 => as_type!(i32),
+        Dtype::I64 => as_type!(i64),
+        Dtype::U8 => as_type!(u8),
+        Dtype::U16 => as_type!(u16),
+        Dtype::U32 => as_type!(u32),
+        Dtype::U64 => as_type!(u64),
+        Dtype::F64 => as_type!(f64),
+        _ => as_type!(f32),
     }
 }
 
 /// Staged rows; CSR with its number of columns.
-enum Staged {
-    U8(StagedCsr<u8>, u64),
-    U16(StagedCsr<u16>, u64),
-    U32(StagedCsr<u32>, u64),
-    Dense(StagedDense),
+enum Staged<V> {
+    U8(StagedCsr<u8, V>, u64),
+    U16(StagedCsr<u16, V>, u64),
+    U32(StagedCsr<u32, V>, u64),
+    Dense(StagedDense<V>),
 }
 
 /// Rows in read order: row `r` is `data[offsets[r]..offsets[r + 1]]`.
-struct StagedCsr<I> {
-    data: Vec<f32>,
+struct StagedCsr<I, V> {
+    data: Vec<V>,
     indices: Vec<I>,
     offsets: Vec<u64>,
 }
 
-struct StagedDense {
-    data: Vec<f32>,
+struct StagedDense<V> {
+    data: Vec<V>,
     width: usize,
 }
 
 /// Reads `pieces` in order on a reader thread (two batches in flight, recycled) and calls
 /// `consume(batch, map)` for each on this thread, so that reading and staging overlap.
-fn for_each_batch(
+fn for_each_batch<V: ReadAs>(
     read: &Read<'_>,
     pieces: &[Piece],
     progress: &dyn Fn(u64),
-    mut consume: impl FnMut(&XBatch, Option<&ColumnMap>),
+    mut consume: impl FnMut(&XBatch<V>, Option<&ColumnMap>),
 ) -> Result<()> {
     let sources = &read.readers;
     std::thread::scope(|scope| {
-        let (full_tx, full_rx) = crossbeam_channel::bounded::<Result<(usize, XBatch)>>(2);
-        let (empty_tx, empty_rx) = crossbeam_channel::unbounded::<(usize, XBatch)>();
+        let (full_tx, full_rx) = crossbeam_channel::bounded::<Result<(usize, XBatch<V>)>>(2);
+        let (empty_tx, empty_rx) = crossbeam_channel::unbounded::<(usize, XBatch<V>)>();
         let reader = scope.spawn(move || {
-            let mut stash: Vec<Vec<XBatch>> = (0..sources.len()).map(|_| Vec::new()).collect();
+            let mut stash: Vec<Vec<XBatch<V>>> = (0..sources.len()).map(|_| Vec::new()).collect();
             for piece in pieces {
-                let source = &sources[piece.source];
+                let source = sources[piece.source];
                 let mut start = piece.rows.start;
                 while start < piece.rows.end {
                     let end = (start + READ_ROWS).min(piece.rows.end);
@@ -280,9 +384,8 @@ fn for_each_batch(
                     }
                     let mut batch = stash[piece.source]
                         .pop()
-                        .unwrap_or_else(|| source.new_batch());
-                    let read = source
-                        .read_rows(&[start..end], &mut batch)
+                        .unwrap_or_else(|| V::batch(source));
+                    let read = V::read(source, &[start..end], &mut batch)
                         .map(|()| (piece.source, batch))
                         .map_err(|e| e.in_input(source.path()));
                     let failed = read.is_err();
@@ -319,7 +422,12 @@ fn for_each_batch(
 
 /// Row `i` of `batch` as `(column, value)` entries in the output var space (dropped columns
 /// removed, sorted by column), into `entries`.
-fn row_entries(batch: &XBatch, i: usize, map: Option<&ColumnMap>, entries: &mut Vec<(u32, f32)>) {
+fn row_entries<V: RowValue>(
+    batch: &XBatch<V>,
+    i: usize,
+    map: Option<&ColumnMap>,
+    entries: &mut Vec<(u32, V)>,
+) {
     entries.clear();
     match batch {
         XBatch::Csr(b) => {
@@ -332,7 +440,7 @@ fn row_entries(batch: &XBatch, i: usize, map: Option<&ColumnMap>, entries: &mut 
                 entries.extend(
                     vals.iter()
                         .enumerate()
-                        .filter(|(_, v)| **v != 0.0)
+                        .filter(|(_, v)| !v.is_zero())
                         .map(|(c, &v)| (c as u32, v)),
                 );
             }
@@ -349,11 +457,11 @@ fn row_entries(batch: &XBatch, i: usize, map: Option<&ColumnMap>, entries: &mut 
     }
 }
 
-fn stage_csr<I: OutIndex>(
+fn stage_csr<I: OutIndex, V: ReadAs>(
     read: &Read<'_>,
     pieces: &[Piece],
     progress: &dyn Fn(u64),
-) -> Result<StagedCsr<I>> {
+) -> Result<StagedCsr<I, V>> {
     let n_rows: u64 = pieces.iter().map(|p| p.rows.end - p.rows.start).sum();
     // Exact when every source is CSR: one allocation per dataset.
     let nnz: u64 = pieces
@@ -370,33 +478,39 @@ fn stage_csr<I: OutIndex>(
     };
     staged.offsets.push(0);
     let mut entries = Vec::new();
-    for_each_batch(read, pieces, progress, |batch, map| match (batch, map) {
-        // The common case: same var space, CSR in, CSR out: whole-batch copies.
-        (XBatch::Csr(b), None) => {
-            let base = staged.data.len() as u64;
-            staged.data.extend_from_slice(&b.data);
-            staged
-                .indices
-                .extend(b.indices.iter().map(|&c| I::from_u32(c as u32)));
-            staged
-                .offsets
-                .extend(b.indptr[1..].iter().map(|&p| base + p as u64));
-        }
-        _ => {
-            for i in 0..batch.n_rows() {
-                row_entries(batch, i, map, &mut entries);
-                staged.data.extend(entries.iter().map(|&(_, v)| v));
+    for_each_batch(read, pieces, progress, |batch: &XBatch<V>, map| {
+        match (batch, map) {
+            // The common case: same var space, CSR in, CSR out: whole-batch copies.
+            (XBatch::Csr(b), None) => {
+                let base = staged.data.len() as u64;
+                staged.data.extend_from_slice(&b.data);
                 staged
                     .indices
-                    .extend(entries.iter().map(|&(c, _)| I::from_u32(c)));
-                staged.offsets.push(staged.data.len() as u64);
+                    .extend(b.indices.iter().map(|&c| I::from_u32(c as u32)));
+                staged
+                    .offsets
+                    .extend(b.indptr[1..].iter().map(|&p| base + p as u64));
+            }
+            _ => {
+                for i in 0..batch.n_rows() {
+                    row_entries(batch, i, map, &mut entries);
+                    staged.data.extend(entries.iter().map(|&(_, v)| v));
+                    staged
+                        .indices
+                        .extend(entries.iter().map(|&(c, _)| I::from_u32(c)));
+                    staged.offsets.push(staged.data.len() as u64);
+                }
             }
         }
     })?;
     Ok(staged)
 }
 
-fn stage_dense(read: &Read<'_>, pieces: &[Piece], progress: &dyn Fn(u64)) -> Result<StagedDense> {
+fn stage_dense<V: ReadAs>(
+    read: &Read<'_>,
+    pieces: &[Piece],
+    progress: &dyn Fn(u64),
+) -> Result<StagedDense<V>> {
     let width = read.n_cols;
     let n_rows: u64 = pieces.iter().map(|p| p.rows.end - p.rows.start).sum();
     // `width` of an obsm entry is its shape as the file claims it: checked before allocating.
@@ -408,20 +522,22 @@ fn stage_dense(read: &Read<'_>, pieces: &[Piece], progress: &dyn Fn(u64)) -> Res
         &path,
         "one dataset of a dense matrix in memory",
         u128::from(n_rows) * width as u128,
-        4,
+        std::mem::size_of::<V>() as u64,
         1,
     )?;
     let mut data = Vec::with_capacity(n_rows as usize * width);
     let mut entries = Vec::new();
-    for_each_batch(read, pieces, progress, |batch, map| match (batch, map) {
-        (XBatch::Dense(b), None) => data.extend_from_slice(&b.data),
-        _ => {
-            for i in 0..batch.n_rows() {
-                row_entries(batch, i, map, &mut entries);
-                let start = data.len();
-                data.resize(start + width, 0.0);
-                for &(c, v) in &entries {
-                    data[start + c as usize] = v;
+    for_each_batch(read, pieces, progress, |batch: &XBatch<V>, map| {
+        match (batch, map) {
+            (XBatch::Dense(b), None) => data.extend_from_slice(&b.data),
+            _ => {
+                for i in 0..batch.n_rows() {
+                    row_entries(batch, i, map, &mut entries);
+                    let start = data.len();
+                    data.resize(start + width, V::default());
+                    for &(c, v) in &entries {
+                        data[start + c as usize] = v;
+                    }
                 }
             }
         }
@@ -429,13 +545,14 @@ fn stage_dense(read: &Read<'_>, pieces: &[Piece], progress: &dyn Fn(u64)) -> Res
     Ok(StagedDense { data, width })
 }
 
-fn write_csr<I: OutIndex>(
+fn write_csr<I: OutIndex, V: RowValue, T: ZarrElement>(
     writer: &Writer,
     path: &str,
-    staged: &StagedCsr<I>,
+    staged: &StagedCsr<I, V>,
     n_var: u64,
     order: &[usize],
     shared: &Shared<'_>,
+    out: fn(V) -> T,
 ) -> Result<()> {
     let n_obs = order.len() as u64;
     let mut indptr: Vec<i64> = Vec::with_capacity(order.len() + 1);
@@ -486,6 +603,7 @@ fn write_csr<I: OutIndex>(
         writer,
         &format!("{path}/data"),
         &staged.data,
+        out,
         nnz,
         (chunk, shard),
         shared.compressor,
@@ -495,6 +613,7 @@ fn write_csr<I: OutIndex>(
         writer,
         &format!("{path}/indices"),
         &staged.indices,
+        |i: I| i,
         nnz,
         (chunk, shard),
         shared.compressor,
@@ -513,11 +632,15 @@ fn write_csr<I: OutIndex>(
 /// Calls its second argument with the staged spans that make up a range of output elements.
 type Gather<'a> = dyn Fn(Range<u64>, &mut dyn FnMut(Range<usize>)) + Sync + 'a;
 
-/// Writes the 1-D array `path` of `len` elements, gathered from spans of `values`.
-fn write_gathered<T: ZarrElement>(
+/// Writes the 1-D array `path` of `len` elements, gathered from spans of `values` (each made
+/// an element by `out`).
+// One argument per part of the array's description; a struct would only name them again.
+#[allow(clippy::too_many_arguments)]
+fn write_gathered<S: Copy + Sync, T: ZarrElement>(
     writer: &Writer,
     path: &str,
-    values: &[T],
+    values: &[S],
+    out: fn(S) -> T,
     len: u64,
     chunking: (u64, u64),
     compressor: Compressor,
@@ -526,25 +649,29 @@ fn write_gathered<T: ZarrElement>(
     writer
         .sharded_array::<T>(path, &[len], chunking, compressor, Default::default())?
         .write_with(|elements, buffer| {
-            gather(elements, &mut |s| buffer.extend_from_slice(&values[s]));
+            gather(elements, &mut |s| {
+                buffer.extend(values[s].iter().map(|&v| out(v)));
+            });
             Ok(())
         })
 }
 
-fn write_dense(
+fn write_dense<V: RowValue, T: ZarrElement>(
     writer: &Writer,
     path: &str,
-    staged: &StagedDense,
+    staged: &StagedDense<V>,
     order: &[usize],
     shared: &Shared<'_>,
+    out: fn(V) -> T,
 ) -> Result<()> {
     let n_obs = order.len() as u64;
     let width = staged.width;
     let chunk = shared.n_obs_per_chunk.min(n_obs).max(1);
-    let shard_obs = shared.shard_size.rows((width * 4) as f64).min(n_obs);
+    let item = std::mem::size_of::<T>();
+    let shard_obs = shared.shard_size.rows((width * item) as f64).min(n_obs);
     let shard = chunk.max(shard_obs - shard_obs % chunk);
     writer
-        .sharded_array::<f32>(
+        .sharded_array::<T>(
             path,
             &[n_obs, width as u64],
             (chunk, shard),
@@ -557,7 +684,7 @@ fn write_dense(
         .write_with(|rows, buffer| {
             for r in rows {
                 let s = order[r as usize] * width;
-                buffer.extend_from_slice(&staged.data[s..s + width]);
+                buffer.extend(staged.data[s..s + width].iter().map(|&v| out(v)));
             }
             Ok(())
         })

@@ -1,10 +1,11 @@
-//! Which row-aligned matrices besides `X` a conversion carries over: the `layers` and `obsm`
-//! entries every input has (anndata's `concat` keeps the keys common to all its inputs), and a
+//! Which row-aligned matrices besides `X` a conversion carries over, in their own dtype: the
+//! `layers` and `obsm` entries (dense or sparse) every input has (anndata's `concat` keeps the keys common to all its inputs), and a
 //! note by name for everything it leaves out.
 
-use super::dataset::Element;
+use super::dataset::{joined_dtype, Element};
 use super::source::{Matrix, RowReader, Source};
 use crate::error::Result;
+use crate::store::Dtype;
 
 /// One carried-over matrix, opened in every input (`None`: that input's own `X`, carried as
 /// `layers/X` when a layer becomes `X`).
@@ -14,6 +15,7 @@ pub(crate) struct Opened {
     var_aligned: bool,
     sparse: bool,
     n_cols: usize,
+    dtype: Dtype,
 }
 
 /// The carried-over matrices and the notes on what is left out.
@@ -41,6 +43,7 @@ impl Carried {
                 var_aligned: o.var_aligned,
                 sparse: o.sparse,
                 n_cols: o.n_cols,
+                dtype: o.dtype,
             })
             .collect()
     }
@@ -139,9 +142,6 @@ fn open_everywhere(
             ));
         }
         if !var_aligned {
-            if matrix.indptr().is_some() {
-                return Err("a sparse obsm entry (not carried over yet)".into());
-            }
             if width.is_some_and(|w| w != n_cols) {
                 return Err("its width differs between inputs".into());
             }
@@ -149,17 +149,37 @@ fn open_everywhere(
         }
         matrices.push(Some(matrix));
     }
-    let sparse = var_aligned
-        && matrices.iter().zip(sources).any(|(m, s)| match m {
-            Some(m) => m.indptr().is_some(),
-            None => s.indptr().is_some(),
-        });
+    let readers: Vec<&dyn RowReader> = matrices
+        .iter()
+        .zip(sources)
+        .map(|(m, s)| match m {
+            Some(m) => m as &dyn RowReader,
+            None => s as &dyn RowReader,
+        })
+        .collect();
+    let kinds: Vec<bool> = readers.iter().map(|r| r.indptr().is_some()).collect();
+    // A layer is CSR when any input's is (as X); an obsm entry keeps its kind, so all inputs
+    // must agree on it.
+    let sparse = if var_aligned {
+        kinds.iter().any(|&k| k)
+    } else {
+        if kinds.iter().any(|&k| k != kinds[0]) {
+            return Err("sparse in some inputs, dense in others".into());
+        }
+        kinds.first().copied().unwrap_or(false)
+    };
+    let dtype = joined_dtype(readers.iter().map(|r| r.dtype()));
+    if !(dtype.is_numeric() || dtype == Dtype::Bool) {
+        return Err(format!("values of type {dtype}"));
+    }
+    drop(readers);
     Ok(Opened {
         path: path.to_string(),
         var_aligned,
         sparse,
         // A layer has the output's variables: set by the writer from the var space.
         n_cols: width.map_or(0, |w| w as usize),
+        dtype,
         matrices,
     })
 }

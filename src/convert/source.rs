@@ -192,12 +192,23 @@ impl Matrix {
     }
 }
 
-/// What staging reads rows from: an input's `X` or one of its matrices.
+/// What staging reads rows from: an input's `X` or one of its matrices, as float32 or (for
+/// matrices kept in another dtype) as float64.
 pub(crate) trait RowReader: Sync {
     fn path(&self) -> &Path;
     fn indptr(&self) -> Option<&[u64]>;
+    /// The element type of the stored values.
+    fn dtype(&self) -> Dtype;
     fn new_batch(&self) -> XBatch;
     fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()>;
+    fn read_rows_wide(&self, ranges: &[Range<u64>], out: &mut XBatch<f64>) -> Result<()>;
+    /// An empty float64 batch of the right kind.
+    fn wide_batch(&self) -> XBatch<f64> {
+        match self.new_batch() {
+            XBatch::Csr(b) => XBatch::Csr(crate::batch::CsrBatch::new(b.n_var)),
+            XBatch::Dense(b) => XBatch::Dense(crate::batch::DenseBatch::new(b.row_width)),
+        }
+    }
 }
 
 impl RowReader for Source {
@@ -212,6 +223,16 @@ impl RowReader for Source {
     }
     fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
         Source::read_rows(self, ranges, out)
+    }
+    fn dtype(&self) -> Dtype {
+        self.x_dtype()
+    }
+    fn read_rows_wide(&self, ranges: &[Range<u64>], out: &mut XBatch<f64>) -> Result<()> {
+        match self {
+            Self::Zarr(a, _) => a.x().read_rows_as(ranges, out),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => f.read_rows_as(ranges, out),
+        }
     }
 }
 
@@ -245,6 +266,20 @@ impl RowReader for Matrix {
             Self::Zarr(x, _) => x.read_rows(ranges, out),
             #[cfg(feature = "hdf5")]
             Self::H5ad(m, _) => m.read_rows(ranges, out),
+        }
+    }
+    fn dtype(&self) -> Dtype {
+        match self {
+            Self::Zarr(x, _) => x.dtype(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(m, _) => m.dtype(),
+        }
+    }
+    fn read_rows_wide(&self, ranges: &[Range<u64>], out: &mut XBatch<f64>) -> Result<()> {
+        match self {
+            Self::Zarr(x, _) => x.read_rows_as(ranges, out),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(m, _) => m.read_rows_as(ranges, out),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::chunked::FromDecoded;
 use super::csr::CsrElement;
 use super::dataframe::{self, Column};
 use super::dense::DenseElement;
@@ -121,10 +122,19 @@ impl XElement {
     /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices;
     /// [`Error::ShapeMismatch`] for an `out` of the other kind.
     pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        self.append_rows_as(ranges, out)
+    }
+
+    /// [`Self::append_rows`] into values of any [`FromDecoded`] type.
+    pub(crate) fn append_rows_as<V: FromDecoded>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut XBatch<V>,
+    ) -> Result<()> {
         match (self, out) {
-            (Self::Csr(x), XBatch::Csr(b)) => x.append_rows(ranges, b),
-            (Self::Dense(x), XBatch::Dense(b)) => x.append_rows(ranges, b),
-            (Self::InMemory(x), out) => x.append_rows(ranges, out),
+            (Self::Csr(x), XBatch::Csr(b)) => x.append_rows_as(ranges, b),
+            (Self::Dense(x), XBatch::Dense(b)) => x.append_rows_as(ranges, b),
+            (Self::InMemory(x), out) => x.append_rows_as(ranges, out),
             (x, out) => Err(Error::ShapeMismatch {
                 path: x.path().to_string(),
                 found: format!(
@@ -144,8 +154,17 @@ impl XElement {
     /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices;
     /// [`Error::ShapeMismatch`] for an `out` of the other kind.
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        self.read_rows_as(ranges, out)
+    }
+
+    /// [`Self::read_rows`] into values of any [`FromDecoded`] type.
+    pub(crate) fn read_rows_as<V: FromDecoded>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut XBatch<V>,
+    ) -> Result<()> {
         out.clear();
-        self.append_rows(ranges, out)
+        self.append_rows_as(ranges, out)
     }
 
     /// Stored values of local row `row`: its nnz (sparse) or its row width (dense).

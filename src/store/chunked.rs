@@ -497,6 +497,22 @@ macro_rules! copy_into_impl {
     };
 }
 
+/// A value type rows can be decoded into (what the generic row readers need of it).
+pub(crate) trait FromDecoded: crate::batch::RowValue {
+    /// [`CopyInto::copy_into`] for this type.
+    fn copy_from(decoded: &Decoded, src: usize, dst: &mut [Self], path: &str) -> Result<()>;
+}
+impl FromDecoded for f32 {
+    fn copy_from(decoded: &Decoded, src: usize, dst: &mut [Self], path: &str) -> Result<()> {
+        decoded.copy_into(src, dst, path)
+    }
+}
+impl FromDecoded for f64 {
+    fn copy_from(decoded: &Decoded, src: usize, dst: &mut [Self], path: &str) -> Result<()> {
+        decoded.copy_into(src, dst, path)
+    }
+}
+
 copy_into_impl!(f32, F32);
 copy_into_impl!(f64, F64);
 copy_into_impl!(i32, I32);

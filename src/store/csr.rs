@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::chunked::{plan, ChunkedArray};
+use super::chunked::{plan, ChunkedArray, FromDecoded};
 use super::node::{join, ZarrStore};
 use super::places::{chunk_runs, CsrPlace};
 use crate::batch::CsrBatch;
@@ -131,6 +131,15 @@ impl CsrElement {
     /// [`Error::Zarr`] when a chunk cannot be read, [`Error::IndexOutOfBounds`] for a stored column
     /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices.
     pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut CsrBatch) -> Result<()> {
+        self.append_rows_as(ranges, out)
+    }
+
+    /// [`Self::append_rows`] into values of any [`FromDecoded`] type.
+    pub(crate) fn append_rows_as<V: FromDecoded>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut CsrBatch<V>,
+    ) -> Result<()> {
         let mut elements = Vec::with_capacity(ranges.len());
         let mut added: u64 = 0;
         for r in ranges {
@@ -166,7 +175,7 @@ impl CsrElement {
             offset += self.indptr[r.end as usize] - start;
         }
         let new_len = total as usize;
-        out.data.resize(new_len, 0.0);
+        out.data.resize(new_len, V::default());
         out.indices.resize(new_len, 0);
         let data_plan = plan(elements.iter().cloned(), self.data.chunk_rows());
         let indices_plan = plan(elements.iter().cloned(), self.indices.chunk_rows());
@@ -175,7 +184,7 @@ impl CsrElement {
         let (d, i) = rayon::join(
             || {
                 self.data.gather(&data_plan, data_out, &|dec, src, dst| {
-                    super::chunked::CopyInto::copy_into(dec, src, dst, self.data.path())
+                    V::copy_from(dec, src, dst, self.data.path())
                 })
             },
             || {
@@ -245,9 +254,18 @@ impl CsrElement {
     /// [`Error::Zarr`] when a chunk cannot be read, [`Error::IndexOutOfBounds`] for a stored column
     /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices.
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut CsrBatch) -> Result<()> {
+        self.read_rows_as(ranges, out)
+    }
+
+    /// [`Self::read_rows`] into values of any [`FromDecoded`] type.
+    pub(crate) fn read_rows_as<V: FromDecoded>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut CsrBatch<V>,
+    ) -> Result<()> {
         out.clear();
         out.n_var = self.n_var;
-        self.append_rows(ranges, out)
+        self.append_rows_as(ranges, out)
     }
 }
 

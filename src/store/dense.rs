@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::chunked::{plan, ChunkedArray, CopyInto};
+use super::chunked::{plan, ChunkedArray, CopyInto, FromDecoded};
 use super::node::ZarrStore;
 use super::places::chunk_runs;
 use crate::batch::DenseBatch;
@@ -66,6 +66,15 @@ impl DenseElement {
     /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
     /// [`Error::Zarr`] when a chunk cannot be read.
     pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut DenseBatch) -> Result<()> {
+        self.append_rows_as(ranges, out)
+    }
+
+    /// [`Self::append_rows`] into values of any [`FromDecoded`] type.
+    pub(crate) fn append_rows_as<V: FromDecoded>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut DenseBatch<V>,
+    ) -> Result<()> {
         let n_obs = self.n_obs();
         let mut rows = 0u64;
         for r in ranges {
@@ -89,13 +98,13 @@ impl DenseElement {
                 found: format!("a request of {rows} rows of {width} values"),
                 expected: "a request that fits in memory".into(),
             })?;
-        out.data.resize(base + added, 0.0);
+        out.data.resize(base + added, V::default());
         let segments = plan(ranges.iter().cloned(), self.array.chunk_rows());
         let path = self.path();
         let result = self
             .array
             .gather(&segments, &mut out.data[base..], &|dec, src, dst| {
-                dec.copy_into(src, dst, path)
+                V::copy_from(dec, src, dst, path)
             });
         if result.is_err() {
             out.data.truncate(base);
@@ -133,8 +142,17 @@ impl DenseElement {
     /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
     /// [`Error::Zarr`] when a chunk cannot be read.
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut DenseBatch) -> Result<()> {
+        self.read_rows_as(ranges, out)
+    }
+
+    /// [`Self::read_rows`] into values of any [`FromDecoded`] type.
+    pub(crate) fn read_rows_as<V: FromDecoded>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut DenseBatch<V>,
+    ) -> Result<()> {
         out.clear();
         out.row_width = self.row_width() as usize;
-        self.append_rows(ranges, out)
+        self.append_rows_as(ranges, out)
     }
 }

@@ -16,7 +16,7 @@ use super::dataframe::{self, Column};
 use super::dtype::Dtype;
 use super::node::{encoding as encoding_of, missing, NodeKind};
 use super::source::ElementSource;
-use crate::batch::{CsrBatch, DenseBatch, XBatch};
+use crate::batch::{CsrBatch, DenseBatch, RowValue, XBatch};
 use crate::error::{Error, Result};
 
 fn h5err(path: &str, source: hdf5::Error) -> Error {
@@ -413,6 +413,16 @@ impl H5adFile {
         self.x.read_rows(&self.path, "X", self.n_obs, ranges, out)
     }
 
+    /// [`Self::read_rows`] into values of another type (the converter reads matrices that
+    /// are not float32 as float64).
+    pub(crate) fn read_rows_as<V: RowValue + hdf5::H5Type>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut XBatch<V>,
+    ) -> Result<()> {
+        self.x.read_rows(&self.path, "X", self.n_obs, ranges, out)
+    }
+
     /// The row-aligned matrix at `path` (`layers/NAME`, `obsm/NAME`): CSR or 2-D dense, with
     /// `X`'s rows.
     ///
@@ -427,8 +437,13 @@ impl H5adFile {
                 expected: format!("{} (X's n_obs)", self.n_obs),
             });
         }
+        let dtype = match &x {
+            H5X::Csr { data, .. } => dtype_of(&format!("{path}/data"), data)?,
+            H5X::Dense { ds, .. } => dtype_of(path, ds)?,
+        };
         Ok(H5adMatrix {
             x,
+            dtype,
             n_obs,
             path: path.to_string(),
             file: self.path.clone(),
@@ -452,6 +467,7 @@ impl H5adFile {
 /// A row-aligned matrix of an `.h5ad` besides `X` (a layer, an `obsm` entry), read by rows.
 pub struct H5adMatrix {
     x: H5X,
+    dtype: Dtype,
     n_obs: u64,
     path: String,
     file: PathBuf,
@@ -493,8 +509,22 @@ impl H5adMatrix {
     /// # Errors
     /// As [`H5adFile::read_rows`].
     pub fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        self.read_rows_as(ranges, out)
+    }
+
+    /// [`Self::read_rows`] into values of another type.
+    pub(crate) fn read_rows_as<V: RowValue + hdf5::H5Type>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut XBatch<V>,
+    ) -> Result<()> {
         self.x
             .read_rows(&self.file, &self.path, self.n_obs, ranges, out)
+    }
+
+    /// The element type of the stored values.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
     }
 }
 
@@ -506,13 +536,13 @@ impl H5X {
         }
     }
 
-    fn read_rows(
+    fn read_rows<V: RowValue + hdf5::H5Type>(
         &self,
         file: &Path,
         path: &str,
         n_obs: u64,
         ranges: &[Range<u64>],
-        out: &mut XBatch,
+        out: &mut XBatch<V>,
     ) -> Result<()> {
         out.clear();
         for r in ranges {
@@ -532,7 +562,12 @@ impl H5X {
         result
     }
 
-    fn append(&self, path: &str, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+    fn append<V: RowValue + hdf5::H5Type>(
+        &self,
+        path: &str,
+        ranges: &[Range<u64>],
+        out: &mut XBatch<V>,
+    ) -> Result<()> {
         match (self, out) {
             (
                 H5X::Csr {
@@ -559,7 +594,7 @@ impl H5X {
                     }
                     if e > a {
                         let values = data
-                            .read_slice_1d::<f32, _>(a..e)
+                            .read_slice_1d::<V, _>(a..e)
                             .map_err(|err| h5err(&format!("{path}/data"), err))?;
                         let cols = indices
                             .read_slice_1d::<i64, _>(a..e)
@@ -585,7 +620,7 @@ impl H5X {
             (H5X::Dense { ds, .. }, XBatch::Dense(b)) => {
                 for r in ranges.iter().filter(|r| r.end > r.start) {
                     let rows = ds
-                        .read_slice_2d::<f32, _>(hyperslab(r.clone()))
+                        .read_slice_2d::<V, _>(hyperslab(r.clone()))
                         .map_err(|e| h5err(path, e))?;
                     b.data.extend(rows.iter());
                 }

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::csr::check_indptr;
 use super::places::RowPlaces;
-use crate::batch::{CsrBatch, DenseBatch, XBatch};
+use crate::batch::{CsrBatch, DenseBatch, RowValue, XBatch};
 use crate::error::{Error, Result};
 
 /// The label in-memory elements give in errors.
@@ -144,6 +144,15 @@ impl InMemoryX {
     /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::BatchTooLarge`] past int32 CSR
     /// indices, [`Error::ShapeMismatch`] for an `out` of the other kind.
     pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        self.append_rows_as(ranges, out)
+    }
+
+    /// [`Self::append_rows`] into values of any [`RowValue`] type.
+    pub(crate) fn append_rows_as<V: RowValue>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut XBatch<V>,
+    ) -> Result<()> {
         let n_obs = self.n_obs();
         if let Some(r) = ranges.iter().find(|r| r.start > r.end || r.end > n_obs) {
             return Err(Error::RowsOutOfRange {
@@ -177,7 +186,8 @@ impl InMemoryX {
                     let base = b.data.len() as u64;
                     b.indices
                         .extend_from_slice(&indices[a as usize..z as usize]);
-                    b.data.extend_from_slice(&data[a as usize..z as usize]);
+                    b.data
+                        .extend(data[a as usize..z as usize].iter().map(|&v| V::from(v)));
                     // Fits: every pointer is at most `total` <= i32::MAX.
                     b.indptr.extend(
                         indptr[r.start as usize + 1..=r.end as usize]
@@ -190,8 +200,11 @@ impl InMemoryX {
             (Self::Dense { data, n_var }, XBatch::Dense(b)) => {
                 let w = *n_var as usize;
                 for r in ranges {
-                    b.data
-                        .extend_from_slice(&data[r.start as usize * w..r.end as usize * w]);
+                    b.data.extend(
+                        data[r.start as usize * w..r.end as usize * w]
+                            .iter()
+                            .map(|&v| V::from(v)),
+                    );
                 }
                 Ok(())
             }
