@@ -51,8 +51,10 @@ mod lock;
 mod obs_table;
 mod plan;
 mod publish;
+mod raw;
 mod size;
 mod source;
+mod uns;
 mod var_space;
 mod var_table;
 
@@ -473,10 +475,22 @@ fn create(
     let var_columns = var_table::join(parts, space.names.len(), options.merge);
     let carried = elements::carry(&sources, options.layer.as_deref(), &swapped)?;
     notes.extend(carried.notes.iter().cloned());
-    let elements = carried.elements(&sources);
+    let uns = uns_of(&sources, options.merge, &mut notes);
+    let raw = raw::open(&sources, None, options.merge, &mut notes)?;
+    let mut elements = carried.elements(&sources);
+    elements.extend(raw.as_ref().map(raw::Raw::element));
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
-    let shared = shared(&x, &space, &var_columns, &elements, &obs, sparse, options);
+    let shared = shared(
+        &x,
+        &space,
+        &var_columns,
+        &elements,
+        (uns.as_ref(), raw.as_ref()),
+        &obs,
+        sparse,
+        options,
+    );
     let progress = Progress::new(n_obs, options.quiet);
     for (i, ranges) in datasets.iter().enumerate() {
         progress.0.set_message(format!("dataset_{i}"));
@@ -517,17 +531,22 @@ fn create(
     })
 }
 
+// One argument per part of what every dataset shares.
+#[allow(clippy::too_many_arguments)]
 fn shared<'a>(
     x: &'a [&'a dyn RowReader],
     space: &'a var_space::VarSpace,
     var_columns: &'a [(String, Column)],
     elements: &'a [dataset::Element<'a>],
+    extra: (Option<&'a uns::UnsNode>, Option<&'a raw::Raw>),
     obs: &'a ObsTable,
     sparse: bool,
     options: &'a ConvertOptions,
 ) -> Shared<'a> {
     Shared {
         x,
+        uns: extra.0,
+        raw: extra.1,
         maps: &space.maps,
         var_names: &space.names,
         var_columns,
@@ -539,6 +558,31 @@ fn shared<'a>(
         groupby: &options.groupby,
         compressor: options.compressor,
     }
+}
+
+/// The output's `uns` from the inputs' (see [`uns::merge`]), with a note when several inputs'
+/// are dropped.
+fn uns_of(
+    sources: &[Source],
+    merge: Option<VarMerge>,
+    notes: &mut Vec<String>,
+) -> Option<uns::UnsNode> {
+    let trees: Vec<Option<uns::UnsNode>> = sources
+        .iter()
+        .map(|s| {
+            let (elements, root) = s.elements()?;
+            uns::read(elements, root, &s.path().display().to_string(), notes)
+        })
+        .collect();
+    let merged = uns::merge(&trees, merge);
+    if merged.is_none() && trees.iter().any(Option::is_some) {
+        notes.push(
+            "uns left out: several inputs, and anndata.concat (annbatch) keeps none of their \
+             uns; --merge first|same|unique|only keeps the entries it picks"
+                .into(),
+        );
+    }
+    merged
 }
 
 fn collection_attrs(inventory: &Inventory) -> serde_json::Map<String, serde_json::Value> {
@@ -654,10 +698,40 @@ fn append(
     let x = x_readers(&sources, &layers);
     let carried = elements::carry(&sources, options.layer.as_deref(), &swapped)?;
     notes.extend(carried.notes.iter().cloned());
-    let elements = carried.elements(&sources);
+    // The collection's uns stays, as its var columns do; its raw variables too.
+    let uns = uns_of(&sources[..n_existing.min(1)], None, &mut notes);
+    let raw_names = match sources.first().and_then(Source::elements) {
+        Some((elements, root)) => {
+            let var = if root.is_empty() {
+                "raw/var".to_string()
+            } else {
+                format!("{root}/raw/var")
+            };
+            match elements.kind(&var)? {
+                Some(_) => Some(crate::store::dataframe::read_index(elements, &var)?),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let raw = match &raw_names {
+        Some(names) => raw::open(&sources, Some(names), None, &mut notes)?,
+        None => None,
+    };
+    let mut elements = carried.elements(&sources);
+    elements.extend(raw.as_ref().map(raw::Raw::element));
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
-    let shared = shared(&x, &space, &var_columns, &elements, &obs, sparse, options);
+    let shared = shared(
+        &x,
+        &space,
+        &var_columns,
+        &elements,
+        (uns.as_ref(), raw.as_ref()),
+        &obs,
+        sparse,
+        options,
+    );
     let progress = Progress::new(existing_rows + added, options.quiet);
     let mut obs_start = 0;
     let mut inventory = Inventory::default();

@@ -20,6 +20,7 @@ mod memory;
 mod node;
 mod places;
 mod source;
+mod whole;
 pub mod write;
 
 pub use anndata::{AnnDataStore, XElement};
@@ -29,8 +30,10 @@ pub use dense::DenseElement;
 pub use dtype::Dtype;
 pub use memory::InMemoryX;
 pub(crate) use node::encoding as encoding_of;
-pub(crate) use node::ZarrStore;
+pub(crate) use node::{NodeKind, ZarrStore};
 pub use places::{CsrPlace, RowPlaces};
+pub(crate) use source::ElementSource;
+pub(crate) use whole::{WholeArray, WholeValues};
 
 /// The first bytes of every HDF5 file.
 const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";

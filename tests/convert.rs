@@ -593,3 +593,61 @@ fn matrices_keep_their_dtype_and_kind() {
     );
     assert_eq!(got, want);
 }
+
+#[test]
+fn uns_and_raw_are_carried_over() {
+    let input = data("annbatch_lossless_collection.zarr").join("dataset_0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    let report = add_adatas(&out, &[&input], &options(7)).expect("convert");
+    assert!(
+        report.notes.iter().all(|n| !n.contains("left out")),
+        "{:?}",
+        report.notes
+    );
+    let dataset = out.join("dataset_0");
+    let meta = |p: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dataset.join(p).join("zarr.json")).expect(p);
+        serde_json::from_str(&text).expect("json")
+    };
+    assert_eq!(meta("uns")["attributes"]["encoding-type"], "dict");
+    assert_eq!(meta("uns/params")["attributes"]["encoding-type"], "dict");
+    let title = meta("uns/title");
+    assert_eq!(title["shape"], json!([]));
+    assert_eq!(title["data_type"], "string");
+    assert_eq!(title["attributes"]["encoding-type"], "string");
+    let n_pcs = meta("uns/params/n_pcs");
+    assert_eq!(n_pcs["attributes"]["encoding-type"], "numeric-scalar");
+    assert_eq!(meta("uns/cell_type_colors")["shape"], json!([3]));
+    assert_eq!(meta("raw")["attributes"]["encoding-type"], "raw");
+    assert_eq!(meta("raw/var")["attributes"]["encoding-type"], "dataframe");
+    // raw/X moved with X's rows.
+    let (want, got) = (matrix_rows(&input, "raw/X"), matrix_rows(&out, "raw/X"));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn an_uns_entry_claiming_a_huge_shape_is_a_note_not_an_abort() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.zarr");
+    common::copy_dir(
+        &data("annbatch_lossless_collection.zarr").join("dataset_0"),
+        &input,
+    );
+    let colors = input.join("uns/cell_type_colors/zarr.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&colors).expect("read")).expect("json");
+    meta["shape"] = json!([u64::MAX / 2]);
+    std::fs::write(&colors, meta.to_string()).expect("write");
+    let out = dir.path().join("c.zarr");
+    let report = add_adatas(&out, &[&input], &options(7)).expect("convert");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("uns/cell_type_colors left out")),
+        "{:?}",
+        report.notes
+    );
+    assert!(out.join("dataset_0/uns/title/zarr.json").exists());
+}

@@ -45,6 +45,10 @@ pub(crate) struct Shared<'a> {
     pub compressor: Compressor,
     /// Layers and `obsm` entries, written after `X` with its row order.
     pub elements: &'a [Element<'a>],
+    /// What every dataset's `uns` holds.
+    pub uns: Option<&'a super::uns::UnsNode>,
+    /// The carried-over `raw` (its `raw/X` is among `elements`).
+    pub raw: Option<&'a super::raw::Raw>,
 }
 
 /// One row-aligned matrix of the output besides `X` (a layer, an `obsm` entry): where it
@@ -62,6 +66,9 @@ pub(crate) struct Element<'a> {
     pub n_cols: usize,
     /// The stored element type of the output: the inputs' own (joined as numpy promotes).
     pub dtype: Dtype,
+    /// Column maps of its own variable space (`raw/X`), instead of `X`'s; then `n_cols` is
+    /// that space's size.
+    pub maps: Option<&'a [Option<ColumnMap>]>,
 }
 
 /// What staging reads: per input, a reader and its column map; the output's columns.
@@ -81,18 +88,18 @@ impl<'a> Read<'a> {
     }
 
     fn element(shared: &Shared<'a>, element: &Element<'a>) -> Self {
+        let (maps, n_cols) = match (element.maps, element.var_aligned) {
+            (Some(own), _) => (own.iter().map(Option::as_ref).collect(), element.n_cols),
+            (None, true) => (
+                shared.maps.iter().map(Option::as_ref).collect(),
+                shared.var_names.len(),
+            ),
+            (None, false) => (vec![None; element.matrices.len()], element.n_cols),
+        };
         Self {
             readers: element.matrices.clone(),
-            maps: if element.var_aligned {
-                shared.maps.iter().map(Option::as_ref).collect()
-            } else {
-                vec![None; element.matrices.len()]
-            },
-            n_cols: if element.var_aligned {
-                shared.var_names.len()
-            } else {
-                element.n_cols
-            },
+            maps,
+            n_cols,
         }
     }
 }
@@ -196,8 +203,31 @@ pub(crate) fn write_dataset(
         .collect();
     writer.dataframe(&p("obs"), &names, &columns)?;
     writer.dataframe(&p("var"), shared.var_names, shared.var_columns)?;
+    if let Some(uns) = shared.uns {
+        super::uns::write(writer, &p("uns"), uns)?;
+    }
+    if let Some(raw) = shared.raw {
+        writer.group(
+            &p("raw"),
+            attrs(&[
+                ("encoding-type", json!("raw")),
+                ("encoding-version", json!("0.1.0")),
+            ]),
+        )?;
+        writer.dataframe(&p("raw/var"), &raw.space.names, &raw.var_columns)?;
+        writer.group(
+            &p("raw/varm"),
+            attrs(&[
+                ("encoding-type", json!("dict")),
+                ("encoding-version", json!("0.1.0")),
+            ]),
+        )?;
+    }
     // The dict groups (holding the carried-over matrices, or empty).
     for empty in ["layers", "obsm", "obsp", "varm", "varp", "uns"] {
+        if empty == "uns" && shared.uns.is_some() {
+            continue;
+        }
         writer.group(
             &p(empty),
             attrs(&[

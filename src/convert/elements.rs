@@ -44,6 +44,7 @@ impl Carried {
                 sparse: o.sparse,
                 n_cols: o.n_cols,
                 dtype: o.dtype,
+                maps: None,
             })
             .collect()
     }
@@ -98,7 +99,7 @@ pub(crate) fn carry(sources: &[Source], layer: Option<&str>, swapped: &[bool]) -
             }
         }
     }
-    for group in ["uns", "raw", "obsp", "varm", "varp"] {
+    for group in ["obsp", "varm", "varp"] {
         let mut has = false;
         for s in sources {
             has |= !s.keys(group).map_err(|e| e.in_input(s.path()))?.is_empty();

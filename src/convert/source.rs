@@ -180,6 +180,20 @@ impl Source {
     }
 }
 
+impl Source {
+    /// The input's elements and the path of its AnnData group in them (`None` for data in
+    /// memory).
+    pub(crate) fn elements(&self) -> Option<(&dyn crate::store::ElementSource, &str)> {
+        match self {
+            Self::Zarr(a, _) => a
+                .zarr()
+                .map(|(store, group)| (store as &dyn crate::store::ElementSource, group)),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(f) => Some((f.elements(), "")),
+        }
+    }
+}
+
 impl Matrix {
     /// Columns, and whether each row holds exactly that many values (false for a dense
     /// array of more than 2 dimensions).

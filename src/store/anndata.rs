@@ -537,6 +537,14 @@ impl AnnDataStore {
         }
     }
 
+    /// The zarr store and group this AnnData is read from (`None` for data in memory).
+    pub(crate) fn zarr(&self) -> Option<(&ZarrStore, &str)> {
+        match &self.backing {
+            Backing::Zarr { store, group } => Some((store, group)),
+            Backing::Given { .. } => None,
+        }
+    }
+
     /// `var` columns and their values, in `column-order` (none for data in memory).
     ///
     /// # Errors

@@ -16,6 +16,7 @@ use super::dataframe::{self, Column};
 use super::dtype::Dtype;
 use super::node::{encoding as encoding_of, missing, NodeKind};
 use super::source::ElementSource;
+use super::whole::{check_size, WholeArray, WholeValues};
 use crate::batch::{CsrBatch, DenseBatch, RowValue, XBatch};
 use crate::error::{Error, Result};
 
@@ -214,6 +215,34 @@ impl ElementSource for H5 {
                 .iter()
                 .map(|s| s.as_str().to_string())
                 .collect(),
+        })
+    }
+
+    fn children(&self, path: &str) -> Result<Vec<String>> {
+        let target = if path.is_empty() { "/" } else { path };
+        let group = self.file.group(target).map_err(|e| h5err(path, e))?;
+        group.member_names().map_err(|e| h5err(path, e))
+    }
+
+    fn read_whole(&self, path: &str) -> Result<WholeArray> {
+        let ds = self.dataset(path)?;
+        let dtype = dtype_of(path, &ds)?;
+        let shape: Vec<u64> = ds.shape().iter().map(|&d| d as u64).collect();
+        check_size(path, dtype, &shape)?;
+        let read = |e| h5err(path, e);
+        let values = match dtype {
+            Dtype::Bool => WholeValues::Bool(ds.read_raw::<bool>().map_err(read)?),
+            Dtype::U8 | Dtype::U16 | Dtype::U32 | Dtype::U64 => {
+                WholeValues::UInt(ds.read_raw::<u64>().map_err(read)?)
+            }
+            d if d.is_integer() => WholeValues::Int(ds.read_raw::<i64>().map_err(read)?),
+            Dtype::F32 | Dtype::F64 => WholeValues::Float(ds.read_raw::<f64>().map_err(read)?),
+            _ => WholeValues::Str(self.read_strings(path)?),
+        };
+        Ok(WholeArray {
+            dtype,
+            shape,
+            values,
         })
     }
 }
@@ -421,6 +450,11 @@ impl H5adFile {
         out: &mut XBatch<V>,
     ) -> Result<()> {
         self.x.read_rows(&self.path, "X", self.n_obs, ranges, out)
+    }
+
+    /// The file's elements, for readers of whole elements (`uns`).
+    pub(crate) fn elements(&self) -> &dyn ElementSource {
+        &self.h5
     }
 
     /// The row-aligned matrix at `path` (`layers/NAME`, `obsm/NAME`): CSR or 2-D dense, with

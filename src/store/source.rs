@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::chunked::ChunkedArray;
 use super::dtype::Dtype;
 use super::node::{NodeKind, ZarrStore};
+use super::whole::WholeArray;
 use crate::error::Result;
 
 /// What the dataframe reader needs of a container format (zarr, HDF5): node kinds, attributes,
@@ -25,6 +26,10 @@ pub(crate) trait ElementSource {
     fn read_bool(&self, path: &str) -> Result<Vec<bool>>;
     /// A string array.
     fn read_strings(&self, path: &str) -> Result<Vec<String>>;
+    /// The names of the group `path`'s children.
+    fn children(&self, path: &str) -> Result<Vec<String>>;
+    /// The array at `path` read whole, any number of dimensions (0-d scalars too).
+    fn read_whole(&self, path: &str) -> Result<WholeArray>;
 }
 
 impl ElementSource for ZarrStore {
@@ -49,5 +54,11 @@ impl ElementSource for ZarrStore {
     }
     fn read_strings(&self, path: &str) -> Result<Vec<String>> {
         ChunkedArray::open(self, path)?.read_all::<String>()
+    }
+    fn children(&self, path: &str) -> Result<Vec<String>> {
+        ZarrStore::children(self, path)
+    }
+    fn read_whole(&self, path: &str) -> Result<WholeArray> {
+        ZarrStore::read_whole(self, path)
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
-use zarrs::array::{Array, ArrayMetadata, Element};
+use zarrs::array::{Array, ArrayMetadata, Element, IntoArrayBytes};
 use zarrs::filesystem::FilesystemStore;
 use zarrs::group::GroupBuilder;
 
@@ -150,6 +150,52 @@ impl Writer {
                 buffer.extend_from_slice(&values[a..b]);
                 Ok(())
             })
+    }
+
+    /// Writes a small array whole, as one zstd chunk, with any number of dimensions (a 0-d
+    /// scalar too): what `uns` entries are.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `values` does not fill `shape`, [`Error::Zarr`] /
+    /// [`Error::Io`] when writing fails.
+    pub(crate) fn whole_array<T: ZarrElement>(
+        &self,
+        path: &str,
+        values: &[T],
+        shape: &[u64],
+        attrs: Map<String, Value>,
+    ) -> Result<()> {
+        let n = shape.iter().product::<u64>();
+        if values.len() as u64 != n {
+            return Err(Error::ShapeMismatch {
+                path: path.to_string(),
+                found: format!("{} values", values.len()),
+                expected: format!("{n} (shape {shape:?})"),
+            });
+        }
+        let chunk: Vec<u64> = shape.iter().map(|&d| d.max(1)).collect();
+        let array = self.new_array(
+            path,
+            json!({
+                "zarr_format": 3, "node_type": "array", "shape": shape,
+                "data_type": T::DATA_TYPE,
+                "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunk}},
+                "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                "fill_value": T::fill_value(),
+                "codecs": inner_codecs::<T>(Compressor::Zstd),
+                "attributes": attrs,
+            }),
+        )?;
+        array.store_metadata().map_err(|e| zerr(path, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let bytes = values
+            .into_array_bytes(array.data_type())
+            .map_err(|e| zerr(path, e))?;
+        array
+            .store_array_subset(&array.subset_all(), bytes)
+            .map_err(|e| zerr(path, e))
     }
 
     /// An array handle for `metadata` at `path` (nothing is written).

@@ -136,3 +136,102 @@ def test_an_obsm_claiming_a_huge_width_is_an_error_not_an_abort(tmp_path, chunke
         with pytest.raises(AnnbatchError, match="more than this machine's memory"):
             target.add_adatas([tmp_path / "in.zarr"])
         assert target.is_empty
+
+
+LOSSLESS = pathlib.Path(__file__).resolve().parents[1] / "data" / "lossless.h5ad"
+REFERENCE = (pathlib.Path(__file__).resolve().parents[1] / "data" / "reference"
+             / "annbatch_lossless.json")
+
+
+def _dense(x):
+    return x.toarray() if sp.issparse(x) else np.asarray(x)
+
+
+def _same_tree(a, b):
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b)
+        for k in a:
+            _same_tree(a[k], b[k])
+    else:
+        np.testing.assert_array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+
+
+def test_the_scvi_layout_converts_losslessly(tmp_path):
+    """Every element of an anndata-written file comes back equal, per obs name, in its dtype:
+    X, int32 counts, a dense layer, float32 / float64 / sparse obsm, var columns, nested uns,
+    raw; and the collection holds what annbatch 0.3.1 keeps of the same file."""
+    import json
+
+    source = ad.read_h5ad(LOSSLESS)
+    out = tmp_path / "c.zarr"
+    c = DatasetCollection(out).add_adatas([LOSSLESS], dataset_size=120, shuffle_chunk_size=10,
+                                          rng=np.random.default_rng(4))
+    assert not [n for n in c.last_report["notes"] if "left out" in n], c.last_report["notes"]
+    back = _back(out, source.obs_names)
+    np.testing.assert_array_equal(_dense(back.X), _dense(source.X))
+    for key, want in source.layers.items():
+        got = back.layers[key]
+        assert got.dtype == want.dtype and sp.issparse(got) == sp.issparse(want), key
+        np.testing.assert_array_equal(_dense(got), _dense(want))
+    for key, want in source.obsm.items():
+        got = back.obsm[key]
+        assert got.dtype == want.dtype and sp.issparse(got) == sp.issparse(want), key
+        np.testing.assert_array_equal(_dense(got), _dense(want))
+    assert list(back.var_names) == list(source.var_names)
+    for column in source.var.columns:
+        assert list(back.var[column]) == list(source.var[column]), column
+    first = ad.read_zarr(out / "dataset_0")
+    _same_tree(first.uns, source.uns)
+    assert back.raw is not None
+    assert list(back.raw.var_names) == list(source.raw.var_names)
+    np.testing.assert_array_equal(_dense(back.raw.X), _dense(source.raw.X))
+    # What annbatch keeps of the same file, we keep.
+    kept = json.loads(REFERENCE.read_text())["read_back"]
+    assert sorted(first.layers) == sorted(k for k in kept["layers"] if k != "null")
+    assert sorted(first.obsm) == sorted(kept["obsm"])
+    assert list(first.var.columns) == kept["var_columns"]
+    assert sorted(first.uns) == kept["uns"] and (first.raw is not None) == kept["raw"]
+    for key, dtype in kept["obsm"].items():
+        assert str(first.obsm[key].dtype) == dtype
+    assert str(first.layers["counts"].dtype) == kept["layers"]["counts"]
+
+
+def test_uns_of_several_inputs_follows_merge(tmp_path):
+    source = ad.read_h5ad(LOSSLESS)
+    halves = []
+    for i, rows in enumerate((slice(0, 150), slice(150, 300))):
+        part = source[rows].copy()
+        part.uns["part"] = i
+        halves.append(tmp_path / f"half{i}.h5ad")
+        with ad.settings.override(allow_write_nullable_strings=True):
+            part.write_h5ad(halves[-1])
+    plain = DatasetCollection(tmp_path / "plain.zarr").add_adatas(halves)
+    assert ad.read_zarr(tmp_path / "plain.zarr" / "dataset_0").uns == {}
+    assert any(n.startswith("uns left out") for n in plain.last_report["notes"])
+    DatasetCollection(tmp_path / "same.zarr").add_adatas(halves, merge="same")
+    same = ad.read_zarr(tmp_path / "same.zarr" / "dataset_0").uns
+    # "part" differs between the halves (so may the colors anndata trims to each half's
+    # categories); what they share stays.
+    assert {"params", "title"} <= set(same) and "part" not in same
+    DatasetCollection(tmp_path / "first.zarr").add_adatas(halves, merge="first")
+    assert ad.read_zarr(tmp_path / "first.zarr" / "dataset_0").uns["part"] == 0
+    # Both halves have raw: it is concatenated with X's rows.
+    back = _back(tmp_path / "plain.zarr", source.obs_names)
+    np.testing.assert_array_equal(_dense(back.raw.X), _dense(source.raw.X))
+
+
+def test_a_converted_collection_streams_its_layers(tmp_path):
+    from annbatch_rs import Loader
+
+    source = ad.read_h5ad(LOSSLESS)
+    out = tmp_path / "c.zarr"
+    DatasetCollection(out).add_adatas([LOSSLESS], rng=np.random.default_rng(2))
+    names = ad.concat([ad.read_zarr(p) for p in sorted(out.glob("dataset_*"))]).obs_names
+    loader = Loader(batch_size=50, chunk_size=10, preload_nchunks=5, shuffle=True,
+                    return_index=True, layer_keys="counts", obsm_keys="X_umap")
+    for batch in loader.use_collection(out):
+        rows = source[names[batch["index"]]]
+        np.testing.assert_array_equal(batch["layers"]["counts"].toarray(),
+                                      _dense(rows.layers["counts"]).astype(np.float32))
+        np.testing.assert_array_equal(batch["obsm"]["X_umap"],
+                                      rows.obsm["X_umap"].astype(np.float32))
