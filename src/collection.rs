@@ -177,6 +177,10 @@ impl DatasetCollection {
         let var_source = datasets.iter().position(|d| d.var_named()).unwrap_or(0);
         let first = &datasets[var_source];
         for (name, d) in names.iter().zip(&datasets) {
+            // Rows of a CSC X cannot be read; the converter transposes it.
+            if d.x().is_csc() {
+                return Err(d.x().csc_error());
+            }
             let detail = if d.var_named() && first.var_named() {
                 var_difference(first.var_names(), d.var_names())
             } else {

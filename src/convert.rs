@@ -54,6 +54,7 @@ mod publish;
 mod raw;
 mod size;
 mod source;
+mod transpose;
 mod uns;
 mod var_space;
 mod var_table;
@@ -230,6 +231,12 @@ pub fn add_adatas<P: AsRef<Path>>(
         .collect::<Result<_>>()?;
     let mut notes = Vec::new();
     for s in &sources {
+        if let Some(bands) = s.transposed_bands() {
+            notes.push(transposed_note(
+                &format!("{}: X", s.path().display()),
+                bands,
+            ));
+        }
         if s.x_dtype() != Dtype::F32 {
             notes.push(format!(
                 "{}: X is {}; stored as float32 (a collection holds one dtype)",
@@ -243,6 +250,16 @@ pub fn add_adatas<P: AsRef<Path>>(
         Output::New => create(output, sources, options, seed, notes),
         Output::Collection(c) => append(output, c, sources, options, seed, notes),
     }
+}
+
+/// What transposing a CSC matrix cost.
+pub(crate) fn transposed_note(what: &str, bands: usize) -> String {
+    format!(
+        "{what} is CSC (stored by columns): transposed to rows in {bands} band(s), reading its \
+         values {} times and writing them once to a scratch file under TMPDIR; writing it as \
+         CSR first avoids this",
+        bands + 1
+    )
 }
 
 /// The obs of one source. With `src_path`, an input file: annbatch's `src_path` column is
@@ -632,7 +649,7 @@ fn append(
         .iter()
         .map(|n| {
             let p = output.join(n);
-            crate::store::AnnDataStore::open(&p).map(|a| Source::Zarr(a, p))
+            crate::store::AnnDataStore::open(&p).and_then(|a| Source::zarr(a, p))
         })
         .collect::<Result<_>>()?;
     let n_existing = sources.len();

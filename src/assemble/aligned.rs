@@ -62,6 +62,9 @@ impl AlignedMatrix {
                 },
                 e => e,
             })?;
+            if element.is_csc() {
+                return Err(element.csc_error());
+            }
             let first: Option<&XElement> = elements.first();
             let disagrees = match first {
                 Some(first) => {

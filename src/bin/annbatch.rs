@@ -282,6 +282,7 @@ fn inspect(path: &Path) -> annbatch::Result<()> {
                 )
             }
             XElement::Dense(x) => format!("dense, inner chunk {} rows", x.chunk_rows()),
+            XElement::Csc(x) => format!("csc, nnz {} (convert it to read rows)", x.nnz()),
             XElement::InMemory(_) => "in memory".into(),
         };
         let label = if name.is_empty() { "/" } else { name };
@@ -436,7 +437,7 @@ fn plain_decode(root: &Path, group: &str, x: &XElement) -> annbatch::Result<()> 
         format!("/{group}")
     };
     let names: &[&str] = match x {
-        XElement::Csr(_) => &["X/data", "X/indices"],
+        XElement::Csr(_) | XElement::Csc(_) => &["X/data", "X/indices"],
         XElement::Dense(_) => &["X"],
         XElement::InMemory(_) => &[],
     };

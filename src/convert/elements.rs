@@ -93,7 +93,7 @@ pub(crate) fn carry(sources: &[Source], layer: Option<&str>, swapped: &[bool]) -
         {
             let path = format!("{group}/{key}");
             let own_x = |i: usize| var_aligned && key == "X" && swapped[i];
-            match open_everywhere(sources, &path, var_aligned, own_x) {
+            match open_everywhere(sources, &path, var_aligned, own_x, &mut carried.notes) {
                 Ok(opened) => carried.opened.push(opened),
                 Err(reason) => carried.notes.push(format!("{path} left out: {reason}")),
             }
@@ -119,6 +119,7 @@ fn open_everywhere(
     path: &str,
     var_aligned: bool,
     own_x: impl Fn(usize) -> bool,
+    notes: &mut Vec<String>,
 ) -> std::result::Result<Opened, String> {
     let mut matrices = Vec::with_capacity(sources.len());
     let mut width = None;
@@ -130,6 +131,12 @@ fn open_everywhere(
         let matrix = source
             .matrix(path)
             .map_err(|e| format!("{} ({e})", source.path().display()))?;
+        if let Matrix::Transposed(t) = &matrix {
+            notes.push(super::transposed_note(
+                &format!("{}: {path}", source.path().display()),
+                t.bands,
+            ));
+        }
         let (n_cols, plain) = matrix.n_cols();
         if !plain {
             return Err("a dense array of more than 2 dimensions".into());

@@ -3,15 +3,30 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::transpose::{Columns, Transposed};
 use crate::batch::XBatch;
 use crate::error::{Error, Result};
-use crate::store::{AnnDataStore, Column, Dtype};
+use crate::store::{AnnDataStore, Column, Dtype, XElement};
 
-/// An opened input.
+/// An opened input; a CSC `X` is transposed when it is opened (see [`super::transpose`]).
+pub(crate) struct Source {
+    input: Input,
+    x: Option<Transposed>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("path", &self.path())
+            .finish()
+    }
+}
+
+/// The file behind an input.
 #[derive(Debug)]
 // A handful per conversion, never moved on a hot path: boxing buys nothing.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum Source {
+enum Input {
     /// A zarr AnnData store (format 2 or 3), also a dataset of an existing collection.
     Zarr(AnnDataStore, PathBuf),
     /// An `.h5ad` file.
@@ -27,7 +42,7 @@ impl Source {
             source,
         })?;
         if meta.is_dir() {
-            return Ok(Self::Zarr(AnnDataStore::open(path)?, path.to_path_buf()));
+            return Self::zarr(AnnDataStore::open(path)?, path.to_path_buf());
         }
         if !crate::store::is_hdf5_file(path) {
             return Err(Error::UnknownEncoding {
@@ -39,7 +54,7 @@ impl Source {
         }
         #[cfg(feature = "hdf5")]
         {
-            Ok(Self::H5ad(crate::store::h5ad::H5adFile::open(path)?))
+            Self::new(Input::H5ad(crate::store::h5ad::H5adFile::open(path)?))
         }
         #[cfg(not(feature = "hdf5"))]
         {
@@ -52,98 +67,135 @@ impl Source {
         }
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        match self {
-            Self::Zarr(_, p) => p,
+    /// A zarr AnnData input (a store, or a dataset of a collection) at `path`.
+    pub(crate) fn zarr(adata: AnnDataStore, path: PathBuf) -> Result<Self> {
+        Self::new(Input::Zarr(adata, path))
+    }
+
+    fn new(input: Input) -> Result<Self> {
+        let mut this = Self { input, x: None };
+        this.x = match &this.input {
+            Input::Zarr(a, p) => match a.x() {
+                XElement::Csc(t) => Some(transpose(&ZarrColumns(t), p)?),
+                _ => None,
+            },
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.path(),
+            Input::H5ad(f) => match f.csc_x() {
+                Some(csc) => Some(transpose(&csc, f.path())?),
+                None => None,
+            },
+        };
+        Ok(this)
+    }
+
+    /// Bands the transposition of a CSC `X` took (`None`: `X` is not CSC).
+    pub(crate) fn transposed_bands(&self) -> Option<usize> {
+        self.x.as_ref().map(|t| t.bands)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        match &self.input {
+            Input::Zarr(_, p) => p,
+            #[cfg(feature = "hdf5")]
+            Input::H5ad(f) => f.path(),
         }
     }
 
     pub(crate) fn n_obs(&self) -> u64 {
-        match self {
-            Self::Zarr(a, _) => a.n_obs(),
+        match &self.input {
+            Input::Zarr(a, _) => a.n_obs(),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.n_obs(),
+            Input::H5ad(f) => f.n_obs(),
         }
     }
 
     pub(crate) fn var_names(&self) -> &[String] {
-        match self {
-            Self::Zarr(a, _) => a.var_names(),
+        match &self.input {
+            Input::Zarr(a, _) => a.var_names(),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.var_names(),
+            Input::H5ad(f) => f.var_names(),
         }
     }
 
     pub(crate) fn x_dtype(&self) -> Dtype {
-        match self {
-            Self::Zarr(a, _) => a.x().dtype(),
+        match &self.input {
+            Input::Zarr(a, _) => a.x().dtype(),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.x_dtype(),
+            Input::H5ad(f) => f.x_dtype(),
         }
     }
 
     /// Row pointers of a CSR `X`; `None` when `X` is dense.
     pub(crate) fn indptr(&self) -> Option<&[u64]> {
-        match self {
-            Self::Zarr(a, _) => match a.x() {
+        if let Some(t) = &self.x {
+            return t.indptr();
+        }
+        match &self.input {
+            Input::Zarr(a, _) => match a.x() {
                 crate::store::XElement::Csr(c) => Some(c.indptr()),
                 crate::store::XElement::InMemory(crate::store::InMemoryX::Csr {
                     indptr, ..
                 }) => Some(indptr),
-                crate::store::XElement::Dense(_) | crate::store::XElement::InMemory(_) => None,
+                crate::store::XElement::Dense(_)
+                | crate::store::XElement::InMemory(_)
+                | crate::store::XElement::Csc(_) => None,
             },
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.indptr(),
+            Input::H5ad(f) => f.indptr(),
         }
     }
 
     pub(crate) fn obs_names(&self) -> Result<Vec<String>> {
-        match self {
-            Self::Zarr(a, _) => a.obs_names(),
+        match &self.input {
+            Input::Zarr(a, _) => a.obs_names(),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.obs_names(),
+            Input::H5ad(f) => f.obs_names(),
         }
     }
 
     pub(crate) fn obs_columns(&self) -> Result<Vec<String>> {
-        match self {
-            Self::Zarr(a, _) => a.obs_columns(),
+        match &self.input {
+            Input::Zarr(a, _) => a.obs_columns(),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.obs_columns(),
+            Input::H5ad(f) => f.obs_columns(),
         }
     }
 
     pub(crate) fn obs_column(&self, name: &str) -> Result<Column> {
-        match self {
-            Self::Zarr(a, _) => a.obs_column(name),
+        match &self.input {
+            Input::Zarr(a, _) => a.obs_column(name),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.obs_column(name),
+            Input::H5ad(f) => f.obs_column(name),
         }
     }
 
     pub(crate) fn var_columns(&self) -> Result<Vec<(String, Column)>> {
-        match self {
-            Self::Zarr(a, _) => a.var_columns(),
+        match &self.input {
+            Input::Zarr(a, _) => a.var_columns(),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.var_columns(),
+            Input::H5ad(f) => f.var_columns(),
         }
     }
 
     pub(crate) fn new_batch(&self) -> XBatch {
-        match self {
-            Self::Zarr(a, _) => a.x().new_batch(),
+        if let Some(t) = &self.x {
+            return t.new_batch();
+        }
+        match &self.input {
+            Input::Zarr(a, _) => a.x().new_batch(),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.new_batch(),
+            Input::H5ad(f) => f.new_batch(),
         }
     }
 
     pub(crate) fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
-        match self {
-            Self::Zarr(a, _) => a.x().read_rows(ranges, out),
+        if let Some(t) = &self.x {
+            return t.read_rows(ranges, out);
+        }
+        match &self.input {
+            Input::Zarr(a, _) => a.x().read_rows(ranges, out),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.read_rows(ranges, out),
+            Input::H5ad(f) => f.read_rows(ranges, out),
         }
     }
 }
@@ -154,6 +206,8 @@ impl Source {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Matrix {
     Zarr(crate::store::XElement, PathBuf),
+    /// A CSC matrix, transposed when opened.
+    Transposed(Box<Transposed>),
     #[cfg(feature = "hdf5")]
     H5ad(crate::store::h5ad::H5adMatrix, PathBuf),
 }
@@ -161,21 +215,34 @@ pub(crate) enum Matrix {
 impl Source {
     /// The keys of the group `group` (`layers`, `obsm`); none when it is absent.
     pub(crate) fn keys(&self, group: &str) -> Result<Vec<String>> {
-        let mut keys = match self {
-            Self::Zarr(a, _) => a.children(group)?,
+        let mut keys = match &self.input {
+            Input::Zarr(a, _) => a.children(group)?,
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.children(group)?,
+            Input::H5ad(f) => f.children(group)?,
         };
         keys.sort_unstable();
         Ok(keys)
     }
 
-    /// The matrix at `path` (`layers/NAME`, `obsm/NAME`).
+    /// The matrix at `path` (`layers/NAME`, `obsm/NAME`); a CSC one is transposed now.
     pub(crate) fn matrix(&self, path: &str) -> Result<Matrix> {
-        match self {
-            Self::Zarr(a, p) => Ok(Matrix::Zarr(a.matrix(path)?, p.clone())),
+        let label = || self.path().join(path);
+        match &self.input {
+            Input::Zarr(a, p) => match a.matrix(path)? {
+                XElement::Csc(t) => Ok(Matrix::Transposed(Box::new(transpose(
+                    &ZarrColumns(&t),
+                    &label(),
+                )?))),
+                m => Ok(Matrix::Zarr(m, p.clone())),
+            },
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => Ok(Matrix::H5ad(f.matrix(path)?, f.path().to_path_buf())),
+            Input::H5ad(f) => {
+                let m = f.matrix(path)?;
+                if let Some(csc) = m.csc() {
+                    return Ok(Matrix::Transposed(Box::new(transpose(&csc, &label())?)));
+                }
+                Ok(Matrix::H5ad(m, f.path().to_path_buf()))
+            }
         }
     }
 }
@@ -184,12 +251,12 @@ impl Source {
     /// The input's elements and the path of its AnnData group in them (`None` for data in
     /// memory).
     pub(crate) fn elements(&self) -> Option<(&dyn crate::store::ElementSource, &str)> {
-        match self {
-            Self::Zarr(a, _) => a
+        match &self.input {
+            Input::Zarr(a, _) => a
                 .zarr()
                 .map(|(store, group)| (store as &dyn crate::store::ElementSource, group)),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => Some((f.elements(), "")),
+            Input::H5ad(f) => Some((f.elements(), "")),
         }
     }
 }
@@ -199,6 +266,7 @@ impl Matrix {
     /// array of more than 2 dimensions).
     pub(crate) fn n_cols(&self) -> (u64, bool) {
         match self {
+            Self::Transposed(t) => (t.n_cols(), true),
             Self::Zarr(x, _) => (x.n_var(), x.row_width().is_none_or(|w| w == x.n_var())),
             #[cfg(feature = "hdf5")]
             Self::H5ad(m, _) => (m.n_cols(), true),
@@ -242,10 +310,13 @@ impl RowReader for Source {
         self.x_dtype()
     }
     fn read_rows_wide(&self, ranges: &[Range<u64>], out: &mut XBatch<f64>) -> Result<()> {
-        match self {
-            Self::Zarr(a, _) => a.x().read_rows_as(ranges, out),
+        if let Some(t) = &self.x {
+            return t.read_rows_wide(ranges, out);
+        }
+        match &self.input {
+            Input::Zarr(a, _) => a.x().read_rows_as(ranges, out),
             #[cfg(feature = "hdf5")]
-            Self::H5ad(f) => f.read_rows_as(ranges, out),
+            Input::H5ad(f) => f.read_rows_as(ranges, out),
         }
     }
 }
@@ -253,6 +324,7 @@ impl RowReader for Source {
 impl RowReader for Matrix {
     fn path(&self) -> &Path {
         match self {
+            Self::Transposed(t) => t.path(),
             Self::Zarr(_, p) => p,
             #[cfg(feature = "hdf5")]
             Self::H5ad(_, p) => p,
@@ -260,6 +332,7 @@ impl RowReader for Matrix {
     }
     fn indptr(&self) -> Option<&[u64]> {
         match self {
+            Self::Transposed(t) => t.indptr(),
             Self::Zarr(x, _) => match x {
                 crate::store::XElement::Csr(c) => Some(c.indptr()),
                 _ => None,
@@ -270,6 +343,7 @@ impl RowReader for Matrix {
     }
     fn new_batch(&self) -> XBatch {
         match self {
+            Self::Transposed(t) => t.new_batch(),
             Self::Zarr(x, _) => x.new_batch(),
             #[cfg(feature = "hdf5")]
             Self::H5ad(m, _) => m.new_batch(),
@@ -277,6 +351,7 @@ impl RowReader for Matrix {
     }
     fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
         match self {
+            Self::Transposed(t) => t.read_rows(ranges, out),
             Self::Zarr(x, _) => x.read_rows(ranges, out),
             #[cfg(feature = "hdf5")]
             Self::H5ad(m, _) => m.read_rows(ranges, out),
@@ -284,6 +359,7 @@ impl RowReader for Matrix {
     }
     fn dtype(&self) -> Dtype {
         match self {
+            Self::Transposed(t) => t.dtype(),
             Self::Zarr(x, _) => x.dtype(),
             #[cfg(feature = "hdf5")]
             Self::H5ad(m, _) => m.dtype(),
@@ -291,9 +367,53 @@ impl RowReader for Matrix {
     }
     fn read_rows_wide(&self, ranges: &[Range<u64>], out: &mut XBatch<f64>) -> Result<()> {
         match self {
+            Self::Transposed(t) => t.read_rows_wide(ranges, out),
             Self::Zarr(x, _) => x.read_rows_as(ranges, out),
             #[cfg(feature = "hdf5")]
             Self::H5ad(m, _) => m.read_rows_as(ranges, out),
         }
     }
+}
+
+/// A zarr `csc_matrix` (opened as the CSR of its transpose) read by columns.
+struct ZarrColumns<'a>(&'a crate::store::CsrElement);
+
+impl Columns for ZarrColumns<'_> {
+    fn n_rows(&self) -> u64 {
+        self.0.n_var()
+    }
+    fn col_ptr(&self) -> &[u64] {
+        self.0.indptr()
+    }
+    fn dtype(&self) -> Dtype {
+        self.0.dtype()
+    }
+    fn read_columns(&self, cols: Range<u64>, out: &mut XBatch<f64>) -> Result<()> {
+        match out {
+            XBatch::Csr(b) => self.0.read_rows_as(&[cols], b),
+            XBatch::Dense(_) => Err(Error::Internal("a dense batch for CSC columns".into())),
+        }
+    }
+}
+
+#[cfg(feature = "hdf5")]
+impl Columns for crate::store::h5ad::H5adCsc<'_> {
+    fn n_rows(&self) -> u64 {
+        self.n_rows()
+    }
+    fn col_ptr(&self) -> &[u64] {
+        self.col_ptr()
+    }
+    fn dtype(&self) -> Dtype {
+        self.dtype()
+    }
+    fn read_columns(&self, cols: Range<u64>, out: &mut XBatch<f64>) -> Result<()> {
+        self.read_columns(cols, out)
+    }
+}
+
+/// Transposes the CSC matrix `csc` of input element `label` (see [`super::transpose`]).
+fn transpose(csc: &dyn Columns, label: &Path) -> Result<Transposed> {
+    let _span = tracing::debug_span!("transpose", path = %label.display()).entered();
+    Transposed::build(csc, label, None)
 }

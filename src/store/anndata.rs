@@ -26,6 +26,9 @@ pub enum XElement {
     Dense(DenseElement),
     /// A matrix held in memory.
     InMemory(InMemoryX),
+    /// A `csc_matrix` group, opened as the CSR of its transpose (rows are its columns). Its
+    /// rows cannot be read directly: the converter transposes it (the loader refuses it).
+    Csc(CsrElement),
 }
 
 /// What an `X` must be, and what to do with a CSC one.
@@ -59,6 +62,10 @@ impl XElement {
                 let shape = parse_shape(path, attrs.get("shape"))?;
                 Ok(Self::Csr(CsrElement::open(store, path, shape)?))
             }
+            (NodeKind::Group, "csc_matrix") => {
+                let [n_obs, n_var] = parse_shape(path, attrs.get("shape"))?;
+                Ok(Self::Csc(CsrElement::open(store, path, [n_var, n_obs])?))
+            }
             (NodeKind::Array, "array" | "") => Ok(Self::Dense(DenseElement::open(store, path)?)),
             _ => Err(Error::UnknownEncoding {
                 path: path.to_string(),
@@ -75,6 +82,7 @@ impl XElement {
             Self::Csr(x) => x.n_obs(),
             Self::Dense(x) => x.n_obs(),
             Self::InMemory(x) => x.n_obs(),
+            Self::Csc(t) => t.n_var(),
         }
     }
 
@@ -84,13 +92,14 @@ impl XElement {
             Self::Csr(x) => x.n_var(),
             Self::Dense(x) => x.n_var(),
             Self::InMemory(x) => x.n_var(),
+            Self::Csc(t) => t.n_obs(),
         }
     }
 
     /// The element's path inside its store.
     pub fn path(&self) -> &str {
         match self {
-            Self::Csr(x) => x.path(),
+            Self::Csr(x) | Self::Csc(x) => x.path(),
             Self::Dense(x) => x.path(),
             Self::InMemory(_) => "<in-memory X>",
         }
@@ -99,7 +108,7 @@ impl XElement {
     /// The element type of the values as stored.
     pub fn dtype(&self) -> super::Dtype {
         match self {
-            Self::Csr(x) => x.dtype(),
+            Self::Csr(x) | Self::Csc(x) => x.dtype(),
             Self::Dense(x) => x.dtype(),
             Self::InMemory(_) => super::Dtype::F32,
         }
@@ -109,6 +118,7 @@ impl XElement {
     pub fn new_batch(&self) -> XBatch {
         match self {
             Self::Csr(x) => XBatch::Csr(CsrBatch::new(x.n_var())),
+            Self::Csc(t) => XBatch::Csr(CsrBatch::new(t.n_obs())),
             Self::Dense(x) => XBatch::Dense(DenseBatch::new(x.row_width() as usize)),
             Self::InMemory(x) => x.new_batch(),
         }
@@ -135,6 +145,7 @@ impl XElement {
             (Self::Csr(x), XBatch::Csr(b)) => x.append_rows_as(ranges, b),
             (Self::Dense(x), XBatch::Dense(b)) => x.append_rows_as(ranges, b),
             (Self::InMemory(x), out) => x.append_rows_as(ranges, out),
+            (Self::Csc(_), _) => Err(self.csc_error()),
             (x, out) => Err(Error::ShapeMismatch {
                 path: x.path().to_string(),
                 found: format!(
@@ -178,6 +189,7 @@ impl XElement {
         }
         let r = row as usize;
         Ok(match self {
+            Self::Csc(_) => return Err(self.csc_error()),
             Self::Csr(x) => x.indptr()[r + 1] - x.indptr()[r],
             Self::InMemory(InMemoryX::Csr { indptr, .. }) => indptr[r + 1] - indptr[r],
             Self::Dense(x) => x.row_width(),
@@ -190,7 +202,7 @@ impl XElement {
         match self {
             Self::Dense(x) => Some(x.row_width()),
             Self::InMemory(InMemoryX::Dense { n_var, .. }) => Some(*n_var),
-            Self::Csr(_) | Self::InMemory(InMemoryX::Csr { .. }) => None,
+            Self::Csr(_) | Self::Csc(_) | Self::InMemory(InMemoryX::Csr { .. }) => None,
         }
     }
 
@@ -214,6 +226,7 @@ impl XElement {
             (Self::Csr(x), RowPlaces::Csr(p)) => x.scatter_rows(rows, p),
             (Self::Dense(x), RowPlaces::Dense(p)) => x.scatter_rows(rows, p),
             (Self::InMemory(x), p) => x.scatter_rows(rows, p),
+            (Self::Csc(_), _) => Err(self.csc_error()),
             (x, _) => Err(Error::Internal(format!(
                 "row places of another kind than {}",
                 x.path()
@@ -224,8 +237,25 @@ impl XElement {
     /// Whether rows come as CSR (else dense).
     pub fn is_sparse(&self) -> bool {
         match self {
-            Self::Csr(_) | Self::InMemory(InMemoryX::Csr { .. }) => true,
+            Self::Csr(_) | Self::Csc(_) | Self::InMemory(InMemoryX::Csr { .. }) => true,
             Self::Dense(_) | Self::InMemory(InMemoryX::Dense { .. }) => false,
+        }
+    }
+
+    /// Whether this is a `csc_matrix`, which cannot be read by rows (convert it first).
+    pub fn is_csc(&self) -> bool {
+        matches!(self, Self::Csc(_))
+    }
+
+    /// The error for reading rows of a `csc_matrix` directly.
+    pub(crate) fn csc_error(&self) -> Error {
+        Error::UnknownEncoding {
+            path: self.path().to_string(),
+            encoding_type: "csc_matrix".into(),
+            encoding_version: "0.1.0".into(),
+            expected: format!(
+                "{CSR_OR_DENSE}; or convert it (`annbatch convert`), which transposes CSC"
+            ),
         }
     }
 }

@@ -164,6 +164,10 @@ impl ChunkedArray {
     pub(crate) fn path(&self) -> &str {
         &self.path
     }
+    /// Whether the array is sharded (its chunks are shards of inner chunks).
+    pub(crate) fn is_sharded(&self) -> bool {
+        self.array.subchunk_shape().is_some()
+    }
     pub(crate) fn dtype(&self) -> Dtype {
         self.dtype
     }

@@ -16,8 +16,18 @@ pub struct DenseElement {
 
 impl DenseElement {
     /// Opens the dense array at `path`.
+    ///
+    /// A missing chunk of a sharded array is damage ([`crate::Error::MissingData`]): annbatch
+    /// and this crate write every shard. Unsharded arrays are read as zarr-python writes them,
+    /// which leaves chunks of fill values unwritten (`write_empty_chunks=False`): a missing
+    /// chunk there reads as zeros.
     pub(crate) fn open(store: &ZarrStore, path: &str) -> Result<Self> {
-        let array = ChunkedArray::open_whole(store, path)?;
+        let array = ChunkedArray::open(store, path)?;
+        let array = if array.is_sharded() {
+            ChunkedArray::open_whole(store, path)?
+        } else {
+            array
+        };
         if array.shape().len() < 2 {
             return Err(Error::ShapeMismatch {
                 path: path.to_string(),

@@ -260,6 +260,45 @@ enum H5X {
         row_width: u64,
         n_var: u64,
     },
+    /// A `csc_matrix`, as the CSR of its transpose: not readable by rows (see
+    /// [`H5adCsc`]).
+    Csc(Box<H5X>),
+}
+
+/// A `csc_matrix` of an `.h5ad` read by columns, for the converter to transpose.
+pub(crate) struct H5adCsc<'a> {
+    transposed: &'a H5X,
+    file: &'a Path,
+    path: &'a str,
+}
+
+impl H5adCsc<'_> {
+    /// Rows of the matrix.
+    pub(crate) fn n_rows(&self) -> u64 {
+        match self.transposed {
+            H5X::Csr { n_var, .. } => *n_var,
+            _ => 0,
+        }
+    }
+    /// The element type of the values.
+    pub(crate) fn dtype(&self) -> Dtype {
+        self.transposed
+            .values_dtype(self.path)
+            .unwrap_or(Dtype::F32)
+    }
+    /// Column pointers (`n_var + 1`).
+    pub(crate) fn col_ptr(&self) -> &[u64] {
+        match self.transposed {
+            H5X::Csr { indptr, .. } => indptr,
+            _ => &[],
+        }
+    }
+    /// Replaces `out` with columns `cols` as rows (row indices as column indices).
+    pub(crate) fn read_columns(&self, cols: Range<u64>, out: &mut XBatch<f64>) -> Result<()> {
+        let n = self.col_ptr().len().saturating_sub(1) as u64;
+        self.transposed
+            .read_rows(self.file, self.path, n, &[cols], out)
+    }
 }
 
 /// An AnnData `.h5ad` file, read by rows.
@@ -320,6 +359,7 @@ impl H5adFile {
         let x_dtype = match &x {
             H5X::Csr { data, .. } => dtype_of("X/data", data)?,
             H5X::Dense { ds, .. } => dtype_of("X", ds)?,
+            H5X::Csc(t) => t.values_dtype("X")?,
         };
         let var_names = dataframe::read_index(&h5, "var")?;
         let file = Self {
@@ -352,11 +392,12 @@ impl H5adFile {
     pub fn n_var(&self) -> u64 {
         match &self.x {
             H5X::Csr { n_var, .. } | H5X::Dense { n_var, .. } => *n_var,
+            H5X::Csc(t) => t.col_count(),
         }
     }
     /// Whether `X` is sparse (CSR).
     pub fn is_sparse(&self) -> bool {
-        matches!(self.x, H5X::Csr { .. })
+        matches!(self.x, H5X::Csr { .. } | H5X::Csc(_))
     }
     /// The `var` index.
     pub fn var_names(&self) -> &[String] {
@@ -370,7 +411,7 @@ impl H5adFile {
     pub fn indptr(&self) -> Option<&[u64]> {
         match &self.x {
             H5X::Csr { indptr, .. } => Some(indptr),
-            H5X::Dense { .. } => None,
+            H5X::Dense { .. } | H5X::Csc(_) => None,
         }
     }
     /// The `obs` index.
@@ -452,6 +493,18 @@ impl H5adFile {
         self.x.read_rows(&self.path, "X", self.n_obs, ranges, out)
     }
 
+    /// `X` read by columns, when it is a `csc_matrix`.
+    pub(crate) fn csc_x(&self) -> Option<H5adCsc<'_>> {
+        match &self.x {
+            H5X::Csc(t) => Some(H5adCsc {
+                transposed: t,
+                file: &self.path,
+                path: "X",
+            }),
+            _ => None,
+        }
+    }
+
     /// The file's elements, for readers of whole elements (`uns`).
     pub(crate) fn elements(&self) -> &dyn ElementSource {
         &self.h5
@@ -474,6 +527,7 @@ impl H5adFile {
         let dtype = match &x {
             H5X::Csr { data, .. } => dtype_of(&format!("{path}/data"), data)?,
             H5X::Dense { ds, .. } => dtype_of(path, ds)?,
+            H5X::Csc(t) => t.values_dtype(path)?,
         };
         Ok(H5adMatrix {
             x,
@@ -525,13 +579,14 @@ impl H5adMatrix {
     pub fn n_cols(&self) -> u64 {
         match &self.x {
             H5X::Csr { n_var, .. } | H5X::Dense { n_var, .. } => *n_var,
+            H5X::Csc(t) => t.col_count(),
         }
     }
     /// Row pointers when CSR.
     pub fn indptr(&self) -> Option<&[u64]> {
         match &self.x {
             H5X::Csr { indptr, .. } => Some(indptr),
-            H5X::Dense { .. } => None,
+            H5X::Dense { .. } | H5X::Csc(_) => None,
         }
     }
     /// An empty batch of the right kind for [`Self::read_rows`].
@@ -560,12 +615,42 @@ impl H5adMatrix {
     pub fn dtype(&self) -> Dtype {
         self.dtype
     }
+
+    /// The matrix read by columns, when it is a `csc_matrix`.
+    pub(crate) fn csc(&self) -> Option<H5adCsc<'_>> {
+        match &self.x {
+            H5X::Csc(t) => Some(H5adCsc {
+                transposed: t,
+                file: &self.file,
+                path: &self.path,
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl H5X {
+    /// The element type of the values.
+    fn values_dtype(&self, path: &str) -> Result<Dtype> {
+        match self {
+            H5X::Csr { data, .. } => dtype_of(&format!("{path}/data"), data),
+            H5X::Dense { ds, .. } => dtype_of(path, ds),
+            H5X::Csc(t) => t.values_dtype(path),
+        }
+    }
+
+    /// Rows of the CSR of a transpose (a CSC's columns).
+    fn col_count(&self) -> u64 {
+        match self {
+            H5X::Csr { indptr, .. } => indptr.len().saturating_sub(1) as u64,
+            _ => 0,
+        }
+    }
+
     fn new_batch(&self) -> XBatch {
         match self {
             H5X::Csr { n_var, .. } => XBatch::Csr(CsrBatch::new(*n_var)),
+            H5X::Csc(t) => XBatch::Csr(CsrBatch::new(t.col_count())),
             H5X::Dense { row_width, .. } => XBatch::Dense(DenseBatch::new(*row_width as usize)),
         }
     }
@@ -651,6 +736,15 @@ impl H5X {
                 }
                 Ok(())
             }
+            (H5X::Csc(_), _) => Err(Error::UnknownEncoding {
+                path: path.into(),
+                encoding_type: "csc_matrix".into(),
+                encoding_version: "0.1.0".into(),
+                expected: format!(
+                    "{}; or convert it (`annbatch convert`), which transposes CSC",
+                    crate::store::anndata::CSR_OR_DENSE
+                ),
+            }),
             (H5X::Dense { ds, .. }, XBatch::Dense(b)) => {
                 for r in ranges.iter().filter(|r| r.end > r.start) {
                     let rows = ds
@@ -679,19 +773,22 @@ fn open_matrix(h5: &H5, path: &str) -> Result<(H5X, u64)> {
     let attrs = h5.attributes(path)?;
     let (encoding_type, encoding_version) = encoding_of(&attrs);
     Ok(match (kind, encoding_type.as_str()) {
-        (NodeKind::Group, "csr_matrix") => {
+        (NodeKind::Group, encoding @ ("csr_matrix" | "csc_matrix")) => {
+            let csc = encoding == "csc_matrix";
             let shape: Vec<u64> = attrs
                 .get("shape")
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_u64).collect())
                 .unwrap_or_default();
-            let &[n_obs, n_var] = shape.as_slice() else {
+            let &[rows, cols] = shape.as_slice() else {
                 return Err(Error::ShapeMismatch {
                     path: path.into(),
                     found: format!("shape attribute {shape:?}"),
                     expected: "[n_obs, n_var]".into(),
                 });
             };
+            // A CSC matrix is read as the CSR of its transpose (its columns as rows).
+            let (n_obs, n_var) = if csc { (cols, rows) } else { (rows, cols) };
             let data = h5.dataset(&format!("{path}/data"))?;
             let indices = h5.dataset(&format!("{path}/indices"))?;
             let data_dtype = dtype_of(&format!("{path}/data"), &data)?;
@@ -732,15 +829,17 @@ fn open_matrix(h5: &H5, path: &str) -> Result<(H5X, u64)> {
                 n_obs,
                 data.size() as u64,
             )?;
-            (
-                H5X::Csr {
-                    data,
-                    indices,
-                    indptr,
-                    n_var,
-                },
-                n_obs,
-            )
+            let csr = H5X::Csr {
+                data,
+                indices,
+                indptr,
+                n_var,
+            };
+            if csc {
+                (H5X::Csc(Box::new(csr)), rows)
+            } else {
+                (csr, n_obs)
+            }
         }
         (NodeKind::Array, "array" | "") => {
             let ds = h5.dataset(path)?;

@@ -235,3 +235,25 @@ def test_a_converted_collection_streams_its_layers(tmp_path):
                                       _dense(rows.layers["counts"]).astype(np.float32))
         np.testing.assert_array_equal(batch["obsm"]["X_umap"],
                                       rows.obsm["X_umap"].astype(np.float32))
+
+
+@pytest.mark.parametrize("as_zarr", [False, True])
+def test_csc_inputs_are_transposed(tmp_path, as_zarr):
+    """X and layers["counts"] stored as CSC (h5ad, or zarr written by anndata) convert to the
+    same rows as the CSR file, with a note of the transposition's cost."""
+    csc = LOSSLESS.with_name("lossless_csc.h5ad")
+    if as_zarr:
+        adata = ad.read_h5ad(csc)
+        assert sp.isspmatrix_csc(adata.X) or isinstance(adata.X, sp.csc_array)
+        csc = tmp_path / "csc.zarr"
+        with ad.settings.override(allow_write_nullable_strings=True):
+            adata.write_zarr(csc)
+    out = tmp_path / "c.zarr"
+    c = DatasetCollection(out).add_adatas([csc], rng=np.random.default_rng(3))
+    notes = " ".join(c.last_report["notes"])
+    assert "X is CSC" in notes and "layers/counts is CSC" in notes
+    source = ad.read_h5ad(LOSSLESS)
+    back = _back(out, source.obs_names)
+    np.testing.assert_array_equal(_dense(back.X), _dense(source.X))
+    assert back.layers["counts"].dtype == np.int32
+    np.testing.assert_array_equal(_dense(back.layers["counts"]), _dense(source.layers["counts"]))
