@@ -52,6 +52,7 @@ mod obs_table;
 mod plan;
 mod publish;
 mod raw;
+mod row_reader;
 mod size;
 mod source;
 mod transpose;
@@ -63,8 +64,9 @@ pub use var_table::VarMerge;
 
 use dataset::{write_dataset, Piece, Shared};
 use obs_table::{ObsPart, ObsTable};
+use row_reader::RowReader;
 pub use size::Size;
-use source::{RowReader, Source};
+use source::Source;
 
 use crate::collection::Inventory;
 use crate::error::{Error, Result};
@@ -493,6 +495,7 @@ fn create(
     let carried = elements::carry(&sources, options.layer.as_deref(), &swapped)?;
     notes.extend(carried.notes.iter().cloned());
     let uns = uns_of(&sources, options.merge, &mut notes);
+    let var_aligned = var_aligned_of(&sources, space.maps.iter().all(Option::is_none), &mut notes);
     let raw = raw::open(&sources, None, options.merge, &mut notes)?;
     let mut elements = carried.elements(&sources);
     elements.extend(raw.as_ref().map(raw::Raw::element));
@@ -508,6 +511,10 @@ fn create(
         sparse,
         options,
     );
+    let shared = Shared {
+        var_aligned: &var_aligned,
+        ..shared
+    };
     let progress = Progress::new(n_obs, options.quiet);
     for (i, ranges) in datasets.iter().enumerate() {
         progress.0.set_message(format!("dataset_{i}"));
@@ -562,8 +569,11 @@ fn shared<'a>(
 ) -> Shared<'a> {
     Shared {
         x,
+        var_aligned: &[],
         uns: extra.0,
-        raw: extra.1,
+        raw: extra
+            .1
+            .map(|r| (r.space.names.as_slice(), r.var_columns.as_slice())),
         maps: &space.maps,
         var_names: &space.names,
         var_columns,
@@ -577,6 +587,40 @@ fn shared<'a>(
     }
 }
 
+/// `varm` and `varp` of a single input whose variables stay as they are: copied whole. Left
+/// out (and noted) for several inputs or a changed var space.
+fn var_aligned_of(
+    sources: &[Source],
+    same_vars: bool,
+    notes: &mut Vec<String>,
+) -> Vec<(&'static str, uns::UnsNode)> {
+    let mut kept = Vec::new();
+    for group in ["varm", "varp"] {
+        let trees: Vec<Option<uns::UnsNode>> = sources
+            .iter()
+            .map(|s| {
+                let (elements, root) = s.elements()?;
+                uns::read(
+                    elements,
+                    root,
+                    group,
+                    &s.path().display().to_string(),
+                    notes,
+                )
+            })
+            .collect();
+        match trees.as_slice() {
+            [Some(tree)] if same_vars => kept.push((group, tree.clone())),
+            t if t.iter().any(Option::is_some) => notes.push(format!(
+                "{group} left out: kept for one input whose variables stay as they are \
+                 (not for several inputs or a var subset)"
+            )),
+            _ => {}
+        }
+    }
+    kept
+}
+
 /// The output's `uns` from the inputs' (see [`uns::merge`]), with a note when several inputs'
 /// are dropped.
 fn uns_of(
@@ -588,7 +632,13 @@ fn uns_of(
         .iter()
         .map(|s| {
             let (elements, root) = s.elements()?;
-            uns::read(elements, root, &s.path().display().to_string(), notes)
+            uns::read(
+                elements,
+                root,
+                "uns",
+                &s.path().display().to_string(),
+                notes,
+            )
         })
         .collect();
     let merged = uns::merge(&trees, merge);
@@ -715,8 +765,9 @@ fn append(
     let x = x_readers(&sources, &layers);
     let carried = elements::carry(&sources, options.layer.as_deref(), &swapped)?;
     notes.extend(carried.notes.iter().cloned());
-    // The collection's uns stays, as its var columns do; its raw variables too.
+    // The collection's uns, varm and varp stay, as its var columns do; its raw variables too.
     let uns = uns_of(&sources[..n_existing.min(1)], None, &mut notes);
+    let var_aligned = var_aligned_of(&sources[..n_existing.min(1)], true, &mut notes);
     let raw_names = match sources.first().and_then(Source::elements) {
         Some((elements, root)) => {
             let var = if root.is_empty() {
@@ -749,6 +800,10 @@ fn append(
         sparse,
         options,
     );
+    let shared = Shared {
+        var_aligned: &var_aligned,
+        ..shared
+    };
     let progress = Progress::new(existing_rows + added, options.quiet);
     let mut obs_start = 0;
     let mut inventory = Inventory::default();

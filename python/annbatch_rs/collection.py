@@ -161,10 +161,12 @@ class DatasetCollection:
         function, at the cost of one more write of each input. var columns are kept as
         ``anndata.concat(join="outer", merge=merge)`` keeps them: by default one input keeps
         its own and several keep none; ``merge`` is ``"same"``, ``"unique"``, ``"first"`` or
-        ``"only"``. Appending keeps the collection's. ``layers`` and dense ``obsm`` entries
-        every input has are kept, rows shuffled with ``X``; ``layer="counts"`` (annbatch_rs
-        only) makes ``layers["counts"]`` the collection's ``X`` and keeps the inputs' ``X`` as
-        ``layers["X"]``. What is left out is listed in ``last_report["notes"]``.
+        ``"only"``. Appending keeps the collection's. ``layers`` and ``obsm`` entries every
+        input has are kept in their dtype, rows shuffled with ``X``; ``uns`` (one input: its
+        own; several: the entries ``merge`` picks) and ``raw`` too; CSC inputs are transposed.
+        ``layer="counts"`` (annbatch_rs only) makes ``layers["counts"]`` the collection's ``X``
+        and keeps the inputs' ``X`` as ``layers["X"]``. What is left out is listed in
+        ``last_report["notes"]``.
 
         Returns
         -------

@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde_json::json;
 
 use super::obs_table::{compare_rows, take, ObsTable};
-use super::source::RowReader;
+use super::row_reader::RowReader;
 use super::var_space::{ColumnMap, DROPPED};
 use super::Size;
 use crate::batch::{RowValue, XBatch};
@@ -47,9 +47,15 @@ pub(crate) struct Shared<'a> {
     pub elements: &'a [Element<'a>],
     /// What every dataset's `uns` holds.
     pub uns: Option<&'a super::uns::UnsNode>,
-    /// The carried-over `raw` (its `raw/X` is among `elements`).
-    pub raw: Option<&'a super::raw::Raw>,
+    /// `varm` / `varp` copied whole into every dataset.
+    pub var_aligned: &'a [(&'static str, super::uns::UnsNode)],
+    /// The carried-over `raw`'s variables and `raw/var` columns (its `raw/X` is among
+    /// `elements`).
+    pub raw: Option<RawVar<'a>>,
 }
+
+/// `raw/var` of the output: its variable names and columns.
+pub(crate) type RawVar<'a> = (&'a [String], &'a [(String, crate::store::Column)]);
 
 /// One row-aligned matrix of the output besides `X` (a layer, an `obsm` entry): where it
 /// goes, and each input's copy of it (in the order of the inputs).
@@ -206,7 +212,10 @@ pub(crate) fn write_dataset(
     if let Some(uns) = shared.uns {
         super::uns::write(writer, &p("uns"), uns)?;
     }
-    if let Some(raw) = shared.raw {
+    for (group, tree) in shared.var_aligned {
+        super::uns::write(writer, &p(group), tree)?;
+    }
+    if let Some((raw_names, raw_columns)) = shared.raw {
         writer.group(
             &p("raw"),
             attrs(&[
@@ -214,7 +223,7 @@ pub(crate) fn write_dataset(
                 ("encoding-version", json!("0.1.0")),
             ]),
         )?;
-        writer.dataframe(&p("raw/var"), &raw.space.names, &raw.var_columns)?;
+        writer.dataframe(&p("raw/var"), raw_names, raw_columns)?;
         writer.group(
             &p("raw/varm"),
             attrs(&[
@@ -225,7 +234,11 @@ pub(crate) fn write_dataset(
     }
     // The dict groups (holding the carried-over matrices, or empty).
     for empty in ["layers", "obsm", "obsp", "varm", "varp", "uns"] {
-        if empty == "uns" && shared.uns.is_some() {
+        let written = match empty {
+            "uns" => shared.uns.is_some(),
+            _ => shared.var_aligned.iter().any(|(g, _)| *g == empty),
+        };
+        if written {
             continue;
         }
         writer.group(

@@ -3,7 +3,8 @@
 //! note by name for everything it leaves out.
 
 use super::dataset::{joined_dtype, Element};
-use super::source::{Matrix, RowReader, Source};
+use super::row_reader::RowReader;
+use super::source::{Matrix, Source};
 use crate::error::Result;
 use crate::store::Dtype;
 
@@ -99,14 +100,15 @@ pub(crate) fn carry(sources: &[Source], layer: Option<&str>, swapped: &[bool]) -
             }
         }
     }
-    for group in ["obsp", "varm", "varp"] {
+    for group in ["obsp"] {
         let mut has = false;
         for s in sources {
             has |= !s.keys(group).map_err(|e| e.in_input(s.path()))?.is_empty();
         }
         if has {
             carried.notes.push(format!(
-                "{group} left out: not carried over by the converter yet"
+                "{group} left out: pairwise obs matrices are not carried over (the shuffled \
+                 collection splits the rows they pair across datasets)"
             ));
         }
     }

@@ -3,7 +3,8 @@
 //! merged like `var`'s. Kept only when every input has one, as annbatch does.
 
 use super::dataset::Element;
-use super::source::{Matrix, RowReader, Source};
+use super::row_reader::RowReader;
+use super::source::{Matrix, Source};
 use super::var_space::{self, VarSpace};
 use super::var_table::{self, VarMerge, VarPart};
 use crate::error::Result;

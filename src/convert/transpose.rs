@@ -18,7 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::source::RowReader;
+use super::row_reader::RowReader;
 use crate::batch::{CsrBatch, RowValue, XBatch};
 use crate::error::{Error, Result};
 use crate::store::{budget, Dtype};

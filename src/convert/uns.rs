@@ -2,6 +2,7 @@
 //! arrays, scalars), merged as annbatch merges it (one input: its own; several: none, or the
 //! entries `merge` picks, as anndata's `uns_merge`), and written into every output dataset.
 //! Entries it cannot copy (data frames, sparse matrices, record arrays) are named in the notes.
+//! The same tree copies `varm` / `varp`, which are not row-aligned.
 
 use serde_json::json;
 
@@ -22,20 +23,22 @@ pub(crate) enum UnsNode {
 /// Deepest nesting of `uns` dicts followed: deeper ones are a note, not a stack overflow.
 const MAX_DEPTH: usize = 32;
 
-/// The `uns` tree of the AnnData group `root` of `source` (`None` when it has none), with a
-/// note for every entry left out. `label` names the input in the notes.
+/// The tree of the dict `group` (`uns`, `varm`, `varp`) of the AnnData group `root` of
+/// `source` (`None` when it has none or it is empty), with a note for every entry left out.
+/// `label` names the input in the notes.
 pub(crate) fn read(
     source: &dyn ElementSource,
     root: &str,
+    group: &str,
     label: &str,
     notes: &mut Vec<String>,
 ) -> Option<UnsNode> {
-    let path = join(root, "uns");
+    let path = join(root, group);
     match source.kind(&path) {
         Ok(Some(crate::store::NodeKind::Group)) => {}
         _ => return None,
     }
-    let node = read_node(source, &path, "uns", label, 0, notes)?;
+    let node = read_node(source, &path, group, label, 0, notes)?;
     match &node {
         UnsNode::Dict(children) if children.is_empty() => None,
         _ => Some(node),

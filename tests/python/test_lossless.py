@@ -257,3 +257,25 @@ def test_csc_inputs_are_transposed(tmp_path, as_zarr):
     np.testing.assert_array_equal(_dense(back.X), _dense(source.X))
     assert back.layers["counts"].dtype == np.int32
     np.testing.assert_array_equal(_dense(back.layers["counts"]), _dense(source.layers["counts"]))
+
+
+def test_varm_and_varp_of_one_input_are_copied(tmp_path):
+    source = ad.read_h5ad(LOSSLESS)
+    source.varm["PCs"] = np.random.default_rng(0).standard_normal((source.n_vars, 5))
+    source.varp["corr"] = np.eye(source.n_vars, dtype=np.float32)
+    source.obsp["distances"] = sp.eye(source.n_obs, format="csr")
+    path = tmp_path / "in.h5ad"
+    with ad.settings.override(allow_write_nullable_strings=True):
+        source.write_h5ad(path)
+    c = DatasetCollection(tmp_path / "c.zarr").add_adatas([path], dataset_size=150,
+                                                        shuffle_chunk_size=10)
+    assert [n for n in c.last_report["notes"] if "left out" in n] == [
+        n for n in c.last_report["notes"] if n.startswith("obsp left out")]
+    for d in ("dataset_0", "dataset_1"):
+        back = ad.read_zarr(tmp_path / "c.zarr" / d)
+        np.testing.assert_array_equal(back.varm["PCs"], source.varm["PCs"])
+        assert back.varm["PCs"].dtype == np.float64
+        np.testing.assert_array_equal(back.varp["corr"], source.varp["corr"])
+    # Several inputs: varm is left out by name.
+    c = DatasetCollection(tmp_path / "two.zarr").add_adatas([path, path])
+    assert any(n.startswith("varm left out") for n in c.last_report["notes"])
