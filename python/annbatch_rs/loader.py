@@ -175,7 +175,21 @@ class Loader(torch.utils.data.IterableDataset):
         self._delivered = 0
 
     # -- data ---------------------------------------------------------------------------
-    def use_collection(self, collection: Any, *, load_adata: Any = None) -> "Loader":
+    def _aligned(self, layer_keys: Any, obsm_keys: Any) -> None:
+        """Sets ``layer_keys`` / ``obsm_keys`` given to a data method (the shape of annbatch's
+        pending ``add_adata(..., obsm_keys=...)``); they must agree with earlier ones."""
+        for name, keys in (("layer_keys", layer_keys), ("obsm_keys", obsm_keys)):
+            if keys is None:
+                continue
+            keys = [keys] if isinstance(keys, str) else list(keys)
+            if self._params[name] and self._params[name] != keys:
+                raise ValueError(
+                    f"{name}={keys!r} differs from the loader's {self._params[name]!r}")
+            self._params[name] = keys
+            self._natives.clear()
+
+    def use_collection(self, collection: Any, *, load_adata: Any = None,
+                       layer_keys: Any = None, obsm_keys: Any = None) -> "Loader":
         """Loads from a collection: a `DatasetCollection` (ours or annbatch's), a path, or a
         zarr group. Only once per loader, as annbatch.
 
@@ -184,7 +198,10 @@ class Loader(torch.utils.data.IterableDataset):
         obs_names (read once, when the first batch is made). ``load_adata`` is annbatch's
         custom loading: it is called with each dataset group (a ``zarr.Group``) and returns an
         AnnData; its ``X`` (any backed CSR / dense element, e.g. ``g["layers"]["counts"]``),
-        ``obs`` (the columns yielded) and ``var`` are used as `add_adatas` uses them."""
+        ``obs`` (the columns yielded) and ``var`` are used as `add_adatas` uses them; layers
+        and obsm entries (``layer_keys`` / ``obsm_keys``, here or on the loader) are read from
+        the dataset group."""
+        self._aligned(layer_keys, obsm_keys)
         if self._collection_added:
             raise RuntimeError(
                 "a collection was already added to this loader: collections are shuffled "
@@ -200,19 +217,28 @@ class Loader(torch.utils.data.IterableDataset):
         if load_adata is None or getattr(load_adata, "__name__", "") == "load_all_aligned":
             sources = [Source(ours.path, obs=LazyObs(ours.path))]
         else:
-            adatas = [load_adata(g) for g in (ours if not ours.is_empty else [_root(ours)])]
-            sources = [source_of(a, self._params["obs_keys"]) for a in adatas]
+            groups = list(ours if not ours.is_empty else [_root(ours)])
+            sources = [source_of(load_adata(g), self._params["obs_keys"]) for g in groups]
+            for source, group in zip(sources, groups):
+                # Layers and obsm (layer_keys / obsm_keys) come from the dataset group.
+                if isinstance(source.native, dict) and source.native.get("format") == "zarr":
+                    source.native["group"] = (getattr(group, "path", "") or "").strip("/")
         self._add(sources)
         self._collection_added = True
         return self
 
-    def add_adata(self, adata: Any) -> "Loader":
+    def add_adata(self, adata: Any, *, layer_keys: Any = None,
+                  obsm_keys: Any = None) -> "Loader":
         """Appends one AnnData: a path, a zarr group, or an ``anndata.AnnData`` whose X is on
-        disk (zarr) or in memory (scipy CSR / numpy)."""
+        disk (zarr) or in memory (scipy CSR / numpy). ``layer_keys`` / ``obsm_keys`` as on
+        the loader (layers and obsm are read from data on disk)."""
+        self._aligned(layer_keys, obsm_keys)
         return self._add([source_of(adata, self._params["obs_keys"])])
 
-    def add_adatas(self, adatas: Sequence[Any]) -> "Loader":
+    def add_adatas(self, adatas: Sequence[Any], *, layer_keys: Any = None,
+                   obsm_keys: Any = None) -> "Loader":
         """Appends AnnData (see `add_adata`), read in order as one concatenation."""
+        self._aligned(layer_keys, obsm_keys)
         adatas = list(adatas)
         if not adatas:
             raise ValueError("Number of adatas must be at least 1")

@@ -157,7 +157,17 @@ fn with_columns(dict: &Bound<'_, PyDict>, x: XElement) -> PyResult<AnnDataStore>
             obs.push((name, column));
         }
     }
-    AnnDataStore::with_x(x, names("var_names")?, names("obs_names")?, obs).map_err(to_py)
+    let adata =
+        AnnDataStore::with_x(x, names("var_names")?, names("obs_names")?, obs).map_err(to_py)?;
+    // The AnnData group its layers / obsm are read from (a `load_adata` result).
+    match (dict.get_item("store")?, dict.get_item("group")?) {
+        (Some(root), Some(group)) if !group.is_none() => {
+            let root: std::path::PathBuf = root.extract()?;
+            let group: String = group.extract()?;
+            adata.with_matrices_from(root, &group).map_err(to_py)
+        }
+        _ => Ok(adata),
+    }
 }
 
 /// An obs column: `(codes, categories, ordered)` or a numeric / bool tensor.

@@ -301,6 +301,8 @@ enum Backing {
         obs_names: Option<Vec<String>>,
         obs: Vec<(String, Column)>,
         var_named: bool,
+        /// The AnnData group its other matrices (layers, obsm) are read from, if any.
+        matrices: Option<(ZarrStore, String)>,
     },
 }
 
@@ -422,6 +424,7 @@ impl AnnDataStore {
                 obs_names,
                 obs,
                 var_named,
+                matrices: None,
             },
             x,
             var_names,
@@ -533,7 +536,7 @@ impl AnnDataStore {
     /// As [`XElement::open_at`]; [`Error::ShapeMismatch`] for another number of rows;
     /// [`Error::MissingElement`] for data held in memory.
     pub fn matrix(&self, path: &str) -> Result<XElement> {
-        let Backing::Zarr { store, group } = &self.backing else {
+        let Some((store, group)) = self.matrix_group() else {
             return Err(Error::MissingElement {
                 path: "<in-memory AnnData>".into(),
                 element: path.to_string(),
@@ -557,13 +560,39 @@ impl AnnDataStore {
     /// # Errors
     /// [`Error::Zarr`] when the group cannot be listed.
     pub fn children(&self, path: &str) -> Result<Vec<String>> {
-        let Backing::Zarr { store, group } = &self.backing else {
+        let Some((store, group)) = self.matrix_group() else {
             return Ok(Vec::new());
         };
         let full = join(group, path);
         match store.kind(&full)? {
             Some(NodeKind::Group) => store.children(&full),
             _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Reads layers and obsm entries ([`Self::matrix`]) from the AnnData group `group` of the
+    /// zarr store at `root`: for an AnnData made of an element of that group (such as
+    /// `layers/counts` as `X`, from annbatch's `load_adata`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Zarr`] when the store cannot be opened.
+    pub fn with_matrices_from(mut self, root: impl AsRef<Path>, group: &str) -> Result<Self> {
+        let opened = ZarrStore::open(root.as_ref())?;
+        match &mut self.backing {
+            Backing::Given { matrices, .. } => {
+                *matrices = Some((opened, group.trim_matches('/').to_string()));
+            }
+            // Its own group already serves them.
+            Backing::Zarr { .. } => {}
+        }
+        Ok(self)
+    }
+
+    /// Where [`Self::matrix`] reads from.
+    fn matrix_group(&self) -> Option<(&ZarrStore, &str)> {
+        match &self.backing {
+            Backing::Zarr { store, group } => Some((store, group)),
+            Backing::Given { matrices, .. } => matrices.as_ref().map(|(s, g)| (s, g.as_str())),
         }
     }
 

@@ -68,3 +68,27 @@ def test_a_single_name_and_missing_keys():
                     obsm_keys="nope").use_collection(COLLECTION)
     with pytest.raises(AnnbatchError, match="obsm/nope"):
         next(iter(loader))
+
+
+def test_load_adata_results_carry_their_groups_layers(adata):
+    """A layer as X through annbatch's load_adata, with obsm read from the same group; and the
+    keys given to use_collection (annbatch's pending shape) rather than to the loader."""
+
+    def counts_as_x(group):
+        return ad.AnnData(X=ad.io.sparse_dataset(group["layers"]["counts"]),
+                          obs=ad.io.read_elem(group["obs"]), var=ad.io.read_elem(group["var"]))
+
+    loader = Loader(batch_size=32, chunk_size=16, preload_nchunks=4, shuffle=True, seed=2,
+                    return_index=True, to="torch")
+    loader.use_collection(COLLECTION, load_adata=counts_as_x, obsm_keys="X_pca")
+    seen = 0
+    for batch in loader:
+        index = np.asarray(batch["index"])
+        np.testing.assert_array_equal(_dense(batch["X"]),
+                                      _dense(adata.layers["counts"][index]).astype(np.float32))
+        np.testing.assert_array_equal(_dense(batch["obsm"]["X_pca"]), adata.obsm["X_pca"][index])
+        seen += len(index)
+    assert seen == adata.n_obs
+    with pytest.raises(ValueError, match="obsm_keys"):
+        Loader(batch_size=32, chunk_size=16, preload_nchunks=4,
+               obsm_keys="X_umap").use_collection(COLLECTION, obsm_keys="X_pca")
