@@ -352,8 +352,8 @@ fn x_layers(
             };
             let path = format!("layers/{name}");
             let m = s.matrix(&path).map_err(|e| e.in_input(s.path()))?;
-            let (n_cols, plain) = m.n_cols();
-            if !plain || n_cols != s.var_names().len() as u64 {
+            let n_cols = m.n_cols();
+            if m.tail().len() != 1 || n_cols != s.var_names().len() as u64 {
                 return Err(Error::ShapeMismatch {
                     path: format!("{}/{path}", s.path().display()),
                     found: format!("{n_cols} columns"),

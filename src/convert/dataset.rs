@@ -68,8 +68,12 @@ pub(crate) struct Element<'a> {
     pub var_aligned: bool,
     /// Written as CSR (else dense).
     pub sparse: bool,
-    /// Output columns of an `obsm` entry (a layer has the output's variables).
+    /// Output columns of an `obsm` entry (a layer has the output's variables): the values per
+    /// row, the product of `tail`.
     pub n_cols: usize,
+    /// The dimensions of a row of an `obsm` entry (`[d]`, or more for an N-d array; empty for
+    /// a layer).
+    pub tail: Vec<u64>,
     /// The stored element type of the output: the inputs' own (joined as numpy promotes).
     pub dtype: Dtype,
     /// Column maps of its own variable space (`raw/X`), instead of `X`'s; then `n_cols` is
@@ -189,10 +193,12 @@ pub(crate) fn write_dataset(
         let read = Read::element(shared, element);
         let path = p(&element.path);
         if element.dtype == Dtype::F32 {
-            let staged = stage::<f32>(&read, element.sparse, pieces, &|_| {})?;
+            let mut staged = stage::<f32>(&read, element.sparse, pieces, &|_| {})?;
+            staged.set_tail(&element.tail);
             write_staged(writer, &path, &staged, &order, shared, |v: f32| v)?;
         } else {
-            let staged = stage::<f64>(&read, element.sparse, pieces, &|_| {})?;
+            let mut staged = stage::<f64>(&read, element.sparse, pieces, &|_| {})?;
+            staged.set_tail(&element.tail);
             write_wide(writer, &path, &staged, element.dtype, &order, shared)?;
         }
     }
@@ -401,6 +407,20 @@ struct StagedCsr<I, V> {
 struct StagedDense<V> {
     data: Vec<V>,
     width: usize,
+    /// The dimensions of a row when it has more than one (an N-d obsm entry).
+    tail: Vec<u64>,
+}
+
+impl<V> Staged<V> {
+    /// Gives dense rows of an N-d array their dimensions (`tail`, whose product is the row
+    /// width); ignored otherwise.
+    fn set_tail(&mut self, tail: &[u64]) {
+        if let Staged::Dense(d) = self {
+            if tail.len() > 1 && tail.iter().product::<u64>() == d.width as u64 {
+                d.tail = tail.to_vec();
+            }
+        }
+    }
 }
 
 /// Reads `pieces` in order on a reader thread (two batches in flight, recycled) and calls
@@ -585,7 +605,11 @@ fn stage_dense<V: ReadAs>(
             }
         }
     })?;
-    Ok(StagedDense { data, width })
+    Ok(StagedDense {
+        data,
+        width,
+        tail: Vec::new(),
+    })
 }
 
 fn write_csr<I: OutIndex, V: RowValue, T: ZarrElement>(
@@ -712,11 +736,17 @@ fn write_dense<V: RowValue, T: ZarrElement>(
     let chunk = shared.n_obs_per_chunk.min(n_obs).max(1);
     let item = std::mem::size_of::<T>();
     let shard_obs = shared.shard_size.rows((width * item) as f64).min(n_obs);
+    let mut shape = vec![n_obs];
+    if staged.tail.is_empty() {
+        shape.push(width as u64);
+    } else {
+        shape.extend(&staged.tail);
+    }
     let shard = chunk.max(shard_obs - shard_obs % chunk);
     writer
         .sharded_array::<T>(
             path,
-            &[n_obs, width as u64],
+            &shape,
             (chunk, shard),
             shared.compressor,
             attrs(&[

@@ -16,6 +16,7 @@ pub(crate) struct Opened {
     var_aligned: bool,
     sparse: bool,
     n_cols: usize,
+    tail: Vec<u64>,
     dtype: Dtype,
 }
 
@@ -44,6 +45,7 @@ impl Carried {
                 var_aligned: o.var_aligned,
                 sparse: o.sparse,
                 n_cols: o.n_cols,
+                tail: o.tail.clone(),
                 dtype: o.dtype,
                 maps: None,
             })
@@ -124,7 +126,8 @@ fn open_everywhere(
     notes: &mut Vec<String>,
 ) -> std::result::Result<Opened, String> {
     let mut matrices = Vec::with_capacity(sources.len());
-    let mut width = None;
+    // Of an obsm entry: the dimensions of a row (more than one for an N-d array).
+    let mut shape: Option<Vec<u64>> = None;
     for (i, source) in sources.iter().enumerate() {
         if own_x(i) {
             matrices.push(None);
@@ -139,9 +142,10 @@ fn open_everywhere(
                 t.bands,
             ));
         }
-        let (n_cols, plain) = matrix.n_cols();
-        if !plain {
-            return Err("a dense array of more than 2 dimensions".into());
+        let tail = matrix.tail();
+        let n_cols = matrix.n_cols();
+        if var_aligned && tail.len() != 1 {
+            return Err("a layer of more than 2 dimensions".into());
         }
         if var_aligned && n_cols != source.var_names().len() as u64 {
             return Err(format!(
@@ -152,10 +156,10 @@ fn open_everywhere(
             ));
         }
         if !var_aligned {
-            if width.is_some_and(|w| w != n_cols) {
-                return Err("its width differs between inputs".into());
+            if shape.as_ref().is_some_and(|s| *s != tail) {
+                return Err("its shape differs between inputs".into());
             }
-            width = Some(n_cols);
+            shape = Some(tail);
         }
         matrices.push(Some(matrix));
     }
@@ -188,7 +192,10 @@ fn open_everywhere(
         var_aligned,
         sparse,
         // A layer has the output's variables: set by the writer from the var space.
-        n_cols: width.map_or(0, |w| w as usize),
+        n_cols: shape
+            .as_ref()
+            .map_or(0, |s| s.iter().product::<u64>() as usize),
+        tail: shape.unwrap_or_default(),
         dtype,
         matrices,
     })

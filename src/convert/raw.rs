@@ -30,6 +30,7 @@ impl Raw {
             var_aligned: true,
             sparse: self.sparse,
             n_cols: self.space.names.len(),
+            tail: Vec::new(),
             dtype: self.dtype,
             maps: Some(&self.space.maps),
         }
@@ -69,11 +70,11 @@ pub(crate) fn open(
             })
             .collect::<Result<Vec<_>>>()?;
         let matrix = source.matrix("raw/X").map_err(in_input)?;
-        if matrix.n_cols().0 != names.len() as u64 {
+        if matrix.n_cols() != names.len() as u64 {
             notes.push(format!(
                 "raw left out: raw/X of {} has {} columns, raw/var {} rows",
                 source.path().display(),
-                matrix.n_cols().0,
+                matrix.n_cols(),
                 names.len()
             ));
             return Ok(None);

@@ -263,15 +263,21 @@ impl Source {
 }
 
 impl Matrix {
-    /// Columns, and whether each row holds exactly that many values (false for a dense
-    /// array of more than 2 dimensions).
-    pub(crate) fn n_cols(&self) -> (u64, bool) {
+    /// The dimensions of a row: `[n_cols]`, or more for an N-d dense array (whose rows hold
+    /// their product of values).
+    pub(crate) fn tail(&self) -> Vec<u64> {
         match self {
-            Self::Transposed(t) => (t.n_cols(), true),
-            Self::Zarr(x, _) => (x.n_var(), x.row_width().is_none_or(|w| w == x.n_var())),
+            Self::Transposed(t) => vec![t.n_cols()],
+            Self::Zarr(XElement::Dense(d), _) => d.shape()[1..].to_vec(),
+            Self::Zarr(x, _) => vec![x.n_var()],
             #[cfg(feature = "hdf5")]
-            Self::H5ad(m, _) => (m.n_cols(), true),
+            Self::H5ad(m, _) => m.tail(),
         }
+    }
+
+    /// Columns (the second dimension).
+    pub(crate) fn n_cols(&self) -> u64 {
+        self.tail().first().copied().unwrap_or(0)
     }
 }
 

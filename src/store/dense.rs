@@ -61,6 +61,10 @@ impl DenseElement {
     pub fn n_var(&self) -> u64 {
         self.array.shape()[1]
     }
+    /// The array's shape, `[n_obs, n_var, ...]`.
+    pub fn shape(&self) -> &[u64] {
+        self.array.shape()
+    }
     /// Elements per row (`n_var` times any trailing dimensions).
     pub fn row_width(&self) -> u64 {
         self.array.row_width()

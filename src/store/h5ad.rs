@@ -616,6 +616,14 @@ impl H5adMatrix {
         self.dtype
     }
 
+    /// The trailing dimensions of a row: `[n_cols]`, or more for an N-d dense `obsm` entry.
+    pub(crate) fn tail(&self) -> Vec<u64> {
+        match &self.x {
+            H5X::Dense { ds, .. } => ds.shape()[1..].iter().map(|&d| d as u64).collect(),
+            _ => vec![self.n_cols()],
+        }
+    }
+
     /// The matrix read by columns, when it is a `csc_matrix`.
     pub(crate) fn csc(&self) -> Option<H5adCsc<'_>> {
         match &self.x {
@@ -746,11 +754,22 @@ impl H5X {
                 ),
             }),
             (H5X::Dense { ds, .. }, XBatch::Dense(b)) => {
+                let ndim = ds.ndim();
                 for r in ranges.iter().filter(|r| r.end > r.start) {
-                    let rows = ds
-                        .read_slice_2d::<V, _>(hyperslab(r.clone()))
-                        .map_err(|e| h5err(path, e))?;
-                    b.data.extend(rows.iter());
+                    if ndim == 2 {
+                        let rows = ds
+                            .read_slice_2d::<V, _>(hyperslab(r.clone()))
+                            .map_err(|e| h5err(path, e))?;
+                        b.data.extend(rows.iter());
+                    } else {
+                        let mut slab =
+                            vec![hdf5::SliceOrIndex::from(r.start as usize..r.end as usize)];
+                        slab.extend((1..ndim).map(|_| hdf5::SliceOrIndex::from(..)));
+                        let rows = ds
+                            .read_slice::<V, _, ndarray::IxDyn>(hdf5::Hyperslab::from(slab))
+                            .map_err(|e| h5err(path, e))?;
+                        b.data.extend(rows.iter());
+                    }
                 }
                 Ok(())
             }
@@ -844,7 +863,8 @@ fn open_matrix(h5: &H5, path: &str) -> Result<(H5X, u64)> {
         (NodeKind::Array, "array" | "") => {
             let ds = h5.dataset(path)?;
             let shape = ds.shape();
-            if shape.len() != 2 {
+            // `X` and layers are 2-D; an obsm entry may have more dimensions.
+            if shape.len() < 2 || (shape.len() > 2 && !path.starts_with("obsm/")) {
                 return Err(Error::ShapeMismatch {
                     path: path.into(),
                     found: format!("shape {shape:?}"),

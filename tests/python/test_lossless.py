@@ -279,3 +279,18 @@ def test_varm_and_varp_of_one_input_are_copied(tmp_path):
     # Several inputs: varm is left out by name.
     c = DatasetCollection(tmp_path / "two.zarr").add_adatas([path, path])
     assert any(n.startswith("varm left out") for n in c.last_report["notes"])
+
+
+@pytest.mark.parametrize("fmt", ["h5ad", "zarr"])
+def test_an_nd_obsm_entry_keeps_its_shape(tmp_path, fmt):
+    source = ad.read_h5ad(LOSSLESS)
+    source.obsm["spots"] = np.arange(source.n_obs * 12, dtype=np.float32).reshape(-1, 3, 4)
+    path = tmp_path / f"in.{fmt}"
+    with ad.settings.override(allow_write_nullable_strings=True):
+        source.write_h5ad(path) if fmt == "h5ad" else source.write_zarr(path)
+    out = tmp_path / "c.zarr"
+    c = DatasetCollection(out).add_adatas([path], dataset_size=100, shuffle_chunk_size=10)
+    assert not [n for n in c.last_report["notes"] if "spots" in n]
+    back = _back(out, source.obs_names)
+    assert back.obsm["spots"].shape == (source.n_obs, 3, 4)
+    np.testing.assert_array_equal(back.obsm["spots"], source.obsm["spots"])
