@@ -659,20 +659,10 @@ pub unsafe extern "C" fn annbatch_batch_obs(
     key: *const c_char,
     out: *mut *mut c_void,
 ) -> AnnbatchStatus {
-    // SAFETY: the caller's contract on `key`.
-    let key = match unsafe { text(key, "key") } {
-        Ok(k) => k.to_string(),
-        Err(s) => return s,
-    };
     // SAFETY: the caller's contract, passed on.
     unsafe {
-        lend(batch, out, |b| {
-            b.obs(&key).map(|o| &o.values).ok_or_else(|| {
-                fail(
-                    S::InvalidArgument,
-                    format!("obs key {key:?} was not requested"),
-                )
-            })
+        lend_named(batch, key, out, "obs key", |b, k| {
+            b.obs(k).map(|o| &o.values)
         })
     }
 }

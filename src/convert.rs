@@ -506,15 +506,15 @@ fn create(
         &space,
         &var_columns,
         &elements,
-        (uns.as_ref(), raw.as_ref()),
+        Kept {
+            uns: uns.as_ref(),
+            raw: raw.as_ref(),
+            var_aligned: &var_aligned,
+        },
         &obs,
         sparse,
         options,
     );
-    let shared = Shared {
-        var_aligned: &var_aligned,
-        ..shared
-    };
     let progress = Progress::new(n_obs, options.quiet);
     for (i, ranges) in datasets.iter().enumerate() {
         progress.0.set_message(format!("dataset_{i}"));
@@ -555,6 +555,13 @@ fn create(
     })
 }
 
+/// What a conversion keeps besides the row-aligned matrices: `uns`, `raw`, `varm` / `varp`.
+struct Kept<'a> {
+    uns: Option<&'a uns::UnsNode>,
+    raw: Option<&'a raw::Raw>,
+    var_aligned: &'a [(&'static str, uns::UnsNode)],
+}
+
 // One argument per part of what every dataset shares.
 #[allow(clippy::too_many_arguments)]
 fn shared<'a>(
@@ -562,17 +569,17 @@ fn shared<'a>(
     space: &'a var_space::VarSpace,
     var_columns: &'a [(String, Column)],
     elements: &'a [dataset::Element<'a>],
-    extra: (Option<&'a uns::UnsNode>, Option<&'a raw::Raw>),
+    kept: Kept<'a>,
     obs: &'a ObsTable,
     sparse: bool,
     options: &'a ConvertOptions,
 ) -> Shared<'a> {
     Shared {
         x,
-        var_aligned: &[],
-        uns: extra.0,
-        raw: extra
-            .1
+        var_aligned: kept.var_aligned,
+        uns: kept.uns,
+        raw: kept
+            .raw
             .map(|r| (r.space.names.as_slice(), r.var_columns.as_slice())),
         maps: &space.maps,
         var_names: &space.names,
@@ -795,15 +802,15 @@ fn append(
         &space,
         &var_columns,
         &elements,
-        (uns.as_ref(), raw.as_ref()),
+        Kept {
+            uns: uns.as_ref(),
+            raw: raw.as_ref(),
+            var_aligned: &var_aligned,
+        },
         &obs,
         sparse,
         options,
     );
-    let shared = Shared {
-        var_aligned: &var_aligned,
-        ..shared
-    };
     let progress = Progress::new(existing_rows + added, options.quiet);
     let mut obs_start = 0;
     let mut inventory = Inventory::default();

@@ -106,12 +106,7 @@ impl ChunkedArray {
 
     fn open_unguarded(store: &ZarrStore, path: &str, whole: bool) -> Result<Self> {
         let (array, files) = store.array_in(path, whole)?;
-        let dtype =
-            Dtype::from_zarrs(array.data_type()).ok_or_else(|| Error::UnsupportedDtype {
-                path: path.to_string(),
-                found: array.data_type().to_string(),
-                expected: "bool, (u)int8-64, float32/64 or string".into(),
-            })?;
+        let dtype = Dtype::of_array(path, array.data_type())?;
         let shape = array.shape().to_vec();
         let Some((&rows, rest)) = shape.split_first() else {
             return Err(Error::ShapeMismatch {

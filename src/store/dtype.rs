@@ -37,6 +37,16 @@ pub enum Dtype {
 }
 
 impl Dtype {
+    /// The dtype of the zarr array at `path`, or [`crate::Error::UnsupportedDtype`] for a type
+    /// AnnData does not write.
+    pub(crate) fn of_array(path: &str, dt: &DataType) -> crate::Result<Self> {
+        Self::from_zarrs(dt).ok_or_else(|| crate::Error::UnsupportedDtype {
+            path: path.to_string(),
+            found: dt.to_string(),
+            expected: "bool, (u)int8-64, float32/64 or string".into(),
+        })
+    }
+
     /// Maps a zarrs data type; `None` for types AnnData does not write.
     pub(crate) fn from_zarrs(dt: &DataType) -> Option<Self> {
         Some(if dt.is::<BoolDataType>() {

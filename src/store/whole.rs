@@ -44,12 +44,7 @@ impl ZarrStore {
     /// Reads the array at `path` whole, whatever its number of dimensions.
     pub(crate) fn read_whole(&self, path: &str) -> Result<WholeArray> {
         let (array, _) = self.array_in(path, false)?;
-        let dtype =
-            Dtype::from_zarrs(array.data_type()).ok_or_else(|| Error::UnsupportedDtype {
-                path: path.to_string(),
-                found: array.data_type().to_string(),
-                expected: "bool, (u)int8-64, float32/64 or string".into(),
-            })?;
+        let dtype = Dtype::of_array(path, array.data_type())?;
         let shape = array.shape().to_vec();
         check_size(path, dtype, &shape)?;
         let subset = array.subset_all();
