@@ -92,3 +92,19 @@ def test_load_adata_results_carry_their_groups_layers(adata):
     with pytest.raises(ValueError, match="obsm_keys"):
         Loader(batch_size=32, chunk_size=16, preload_nchunks=4,
                obsm_keys="X_umap").use_collection(COLLECTION, obsm_keys="X_pca")
+
+
+def test_keys_given_to_add_adatas(adata):
+    """annbatch's pending shape on add_adatas: dataset groups added by path carry their layers."""
+    paths = [COLLECTION / f"dataset_{i}" for i in range(2)]
+    loader = Loader(batch_size=50, chunk_size=25, preload_nchunks=2, return_index=True)
+    loader.add_adatas(paths, layer_keys="counts", obsm_keys=["X_umap"])
+    seen = 0
+    for batch in loader:
+        index = np.asarray(batch["index"])
+        np.testing.assert_array_equal(_dense(batch["layers"]["counts"]),
+                                      _dense(adata.layers["counts"][index]).astype(np.float32))
+        np.testing.assert_array_equal(batch["obsm"]["X_umap"],
+                                      adata.obsm["X_umap"][index].astype(np.float32))
+        seen += len(index)
+    assert seen == adata.n_obs
