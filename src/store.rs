@@ -16,9 +16,11 @@ mod files;
 mod guard;
 #[cfg(feature = "hdf5")]
 pub mod h5ad;
+mod inner_codec;
 mod memory;
 mod node;
 mod places;
+mod shard_reader;
 mod source;
 mod whole;
 pub mod write;

@@ -20,6 +20,7 @@ use super::dtype::Dtype;
 use super::files::FileStore;
 use super::guard;
 use super::node::ZarrStore;
+use super::shard_reader::ShardReader;
 use crate::error::{Error, Result};
 
 /// A run of `len` rows starting `src` rows into chunk band `chunk`, written at output row `dst`.
@@ -55,7 +56,7 @@ pub(crate) fn plan(ranges: impl IntoIterator<Item = Range<u64>>, chunk_rows: u64
 }
 
 /// Fills an output run from a decoded band: `(decoded, first element, output)`.
-pub(crate) type CopyFn<'a, T> = dyn Fn(&Decoded, usize, &mut [T]) -> Result<()> + Sync + 'a;
+pub(crate) type CopyFn<'a, T> = dyn Fn(&Decoded<'_>, usize, &mut [T]) -> Result<()> + Sync + 'a;
 
 /// One chunk band and the `(first element, output run)` pairs it fills.
 type ChunkGroup<'a, T> = (u64, Vec<(u64, &'a mut [T])>);
@@ -74,6 +75,8 @@ pub(crate) struct ChunkedArray {
     /// Rows per (inner) chunk.
     chunk_rows: u64,
     options: CodecOptions,
+    /// Reads inner chunks itself where the layout allows (see [`ShardReader`]).
+    shards: Option<ShardReader>,
 }
 
 impl std::fmt::Debug for ChunkedArray {
@@ -143,6 +146,11 @@ impl ChunkedArray {
             8,
         )?;
         let cache = ArrayShardedReadableExtCache::new(&array);
+        let shards = match dtype {
+            Dtype::Bool | Dtype::String => None,
+            _ => ShardReader::for_array(&array, dtype.item_bytes() as usize)
+                .filter(|r| r.inner_rows() == chunk_rows),
+        };
         Ok(Self {
             array,
             store: files,
@@ -153,6 +161,7 @@ impl ChunkedArray {
             row_width,
             chunk_rows,
             options: CodecOptions::default(),
+            shards,
         })
     }
 
@@ -211,19 +220,19 @@ impl ChunkedArray {
 
     /// Decodes rows `rows` (inside chunk band `chunk`, if given) in the array's own element
     /// type. A part of a band is partially decoded where the codecs allow it (blosc blocks).
-    fn decode(&self, rows: Range<u64>, chunk: Option<u64>) -> Result<Decoded> {
+    fn decode(&self, rows: Range<u64>, chunk: Option<u64>) -> Result<DecodedVec> {
         Ok(match self.dtype {
-            Dtype::Bool => Decoded::Bool(self.retrieve(rows, chunk)?),
-            Dtype::I8 => Decoded::I8(self.retrieve(rows, chunk)?),
-            Dtype::I16 => Decoded::I16(self.retrieve(rows, chunk)?),
-            Dtype::I32 => Decoded::I32(self.retrieve(rows, chunk)?),
-            Dtype::I64 => Decoded::I64(self.retrieve(rows, chunk)?),
-            Dtype::U8 => Decoded::U8(self.retrieve(rows, chunk)?),
-            Dtype::U16 => Decoded::U16(self.retrieve(rows, chunk)?),
-            Dtype::U32 => Decoded::U32(self.retrieve(rows, chunk)?),
-            Dtype::U64 => Decoded::U64(self.retrieve(rows, chunk)?),
-            Dtype::F32 => Decoded::F32(self.retrieve(rows, chunk)?),
-            Dtype::F64 => Decoded::F64(self.retrieve(rows, chunk)?),
+            Dtype::Bool => DecodedVec::Bool(self.retrieve(rows, chunk)?),
+            Dtype::I8 => DecodedVec::I8(self.retrieve(rows, chunk)?),
+            Dtype::I16 => DecodedVec::I16(self.retrieve(rows, chunk)?),
+            Dtype::I32 => DecodedVec::I32(self.retrieve(rows, chunk)?),
+            Dtype::I64 => DecodedVec::I64(self.retrieve(rows, chunk)?),
+            Dtype::U8 => DecodedVec::U8(self.retrieve(rows, chunk)?),
+            Dtype::U16 => DecodedVec::U16(self.retrieve(rows, chunk)?),
+            Dtype::U32 => DecodedVec::U32(self.retrieve(rows, chunk)?),
+            Dtype::U64 => DecodedVec::U64(self.retrieve(rows, chunk)?),
+            Dtype::F32 => DecodedVec::F32(self.retrieve(rows, chunk)?),
+            Dtype::F64 => DecodedVec::F64(self.retrieve(rows, chunk)?),
             Dtype::String => {
                 return Err(Error::UnsupportedDtype {
                     path: self.path.clone(),
@@ -251,20 +260,20 @@ impl ChunkedArray {
     /// Reads every element, converted to `i64` (integer and bool arrays only).
     pub(crate) fn read_all_i64(&self) -> Result<Vec<i64>> {
         let decoded = self.decode_all()?;
-        let mut out = vec![0i64; decoded.len()];
-        decoded.copy_into(0, &mut out, &self.path)?;
+        let mut out = vec![0i64; decoded.view().len()];
+        decoded.view().copy_into(0, &mut out, &self.path)?;
         Ok(out)
     }
 
     /// Reads every element, converted to `f64` (numeric and bool arrays).
     pub(crate) fn read_all_f64(&self) -> Result<Vec<f64>> {
         let decoded = self.decode_all()?;
-        let mut out = vec![0f64; decoded.len()];
-        decoded.copy_into(0, &mut out, &self.path)?;
+        let mut out = vec![0f64; decoded.view().len()];
+        decoded.view().copy_into(0, &mut out, &self.path)?;
         Ok(out)
     }
 
-    fn decode_all(&self) -> Result<Decoded> {
+    fn decode_all(&self) -> Result<DecodedVec> {
         self.check_whole(8)?;
         self.decode(0..self.rows, None)
     }
@@ -329,21 +338,45 @@ impl ChunkedArray {
                 .max()
                 .unwrap_or(0)
                 .div_ceil(width);
+            let mut group = group;
+            let mut fill = |decoded: &Decoded<'_>| {
+                for (src, slice) in group.iter_mut() {
+                    let src = usize::try_from(*src - first * width)
+                        .map_err(|e| Error::zarr(&self.path, e))?;
+                    copy(decoded, src, slice)?;
+                }
+                Ok(())
+            };
+            if let Some(shards) = &self.shards {
+                let done = shards.with_rows(
+                    &self.array,
+                    &self.store,
+                    &self.path,
+                    chunk,
+                    first..end,
+                    |bytes| match Decoded::from_bytes(self.dtype, bytes) {
+                        Some(decoded) => fill(&decoded),
+                        None => Err(Error::zarr(
+                            &self.path,
+                            std::io::Error::other("decoded bytes are not whole elements"),
+                        )),
+                    },
+                )?;
+                if done.is_some() {
+                    return Ok(());
+                }
+            }
+            // Not stored (fill values), or a layout the shard reader does not read.
             let band = chunk * self.chunk_rows;
             let decoded = self.decode(band + first..band + end, Some(chunk))?;
-            for (src, slice) in group {
-                let src =
-                    usize::try_from(src - first * width).map_err(|e| Error::zarr(&self.path, e))?;
-                copy(&decoded, src, slice)?;
-            }
-            Ok(())
+            fill(&decoded.view())
         })
     }
 }
 
-/// A decoded chunk band in the array's own element type.
+/// A decoded chunk band in the array's own element type, owned (what zarrs hands back).
 #[derive(Debug)]
-pub(crate) enum Decoded {
+enum DecodedVec {
     Bool(Vec<bool>),
     I8(Vec<i8>),
     I16(Vec<i16>),
@@ -357,7 +390,60 @@ pub(crate) enum Decoded {
     F64(Vec<f64>),
 }
 
-impl Decoded {
+impl DecodedVec {
+    fn view(&self) -> Decoded<'_> {
+        match self {
+            Self::Bool(v) => Decoded::Bool(v),
+            Self::I8(v) => Decoded::I8(v),
+            Self::I16(v) => Decoded::I16(v),
+            Self::I32(v) => Decoded::I32(v),
+            Self::I64(v) => Decoded::I64(v),
+            Self::U8(v) => Decoded::U8(v),
+            Self::U16(v) => Decoded::U16(v),
+            Self::U32(v) => Decoded::U32(v),
+            Self::U64(v) => Decoded::U64(v),
+            Self::F32(v) => Decoded::F32(v),
+            Self::F64(v) => Decoded::F64(v),
+        }
+    }
+}
+
+/// Decoded elements of a chunk band, borrowed, in the array's own element type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Decoded<'a> {
+    Bool(&'a [bool]),
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+    U64(&'a [u64]),
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+impl Decoded<'_> {
+    /// Little-endian `bytes` as elements of `dtype` (`None` for bool and string, or when the
+    /// bytes are not whole, aligned elements).
+    pub(crate) fn from_bytes(dtype: Dtype, bytes: &[u8]) -> Option<Decoded<'_>> {
+        use bytemuck::try_cast_slice as cast;
+        Some(match dtype {
+            Dtype::I8 => Decoded::I8(cast(bytes).ok()?),
+            Dtype::I16 => Decoded::I16(cast(bytes).ok()?),
+            Dtype::I32 => Decoded::I32(cast(bytes).ok()?),
+            Dtype::I64 => Decoded::I64(cast(bytes).ok()?),
+            Dtype::U8 => Decoded::U8(bytes),
+            Dtype::U16 => Decoded::U16(cast(bytes).ok()?),
+            Dtype::U32 => Decoded::U32(cast(bytes).ok()?),
+            Dtype::U64 => Decoded::U64(cast(bytes).ok()?),
+            Dtype::F32 => Decoded::F32(cast(bytes).ok()?),
+            Dtype::F64 => Decoded::F64(cast(bytes).ok()?),
+            Dtype::Bool | Dtype::String => return None,
+        })
+    }
+
     /// Copies `dst.len()` column indices from element `src`, failing on any index outside
     /// `0..n_var` (checked before narrowing, so no wide value can wrap into range).
     pub(crate) fn copy_indices(
@@ -458,7 +544,7 @@ fn short(path: &str, have: usize, want: usize) -> Error {
 
 macro_rules! copy_into_impl {
     ($t:ty, $same:ident) => {
-        impl CopyInto<$t> for Decoded {
+        impl CopyInto<$t> for Decoded<'_> {
             fn copy_into(&self, src: usize, dst: &mut [$t], path: &str) -> Result<()> {
                 let end = src + dst.len();
                 if end > self.len() {
@@ -499,15 +585,15 @@ macro_rules! copy_into_impl {
 /// A value type rows can be decoded into (what the generic row readers need of it).
 pub(crate) trait FromDecoded: crate::batch::RowValue {
     /// [`CopyInto::copy_into`] for this type.
-    fn copy_from(decoded: &Decoded, src: usize, dst: &mut [Self], path: &str) -> Result<()>;
+    fn copy_from(decoded: &Decoded<'_>, src: usize, dst: &mut [Self], path: &str) -> Result<()>;
 }
 impl FromDecoded for f32 {
-    fn copy_from(decoded: &Decoded, src: usize, dst: &mut [Self], path: &str) -> Result<()> {
+    fn copy_from(decoded: &Decoded<'_>, src: usize, dst: &mut [Self], path: &str) -> Result<()> {
         decoded.copy_into(src, dst, path)
     }
 }
 impl FromDecoded for f64 {
-    fn copy_from(decoded: &Decoded, src: usize, dst: &mut [Self], path: &str) -> Result<()> {
+    fn copy_from(decoded: &Decoded<'_>, src: usize, dst: &mut [Self], path: &str) -> Result<()> {
         decoded.copy_into(src, dst, path)
     }
 }

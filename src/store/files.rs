@@ -252,6 +252,59 @@ impl FileStore {
         Ok(Some((file, path, meta.len())))
     }
 
+    /// Reads `range` of the file at `key` into `buf[..n]` and returns `n`, or `None` when the
+    /// file is absent (an error when strict). `buf` grows when too short and never shrinks, so
+    /// a buffer reused from read to read is allocated and zeroed once, not per read.
+    pub(crate) fn read_into(
+        &self,
+        key: &StoreKey,
+        range: ByteRange,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>, StorageError> {
+        let Some((file, path, size)) = self.open_file(key)? else {
+            return Ok(None);
+        };
+        let (offset, len) = self.inside(range, size, &path)?;
+        // `len` is at most the file's size: the buffer holds bytes that exist.
+        let len = usize::try_from(len).map_err(|e| StorageError::Other(e.to_string()))?;
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        read_at(&file, offset, &mut buf[..len]).map_err(|e| io_error(&path, e))?;
+        Ok(Some(len))
+    }
+
+    /// Fills `buf` from byte `offset` of the file at `key`; `None` when the file is absent (an
+    /// error when strict).
+    pub(crate) fn read_exact_into(
+        &self,
+        key: &StoreKey,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<Option<()>, StorageError> {
+        let Some((file, path, size)) = self.open_file(key)? else {
+            return Ok(None);
+        };
+        let range = ByteRange::FromStart(offset, Some(buf.len() as u64));
+        let (offset, _) = self.inside(range, size, &path)?;
+        read_at(&file, offset, buf).map_err(|e| io_error(&path, e))?;
+        Ok(Some(()))
+    }
+
+    /// `range` as `(offset, len)` inside a file of `size` bytes, or a [`StoreFault::PastEnd`].
+    fn inside(&self, range: ByteRange, size: u64, path: &Path) -> Result<(u64, u64), StorageError> {
+        resolve(range, size).ok_or_else(|| {
+            self.fail(StoreFault::PastEnd {
+                file: path.to_path_buf(),
+                detail: format!(
+                    "byte range {} reaches past the end of the file ({size} bytes): the shard \
+                     index or the file is damaged",
+                    describe(range)
+                ),
+            })
+        })
+    }
+
     /// Lists the directory `prefix`: `(files, subdirectories)`, names checked to be UTF-8.
     fn read_dir(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), StorageError> {
         let dir = self.path_of(prefix);
@@ -367,16 +420,7 @@ impl ReadableStorageTraits for FileStore {
         };
         let mut out = Vec::new();
         for range in byte_ranges {
-            let Some((offset, len)) = resolve(range, size) else {
-                return Err(self.fail(StoreFault::PastEnd {
-                    file: path,
-                    detail: format!(
-                        "byte range {} reaches past the end of the file ({size} bytes): \
-                         the shard index or the file is damaged",
-                        describe(range)
-                    ),
-                }));
-            };
+            let (offset, len) = self.inside(range, size, &path)?;
             // `len` is at most the file's size, so this allocation is of bytes that exist.
             let len = usize::try_from(len).map_err(|e| StorageError::Other(e.to_string()))?;
             let mut buf = vec![0u8; len];

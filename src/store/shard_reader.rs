@@ -1,0 +1,308 @@
+//! Inner chunks of a sharded array read straight from their shard files, decoded in place.
+//!
+//! zarrs' array API allocates the bytes it reads, the chunk it decodes and the subset it hands
+//! back, fresh (and, for large ones, page-faulted) on every read. On the loader's hot path that
+//! is most of the cost beside decompression itself. For the layout annbatch and our converter
+//! write — shards along axis 0, inner chunks spanning every trailing axis, the shard index
+//! stored with `bytes` (+ `crc32c`), inner codecs `bytes` then blosc, zstd or nothing — this
+//! reader does the same work with per-thread buffers that are allocated once:
+//!
+//! 1. the shard's index is read once per shard (checked against the file's size and its crc32c)
+//!    and kept for the life of the array;
+//! 2. an inner chunk's bytes are read with one positioned read (for an uncompressed chunk only
+//!    the rows asked for, straight into the output buffer);
+//! 3. they are decoded into the per-thread output buffer (blosc decodes only the blocks a part
+//!    needs), which the caller copies from once, into place.
+//!
+//! Memory: per rayon thread, one stored inner chunk and one decoded one, at most (both bounded
+//! by the decoded-chunk check at open). Any other layout or codec chain goes through zarrs.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::Value;
+use zarrs::array::{Array, ArrayMetadata};
+use zarrs::storage::byte_range::ByteRange;
+
+use super::files::FileStore;
+use super::inner_codec::InnerCodec;
+use crate::error::{Error, Result};
+
+/// An inner chunk's place in its shard: `(offset, length)` in bytes.
+type Entry = (u64, u64);
+/// The entry zarr writes for an inner chunk that is not stored.
+const EMPTY: Entry = (u64::MAX, u64::MAX);
+
+/// The layout of a sharded array this reader can read, and its shard index cache.
+#[derive(Debug)]
+pub(crate) struct ShardReader {
+    codec: InnerCodec,
+    /// Bytes per row of an inner chunk (elements per row × item size).
+    row_bytes: usize,
+    /// Rows per inner chunk.
+    inner_rows: u64,
+    /// Inner chunks per shard.
+    per_shard: u64,
+    /// Whether the index is at the end of the shard (else at its start).
+    index_at_end: bool,
+    /// Whether the index ends with a crc32c of its entries.
+    index_crc: bool,
+    indexes: Mutex<HashMap<u64, Arc<[Entry]>>>,
+}
+
+thread_local! {
+    /// The stored bytes of one inner chunk.
+    static STORED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Decoded rows, 8-byte aligned so that any element type can view them.
+    static DECODED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+impl ShardReader {
+    /// The reader for `array` (elements of `item_bytes` bytes), or `None` when its layout or
+    /// codecs are not ones it reads (zarrs reads those).
+    pub(crate) fn for_array(array: &Array<FileStore>, item_bytes: usize) -> Option<Self> {
+        let ArrayMetadata::V3(meta) = array.metadata() else {
+            return None;
+        };
+        let meta = serde_json::to_value(meta).ok()?;
+        let shape = array.shape();
+        let (_, trailing) = shape.split_first()?;
+        let shard_shape = meta.pointer("/chunk_grid/configuration/chunk_shape")?;
+        if meta.pointer("/chunk_grid/name")?.as_str()? != "regular" {
+            return None;
+        }
+        let [sharding] = meta.get("codecs")?.as_array()?.as_slice() else {
+            return None;
+        };
+        if sharding.get("name")?.as_str()? != "sharding_indexed" {
+            return None;
+        }
+        let config = sharding.get("configuration")?;
+        let inner_shape = config.get("chunk_shape")?;
+        let (shard_rows, inner_rows) = (
+            rows_spanning(shard_shape, trailing)?,
+            rows_spanning(inner_shape, trailing)?,
+        );
+        if inner_rows == 0 || shard_rows % inner_rows != 0 {
+            return None;
+        }
+        let codec = InnerCodec::of(config.get("codecs")?)?;
+        let index_crc = match config.get("index_codecs")?.as_array()?.as_slice() {
+            [bytes] if is_little_bytes(bytes) => false,
+            [bytes, crc] if is_little_bytes(bytes) && crc.get("name")? == "crc32c" => true,
+            _ => return None,
+        };
+        let index_at_end = match config.get("index_location").and_then(Value::as_str) {
+            None | Some("end") => true,
+            Some("start") => false,
+            Some(_) => return None,
+        };
+        let row_elements = usize::try_from(trailing.iter().try_fold(1u64, |a, &n| a.checked_mul(n))?).ok()?;
+        Some(Self {
+            codec,
+            row_bytes: row_elements.checked_mul(item_bytes)?,
+            inner_rows,
+            per_shard: shard_rows / inner_rows,
+            index_at_end,
+            index_crc,
+            indexes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Rows per inner chunk.
+    pub(crate) fn inner_rows(&self) -> u64 {
+        self.inner_rows
+    }
+
+    /// Decodes rows `rows` of inner chunk `chunk` and calls `f` with their bytes. `None` when
+    /// the chunk (or its whole shard) is not stored: the caller reads it as fill values.
+    pub(crate) fn with_rows<R>(
+        &self,
+        array: &Array<FileStore>,
+        files: &FileStore,
+        path: &str,
+        chunk: u64,
+        rows: Range<u64>,
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<Option<R>> {
+        let corrupt = |source: Box<dyn std::error::Error + Send + Sync>| Error::CorruptChunk {
+            path: path.to_string(),
+            chunk,
+            source,
+        };
+        let fault = |e: zarrs::storage::StorageError| match files.fault() {
+            Some(fault) => fault.to_error(),
+            None => Error::zarr(path, e),
+        };
+        let (shard, local) = (chunk / self.per_shard, chunk % self.per_shard);
+        let mut key_indices = vec![0u64; array.shape().len()];
+        key_indices[0] = shard;
+        let key = array.chunk_key(&key_indices);
+        let Some(index) = self.index(files, &key, path, shard)? else {
+            return Ok(None);
+        };
+        let (offset, stored_len) = index
+            .get(local as usize)
+            .copied()
+            .ok_or_else(|| corrupt("the shard index is shorter than the shard".into()))?;
+        if (offset, stored_len) == EMPTY {
+            return Ok(None);
+        }
+        let chunk_bytes = self.bytes_of(self.inner_rows).ok_or_else(|| {
+            corrupt("an inner chunk is larger than this machine can address".into())
+        })?;
+        let (start, end) = (self.bytes_of(rows.start), self.bytes_of(rows.end));
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(corrupt("rows past the inner chunk".into()));
+        };
+        if start > end || end > chunk_bytes {
+            return Err(corrupt("rows past the inner chunk".into()));
+        }
+        let part = (start, end) != (0, chunk_bytes);
+        DECODED.with(|decoded| {
+            let mut owned = Vec::new();
+            let mut borrowed = decoded.try_borrow_mut();
+            let decoded: &mut Vec<u64> = match borrowed.as_deref_mut() {
+                Ok(v) => v,
+                Err(_) => &mut owned,
+            };
+            let words = (end - start).div_ceil(8);
+            if decoded.len() < words {
+                decoded.resize(words, 0);
+            }
+            let out = &mut bytemuck::cast_slice_mut::<u64, u8>(decoded)[..end - start];
+            if self.codec == InnerCodec::Raw {
+                if usize::try_from(stored_len).ok() != Some(chunk_bytes) {
+                    return Err(corrupt(
+                        format!("{stored_len} bytes stored, {chunk_bytes} expected").into(),
+                    ));
+                }
+                let at = offset
+                    .checked_add(start as u64)
+                    .ok_or_else(|| corrupt("a chunk offset past any file".into()))?;
+                match files.read_exact_into(&key, at, out).map_err(fault)? {
+                    Some(()) => {}
+                    None => return Ok(None),
+                }
+            } else {
+                let read = STORED.with(|stored| {
+                    let mut owned = Vec::new();
+                    let mut borrowed = stored.try_borrow_mut();
+                    let stored: &mut Vec<u8> = match borrowed.as_deref_mut() {
+                        Ok(v) => v,
+                        Err(_) => &mut owned,
+                    };
+                    let range = ByteRange::FromStart(offset, Some(stored_len));
+                    let Some(n) = files.read_into(&key, range, stored).map_err(fault)? else {
+                        return Ok(false);
+                    };
+                    let part = part.then_some(start..end);
+                    self.codec
+                        .decode(&stored[..n], out, chunk_bytes, part)
+                        .map_err(|e| corrupt(Box::new(e)))?;
+                    Ok::<_, Error>(true)
+                })?;
+                if !read {
+                    return Ok(None);
+                }
+            }
+            f(out).map(Some)
+        })
+    }
+
+    /// Bytes of `rows` rows, if addressable.
+    fn bytes_of(&self, rows: u64) -> Option<usize> {
+        usize::try_from(rows).ok()?.checked_mul(self.row_bytes)
+    }
+
+    /// The index of shard `shard`, read on first use; `None` when the shard is not stored.
+    fn index(
+        &self,
+        files: &FileStore,
+        key: &zarrs::storage::StoreKey,
+        path: &str,
+        shard: u64,
+    ) -> Result<Option<Arc<[Entry]>>> {
+        let cached = self
+            .indexes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&shard)
+            .cloned();
+        if let Some(index) = cached {
+            return Ok(Some(index));
+        }
+        let bad = |reason: String| Error::CorruptChunk {
+            path: path.to_string(),
+            chunk: shard * self.per_shard,
+            source: format!("the index of shard {shard}: {reason}").into(),
+        };
+        let entries = self.per_shard;
+        let len = entries
+            .checked_mul(16)
+            .and_then(|n| n.checked_add(if self.index_crc { 4 } else { 0 }))
+            .ok_or_else(|| bad("more inner chunks than any file can index".into()))?;
+        let range = if self.index_at_end {
+            ByteRange::Suffix(len)
+        } else {
+            ByteRange::FromStart(0, Some(len))
+        };
+        // The store checks `len` against the file's size before allocating it.
+        let mut bytes = Vec::new();
+        let n = match files.read_into(key, range, &mut bytes) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(match files.fault() {
+                    Some(fault) => fault.to_error(),
+                    None => Error::zarr(path, e),
+                })
+            }
+        };
+        let bytes = &bytes[..n];
+        let (entries_bytes, crc) = bytes.split_at(n - if self.index_crc { 4 } else { 0 });
+        if self.index_crc {
+            let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+            if crc32c::crc32c(entries_bytes) != stored {
+                return Err(bad("its crc32c does not match".into()));
+            }
+        }
+        let index: Arc<[Entry]> = entries_bytes
+            .chunks_exact(16)
+            .map(|e| {
+                let word = |i: usize| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(&e[i..i + 8]);
+                    u64::from_le_bytes(w)
+                };
+                (word(0), word(8))
+            })
+            .collect();
+        self.indexes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(shard, index.clone());
+        Ok(Some(index))
+    }
+}
+
+/// Rows of a chunk shape that spans every trailing axis of an array (`trailing`), else `None`.
+fn rows_spanning(shape: &Value, trailing: &[u64]) -> Option<u64> {
+    let shape = shape
+        .as_array()?
+        .iter()
+        .map(Value::as_u64)
+        .collect::<Option<Vec<u64>>>()?;
+    let (&rows, rest) = shape.split_first()?;
+    (rest == trailing).then_some(rows)
+}
+
+fn is_little_bytes(codec: &Value) -> bool {
+    codec.get("name").and_then(Value::as_str) == Some("bytes")
+        && matches!(
+            codec.pointer("/configuration/endian").and_then(Value::as_str),
+            None | Some("little")
+        )
+}
