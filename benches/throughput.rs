@@ -1,6 +1,6 @@
 //! Loader throughput in cells/s on a synthetic collection of >= 100k cells x 20k genes x ~1.5k
 //! nnz written in annbatch's format, for annbatch's two reference settings, next to the
-//! decode-only ceiling (every inner chunk decoded once, all cores, into a reused buffer).
+//! decode-only ceiling (every inner chunk decoded once, all cores, into reused buffers).
 //!
 //! `cargo bench --bench throughput` (or `./run bench`). Environment:
 //! - `ANNBATCH_BENCH_DATA`: the collection (default `target/bench-data/synthetic-100k.zarr`,
@@ -42,14 +42,9 @@ fn main() -> annbatch::Result<()> {
         collection.n_var(),
         rayon::current_num_threads()
     );
-    let mut ceiling = Vec::new();
-    let mut buffer = collection.new_batch();
-    decode_ceiling(&collection, &mut buffer)?; // warm the buffer
-    for _ in 0..repeats {
-        ceiling.push(decode_ceiling(&collection, &mut buffer)?.cells_per_second());
-    }
-    let ceiling = median(ceiling);
-    println!("decode-only ceiling:                          {ceiling:>9.0} cells/s");
+    // The loader epochs first: a ceiling pass before them would warm what they are measured on
+    // (examples/bench_loader runs each in a fresh process instead).
+    let mut lines = Vec::new();
     for (batch_size, chunk_size, preload_nchunks) in [(4096, 32, 256), (4096, 512, 32)] {
         let loader = Loader::builder_for(collection.clone())
             .batch_size(batch_size)
@@ -62,6 +57,15 @@ fn main() -> annbatch::Result<()> {
             .collect::<annbatch::Result<Vec<_>>>()?;
         let rate = median(runs.iter().map(|r| r.cells_per_second()).collect());
         let first = median(runs.iter().map(|r| r.first_batch).collect());
+        lines.push((batch_size, chunk_size, preload_nchunks, rate, first));
+    }
+    let ceiling = median(
+        (0..repeats)
+            .map(|_| decode_ceiling(&collection).map(|r| r.cells_per_second()))
+            .collect::<annbatch::Result<Vec<_>>>()?,
+    );
+    println!("decode-only ceiling:                          {ceiling:>9.0} cells/s");
+    for (batch_size, chunk_size, preload_nchunks, rate, first) in lines {
         println!(
             "loader batch {batch_size} / chunk {chunk_size:>3} / preload {preload_nchunks:>3}: {rate:>9.0} cells/s  ({:.0} % of ceiling, first batch {:.0} ms)",
             100.0 * rate / ceiling,

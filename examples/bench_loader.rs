@@ -1,15 +1,20 @@
 //! Streams shuffled epochs with the Loader (tch::Tensor sparse CSR batches) and reports cells/s
-//! against the decode-only ceiling (decode every chunk once into a reused buffer, all cores).
+//! against the decode-only ceiling (every chunk decoded once into a reused buffer, all cores).
 //!
 //! ```text
 //! cargo run --release --example bench_loader -- COLLECTION [--batch-size 4096]
-//!     [--chunk-size 32] [--preload-nchunks 256] [--repeats 3] [--json] [--device cuda:0]
+//!     [--chunk-size 32] [--preload-nchunks 256] [--repeats 3] [--threads N] [--json]
+//!     [--device cuda:0] [--direct-io]
 //! ```
+//! Each epoch and each ceiling pass runs in a fresh process of its own (this binary, re-run
+//! with `--only loader|ceiling`), interleaved, so neither warms the other's caches or
+//! allocator; min / median / max over `--repeats` rounds are printed.
 //! With `--device cuda:N` the batches land on that GPU, and the pinned host-to-device bandwidth
 //! measured with torch is printed beside them (the PCIe bound).
 //! Without settings it runs both of the issue's settings (4096/32/256 and 4096/512/32).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 
 use annbatch::throughput::{decode_ceiling, loader_rate, median};
@@ -38,6 +43,12 @@ struct Args {
     /// Where batches land: `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Decoding threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run one measurement in this process: `loader` (one epoch) or `ceiling` (one pass).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn device_of(name: &str) -> anyhow::Result<tch::Device> {
@@ -71,6 +82,12 @@ fn h2d_bandwidth(device: tch::Device) -> anyhow::Result<f64> {
     Ok(median(rates[1..].to_vec()))
 }
 
+/// One measurement as its child process prints it.
+struct Measured {
+    cells_per_s: f64,
+    first_batch_s: f64,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings = match (args.batch_size, args.chunk_size, args.preload_nchunks) {
@@ -78,10 +95,15 @@ fn main() -> anyhow::Result<()> {
         (b, c, p) => vec![(b.unwrap_or(4096), c.unwrap_or(32), p.unwrap_or(256))],
     };
     let device = device_of(&args.device)?;
+    if let Some(only) = &args.only {
+        let (b, c, p) = settings[0];
+        return measure(&args, only, b, c, p, device);
+    }
     if !args.json {
         println!(
-            "streaming shuffled epochs with the Loader (tch::Tensor sparse CSR batches on {}):",
-            args.device
+            "streaming shuffled epochs with the Loader (tch::Tensor sparse CSR batches on {}), \
+             each epoch and each ceiling pass in a fresh process, {} rounds:",
+            args.device, args.repeats
         );
         if device != tch::Device::Cpu {
             println!(
@@ -91,66 +113,126 @@ fn main() -> anyhow::Result<()> {
         }
     }
     for (batch_size, chunk_size, preload_nchunks) in settings {
-        bench(
-            &args.path,
-            batch_size,
-            chunk_size,
-            preload_nchunks,
-            args.repeats,
-            args.json,
-            device,
-        )?;
+        let (mut rates, mut firsts, mut ceilings) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.repeats.max(1) {
+            let child = |only: &str| child(&args, only, batch_size, chunk_size, preload_nchunks);
+            ceilings.push(child("ceiling")?.cells_per_s);
+            let run = child("loader")?;
+            rates.push(run.cells_per_s);
+            firsts.push(run.first_batch_s);
+        }
+        let (rate, first, ceiling) = (spread(&rates), spread(&firsts), spread(&ceilings));
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"tool": "annbatch-rs", "batch_size": batch_size,
+                    "chunk_size": chunk_size, "preload_nchunks": preload_nchunks,
+                    "cells_per_s": rate[1], "cells_per_s_min_median_max": rate,
+                    "first_batch_s": first[1], "ceiling_cells_per_s": ceiling[1],
+                    "ceiling_min_median_max": ceiling, "device": format!("{device:?}")})
+            );
+        } else {
+            println!(
+                "  batch {batch_size} / chunk {chunk_size} / preload {preload_nchunks}: \
+                 {:.0} / {:.0} / {:.0} cells/s (min / median / max); decode-only ceiling \
+                 {:.0} / {:.0} / {:.0}; median {:.0} % of the median ceiling; first batch \
+                 {:.0} ms (median)",
+                rate[0],
+                rate[1],
+                rate[2],
+                ceiling[0],
+                ceiling[1],
+                ceiling[2],
+                100.0 * rate[1] / ceiling[1],
+                first[1] * 1e3
+            );
+        }
     }
     Ok(())
 }
 
-fn bench(
-    path: &Path,
+/// `[min, median, max]` of `values`.
+fn spread(values: &[f64]) -> [f64; 3] {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.as_slice() {
+        [] => [0.0; 3],
+        v => [v[0], v[v.len() / 2], v[v.len() - 1]],
+    }
+}
+
+/// Runs this binary once more with `--only only` and reads the JSON line it prints.
+fn child(
+    args: &Args,
+    only: &str,
     batch_size: usize,
     chunk_size: u64,
     preload_nchunks: usize,
-    repeats: usize,
-    json: bool,
+) -> anyhow::Result<Measured> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg(&args.path)
+        .args(["--only", only, "--device", &args.device])
+        .args(["--batch-size", &batch_size.to_string()])
+        .args(["--chunk-size", &chunk_size.to_string()])
+        .args(["--preload-nchunks", &preload_nchunks.to_string()]);
+    if let Some(threads) = args.threads {
+        cmd.args(["--threads", &threads.to_string()]);
+    }
+    let out = cmd.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{only} run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let line = text
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .ok_or_else(|| anyhow::anyhow!("{only} run printed no result"))?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    let field = |k: &str| v.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    Ok(Measured {
+        cells_per_s: field("cells_per_s"),
+        first_batch_s: field("first_batch_s"),
+    })
+}
+
+/// One epoch of the loader, or one ceiling pass, in this process; prints one JSON line.
+fn measure(
+    args: &Args,
+    only: &str,
+    batch_size: usize,
+    chunk_size: u64,
+    preload_nchunks: usize,
     device: tch::Device,
 ) -> anyhow::Result<()> {
+    let path: &Path = &args.path;
     let collection = Arc::new(DatasetCollection::open(path)?);
-    let loader = annbatch::Loader::builder_for(collection.clone())
-        .batch_size(batch_size)
-        .chunk_size(chunk_size)
-        .preload_nchunks(preload_nchunks)
-        .shuffle(true)
-        .device(device)
-        .build()?;
-    let (mut rates, mut firsts, mut ceilings) = (Vec::new(), Vec::new(), Vec::new());
-    let mut buffer = collection.new_batch();
-    decode_ceiling(&collection, &mut buffer)?; // warm the buffer
-    for epoch in 0..repeats.max(1) {
-        let run = loader_rate(&loader, epoch as u64, u64::MAX)?;
-        rates.push(run.cells_per_second());
-        firsts.push(run.first_batch);
-        ceilings.push(decode_ceiling(&collection, &mut buffer)?.cells_per_second());
-    }
-    let (rate, first, ceiling) = (median(rates), median(firsts), median(ceilings));
-    let stats = loader.stats();
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"tool": "annbatch-rs", "batch_size": batch_size,
-                "chunk_size": chunk_size, "preload_nchunks": preload_nchunks,
-                "cells_per_s": rate, "first_batch_s": first, "ceiling_cells_per_s": ceiling,
-                "threads": rayon::current_num_threads(), "device": format!("{device:?}"),
-                "stats": {"read_s": stats.read_seconds, "assemble_s": stats.assemble_seconds,
-                    "consumer_s": stats.consumer_seconds, "starved_s": stats.starved_seconds}})
-        );
-    } else {
-        println!(
-            "  batch {batch_size} / chunk {chunk_size} / preload {preload_nchunks}: {rate:>9.0} \
-             cells/s ({:.0} % of the {ceiling:.0} cells/s decode-only ceiling), first batch \
-             {:.0} ms",
-            100.0 * rate / ceiling,
-            first * 1e3
-        );
-        println!("    loader stats over the {repeats} epochs: {stats}");
-    }
+    let threads = args.threads.unwrap_or(0);
+    let rate = match only {
+        "ceiling" => {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+            pool.install(|| decode_ceiling(&collection))?
+        }
+        "loader" => {
+            let mut builder = annbatch::Loader::builder_for(collection.clone())
+                .batch_size(batch_size)
+                .chunk_size(chunk_size)
+                .preload_nchunks(preload_nchunks)
+                .shuffle(true)
+                .device(device);
+            if threads > 0 {
+                builder = builder.num_threads(threads);
+            }
+            let loader = builder.build()?;
+            loader_rate(&loader, 0, u64::MAX)?
+        }
+        other => anyhow::bail!("--only {other:?}: expected loader or ceiling"),
+    };
+    println!(
+        "{}",
+        serde_json::json!({"only": only, "cells_per_s": rate.cells_per_second(),
+            "first_batch_s": rate.first_batch})
+    );
     Ok(())
 }

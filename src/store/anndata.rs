@@ -174,8 +174,15 @@ impl XElement {
         ranges: &[Range<u64>],
         out: &mut XBatch<V>,
     ) -> Result<()> {
-        out.clear();
-        self.append_rows_as(ranges, out)
+        match (self, &mut *out) {
+            // In place: a reused buffer is overwritten, not zeroed first.
+            (Self::Csr(x), XBatch::Csr(b)) => x.read_rows_as(ranges, b),
+            (Self::Dense(x), XBatch::Dense(b)) => x.read_rows_as(ranges, b),
+            _ => {
+                out.clear();
+                self.append_rows_as(ranges, out)
+            }
+        }
     }
 
     /// Stored values of local row `row`: its nnz (sparse) or its row width (dense).
@@ -239,6 +246,20 @@ impl XElement {
         match self {
             Self::Csr(_) | Self::Csc(_) | Self::InMemory(InMemoryX::Csr { .. }) => true,
             Self::Dense(_) | Self::InMemory(InMemoryX::Dense { .. }) => false,
+        }
+    }
+
+    /// Decodes every stored chunk of the matrix once, on the current rayon pool, keeping
+    /// nothing: the decode-only ceiling of reading it ([`crate::throughput::decode_ceiling`]).
+    /// Returns the decoded bytes (0 for a matrix held in memory).
+    ///
+    /// # Errors
+    /// Any read error of its chunks.
+    pub fn decode_pass(&self) -> Result<u64> {
+        match self {
+            Self::Csr(x) | Self::Csc(x) => x.decode_pass(),
+            Self::Dense(x) => x.decode_pass(),
+            Self::InMemory(_) => Ok(0),
         }
     }
 

@@ -278,6 +278,37 @@ impl ChunkedArray {
         self.decode(0..self.rows, None)
     }
 
+    /// Decodes every (inner) chunk once, in parallel, into per-thread buffers, and keeps
+    /// nothing: the cost of reading and decoding the array, which no loader can beat. Returns
+    /// the decoded bytes.
+    pub(crate) fn decode_every_chunk(&self) -> Result<u64> {
+        let chunks = self.rows.div_ceil(self.chunk_rows);
+        let item = self.dtype.item_bytes();
+        (0..chunks)
+            .into_par_iter()
+            .map(|chunk| {
+                let rows = self.chunk_rows.min(self.rows - chunk * self.chunk_rows);
+                let bytes = rows * self.row_width * item;
+                if let Some(shards) = &self.shards {
+                    let read = shards.with_rows(
+                        &self.array,
+                        &self.store,
+                        &self.path,
+                        chunk,
+                        0..rows,
+                        |_| Ok(()),
+                    )?;
+                    if read.is_some() {
+                        return Ok(bytes);
+                    }
+                }
+                let band = chunk * self.chunk_rows;
+                self.decode(band..band + rows, Some(chunk))?;
+                Ok(bytes)
+            })
+            .try_reduce(|| 0, |a, b| Ok(a + b))
+    }
+
     /// Decodes each chunk band named by `segments` once (in parallel) and copies every segment
     /// into `out`, converting to `T`. `out` must hold exactly the segments' rows × `row_width`
     /// elements, segments back to back in `dst` order, as [`plan`] makes them.
@@ -463,15 +494,25 @@ impl Decoded<'_> {
             index,
             n_var,
         };
+        // One pass that widens and tracks the smallest and largest index (it vectorises, where
+        // a check-and-return per element does not); a bad index fails the whole run after it.
         macro_rules! checked {
             ($v:expr) => {{
-                for (d, s) in dst.iter_mut().zip(&$v[src..end]) {
-                    let i = i64::try_from(*s).unwrap_or(i64::MAX);
-                    if !(0..bound).contains(&i) {
-                        return Err(oob(i));
-                    }
-                    // In range 0..n_var, and n_var fits i32 (checked when X is opened).
-                    *d = i as i32;
+                let run = &$v[src..end];
+                let (mut lo, mut hi) = (run.first().copied().unwrap_or_default(), Default::default());
+                for (d, &s) in dst.iter_mut().zip(run) {
+                    lo = if s < lo { s } else { lo };
+                    hi = if s > hi { s } else { hi };
+                    *d = s as i32;
+                }
+                let wide = |s| i64::try_from(s).unwrap_or(i64::MAX);
+                if !run.is_empty() && (wide(lo) < 0 || wide(hi) >= bound) {
+                    let bad = run
+                        .iter()
+                        .map(|&s| wide(s))
+                        .find(|i| !(0..bound).contains(i))
+                        .unwrap_or(wide(hi));
+                    return Err(oob(bad));
                 }
             }};
         }

@@ -121,6 +121,16 @@ impl CsrElement {
         (self.data.chunk_rows(), self.indices.chunk_rows())
     }
 
+    /// Decodes every chunk of `data` and `indices` once and keeps nothing (see
+    /// [`ChunkedArray::decode_every_chunk`]); returns the decoded bytes.
+    pub(crate) fn decode_pass(&self) -> Result<u64> {
+        let (d, i) = rayon::join(
+            || self.data.decode_every_chunk(),
+            || self.indices.decode_every_chunk(),
+        );
+        Ok(d? + i?)
+    }
+
     /// Appends the rows of `ranges`, in order, to `out`.
     ///
     /// Each inner chunk of `data` and `indices` that the request touches is decoded once, in
@@ -140,6 +150,19 @@ impl CsrElement {
         ranges: &[Range<u64>],
         out: &mut CsrBatch<V>,
     ) -> Result<()> {
+        let base = out.data.len();
+        self.write_rows_as(ranges, out, base)
+    }
+
+    /// Writes the rows of `ranges` into `out` from value `base` on (its logical length before
+    /// the call, which may be below its `data` / `indices` lengths: values past it are stale
+    /// and overwritten, never zeroed first).
+    fn write_rows_as<V: FromDecoded>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut CsrBatch<V>,
+        base: usize,
+    ) -> Result<()> {
         let mut elements = Vec::with_capacity(ranges.len());
         let mut added: u64 = 0;
         for r in ranges {
@@ -155,7 +178,6 @@ impl CsrElement {
             added += b - a;
             elements.push(a..b);
         }
-        let base = out.data.len();
         let total = base as u64 + added;
         let max = i32::MAX as u64;
         if total > max {
@@ -175,8 +197,8 @@ impl CsrElement {
             offset += self.indptr[r.end as usize] - start;
         }
         let new_len = total as usize;
-        out.data.resize(new_len, V::default());
-        out.indices.resize(new_len, 0);
+        fit(&mut out.data, new_len);
+        fit(&mut out.indices, new_len);
         let data_plan = plan(elements.iter().cloned(), self.data.chunk_rows());
         let indices_plan = plan(elements.iter().cloned(), self.indices.chunk_rows());
         let n_var = self.n_var;
@@ -263,9 +285,20 @@ impl CsrElement {
         ranges: &[Range<u64>],
         out: &mut CsrBatch<V>,
     ) -> Result<()> {
-        out.clear();
+        // Only the row pointers restart: the values are overwritten in place, not zeroed.
+        out.indptr.clear();
+        out.indptr.push(0);
         out.n_var = self.n_var;
-        self.append_rows_as(ranges, out)
+        self.write_rows_as(ranges, out, 0)
+    }
+}
+
+/// Sets `v`'s length to `len`, zero-filling only what it did not hold before.
+pub(crate) fn fit<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
+    if v.len() > len {
+        v.truncate(len);
+    } else {
+        v.resize(len, T::default());
     }
 }
 

@@ -45,6 +45,11 @@ impl DenseElement {
         Ok(Self { array })
     }
 
+    /// Decodes every chunk once and keeps nothing; returns the decoded bytes.
+    pub(crate) fn decode_pass(&self) -> crate::error::Result<u64> {
+        self.array.decode_every_chunk()
+    }
+
     /// The element type as stored.
     pub fn dtype(&self) -> super::Dtype {
         self.array.dtype()
@@ -89,6 +94,18 @@ impl DenseElement {
         ranges: &[Range<u64>],
         out: &mut DenseBatch<V>,
     ) -> Result<()> {
+        let base = out.data.len();
+        self.write_rows_as(ranges, out, base)
+    }
+
+    /// Writes the rows of `ranges` into `out` from value `base` on (values past it are stale
+    /// and overwritten, never zeroed first).
+    fn write_rows_as<V: FromDecoded>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut DenseBatch<V>,
+        base: usize,
+    ) -> Result<()> {
         let n_obs = self.n_obs();
         let mut rows = 0u64;
         for r in ranges {
@@ -103,7 +120,6 @@ impl DenseElement {
             rows += r.end - r.start;
         }
         let width = self.row_width();
-        let base = out.data.len();
         let added = rows
             .checked_mul(width)
             .and_then(|n| usize::try_from(n).ok())
@@ -112,7 +128,7 @@ impl DenseElement {
                 found: format!("a request of {rows} rows of {width} values"),
                 expected: "a request that fits in memory".into(),
             })?;
-        out.data.resize(base + added, V::default());
+        super::csr::fit(&mut out.data, base + added);
         let segments = plan(ranges.iter().cloned(), self.array.chunk_rows());
         let path = self.path();
         let result = self
@@ -165,8 +181,7 @@ impl DenseElement {
         ranges: &[Range<u64>],
         out: &mut DenseBatch<V>,
     ) -> Result<()> {
-        out.clear();
         out.row_width = self.row_width() as usize;
-        self.append_rows_as(ranges, out)
+        self.write_rows_as(ranges, out, 0)
     }
 }
