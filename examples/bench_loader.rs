@@ -211,7 +211,9 @@ fn measure(
     let threads = args.threads.unwrap_or(0);
     let rate = match only {
         "ceiling" => {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?;
             pool.install(|| decode_ceiling(&collection))?
         }
         "loader" => {

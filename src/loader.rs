@@ -43,6 +43,8 @@ use crate::pipeline::{self, Built, Counters, Epoch};
 pub use crate::pipeline::{Batches, LoaderState, LoaderStats};
 use crate::sampler::Sampler;
 #[cfg(feature = "tch")]
+use crate::store::XElement;
+#[cfg(feature = "tch")]
 pub use crate::tensor::{Batch, ObsTensor};
 
 /// Where the loader reads from.
@@ -213,7 +215,9 @@ impl LoaderBuilder {
             // and a couple held by the consumer; two pooled arrays each (see `prefetch`).
             let per_request = sampler.batches_per_request().min(epoch_batches);
             let slots = 2 * (capacity + per_request + 2);
-            Arc::new(crate::tensor::Placement::new(options.device, slots)?)
+            let placement = crate::tensor::Placement::new(options.device, slots)?;
+            prewarm(&placement, &collection, sampler.batch_size(), per_request)?;
+            Arc::new(placement)
         };
         Ok(Loader {
             collection,
@@ -230,6 +234,43 @@ impl LoaderBuilder {
             placement,
         })
     }
+}
+
+/// Pages in the pooled memory of the first request's batches (`count` batches of
+/// `batch_size` rows of the collection's mean size), so that the first batch of the first
+/// epoch does not wait for page faults.
+#[cfg(feature = "tch")]
+fn prewarm(
+    placement: &crate::tensor::Placement,
+    collection: &DatasetCollection,
+    batch_size: usize,
+    count: usize,
+) -> Result<()> {
+    let n_obs = collection.n_obs().max(1);
+    let mut values: u64 = 0;
+    let mut sparse = true;
+    for d in collection.datasets() {
+        match d.x() {
+            XElement::Csr(x) => values = values.saturating_add(x.nnz()),
+            XElement::Dense(_) => {
+                sparse = false;
+                values = values.saturating_add(d.n_obs().saturating_mul(collection.n_var()));
+            }
+            XElement::InMemory(_) | XElement::Csc(_) => return Ok(()),
+        }
+    }
+    // Bounded by what exists: the mean row's values times rows of a batch, at most all values.
+    let per_batch = (values / n_obs)
+        .saturating_mul(batch_size as u64)
+        .min(values);
+    let Ok(n) = usize::try_from(per_batch) else {
+        return Ok(());
+    };
+    placement.storage.prewarm::<f32>(n, count)?;
+    if sparse {
+        placement.storage.prewarm::<i32>(n, count)?;
+    }
+    Ok(())
 }
 
 /// Streams minibatches of a [`DatasetCollection`] (see the [module docs](self)).

@@ -445,14 +445,9 @@ fn convert(
         quiet,
         allow_disjoint_var,
         compressor: match compressor.as_deref() {
-            None | Some("blosc-lz4") => defaults.compressor,
-            Some("zstd") => Compressor::Zstd,
-            Some("none") => Compressor::None,
-            Some(other) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "compressor {other:?}: expected \"blosc-lz4\", \"zstd\" or \"none\""
-                )))
-            }
+            None => defaults.compressor,
+            Some(name) => Compressor::parse(name)
+                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?,
         },
         merge: merge
             .as_deref()

@@ -340,10 +340,14 @@ def _compressor_name(codecs: Any) -> Optional[str]:
                               getattr(codec, "shuffle", None)))
         if (name == "BloscCodec" and getattr(codec, "cname", None) is not None
                 and str(getattr(codec.cname, "value", codec.cname)) == "lz4"
-                and getattr(codec, "clevel", None) == 3 and shuffle == "shuffle"):
-            return "blosc-lz4"
+                and getattr(codec, "clevel", None) == 3
+                and shuffle in ("shuffle", "bitshuffle")):
+            base = "blosc-lz4" if shuffle == "shuffle" else "blosc-lz4-bitshuffle"
+            blocksize = int(getattr(codec, "blocksize", 0) or 0)
+            return f"{base}:{blocksize}" if blocksize else base
         if name == "ZstdCodec" and getattr(codec, "level", None) == 0:
             return "zstd"
     raise NotImplementedError(
         f"zarr_compressor={tuple(codecs)!r}: annbatch_rs writes BloscCodec(cname='lz4', "
-        "clevel=3, shuffle='shuffle') (the default), ZstdCodec(level=0) or () (none)")
+        "clevel=3, shuffle='shuffle' or 'bitshuffle', any blocksize), ZstdCodec(level=0) "
+        "or () (none)")

@@ -94,8 +94,9 @@ enum Command {
         /// Append an input that shares no variable with the collection (refused otherwise).
         #[arg(long)]
         allow_disjoint_var: bool,
-        /// Compressor of X's chunks (annbatch's zarr_compressor).
-        #[arg(long, default_value = "blosc-lz4", value_parser = ["blosc-lz4", "zstd", "none"])]
+        /// Compressor of X's chunks (annbatch's zarr_compressor): none, zstd, blosc-lz4
+        /// (annbatch's default), blosc-lz4-bitshuffle; a blosc one may add :BLOCKSIZE in bytes.
+        #[arg(long, default_value_t = ConvertOptions::default().compressor.name())]
         compressor: String,
         /// How var columns of several inputs merge (anndata's merge): same, unique, first,
         /// only. Default: one input keeps its var columns, several keep none.
@@ -200,11 +201,7 @@ fn main() -> ExitCode {
                 groupby,
                 quiet,
                 allow_disjoint_var,
-                compressor: match compressor.as_str() {
-                    "zstd" => Compressor::Zstd,
-                    "none" => Compressor::None,
-                    _ => Compressor::BloscLz4,
-                },
+                compressor: Compressor::parse(&compressor)?,
                 merge: merge.as_deref().map(str::parse).transpose()?,
                 layer,
             };

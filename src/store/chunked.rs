@@ -499,7 +499,8 @@ impl Decoded<'_> {
         macro_rules! checked {
             ($v:expr) => {{
                 let run = &$v[src..end];
-                let (mut lo, mut hi) = (run.first().copied().unwrap_or_default(), Default::default());
+                let (mut lo, mut hi) =
+                    (run.first().copied().unwrap_or_default(), Default::default());
                 for (d, &s) in dst.iter_mut().zip(run) {
                     lo = if s < lo { s } else { lo };
                     hi = if s > hi { s } else { hi };

@@ -48,7 +48,10 @@ impl InnerCodec {
         if name_of(first)? != "bytes" {
             return None;
         }
-        match first.pointer("/configuration/endian").and_then(Value::as_str) {
+        match first
+            .pointer("/configuration/endian")
+            .and_then(Value::as_str)
+        {
             None | Some("little") => {}
             Some(_) => return None,
         }
@@ -124,7 +127,8 @@ fn with_whole<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
 
 fn zstd_decode(stored: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
     let mut run = |d: &mut zstd::bulk::Decompressor<'static>| {
-        d.decompress_to_buffer(stored, out).map_err(DecodeError::Zstd)
+        d.decompress_to_buffer(stored, out)
+            .map_err(DecodeError::Zstd)
     };
     let n = ZSTD.with(|cell| match cell.try_borrow_mut() {
         Ok(mut slot) => {
@@ -152,7 +156,11 @@ fn blosc_header(stored: &[u8]) -> Result<(usize, usize), DecodeError> {
     let mut nbytes = 0usize;
     // SAFETY: c-blosc reads at most `stored.len()` bytes of `stored` and writes one usize.
     let valid = unsafe {
-        blosc_src::blosc_cbuffer_validate(stored.as_ptr().cast::<c_void>(), stored.len(), &mut nbytes)
+        blosc_src::blosc_cbuffer_validate(
+            stored.as_ptr().cast::<c_void>(),
+            stored.len(),
+            &mut nbytes,
+        )
     };
     if valid != 0 {
         return Err(DecodeError::BloscHeader);
@@ -254,9 +262,18 @@ mod tests {
         let zstd = json!({"name": "zstd", "configuration": {}});
         let gzip = json!({"name": "gzip", "configuration": {}});
         assert_eq!(InnerCodec::of(&json!([bytes])), Some(InnerCodec::Raw));
-        assert_eq!(InnerCodec::of(&json!([{"name": "bytes"}])), Some(InnerCodec::Raw));
-        assert_eq!(InnerCodec::of(&json!([bytes, blosc])), Some(InnerCodec::Blosc));
-        assert_eq!(InnerCodec::of(&json!([bytes, zstd])), Some(InnerCodec::Zstd));
+        assert_eq!(
+            InnerCodec::of(&json!([{"name": "bytes"}])),
+            Some(InnerCodec::Raw)
+        );
+        assert_eq!(
+            InnerCodec::of(&json!([bytes, blosc])),
+            Some(InnerCodec::Blosc)
+        );
+        assert_eq!(
+            InnerCodec::of(&json!([bytes, zstd])),
+            Some(InnerCodec::Zstd)
+        );
         assert_eq!(InnerCodec::of(&json!([bytes, gzip])), None);
         assert_eq!(InnerCodec::of(&json!([bytes, blosc, zstd])), None);
         let big = json!({"name": "bytes", "configuration": {"endian": "big"}});
@@ -276,6 +293,8 @@ mod tests {
                 .is_err());
             assert!(InnerCodec::Zstd.decode(stored, &mut out, 64, None).is_err());
         }
-        assert!(InnerCodec::Raw.decode(&[0u8; 3], &mut out, 64, None).is_err());
+        assert!(InnerCodec::Raw
+            .decode(&[0u8; 3], &mut out, 64, None)
+            .is_err());
     }
 }

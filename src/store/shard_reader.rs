@@ -99,7 +99,8 @@ impl ShardReader {
             Some("start") => false,
             Some(_) => return None,
         };
-        let row_elements = usize::try_from(trailing.iter().try_fold(1u64, |a, &n| a.checked_mul(n))?).ok()?;
+        let row_elements =
+            usize::try_from(trailing.iter().try_fold(1u64, |a, &n| a.checked_mul(n))?).ok()?;
         Some(Self {
             codec,
             row_bytes: row_elements.checked_mul(item_bytes)?,
@@ -302,7 +303,9 @@ fn rows_spanning(shape: &Value, trailing: &[u64]) -> Option<u64> {
 fn is_little_bytes(codec: &Value) -> bool {
     codec.get("name").and_then(Value::as_str) == Some("bytes")
         && matches!(
-            codec.pointer("/configuration/endian").and_then(Value::as_str),
+            codec
+                .pointer("/configuration/endian")
+                .and_then(Value::as_str),
             None | Some("little")
         )
 }

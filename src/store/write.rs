@@ -38,12 +38,86 @@ impl Default for Layout {
 /// The compressor of an array's inner chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compressor {
-    /// blosc, lz4, clevel 3, byte shuffle (annbatch's X).
+    /// blosc, lz4, clevel 3, byte shuffle, blosc's own block size: annbatch's X, exactly.
     BloscLz4,
+    /// blosc, lz4, clevel 3, with a bit shuffle instead of a byte shuffle (`bitshuffle`) and/or
+    /// blocks of `blocksize` bytes (0: blosc's own choice, which for X's chunks is one block
+    /// per chunk). Small blocks let a read of part of a chunk decode only the blocks it needs.
+    BloscLz4With {
+        /// Bit shuffle rather than byte shuffle.
+        bitshuffle: bool,
+        /// Block size in bytes; 0 lets blosc choose.
+        blocksize: u32,
+    },
     /// zstd level 0 (annbatch's obs / var).
     Zstd,
     /// No compression: the raw little-endian bytes (strings are still zstd-compressed).
     None,
+}
+
+impl Compressor {
+    /// Parses a name: `none`, `zstd`, `blosc-lz4` (annbatch's), `blosc-lz4-bitshuffle`, each
+    /// blosc one optionally with `:BLOCKSIZE` in bytes (`blosc-lz4:16384`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for any other name.
+    pub fn parse(name: &str) -> Result<Self> {
+        let bad = || {
+            Error::parameter(
+                "compressor",
+                name,
+                "none, zstd, blosc-lz4 or blosc-lz4-bitshuffle, a blosc one optionally with \
+                 :BLOCKSIZE in bytes (blosc-lz4:16384)",
+            )
+        };
+        let (base, blocksize) = match name.split_once(':') {
+            Some((base, size)) => (base, Some(size.parse::<u32>().map_err(|_| bad())?)),
+            None => (name, None),
+        };
+        Ok(match (base, blocksize) {
+            ("none", None) => Self::None,
+            ("zstd", None) => Self::Zstd,
+            ("blosc-lz4", None | Some(0)) => Self::BloscLz4,
+            ("blosc-lz4", Some(blocksize)) => Self::BloscLz4With {
+                bitshuffle: false,
+                blocksize,
+            },
+            ("blosc-lz4-bitshuffle", blocksize) => Self::BloscLz4With {
+                bitshuffle: true,
+                blocksize: blocksize.unwrap_or(0),
+            },
+            _ => return Err(bad()),
+        })
+    }
+
+    /// The name [`Self::parse`] reads back.
+    pub fn name(&self) -> String {
+        match *self {
+            Self::None => "none".into(),
+            Self::Zstd => "zstd".into(),
+            Self::BloscLz4 => "blosc-lz4".into(),
+            Self::BloscLz4With {
+                bitshuffle,
+                blocksize,
+            } => {
+                let base = if bitshuffle {
+                    "blosc-lz4-bitshuffle"
+                } else {
+                    "blosc-lz4"
+                };
+                match blocksize {
+                    0 => base.into(),
+                    n => format!("{base}:{n}"),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Compressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
 }
 
 /// An element type the writer knows the zarr v3 data type and fill value of.
@@ -450,12 +524,23 @@ pub(crate) fn inner_codecs<T: ZarrElement>(compressor: Compressor) -> Value {
         (Compressor::Zstd, _) => json!([{"name": "bytes", "configuration": {"endian": "little"}},
                                  {"name": "zstd", "configuration": {"level": 0, "checksum": false}}]),
         (Compressor::None, _) => json!([{"name": "bytes", "configuration": {"endian": "little"}}]),
-        (Compressor::BloscLz4, _) => {
-            json!([{"name": "bytes", "configuration": {"endian": "little"}},
-                                 {"name": "blosc", "configuration": {"typesize": typesize, "cname": "lz4",
-                                  "clevel": 3, "shuffle": "shuffle", "blocksize": 0}}])
-        }
+        (Compressor::BloscLz4, _) => blosc_lz4(typesize, false, 0),
+        (
+            Compressor::BloscLz4With {
+                bitshuffle,
+                blocksize,
+            },
+            _,
+        ) => blosc_lz4(typesize, bitshuffle, blocksize),
     }
+}
+
+/// `bytes` then blosc lz4 clevel 3.
+fn blosc_lz4(typesize: usize, bitshuffle: bool, blocksize: u32) -> Value {
+    let shuffle = if bitshuffle { "bitshuffle" } else { "shuffle" };
+    json!([{"name": "bytes", "configuration": {"endian": "little"}},
+           {"name": "blosc", "configuration": {"typesize": typesize, "cname": "lz4",
+            "clevel": 3, "shuffle": shuffle, "blocksize": blocksize}}])
 }
 
 /// Zarr v3 metadata of an array of `T` sharded along axis 0: shards of `shard_rows` rows made of

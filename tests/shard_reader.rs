@@ -1,0 +1,185 @@
+//! The shard reader (inner chunks decoded in place) on every format the converter writes:
+//! rows read back equal the source rows, whether a read covers whole inner chunks, parts of
+//! them (blosc decodes only the blocks it needs, an uncompressed read only its bytes), or
+//! crosses shards; a damaged shard index is a typed error.
+
+mod common;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use annbatch::convert::{add_adatas, ConvertOptions, Size};
+use annbatch::write::{Compressor, Layout};
+use annbatch::{DatasetCollection, Error, XBatch};
+use common::{genes, write_csr, Csr};
+
+const N_OBS: usize = 300;
+const N_VAR: u64 = 50;
+
+fn source() -> Csr {
+    let rows: Vec<Vec<f32>> = (0..N_OBS)
+        .map(|i| {
+            (0..N_VAR as usize)
+                .map(|j| {
+                    // Rows of 0 to ~25 values: some empty, some long.
+                    if (i * 13 + j * 7) % (1 + i % 5) == 0 && (i + j) % 2 == 0 {
+                        (i * 100 + j) as f32 + 0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Csr::from_dense(&rows)
+}
+
+fn converted(dir: &Path, m: &Csr, compressor: Compressor, n_obs_per_chunk: u64) -> PathBuf {
+    let input = dir.join("in.zarr");
+    if !input.exists() {
+        let layout = Layout {
+            chunk_rows: 16,
+            shard_rows: 64,
+        };
+        write_csr(dir, "in.zarr", m, &genes(N_VAR), layout);
+    }
+    let out = dir.join(format!(
+        "{}-{n_obs_per_chunk}.zarr",
+        compressor.name().replace(':', "_")
+    ));
+    let options = ConvertOptions {
+        compressor,
+        n_obs_per_chunk,
+        shard_size: Size::Rows(96),
+        shuffle: false,
+        quiet: true,
+        ..ConvertOptions::default()
+    };
+    add_adatas(&out, &[&input], &options).expect("convert");
+    out
+}
+
+fn rows_of(batch: &XBatch) -> Vec<Vec<(i32, f32)>> {
+    let XBatch::Csr(b) = batch else {
+        panic!("expected a CSR batch")
+    };
+    (0..b.n_rows())
+        .map(|r| {
+            let (a, z) = (b.indptr[r] as usize, b.indptr[r + 1] as usize);
+            b.indices[a..z]
+                .iter()
+                .copied()
+                .zip(b.data[a..z].iter().copied())
+                .collect()
+        })
+        .collect()
+}
+
+/// Ranges of every length from 1 to 41 at scattered starts, some crossing shards.
+fn ranges() -> Vec<Range<u64>> {
+    (0..60u64)
+        .map(|k| {
+            let start = (k * 37 + k * k * 11) % N_OBS as u64;
+            let len = 1 + (k * 7) % 41;
+            start..(start + len).min(N_OBS as u64)
+        })
+        .collect()
+}
+
+#[test]
+fn every_format_reads_back_the_source_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = source();
+    let formats = [
+        Compressor::BloscLz4,
+        Compressor::BloscLz4With {
+            bitshuffle: false,
+            blocksize: 256,
+        },
+        Compressor::BloscLz4With {
+            bitshuffle: true,
+            blocksize: 0,
+        },
+        Compressor::Zstd,
+        Compressor::None,
+    ];
+    for compressor in formats {
+        for n_obs_per_chunk in [1, 3, 8] {
+            let path = converted(dir.path(), &m, compressor, n_obs_per_chunk);
+            let collection = DatasetCollection::open(&path).expect("open");
+            let mut batch = collection.new_batch();
+            // One read of many ranges (in-place, reused buffer), then each range alone.
+            collection.read_rows(&ranges(), &mut batch).expect("read");
+            let want: Vec<_> = ranges()
+                .iter()
+                .flat_map(|r| (r.start..r.end).map(|i| m.row(i as usize)))
+                .collect();
+            assert_eq!(rows_of(&batch), want, "{compressor} / {n_obs_per_chunk}");
+            for r in ranges() {
+                collection
+                    .read_rows(&[r.clone()], &mut batch)
+                    .expect("read");
+                let want: Vec<_> = (r.start..r.end).map(|i| m.row(i as usize)).collect();
+                assert_eq!(
+                    rows_of(&batch),
+                    want,
+                    "{compressor} / {n_obs_per_chunk} / {r:?}"
+                );
+            }
+            // The whole matrix once more into the same (now larger) buffer.
+            collection
+                .read_rows(&[0..N_OBS as u64], &mut batch)
+                .expect("read all");
+            let all: Vec<_> = (0..N_OBS).map(|i| m.row(i)).collect();
+            assert_eq!(rows_of(&batch), all, "{compressor} / {n_obs_per_chunk}");
+        }
+    }
+}
+
+#[test]
+fn compressor_names_round_trip() {
+    for name in [
+        "none",
+        "zstd",
+        "blosc-lz4",
+        "blosc-lz4:16384",
+        "blosc-lz4-bitshuffle",
+        "blosc-lz4-bitshuffle:4096",
+    ] {
+        let c = Compressor::parse(name).expect(name);
+        assert_eq!(c.name(), name);
+    }
+    assert_eq!(
+        Compressor::parse("blosc-lz4:0").expect("0"),
+        Compressor::BloscLz4
+    );
+    for bad in ["lz4", "blosc-lz4:", "blosc-lz4:-1", "zstd:5", "none:1", ""] {
+        assert!(
+            matches!(Compressor::parse(bad), Err(Error::InvalidParameter { .. })),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_shard_index_failing_its_checksum_is_a_corrupt_chunk() {
+    for compressor in [Compressor::BloscLz4, Compressor::None] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = converted(dir.path(), &source(), compressor, 4);
+        let shard = path.join("dataset_0/X/data/c/0");
+        let mut bytes = std::fs::read(&shard).expect("read shard");
+        // The last byte of the index's last entry, just before its crc32c.
+        let at = bytes.len() - 5;
+        bytes[at] ^= 0x5a;
+        std::fs::write(&shard, &bytes).expect("write shard");
+        let collection = DatasetCollection::open(&path).expect("open");
+        let mut batch = collection.new_batch();
+        let err = collection
+            .read_rows(&[0..N_OBS as u64], &mut batch)
+            .expect_err("a damaged index");
+        assert!(
+            matches!(err, Error::CorruptChunk { .. } | Error::Zarr { .. }),
+            "{compressor}: {err:?}"
+        );
+    }
+}
