@@ -46,6 +46,9 @@ struct Args {
     /// Decoding threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Read with O_DIRECT, past the page cache.
+    #[arg(long)]
+    direct_io: bool,
     /// Run one measurement in this process: `loader` (one epoch) or `ceiling` (one pass).
     #[arg(long)]
     only: Option<String>,
@@ -178,6 +181,9 @@ fn child(
     if let Some(threads) = args.threads {
         cmd.args(["--threads", &threads.to_string()]);
     }
+    if args.direct_io {
+        cmd.arg("--direct-io");
+    }
     let out = cmd.output()?;
     anyhow::ensure!(
         out.status.success(),
@@ -207,7 +213,10 @@ fn measure(
     device: tch::Device,
 ) -> anyhow::Result<()> {
     let path: &Path = &args.path;
-    let collection = Arc::new(DatasetCollection::open(path)?);
+    let open = annbatch::OpenOptions {
+        direct_io: args.direct_io,
+    };
+    let collection = Arc::new(DatasetCollection::open_with(path, &open)?);
     let threads = args.threads.unwrap_or(0);
     let rate = match only {
         "ceiling" => {

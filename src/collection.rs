@@ -42,6 +42,16 @@ pub struct DatasetCollection {
     var_source: usize,
 }
 
+/// How a collection's files are read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Read with `O_DIRECT` (Linux), past the page cache: for collections many times the
+    /// machine's memory, where the page cache would fill, then stall the epoch on eviction.
+    /// Each read goes to the device (through a per-thread aligned buffer of one inner chunk);
+    /// on a collection that fits in the page cache, leave it off. Default `false`.
+    pub direct_io: bool,
+}
+
 impl DatasetCollection {
     /// Opens a collection (or a single AnnData store as a one-dataset collection).
     ///
@@ -51,6 +61,22 @@ impl DatasetCollection {
     /// collection without datasets, and the errors of opening each dataset's `X`, `obs` and
     /// `var` ([`Error::VarMismatch`] when they do not share `var`).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, &OpenOptions::default())
+    }
+
+    /// [`Self::open`] with [`OpenOptions`] (direct I/O).
+    ///
+    /// ```no_run
+    /// use annbatch::{DatasetCollection, OpenOptions};
+    /// let options = OpenOptions { direct_io: true, ..OpenOptions::default() };
+    /// let collection = DatasetCollection::open_with("collection.zarr", &options)?;
+    /// # Ok::<(), annbatch::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::open`]; with `direct_io`, [`Error::Io`] where the file system refuses
+    /// `O_DIRECT` (tmpfs, for one) or off Linux.
+    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
         let path = path.as_ref();
         let _open = tracing::debug_span!("open", path = %path.display()).entered();
         let label = path.display().to_string();
@@ -65,7 +91,7 @@ impl DatasetCollection {
                     .into(),
             });
         }
-        let store = ZarrStore::open(path)?;
+        let store = ZarrStore::open_with(path, options.direct_io)?;
         let attrs = store.attributes("").map_err(|e| match e {
             Error::MissingElement { .. } => Error::MissingElement {
                 path: label.clone(),

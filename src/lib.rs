@@ -79,7 +79,7 @@ pub mod tensor;
 pub mod throughput;
 
 pub use batch::{CsrBatch, DenseBatch, XBatch};
-pub use collection::DatasetCollection;
+pub use collection::{DatasetCollection, OpenOptions};
 pub use error::{Error, Result};
 #[cfg(feature = "tch")]
 pub use loader::{Batch, ObsTensor};

@@ -149,6 +149,12 @@ impl LoaderBuilder {
         self.options.prefetch = Some(v);
         self
     }
+    /// Read the collection with `O_DIRECT`, past the page cache, when the builder opens it
+    /// from a path (see [`crate::OpenOptions::direct_io`]). Default false.
+    pub fn direct_io(mut self, on: bool) -> Self {
+        self.options.direct_io = on;
+        self
+    }
     /// Where tensors are placed (`tch::Device::Cpu` or `tch::Device::Cuda(n)`). Default CPU.
     #[cfg(feature = "tch")]
     pub fn device(mut self, device: tch::Device) -> Self {
@@ -174,7 +180,12 @@ impl LoaderBuilder {
             None => options.sampler()?,
         };
         let collection = match self.source {
-            Source::Path(p) => Arc::new(DatasetCollection::open(p)?),
+            Source::Path(p) => {
+                let open = crate::OpenOptions {
+                    direct_io: options.direct_io,
+                };
+                Arc::new(DatasetCollection::open_with(p, &open)?)
+            }
             Source::Collection(c) => c,
         };
         sampler.validate(collection.n_obs())?;

@@ -117,7 +117,7 @@ fn every_format_reads_back_the_source_rows() {
             assert_eq!(rows_of(&batch), want, "{compressor} / {n_obs_per_chunk}");
             for r in ranges() {
                 collection
-                    .read_rows(&[r.clone()], &mut batch)
+                    .read_rows(std::slice::from_ref(&r), &mut batch)
                     .expect("read");
                 let want: Vec<_> = (r.start..r.end).map(|i| m.row(i as usize)).collect();
                 assert_eq!(
@@ -181,5 +181,32 @@ fn a_shard_index_failing_its_checksum_is_a_corrupt_chunk() {
             matches!(err, Error::CorruptChunk { .. } | Error::Zarr { .. }),
             "{compressor}: {err:?}"
         );
+    }
+}
+
+#[test]
+fn direct_io_reads_the_same_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = source();
+    for compressor in [Compressor::BloscLz4, Compressor::None] {
+        let path = converted(dir.path(), &m, compressor, 5);
+        let options = annbatch::OpenOptions { direct_io: true };
+        let collection = match DatasetCollection::open_with(&path, &options) {
+            Ok(c) => c,
+            // Some file systems (tmpfs) refuse O_DIRECT: a clear I/O error, nothing to compare.
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(22) => {
+                eprintln!("O_DIRECT refused by this file system: direct reads not compared");
+                return;
+            }
+            Err(e) => panic!("open with direct I/O: {e:?}"),
+        };
+        let mut batch = collection.new_batch();
+        for r in ranges() {
+            collection
+                .read_rows(std::slice::from_ref(&r), &mut batch)
+                .expect("read");
+            let want: Vec<_> = (r.start..r.end).map(|i| m.row(i as usize)).collect();
+            assert_eq!(rows_of(&batch), want, "{compressor} / {r:?}");
+        }
     }
 }

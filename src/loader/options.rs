@@ -82,6 +82,10 @@ pub struct LoaderOptions {
     pub equal_batches: bool,
     /// Class-balanced sampling instead of chunked reads.
     pub class_sampling: Option<ClassSampling>,
+    /// Read the collection's files with `O_DIRECT`, past the page cache (see
+    /// [`crate::OpenOptions::direct_io`]); only where the loader opens the collection from a
+    /// path. Default false.
+    pub direct_io: bool,
     /// Where tensors are placed. Default CPU.
     #[cfg(feature = "tch")]
     pub device: tch::Device,
@@ -106,6 +110,7 @@ impl Default for LoaderOptions {
             world_size: 1,
             equal_batches: true,
             class_sampling: None,
+            direct_io: false,
             #[cfg(feature = "tch")]
             device: tch::Device::Cpu,
         }

@@ -31,6 +31,8 @@ use zarrs::storage::{
 
 use crate::error::Error;
 
+mod direct;
+
 /// What a file was when this store first read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileId {
@@ -130,6 +132,8 @@ pub(crate) struct FileStore {
     shared: Arc<Shared>,
     /// Whether a missing file is an error (chunks of arrays that are stored whole).
     strict: bool,
+    /// Whether files are read with `O_DIRECT`, past the page cache (see [`direct`]).
+    direct: bool,
 }
 
 impl FileStore {
@@ -150,7 +154,15 @@ impl FileStore {
                 fault: Mutex::new(None),
             }),
             strict: false,
+            direct: false,
         })
+    }
+
+    /// The same store, reading with `O_DIRECT` (Linux): no page cache, so an epoch over a
+    /// collection many times the memory neither fills it nor stalls on its eviction.
+    pub(crate) fn direct_io(mut self, on: bool) -> Self {
+        self.direct = on;
+        self
     }
 
     /// The same store, with a missing file read as an error rather than as fill values.
@@ -158,6 +170,16 @@ impl FileStore {
         Self {
             shared: self.shared.clone(),
             strict: true,
+            direct: self.direct,
+        }
+    }
+
+    /// Fills `buf` from byte `offset` of `file` (through an aligned buffer with `O_DIRECT`).
+    fn read_file_at(&self, file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        if self.direct {
+            direct::read_at(file, offset, buf)
+        } else {
+            read_at(file, offset, buf)
         }
     }
 
@@ -233,7 +255,7 @@ impl FileStore {
     /// Opens the file at `key`: `None` when absent (an error when strict).
     fn open_file(&self, key: &StoreKey) -> Result<Option<(File, PathBuf, u64)>, StorageError> {
         let path = self.path_of(key.as_str());
-        let file = match File::open(&path) {
+        let file = match direct::open(&path, self.direct) {
             Ok(file) => file,
             Err(e) if is_absent(&e) => {
                 if self.strict && !is_metadata(key.as_str()) {
@@ -270,7 +292,8 @@ impl FileStore {
         if buf.len() < len {
             buf.resize(len, 0);
         }
-        read_at(&file, offset, &mut buf[..len]).map_err(|e| io_error(&path, e))?;
+        self.read_file_at(&file, offset, &mut buf[..len])
+            .map_err(|e| io_error(&path, e))?;
         Ok(Some(len))
     }
 
@@ -287,7 +310,8 @@ impl FileStore {
         };
         let range = ByteRange::FromStart(offset, Some(buf.len() as u64));
         let (offset, _) = self.inside(range, size, &path)?;
-        read_at(&file, offset, buf).map_err(|e| io_error(&path, e))?;
+        self.read_file_at(&file, offset, buf)
+            .map_err(|e| io_error(&path, e))?;
         Ok(Some(()))
     }
 
@@ -424,7 +448,8 @@ impl ReadableStorageTraits for FileStore {
             // `len` is at most the file's size, so this allocation is of bytes that exist.
             let len = usize::try_from(len).map_err(|e| StorageError::Other(e.to_string()))?;
             let mut buf = vec![0u8; len];
-            read_at(&file, offset, &mut buf).map_err(|e| io_error(&path, e))?;
+            self.read_file_at(&file, offset, &mut buf)
+                .map_err(|e| io_error(&path, e))?;
             out.push(Ok(Bytes::from(buf)));
         }
         Ok(Some(Box::new(out.into_iter())))

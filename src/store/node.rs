@@ -40,10 +40,17 @@ impl std::fmt::Debug for ZarrStore {
 impl ZarrStore {
     /// Opens the directory `root` as a zarr store.
     pub(crate) fn open(root: &Path) -> Result<Self> {
-        let store = FileStore::open(root).map_err(|source| Error::Io {
-            path: root.to_path_buf(),
-            source,
-        })?;
+        Self::open_with(root, false)
+    }
+
+    /// Opens the directory `root`, its files read with `O_DIRECT` when `direct_io`.
+    pub(crate) fn open_with(root: &Path, direct_io: bool) -> Result<Self> {
+        let store = FileStore::open(root)
+            .map(|s| s.direct_io(direct_io))
+            .map_err(|source| Error::Io {
+                path: root.to_path_buf(),
+                source,
+            })?;
         Ok(Self {
             store: Arc::new(store),
             root: root.to_path_buf(),

@@ -1,0 +1,104 @@
+//! `O_DIRECT` reads: the file's bytes straight from the device into an aligned per-thread
+//! buffer, past the page cache. annbatch's docs report the page cache "freezing" once a
+//! collection is ~20x the memory; direct reads keep an epoch's memory at the loader's own.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::path::Path;
+
+/// The alignment `O_DIRECT` asks of offsets, lengths and buffers (a page covers every device's
+/// logical block size).
+const ALIGN: usize = 4096;
+
+/// One aligned block of a read buffer.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(4096))]
+struct Block([u8; ALIGN]);
+
+thread_local! {
+    /// Aligned blocks that reads land in before the asked-for bytes are copied out; grown to
+    /// the largest read of the thread (an inner chunk, or a shard index) and kept.
+    static BOUNCE: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Opens `path` for reading, with `O_DIRECT` when `direct` (Linux only).
+pub(super) fn open(path: &Path, direct: bool) -> std::io::Result<File> {
+    if !direct {
+        return File::open(path);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let flag = rustix::fs::OFlags::DIRECT.bits() as i32;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flag)
+            .open(path)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "direct I/O (O_DIRECT) is only available on Linux",
+        ))
+    }
+}
+
+/// Fills `buf` from byte `offset` of a file opened with `O_DIRECT`: the aligned blocks that
+/// cover the range are read, the range copied out.
+pub(super) fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    let align = ALIGN as u64;
+    let start = offset - offset % align;
+    let skip = (offset - start) as usize;
+    let need = skip + buf.len();
+    let blocks = need.div_ceil(ALIGN);
+    let mut fill = |bounce: &mut Vec<Block>| -> std::io::Result<()> {
+        if bounce.len() < blocks {
+            bounce.resize(blocks, Block([0; ALIGN]));
+        }
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut bounce[..blocks]);
+        let mut got = 0;
+        while got < need {
+            // Reads stay whole blocks at aligned offsets; a short read means the file's end.
+            let n = match positioned_read(file, &mut bytes[got..], start + got as u64) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        if got < need {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} bytes at {offset} reach past the end of the file",
+                    buf.len()
+                ),
+            ));
+        }
+        buf.copy_from_slice(&bytes[skip..need]);
+        Ok(())
+    };
+    BOUNCE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bounce) => fill(&mut bounce),
+        Err(_) => fill(&mut Vec::new()),
+    })
+}
+
+fn positioned_read(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, buf, offset);
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "direct I/O is only available on Linux",
+        ))
+    }
+}
