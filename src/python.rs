@@ -192,6 +192,8 @@ impl PyLoader {
                 },
                 num_samples,
             }),
+            // The collection is already open (`DatasetCollection`): its files, its reads.
+            direct_io: false,
         };
         let mut builder = Loader::builder_for(collection.inner.clone()).options(options);
         let mut failure = None;
