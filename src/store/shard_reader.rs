@@ -20,7 +20,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::Value;
 use zarrs::array::{Array, ArrayMetadata};
@@ -49,7 +49,14 @@ pub(crate) struct ShardReader {
     index_at_end: bool,
     /// Whether the index ends with a crc32c of its entries.
     index_crc: bool,
-    indexes: Mutex<HashMap<u64, Arc<[Entry]>>>,
+    shards: RwLock<HashMap<u64, Arc<Shard>>>,
+}
+
+/// A shard read once: its store key and its index.
+#[derive(Debug)]
+struct Shard {
+    key: zarrs::storage::StoreKey,
+    index: Box<[Entry]>,
 }
 
 thread_local! {
@@ -108,7 +115,7 @@ impl ShardReader {
             per_shard: shard_rows / inner_rows,
             index_at_end,
             index_crc,
-            indexes: Mutex::new(HashMap::new()),
+            shards: RwLock::new(HashMap::new()),
         })
     }
 
@@ -138,13 +145,12 @@ impl ShardReader {
             None => Error::zarr(path, e),
         };
         let (shard, local) = (chunk / self.per_shard, chunk % self.per_shard);
-        let mut key_indices = vec![0u64; array.shape().len()];
-        key_indices[0] = shard;
-        let key = array.chunk_key(&key_indices);
-        let Some(index) = self.index(files, &key, path, shard)? else {
+        let Some(shard) = self.shard(array, files, path, shard)? else {
             return Ok(None);
         };
-        let (offset, stored_len) = index
+        let key = &shard.key;
+        let (offset, stored_len) = shard
+            .index
             .get(local as usize)
             .copied()
             .ok_or_else(|| corrupt("the shard index is shorter than the shard".into()))?;
@@ -183,7 +189,7 @@ impl ShardReader {
                 let at = offset
                     .checked_add(start as u64)
                     .ok_or_else(|| corrupt("a chunk offset past any file".into()))?;
-                match files.read_exact_into(&key, at, out).map_err(fault)? {
+                match files.read_exact_into(key, at, out).map_err(fault)? {
                     Some(()) => {}
                     None => return Ok(None),
                 }
@@ -196,7 +202,7 @@ impl ShardReader {
                         Err(_) => &mut owned,
                     };
                     let range = ByteRange::FromStart(offset, Some(stored_len));
-                    let Some(n) = files.read_into(&key, range, stored).map_err(fault)? else {
+                    let Some(n) = files.read_into(key, range, stored).map_err(fault)? else {
                         return Ok(false);
                     };
                     let part = part.then_some(start..end);
@@ -218,32 +224,36 @@ impl ShardReader {
         usize::try_from(rows).ok()?.checked_mul(self.row_bytes)
     }
 
-    /// The index of shard `shard`, read on first use; `None` when the shard is not stored.
-    fn index(
+    /// Shard `shard`, its index read on first use; `None` when the shard is not stored.
+    fn shard(
         &self,
+        array: &Array<FileStore>,
         files: &FileStore,
-        key: &zarrs::storage::StoreKey,
         path: &str,
         shard: u64,
-    ) -> Result<Option<Arc<[Entry]>>> {
+    ) -> Result<Option<Arc<Shard>>> {
         let cached = self
-            .indexes
-            .lock()
+            .shards
+            .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&shard)
             .cloned();
-        if let Some(index) = cached {
-            return Ok(Some(index));
+        if let Some(found) = cached {
+            return Ok(Some(found));
         }
         let bad = |reason: String| Error::CorruptChunk {
             path: path.to_string(),
-            chunk: shard * self.per_shard,
+            chunk: shard.saturating_mul(self.per_shard),
             source: format!("the index of shard {shard}: {reason}").into(),
         };
-        let entries = self.per_shard;
-        let len = entries
+        let mut key_indices = vec![0u64; array.shape().len()];
+        key_indices[0] = shard;
+        let key = array.chunk_key(&key_indices);
+        let crc_len = if self.index_crc { 4 } else { 0 };
+        let len = self
+            .per_shard
             .checked_mul(16)
-            .and_then(|n| n.checked_add(if self.index_crc { 4 } else { 0 }))
+            .and_then(|n| n.checked_add(crc_len))
             .ok_or_else(|| bad("more inner chunks than any file can index".into()))?;
         let range = if self.index_at_end {
             ByteRange::Suffix(len)
@@ -252,7 +262,7 @@ impl ShardReader {
         };
         // The store checks `len` against the file's size before allocating it.
         let mut bytes = Vec::new();
-        let n = match files.read_into(key, range, &mut bytes) {
+        let n = match files.read_into(&key, range, &mut bytes) {
             Ok(Some(n)) => n,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -262,15 +272,17 @@ impl ShardReader {
                 })
             }
         };
-        let bytes = &bytes[..n];
-        let (entries_bytes, crc) = bytes.split_at(n - if self.index_crc { 4 } else { 0 });
+        if n as u64 != len {
+            return Err(bad(format!("{n} bytes read, {len} expected")));
+        }
+        let (entries, crc) = bytes[..n].split_at(n - crc_len as usize);
         if self.index_crc {
             let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-            if crc32c::crc32c(entries_bytes) != stored {
+            if crc32c::crc32c(entries) != stored {
                 return Err(bad("its crc32c does not match".into()));
             }
         }
-        let index: Arc<[Entry]> = entries_bytes
+        let index = entries
             .chunks_exact(16)
             .map(|e| {
                 let word = |i: usize| {
@@ -281,11 +293,12 @@ impl ShardReader {
                 (word(0), word(8))
             })
             .collect();
-        self.indexes
-            .lock()
+        let found = Arc::new(Shard { key, index });
+        self.shards
+            .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(shard, index.clone());
-        Ok(Some(index))
+            .insert(shard, found.clone());
+        Ok(Some(found))
     }
 }
 
