@@ -360,48 +360,82 @@ impl ChunkedArray {
         if width == 0 {
             return Ok(());
         }
+        let exact = self
+            .shards
+            .as_ref()
+            .is_some_and(ShardReader::reads_exact_bytes);
         groups.into_par_iter().try_for_each(|(chunk, group)| {
-            // Decode only the rows of the band that the segments span.
-            let first = group.iter().map(|(src, _)| *src).min().unwrap_or(0) / width;
-            let end = group
-                .iter()
-                .map(|(src, slice)| src + slice.len() as u64)
-                .max()
-                .unwrap_or(0)
-                .div_ceil(width);
-            let mut group = group;
-            let mut fill = |decoded: &Decoded<'_>| {
-                for (src, slice) in group.iter_mut() {
-                    let src = usize::try_from(*src - first * width)
-                        .map_err(|e| Error::zarr(&self.path, e))?;
-                    copy(decoded, src, slice)?;
-                }
-                Ok(())
-            };
-            if let Some(shards) = &self.shards {
-                let done = shards.with_rows(
-                    &self.array,
-                    &self.store,
-                    &self.path,
-                    chunk,
-                    first..end,
-                    |bytes| match Decoded::from_bytes(self.dtype, bytes) {
-                        Some(decoded) => fill(&decoded),
-                        None => Err(Error::zarr(
-                            &self.path,
-                            std::io::Error::other("decoded bytes are not whole elements"),
-                        )),
-                    },
-                )?;
-                if done.is_some() {
-                    return Ok(());
-                }
+            if !exact {
+                return self.fill_group(chunk, group, copy);
             }
-            // Not stored (fill values), or a layout the shard reader does not read.
-            let band = chunk * self.chunk_rows;
-            let decoded = self.decode(band + first..band + end, Some(chunk))?;
-            fill(&decoded.view())
+            // An uncompressed chunk is read byte-exact: read each contiguous run of the group
+            // on its own rather than the span of all of them (the gaps between the runs of a
+            // large chunk would be read for nothing).
+            let mut rest = group;
+            rest.sort_by_key(|(src, _)| *src);
+            while !rest.is_empty() {
+                let mut end = rest[0].0 + rest[0].1.len() as u64;
+                let mut n = 1;
+                while n < rest.len() && rest[n].0 <= end {
+                    end = end.max(rest[n].0 + rest[n].1.len() as u64);
+                    n += 1;
+                }
+                let tail = rest.split_off(n);
+                self.fill_group(chunk, rest, copy)?;
+                rest = tail;
+            }
+            Ok(())
         })
+    }
+
+    /// Decodes the rows of chunk band `chunk` that `group`'s runs span, once, and fills every
+    /// run from it.
+    fn fill_group<T: Send>(
+        &self,
+        chunk: u64,
+        mut group: Vec<(u64, &mut [T])>,
+        copy: &CopyFn<'_, T>,
+    ) -> Result<()> {
+        let width = self.row_width;
+        // Decode only the rows of the band that the segments span.
+        let first = group.iter().map(|(src, _)| *src).min().unwrap_or(0) / width;
+        let end = group
+            .iter()
+            .map(|(src, slice)| *src + slice.len() as u64)
+            .max()
+            .unwrap_or(0)
+            .div_ceil(width);
+        let mut fill = |decoded: &Decoded<'_>| {
+            for (src, slice) in group.iter_mut() {
+                let src = usize::try_from(*src - first * width)
+                    .map_err(|e| Error::zarr(&self.path, e))?;
+                copy(decoded, src, slice)?;
+            }
+            Ok(())
+        };
+        if let Some(shards) = &self.shards {
+            let done = shards.with_rows(
+                &self.array,
+                &self.store,
+                &self.path,
+                chunk,
+                first..end,
+                |bytes| match Decoded::from_bytes(self.dtype, bytes) {
+                    Some(decoded) => fill(&decoded),
+                    None => Err(Error::zarr(
+                        &self.path,
+                        std::io::Error::other("decoded bytes are not whole elements"),
+                    )),
+                },
+            )?;
+            if done.is_some() {
+                return Ok(());
+            }
+        }
+        // Not stored (fill values), or a layout the shard reader does not read.
+        let band = chunk * self.chunk_rows;
+        let decoded = self.decode(band + first..band + end, Some(chunk))?;
+        fill(&decoded.view())
     }
 }
 

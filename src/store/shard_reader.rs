@@ -119,6 +119,11 @@ impl ShardReader {
         })
     }
 
+    /// Whether a part of a chunk is read as exactly its bytes (uncompressed chunks).
+    pub(crate) fn reads_exact_bytes(&self) -> bool {
+        self.codec == InnerCodec::Raw
+    }
+
     /// Rows per inner chunk.
     pub(crate) fn inner_rows(&self) -> u64 {
         self.inner_rows
