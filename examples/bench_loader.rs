@@ -46,6 +46,10 @@ struct Args {
     /// Decoding threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Write a synthetic collection of this many cells at the path first, if nothing is there
+    /// (`annbatch demo`'s data: 20k genes, ~1.5k non-zeros per cell).
+    #[arg(long)]
+    synthetic: Option<u64>,
     /// Read with O_DIRECT, past the page cache.
     #[arg(long)]
     direct_io: bool,
@@ -98,6 +102,15 @@ fn main() -> anyhow::Result<()> {
         (b, c, p) => vec![(b.unwrap_or(4096), c.unwrap_or(32), p.unwrap_or(256))],
     };
     let device = device_of(&args.device)?;
+    if let Some(n_obs) = args.synthetic {
+        if !args.path.exists() {
+            let spec = annbatch::demo::SyntheticSpec {
+                n_obs,
+                ..annbatch::demo::SyntheticSpec::default()
+            };
+            annbatch::demo::write_collection(&args.path, &spec)?;
+        }
+    }
     if let Some(only) = &args.only {
         let (b, c, p) = settings[0];
         return measure(&args, only, b, c, p, device);

@@ -101,7 +101,7 @@ pub struct ConvertOptions {
     pub allow_disjoint_var: bool,
     /// The compressor of `X`'s inner chunks (annbatch's `zarr_compressor`). Default
     /// [`Compressor::None`], chosen by measurement (README, "Performance"): uncompressed inner
-    /// chunks are read byte-exact with no decoding, ~9-10x annbatch end to end against ~3-4x on
+    /// chunks are read byte-exact with no decoding, ~8-9x annbatch end to end against ~3-4x on
     /// annbatch's blosc-lz4, at 1.25-2.6x its size on disk. [`Compressor::BloscLz4`] is
     /// annbatch's own (the compact choice); anndata and annbatch read every one of them.
     pub compressor: Compressor,

@@ -48,8 +48,8 @@ def main():
         runs.append(json.loads(out.strip().splitlines()[-1]))
     for key in ("open_s", "build_s", "first_batch_s", "total_s"):
         v = sorted(r[key] for r in runs)
-        print(f"{key:>14}: {v[0] * 1e3:.0f} / {statistics.median(v) * 1e3:.0f} / {v[-1] * 1e3:.0f} ms"
-              " (min / median / max)")
+        low, mid, high = v[0] * 1e3, statistics.median(v) * 1e3, v[-1] * 1e3
+        print(f"{key:>14}: {low:.0f} / {mid:.0f} / {high:.0f} ms (min / median / max)")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ class DatasetCollection:
 
         ``rng`` (a ``numpy.random.Generator``) seeds the shuffle as the Loader's does: one draw,
         ``int(rng.integers(2**63))``; or give ``seed``. ``zarr_compressor``: ``None`` takes
-        annbatch_rs's default, uncompressed inner chunks (``()``), chosen by measurement: ~9-10x
+        annbatch_rs's default, uncompressed inner chunks (``()``), chosen by measurement: ~8-9x
         annbatch end to end, 1.25-2.6x the size on disk (README, "Performance"). annbatch's
         own default ``(BloscCodec(cname="lz4", clevel=3, shuffle="shuffle"),)`` is the compact
         choice; ``(ZstdCodec(level=0),)`` too; BloscCodec lz4 clevel 3 with ``bitshuffle`` or a
