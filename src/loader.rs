@@ -270,10 +270,17 @@ fn prewarm(
             XElement::InMemory(_) | XElement::Csc(_) => return Ok(()),
         }
     }
-    // Bounded by what exists: the mean row's values times rows of a batch, at most all values.
+    // The mean row's values times rows of a batch, at most all values. The counts come from
+    // the metadata, so the pages touched must also fit the memory budget (else no prewarm: the
+    // reads themselves report what does not fit).
     let per_batch = (values / n_obs)
         .saturating_mul(batch_size as u64)
         .min(values);
+    let arrays: u128 = if sparse { 2 } else { 1 };
+    let total = u128::from(per_batch) * (count as u128) * arrays;
+    if crate::store::budget::check("X", "prewarmed batch memory", total, 4, 4).is_err() {
+        return Ok(());
+    }
     let Ok(n) = usize::try_from(per_batch) else {
         return Ok(());
     };
