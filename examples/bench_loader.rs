@@ -228,6 +228,7 @@ fn measure(
     let path: &Path = &args.path;
     let open = annbatch::OpenOptions {
         direct_io: args.direct_io,
+        ..annbatch::OpenOptions::default()
     };
     let collection = Arc::new(DatasetCollection::open_with(path, &open)?);
     let threads = args.threads.unwrap_or(0);

@@ -15,6 +15,8 @@ mod host;
 mod memory;
 mod obs;
 mod parts;
+#[cfg(feature = "remote")]
+pub(crate) mod read_ahead;
 mod scatter;
 
 pub use aligned::{AlignedGroup, AlignedMatrix};

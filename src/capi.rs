@@ -177,7 +177,7 @@ fn fail(status: AnnbatchStatus, message: impl Into<String>) -> AnnbatchStatus {
 fn from_error(e: &Error) -> AnnbatchStatus {
     let status = match e {
         Error::InvalidParameter { .. } | Error::BatchTooLarge { .. } => S::InvalidArgument,
-        Error::Io { .. } => S::IoError,
+        Error::Io { .. } | Error::Remote { .. } => S::IoError,
         Error::DeviceUnavailable { .. } | Error::Cuda { .. } => S::DeviceError,
         Error::WorkerPanic { .. } => S::Panic,
         _ => S::DataError,
@@ -336,6 +336,11 @@ pub unsafe extern "C" fn annbatch_loader_open(
         // Every check of these values happens in `LoaderOptions` (one wording for every front
         // end); here they are only carried over (sizes past usize saturate, and are refused).
         let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        // Remote collections (`s3://`, `http(s)://`): knobs from ANNBATCH_REMOTE_* and AWS_*.
+        let remote = match crate::RemoteOptions::from_env() {
+            Ok(remote) => remote,
+            Err(e) => return from_error(&e),
+        };
         let options = LoaderOptions {
             batch_size: size(o.batch_size),
             chunk_size: o.chunk_size,
@@ -353,6 +358,7 @@ pub unsafe extern "C" fn annbatch_loader_open(
             // C's world_size 0 means "not distributed", as 1 does.
             rank: o.rank,
             world_size: o.world_size.max(1),
+            remote,
             ..LoaderOptions::default()
         };
         let builder = Loader::builder(path).options(options);

@@ -16,6 +16,7 @@ use crate::batch::XBatch;
 use crate::error::{Error, Result};
 use crate::store::dataframe::concat_outer;
 use crate::store::{AnnDataStore, Column, ZarrStore};
+pub use crate::store::{OpenOptions, RemoteOptions, RemoteTraffic};
 
 /// The `encoding-type` annbatch gives a collection's root group.
 pub const COLLECTION_ENCODING: &str = "annbatch-preshuffled";
@@ -40,16 +41,6 @@ pub struct DatasetCollection {
     preshuffled: bool,
     /// The dataset whose `var` index names the columns (the first with a named one).
     var_source: usize,
-}
-
-/// How a collection's files are read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OpenOptions {
-    /// Read with `O_DIRECT` (Linux), past the page cache: for collections many times the
-    /// machine's memory, where the page cache would fill, then stall the epoch on eviction.
-    /// Each read goes to the device (through a per-thread aligned buffer of one inner chunk);
-    /// on a collection that fits in the page cache, leave it off. Default `false`.
-    pub direct_io: bool,
 }
 
 impl DatasetCollection {
@@ -91,7 +82,7 @@ impl DatasetCollection {
                     .into(),
             });
         }
-        let store = ZarrStore::open_with(path, options.direct_io)?;
+        let store = ZarrStore::open_with(path, options)?;
         let attrs = store.attributes("").map_err(|e| match e {
             Error::MissingElement { .. } => Error::MissingElement {
                 path: label.clone(),
@@ -101,14 +92,18 @@ impl DatasetCollection {
         })?;
         let (encoding_type, _) = crate::store::encoding_of(&attrs);
         let (names, datasets, preshuffled) = if encoding_type == COLLECTION_ENCODING {
-            let mut numbered: Vec<(u64, String)> = store
-                .child_groups("")?
-                .into_iter()
-                .filter_map(|name| {
-                    let n = name.strip_prefix("dataset_")?.parse::<u64>().ok()?;
-                    Some((n, name))
-                })
-                .collect();
+            let mut numbered: Vec<(u64, String)> = if store.storage().listable() {
+                store
+                    .child_groups("")?
+                    .into_iter()
+                    .filter_map(|name| {
+                        let n = name.strip_prefix("dataset_")?.parse::<u64>().ok()?;
+                        Some((n, name))
+                    })
+                    .collect()
+            } else {
+                numbered_by_probing(&store)?
+            };
             numbered.sort();
             let inventory = Inventory::from_attrs(&label, &attrs)?;
             if numbered.is_empty() {
@@ -266,6 +261,32 @@ impl DatasetCollection {
     pub fn var_names(&self) -> &[String] {
         self.datasets[self.var_source].var_names()
     }
+    /// What reading this collection from object stores has cost so far (`None` when no
+    /// dataset's `X` is in one): requests and bytes, read-ahead included.
+    pub fn remote_traffic(&self) -> Option<RemoteTraffic> {
+        #[cfg(feature = "remote")]
+        {
+            let mut stores: Vec<&crate::store::remote::RemoteStore> = Vec::new();
+            for d in &self.datasets {
+                if let Some(r) = d.x().remote() {
+                    if !stores.iter().any(|s| s.same(r)) {
+                        stores.push(r);
+                    }
+                }
+            }
+            if stores.is_empty() {
+                return None;
+            }
+            let mut total = RemoteTraffic::default();
+            for s in stores {
+                total += s.traffic();
+            }
+            Some(total)
+        }
+        #[cfg(not(feature = "remote"))]
+        None
+    }
+
     /// The datasets, in order (`dataset_0`, `dataset_1`, ...).
     pub fn datasets(&self) -> &[AnnDataStore] {
         &self.datasets
@@ -419,4 +440,18 @@ fn concat_columns(path: &str, name: &str, columns: Vec<Column>) -> Result<Column
     Ok(concat_outer(
         columns.into_iter().map(|c| (c.len(), Some(c))).collect(),
     ))
+}
+
+/// The `dataset_N` groups of a store that cannot list (plain HTTP): `dataset_0`, `dataset_1`, …
+/// up to the first that is absent.
+fn numbered_by_probing(store: &ZarrStore) -> Result<Vec<(u64, String)>> {
+    let mut found = Vec::new();
+    for n in 0u64.. {
+        let name = format!("dataset_{n}");
+        match store.kind(&name)? {
+            Some(crate::store::NodeKind::Group) => found.push((n, name)),
+            _ => break,
+        }
+    }
+    Ok(found)
 }

@@ -310,10 +310,61 @@ pub enum Error {
     #[error("internal error (please report it): {0}")]
     Internal(String),
 
+    /// A collection in an object store (`s3://`, `http(s)://`) could not be read.
+    #[error("{url}: {kind}: {detail}")]
+    Remote {
+        /// The object's (or the collection's) URL.
+        url: String,
+        /// What kind of failure it was.
+        kind: RemoteFailure,
+        /// What the store or the server said.
+        detail: String,
+    },
+
     /// A libtorch call failed.
     #[cfg(feature = "tch")]
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
+}
+
+/// The kinds of [`Error::Remote`]: what a caller may act on differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteFailure {
+    /// The object does not exist (never read as zeros or fill values).
+    NotFound,
+    /// The server refused the credentials (or their absence).
+    Unauthenticated,
+    /// The credentials are valid but may not read this object.
+    PermissionDenied,
+    /// The server could not be reached, or did not answer within the timeout, after retries.
+    Unreachable,
+    /// The server answered in a way no reader can use (a range it did not honour, say).
+    BadResponse,
+    /// The address is not one this reader understands.
+    BadUrl,
+    /// This build of the library reads no remote stores (cargo feature `remote`).
+    NotBuilt,
+    /// Anything else the store reported.
+    Other,
+}
+
+impl std::fmt::Display for RemoteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotFound => "not found",
+            Self::Unauthenticated => {
+                "the credentials were refused (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / \
+                 AWS_SESSION_TOKEN; AWS_SKIP_SIGNATURE=true for a public bucket)"
+            }
+            Self::PermissionDenied => "access denied to these credentials",
+            Self::Unreachable => "the server is unreachable or did not answer in time",
+            Self::BadResponse => "the server's answer cannot be used",
+            Self::BadUrl => "not a collection URL (s3://bucket/path or http(s)://host/path)",
+            Self::NotBuilt => "this build reads no remote stores (cargo feature `remote`)",
+            Self::Other => "the object store failed",
+        })
+    }
 }
 
 /// `Result` with this crate's [`Error`].

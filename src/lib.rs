@@ -79,8 +79,8 @@ pub mod tensor;
 pub mod throughput;
 
 pub use batch::{CsrBatch, DenseBatch, XBatch};
-pub use collection::{DatasetCollection, OpenOptions};
-pub use error::{Error, Result};
+pub use collection::{DatasetCollection, OpenOptions, RemoteOptions, RemoteTraffic};
+pub use error::{Error, RemoteFailure, Result};
 #[cfg(feature = "tch")]
 pub use loader::{Batch, ObsTensor};
 pub use loader::{

@@ -155,6 +155,13 @@ impl LoaderBuilder {
         self.options.direct_io = on;
         self
     }
+
+    /// How a collection at an `s3://` or `http(s)://` URL is read (see
+    /// [`crate::RemoteOptions`]); only where the loader opens the collection itself.
+    pub fn remote(mut self, remote: crate::RemoteOptions) -> Self {
+        self.options.remote = remote;
+        self
+    }
     /// Where tensors are placed (`tch::Device::Cpu` or `tch::Device::Cuda(n)`). Default CPU.
     #[cfg(feature = "tch")]
     pub fn device(mut self, device: tch::Device) -> Self {
@@ -183,6 +190,7 @@ impl LoaderBuilder {
             Source::Path(p) => {
                 let open = crate::OpenOptions {
                     direct_io: options.direct_io,
+                    remote: options.remote.clone(),
                 };
                 Arc::new(DatasetCollection::open_with(p, &open)?)
             }
@@ -367,7 +375,35 @@ impl Loader {
             pool: self.pool.clone(),
             capacity: self.capacity,
             stats: self.stats.clone(),
+            read_ahead: self.read_ahead(),
         }
+    }
+
+    /// The read-ahead of a collection in an object store: fetches ahead, and the call that
+    /// requests one fetch's bytes. `None` for local collections.
+    #[cfg(feature = "remote")]
+    fn read_ahead(&self) -> Option<(usize, crate::pipeline::ReadAheadFn)> {
+        let depth = crate::assemble::read_ahead::depth(&self.collection);
+        if depth == 0 {
+            return None;
+        }
+        let (collection, extras) = (self.collection.clone(), self.extras.clone());
+        let start: crate::pipeline::ReadAheadFn = Arc::new(move |request| {
+            match crate::assemble::read_ahead::read_ahead(&collection, &extras, request) {
+                Ok(held) => Box::new(held),
+                Err(e) => {
+                    // The fetch itself reads (and reports) what could not be planned.
+                    tracing::debug!(error = %e, "read-ahead skipped");
+                    Box::new(())
+                }
+            }
+        });
+        Some((depth, start))
+    }
+
+    #[cfg(not(feature = "remote"))]
+    fn read_ahead(&self) -> Option<(usize, crate::pipeline::ReadAheadFn)> {
+        None
     }
 
     /// Where the time went, summed over every epoch so far (see [`LoaderStats`]).

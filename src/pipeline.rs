@@ -22,6 +22,6 @@ mod epoch;
 mod stats;
 
 pub use batches::{Batches, LoaderState};
-pub(crate) use epoch::{run, Built, Epoch};
+pub(crate) use epoch::{run, Built, Epoch, ReadAheadFn};
 pub(crate) use stats::Counters;
 pub use stats::LoaderStats;

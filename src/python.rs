@@ -194,6 +194,7 @@ impl PyLoader {
             }),
             // The collection is already open (`DatasetCollection`): its files, its reads.
             direct_io: false,
+            remote: crate::RemoteOptions::default(),
         };
         let mut builder = Loader::builder_for(collection.inner.clone()).options(options);
         let mut failure = None;

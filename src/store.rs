@@ -12,16 +12,25 @@ pub(crate) mod csr;
 pub(crate) mod dataframe;
 mod dense;
 mod dtype;
+mod fault;
 mod files;
 mod guard;
 #[cfg(feature = "hdf5")]
 pub mod h5ad;
 mod inner_codec;
+mod keys;
 mod memory;
 mod node;
+mod open_options;
 mod places;
+#[cfg(feature = "remote")]
+pub(crate) mod read_plan;
+#[cfg(feature = "remote")]
+pub(crate) mod remote;
 mod shard_reader;
 mod source;
+mod storage;
+mod traffic;
 mod whole;
 pub mod write;
 
@@ -33,8 +42,10 @@ pub use dtype::Dtype;
 pub use memory::InMemoryX;
 pub(crate) use node::encoding as encoding_of;
 pub(crate) use node::{NodeKind, ZarrStore};
+pub use open_options::{OpenOptions, RemoteOptions};
 pub use places::{CsrPlace, RowPlaces};
 pub(crate) use source::ElementSource;
+pub use traffic::RemoteTraffic;
 pub(crate) use whole::{WholeArray, WholeValues};
 
 /// The first bytes of every HDF5 file.

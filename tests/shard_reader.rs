@@ -190,7 +190,10 @@ fn direct_io_reads_the_same_rows() {
     let m = source();
     for compressor in [Compressor::BloscLz4, Compressor::None] {
         let path = converted(dir.path(), &m, compressor, 5);
-        let options = annbatch::OpenOptions { direct_io: true };
+        let options = annbatch::OpenOptions {
+            direct_io: true,
+            ..annbatch::OpenOptions::default()
+        };
         let collection = match DatasetCollection::open_with(&path, &options) {
             Ok(c) => c,
             // Some file systems (tmpfs) refuse O_DIRECT: a clear I/O error, nothing to compare.

@@ -86,6 +86,9 @@ pub struct LoaderOptions {
     /// [`crate::OpenOptions::direct_io`]); only where the loader opens the collection from a
     /// path. Default false.
     pub direct_io: bool,
+    /// How a collection at an `s3://` or `http(s)://` URL is read: endpoint, credentials,
+    /// requests in flight, read-ahead depth, timeouts (see [`crate::RemoteOptions`]).
+    pub remote: crate::RemoteOptions,
     /// Where tensors are placed. Default CPU.
     #[cfg(feature = "tch")]
     pub device: tch::Device,
@@ -111,6 +114,7 @@ impl Default for LoaderOptions {
             equal_batches: true,
             class_sampling: None,
             direct_io: false,
+            remote: crate::RemoteOptions::default(),
             #[cfg(feature = "tch")]
             device: tch::Device::Cpu,
         }

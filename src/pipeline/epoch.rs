@@ -1,6 +1,7 @@
 //! One epoch's producer: the sampler's load requests from a resume point on, each built into
 //! batches on the rayon pool and sent in order.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,16 @@ pub(crate) struct Epoch {
     pub(crate) capacity: usize,
     /// The loader's counters.
     pub(crate) stats: Arc<Counters>,
+    /// Requests the bytes of the fetches to come (object stores): how many fetches ahead, and
+    /// the call that starts a request's reads (what it returns holds the bytes).
+    pub(crate) read_ahead: Option<(usize, ReadAheadFn)>,
 }
+
+/// A request waiting its turn: the batches to skip, and what holds its read-ahead bytes.
+type Pending = (LoadRequest, usize, Option<Box<dyn Send>>);
+
+/// Starts reading a request's bytes; dropping what it returns frees them.
+pub(crate) type ReadAheadFn = Arc<dyn Fn(&LoadRequest) -> Box<dyn Send> + Send + Sync>;
 
 /// One request's batches, each with its row count, and the time spent reading and decoding.
 pub(crate) struct Built<T> {
@@ -54,6 +64,7 @@ pub(crate) fn run<T: Send + 'static>(
         pool,
         capacity,
         stats,
+        read_ahead,
     } = epoch;
     let counters = stats.clone();
     Batches::spawn(
@@ -62,8 +73,33 @@ pub(crate) fn run<T: Send + 'static>(
         remaining,
         stats,
         move |outlet: &Outlet<T>| {
-            for item in pending(sampler.as_ref(), n_obs, state)? {
-                let (request, first) = item?;
+            let (depth, start) = match read_ahead {
+                Some((depth, start)) => (depth, Some(start)),
+                None => (0, None),
+            };
+            let mut requests = pending(sampler.as_ref(), n_obs, state)?;
+            // The request being built and up to `depth` after it, each with its read-ahead; a
+            // sampler's error waits its turn, after the batches before it.
+            let mut queue: VecDeque<Result<Pending>> = VecDeque::new();
+            let mut ended = false;
+            loop {
+                while queue.len() <= depth && !ended {
+                    match requests.next() {
+                        None => ended = true,
+                        Some(Err(e)) => {
+                            queue.push_back(Err(e));
+                            ended = true;
+                        }
+                        Some(Ok((request, first))) => {
+                            let held = start.as_ref().map(|start| start(&request));
+                            queue.push_back(Ok((request, first, held)));
+                        }
+                    }
+                }
+                let Some(item) = queue.pop_front() else {
+                    break;
+                };
+                let (request, first, held) = item?;
                 if outlet.quit() {
                     return Ok(());
                 }
@@ -76,6 +112,7 @@ pub(crate) fn run<T: Send + 'static>(
                 .entered();
                 let started = Instant::now();
                 let built = pool.install(|| build(&request, first))?;
+                drop(held);
                 counters.read(built.read);
                 let assemble = started.elapsed().saturating_sub(built.read);
                 counters.assembled(assemble);

@@ -33,7 +33,7 @@ pub(super) fn obs_frames<'py>(
     columns: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyList>> {
     let tables = run(py, || {
-        let collection = DatasetCollection::open(&path)?;
+        let collection = DatasetCollection::open_with(&path, &crate::OpenOptions::from_env()?)?;
         collection
             .datasets()
             .iter()

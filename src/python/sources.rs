@@ -49,14 +49,14 @@ impl Source {
 /// The sources as one collection, in order (opening the paths: call without the GIL).
 pub(super) fn collection(sources: Vec<Source>) -> crate::error::Result<DatasetCollection> {
     if let [Source::Path(path)] = sources.as_slice() {
-        return DatasetCollection::open(path);
+        return DatasetCollection::open_with(path, &crate::OpenOptions::from_env()?);
     }
     let mut datasets = Vec::new();
     let mut labels = Vec::new();
     for (i, source) in sources.into_iter().enumerate() {
         match source {
             Source::Path(path) => {
-                let c = DatasetCollection::open(&path)?;
+                let c = DatasetCollection::open_with(&path, &crate::OpenOptions::from_env()?)?;
                 labels.push(path.display().to_string());
                 datasets.extend(c.into_datasets());
             }

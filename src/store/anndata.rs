@@ -263,6 +263,30 @@ impl XElement {
         }
     }
 
+    /// The object store this matrix is in (`None`: local files or memory).
+    #[cfg(feature = "remote")]
+    pub(crate) fn remote(&self) -> Option<&super::remote::RemoteStore> {
+        match self {
+            Self::Csr(x) | Self::Csc(x) => x.remote(),
+            Self::Dense(x) => x.remote(),
+            Self::InMemory(_) => None,
+        }
+    }
+
+    /// Adds to `plan` what reading local rows `rows` will fetch from an object store.
+    #[cfg(feature = "remote")]
+    pub(crate) fn plan_reads(
+        &self,
+        rows: &[Range<u64>],
+        plan: &mut super::read_plan::ReadPlan,
+    ) -> Result<()> {
+        match self {
+            Self::Csr(x) => x.plan_reads(rows, plan),
+            Self::Dense(x) => x.plan_reads(rows, plan),
+            Self::InMemory(_) | Self::Csc(_) => Ok(()),
+        }
+    }
+
     /// Whether this is a `csc_matrix`, which cannot be read by rows (convert it first).
     pub fn is_csc(&self) -> bool {
         matches!(self, Self::Csc(_))

@@ -17,10 +17,10 @@ use zarrs::array::{
 
 use super::budget;
 use super::dtype::Dtype;
-use super::files::FileStore;
 use super::guard;
 use super::node::ZarrStore;
 use super::shard_reader::ShardReader;
+use super::storage::Storage;
 use crate::error::{Error, Result};
 
 /// A run of `len` rows starting `src` rows into chunk band `chunk`, written at output row `dst`.
@@ -63,9 +63,9 @@ type ChunkGroup<'a, T> = (u64, Vec<(u64, &'a mut [T])>);
 
 /// An array of shape `[rows, ...]` with a regular (inner) chunk grid along axis 0.
 pub(crate) struct ChunkedArray {
-    array: Array<FileStore>,
+    array: Array<Storage>,
     /// The store the array reads through, for its typed faults.
-    store: FileStore,
+    store: Storage,
     cache: ArrayShardedReadableExtCache,
     path: String,
     dtype: Dtype,
@@ -307,6 +307,52 @@ impl ChunkedArray {
                 Ok(bytes)
             })
             .try_reduce(|| 0, |a, b| Ok(a + b))
+    }
+
+    /// The object store this array is in (`None`: local files).
+    #[cfg(feature = "remote")]
+    pub(crate) fn remote(&self) -> Option<&super::remote::RemoteStore> {
+        self.store.remote()
+    }
+
+    /// Adds to `plan` the byte ranges that reading elements `elements` (ranges, in elements of
+    /// the flattened array) will read from an object store; nothing for local files or for
+    /// layouts the shard reader does not read. Loads the shard indexes it needs, all at once.
+    #[cfg(feature = "remote")]
+    pub(crate) fn plan_reads(
+        &self,
+        elements: impl IntoIterator<Item = Range<u64>>,
+        plan: &mut super::read_plan::ReadPlan,
+    ) -> Result<()> {
+        let (Some(remote), Some(shards)) = (self.store.remote(), &self.shards) else {
+            return Ok(());
+        };
+        let width = self.row_width.max(1);
+        let Some(band) = self.chunk_rows.checked_mul(width) else {
+            return Ok(());
+        };
+        let mut reads: Vec<(u64, Range<u64>)> = Vec::new();
+        for range in elements {
+            let mut at = range.start;
+            while at < range.end {
+                let chunk = at / band;
+                let base = chunk * band;
+                let end = range.end.min(base + band);
+                reads.push((chunk, (at - base) / width..(end - base).div_ceil(width)));
+                at = end;
+            }
+        }
+        let per_shard = shards.per_shard().max(1);
+        let mut needed: Vec<u64> = reads.iter().map(|(c, _)| c / per_shard).collect();
+        needed.sort_unstable();
+        needed.dedup();
+        shards.load_indexes(&self.array, &self.store, &self.path, needed)?;
+        for (chunk, rows) in reads {
+            if let Some((key, range)) = shards.byte_range(chunk, rows) {
+                plan.add(remote, key, range);
+            }
+        }
+        Ok(())
     }
 
     /// Decodes each chunk band named by `segments` once (in parallel) and copies every segment

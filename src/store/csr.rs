@@ -131,6 +131,30 @@ impl CsrElement {
         Ok(d? + i?)
     }
 
+    /// The object store this matrix is in (`None`: local files).
+    #[cfg(feature = "remote")]
+    pub(crate) fn remote(&self) -> Option<&super::remote::RemoteStore> {
+        self.data.remote()
+    }
+
+    /// Adds to `plan` what reading rows `rows` will fetch from an object store.
+    #[cfg(feature = "remote")]
+    pub(crate) fn plan_reads(
+        &self,
+        rows: &[Range<u64>],
+        plan: &mut super::read_plan::ReadPlan,
+    ) -> Result<()> {
+        let mut values = Vec::with_capacity(rows.len());
+        for r in rows {
+            if r.start > r.end || r.end > self.n_obs {
+                return Err(Error::row_out_of_range(&self.path, r.end, self.n_obs));
+            }
+            values.push(self.indptr[r.start as usize]..self.indptr[r.end as usize]);
+        }
+        self.data.plan_reads(values.iter().cloned(), plan)?;
+        self.indices.plan_reads(values, plan)
+    }
+
     /// Appends the rows of `ranges`, in order, to `out`.
     ///
     /// Each inner chunk of `data` and `indices` that the request touches is decoded once, in

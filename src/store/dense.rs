@@ -45,6 +45,35 @@ impl DenseElement {
         Ok(Self { array })
     }
 
+    /// The object store this matrix is in (`None`: local files).
+    #[cfg(feature = "remote")]
+    pub(crate) fn remote(&self) -> Option<&super::remote::RemoteStore> {
+        self.array.remote()
+    }
+
+    /// Adds to `plan` what reading rows `rows` will fetch from an object store.
+    #[cfg(feature = "remote")]
+    pub(crate) fn plan_reads(
+        &self,
+        rows: &[std::ops::Range<u64>],
+        plan: &mut super::read_plan::ReadPlan,
+    ) -> crate::error::Result<()> {
+        let width = self.row_width();
+        let n_obs = self.n_obs();
+        let mut elements = Vec::with_capacity(rows.len());
+        for r in rows {
+            if r.start > r.end || r.end > n_obs {
+                return Err(crate::error::Error::row_out_of_range(
+                    self.path(),
+                    r.end,
+                    n_obs,
+                ));
+            }
+            elements.push(r.start * width..r.end * width);
+        }
+        self.array.plan_reads(elements, plan)
+    }
+
     /// Decodes every chunk once and keeps nothing; returns the decoded bytes.
     pub(crate) fn decode_pass(&self) -> crate::error::Result<u64> {
         self.array.decode_every_chunk()

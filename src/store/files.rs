@@ -29,7 +29,8 @@ use zarrs::storage::{
     StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
 };
 
-use crate::error::Error;
+use super::fault::StoreFault;
+use super::keys::is_metadata;
 
 mod direct;
 
@@ -73,47 +74,6 @@ impl FileId {
     /// The same directory (its entries may change; its identity may not).
     fn same_node(&self, other: &Self) -> bool {
         self.dev == other.dev && self.ino == other.ino
-    }
-}
-
-/// A damaged or changing store, as this store found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StoreFault {
-    /// The file (or the collection's directory) is not what it was when first read.
-    Changed { file: PathBuf, detail: String },
-    /// A chunk that must exist does not.
-    Missing { file: PathBuf },
-    /// A byte range reaches past the end of its file.
-    PastEnd { file: PathBuf, detail: String },
-    /// A directory entry's name is not UTF-8.
-    NotUtf8 { dir: PathBuf, name: String },
-}
-
-impl StoreFault {
-    /// The crate error this fault is.
-    pub(crate) fn to_error(&self) -> Error {
-        match self {
-            Self::Changed { file, detail } => Error::CollectionChanged {
-                path: file.clone(),
-                detail: detail.clone(),
-            },
-            Self::Missing { file } => Error::MissingData { path: file.clone() },
-            Self::PastEnd { file, detail } => Error::Io {
-                path: file.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, detail.clone()),
-            },
-            Self::NotUtf8 { dir, name } => Error::Io {
-                path: dir.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("entry name {name} is not valid UTF-8 (zarr keys must be)"),
-                ),
-            },
-        }
-    }
-
-    fn message(&self) -> String {
-        self.to_error().to_string()
     }
 }
 
@@ -373,15 +333,6 @@ impl FileStore {
         }
         Ok(())
     }
-}
-
-/// Whether `key` names zarr metadata (v3 or v2), which may be absent while probing a node.
-fn is_metadata(key: &str) -> bool {
-    let name = key.rsplit('/').next().unwrap_or(key);
-    matches!(
-        name,
-        "zarr.json" | ".zarray" | ".zgroup" | ".zattrs" | ".zmetadata"
-    )
 }
 
 /// Whether an open error means "nothing there" rather than "something unreadable there".

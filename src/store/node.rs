@@ -9,8 +9,9 @@ use zarrs::group::Group;
 use zarrs::node::{meta_key_v2_array, meta_key_v2_group, meta_key_v3, NodePath};
 use zarrs::storage::ReadableStorageTraits;
 
-use super::files::FileStore;
 use super::guard::guarded;
+use super::open_options::OpenOptions;
+use super::storage::Storage;
 use crate::error::{Error, Result};
 
 /// What a zarr node is.
@@ -25,7 +26,7 @@ pub(crate) enum NodeKind {
 /// A zarr store on the local file system, shared by every element read from it.
 #[derive(Clone)]
 pub(crate) struct ZarrStore {
-    store: Arc<FileStore>,
+    store: Arc<Storage>,
     root: std::path::PathBuf,
 }
 
@@ -38,28 +39,28 @@ impl std::fmt::Debug for ZarrStore {
 }
 
 impl ZarrStore {
-    /// Opens the directory `root` as a zarr store.
+    /// Opens the directory (or object store URL) `root` as a zarr store.
     pub(crate) fn open(root: &Path) -> Result<Self> {
-        Self::open_with(root, false)
+        Self::open_with(root, &OpenOptions::default())
     }
 
-    /// Opens the directory `root`, its files read with `O_DIRECT` when `direct_io`.
-    pub(crate) fn open_with(root: &Path, direct_io: bool) -> Result<Self> {
-        let store = FileStore::open(root)
-            .map(|s| s.direct_io(direct_io))
-            .map_err(|source| Error::Io {
-                path: root.to_path_buf(),
-                source,
-            })?;
+    /// Opens the directory (or object store URL) `root` as `options` say.
+    pub(crate) fn open_with(root: &Path, options: &OpenOptions) -> Result<Self> {
+        let store = Storage::open(root, options)?;
         Ok(Self {
             store: Arc::new(store),
             root: root.to_path_buf(),
         })
     }
 
-    /// The store's directory.
+    /// The store's directory (or URL).
     pub(crate) fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// What the store reads through.
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.store
     }
 
     /// A zarrs error about `path`, or the typed fault the store met on the way.
@@ -115,7 +116,7 @@ impl ZarrStore {
     }
 
     /// Opens the group at `path`; a missing node is [`Error::MissingElement`].
-    pub(crate) fn group(&self, path: &str) -> Result<Group<FileStore>> {
+    pub(crate) fn group(&self, path: &str) -> Result<Group<Storage>> {
         match self.kind(path)? {
             Some(NodeKind::Group) => guarded(path, || {
                 Group::open(self.store.clone(), &abs(path)).map_err(|e| self.error(path, e))
@@ -133,15 +134,11 @@ impl ZarrStore {
     /// Opens the array at `path`; a missing node is [`Error::MissingElement`]. With `whole`, a
     /// missing chunk of it reads as [`Error::MissingData`], not as fill values. Also returns
     /// the store view it reads through (for its faults).
-    pub(crate) fn array_in(
-        &self,
-        path: &str,
-        whole: bool,
-    ) -> Result<(Array<FileStore>, FileStore)> {
+    pub(crate) fn array_in(&self, path: &str, whole: bool) -> Result<(Array<Storage>, Storage)> {
         let files = if whole {
             self.store.strict()
         } else {
-            FileStore::clone(&self.store)
+            Storage::clone(&self.store)
         };
         match self.kind(path)? {
             Some(NodeKind::Array) => {

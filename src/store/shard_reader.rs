@@ -26,8 +26,8 @@ use serde_json::Value;
 use zarrs::array::{Array, ArrayMetadata};
 use zarrs::storage::byte_range::ByteRange;
 
-use super::files::FileStore;
 use super::inner_codec::InnerCodec;
+use super::storage::Storage;
 use crate::error::{Error, Result};
 
 /// An inner chunk's place in its shard: `(offset, length)` in bytes.
@@ -69,7 +69,7 @@ thread_local! {
 impl ShardReader {
     /// The reader for `array` (elements of `item_bytes` bytes), or `None` when its layout or
     /// codecs are not ones it reads (zarrs reads those).
-    pub(crate) fn for_array(array: &Array<FileStore>, item_bytes: usize) -> Option<Self> {
+    pub(crate) fn for_array(array: &Array<Storage>, item_bytes: usize) -> Option<Self> {
         let ArrayMetadata::V3(meta) = array.metadata() else {
             return None;
         };
@@ -133,8 +133,8 @@ impl ShardReader {
     /// the chunk (or its whole shard) is not stored: the caller reads it as fill values.
     pub(crate) fn with_rows<R>(
         &self,
-        array: &Array<FileStore>,
-        files: &FileStore,
+        array: &Array<Storage>,
+        files: &Storage,
         path: &str,
         chunk: u64,
         rows: Range<u64>,
@@ -232,25 +232,102 @@ impl ShardReader {
     /// Shard `shard`, its index read on first use; `None` when the shard is not stored.
     fn shard(
         &self,
-        array: &Array<FileStore>,
-        files: &FileStore,
+        array: &Array<Storage>,
+        files: &Storage,
         path: &str,
         shard: u64,
     ) -> Result<Option<Arc<Shard>>> {
-        let cached = self
-            .shards
+        if let Some(found) = self.cached(shard) {
+            return Ok(Some(found));
+        }
+        let (key, range, len) = self.index_place(array, path, shard)?;
+        // The store checks `len` against the file's size before allocating it.
+        let mut bytes = Vec::new();
+        let n = match files.read_into(&key, range, &mut bytes) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(store_error(files, path, e)),
+        };
+        self.parse_index(path, shard, key, &bytes[..n], len)
+            .map(Some)
+    }
+
+    /// Reads, all at once (concurrently from an object store), the indexes of `shards` not read
+    /// yet. Shards that are not stored are left out.
+    #[cfg(feature = "remote")]
+    pub(crate) fn load_indexes(
+        &self,
+        array: &Array<Storage>,
+        files: &Storage,
+        path: &str,
+        shards: impl IntoIterator<Item = u64>,
+    ) -> Result<()> {
+        let mut wanted = Vec::new();
+        for shard in shards {
+            if self.cached(shard).is_none() {
+                let (key, range, len) = self.index_place(array, path, shard)?;
+                wanted.push((shard, key, range, len));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let reads: Vec<_> = wanted.iter().map(|(_, k, r, _)| (k.clone(), *r)).collect();
+        for ((shard, key, _, len), got) in wanted.into_iter().zip(files.read_many(&reads)) {
+            if let Some(bytes) = got.map_err(|e| store_error(files, path, e))? {
+                self.parse_index(path, shard, key, &bytes, len)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of `rows` of inner chunk `chunk` as read from its shard: `(key, byte range)`,
+    /// the rows exactly for uncompressed chunks, the whole stored chunk otherwise. `None` when
+    /// the shard's index is not loaded or the chunk is not stored.
+    #[cfg(feature = "remote")]
+    pub(crate) fn byte_range(
+        &self,
+        chunk: u64,
+        rows: Range<u64>,
+    ) -> Option<(zarrs::storage::StoreKey, Range<u64>)> {
+        let shard = self.cached(chunk / self.per_shard)?;
+        let &(offset, stored_len) = shard
+            .index
+            .get(usize::try_from(chunk % self.per_shard).ok()?)?;
+        if (offset, stored_len) == EMPTY {
+            return None;
+        }
+        let range = if self.codec == InnerCodec::Raw {
+            let start = offset.checked_add(u64::try_from(self.bytes_of(rows.start)?).ok()?)?;
+            let end = offset.checked_add(u64::try_from(self.bytes_of(rows.end)?).ok()?)?;
+            start..end
+        } else {
+            offset..offset.checked_add(stored_len)?
+        };
+        Some((shard.key.clone(), range))
+    }
+
+    /// Inner chunks per shard.
+    #[cfg(feature = "remote")]
+    pub(crate) fn per_shard(&self) -> u64 {
+        self.per_shard
+    }
+
+    fn cached(&self, shard: u64) -> Option<Arc<Shard>> {
+        self.shards
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&shard)
-            .cloned();
-        if let Some(found) = cached {
-            return Ok(Some(found));
-        }
-        let bad = |reason: String| Error::CorruptChunk {
-            path: path.to_string(),
-            chunk: shard.saturating_mul(self.per_shard),
-            source: format!("the index of shard {shard}: {reason}").into(),
-        };
+            .cloned()
+    }
+
+    /// Where shard `shard`'s index is: its key, byte range and length.
+    fn index_place(
+        &self,
+        array: &Array<Storage>,
+        path: &str,
+        shard: u64,
+    ) -> Result<(zarrs::storage::StoreKey, ByteRange, u64)> {
         let mut key_indices = vec![0u64; array.shape().len()];
         key_indices[0] = shard;
         let key = array.chunk_key(&key_indices);
@@ -259,28 +336,38 @@ impl ShardReader {
             .per_shard
             .checked_mul(16)
             .and_then(|n| n.checked_add(crc_len))
-            .ok_or_else(|| bad("more inner chunks than any file can index".into()))?;
+            .ok_or_else(|| {
+                bad_index(
+                    path,
+                    shard,
+                    self.per_shard,
+                    "more inner chunks than any file can index".into(),
+                )
+            })?;
         let range = if self.index_at_end {
             ByteRange::Suffix(len)
         } else {
             ByteRange::FromStart(0, Some(len))
         };
-        // The store checks `len` against the file's size before allocating it.
-        let mut bytes = Vec::new();
-        let n = match files.read_into(&key, range, &mut bytes) {
-            Ok(Some(n)) => n,
-            Ok(None) => return Ok(None),
-            Err(e) => {
-                return Err(match files.fault() {
-                    Some(fault) => fault.to_error(),
-                    None => Error::zarr(path, e),
-                })
-            }
-        };
+        Ok((key, range, len))
+    }
+
+    /// Checks and keeps shard `shard`'s index, read as `bytes` (`len` expected).
+    fn parse_index(
+        &self,
+        path: &str,
+        shard: u64,
+        key: zarrs::storage::StoreKey,
+        bytes: &[u8],
+        len: u64,
+    ) -> Result<Arc<Shard>> {
+        let bad = |reason: String| bad_index(path, shard, self.per_shard, reason);
+        let n = bytes.len();
         if n as u64 != len {
             return Err(bad(format!("{n} bytes read, {len} expected")));
         }
-        let (entries, crc) = bytes[..n].split_at(n - crc_len as usize);
+        let crc_len = if self.index_crc { 4 } else { 0 };
+        let (entries, crc) = bytes.split_at(n - crc_len);
         if self.index_crc {
             let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
             if crc32c::crc32c(entries) != stored {
@@ -303,7 +390,24 @@ impl ShardReader {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(shard, found.clone());
-        Ok(Some(found))
+        Ok(found)
+    }
+}
+
+/// A damaged index of shard `shard`.
+fn bad_index(path: &str, shard: u64, per_shard: u64, reason: String) -> Error {
+    Error::CorruptChunk {
+        path: path.to_string(),
+        chunk: shard.saturating_mul(per_shard),
+        source: format!("the index of shard {shard}: {reason}").into(),
+    }
+}
+
+/// A store error about `path`, or the typed fault the store met on the way.
+fn store_error(files: &Storage, path: &str, e: zarrs::storage::StorageError) -> Error {
+    match files.fault() {
+        Some(fault) => fault.to_error(),
+        None => Error::zarr(path, e),
     }
 }
 

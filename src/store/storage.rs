@@ -1,0 +1,207 @@
+//! [`Storage`]: the store a collection is read through, local files or an object store.
+
+use std::path::Path;
+
+use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator};
+use zarrs::storage::{
+    ListableStorageTraits, MaybeBytes, MaybeBytesIterator, ReadableStorageTraits, StorageError,
+    StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
+};
+
+use super::fault::StoreFault;
+use super::files::FileStore;
+use super::open_options::{url_of, OpenOptions};
+#[cfg(feature = "remote")]
+use super::remote::RemoteStore;
+use crate::error::{Error, Result};
+
+/// Where a zarr store's bytes come from.
+#[derive(Debug, Clone)]
+pub(crate) enum Storage {
+    /// A local directory ([`FileStore`]).
+    Files(FileStore),
+    /// An object store (`s3://`, `http(s)://`).
+    #[cfg(feature = "remote")]
+    Remote(RemoteStore),
+}
+
+impl Storage {
+    /// Opens `location`: a URL (`scheme://…`) as an object store, anything else as a local
+    /// directory.
+    pub(crate) fn open(location: &Path, options: &OpenOptions) -> Result<Self> {
+        if let Some(url) = url_of(location) {
+            #[cfg(feature = "remote")]
+            {
+                return RemoteStore::open(url, &options.remote).map(Self::Remote);
+            }
+            #[cfg(not(feature = "remote"))]
+            {
+                return Err(Error::Remote {
+                    url: url.to_string(),
+                    kind: crate::error::RemoteFailure::NotBuilt,
+                    detail: "rebuild with `--features remote` (the Python wheel has it)".into(),
+                });
+            }
+        }
+        FileStore::open(location)
+            .map(|s| Self::Files(s.direct_io(options.direct_io)))
+            .map_err(|source| Error::Io {
+                path: location.to_path_buf(),
+                source,
+            })
+    }
+
+    /// The same store, with a missing chunk read as an error rather than as fill values.
+    pub(crate) fn strict(&self) -> Self {
+        match self {
+            Self::Files(s) => Self::Files(s.strict()),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => Self::Remote(s.strict()),
+        }
+    }
+
+    /// The first fault the store met, if any.
+    pub(crate) fn fault(&self) -> Option<StoreFault> {
+        match self {
+            Self::Files(s) => s.fault(),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.fault(),
+        }
+    }
+
+    /// The object store, when it is one.
+    #[cfg(feature = "remote")]
+    pub(crate) fn remote(&self) -> Option<&RemoteStore> {
+        match self {
+            Self::Remote(s) => Some(s),
+            Self::Files(_) => None,
+        }
+    }
+
+    /// Whether keys can be listed (not over plain HTTP).
+    pub(crate) fn listable(&self) -> bool {
+        match self {
+            Self::Files(_) => true,
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.listable(),
+        }
+    }
+
+    /// Reads `range` of `key` into `buf[..n]`, returning `n`; `None` when absent.
+    pub(crate) fn read_into(
+        &self,
+        key: &StoreKey,
+        range: ByteRange,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>, StorageError> {
+        match self {
+            Self::Files(s) => s.read_into(key, range, buf),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.read_into(key, range, buf),
+        }
+    }
+
+    /// Fills `buf` from byte `offset` of `key`; `None` when absent.
+    pub(crate) fn read_exact_into(
+        &self,
+        key: &StoreKey,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<Option<()>, StorageError> {
+        match self {
+            Self::Files(s) => s.read_exact_into(key, offset, buf),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.read_exact_into(key, offset, buf),
+        }
+    }
+
+    /// Reads several `(key, range)`s: at once from an object store, in turn from files.
+    #[cfg(feature = "remote")]
+    pub(crate) fn read_many(
+        &self,
+        reads: &[(StoreKey, ByteRange)],
+    ) -> Vec<Result<Option<zarrs::storage::Bytes>, StorageError>> {
+        match self {
+            Self::Files(s) => reads
+                .iter()
+                .map(|(key, range)| {
+                    let mut buf = Vec::new();
+                    Ok(s.read_into(key, *range, &mut buf)?.map(|n| {
+                        buf.truncate(n);
+                        zarrs::storage::Bytes::from(buf)
+                    }))
+                })
+                .collect(),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.read_many(reads),
+        }
+    }
+}
+
+impl ReadableStorageTraits for Storage {
+    fn get_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        byte_ranges: ByteRangeIterator<'a>,
+    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+        match self {
+            Self::Files(s) => s.get_partial_many(key, byte_ranges),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.get_partial_many(key, byte_ranges),
+        }
+    }
+
+    fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
+        match self {
+            Self::Files(s) => s.get(key),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.get(key),
+        }
+    }
+
+    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        match self {
+            Self::Files(s) => s.size_key(key),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.size_key(key),
+        }
+    }
+
+    fn supports_get_partial(&self) -> bool {
+        true
+    }
+}
+
+impl ListableStorageTraits for Storage {
+    fn list(&self) -> Result<StoreKeys, StorageError> {
+        match self {
+            Self::Files(s) => s.list(),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.list(),
+        }
+    }
+
+    fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
+        match self {
+            Self::Files(s) => s.list_prefix(prefix),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.list_prefix(prefix),
+        }
+    }
+
+    fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
+        match self {
+            Self::Files(s) => s.list_dir(prefix),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.list_dir(prefix),
+        }
+    }
+
+    fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
+        match self {
+            Self::Files(s) => s.size_prefix(prefix),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => s.size_prefix(prefix),
+        }
+    }
+}

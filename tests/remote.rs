@@ -1,0 +1,556 @@
+//! Collections read from a real S3 server (s3s-fs) and a real HTTP server (rclone), both on
+//! 127.0.0.1 and started by the tests: batches equal local batches bit for bit, latency is
+//! hidden by many requests in flight, and faults are typed errors within a timeout.
+//!
+//! s3s-fs is built by `./run test` (cached under `~/.cache/annbatch-rs/s3s-fs`), rclone comes
+//! from Debian; `ANNBATCH_S3S_FS` / `ANNBATCH_RCLONE` point elsewhere.
+#![cfg(feature = "remote")]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use annbatch::{DatasetCollection, Error, HostBatch, Loader, RemoteFailure, RemoteOptions};
+
+const ACCESS_KEY: &str = "annbatch-test";
+const SECRET_KEY: &str = "annbatch-test-secret";
+const BUCKET: &str = "cells";
+
+/// The AWS environment every test reads its credentials from (the same for all of them).
+fn aws_env() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        std::env::set_var("AWS_REGION", "us-east-1");
+        std::env::remove_var("AWS_ENDPOINT_URL");
+        std::env::remove_var("AWS_SESSION_TOKEN");
+    });
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn start(mut command: Command, port: u16, what: &str) -> Server {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut err);
+            }
+            panic!("{what} exited ({status}): {err}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, port }
+}
+
+fn tool(var: &str, default: PathBuf, how: &str) -> PathBuf {
+    let path = std::env::var_os(var).map_or(default, PathBuf::from);
+    assert!(
+        path.exists() || path.components().count() == 1,
+        "{} is missing: {how}",
+        path.display()
+    );
+    path
+}
+
+fn s3s_fs_binary() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    tool(
+        "ANNBATCH_S3S_FS",
+        home.join(".cache/annbatch-rs/s3s-fs/bin/s3s-fs"),
+        "`./run test` builds it (cargo install s3s-fs@0.14.1 --features binary --locked)",
+    )
+}
+
+/// s3s-fs serving `root` (each directory a bucket), with the test credentials.
+fn s3_server(root: &Path, secret: &str) -> Server {
+    let port = free_port();
+    let mut command = Command::new(s3s_fs_binary());
+    command
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", secret])
+        .arg(root);
+    start(command, port, "s3s-fs")
+}
+
+/// `rclone serve http` of `root` (honours Range, single and suffix).
+fn http_server(root: &Path) -> Server {
+    let port = free_port();
+    let mut command = Command::new(tool(
+        "ANNBATCH_RCLONE",
+        PathBuf::from("rclone"),
+        "install Debian's rclone",
+    ));
+    command
+        .args(["serve", "http", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["--config", "/dev/null"])
+        .arg(root);
+    start(command, port, "rclone serve http")
+}
+
+/// A served copy of the test collections: `root/cells/NAME`.
+fn served(names: &[&str]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("tempdir");
+    for name in names {
+        common::copy_dir(&common::data(name), &root.path().join(BUCKET).join(name));
+    }
+    root
+}
+
+fn s3_options(port: u16) -> RemoteOptions {
+    RemoteOptions {
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        ..RemoteOptions::default()
+    }
+}
+
+fn epoch(loader: &Loader) -> Vec<HostBatch> {
+    loader
+        .host_epoch(0)
+        .expect("epoch")
+        .collect::<annbatch::Result<Vec<_>>>()
+        .expect("batches")
+}
+
+/// Settings that cover shuffled and in-order reads, small and large fetches, a seed, obs
+/// columns, row ids and a layer.
+fn loaders(
+    source: &str,
+    remote: &RemoteOptions,
+    layers: bool,
+) -> Vec<(String, annbatch::LoaderBuilder)> {
+    let base = || {
+        Loader::builder(source)
+            .remote(remote.clone())
+            .return_index(true)
+            .obs_keys(["cell_type"])
+    };
+    let mut out = vec![
+        (
+            "shuffled 64/16/4 seed 3".to_string(),
+            base()
+                .batch_size(64)
+                .chunk_size(16)
+                .preload_nchunks(4)
+                .shuffle(true)
+                .seed(3),
+        ),
+        (
+            "shuffled 128/32/8 seed 11".to_string(),
+            base()
+                .batch_size(128)
+                .chunk_size(32)
+                .preload_nchunks(8)
+                .shuffle(true)
+                .seed(11),
+        ),
+        (
+            "in order 21/7/6".to_string(),
+            base().batch_size(21).chunk_size(7).preload_nchunks(6),
+        ),
+    ];
+    if layers {
+        for (_, b) in &mut out {
+            *b = std::mem::replace(b, Loader::builder(source)).layers(["counts"]);
+        }
+    }
+    out
+}
+
+fn assert_same_epochs(local: &Path, url: &str, remote: &RemoteOptions, layers: bool) {
+    let local = local.to_str().expect("utf-8 path");
+    for ((name, here), (_, there)) in loaders(local, remote, layers)
+        .into_iter()
+        .zip(loaders(url, remote, layers))
+    {
+        let here = epoch(&here.build().expect("local loader"));
+        let there = epoch(&there.build().expect("remote loader"));
+        assert_eq!(here.len(), there.len(), "{name}: batch count");
+        for (i, (a, b)) in here.iter().zip(&there).enumerate() {
+            assert_eq!(a.x, b.x, "{name}: batch {i} X");
+            assert_eq!(a.index, b.index, "{name}: batch {i} row ids");
+            assert_eq!(a.layers, b.layers, "{name}: batch {i} layers");
+            assert_eq!(
+                format!("{:?}", a.obs),
+                format!("{:?}", b.obs),
+                "{name}: batch {i} obs"
+            );
+        }
+    }
+}
+
+#[test]
+fn s3_batches_equal_local_batches() {
+    aws_env();
+    let root = served(&[
+        "annbatch_collection.zarr",
+        "annbatch_layers_collection.zarr",
+    ]);
+    let server = s3_server(root.path(), SECRET_KEY);
+    let options = s3_options(server.port);
+    for (name, layers) in [
+        ("annbatch_collection.zarr", false),
+        ("annbatch_layers_collection.zarr", true),
+    ] {
+        let url = format!("s3://{BUCKET}/{name}");
+        assert_same_epochs(&common::data(name), &url, &options, layers);
+    }
+}
+
+#[test]
+fn s3_collection_opens_as_the_local_one() {
+    aws_env();
+    let root = served(&["annbatch_collection.zarr"]);
+    let server = s3_server(root.path(), SECRET_KEY);
+    let options = annbatch::OpenOptions {
+        remote: s3_options(server.port),
+        ..annbatch::OpenOptions::default()
+    };
+    let url = format!("s3://{BUCKET}/annbatch_collection.zarr");
+    let there = DatasetCollection::open_with(&url, &options).expect("open s3");
+    let here = DatasetCollection::open(common::data("annbatch_collection.zarr")).expect("open");
+    assert_eq!(there.n_obs(), here.n_obs());
+    assert_eq!(there.var_names(), here.var_names());
+    assert_eq!(there.dataset_names(), here.dataset_names());
+    assert_eq!(
+        there.obs_column("cell_type").expect("s3 obs"),
+        here.obs_column("cell_type").expect("obs")
+    );
+    let (mut a, mut b) = (there.new_batch(), here.new_batch());
+    let rows = [3..40, 200..260, 690..700];
+    there.read_rows(&rows, &mut a).expect("s3 rows");
+    here.read_rows(&rows, &mut b).expect("rows");
+    assert_eq!(a, b);
+    let traffic = there.remote_traffic().expect("traffic");
+    assert!(traffic.requests > 0 && traffic.bytes > 0, "{traffic:?}");
+    assert_eq!(here.remote_traffic(), None);
+}
+
+#[test]
+fn http_batches_equal_local_batches() {
+    let root = served(&["annbatch_collection.zarr"]);
+    let server = http_server(&root.path().join(BUCKET));
+    let url = format!("http://127.0.0.1:{}/annbatch_collection.zarr", server.port);
+    assert_same_epochs(
+        &common::data("annbatch_collection.zarr"),
+        &url,
+        &RemoteOptions::default(),
+        false,
+    );
+}
+
+#[test]
+fn a_missing_chunk_is_an_error_not_zeros() {
+    aws_env();
+    let root = served(&["annbatch_collection.zarr"]);
+    let shard = root
+        .path()
+        .join(BUCKET)
+        .join("annbatch_collection.zarr/dataset_1/X/data/c/0");
+    std::fs::remove_file(&shard).expect("remove a shard");
+    let server = s3_server(root.path(), SECRET_KEY);
+    let url = format!("s3://{BUCKET}/annbatch_collection.zarr");
+    let loader = Loader::builder(&url)
+        .remote(s3_options(server.port))
+        .batch_size(64)
+        .chunk_size(16)
+        .preload_nchunks(4)
+        .build()
+        .expect("the collection opens: only a data shard is gone");
+    let err = loader
+        .host_epoch(0)
+        .expect("epoch")
+        .find_map(Result::err)
+        .expect("reading rows of the missing shard fails");
+    match err {
+        Error::Remote { kind, url, .. } => {
+            assert_eq!(kind, RemoteFailure::NotFound);
+            assert!(url.ends_with("dataset_1/X/data/c/0"), "{url}");
+        }
+        other => panic!("expected a remote not-found error, got {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_credentials_say_so() {
+    aws_env();
+    let root = served(&["annbatch_collection.zarr"]);
+    let server = s3_server(root.path(), "another-secret");
+    let url = format!("s3://{BUCKET}/annbatch_collection.zarr");
+    let options = annbatch::OpenOptions {
+        remote: s3_options(server.port),
+        ..annbatch::OpenOptions::default()
+    };
+    let err = DatasetCollection::open_with(&url, &options).expect_err("a wrong secret");
+    match &err {
+        Error::Remote { kind, .. } => assert!(
+            matches!(
+                kind,
+                RemoteFailure::PermissionDenied | RemoteFailure::Unauthenticated
+            ),
+            "{err}"
+        ),
+        other => panic!("expected a credentials error, got {other:?}"),
+    }
+    assert!(err.to_string().contains("credentials"), "{err}");
+}
+
+/// Short limits, so that a dead server fails fast.
+fn impatient(port: u16) -> RemoteOptions {
+    RemoteOptions {
+        timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        retries: 2,
+        retry_timeout: Duration::from_secs(3),
+        ..s3_options(port)
+    }
+}
+
+#[test]
+fn a_dead_or_silent_server_is_an_error_within_the_timeout() {
+    aws_env();
+    let url = format!("s3://{BUCKET}/annbatch_collection.zarr");
+    // Nothing listens on this port.
+    let dead = free_port();
+    // This one accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            keep.lock().expect("lock").push(stream);
+        }
+    });
+    for port in [dead, silent_port] {
+        let options = annbatch::OpenOptions {
+            remote: impatient(port),
+            ..annbatch::OpenOptions::default()
+        };
+        let started = Instant::now();
+        let err = DatasetCollection::open_with(&url, &options).expect_err("no server");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(20), "{port}: took {took:?}");
+        match err {
+            Error::Remote { kind, .. } => assert_eq!(kind, RemoteFailure::Unreachable, "{port}"),
+            other => panic!("{port}: expected unreachable, got {other:?}"),
+        }
+    }
+}
+
+/// A TCP proxy in front of `backend`: refuses every `fail_every`-th connection with a 503
+/// (0: none), delays each new connection by `delay`, and records the most connections open at
+/// once.
+struct Proxy {
+    port: u16,
+    most_open: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+}
+
+fn proxy(backend: u16, fail_every: usize, delay: Duration) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let most_open = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (most, no) = (most_open.clone(), refused.clone());
+    let open = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().flatten().enumerate() {
+            let (open, most, no) = (open.clone(), most.clone(), no.clone());
+            std::thread::spawn(move || {
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                if fail_every > 0 && n % fail_every == 0 {
+                    no.fetch_add(1, Ordering::SeqCst);
+                    let mut client = client;
+                    let mut head = [0u8; 1024];
+                    let _ = client.read(&mut head);
+                    let _ = client.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\
+                          Connection: close\r\n\r\n",
+                    );
+                } else {
+                    std::thread::sleep(delay);
+                    if let Ok(server) = TcpStream::connect(("127.0.0.1", backend)) {
+                        pipe(client, server);
+                    }
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    Proxy {
+        port,
+        most_open,
+        refused,
+    }
+}
+
+/// Copies both ways between `a` and `b` until either side closes.
+fn pipe(a: TcpStream, b: TcpStream) {
+    let (mut a_read, mut b_write) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
+    let forward = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut a_read, &mut b_write);
+        let _ = b_write.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut b_read, mut a_write) = (b, a);
+    let _ = std::io::copy(&mut b_read, &mut a_write);
+    let _ = a_write.shutdown(std::net::Shutdown::Write);
+    let _ = forward.join();
+}
+
+#[test]
+fn transient_server_errors_are_retried() {
+    aws_env();
+    let root = served(&["annbatch_collection.zarr"]);
+    let server = s3_server(root.path(), SECRET_KEY);
+    let flaky = proxy(server.port, 3, Duration::ZERO);
+    let url = format!("s3://{BUCKET}/annbatch_collection.zarr");
+    assert_same_epochs(
+        &common::data("annbatch_collection.zarr"),
+        &url,
+        &s3_options(flaky.port),
+        false,
+    );
+    assert!(
+        flaky.refused.load(Ordering::SeqCst) > 0,
+        "nothing was refused"
+    );
+}
+
+#[test]
+fn read_ahead_keeps_many_requests_in_flight() {
+    aws_env();
+    // Small inner chunks, rows read one at a time at random: hundreds of separate ranges per
+    // fetch.
+    let root = tempfile::tempdir().expect("tempdir");
+    let spec = annbatch::demo::SyntheticSpec {
+        n_obs: 20_000,
+        n_var: 100,
+        mean_nnz: 10,
+        n_classes: 2,
+        dataset_size: 20_000,
+        seed: 5,
+        layout: annbatch::write::Layout {
+            chunk_rows: 16,
+            shard_rows: 2048,
+        },
+    };
+    annbatch::demo::write_collection(&root.path().join(BUCKET).join("many.zarr"), &spec)
+        .expect("write");
+    let server = s3_server(root.path(), SECRET_KEY);
+    // Each new connection waits 30 ms: requests pile up unless many are sent at once.
+    let slow = proxy(server.port, 0, Duration::from_millis(30));
+    let url = format!("s3://{BUCKET}/many.zarr");
+    let remote = RemoteOptions {
+        concurrency: 64,
+        coalesce_gap: 0,
+        ..s3_options(slow.port)
+    };
+    let loader = Loader::builder(&url)
+        .remote(remote)
+        .batch_size(256)
+        .chunk_size(1)
+        .preload_nchunks(256)
+        .shuffle(true)
+        .num_threads(1)
+        .build()
+        .expect("loader");
+    let rows: usize = loader
+        .host_epoch(0)
+        .expect("epoch")
+        .take(6)
+        .map(|b| b.expect("batch").x.n_rows())
+        .sum();
+    assert_eq!(rows, 6 * 256);
+    let most = slow.most_open.load(Ordering::SeqCst);
+    // One decode thread alone would keep one or two requests open.
+    assert!(most >= 48, "at most {most} requests were in flight");
+    // 64 read-ahead GETs, plus connections that were opened for metadata or are closing.
+    assert!(
+        most <= 64 + 8,
+        "{most} connections open, well over the limit of 64"
+    );
+}
+
+#[test]
+fn a_url_without_the_feature_or_with_an_unknown_scheme_is_a_typed_error() {
+    let err = DatasetCollection::open("gs://bucket/c.zarr").expect_err("gs");
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                kind: RemoteFailure::BadUrl,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_command_line_tool_reads_s3_urls() {
+    aws_env();
+    let root = served(&["annbatch_collection.zarr"]);
+    let server = s3_server(root.path(), SECRET_KEY);
+    let url = format!("s3://{BUCKET}/annbatch_collection.zarr");
+    for args in [
+        vec!["inspect", url.as_str()],
+        vec![
+            "read-bench",
+            url.as_str(),
+            "--repeats",
+            "1",
+            "--chunk-size",
+            "16",
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_annbatch"))
+            .args(&args)
+            .env(
+                "ANNBATCH_REMOTE_ENDPOINT",
+                format!("http://127.0.0.1:{}", server.port),
+            )
+            .output()
+            .expect("run annbatch");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {text}");
+        if args[0] == "inspect" {
+            assert!(text.contains("n_obs 700"), "{text}");
+        }
+    }
+}
