@@ -103,7 +103,7 @@ fn main() -> anyhow::Result<()> {
     };
     let device = device_of(&args.device)?;
     if let Some(n_obs) = args.synthetic {
-        if !args.path.exists() {
+        if !args.path.exists() && !args.path.to_string_lossy().contains("://") {
             let spec = annbatch::demo::SyntheticSpec {
                 n_obs,
                 ..annbatch::demo::SyntheticSpec::default()
@@ -226,9 +226,10 @@ fn measure(
     device: tch::Device,
 ) -> anyhow::Result<()> {
     let path: &Path = &args.path;
+    // A collection URL (s3://, http(s)://) is read as ANNBATCH_REMOTE_* and AWS_* say.
     let open = annbatch::OpenOptions {
         direct_io: args.direct_io,
-        ..annbatch::OpenOptions::default()
+        ..annbatch::OpenOptions::from_env()?
     };
     let collection = Arc::new(DatasetCollection::open_with(path, &open)?);
     let threads = args.threads.unwrap_or(0);
@@ -254,10 +255,12 @@ fn measure(
         }
         other => anyhow::bail!("--only {other:?}: expected loader or ceiling"),
     };
+    let traffic = collection.remote_traffic().unwrap_or_default();
     println!(
         "{}",
         serde_json::json!({"only": only, "cells_per_s": rate.cells_per_second(),
-            "first_batch_s": rate.first_batch})
+            "first_batch_s": rate.first_batch, "seconds": rate.seconds,
+            "requests": traffic.requests, "bytes": traffic.bytes})
     );
     Ok(())
 }

@@ -18,6 +18,9 @@ use crate::store::dataframe::concat_outer;
 use crate::store::{AnnDataStore, Column, ZarrStore};
 pub use crate::store::{OpenOptions, RemoteOptions, RemoteTraffic};
 
+/// Datasets of a collection in an object store opened at once.
+const REMOTE_OPENS: usize = 16;
+
 /// The `encoding-type` annbatch gives a collection's root group.
 pub const COLLECTION_ENCODING: &str = "annbatch-preshuffled";
 
@@ -112,12 +115,27 @@ impl DatasetCollection {
                 }
                 return Err(Error::EmptyCollection { path: label });
             }
-            let mut datasets = Vec::with_capacity(numbered.len());
-            let mut names = Vec::with_capacity(numbered.len());
-            for (_, name) in numbered {
-                datasets.push(AnnDataStore::open_in(&store, &name)?);
-                names.push(name);
-            }
+            // Datasets open in parallel: each is a few dozen small reads (metadata, indptr,
+            // var), which an object store answers one round trip at a time.
+            let names: Vec<String> = numbered.into_iter().map(|(_, name)| name).collect();
+            let open_all = || {
+                use rayon::prelude::*;
+                names
+                    .par_iter()
+                    .map(|name| AnnDataStore::open_in(&store, name))
+                    .collect::<Result<Vec<_>>>()
+            };
+            let datasets = if store.storage().is_remote() {
+                // Waiting on the network, not on cores: more opens in flight than cores.
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(REMOTE_OPENS)
+                    .thread_name(|i| format!("annbatch-open-{i}"))
+                    .build()
+                    .map_err(|e| Error::Internal(format!("a thread pool to open datasets: {e}")))?
+                    .install(open_all)?
+            } else {
+                open_all()?
+            };
             if let Some(inventory) = inventory {
                 let found: Vec<(&str, u64)> = names
                     .iter()

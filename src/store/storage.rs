@@ -78,6 +78,11 @@ impl Storage {
         }
     }
 
+    /// Whether reads go over the network (each a round trip).
+    pub(crate) fn is_remote(&self) -> bool {
+        !matches!(self, Self::Files(_))
+    }
+
     /// Whether keys can be listed (not over plain HTTP).
     pub(crate) fn listable(&self) -> bool {
         match self {
