@@ -156,6 +156,29 @@ impl LoaderBuilder {
         self
     }
 
+    /// With several shards, give each the same number of batches (the default), dropping the
+    /// few left over; `false` splits them as evenly as possible and delivers every row.
+    pub fn equal_batches(mut self, on: bool) -> Self {
+        self.options.equal_batches = on;
+        self
+    }
+
+    /// One global batch order per `(seed, epoch)`, the same for any `world_size`: ranks take
+    /// contiguous runs of it, and [`Loader::elastic_state`] saved on `N` ranks resumes on `M`
+    /// ([`Self::elastic_resume`]). Default false (annbatch's sharding).
+    pub fn elastic(mut self, on: bool) -> Self {
+        self.options.elastic = on;
+        self
+    }
+
+    /// Resumes an elastic epoch from `state` (saved on any world size): this rank takes its
+    /// run of the batches left. Implies [`Self::elastic`].
+    pub fn elastic_resume(mut self, state: crate::sampler::ElasticState) -> Self {
+        self.options.elastic = true;
+        self.options.resume = Some(state);
+        self
+    }
+
     /// How a collection at an `s3://` or `http(s)://` URL is read (see
     /// [`crate::RemoteOptions`]); only where the loader opens the collection itself.
     pub fn remote(mut self, remote: crate::RemoteOptions) -> Self {
@@ -179,6 +202,7 @@ impl LoaderBuilder {
     /// [`Error::DeviceUnavailable`] for a device that cannot be used.
     pub fn build(self) -> Result<Loader> {
         let options = self.options;
+        let custom = self.sampler.is_some();
         let sampler = match self.sampler {
             Some(s) => {
                 options.check()?;
@@ -186,6 +210,22 @@ impl LoaderBuilder {
             }
             None => options.sampler()?,
         };
+        // The plan an elastic state is computed from (chunked sampling only).
+        let elastic = (!custom && (options.elastic || options.resume.is_some())).then(|| {
+            let mut plan = crate::sampler::ChunkPlan::new(
+                options.batch_size,
+                options.chunk_size,
+                options.preload_nchunks,
+                options.shuffle,
+            );
+            plan.drop_last = options.drop_last;
+            plan.seed = options.seed;
+            plan.shard = (options.rank, options.world_size);
+            plan.equal_shards = options.equal_batches;
+            plan.elastic = true;
+            plan.resume = options.resume.clone();
+            plan
+        });
         let collection = match self.source {
             Source::Path(p) => {
                 let open = crate::OpenOptions {
@@ -241,6 +281,7 @@ impl LoaderBuilder {
         Ok(Loader {
             collection,
             sampler,
+            elastic,
             extras: Arc::new(Extras {
                 aligned,
                 obs,
@@ -303,6 +344,8 @@ fn prewarm(
 pub struct Loader {
     collection: Arc<DatasetCollection>,
     sampler: Arc<dyn Sampler>,
+    /// The chunk plan, when sampling is elastic ([`LoaderBuilder::elastic`]).
+    elastic: Option<crate::sampler::ChunkPlan>,
     extras: Arc<Extras>,
     pool: Arc<rayon::ThreadPool>,
     capacity: usize,
@@ -377,6 +420,26 @@ impl Loader {
             stats: self.stats.clone(),
             read_ahead: self.read_ahead(),
         }
+    }
+
+    /// Where an elastic epoch stands once every rank (in lockstep, as under DDP) has delivered
+    /// `at.batches` batches of epoch `at.epoch`: its global batches not yet delivered, to
+    /// resume on any number of ranks ([`LoaderBuilder::elastic_resume`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when the loader is not elastic, or for more batches than a
+    /// rank has in that epoch.
+    pub fn elastic_state(&self, at: LoaderState) -> Result<crate::sampler::ElasticState> {
+        let Some(plan) = &self.elastic else {
+            return Err(Error::parameter(
+                "elastic",
+                false,
+                "an elastic state needs a loader built with elastic(true)",
+            ));
+        };
+        let n_obs = self.n_obs();
+        plan.elastic_state(n_obs, at.epoch)?
+            .after(plan.shard.1, plan.equal_shards, at.batches)
     }
 
     /// The read-ahead of a collection in an object store: fetches ahead, and the call that

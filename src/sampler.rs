@@ -41,6 +41,7 @@ macro_rules! delegate_to_plan {
 mod chunks;
 mod class;
 mod distributed;
+mod elastic;
 mod random;
 mod sequential;
 
@@ -54,6 +55,7 @@ use crate::error::{Error, Result};
 pub use chunks::ChunkPlan;
 pub use class::{ClassSampler, ClassWeights};
 pub use distributed::DistributedSampler;
+pub use elastic::ElasticState;
 pub use random::RandomSampler;
 pub use sequential::SequentialSampler;
 

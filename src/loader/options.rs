@@ -82,6 +82,13 @@ pub struct LoaderOptions {
     pub equal_batches: bool,
     /// Class-balanced sampling instead of chunked reads.
     pub class_sampling: Option<ClassSampling>,
+    /// One global batch order per `(seed, epoch)` whatever `world_size`, ranks taking runs of
+    /// it, resumable on another world size (see [`crate::sampler::ElasticState`]). Default
+    /// false: annbatch's `DistributedSampler` sharding.
+    pub elastic: bool,
+    /// With `elastic`: resume this epoch's remaining global batches (from
+    /// [`crate::Loader::elastic_state`], saved on any world size).
+    pub resume: Option<crate::sampler::ElasticState>,
     /// Read the collection's files with `O_DIRECT`, past the page cache (see
     /// [`crate::OpenOptions::direct_io`]); only where the loader opens the collection from a
     /// path. Default false.
@@ -113,6 +120,8 @@ impl Default for LoaderOptions {
             world_size: 1,
             equal_batches: true,
             class_sampling: None,
+            elastic: false,
+            resume: None,
             direct_io: false,
             remote: crate::RemoteOptions::default(),
             #[cfg(feature = "tch")]
@@ -163,6 +172,13 @@ impl LoaderOptions {
     pub fn sampler(&self) -> Result<Arc<dyn Sampler>> {
         self.check()?;
         if let Some(class) = &self.class_sampling {
+            if self.elastic {
+                return Err(Error::parameter(
+                    "elastic",
+                    true,
+                    "applies to chunked sampling, not to class-balanced sampling",
+                ));
+            }
             let mut sampler = ClassSampler::new(
                 &class.codes,
                 class.n_categories,
@@ -189,6 +205,8 @@ impl LoaderOptions {
         plan.seed = self.seed;
         plan.shard = (self.rank, self.world_size);
         plan.equal_shards = self.equal_batches;
+        plan.elastic = self.elastic || self.resume.is_some();
+        plan.resume = self.resume.clone();
         Ok(Arc::new(plan))
     }
 

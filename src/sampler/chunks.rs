@@ -21,7 +21,7 @@ use super::{check_fetch_shape, check_shard, stream_rng, LoadRequest, Requests, S
 use crate::error::{Error, Result};
 
 const PURPOSE_CHUNK_ORDER: u64 = 1;
-const PURPOSE_ROW_SHUFFLE: u64 = 2;
+pub(super) const PURPOSE_ROW_SHUFFLE: u64 = 2;
 
 /// Chunked sampling configuration (annbatch's `ChunkSampler`, shardable).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,12 @@ pub struct ChunkPlan {
     /// (which rows are dropped changes every epoch when shuffling). Otherwise shards differ
     /// by at most one row and together cover every row.
     pub equal_shards: bool,
+    /// One global order of batches per `(seed, epoch)`, whatever the number of shards; shards
+    /// take contiguous runs of global batches (see [`super::elastic`]). Default false
+    /// (annbatch's `DistributedSampler`: contiguous runs of rows, `n_obs / shards` each).
+    pub elastic: bool,
+    /// With `elastic`: the epoch to resume and its global batches not yet delivered.
+    pub resume: Option<super::ElasticState>,
 }
 
 impl ChunkPlan {
@@ -58,6 +64,8 @@ impl ChunkPlan {
             seed: 0,
             shard: (0, 1),
             equal_shards: true,
+            elastic: false,
+            resume: None,
         }
     }
 
@@ -86,7 +94,7 @@ impl ChunkPlan {
     }
 
     /// Chunk ids in epoch order: full chunks (shuffled or not), then the incomplete one.
-    fn chunk_order(&self, n_obs: u64, epoch: u64) -> Vec<u64> {
+    pub(super) fn chunk_order(&self, n_obs: u64, epoch: u64) -> Vec<u64> {
         let full = n_obs / self.chunk_size;
         let mut order: Vec<u64> = (0..full).collect();
         if self.shuffle {
@@ -100,7 +108,12 @@ impl ChunkPlan {
 }
 
 /// Row ranges covering stream positions `span` of the chunk stream `order`.
-fn stream_ranges(order: &[u64], chunk_size: u64, n_obs: u64, span: Range<u64>) -> Vec<Range<u64>> {
+pub(super) fn stream_ranges(
+    order: &[u64],
+    chunk_size: u64,
+    n_obs: u64,
+    span: Range<u64>,
+) -> Vec<Range<u64>> {
     let mut out: Vec<Range<u64>> = Vec::new();
     let mut pos = span.start;
     while pos < span.end {
@@ -161,6 +174,16 @@ impl Sampler for ChunkPlan {
         }
         let (index, count) = self.shard;
         check_shard(index, count)?;
+        if self.elastic {
+            if self.elastic_state(n_obs, 0)?.len() < count && self.equal_shards {
+                return Err(Error::parameter(
+                    "world_size",
+                    count,
+                    format!("leaves no batch for a shard of {n_obs} rows"),
+                ));
+            }
+            return Ok(());
+        }
         if self.shard_span(n_obs).is_empty() {
             return Err(Error::parameter(
                 "world_size",
@@ -172,6 +195,13 @@ impl Sampler for ChunkPlan {
     }
 
     fn n_batches(&self, n_obs: u64) -> u64 {
+        if self.elastic {
+            // The epoch of a resumed state may hold fewer; `requests` knows the epoch.
+            let epoch = self.resume.as_ref().map_or(0, |s| s.epoch);
+            return self
+                .elastic_mine(n_obs, epoch)
+                .map_or(0, |mine| mine.iter().map(|r| r.end - r.start).sum());
+        }
         let rows = {
             let span = self.shard_span(n_obs);
             span.end - span.start
@@ -186,6 +216,9 @@ impl Sampler for ChunkPlan {
 
     fn requests(&self, n_obs: u64, epoch: u64) -> Result<Requests<'_>> {
         self.validate(n_obs)?;
+        if self.elastic {
+            return self.elastic_requests(n_obs, epoch);
+        }
         let order = self.chunk_order(n_obs, epoch);
         let span = self.shard_span(n_obs);
         let fetch = self.fetch_rows();
