@@ -136,7 +136,7 @@ impl PyLoader {
         obsm_keys=None, device="cpu",
         num_threads=None, prefetch=None, rank=None, world_size=None, equal_batches=true,
         class_codes=None, n_categories=0, class_weights=None, num_samples=None,
-        batch_sampler=None))]
+        batch_sampler=None, elastic=false, resume=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -162,6 +162,8 @@ impl PyLoader {
         class_weights: Option<Vec<f64>>,
         num_samples: Option<u64>,
         batch_sampler: Option<Bound<'_, PyAny>>,
+        elastic: bool,
+        resume: Option<(u64, Vec<(u64, u64)>)>,
     ) -> PyResult<Self> {
         let options = LoaderOptions {
             batch_size,
@@ -191,6 +193,11 @@ impl PyLoader {
                     None => ClassWeights::Balanced,
                 },
                 num_samples,
+            }),
+            elastic,
+            resume: resume.map(|(epoch, remaining)| crate::sampler::ElasticState {
+                epoch,
+                remaining: remaining.into_iter().map(|(a, b)| a..b).collect(),
             }),
             // The collection is already open (`DatasetCollection`): its files, its reads.
             direct_io: false,
@@ -229,6 +236,16 @@ impl PyLoader {
         out.set_item("consumer_seconds", s.consumer_seconds)?;
         out.set_item("starved_seconds", s.starved_seconds)?;
         Ok(out.unbind())
+    }
+
+    /// An elastic epoch's global batches left once every rank delivered `batches` of it, as
+    /// `(start, end)` ranges (see `Loader::elastic_state`).
+    fn elastic_state(&self, epoch: u64, batches: u64) -> PyResult<Vec<(u64, u64)>> {
+        let state = self
+            .inner
+            .elastic_state(LoaderState { epoch, batches })
+            .map_err(to_py)?;
+        Ok(state.remaining.iter().map(|r| (r.start, r.end)).collect())
     }
 
     /// The batches of `epoch`, from batch `skip` on (a resumed epoch).

@@ -61,6 +61,15 @@ class Loader(torch.utils.data.IterableDataset):
         ``None`` (annbatch's default): ``scipy.sparse.csr_matrix`` / ``numpy.ndarray`` over the
         loader's memory (cupy / cupyx on the GPU); ``"torch"``: torch tensors, zero-copy;
         ``"jax"``: JAX arrays through DLPack.
+    elastic
+        One global batch order per ``(seed, epoch)``, the same whatever the number of ranks
+        and DataLoader workers; each takes a contiguous run of it, and a `state_dict` saved on
+        N ranks resumes on M (its ``remaining`` global batches are split afresh: nothing lost
+        or repeated). Default False: annbatch's sharding (``n_obs // world_size`` rows each).
+
+    Collections may live in object storage: ``use_collection("s3://bucket/c.zarr")`` or
+    ``"https://host/c.zarr"``, with credentials and endpoint from the AWS environment
+    (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ...) and the knobs ``ANNBATCH_REMOTE_*``.
 
     Each batch is ``{"X": ..., "obs": DataFrame | dict | None, "var": DataFrame | None,
     "index": numpy.ndarray | None}``, plus ``"layers"`` / ``"obsm"`` dicts when
@@ -102,6 +111,7 @@ class Loader(torch.utils.data.IterableDataset):
         prefetch: Optional[int] = None,
         preload_to_gpu: Optional[bool] = None,
         to: Optional[str] = None,
+        elastic: bool = False,
     ):
         super().__init__()
         if batch_sampler is not None:
@@ -147,6 +157,7 @@ class Loader(torch.utils.data.IterableDataset):
             device=device if not preload_to_gpu else "cuda",
             num_threads=num_threads,
             prefetch=prefetch,
+            elastic=bool(elastic),
         )
         self._to = to
         self._preload_to_gpu = bool(preload_to_gpu)
@@ -173,6 +184,8 @@ class Loader(torch.utils.data.IterableDataset):
         self._epoch = 0
         self._skip = 0
         self._delivered = 0
+        # An elastic epoch resumed from a state saved on any world size: (epoch, remaining).
+        self._resume: Optional[tuple] = None
 
     # -- data ---------------------------------------------------------------------------
     def _aligned(self, layer_keys: Any, obsm_keys: Any) -> None:
@@ -316,11 +329,27 @@ class Loader(torch.utils.data.IterableDataset):
         """The epoch the next iteration streams (it seeds the shuffle)."""
         self._epoch, self._skip = int(epoch), 0
 
-    def state_dict(self) -> Dict[str, int]:
-        """Where the current epoch stands; `load_state_dict` resumes exactly there."""
-        return {"epoch": self._epoch, "batches": self._skip + self._delivered}
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the current epoch stands; `load_state_dict` resumes exactly there.
 
-    def load_state_dict(self, state: Dict[str, int]) -> None:
+        With ``elastic=True`` it also holds ``remaining``: the epoch's global batches that no
+        rank has delivered yet (ranks in lockstep, as under DDP), which `load_state_dict`
+        resumes on any number of ranks."""
+        state: Dict[str, Any] = {"epoch": self._epoch, "batches": self._skip + self._delivered}
+        if self._params["elastic"]:
+            native = self._native(self._shard())
+            state["remaining"] = [list(r) for r in native.elastic_state(
+                state["epoch"], state["batches"])]
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if "remaining" in state:
+            if not self._params["elastic"]:
+                raise ValueError("an elastic state (with 'remaining') needs Loader(elastic=True)")
+            self._epoch, self._skip = int(state["epoch"]), 0
+            self._resume = (self._epoch, [(int(a), int(b)) for a, b in state["remaining"]])
+            self._natives.clear()
+            return
         self._epoch, self._skip = int(state["epoch"]), int(state["batches"])
 
     # -- iteration ----------------------------------------------------------------------
@@ -349,9 +378,14 @@ class Loader(torch.utils.data.IterableDataset):
             # DataLoader workers share an epoch: together they cover every row. Ranks of a
             # distributed job need equal batch counts.
             params = dict(self._params, rank=rank, world_size=world, equal_batches=distributed)
+            if self._resume is not None:
+                params["resume"] = self._resume
             # Frames of obs rows are taken by the batches' global row ids.
             params["return_index"] = params["return_index"] or self._needs_index()
             settings = _native_settings(self._sampler)
+            if settings is None and self._params["elastic"]:
+                raise ValueError("elastic=True applies to the chunked samplers "
+                                 "(RandomSampler, SequentialSampler), not to a Python sampler")
             if settings is None:
                 # A sampler in Python: it shards for workers itself (annbatch's samplers read
                 # torch's worker info), the Rust side reads what it requests.
@@ -377,6 +411,9 @@ class Loader(torch.utils.data.IterableDataset):
             batches.close()
         # A full pass: the next one is the next epoch, as annbatch's advancing rng gives.
         self._epoch, self._skip, self._delivered = epoch + 1, 0, 0
+        if self._resume is not None:
+            self._resume = None
+            self._natives.clear()
 
     def stats(self) -> Dict[str, float]:
         """Where this process's loading time went, summed over its epochs (and shards):
