@@ -22,10 +22,19 @@ const ACCESS_KEY: &str = "annbatch-test";
 const SECRET_KEY: &str = "annbatch-test-secret";
 const BUCKET: &str = "cells";
 
-/// The AWS environment every test reads its credentials from (the same for all of them).
+/// The port of the server behind `ANNBATCH_REMOTE_ENDPOINT` (the C ABI test's).
+static ENV_PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
+/// The AWS environment every test reads its credentials from (the same for all of them), and
+/// `ANNBATCH_REMOTE_ENDPOINT` for what reads the environment (the C ABI).
 fn aws_env() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        let port = *ENV_PORT.get_or_init(free_port);
+        std::env::set_var(
+            "ANNBATCH_REMOTE_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        );
         std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
         std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
         std::env::set_var("AWS_REGION", "us-east-1");
@@ -97,7 +106,10 @@ fn s3s_fs_binary() -> PathBuf {
 
 /// s3s-fs serving `root` (each directory a bucket), with the test credentials.
 fn s3_server(root: &Path, secret: &str) -> Server {
-    let port = free_port();
+    s3_server_on(free_port(), root, secret)
+}
+
+fn s3_server_on(port: u16, root: &Path, secret: &str) -> Server {
     let mut command = Command::new(s3s_fs_binary());
     command
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -553,4 +565,37 @@ fn the_command_line_tool_reads_s3_urls() {
             assert!(text.contains("n_obs 700"), "{text}");
         }
     }
+}
+
+#[cfg(feature = "capi")]
+#[test]
+fn the_c_abi_opens_s3_urls() {
+    use annbatch::capi::*;
+    aws_env();
+    let root = served(&["annbatch_collection.zarr"]);
+    let port = *ENV_PORT.get().expect("port");
+    let _server = s3_server_on(port, root.path(), SECRET_KEY);
+    let url =
+        std::ffi::CString::new(format!("s3://{BUCKET}/annbatch_collection.zarr")).expect("url");
+    let options = AnnbatchLoaderOptions {
+        batch_size: 64,
+        chunk_size: 16,
+        preload_nchunks: 4,
+        ..annbatch_loader_options_default()
+    };
+    let mut loader = std::ptr::null_mut();
+    let (mut n_obs, mut len) = (0, 0);
+    // SAFETY: a valid URL, options and out pointers; the loader is freed once.
+    unsafe {
+        let status = annbatch_loader_open(url.as_ptr(), &options, &mut loader);
+        let error = std::ffi::CStr::from_ptr(annbatch_last_error()).to_string_lossy();
+        assert_eq!(status, AnnbatchStatus::Ok, "{error}");
+        assert_eq!(
+            annbatch_loader_n_obs(loader, &mut n_obs),
+            AnnbatchStatus::Ok
+        );
+        assert_eq!(annbatch_loader_len(loader, &mut len), AnnbatchStatus::Ok);
+        assert_eq!(annbatch_loader_free(loader), AnnbatchStatus::Ok);
+    }
+    assert_eq!((n_obs, len), (700, 11));
 }
