@@ -45,7 +45,7 @@ pub struct ChunkPlan {
     /// by at most one row and together cover every row.
     pub equal_shards: bool,
     /// One global order of batches per `(seed, epoch)`, whatever the number of shards; shards
-    /// take contiguous runs of global batches (see [`super::elastic`]). Default false
+    /// take contiguous runs of global batches (see [`super::ElasticState`]). Default false
     /// (annbatch's `DistributedSampler`: contiguous runs of rows, `n_obs / shards` each).
     pub elastic: bool,
     /// With `elastic`: the epoch to resume and its global batches not yet delivered.

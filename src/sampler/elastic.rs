@@ -87,7 +87,7 @@ impl ElasticState {
         out
     }
 
-    /// What remains once each of `count` shards (split as [`Self::shard`] splits this state)
+    /// What remains once each of `count` shards (each a contiguous run of this state)
     /// has delivered its first `delivered` batches.
     ///
     /// # Errors
