@@ -115,26 +115,30 @@ impl DatasetCollection {
                 }
                 return Err(Error::EmptyCollection { path: label });
             }
-            // Datasets open in parallel: each is a few dozen small reads (metadata, indptr,
-            // var), which an object store answers one round trip at a time.
+            // Each dataset is a few dozen small reads (metadata, indptr, var), which an object
+            // store answers one round trip at a time: those open in parallel.
             let names: Vec<String> = numbered.into_iter().map(|(_, name)| name).collect();
-            let open_all = || {
-                use rayon::prelude::*;
-                names
-                    .par_iter()
-                    .map(|name| AnnDataStore::open_in(&store, name))
-                    .collect::<Result<Vec<_>>>()
-            };
             let datasets = if store.storage().is_remote() {
-                // Waiting on the network, not on cores: more opens in flight than cores.
-                rayon::ThreadPoolBuilder::new()
+                // Waiting on the network, not on cores: more opens in flight than cores, on a
+                // pool of this call's own (the global pool does not survive a fork, which
+                // DataLoader workers are).
+                let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(REMOTE_OPENS)
                     .thread_name(|i| format!("annbatch-open-{i}"))
                     .build()
-                    .map_err(|e| Error::Internal(format!("a thread pool to open datasets: {e}")))?
-                    .install(open_all)?
+                    .map_err(|e| Error::Internal(format!("a thread pool to open datasets: {e}")))?;
+                pool.install(|| {
+                    use rayon::prelude::*;
+                    names
+                        .par_iter()
+                        .map(|name| AnnDataStore::open_in(&store, name))
+                        .collect::<Result<Vec<_>>>()
+                })?
             } else {
-                open_all()?
+                names
+                    .iter()
+                    .map(|name| AnnDataStore::open_in(&store, name))
+                    .collect::<Result<Vec<_>>>()?
             };
             if let Some(inventory) = inventory {
                 let found: Vec<(&str, u64)> = names
