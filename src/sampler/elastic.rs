@@ -73,18 +73,7 @@ impl ElasticState {
     /// The global batches shard `index` of `count` takes: a contiguous run of the remaining
     /// ones (`equal`: `⌊len / count⌋` each; else balanced, the first shards one more).
     pub(crate) fn shard(&self, index: u64, count: u64, equal: bool) -> Vec<Range<u64>> {
-        let positions = run_of(self.len(), index, count, equal);
-        let mut out = Vec::new();
-        let mut at = 0u64;
-        for r in &self.remaining {
-            let len = r.end - r.start;
-            let (lo, hi) = (positions.start.max(at), positions.end.min(at + len));
-            if lo < hi {
-                out.push(r.start + (lo - at)..r.start + (hi - at));
-            }
-            at += len;
-        }
-        out
+        self.slice(run_of(self.len(), index, count, equal))
     }
 
     /// What remains once each of `count` shards (each a contiguous run of this state)
@@ -124,12 +113,7 @@ impl ElasticState {
         }
         let mut remaining: Vec<Range<u64>> = Vec::new();
         for positions in keep {
-            let part = Self {
-                epoch: self.epoch,
-                remaining: self.remaining.clone(),
-            }
-            .slice(positions);
-            for r in part {
+            for r in self.slice(positions) {
                 match remaining.last_mut() {
                     Some(last) if last.end == r.start => last.end = r.end,
                     _ => remaining.push(r),
