@@ -211,21 +211,8 @@ impl LoaderBuilder {
             None => options.sampler()?,
         };
         // The plan an elastic state is computed from (chunked sampling only).
-        let elastic = (!custom && (options.elastic || options.resume.is_some())).then(|| {
-            let mut plan = crate::sampler::ChunkPlan::new(
-                options.batch_size,
-                options.chunk_size,
-                options.preload_nchunks,
-                options.shuffle,
-            );
-            plan.drop_last = options.drop_last;
-            plan.seed = options.seed;
-            plan.shard = (options.rank, options.world_size);
-            plan.equal_shards = options.equal_batches;
-            plan.elastic = true;
-            plan.resume = options.resume.clone();
-            plan
-        });
+        let elastic = (!custom && (options.elastic || options.resume.is_some()))
+            .then(|| options.chunk_plan());
         let collection = match self.source {
             Source::Path(p) => {
                 let open = crate::OpenOptions {

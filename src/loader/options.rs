@@ -195,6 +195,11 @@ impl LoaderOptions {
             }
             return Ok(Arc::new(sampler));
         }
+        Ok(Arc::new(self.chunk_plan()))
+    }
+
+    /// The chunked sampling plan of these options (annbatch's, or elastic).
+    pub(crate) fn chunk_plan(&self) -> ChunkPlan {
         let mut plan = ChunkPlan::new(
             self.batch_size,
             self.chunk_size,
@@ -207,7 +212,7 @@ impl LoaderOptions {
         plan.equal_shards = self.equal_batches;
         plan.elastic = self.elastic || self.resume.is_some();
         plan.resume = self.resume.clone();
-        Ok(Arc::new(plan))
+        plan
     }
 
     /// Batches that may wait in the channel: `prefetch`, or one request's worth (2 at least).
