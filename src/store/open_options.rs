@@ -43,10 +43,10 @@ pub struct RemoteOptions {
     pub endpoint: Option<String>,
     /// Unsigned requests, for public buckets. Default `false` (or `AWS_SKIP_SIGNATURE`).
     pub anonymous: bool,
-    /// Range GETs in flight at once, per collection. Default 64.
+    /// Range GETs in flight at once, per collection: 1 to 4096. Default 64.
     pub concurrency: usize,
     /// Fetches (`preload_nchunks` chunks each) whose bytes are requested before their turn.
-    /// Default 2; 0 reads each fetch only when it is decoded.
+    /// Default 2, at most 64; 0 reads each fetch only when it is decoded.
     pub read_ahead: usize,
     /// Ranges of one object at most this many bytes apart are read with one GET. Default
     /// 64 KiB.

@@ -38,6 +38,11 @@ use super::traffic::RemoteTraffic;
 use crate::error::{Error, RemoteFailure, Result};
 use read_ahead::ReadAhead;
 
+/// The most range GETs in flight a store may be given.
+const MAX_CONCURRENCY: usize = 4096;
+/// The most fetches read ahead.
+const MAX_READ_AHEAD: usize = 64;
+
 /// What is shared by the lenient and the strict view of one remote store.
 struct Inner {
     /// The collection's URL, for messages.
@@ -92,11 +97,19 @@ impl RemoteStore {
             kind,
             detail,
         };
-        if options.concurrency == 0 {
+        // Both size what is allocated (semaphore permits, connections; fetches of bytes held).
+        if !(1..=MAX_CONCURRENCY).contains(&options.concurrency) {
             return Err(Error::parameter(
                 "RemoteOptions.concurrency",
-                0,
-                "at least one request must be in flight",
+                options.concurrency,
+                format!("requests in flight must be 1 to {MAX_CONCURRENCY}"),
+            ));
+        }
+        if options.read_ahead > MAX_READ_AHEAD {
+            return Err(Error::parameter(
+                "RemoteOptions.read_ahead",
+                options.read_ahead,
+                format!("at most {MAX_READ_AHEAD} fetches ahead (each holds its bytes)"),
             ));
         }
         let url = url.trim_end_matches('/');
@@ -694,5 +707,20 @@ mod tests {
             RemoteStore::open("s3://b/x", &zero),
             Err(Error::InvalidParameter { .. })
         ));
+        for too_many in [
+            RemoteOptions {
+                concurrency: usize::MAX,
+                ..RemoteOptions::default()
+            },
+            RemoteOptions {
+                read_ahead: 1 << 40,
+                ..RemoteOptions::default()
+            },
+        ] {
+            assert!(matches!(
+                RemoteStore::open("s3://b/x", &too_many),
+                Err(Error::InvalidParameter { .. })
+            ));
+        }
     }
 }
