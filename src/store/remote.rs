@@ -441,15 +441,21 @@ impl RemoteStore {
         self.inner.options.read_ahead
     }
 
-    fn list_under(&self, prefix: &str) -> Result<StoreKeys, StorageError> {
+    /// Every object under `prefix` (a key prefix, `/`-terminated or empty).
+    fn objects_under(&self, prefix: &str) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
+        if !self.inner.listable {
+            return Err(self.unlistable());
+        }
         let path = self.object(prefix.trim_end_matches('/'));
         let store = self.inner.store.clone();
-        let metas: Vec<object_store::ObjectMeta> = self
-            .inner
+        self.inner
             .runtime
             .block_on(async move { store.list(Some(&path)).try_collect().await })
-            .map_err(|e| self.fail(self.remote_fault(prefix, &e)))?;
-        metas
+            .map_err(|e| self.fail(self.remote_fault(prefix, &e)))
+    }
+
+    fn list_under(&self, prefix: &str) -> Result<StoreKeys, StorageError> {
+        self.objects_under(prefix)?
             .iter()
             .map(|m| StoreKey::new(self.relative(m.location.as_ref())))
             .collect::<Result<Vec<_>, _>>()
@@ -635,16 +641,10 @@ impl ReadableStorageTraits for RemoteStore {
 
 impl ListableStorageTraits for RemoteStore {
     fn list(&self) -> Result<StoreKeys, StorageError> {
-        if !self.inner.listable {
-            return Err(self.unlistable());
-        }
         self.list_under("")
     }
 
     fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
-        if !self.inner.listable {
-            return Err(self.unlistable());
-        }
         self.list_under(prefix.as_str())
     }
 
@@ -673,17 +673,11 @@ impl ListableStorageTraits for RemoteStore {
     }
 
     fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
-        if !self.inner.listable {
-            return Err(self.unlistable());
-        }
-        let path = self.object(prefix.as_str().trim_end_matches('/'));
-        let store = self.inner.store.clone();
-        let metas: Vec<object_store::ObjectMeta> = self
-            .inner
-            .runtime
-            .block_on(async move { store.list(Some(&path)).try_collect().await })
-            .map_err(|e| self.fail(self.remote_fault(prefix.as_str(), &e)))?;
-        Ok(metas.iter().map(|m| m.size).sum())
+        Ok(self
+            .objects_under(prefix.as_str())?
+            .iter()
+            .map(|m| m.size)
+            .sum())
     }
 }
 
