@@ -346,7 +346,7 @@ impl ChunkedArray {
         let mut needed: Vec<u64> = reads.iter().map(|(c, _)| c / per_shard).collect();
         needed.sort_unstable();
         needed.dedup();
-        shards.load_indexes(&self.array, &self.store, &self.path, needed)?;
+        shards.load_indexes(&self.array, remote, &self.path, needed)?;
         for (chunk, rows) in reads {
             if let Some((key, range)) = shards.byte_range(chunk, rows) {
                 plan.add(remote, key, range);

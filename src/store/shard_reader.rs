@@ -252,13 +252,13 @@ impl ShardReader {
             .map(Some)
     }
 
-    /// Reads, all at once (concurrently from an object store), the indexes of `shards` not read
-    /// yet. Shards that are not stored are left out.
+    /// Reads, all at once from the object store `remote`, the indexes of `shards` not read yet.
+    /// Shards that are not stored are left out.
     #[cfg(feature = "remote")]
     pub(crate) fn load_indexes(
         &self,
         array: &Array<Storage>,
-        files: &Storage,
+        remote: &super::remote::RemoteStore,
         path: &str,
         shards: impl IntoIterator<Item = u64>,
     ) -> Result<()> {
@@ -273,8 +273,12 @@ impl ShardReader {
             return Ok(());
         }
         let reads: Vec<_> = wanted.iter().map(|(_, k, r, _)| (k.clone(), *r)).collect();
-        for ((shard, key, _, len), got) in wanted.into_iter().zip(files.read_many(&reads)) {
-            if let Some(bytes) = got.map_err(|e| store_error(files, path, e))? {
+        for ((shard, key, _, len), got) in wanted.into_iter().zip(remote.read_many(&reads)) {
+            let got = got.map_err(|e| match remote.fault() {
+                Some(fault) => fault.to_error(),
+                None => Error::zarr(path, e),
+            })?;
+            if let Some(bytes) = got {
                 self.parse_index(path, shard, key, &bytes, len)?;
             }
         }

@@ -119,28 +119,6 @@ impl Storage {
             Self::Remote(s) => s.read_exact_into(key, offset, buf),
         }
     }
-
-    /// Reads several `(key, range)`s: at once from an object store, in turn from files.
-    #[cfg(feature = "remote")]
-    pub(crate) fn read_many(
-        &self,
-        reads: &[(StoreKey, ByteRange)],
-    ) -> Vec<Result<Option<zarrs::storage::Bytes>, StorageError>> {
-        match self {
-            Self::Files(s) => reads
-                .iter()
-                .map(|(key, range)| {
-                    let mut buf = Vec::new();
-                    Ok(s.read_into(key, *range, &mut buf)?.map(|n| {
-                        buf.truncate(n);
-                        zarrs::storage::Bytes::from(buf)
-                    }))
-                })
-                .collect(),
-            #[cfg(feature = "remote")]
-            Self::Remote(s) => s.read_many(reads),
-        }
-    }
 }
 
 impl ReadableStorageTraits for Storage {
