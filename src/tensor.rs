@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
+mod huge_pages;
 mod pool;
 pub(crate) use pool::StoragePool;
 

@@ -213,6 +213,10 @@ impl Slot {
             Some(p) => (p.data as usize, p.nbytes as usize),
             None => (0, 0),
         };
+        if pinned.is_none() {
+            // Before its first write: the faults that page it in are then one per 2 MiB.
+            super::huge_pages::advise(data, nbytes);
+        }
         Ok(Self {
             base,
             kind,
