@@ -104,6 +104,17 @@ impl PyCollection {
         self.inner.n_var()
     }
 
+    /// Every dataset's obs, as `obs_frames(path, columns)` gives it, read from this open
+    /// collection (no second open).
+    #[pyo3(signature = (columns=None))]
+    fn obs_frames<'py>(
+        &self,
+        py: Python<'py>,
+        columns: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        obs::obs_frames_of(py, &self.inner, columns)
+    }
+
     /// Whether X is sparse (CSR) rather than dense.
     #[getter]
     fn is_sparse(&self) -> bool {

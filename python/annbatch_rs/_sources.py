@@ -24,12 +24,13 @@ class LazyObs:
         self.path = path
         self._frames: Optional[List[Any]] = None
 
-    def frames(self) -> List[Any]:
-        """Each dataset's obs DataFrame, indexed by obs_names."""
+    def frames(self, opened: Any = None) -> List[Any]:
+        """Each dataset's obs DataFrame, indexed by obs_names. ``opened``: this collection's
+        datasets already open (a ``_native.Collection``), read instead of opening it again."""
         if self._frames is None:
             from .collection import obs_frames
 
-            self._frames = obs_frames(self.path)
+            self._frames = obs_frames(self.path, opened=opened)
         return self._frames
 
     def __getstate__(self) -> Dict[str, Any]:

@@ -260,13 +260,18 @@ def _column(kind: str, values: Any, extra: Any) -> Any:
     raise ValueError(f"unknown obs column kind {kind!r}")
 
 
-def obs_frames(path: str, columns: Optional[Sequence[str]] = None) -> List[Any]:
+def obs_frames(path: str, columns: Optional[Sequence[str]] = None,
+               opened: Any = None) -> List[Any]:
     """Each dataset's obs at ``path`` as a DataFrame indexed by obs_names: the columns of
-    ``columns`` that the dataset has (all when None)."""
+    ``columns`` that the dataset has (all when None). ``opened``: the same collection already
+    open (a ``_native.Collection`` of exactly its datasets), read instead of opening it again."""
     import pandas as pd
 
+    wanted = None if columns is None else list(columns)
+    tables = (opened.obs_frames(wanted) if opened is not None
+              else _native.obs_frames(path, wanted))
     frames = []
-    for names, cols in _native.obs_frames(path, None if columns is None else list(columns)):
+    for names, cols in tables:
         frames.append(pd.DataFrame(
             {name: _column(kind, values, extra) for name, kind, values, extra in cols},
             index=pd.Index(names)))

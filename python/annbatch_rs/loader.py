@@ -403,6 +403,9 @@ class Loader(torch.utils.data.IterableDataset):
         epoch, skip = self._epoch, self._skip
         self._delivered = 0
         batches = native.epoch(epoch, skip)
+        if self._yields_frames():
+            # Built while the loader's threads read the first batches, not after them.
+            self._obs_frame()
         try:
             for raw in batches:
                 self._delivered += 1
@@ -432,17 +435,22 @@ class Loader(torch.utils.data.IterableDataset):
     def _needs_index(self) -> bool:
         return self._yields_frames()
 
-    def _rows(self, index: torch.Tensor) -> Any:
-        """The obs frame rows of global row ids ``index`` (None for obs without columns)."""
+    def _obs_frame(self) -> Any:
+        """Every dataset's obs rows in one frame (False for obs without columns)."""
         if self._frame is None:
             import pandas as pd
 
             frames = self._obs or []
             self._frame = (pd.concat(frames) if any(len(f.columns) for f in frames)
                            else False)
-        if self._frame is False:
+        return self._frame
+
+    def _rows(self, index: torch.Tensor) -> Any:
+        """The obs frame rows of global row ids ``index`` (None for obs without columns)."""
+        frame = self._obs_frame()
+        if frame is False:
             return None
-        return self._frame.iloc[index.numpy()]
+        return frame.iloc[index.numpy()]
 
     def _batch(self, raw: Dict[str, Any]) -> Dict[str, Any]:
         obs = None
@@ -528,9 +536,11 @@ class Loader(torch.utils.data.IterableDataset):
         """Each dataset's obs DataFrame (annbatch's ``Loader._obs``), None without obs."""
         if not self._sources or not self._yields_frames():
             return None
+        # One collection alone: its datasets are those of the loader's open collection.
+        opened = self._native_collection() if len(self._sources) == 1 else None
         frames: List[Any] = []
         for s in self._sources:
-            frames.extend(s.obs.frames() if isinstance(s.obs, LazyObs) else [s.obs])
+            frames.extend(s.obs.frames(opened) if isinstance(s.obs, LazyObs) else [s.obs])
         return frames
 
     @property

@@ -34,30 +34,79 @@ pub(super) fn obs_frames<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let tables = run(py, || {
         let collection = DatasetCollection::open_with(&path, &crate::OpenOptions::from_env()?)?;
-        collection
-            .datasets()
-            .iter()
-            .map(|d| {
-                let available = d.obs_columns()?;
-                let wanted = match &columns {
-                    Some(c) => c
+        tables_of(&collection, columns.as_deref())
+    })?;
+    to_python(py, tables)
+}
+
+/// [`obs_frames`] of a collection already open (`Collection.obs_frames`): no second open.
+pub(super) fn obs_frames_of<'py>(
+    py: Python<'py>,
+    collection: &DatasetCollection,
+    columns: Option<Vec<String>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let tables = run(py, || tables_of(collection, columns.as_deref()))?;
+    to_python(py, tables)
+}
+
+/// Each dataset's table, datasets read side by side on up to as many scoped threads as cores
+/// (obs names are ~100k strings a dataset; scoped threads end before this returns, so nothing
+/// outlives the call into a forked DataLoader worker).
+fn tables_of(
+    collection: &DatasetCollection,
+    columns: Option<&[String]>,
+) -> crate::Result<Vec<Table>> {
+    let datasets = collection.datasets();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(datasets.len())
+        .max(1);
+    let per_thread = datasets.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = datasets
+            .chunks(per_thread)
+            .map(|group| {
+                scope.spawn(move || {
+                    group
                         .iter()
-                        .filter(|n| available.contains(n))
-                        .cloned()
-                        .collect(),
-                    None => available,
-                };
-                let columns = wanted
-                    .into_iter()
-                    .map(|name| d.obs_column(&name).map(|c| (name, c)))
-                    .collect::<crate::Result<Vec<_>>>()?;
-                Ok(Table {
-                    names: d.obs_names()?,
-                    columns,
+                        .map(|d| table_of(d, columns))
+                        .collect::<crate::Result<Vec<_>>>()
                 })
             })
-            .collect::<crate::Result<Vec<_>>>()
-    })?;
+            .collect();
+        let mut tables = Vec::with_capacity(datasets.len());
+        for handle in handles {
+            let group = handle
+                .join()
+                .map_err(|_| crate::Error::Internal("a thread reading obs panicked".into()))??;
+            tables.extend(group);
+        }
+        Ok(tables)
+    })
+}
+
+/// One dataset's obs names and the columns of `columns` it has (all when None).
+fn table_of(d: &crate::AnnDataStore, columns: Option<&[String]>) -> crate::Result<Table> {
+    let available = d.obs_columns()?;
+    let wanted = match columns {
+        Some(c) => c
+            .iter()
+            .filter(|n| available.contains(n))
+            .cloned()
+            .collect(),
+        None => available,
+    };
+    let columns = wanted
+        .into_iter()
+        .map(|name| d.obs_column(&name).map(|c| (name, c)))
+        .collect::<crate::Result<Vec<_>>>()?;
+    Ok(Table {
+        names: d.obs_names()?,
+        columns,
+    })
+}
+
+fn to_python(py: Python<'_>, tables: Vec<Table>) -> PyResult<Bound<'_, PyList>> {
     let out = PyList::empty(py);
     for table in tables {
         let columns = PyList::empty(py);
