@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The loader reading a collection from an S3 server on 127.0.0.1 (s3s-fs), with no added
-# latency and with round trips lengthened by examples/latency_proxy (ROUND_TRIP_MS, default
-# 20: 10 ms each way, as `tc qdisc … netem delay 10ms` on loopback would add), against the same
-# collection read from local files. Each epoch runs in a fresh process (bench_loader --only
-# loader), the targets interleaved round by round; min / median / max cells/s, requests/s and
-# MB/s received, and each median as a share of the local one.
+# The loader reading a collection from servers on 127.0.0.1, with no added latency and with
+# round trips lengthened by examples/latency_proxy (ROUND_TRIP_MS, default 20: 10 ms each way,
+# as `tc qdisc … netem delay 10ms` on loopback would add), against the same collection read
+# from local files. Servers: s3s-fs (S3, the tests' server) and, when Debian's nginx is
+# installed (`apt-get install nginx-light`), nginx over plain HTTP. s3s-fs reads files in 4 KiB
+# steps through tokio's blocking pool, which costs more CPU than the loader itself on a small
+# machine; nginx (sendfile) shows what the reader does when the server is not the limit. Each
+# epoch runs in a fresh process (bench_loader --only loader), the targets interleaved round by
+# round; min / median / max cells/s, requests/s and MB/s received, and each median as a share
+# of the local one.
 #
 #   benches/remote.sh [ROUNDS=3] [CELLS=100000]
 #   CONCURRENCY="64 256" READ_AHEAD=2 BATCH=4096 CHUNK=32 PRELOAD=256 benches/remote.sh
+#   SERVERS="s3 http" (the default; http only when nginx is installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -40,7 +45,28 @@ PIDS=$!
 ./target/release/examples/latency_proxy --listen $SLOW_PORT --to $S3_PORT \
   --delay-ms $((ROUND_TRIP_MS / 2)) 2>/dev/null &
 PIDS="$PIDS $!"
-trap 'kill $PIDS 2>/dev/null' EXIT
+HTTP_PORT=$((S3_PORT + 2))
+SLOW_HTTP_PORT=$((S3_PORT + 3))
+SERVERS=${SERVERS:-"s3 http"}
+command -v nginx >/dev/null || SERVERS=${SERVERS/http/}
+NGINX_DIR=$(mktemp -d)
+trap 'kill $PIDS 2>/dev/null; rm -rf "$NGINX_DIR"' EXIT
+if [[ $SERVERS == *http* ]]; then
+  # One worker, files sent with sendfile, no access log, temporary files in NGINX_DIR.
+  {
+    echo "daemon off; worker_processes 1; pid $NGINX_DIR/nginx.pid; error_log stderr error;"
+    [ "$(id -u)" -ne 0 ] || echo "user root;"
+    echo "events { worker_connections 4096; }"
+    echo "http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;"
+    for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $NGINX_DIR/$t;"; done
+    echo "  server { listen 127.0.0.1:$HTTP_PORT; root $ROOT/cells; } }"
+  } >"$NGINX_DIR/nginx.conf"
+  nginx -c "$NGINX_DIR/nginx.conf" -p "$NGINX_DIR" &
+  PIDS="$PIDS $!"
+  ./target/release/examples/latency_proxy --listen $SLOW_HTTP_PORT --to $HTTP_PORT \
+    --delay-ms $((ROUND_TRIP_MS / 2)) 2>/dev/null &
+  PIDS="$PIDS $!"
+fi
 sleep 1
 if [ ! -f "$ROOT/served/.uploaded-$NAME" ]; then
   echo "uploading $NAME to the S3 server (rclone)" >&2
@@ -52,10 +78,19 @@ fi
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
 export ANNBATCH_REMOTE_READ_AHEAD=$READ_AHEAD
 
-targets=("local|$ROOT/cells/$NAME|0|64" "s3 0 ms|s3://cells/$NAME|$S3_PORT|64")
-for c in $CONCURRENCY; do
-  targets+=("s3 ${ROUND_TRIP_MS} ms, $c in flight|s3://cells/$NAME|$SLOW_PORT|$c")
-done
+targets=("local|$ROOT/cells/$NAME|0|64")
+if [[ $SERVERS == *s3* ]]; then
+  targets+=("s3 (s3s-fs) 0 ms|s3://cells/$NAME|$S3_PORT|64")
+  for c in $CONCURRENCY; do
+    targets+=("s3 (s3s-fs) ${ROUND_TRIP_MS} ms, $c in flight|s3://cells/$NAME|$SLOW_PORT|$c")
+  done
+fi
+if [[ $SERVERS == *http* ]]; then
+  targets+=("http (nginx) 0 ms|http://127.0.0.1:$HTTP_PORT/$NAME|0|64")
+  for c in $CONCURRENCY; do
+    targets+=("http (nginx) ${ROUND_TRIP_MS} ms, $c in flight|http://127.0.0.1:$SLOW_HTTP_PORT/$NAME|0|$c")
+  done
+fi
 results=$(mktemp)
 echo "$CELLS cells, batch $BATCH / chunk $CHUNK / preload $PRELOAD, read-ahead $READ_AHEAD" \
   "fetches, $ROUNDS rounds, $(nproc) cores" >&2
