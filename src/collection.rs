@@ -87,6 +87,13 @@ impl DatasetCollection {
         }
         let store = ZarrStore::open_with(path, options)?;
         let attrs = store.attributes("").map_err(|e| match e {
+            // In an object store nothing marks a prefix as there: no root metadata is no
+            // collection, as a missing directory is locally.
+            Error::MissingElement { .. } if crate::store::url_of(path).is_some() => Error::Remote {
+                url: label.clone(),
+                kind: crate::error::RemoteFailure::NotFound,
+                detail: "no collection here (no zarr.json or .zgroup at its root)".into(),
+            },
             Error::MissingElement { .. } => Error::MissingElement {
                 path: label.clone(),
                 element: "zarr group metadata (zarr.json or .zgroup)".into(),

@@ -26,6 +26,9 @@
 //! conversion or append waits for the first and then appends to what it published. The root
 //! records each dataset's row count (see `collection/inventory.rs`), checked on open.
 //!
+//! An output URL (`s3://bucket/prefix/c.zarr`, feature `remote`) gets a new collection, staged
+//! on local disk and then uploaded (see `convert/to_object_store.rs`).
+//!
 //! ```no_run
 //! # fn main() -> annbatch::Result<()> {
 //! use annbatch::convert::{add_adatas, ConvertOptions};
@@ -38,7 +41,7 @@
 
 use std::io::IsTerminal;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -55,6 +58,7 @@ mod raw;
 mod row_reader;
 mod size;
 mod source;
+mod to_object_store;
 mod transpose;
 mod uns;
 mod var_space;
@@ -71,7 +75,7 @@ use source::Source;
 use crate::collection::Inventory;
 use crate::error::{Error, Result};
 use crate::store::write::{attrs, Compressor, Writer};
-use crate::store::{Column, Dtype};
+use crate::store::{url_of, Column, Dtype, RemoteOptions};
 
 /// annbatch's `add_adatas` parameters, with its defaults.
 #[derive(Debug, Clone)]
@@ -112,6 +116,13 @@ pub struct ConvertOptions {
     /// one input keeps its var columns, several keep none, as `anndata.concat`. Appending keeps
     /// the collection's.
     pub merge: Option<VarMerge>,
+    /// How an output in object storage (`s3://…`) is reached: endpoint, credentials, timeouts.
+    /// Default: [`RemoteOptions::default`] (the AWS environment).
+    pub remote: RemoteOptions,
+    /// Where a conversion into object storage stages the collection before uploading it (it
+    /// needs the collection's size on disk). Default: `ANNBATCH_STAGING_DIR`, else the system's
+    /// temporary directory.
+    pub staging_dir: Option<PathBuf>,
 }
 
 impl Default for ConvertOptions {
@@ -130,6 +141,8 @@ impl Default for ConvertOptions {
             compressor: Compressor::None,
             layer: None,
             merge: None,
+            remote: RemoteOptions::default(),
+            staging_dir: None,
         }
     }
 }
@@ -226,6 +239,9 @@ pub fn add_adatas<P: AsRef<Path>>(
             0,
             "must be at least 1",
         ));
+    }
+    if let Some(url) = url_of(output) {
+        return to_object_store::add_adatas(url, inputs, options);
     }
     // Held until this function returns: what is read below is what the last writer published.
     let _lock = lock::WriteLock::acquire(output, options.quiet)?;

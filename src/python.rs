@@ -128,6 +128,17 @@ impl PyCollection {
     fn var_names(&self) -> Vec<String> {
         self.inner.var_names().to_vec()
     }
+
+    /// The datasets' group names (`dataset_0`, …), in order.
+    fn dataset_names(&self) -> Vec<String> {
+        self.inner.dataset_names().to_vec()
+    }
+
+    /// Whether this is a collection annbatch wrote (`encoding-type: annbatch-preshuffled`).
+    #[getter]
+    fn is_preshuffled(&self) -> bool {
+        self.inner.is_preshuffled()
+    }
 }
 
 /// The Rust loader over a [`PyCollection`].
@@ -486,6 +497,8 @@ fn convert(
             .transpose()
             .map_err(to_py)?,
         layer,
+        remote: crate::RemoteOptions::from_env().map_err(to_py)?,
+        staging_dir: None,
     };
     let report = run(py, || add_adatas(&output, &adata_paths, &options))?;
     let out = PyDict::new(py);

@@ -42,6 +42,7 @@ pub use dtype::Dtype;
 pub use memory::InMemoryX;
 pub(crate) use node::encoding as encoding_of;
 pub(crate) use node::{NodeKind, ZarrStore};
+pub(crate) use open_options::url_of;
 pub use open_options::{OpenOptions, RemoteOptions};
 pub use places::{CsrPlace, RowPlaces};
 pub(crate) use source::ElementSource;

@@ -251,6 +251,13 @@ fn s3_collection_opens_as_the_local_one() {
         remote: s3_options(server.port),
         ..annbatch::OpenOptions::default()
     };
+    match DatasetCollection::open_with(format!("s3://{BUCKET}/absent.zarr"), &options) {
+        Err(Error::Remote {
+            kind: RemoteFailure::NotFound,
+            ..
+        }) => {}
+        other => panic!("expected a not-found error, got {other:?}"),
+    }
     let url = format!("s3://{BUCKET}/annbatch_collection.zarr");
     let there = DatasetCollection::open_with(&url, &options).expect("open s3");
     let here = DatasetCollection::open(common::data("annbatch_collection.zarr")).expect("open");
@@ -534,13 +541,28 @@ fn a_url_without_the_feature_or_with_an_unknown_scheme_is_a_typed_error() {
 }
 
 #[test]
-fn the_command_line_tool_reads_s3_urls() {
+fn the_command_line_tool_reads_and_writes_s3_urls() {
     aws_env();
     let root = served(&["annbatch_collection.zarr"]);
     let server = s3_server(root.path(), SECRET_KEY);
     let url = format!("s3://{BUCKET}/annbatch_collection.zarr");
+    let input = common::data("pbmc68k_raw_csr.v3.zarr");
+    let input = input.to_str().expect("utf-8");
+    let converted = format!("s3://{BUCKET}/converted.zarr");
+    let staging = tempfile::tempdir().expect("tempdir");
+    let staging = staging.path().to_str().expect("utf-8");
     for args in [
         vec!["inspect", url.as_str()],
+        vec![
+            "convert",
+            input,
+            "-q",
+            "-o",
+            &converted,
+            "--staging-dir",
+            staging,
+        ],
+        vec!["inspect", converted.as_str()],
         vec![
             "read-bench",
             url.as_str(),
@@ -563,6 +585,9 @@ fn the_command_line_tool_reads_s3_urls() {
         assert!(out.status.success(), "{args:?}: {text}");
         if args[0] == "inspect" {
             assert!(text.contains("n_obs 700"), "{text}");
+        }
+        if args[0] == "convert" {
+            assert!(text.contains("uploaded"), "{text}");
         }
     }
 }
@@ -598,4 +623,130 @@ fn the_c_abi_opens_s3_urls() {
         assert_eq!(annbatch_loader_free(loader), AnnbatchStatus::Ok);
     }
     assert_eq!((n_obs, len), (700, 11));
+}
+
+/// Every file under `dir`, by its path relative to `dir`.
+fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let key = path.strip_prefix(root).expect("under root");
+                let key = key.to_str().expect("utf-8").to_string();
+                out.insert(key, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A zarr AnnData input of 6,000 cells × 20,000 genes (~9 M non-zeros): its uncompressed data
+/// shard is ~34 MiB, so uploading it takes a multipart upload.
+fn large_input(dir: &Path) -> PathBuf {
+    let spec = annbatch::demo::SyntheticSpec {
+        n_obs: 6_000,
+        dataset_size: 6_000,
+        ..annbatch::demo::SyntheticSpec::default()
+    };
+    let collection = dir.join("input.zarr");
+    annbatch::demo::write_collection(&collection, &spec).expect("input");
+    collection.join("dataset_0")
+}
+
+#[test]
+fn a_conversion_into_s3_is_the_local_conversion_uploaded() {
+    aws_env();
+    let served = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(served.path().join(BUCKET)).expect("bucket");
+    let server = s3_server(served.path(), SECRET_KEY);
+    let work = tempfile::tempdir().expect("tempdir");
+    let input = large_input(work.path());
+    let staging = work.path().join("staging");
+    let options = annbatch::convert::ConvertOptions {
+        seed: Some(5),
+        shard_size: annbatch::convert::Size::Rows(6_000),
+        quiet: true,
+        remote: s3_options(server.port),
+        staging_dir: Some(staging.clone()),
+        ..annbatch::convert::ConvertOptions::default()
+    };
+    let url = format!("s3://{BUCKET}/converted.zarr");
+    let there = annbatch::convert::add_adatas(&url, &[&input], &options).expect("into s3");
+    let local = work.path().join("local.zarr");
+    let here = annbatch::convert::add_adatas(&local, &[&input], &options).expect("locally");
+    assert_eq!((there.n_obs, there.datasets), (here.n_obs, here.datasets));
+    assert!(
+        there.notes.iter().any(|n| n.contains("uploaded")),
+        "{:?}",
+        there.notes
+    );
+    // The objects are the local conversion's files, byte for byte (one of them multipart).
+    let uploaded = files_under(&served.path().join(BUCKET).join("converted.zarr"));
+    let written = files_under(&local);
+    assert_eq!(
+        uploaded.keys().collect::<Vec<_>>(),
+        written.keys().collect::<Vec<_>>()
+    );
+    assert!(written.values().any(|bytes| bytes.len() > 16 << 20));
+    for (key, bytes) in &written {
+        assert!(uploaded[key] == *bytes, "{key} differs");
+    }
+    // Read back through S3, it loads as the local one; the staging copy is gone.
+    assert_same_epochs(&local, &url, &options.remote, false);
+    assert_eq!(std::fs::read_dir(&staging).expect("staging").count(), 0);
+
+    // A second conversion to the same place is refused: nothing is appended in place.
+    match annbatch::convert::add_adatas(&url, &[&input], &options) {
+        Err(Error::OutputExists { found, .. }) => assert!(found.contains("new prefix"), "{found}"),
+        other => panic!("expected OutputExists, got {other:?}"),
+    }
+    assert_eq!(
+        files_under(&served.path().join(BUCKET).join("converted.zarr")),
+        uploaded
+    );
+}
+
+#[test]
+fn a_conversion_into_object_storage_fails_cleanly() {
+    aws_env();
+    let served = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(served.path().join(BUCKET)).expect("bucket");
+    let server = s3_server(served.path(), "another-secret");
+    let work = tempfile::tempdir().expect("tempdir");
+    let input = common::data("pbmc68k_raw_csr.v3.zarr");
+    let staging = work.path().join("staging");
+    let options = annbatch::convert::ConvertOptions {
+        quiet: true,
+        remote: s3_options(server.port),
+        staging_dir: Some(staging.clone()),
+        ..annbatch::convert::ConvertOptions::default()
+    };
+    // Refused credentials: said before anything is converted.
+    let url = format!("s3://{BUCKET}/c.zarr");
+    match annbatch::convert::add_adatas(&url, &[&input], &options) {
+        Err(e @ Error::Remote { kind, .. }) => assert!(
+            matches!(
+                kind,
+                RemoteFailure::PermissionDenied | RemoteFailure::Unauthenticated
+            ),
+            "{e}"
+        ),
+        other => panic!("expected a credentials error, got {other:?}"),
+    }
+    assert!(!staging.exists() || std::fs::read_dir(&staging).expect("dir").count() == 0);
+    // Plain HTTP is read-only; an unknown scheme is not a store.
+    for url in ["http://127.0.0.1:9/c.zarr", "gs://bucket/c.zarr"] {
+        match annbatch::convert::add_adatas(url, &[&input], &options) {
+            Err(Error::Remote { kind, .. }) => assert_eq!(kind, RemoteFailure::BadUrl, "{url}"),
+            other => panic!("{url}: expected a bad-URL error, got {other:?}"),
+        }
+    }
+    assert!(std::fs::read_dir(served.path().join(BUCKET))
+        .expect("bucket")
+        .next()
+        .is_none());
 }

@@ -16,6 +16,11 @@ from . import _native
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _is_url(path: str) -> bool:
+    """Whether ``path`` names an object store (``s3://…``, ``https://…``) rather than a path."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://.", path) is not None
+
+
 def _path_of(adata) -> str:
     """A path for an input: a path, a zarr group on disk, or an AnnData backed by a file."""
     if isinstance(adata, (str, os.PathLike)):
@@ -42,8 +47,10 @@ class DatasetCollection:
     Parameters
     ----------
     group
-        The collection: a path (``.zarr`` recommended; it need not exist yet) or a zarr group
-        on disk.
+        The collection: a path (``.zarr`` recommended; it need not exist yet), a zarr group
+        on disk, or a URL in object storage (``s3://bucket/prefix/c.zarr``, ``https://…`` to
+        read), reached with the AWS environment and ``ANNBATCH_REMOTE_*`` (README, "Training
+        from object storage").
     mode
         annbatch's modes: ``"a"`` (read and add; the default), ``"r+"`` (read and add; the
         collection must exist) or ``"r"`` (read only: `add_adatas` is refused).
@@ -63,7 +70,8 @@ class DatasetCollection:
             raise TypeError("Group must either be a zarr group or a path")
         self.path = os.fspath(_path_of(group))
         self.mode = mode
-        if mode != "a" and not os.path.exists(self.path):
+        if mode != "a" and not (self._opened() is not None if _is_url(self.path)
+                                else os.path.exists(self.path)):
             raise FileNotFoundError(f"no collection at {self.path} (mode={mode!r})")
         if isinstance(group, (str, os.PathLike)) and not self.path.rstrip("/").endswith(".zarr"):
             warnings.warn(
@@ -77,7 +85,18 @@ class DatasetCollection:
         self.path, self.mode = os.fspath(path), "r"
         return self
 
+    def _opened(self) -> Any:
+        """The collection at this URL, opened natively; None when nothing is there yet."""
+        try:
+            return _native.Collection(self.path)
+        except FileNotFoundError:
+            return None
+
     def _attributes(self) -> Dict[str, Any]:
+        if _is_url(self.path):
+            opened = self._opened()
+            preshuffled = opened is not None and opened.is_preshuffled
+            return {"encoding-type": "annbatch-preshuffled"} if preshuffled else {}
         try:
             with open(os.path.join(self.path, "zarr.json")) as f:
                 return json.load(f).get("attributes", {})
@@ -86,6 +105,9 @@ class DatasetCollection:
 
     @property
     def _dataset_keys(self) -> List[str]:
+        if _is_url(self.path):
+            opened = self._opened()
+            return [] if opened is None else list(opened.dataset_names())
         if not os.path.isdir(self.path):
             return []
         keys = [k for k in os.listdir(self.path) if re.fullmatch(r"dataset_[0-9]+", k)
@@ -103,6 +125,11 @@ class DatasetCollection:
         """The dataset groups (``zarr.Group``, in order), as annbatch yields them."""
         import zarr
 
+        if _is_url(self.path):
+            raise NotImplementedError(
+                f"{self.path}: zarr groups of a collection in object storage need zarr's "
+                "fsspec stores (s3fs); annbatch_rs reads it with Loader.use_collection and "
+                "DatasetCollection.obs()")
         root = zarr.open_group(self.path, mode="r")
         for key in self._dataset_keys:
             yield root[key]
@@ -168,9 +195,12 @@ class DatasetCollection:
         ``"only"``. Appending keeps the collection's. ``layers`` and ``obsm`` entries every
         input has are kept in their dtype, rows shuffled with ``X``; ``uns`` (one input: its
         own; several: the entries ``merge`` picks) and ``raw`` too; CSC inputs are transposed.
-        ``layer="counts"`` (annbatch_rs only) makes ``layers["counts"]`` the collection's ``X``
-        and keeps the inputs' ``X`` as ``layers["X"]``. What is left out is listed in
-        ``last_report["notes"]``.
+        An ``s3://`` collection is written new (a non-empty prefix is refused: nothing is
+        appended in object storage): converted into ``ANNBATCH_STAGING_DIR`` (else the
+        temporary directory; it needs the collection's size on disk), then uploaded, its root
+        ``zarr.json`` last. ``layer="counts"`` (annbatch_rs only) makes ``layers["counts"]``
+        the collection's ``X`` and keeps the inputs' ``X`` as ``layers["X"]``. What is left
+        out is listed in ``last_report["notes"]``.
 
         Returns
         -------
@@ -180,7 +210,13 @@ class DatasetCollection:
             raise ValueError(f"{self.path} was opened read-only (mode='r')")
         del h5ad_compressor  # .h5ad collections are not written (see the docstring)
         adata_paths = list(adata_paths)
-        if load_adata is not None and getattr(load_adata, "__name__", "") != "_default_load_adata":
+        custom_load = (load_adata is not None
+                       and getattr(load_adata, "__name__", "") != "_default_load_adata")
+        if custom_load and _is_url(self.path):
+            raise NotImplementedError(
+                "load_adata with a collection in object storage: build the collection "
+                "locally, then convert it to the URL (or upload it)")
+        if custom_load:
             parent = os.path.dirname(os.path.abspath(self.path))
             with tempfile.TemporaryDirectory(prefix=".annbatch-load-", dir=parent) as tmp:
                 paths = [_loaded(load_adata, p, os.path.join(tmp, f"input_{i}.zarr"))

@@ -41,6 +41,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Generate the synthetic demo collection (if needed), summarise it and measure read throughput.
@@ -61,7 +63,9 @@ enum Command {
         /// Input .h5ad files or zarr AnnData stores.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// The collection to create or append to.
+        /// The collection to create or append to; or a new one at s3://bucket/prefix/NAME.zarr
+        /// (staged on local disk, then uploaded; endpoint and credentials from the AWS and
+        /// ANNBATCH_REMOTE_* environment).
         #[arg(short, long)]
         output: PathBuf,
         /// Rows per output dataset, or its in-memory size ("20GB"); bounds memory.
@@ -106,6 +110,10 @@ enum Command {
         /// layers/X.
         #[arg(long)]
         layer: Option<String>,
+        /// Where an s3:// output is staged before upload (needs its size on disk). Default:
+        /// ANNBATCH_STAGING_DIR, else the system's temporary directory.
+        #[arg(long)]
+        staging_dir: Option<PathBuf>,
     },
     /// Summarise a collection, an AnnData zarr store, or (feature hdf5) an .h5ad file.
     Inspect {
@@ -177,6 +185,7 @@ fn main() -> ExitCode {
             compressor,
             merge,
             layer,
+            staging_dir,
         } => (|| {
             let var_subset = match var_subset {
                 Some(path) => Some(
@@ -204,6 +213,8 @@ fn main() -> ExitCode {
                 compressor: Compressor::parse(&compressor)?,
                 merge: merge.as_deref().map(str::parse).transpose()?,
                 layer,
+                remote: annbatch::RemoteOptions::from_env()?,
+                staging_dir,
             };
             convert(&inputs, &output, &options)
         })(),

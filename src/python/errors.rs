@@ -1,10 +1,15 @@
 //! Rust errors as Python exceptions: configuration → `ValueError`, files → `OSError`
-//! subclasses (`FileNotFoundError`, ...), everything else → `annbatch_rs.AnnbatchError`.
+//! subclasses (`FileNotFoundError`, ...), objects in object storage alike (missing →
+//! `FileNotFoundError`, refused → `PermissionError`, unreachable → `ConnectionError`),
+//! everything else → `annbatch_rs.AnnbatchError`.
 
-use pyo3::exceptions::{PyException, PyKeyError, PyValueError};
+use pyo3::exceptions::{
+    PyConnectionError, PyException, PyFileNotFoundError, PyKeyError, PyPermissionError,
+    PyValueError,
+};
 use pyo3::PyErr;
 
-use crate::error::Error;
+use crate::error::{Error, RemoteFailure};
 
 pyo3::create_exception!(
     annbatch_rs,
@@ -24,6 +29,14 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::UnknownObsColumn { .. } => PyKeyError::new_err(message),
         // From an io::Error pyo3 picks the OSError subclass (FileNotFoundError, ...).
         Error::Io { source, .. } => PyErr::from(std::io::Error::new(source.kind(), message)),
+        Error::Remote { kind, .. } => match kind {
+            RemoteFailure::NotFound => PyFileNotFoundError::new_err(message),
+            RemoteFailure::Unauthenticated | RemoteFailure::PermissionDenied => {
+                PyPermissionError::new_err(message)
+            }
+            RemoteFailure::Unreachable => PyConnectionError::new_err(message),
+            _ => AnnbatchError::new_err(message),
+        },
         _ => AnnbatchError::new_err(message),
     }
 }

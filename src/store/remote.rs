@@ -15,6 +15,7 @@
 //! documents (`zarr.json`, …) are fetched once and kept.
 
 mod read_ahead;
+mod upload;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -537,7 +538,16 @@ fn classify(e: &object_store::Error) -> RemoteFailure {
         object_store::Error::InvalidPath { .. } => RemoteFailure::BadUrl,
         object_store::Error::Generic { source, .. } => {
             let text = source.to_string().to_ascii_lowercase();
-            if text.contains("range") || text.contains("status code") {
+            // Errors of a listing or an upload carry the status only in their text.
+            if text.contains("401 unauthorized")
+                || text.contains("signaturedoesnotmatch")
+                || text.contains("invalidaccesskeyid")
+                || text.contains("expiredtoken")
+            {
+                RemoteFailure::Unauthenticated
+            } else if text.contains("403 forbidden") || text.contains("accessdenied") {
+                RemoteFailure::PermissionDenied
+            } else if text.contains("range") || text.contains("status code") {
                 RemoteFailure::BadResponse
             } else if text.contains("sending request")
                 || text.contains("timed out")

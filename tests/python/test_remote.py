@@ -115,3 +115,33 @@ def test_torchrun_ranks_stream_disjoint_runs_of_one_global_order_and_resume_2_to
     assert len(rows) == len(set(rows)), "a row delivered twice"
     assert all(b in one for b in delivered), "a batch outside the global order"
     assert len(one) - len(delivered) < 3
+
+
+def test_a_collection_converted_into_s3_reads_as_the_local_one(s3, tmp_path, monkeypatch):
+    from annbatch_rs import DatasetCollection
+
+    source = ROOT / "tests" / "data" / "pbmc68k_raw_csr.v3.zarr"
+    monkeypatch.setenv("ANNBATCH_STAGING_DIR", str(tmp_path / "staging"))
+    url = "s3://cells/converted.zarr"
+    there = DatasetCollection(url)
+    assert there.is_empty and there._dataset_keys == []
+    there.add_adatas([source], seed=3, quiet=True)
+    assert "uploaded" in " ".join(there.last_report["notes"])
+    assert list((tmp_path / "staging").iterdir()) == []
+    here = DatasetCollection(tmp_path / "local.zarr").add_adatas([source], seed=3, quiet=True)
+    assert not there.is_empty
+    assert there._dataset_keys == here._dataset_keys
+    assert there.obs().equals(here.obs())
+    assert DatasetCollection(url, mode="r")._dataset_keys == here._dataset_keys
+    a, b = epoch(str(here.path)), epoch(url)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert (x["index"] == y["index"]).all()
+        assert torch.equal(x["X"].to_dense(), y["X"].to_dense())
+    # Nothing is appended in object storage, and a missing collection is not one.
+    with pytest.raises(Exception, match="new prefix"):
+        there.add_adatas([source], seed=4, quiet=True)
+    with pytest.raises(FileNotFoundError):
+        DatasetCollection("s3://cells/absent.zarr", mode="r")
+    with pytest.raises(NotImplementedError):
+        next(iter(there))
