@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
-mod huge_pages;
+mod paging;
 mod pool;
 pub(crate) use pool::StoragePool;
 

@@ -308,9 +308,10 @@ def obs_frames(path: str, columns: Optional[Sequence[str]] = None,
               else _native.obs_frames(path, wanted))
     frames = []
     for names, cols in tables:
+        # Through an object array: pandas infers the same dtype ~4x faster than from a list.
         frames.append(pd.DataFrame(
             {name: _column(kind, values, extra) for name, kind, values, extra in cols},
-            index=pd.Index(names)))
+            index=pd.Index(np.asarray(names, dtype=object))))
     return frames
 
 

@@ -399,11 +399,16 @@ class Loader(torch.utils.data.IterableDataset):
         return self._natives[shard]
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
-        native = self._native(self._shard())
+        shard = self._shard()
+        frame = self._yields_frames() and self._frame is None
+        if frame and shard not in self._natives:
+            native = self._native_beside_frame(shard)
+        else:
+            native = self._native(shard)
         epoch, skip = self._epoch, self._skip
         self._delivered = 0
         batches = native.epoch(epoch, skip)
-        if self._yields_frames():
+        if frame:
             # Built while the loader's threads read the first batches, not after them.
             self._obs_frame()
         try:
@@ -434,6 +439,31 @@ class Loader(torch.utils.data.IterableDataset):
 
     def _needs_index(self) -> bool:
         return self._yields_frames()
+
+    def _native_beside_frame(self, shard: tuple) -> Any:
+        """The native loader of ``shard``, built on a thread (its batch memory paged in, the GIL
+        released) while this one builds the obs frame; the thread ends before this returns, so
+        none is left for a DataLoader fork to copy."""
+        import threading
+
+        self._native_collection()  # opened once, here, before the two share it
+        built: Dict[str, Any] = {}
+
+        def build() -> None:
+            try:
+                built["native"] = self._native(shard)
+            except BaseException as e:  # raised again below, in the caller's thread
+                built["error"] = e
+
+        thread = threading.Thread(target=build, name="annbatch-build", daemon=True)
+        thread.start()
+        try:
+            self._obs_frame()
+        finally:
+            thread.join()
+        if "error" in built:
+            raise built["error"]
+        return built["native"]
 
     def _obs_frame(self) -> Any:
         """Every dataset's obs rows in one frame (False for obs without columns)."""
