@@ -9,6 +9,9 @@ use crate::error::Result;
 use crate::sampler::LoadRequest;
 use crate::store::read_plan::ReadPlan;
 
+/// Threads that plan one fetch's datasets at once (each may wait on the object store).
+const MAX_PLANNERS: usize = 16;
+
 /// What holds a fetch's read-ahead bytes (dropping it frees them).
 pub(crate) type Held = Vec<crate::store::read_plan::Ticket>;
 
@@ -44,17 +47,48 @@ pub(crate) fn read_ahead(
             }
         }
     }
-    let mut plan = ReadPlan::default();
-    for (d, rows) in rows.iter().enumerate() {
-        if rows.is_empty() {
-            continue;
-        }
-        collection.datasets()[d].x().plan_reads(rows, &mut plan)?;
-        for matrix in &extras.aligned {
-            if let Some(element) = matrix.elements.get(d) {
-                element.plan_reads(rows, &mut plan)?;
+    // Planning a dataset may first read shard indexes (a round trip each array): datasets are
+    // planned side by side, so a fetch's first round trips overlap instead of adding up.
+    let work: Vec<(usize, &[Range<u64>])> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(d, r)| (d, r.as_slice()))
+        .collect();
+    let plan_group = |group: &[(usize, &[Range<u64>])]| -> Result<ReadPlan> {
+        let mut plan = ReadPlan::default();
+        for &(d, rows) in group {
+            collection.datasets()[d].x().plan_reads(rows, &mut plan)?;
+            for matrix in &extras.aligned {
+                if let Some(element) = matrix.elements.get(d) {
+                    element.plan_reads(rows, &mut plan)?;
+                }
             }
         }
+        Ok(plan)
+    };
+    let threads = work.len().clamp(1, MAX_PLANNERS);
+    if threads == 1 {
+        return Ok(plan_group(&work)?.submit());
+    }
+    let per_thread = work.len().div_ceil(threads);
+    let plans = std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .chunks(per_thread)
+            .map(|group| scope.spawn(move || plan_group(group)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().map_err(|_| {
+                    crate::error::Error::Internal("a thread planning reads panicked".into())
+                })?
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut plan = ReadPlan::default();
+    for part in plans {
+        plan.merge(part);
     }
     Ok(plan.submit())
 }

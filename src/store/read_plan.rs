@@ -30,6 +30,15 @@ impl ReadPlan {
         self.stores[at].1.push((key, range));
     }
 
+    /// Adds every range of `other`.
+    pub(crate) fn merge(&mut self, other: ReadPlan) {
+        for (store, ranges) in other.stores {
+            for (key, range) in ranges {
+                self.add(&store, key, range);
+            }
+        }
+    }
+
     /// Starts every GET; the bytes live as long as the tickets.
     pub(crate) fn submit(self) -> Vec<Ticket> {
         self.stores
