@@ -266,7 +266,11 @@ impl RemoteStore {
 
     /// Bytes `range` of the object at `key`: `None` when the object does not exist and the
     /// store is lenient (or `key` is metadata); a missing chunk of a strict store is an error.
-    fn fetch(&self, key: &StoreKey, range: ByteRange) -> Result<Option<Bytes>, StorageError> {
+    pub(crate) fn fetch(
+        &self,
+        key: &StoreKey,
+        range: ByteRange,
+    ) -> Result<Option<Bytes>, StorageError> {
         if let ByteRange::FromStart(offset, Some(len)) = range {
             if let Some(found) = self.inner.ahead.find(key.as_str(), offset, len) {
                 let got = self.inner.runtime.block_on(found.bytes);

@@ -199,6 +199,20 @@ impl ShardReader {
                     None => return Ok(None),
                 }
             } else {
+                let part = part.then_some(start..end);
+                // From an object store the response is decoded where it landed: no copy into
+                // `STORED` first.
+                #[cfg(feature = "remote")]
+                if let Some(remote) = files.remote() {
+                    let range = ByteRange::FromStart(offset, Some(stored_len));
+                    let Some(bytes) = remote.fetch(key, range).map_err(fault)? else {
+                        return Ok(None);
+                    };
+                    self.codec
+                        .decode(&bytes, out, chunk_bytes, part)
+                        .map_err(|e| corrupt(Box::new(e)))?;
+                    return f(out).map(Some);
+                }
                 let read = STORED.with(|stored| {
                     let mut owned = Vec::new();
                     let mut borrowed = stored.try_borrow_mut();
@@ -210,7 +224,6 @@ impl ShardReader {
                     let Some(n) = files.read_into(key, range, stored).map_err(fault)? else {
                         return Ok(false);
                     };
-                    let part = part.then_some(start..end);
                     self.codec
                         .decode(&stored[..n], out, chunk_bytes, part)
                         .map_err(|e| corrupt(Box::new(e)))?;
