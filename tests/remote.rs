@@ -710,6 +710,20 @@ fn a_conversion_into_s3_is_the_local_conversion_uploaded() {
         files_under(&served.path().join(BUCKET).join("converted.zarr")),
         uploaded
     );
+
+    // A staging place that cannot be a directory is an I/O error, and nothing is uploaded.
+    let not_a_dir = work.path().join("a-file");
+    std::fs::write(&not_a_dir, b"x").expect("write");
+    let options = annbatch::convert::ConvertOptions {
+        staging_dir: Some(not_a_dir),
+        ..options
+    };
+    let url = format!("s3://{BUCKET}/elsewhere.zarr");
+    match annbatch::convert::add_adatas(&url, &[&input], &options) {
+        Err(Error::Io { .. }) => {}
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert!(!served.path().join(BUCKET).join("elsewhere.zarr").exists());
 }
 
 #[test]
