@@ -400,6 +400,20 @@ struct Proxy {
 }
 
 fn proxy(backend: u16, fail_every: usize, delay: Duration) -> Proxy {
+    proxy_failing(
+        backend,
+        move |n| fail_every > 0 && n % fail_every == 0,
+        delay,
+    )
+}
+
+/// A proxy to `backend` that answers connection `n` (from 0) with a 503 where `fails(n)`.
+fn proxy_failing(
+    backend: u16,
+    fails: impl Fn(usize) -> bool + Send + Sync + 'static,
+    delay: Duration,
+) -> Proxy {
+    let fails = Arc::new(fails);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let most_open = Arc::new(AtomicUsize::new(0));
@@ -409,10 +423,11 @@ fn proxy(backend: u16, fail_every: usize, delay: Duration) -> Proxy {
     std::thread::spawn(move || {
         for (n, client) in listener.incoming().flatten().enumerate() {
             let (open, most, no) = (open.clone(), most.clone(), no.clone());
+            let fails = fails.clone();
             std::thread::spawn(move || {
                 let now = open.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(now, Ordering::SeqCst);
-                if fail_every > 0 && n % fail_every == 0 {
+                if fails(n) {
                     no.fetch_add(1, Ordering::SeqCst);
                     let mut client = client;
                     let mut head = [0u8; 1024];
@@ -724,6 +739,41 @@ fn a_conversion_into_s3_is_the_local_conversion_uploaded() {
         other => panic!("expected an I/O error, got {other:?}"),
     }
     assert!(!served.path().join(BUCKET).join("elsewhere.zarr").exists());
+}
+
+#[test]
+fn an_upload_that_fails_half_way_deletes_what_it_put() {
+    aws_env();
+    let served = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(served.path().join(BUCKET)).expect("bucket");
+    let server = s3_server(served.path(), SECRET_KEY);
+    // Connection 0 lists the prefix; the upload's first PUTs open the next ones, and the
+    // fourth is refused. With no retries the upload fails there.
+    let flaky = proxy_failing(server.port, |n| n == 3, Duration::ZERO);
+    let work = tempfile::tempdir().expect("tempdir");
+    let options = annbatch::convert::ConvertOptions {
+        quiet: true,
+        remote: RemoteOptions {
+            retries: 0,
+            ..s3_options(flaky.port)
+        },
+        staging_dir: Some(work.path().to_path_buf()),
+        ..annbatch::convert::ConvertOptions::default()
+    };
+    let input = common::data("pbmc68k_raw_csr.v3.zarr");
+    let url = format!("s3://{BUCKET}/half.zarr");
+    match annbatch::convert::add_adatas(&url, &[&input], &options) {
+        Err(Error::Remote { detail, .. }) => assert!(detail.contains("deleted"), "{detail}"),
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+    assert_eq!(flaky.refused.load(Ordering::SeqCst), 1);
+    let left = served.path().join(BUCKET).join("half.zarr");
+    assert!(
+        !left.exists() || files_under(&left).is_empty(),
+        "left behind: {:?}",
+        files_under(&left).keys().collect::<Vec<_>>()
+    );
+    assert_eq!(std::fs::read_dir(work.path()).expect("staging").count(), 0);
 }
 
 #[test]
