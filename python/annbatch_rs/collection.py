@@ -92,11 +92,15 @@ class DatasetCollection:
         except FileNotFoundError:
             return None
 
+    def _remote_collection(self) -> Any:
+        """The annbatch collection at this URL, opened once; None when there is none (nothing,
+        another group, or no datasets), as ``is_empty`` says."""
+        opened = self._opened()
+        if opened is None or not opened.is_preshuffled or not opened.dataset_names():
+            return None
+        return opened
+
     def _attributes(self) -> Dict[str, Any]:
-        if _is_url(self.path):
-            opened = self._opened()
-            preshuffled = opened is not None and opened.is_preshuffled
-            return {"encoding-type": "annbatch-preshuffled"} if preshuffled else {}
         try:
             with open(os.path.join(self.path, "zarr.json")) as f:
                 return json.load(f).get("attributes", {})
@@ -118,6 +122,8 @@ class DatasetCollection:
     def is_empty(self) -> bool:
         """Whether there is no collection here yet: no group, a group without annbatch's
         ``annbatch-preshuffled`` encoding, or one without datasets (as annbatch)."""
+        if _is_url(self.path):  # one open: each is a round trip per metadata document
+            return self._remote_collection() is None
         encoding = self._attributes().get("encoding-type")
         return encoding != "annbatch-preshuffled" or not self._dataset_keys
 
@@ -143,6 +149,11 @@ class DatasetCollection:
 
         if columns is not None and len(columns) == 0:
             return pd.DataFrame()
+        if _is_url(self.path):
+            opened = self._remote_collection()
+            if opened is None:
+                return pd.DataFrame()
+            return pd.concat(obs_frames(self.path, columns, opened=opened))
         if self.is_empty:
             return pd.DataFrame()
         return obs_frame(self.path, columns)
