@@ -674,12 +674,18 @@ fn large_input(dir: &Path) -> PathBuf {
     collection.join("dataset_0")
 }
 
-#[test]
-fn a_conversion_into_s3_is_the_local_conversion_uploaded() {
+/// s3s-fs serving an empty bucket, with the server's secret `secret`.
+fn empty_bucket(secret: &str) -> (tempfile::TempDir, Server) {
     aws_env();
     let served = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(served.path().join(BUCKET)).expect("bucket");
-    let server = s3_server(served.path(), SECRET_KEY);
+    let server = s3_server(served.path(), secret);
+    (served, server)
+}
+
+#[test]
+fn a_conversion_into_s3_is_the_local_conversion_uploaded() {
+    let (served, server) = empty_bucket(SECRET_KEY);
     let work = tempfile::tempdir().expect("tempdir");
     let input = large_input(work.path());
     let staging = work.path().join("staging");
@@ -743,10 +749,7 @@ fn a_conversion_into_s3_is_the_local_conversion_uploaded() {
 
 #[test]
 fn an_upload_that_fails_half_way_deletes_what_it_put() {
-    aws_env();
-    let served = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(served.path().join(BUCKET)).expect("bucket");
-    let server = s3_server(served.path(), SECRET_KEY);
+    let (served, server) = empty_bucket(SECRET_KEY);
     // Connection 0 lists the prefix; the upload's first PUTs open the next ones, and the
     // fourth is refused. With no retries the upload fails there.
     let flaky = proxy_failing(server.port, |n| n == 3, Duration::ZERO);
@@ -778,10 +781,7 @@ fn an_upload_that_fails_half_way_deletes_what_it_put() {
 
 #[test]
 fn a_conversion_into_object_storage_fails_cleanly() {
-    aws_env();
-    let served = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(served.path().join(BUCKET)).expect("bucket");
-    let server = s3_server(served.path(), "another-secret");
+    let (served, server) = empty_bucket("another-secret");
     let work = tempfile::tempdir().expect("tempdir");
     let input = common::data("pbmc68k_raw_csr.v3.zarr");
     let staging = work.path().join("staging");

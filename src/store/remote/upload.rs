@@ -6,7 +6,8 @@
 //! - Objects up to [`PART`] bytes go with one PUT, larger ones as multipart uploads of `PART`-byte
 //!   parts (aborted if a part fails), [`FILES_AT_ONCE`] objects at a time.
 //! - Memory: at most [`SLOTS`] parts are read and in flight at once, so an upload holds at most
-//!   `SLOTS × PART` bytes (256 MiB) whatever the collection's size.
+//!   `SLOTS × PART` bytes (256 MiB). Only an object over 10,000 × `PART` (156 GiB, S3's part
+//!   count) takes larger parts, and the bound grows with them.
 //! - A failed upload deletes what it had put (best effort) and names the prefix.
 
 use std::cmp::Reverse;
