@@ -30,6 +30,7 @@ pub(crate) mod remote;
 mod shard_reader;
 mod source;
 mod storage;
+mod streaming_copy;
 mod traffic;
 mod whole;
 pub mod write;

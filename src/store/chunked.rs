@@ -21,6 +21,7 @@ use super::guard;
 use super::node::ZarrStore;
 use super::shard_reader::ShardReader;
 use super::storage::Storage;
+use super::streaming_copy;
 use crate::error::{Error, Result};
 
 /// A run of `len` rows starting `src` rows into chunk band `chunk`, written at output row `dst`.
@@ -598,12 +599,33 @@ impl Decoded<'_> {
             }};
         }
         match self {
+            // The common on-disk types stream into place (see `streaming_copy`).
+            Self::U16(v) => {
+                let run = &v[src..end];
+                if u64::from(streaming_copy::widen_u16(run, dst)) >= n_var && !run.is_empty() {
+                    let bad = run.iter().find(|&&s| u64::from(s) >= n_var);
+                    return Err(oob(i64::from(bad.copied().unwrap_or_default())));
+                }
+            }
+            Self::I32(v) => {
+                let run = &v[src..end];
+                streaming_copy::copy(run, dst);
+                let (lo, hi) = run
+                    .iter()
+                    .fold((0, 0), |(lo, hi): (i32, i32), &s| (lo.min(s), hi.max(s)));
+                if lo < 0 || i64::from(hi) >= bound {
+                    let bad = run
+                        .iter()
+                        .map(|&s| i64::from(s))
+                        .find(|i| !(0..bound).contains(i))
+                        .unwrap_or(i64::from(hi));
+                    return Err(oob(bad));
+                }
+            }
             Self::I8(v) => checked!(v),
             Self::I16(v) => checked!(v),
-            Self::I32(v) => checked!(v),
             Self::I64(v) => checked!(v),
             Self::U8(v) => checked!(v),
-            Self::U16(v) => checked!(v),
             Self::U32(v) => checked!(v),
             Self::U64(v) => checked!(v),
             Self::Bool(_) | Self::F32(_) | Self::F64(_) => {
@@ -681,7 +703,7 @@ macro_rules! copy_into_impl {
                 }
                 #[allow(unreachable_patterns)]
                 match self {
-                    Self::$same(v) => dst.copy_from_slice(&v[src..end]),
+                    Self::$same(v) => streaming_copy::copy(&v[src..end], dst),
                     Self::Bool(v) => {
                         for (d, s) in dst.iter_mut().zip(&v[src..end]) {
                             *d = u8::from(*s) as $t;
