@@ -395,6 +395,7 @@ impl ChunkedArray {
         mut parts: Vec<(u64, u64, &mut [T])>,
         copy: &CopyFn<'_, T>,
     ) -> Result<()> {
+        super::files::new_request();
         let width = self.row_width;
         parts.sort_by_key(|p| p.0);
         let mut groups: Vec<ChunkGroup<'_, T>> = Vec::new();
