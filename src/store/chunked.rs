@@ -368,8 +368,25 @@ impl ChunkedArray {
         out: &mut [T],
         copy: &CopyFn<'_, T>,
     ) -> Result<()> {
+        self.gather_parts(self.parts_of(segments, out)?, copy)
+    }
+
+    /// [`Self::gather`] of values taken as stored (see [`Self::gather_parts_as_stored`]).
+    pub(crate) fn gather_as_stored<T: FromDecoded>(
+        &self,
+        segments: &[Segment],
+        out: &mut [T],
+    ) -> Result<()> {
+        self.gather_parts_as_stored(self.parts_of(segments, out)?)
+    }
+
+    /// Each segment's own disjoint slice of `out`, as `(chunk, first element, run)`.
+    fn parts_of<'o, T>(
+        &self,
+        segments: &[Segment],
+        out: &'o mut [T],
+    ) -> Result<Vec<(u64, u64, &'o mut [T])>> {
         let width = self.row_width;
-        // Give each segment its own disjoint slice of `out`, then group the slices by chunk.
         let mut parts: Vec<(u64, u64, &mut [T])> = Vec::with_capacity(segments.len());
         let mut rest = out;
         for seg in segments {
@@ -385,7 +402,66 @@ impl ChunkedArray {
             parts.push((seg.chunk, seg.src * width, head));
             rest = tail;
         }
-        self.gather_parts(parts, copy)
+        Ok(parts)
+    }
+
+    /// [`Self::gather_parts`] for values taken as stored, converted by `as` where the array's
+    /// element type is not `T`. Where it is, and the chunks are uncompressed in local files,
+    /// each back-to-back series of runs is read straight into place with one `preadv`: the
+    /// kernel's copy out of the page cache is the only one.
+    pub(crate) fn gather_parts_as_stored<T: FromDecoded>(
+        &self,
+        parts: Vec<(u64, u64, &mut [T])>,
+    ) -> Result<()> {
+        let path = self.path.as_str();
+        let copy: &CopyFn<'_, T> = &|dec, src, dst| T::copy_from(dec, src, dst, path);
+        let in_place = cfg!(target_endian = "little")
+            && self.dtype == T::STORED
+            && !self.store.is_remote()
+            && self.row_width > 0;
+        let Some(shards) = self
+            .shards
+            .as_ref()
+            .filter(|s| in_place && s.reads_exact_bytes())
+        else {
+            return self.gather_parts(parts, copy);
+        };
+        super::files::new_request();
+        let item = std::mem::size_of::<T>();
+        let mut parts = parts;
+        parts.sort_by_key(|&(chunk, src, _)| (chunk, src));
+        // Series of runs that follow each other in their chunk: one read each.
+        let mut series: Vec<ChunkGroup<'_, T>> = Vec::new();
+        for (chunk, src, run) in parts {
+            match series.last_mut() {
+                Some((c, s))
+                    if *c == chunk && s.last().is_some_and(|(a, r)| a + r.len() as u64 == src) =>
+                {
+                    s.push((src, run));
+                }
+                _ => series.push((chunk, vec![(src, run)])),
+            }
+        }
+        series.into_par_iter().try_for_each(|(chunk, mut runs)| {
+            let first = runs.first().map_or(0, |(src, _)| *src);
+            // Past the chunk, `read_raw_into` refuses it.
+            let start = usize::try_from(first)
+                .ok()
+                .and_then(|e| e.checked_mul(item))
+                .ok_or_else(|| Error::zarr(path, std::io::Error::other("offset overflow")))?;
+            let read = {
+                let mut bufs: Vec<&mut [u8]> = runs
+                    .iter_mut()
+                    .map(|(_, run)| bytemuck::cast_slice_mut::<T, u8>(run))
+                    .collect();
+                shards.read_raw_into(&self.array, &self.store, path, chunk, start, &mut bufs)?
+            };
+            match read {
+                Some(()) => Ok(()),
+                // Not stored: fill values, as the decoding path reads them.
+                None => self.fill_group(chunk, runs, copy),
+            }
+        })
     }
 
     /// Decodes each chunk band named by `parts` (`(chunk, first element in the band, output
@@ -728,16 +804,20 @@ macro_rules! copy_into_impl {
 }
 
 /// A value type rows can be decoded into (what the generic row readers need of it).
-pub(crate) trait FromDecoded: crate::batch::RowValue {
+pub(crate) trait FromDecoded: crate::batch::RowValue + bytemuck::Pod {
+    /// The stored element type whose bytes are this type's.
+    const STORED: Dtype;
     /// [`CopyInto::copy_into`] for this type.
     fn copy_from(decoded: &Decoded<'_>, src: usize, dst: &mut [Self], path: &str) -> Result<()>;
 }
 impl FromDecoded for f32 {
+    const STORED: Dtype = Dtype::F32;
     fn copy_from(decoded: &Decoded<'_>, src: usize, dst: &mut [Self], path: &str) -> Result<()> {
         decoded.copy_into(src, dst, path)
     }
 }
 impl FromDecoded for f64 {
+    const STORED: Dtype = Dtype::F64;
     fn copy_from(decoded: &Decoded<'_>, src: usize, dst: &mut [Self], path: &str) -> Result<()> {
         decoded.copy_into(src, dst, path)
     }

@@ -228,11 +228,7 @@ impl CsrElement {
         let n_var = self.n_var;
         let (data_out, indices_out) = (&mut out.data[base..], &mut out.indices[base..]);
         let (d, i) = rayon::join(
-            || {
-                self.data.gather(&data_plan, data_out, &|dec, src, dst| {
-                    V::copy_from(dec, src, dst, self.data.path())
-                })
-            },
+            || self.data.gather_as_stored(&data_plan, data_out),
             || {
                 self.indices
                     .gather(&indices_plan, indices_out, &|dec, src, dst| {
@@ -279,11 +275,7 @@ impl CsrElement {
         }
         let n_var = self.n_var;
         let (d, i) = rayon::join(
-            || {
-                self.data.gather_parts(data_parts, &|dec, src, dst| {
-                    super::chunked::CopyInto::copy_into(dec, src, dst, self.data.path())
-                })
-            },
+            || self.data.gather_parts_as_stored(data_parts),
             || {
                 self.indices.gather_parts(index_parts, &|dec, src, dst| {
                     dec.copy_indices(src, dst, n_var, self.indices.path())

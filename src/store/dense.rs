@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::chunked::{plan, ChunkedArray, CopyInto, FromDecoded};
+use super::chunked::{plan, ChunkedArray, FromDecoded};
 use super::node::ZarrStore;
 use super::places::chunk_runs;
 use crate::batch::DenseBatch;
@@ -159,12 +159,9 @@ impl DenseElement {
             })?;
         super::csr::fit(&mut out.data, base + added);
         let segments = plan(ranges.iter().cloned(), self.array.chunk_rows());
-        let path = self.path();
         let result = self
             .array
-            .gather(&segments, &mut out.data[base..], &|dec, src, dst| {
-                V::copy_from(dec, src, dst, path)
-            });
+            .gather_as_stored(&segments, &mut out.data[base..]);
         if result.is_err() {
             out.data.truncate(base);
         }
@@ -190,9 +187,7 @@ impl DenseElement {
             }
             chunk_runs(row * width..(row + 1) * width, band, out, &mut parts);
         }
-        let path = self.path();
-        self.array
-            .gather_parts(parts, &|dec, src, dst| dec.copy_into(src, dst, path))
+        self.array.gather_parts_as_stored(parts)
     }
 
     /// Replaces the contents of `out` with the rows of `ranges`.

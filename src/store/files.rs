@@ -370,6 +370,34 @@ impl FileStore {
         Ok(Some(()))
     }
 
+    /// Fills `bufs`, back to back, from byte `offset` of the file at `key` (one `preadv` for
+    /// up to [`MAX_IOVECS`] of them); `None` when the file is absent (an error when strict).
+    pub(crate) fn read_exact_vectored(
+        &self,
+        key: &StoreKey,
+        offset: u64,
+        bufs: &mut [&mut [u8]],
+    ) -> Result<Option<()>, StorageError> {
+        let Some((open, path)) = self.open_file(key)? else {
+            return Ok(None);
+        };
+        let total = bufs.iter().map(|b| b.len() as u64).sum();
+        let range = ByteRange::FromStart(offset, Some(total));
+        let (offset, _) = self.inside(range, open.size, &path)?;
+        let read = if self.direct {
+            // Aligned reads go through a bounce buffer anyway: one buffer at a time.
+            bufs.iter_mut()
+                .try_fold(offset, |at, buf| {
+                    direct::read_at(&open.file, at, buf).map(|()| at + buf.len() as u64)
+                })
+                .map(drop)
+        } else {
+            read_vectored_at(&open.file, offset, bufs)
+        };
+        read.map_err(|e| io_error(&path, e))?;
+        Ok(Some(()))
+    }
+
     /// `range` as `(offset, len)` inside a file of `size` bytes, or a [`StoreFault::PastEnd`].
     fn inside(&self, range: ByteRange, size: u64, path: &Path) -> Result<(u64, u64), StorageError> {
         resolve(range, size).ok_or_else(|| {
@@ -476,6 +504,54 @@ fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         let mut file = file;
         file.seek(SeekFrom::Start(offset))?;
         file.read_exact(buf)
+    }
+}
+
+/// Buffers per `preadv` call (Linux's `IOV_MAX`).
+const MAX_IOVECS: usize = 1024;
+
+/// Fills `bufs`, back to back, from byte `offset` of `file`.
+fn read_vectored_at(file: &File, mut offset: u64, bufs: &mut [&mut [u8]]) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        // The first buffer not yet full, and how much of it is.
+        let (mut first, mut filled) = (0, 0);
+        while first < bufs.len() {
+            let n = {
+                let (head, rest) = bufs[first..].split_at_mut(1);
+                let mut iov = Vec::with_capacity(rest.len().min(MAX_IOVECS - 1) + 1);
+                iov.push(std::io::IoSliceMut::new(&mut head[0][filled..]));
+                iov.extend(
+                    rest.iter_mut()
+                        .take(MAX_IOVECS - 1)
+                        .map(|b| std::io::IoSliceMut::new(b)),
+                );
+                match rustix::io::preadv(file, &mut iov, offset) {
+                    Ok(0) if iov.iter().any(|b| !b.is_empty()) => {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into())
+                    }
+                    Ok(n) => n,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            offset += n as u64;
+            let mut left = n;
+            while first < bufs.len() && left >= bufs[first].len() - filled {
+                left -= bufs[first].len() - filled;
+                (first, filled) = (first + 1, 0);
+            }
+            filled += left;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        for buf in bufs {
+            read_at(file, offset, buf)?;
+            offset += buf.len() as u64;
+        }
+        Ok(())
     }
 }
 

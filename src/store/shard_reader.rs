@@ -237,6 +237,62 @@ impl ShardReader {
         })
     }
 
+    /// Reads the stored bytes of an uncompressed inner chunk `chunk`, from byte `start` on,
+    /// straight into `bufs`, back to back (one `preadv`: no staging buffer, no copy). `None`
+    /// when the chunk (or its shard) is not stored.
+    pub(crate) fn read_raw_into(
+        &self,
+        array: &Array<Storage>,
+        files: &Storage,
+        path: &str,
+        chunk: u64,
+        start: usize,
+        bufs: &mut [&mut [u8]],
+    ) -> Result<Option<()>> {
+        let corrupt = |detail: String| Error::CorruptChunk {
+            path: path.to_string(),
+            chunk,
+            source: detail.into(),
+        };
+        if self.codec != InnerCodec::Raw {
+            return Err(corrupt("a compressed chunk read as raw bytes".into()));
+        }
+        let (shard, local) = (chunk / self.per_shard, chunk % self.per_shard);
+        let Some(shard) = self.shard(array, files, path, shard)? else {
+            return Ok(None);
+        };
+        let (offset, stored_len) = shard
+            .index
+            .get(local as usize)
+            .copied()
+            .ok_or_else(|| corrupt("the shard index is shorter than the shard".into()))?;
+        if (offset, stored_len) == EMPTY {
+            return Ok(None);
+        }
+        let chunk_bytes = self.bytes_of(self.inner_rows).ok_or_else(|| {
+            corrupt("an inner chunk is larger than this machine can address".into())
+        })?;
+        if usize::try_from(stored_len).ok() != Some(chunk_bytes) {
+            return Err(corrupt(format!(
+                "{stored_len} bytes stored, {chunk_bytes} expected"
+            )));
+        }
+        let end = bufs
+            .iter()
+            .try_fold(start, |at, b| at.checked_add(b.len()))
+            .filter(|&end| end <= chunk_bytes)
+            .ok_or_else(|| corrupt("rows past the inner chunk".into()))?;
+        debug_assert!(end >= start);
+        let at = offset
+            .checked_add(start as u64)
+            .ok_or_else(|| corrupt("a chunk offset past any file".into()))?;
+        let read = files.read_exact_vectored(&shard.key, at, bufs);
+        read.map_err(|e| match files.fault() {
+            Some(fault) => fault.to_error(),
+            None => Error::zarr(path, e),
+        })
+    }
+
     /// Bytes of `rows` rows, if addressable.
     fn bytes_of(&self, rows: u64) -> Option<usize> {
         usize::try_from(rows).ok()?.checked_mul(self.row_bytes)

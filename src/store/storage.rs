@@ -119,6 +119,33 @@ impl Storage {
             Self::Remote(s) => s.read_exact_into(key, offset, buf),
         }
     }
+
+    /// Fills `bufs`, back to back, from byte `offset` of `key`; `None` when absent.
+    pub(crate) fn read_exact_vectored(
+        &self,
+        key: &StoreKey,
+        offset: u64,
+        bufs: &mut [&mut [u8]],
+    ) -> Result<Option<()>, StorageError> {
+        match self {
+            Self::Files(s) => s.read_exact_vectored(key, offset, bufs),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => {
+                // One ranged read for the whole span, then split.
+                let total = bufs.iter().map(|b| b.len()).sum();
+                let mut span = vec![0u8; total];
+                if s.read_exact_into(key, offset, &mut span)?.is_none() {
+                    return Ok(None);
+                }
+                let mut at = 0;
+                for buf in bufs {
+                    buf.copy_from_slice(&span[at..at + buf.len()]);
+                    at += buf.len();
+                }
+                Ok(Some(()))
+            }
+        }
+    }
 }
 
 impl ReadableStorageTraits for Storage {
