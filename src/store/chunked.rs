@@ -263,6 +263,7 @@ impl ChunkedArray {
         let decoded = self.decode_all()?;
         let mut out = vec![0i64; decoded.view().len()];
         decoded.view().copy_into(0, &mut out, &self.path)?;
+        streaming_copy::fence();
         Ok(out)
     }
 
@@ -271,6 +272,7 @@ impl ChunkedArray {
         let decoded = self.decode_all()?;
         let mut out = vec![0f64; decoded.view().len()];
         decoded.view().copy_into(0, &mut out, &self.path)?;
+        streaming_copy::fence();
         Ok(out)
     }
 
@@ -530,12 +532,19 @@ impl ChunkedArray {
             .unwrap_or(0)
             .div_ceil(width);
         let mut fill = |decoded: &Decoded<'_>| {
+            let mut filled = Ok(());
             for (src, slice) in group.iter_mut() {
-                let src = usize::try_from(*src - first * width)
-                    .map_err(|e| Error::zarr(&self.path, e))?;
-                copy(decoded, src, slice)?;
+                let src =
+                    usize::try_from(*src - first * width).map_err(|e| Error::zarr(&self.path, e));
+                filled = src.and_then(|src| copy(decoded, src, slice));
+                if filled.is_err() {
+                    break;
+                }
             }
-            Ok(())
+            // The copies may stream (`streaming_copy`): one fence for the group, before the
+            // runs are read or handed on, whether or not all were filled.
+            streaming_copy::fence();
+            filled
         };
         if let Some(shards) = &self.shards {
             let done = shards.with_rows(

@@ -8,14 +8,25 @@
 //! stores write whole lines through write-combining buffers and skip that read.
 //!
 //! Runs shorter than [`MIN_STREAMED_BYTES`] and other architectures than x86-64 take the plain
-//! copy. Every streamed copy ends with a store fence, so its bytes are ordered before whatever
-//! the thread does next (handing the batch on included), as the intrinsics require.
+//! copy. Streamed stores are weakly ordered: whoever copies calls [`fence`] before the memory is
+//! read or handed on, once for a series of copies (a fence per row, ~100k an epoch, waited on
+//! the write-combining buffers to drain each time).
 
-/// Runs shorter than this are copied plainly: the fence and the partial lines at either end
-/// would cost more than the streamed middle saves.
+/// Runs shorter than this are copied plainly: the partial lines at either end would cost more
+/// than the streamed middle saves.
 const MIN_STREAMED_BYTES: usize = 2048;
 
-/// Copies `src` into `dst` (equal lengths).
+/// Orders the streamed stores of this thread before its later loads and stores: call it after
+/// a series of [`copy`] / [`widen_u16`] and before `dst` is read or handed to another thread.
+pub(crate) fn fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86-64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_sfence();
+    }
+}
+
+/// Copies `src` into `dst` (equal lengths); [`fence`] before `dst` is read.
 pub(crate) fn copy<T: bytemuck::Pod>(src: &[T], dst: &mut [T]) {
     assert_eq!(src.len(), dst.len(), "streaming copy of unequal runs");
     #[cfg(target_arch = "x86_64")]
@@ -28,7 +39,8 @@ pub(crate) fn copy<T: bytemuck::Pod>(src: &[T], dst: &mut [T]) {
     dst.copy_from_slice(src);
 }
 
-/// Widens `src` into `dst` (equal lengths) and returns the largest value seen (0 when empty).
+/// Widens `src` into `dst` (equal lengths) and returns the largest value seen (0 when empty);
+/// [`fence`] before `dst` is read.
 pub(crate) fn widen_u16(src: &[u16], dst: &mut [i32]) -> u16 {
     assert_eq!(src.len(), dst.len(), "streaming widening of unequal runs");
     #[cfg(target_arch = "x86_64")]
@@ -50,7 +62,7 @@ fn plain_widen_u16(src: &[u16], dst: &mut [i32]) -> u16 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::{
-        __m128i, _mm_loadu_si128, _mm_max_epi16, _mm_set1_epi16, _mm_setzero_si128, _mm_sfence,
+        __m128i, _mm_loadu_si128, _mm_max_epi16, _mm_set1_epi16, _mm_setzero_si128,
         _mm_storeu_si128, _mm_stream_si128, _mm_unpackhi_epi16, _mm_unpacklo_epi16, _mm_xor_si128,
     };
 
@@ -78,8 +90,6 @@ mod x86 {
                 }
             }
         }
-        // SAFETY: SSE is part of the x86-64 baseline.
-        unsafe { _mm_sfence() };
         let done = h + lines * 64;
         dst[done..].copy_from_slice(&src[done..]);
     }
@@ -94,7 +104,7 @@ mod x86 {
         let (s, d) = (src[h..].as_ptr(), dst[h..].as_mut_ptr());
         // Unsigned maxima through the signed instruction: flip the top bit on the way in and
         // out.
-        // SAFETY (this and the fence below): SSE2 is part of the x86-64 baseline.
+        // SAFETY: SSE2 is part of the x86-64 baseline.
         let (flip, zero) = unsafe { (_mm_set1_epi16(i16::MIN), _mm_setzero_si128()) };
         let mut top = flip;
         for b in 0..blocks {
@@ -107,8 +117,6 @@ mod x86 {
                 _mm_stream_si128(d.add(b * 8 + 4).cast(), _mm_unpackhi_epi16(v, zero));
             }
         }
-        // SAFETY: as above.
-        unsafe { _mm_sfence() };
         let mut lanes = [0u16; 8];
         // SAFETY: `lanes` is 16 writable bytes; an unaligned store.
         unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), top) };
@@ -152,6 +160,7 @@ mod tests {
                 let run = &src[offset..offset + len];
                 let mut dst = vec![-1i32; len + 4];
                 let max = widen_u16(run, &mut dst[offset % 4..offset % 4 + len]);
+                fence();
                 let want: Vec<i32> = run.iter().map(|&v| i32::from(v)).collect();
                 assert_eq!(&dst[offset % 4..offset % 4 + len], &want[..]);
                 assert_eq!(max, run.iter().copied().max().unwrap_or(0));
@@ -162,5 +171,6 @@ mod tests {
         let run = vec![0x8001u16; 1024];
         let mut dst = vec![0; 1024];
         assert_eq!(widen_u16(&run, &mut dst), 0x8001);
+        fence();
     }
 }
