@@ -40,6 +40,7 @@ pub use csr::CsrElement;
 pub use dataframe::Column;
 pub use dense::DenseElement;
 pub use dtype::Dtype;
+pub(crate) use files::new_read_request;
 pub use memory::InMemoryX;
 pub(crate) use node::encoding as encoding_of;
 pub(crate) use node::{NodeKind, ZarrStore};

@@ -74,6 +74,8 @@ pub(crate) fn fetch_batches<M: Memory>(
     read: &mut Duration,
 ) -> Result<Vec<BatchParts<M>>> {
     let splits = &request.splits[first.min(request.splits.len())..];
+    // One read request: each file the fetch reads is checked once (see `store::files`).
+    crate::store::new_read_request();
     let rows = Rows::of(collection, request)?;
     let x: Vec<&XElement> = collection.datasets().iter().map(|d| d.x()).collect();
     let width = dense_width(collection, &x, "X")?;
@@ -287,7 +289,7 @@ fn scatter<M: Memory>(
             } else {
                 RowPlaces::Dense(runs.into_iter().map(|(_, v)| v).collect())
             };
-            elements[d].scatter_rows(&local, places)
+            elements[d].scatter_rows_within(&local, places)
         })
 }
 

@@ -222,6 +222,14 @@ impl XElement {
     /// the wrong length, [`Error::CorruptChunk`] / [`Error::Zarr`] when a chunk cannot be read,
     /// [`Error::IndexOutOfBounds`] for a stored column index outside `0..n_var`.
     pub fn scatter_rows(&self, rows: &[u64], places: RowPlaces<'_>) -> Result<()> {
+        super::files::new_read_request();
+        self.scatter_rows_within(rows, places)
+    }
+
+    /// [`Self::scatter_rows`] as part of a read request the caller started (with
+    /// [`crate::store::new_read_request`]): a loader's fetch checks its files once, not once
+    /// per dataset and array.
+    pub(crate) fn scatter_rows_within(&self, rows: &[u64], places: RowPlaces<'_>) -> Result<()> {
         if rows.len() != places.len() {
             return Err(Error::Internal(format!(
                 "{} rows for {} places",

@@ -370,6 +370,7 @@ impl ChunkedArray {
         out: &mut [T],
         copy: &CopyFn<'_, T>,
     ) -> Result<()> {
+        super::files::new_read_request();
         self.gather_parts(self.parts_of(segments, out)?, copy)
     }
 
@@ -379,6 +380,7 @@ impl ChunkedArray {
         segments: &[Segment],
         out: &mut [T],
     ) -> Result<()> {
+        super::files::new_read_request();
         self.gather_parts_as_stored(self.parts_of(segments, out)?)
     }
 
@@ -428,7 +430,6 @@ impl ChunkedArray {
         else {
             return self.gather_parts(parts, copy);
         };
-        super::files::new_request();
         let item = std::mem::size_of::<T>();
         let mut parts = parts;
         parts.sort_by_key(|&(chunk, src, _)| (chunk, src));
@@ -468,12 +469,13 @@ impl ChunkedArray {
 
     /// Decodes each chunk band named by `parts` (`(chunk, first element in the band, output
     /// run)`, any order, runs disjoint) once, in parallel, and fills every run with `copy`.
+    /// Part of the caller's read request: files held open are not checked again here (see
+    /// [`super::files::new_read_request`]).
     pub(crate) fn gather_parts<T: Send>(
         &self,
         mut parts: Vec<(u64, u64, &mut [T])>,
         copy: &CopyFn<'_, T>,
     ) -> Result<()> {
-        super::files::new_request();
         let width = self.row_width;
         parts.sort_by_key(|p| p.0);
         let mut groups: Vec<ChunkGroup<'_, T>> = Vec::new();

@@ -20,9 +20,10 @@
 //!
 //! Files stay open between reads (up to [`MAX_OPEN_FILES`] in a process): opening, checking and
 //! closing a shard file for each of the ~10k reads of an epoch took ~11 % of a loader's CPU.
-//! The checks above still run once per request: [`new_request`] (called as each read request
-//! starts) makes every store look again, at a file's first read after it, whether its path
-//! still names the file first read there, unchanged.
+//! The checks above still run once per read request: [`new_read_request`] (called as each
+//! starts: a loader's fetch, a `read_rows`, a public `scatter_rows`) makes every store look
+//! again, at a file's first read after it, whether its path still names the file first read
+//! there, unchanged.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -91,12 +92,12 @@ const MAX_OPEN_FILES: usize = 256;
 /// Files held open now, all stores together.
 static OPEN_FILES: AtomicUsize = AtomicUsize::new(0);
 
-/// The current read request (see [`new_request`]).
+/// The current read request (see [`new_read_request`]).
 static REQUEST: AtomicU64 = AtomicU64::new(1);
 
 /// Starts a read request: every store checks each file it holds open again (see the module
 /// docs) at the file's next read. Cheap; calling it more often only means more checks.
-pub(crate) fn new_request() {
+pub(crate) fn new_read_request() {
     REQUEST.fetch_add(1, Ordering::SeqCst);
 }
 
@@ -645,7 +646,7 @@ mod tests {
         }
         let store = FileStore::open(dir.path()).expect("open");
         for _ in 0..2 {
-            new_request();
+            new_read_request();
             for i in 0..n {
                 let key = StoreKey::new(format!("f{i}")).expect("key");
                 let mut buf = [0u8; 4];
@@ -657,7 +658,7 @@ mod tests {
         // A file held open and rewritten in place is found changed in the next request.
         let key = StoreKey::new("f0").expect("key");
         std::fs::write(dir.path().join("f0"), [9u8; 8]).expect("rewrite");
-        new_request();
+        new_read_request();
         let mut buf = [0u8; 4];
         assert!(store.read_exact_into(&key, 0, &mut buf).is_err());
         assert!(matches!(store.fault(), Some(StoreFault::Changed { .. })));
