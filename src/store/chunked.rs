@@ -701,7 +701,7 @@ impl Decoded<'_> {
                 let (lo, hi) = run
                     .iter()
                     .fold((0, 0), |(lo, hi): (i32, i32), &s| (lo.min(s), hi.max(s)));
-                if lo < 0 || i64::from(hi) >= bound {
+                if !run.is_empty() && (lo < 0 || i64::from(hi) >= bound) {
                     let bad = run
                         .iter()
                         .map(|&s| i64::from(s))
@@ -842,6 +842,33 @@ copy_into_impl!(i64, I64);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_index_copies_check_every_bound() {
+        let long_u16: Vec<u16> = (0..3000).map(|i| (i % 700) as u16).collect();
+        let long_i32: Vec<i32> = (0..3000).map(|i| i % 700).collect();
+        for decoded in [Decoded::U16(&long_u16), Decoded::I32(&long_i32)] {
+            let mut dst = vec![0i32; 2990];
+            decoded
+                .copy_indices(5, &mut dst, 700, "x")
+                .expect("in range");
+            assert!(dst
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| v == ((i + 5) % 700) as i32));
+            match decoded.copy_indices(5, &mut dst, 699, "x") {
+                Err(Error::IndexOutOfBounds { index: 699, .. }) => {}
+                other => panic!("expected index 699 out of bounds, got {other:?}"),
+            }
+            // An empty run is in range whatever the width, even none.
+            decoded.copy_indices(0, &mut [], 0, "x").expect("empty");
+        }
+        let negative = [3, -1, 4];
+        match Decoded::I32(&negative).copy_indices(0, &mut [0; 3], 10, "x") {
+            Err(Error::IndexOutOfBounds { index: -1, .. }) => {}
+            other => panic!("expected index -1 out of bounds, got {other:?}"),
+        }
+    }
 
     #[test]
     fn plan_splits_ranges_at_chunk_edges_in_request_order() {

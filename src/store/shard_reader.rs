@@ -277,12 +277,10 @@ impl ShardReader {
                 "{stored_len} bytes stored, {chunk_bytes} expected"
             )));
         }
-        let end = bufs
-            .iter()
+        bufs.iter()
             .try_fold(start, |at, b| at.checked_add(b.len()))
             .filter(|&end| end <= chunk_bytes)
             .ok_or_else(|| corrupt("rows past the inner chunk".into()))?;
-        debug_assert!(end >= start);
         let at = offset
             .checked_add(start as u64)
             .ok_or_else(|| corrupt("a chunk offset past any file".into()))?;
