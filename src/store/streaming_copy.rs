@@ -66,9 +66,11 @@ mod x86 {
         _mm_storeu_si128, _mm_stream_si128, _mm_unpackhi_epi16, _mm_unpacklo_epi16, _mm_xor_si128,
     };
 
-    /// Bytes before `ptr` reaches 16-byte alignment, at most `len`.
+    /// Bytes before `ptr` reaches a cache line (64 bytes), at most `len`. Streaming stores
+    /// only write whole lines: a partly written line is flushed as a partial write, which
+    /// costs about as much as the whole line (once per run, at each end, for short runs).
     fn head(ptr: *const u8, len: usize) -> usize {
-        ptr.align_offset(16).min(len)
+        ptr.align_offset(64).min(len)
     }
 
     /// Copies `src` into `dst` (equal lengths).
@@ -81,7 +83,7 @@ mod x86 {
         let (s, d) = (src[h..].as_ptr(), dst[h..].as_mut_ptr());
         for line in 0..lines {
             // SAFETY: 64 bytes from `line * 64` lie inside both runs past the head; `d` is
-            // 16-byte aligned, as streaming stores need.
+            // line-aligned (16-byte alignment is what streaming stores need).
             unsafe {
                 let (s, d) = (s.add(line * 64), d.add(line * 64));
                 for k in 0..4 {
@@ -100,21 +102,25 @@ mod x86 {
         let n = dst.len();
         let h = head(dst.as_ptr().cast(), n * 4) / 4;
         let mut max = super::plain_widen_u16(&src[..h], &mut dst[..h]);
-        let blocks = (n - h) / 8;
+        // Whole lines: 16 values widen to 64 bytes.
+        let lines = (n - h) / 16;
         let (s, d) = (src[h..].as_ptr(), dst[h..].as_mut_ptr());
         // Unsigned maxima through the signed instruction: flip the top bit on the way in and
         // out.
         // SAFETY: SSE2 is part of the x86-64 baseline.
         let (flip, zero) = unsafe { (_mm_set1_epi16(i16::MIN), _mm_setzero_si128()) };
         let mut top = flip;
-        for b in 0..blocks {
-            // SAFETY: 8 values from `b * 8` lie inside both runs past the head; `d` is 16-byte
-            // aligned (an i32 run aligned at the head), as streaming stores need.
+        for line in 0..lines {
+            // SAFETY: 16 values from `line * 16` lie inside both runs past the head; `d` is
+            // line-aligned (16-byte alignment is what streaming stores need).
             unsafe {
-                let v = _mm_loadu_si128(s.add(b * 8).cast::<__m128i>());
-                top = _mm_max_epi16(top, _mm_xor_si128(v, flip));
-                _mm_stream_si128(d.add(b * 8).cast(), _mm_unpacklo_epi16(v, zero));
-                _mm_stream_si128(d.add(b * 8 + 4).cast(), _mm_unpackhi_epi16(v, zero));
+                let (s, d) = (s.add(line * 16), d.add(line * 16));
+                for half in 0..2 {
+                    let v = _mm_loadu_si128(s.add(8 * half).cast::<__m128i>());
+                    top = _mm_max_epi16(top, _mm_xor_si128(v, flip));
+                    _mm_stream_si128(d.add(8 * half).cast(), _mm_unpacklo_epi16(v, zero));
+                    _mm_stream_si128(d.add(8 * half + 4).cast(), _mm_unpackhi_epi16(v, zero));
+                }
             }
         }
         let mut lanes = [0u16; 8];
@@ -123,7 +129,7 @@ mod x86 {
         for lane in lanes {
             max = max.max(lane ^ 0x8000);
         }
-        let done = h + blocks * 8;
+        let done = h + lines * 16;
         max.max(super::plain_widen_u16(&src[done..], &mut dst[done..]))
     }
 }
