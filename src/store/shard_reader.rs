@@ -149,22 +149,12 @@ impl ShardReader {
             Some(fault) => fault.to_error(),
             None => Error::zarr(path, e),
         };
-        let (shard, local) = (chunk / self.per_shard, chunk % self.per_shard);
-        let Some(shard) = self.shard(array, files, path, shard)? else {
+        let Some((shard, (offset, stored_len), chunk_bytes)) =
+            self.locate(array, files, path, chunk)?
+        else {
             return Ok(None);
         };
         let key = &shard.key;
-        let (offset, stored_len) = shard
-            .index
-            .get(local as usize)
-            .copied()
-            .ok_or_else(|| corrupt("the shard index is shorter than the shard".into()))?;
-        if (offset, stored_len) == EMPTY {
-            return Ok(None);
-        }
-        let chunk_bytes = self.bytes_of(self.inner_rows).ok_or_else(|| {
-            corrupt("an inner chunk is larger than this machine can address".into())
-        })?;
         let (start, end) = (self.bytes_of(rows.start), self.bytes_of(rows.end));
         let (Some(start), Some(end)) = (start, end) else {
             return Err(corrupt("rows past the inner chunk".into()));
@@ -186,14 +176,7 @@ impl ShardReader {
             }
             let out = &mut bytemuck::cast_slice_mut::<u64, u8>(decoded)[..end - start];
             if self.codec == InnerCodec::Raw {
-                if usize::try_from(stored_len).ok() != Some(chunk_bytes) {
-                    return Err(corrupt(
-                        format!("{stored_len} bytes stored, {chunk_bytes} expected").into(),
-                    ));
-                }
-                let at = offset
-                    .checked_add(start as u64)
-                    .ok_or_else(|| corrupt("a chunk offset past any file".into()))?;
+                let at = raw_at(path, chunk, (offset, stored_len), chunk_bytes, start)?;
                 match files.read_exact_into(key, at, out).map_err(fault)? {
                     Some(()) => {}
                     None => return Ok(None),
@@ -237,9 +220,9 @@ impl ShardReader {
         })
     }
 
-    /// Reads the stored bytes of an uncompressed inner chunk `chunk`, from byte `start` on,
-    /// straight into `bufs`, back to back (one `preadv`: no staging buffer, no copy). `None`
-    /// when the chunk (or its shard) is not stored.
+    /// Reads the stored bytes of an uncompressed inner chunk `chunk` of a local store, from byte
+    /// `start` on, straight into `bufs`, back to back (one `preadv`: no staging buffer, no
+    /// copy). `None` when the chunk (or its shard) is not stored.
     pub(crate) fn read_raw_into(
         &self,
         array: &Array<Storage>,
@@ -249,46 +232,60 @@ impl ShardReader {
         start: usize,
         bufs: &mut [&mut [u8]],
     ) -> Result<Option<()>> {
-        let corrupt = |detail: String| Error::CorruptChunk {
-            path: path.to_string(),
-            chunk,
-            source: detail.into(),
+        let Some(local) = files.local() else {
+            return Err(Error::Internal(format!(
+                "{path}: raw reads into place are for local files"
+            )));
         };
         if self.codec != InnerCodec::Raw {
-            return Err(corrupt("a compressed chunk read as raw bytes".into()));
+            return Err(corrupt_chunk(
+                path,
+                chunk,
+                "a compressed chunk read as raw bytes",
+            ));
         }
-        let (shard, local) = (chunk / self.per_shard, chunk % self.per_shard);
-        let Some(shard) = self.shard(array, files, path, shard)? else {
+        let Some((shard, entry, chunk_bytes)) = self.locate(array, files, path, chunk)? else {
             return Ok(None);
         };
-        let (offset, stored_len) = shard
-            .index
-            .get(local as usize)
-            .copied()
-            .ok_or_else(|| corrupt("the shard index is shorter than the shard".into()))?;
-        if (offset, stored_len) == EMPTY {
-            return Ok(None);
-        }
-        let chunk_bytes = self.bytes_of(self.inner_rows).ok_or_else(|| {
-            corrupt("an inner chunk is larger than this machine can address".into())
-        })?;
-        if usize::try_from(stored_len).ok() != Some(chunk_bytes) {
-            return Err(corrupt(format!(
-                "{stored_len} bytes stored, {chunk_bytes} expected"
-            )));
-        }
         bufs.iter()
             .try_fold(start, |at, b| at.checked_add(b.len()))
             .filter(|&end| end <= chunk_bytes)
-            .ok_or_else(|| corrupt("rows past the inner chunk".into()))?;
-        let at = offset
-            .checked_add(start as u64)
-            .ok_or_else(|| corrupt("a chunk offset past any file".into()))?;
-        let read = files.read_exact_vectored(&shard.key, at, bufs);
+            .ok_or_else(|| corrupt_chunk(path, chunk, "rows past the inner chunk"))?;
+        let at = raw_at(path, chunk, entry, chunk_bytes, start)?;
+        let read = local.read_exact_vectored(&shard.key, at, bufs);
         read.map_err(|e| match files.fault() {
             Some(fault) => fault.to_error(),
             None => Error::zarr(path, e),
         })
+    }
+
+    /// Where inner chunk `chunk` is stored: its shard, its index entry and its decoded size in
+    /// bytes; `None` when it (or its whole shard) is not stored.
+    fn locate(
+        &self,
+        array: &Array<Storage>,
+        files: &Storage,
+        path: &str,
+        chunk: u64,
+    ) -> Result<Option<(Arc<Shard>, Entry, usize)>> {
+        let (shard, local) = (chunk / self.per_shard, chunk % self.per_shard);
+        let Some(shard) = self.shard(array, files, path, shard)? else {
+            return Ok(None);
+        };
+        let entry = shard.index.get(local as usize).copied().ok_or_else(|| {
+            corrupt_chunk(path, chunk, "the shard index is shorter than the shard")
+        })?;
+        if entry == EMPTY {
+            return Ok(None);
+        }
+        let chunk_bytes = self.bytes_of(self.inner_rows).ok_or_else(|| {
+            corrupt_chunk(
+                path,
+                chunk,
+                "an inner chunk is larger than this machine can address",
+            )
+        })?;
+        Ok(Some((shard, entry, chunk_bytes)))
     }
 
     /// Bytes of `rows` rows, if addressable.
@@ -501,4 +498,34 @@ fn is_little_bytes(codec: &Value) -> bool {
                 .and_then(Value::as_str),
             None | Some("little")
         )
+}
+
+/// A [`Error::CorruptChunk`] for inner chunk `chunk` of the array at `path`.
+fn corrupt_chunk(path: &str, chunk: u64, detail: impl Into<String>) -> Error {
+    Error::CorruptChunk {
+        path: path.to_string(),
+        chunk,
+        source: detail.into().into(),
+    }
+}
+
+/// The file offset of byte `start` of an uncompressed inner chunk stored at `(offset, len)`,
+/// once its stored length is checked to be its decoded size.
+fn raw_at(
+    path: &str,
+    chunk: u64,
+    (offset, len): Entry,
+    chunk_bytes: usize,
+    start: usize,
+) -> Result<u64> {
+    if usize::try_from(len).ok() != Some(chunk_bytes) {
+        return Err(corrupt_chunk(
+            path,
+            chunk,
+            format!("{len} bytes stored, {chunk_bytes} expected"),
+        ));
+    }
+    offset
+        .checked_add(start as u64)
+        .ok_or_else(|| corrupt_chunk(path, chunk, "a chunk offset past any file"))
 }

@@ -78,6 +78,15 @@ impl Storage {
         }
     }
 
+    /// The local directory store, when it is one.
+    pub(crate) fn local(&self) -> Option<&FileStore> {
+        match self {
+            Self::Files(s) => Some(s),
+            #[cfg(feature = "remote")]
+            Self::Remote(_) => None,
+        }
+    }
+
     /// Whether reads go over the network (each a round trip).
     pub(crate) fn is_remote(&self) -> bool {
         !matches!(self, Self::Files(_))
@@ -117,33 +126,6 @@ impl Storage {
             Self::Files(s) => s.read_exact_into(key, offset, buf),
             #[cfg(feature = "remote")]
             Self::Remote(s) => s.read_exact_into(key, offset, buf),
-        }
-    }
-
-    /// Fills `bufs`, back to back, from byte `offset` of `key`; `None` when absent.
-    pub(crate) fn read_exact_vectored(
-        &self,
-        key: &StoreKey,
-        offset: u64,
-        bufs: &mut [&mut [u8]],
-    ) -> Result<Option<()>, StorageError> {
-        match self {
-            Self::Files(s) => s.read_exact_vectored(key, offset, bufs),
-            #[cfg(feature = "remote")]
-            Self::Remote(s) => {
-                // One ranged read for the whole span, then split.
-                let total = bufs.iter().map(|b| b.len()).sum();
-                let mut span = vec![0u8; total];
-                if s.read_exact_into(key, offset, &mut span)?.is_none() {
-                    return Ok(None);
-                }
-                let mut at = 0;
-                for buf in bufs {
-                    buf.copy_from_slice(&span[at..at + buf.len()]);
-                    at += buf.len();
-                }
-                Ok(Some(()))
-            }
         }
     }
 }
