@@ -415,7 +415,7 @@ impl ChunkedArray {
     /// kernel's copy out of the page cache is the only one.
     pub(crate) fn gather_parts_as_stored<T: FromDecoded>(
         &self,
-        parts: Vec<(u64, u64, &mut [T])>,
+        mut parts: Vec<(u64, u64, &mut [T])>,
     ) -> Result<()> {
         let path = self.path.as_str();
         let copy: &CopyFn<'_, T> = &|dec, src, dst| T::copy_from(dec, src, dst, path);
@@ -431,7 +431,6 @@ impl ChunkedArray {
             return self.gather_parts(parts, copy);
         };
         let item = std::mem::size_of::<T>();
-        let mut parts = parts;
         parts.sort_by_key(|&(chunk, src, _)| (chunk, src));
         // Series of runs that follow each other in their chunk: one read each.
         let mut series: Vec<ChunkGroup<'_, T>> = Vec::new();
