@@ -534,7 +534,12 @@ impl ChunkedArray {
             .div_ceil(width);
         let mut fill = |decoded: &Decoded<'_>| {
             let mut filled = Ok(());
-            for (src, slice) in group.iter_mut() {
+            for k in 0..group.len() {
+                // The next run's end lines load while this run is copied.
+                if let Some((_, next)) = group.get(k + 1) {
+                    streaming_copy::prefetch_ends(next);
+                }
+                let (src, slice) = &mut group[k];
                 let src =
                     usize::try_from(*src - first * width).map_err(|e| Error::zarr(&self.path, e));
                 filled = src.and_then(|src| copy(decoded, src, slice));

@@ -252,6 +252,10 @@ impl ShardReader {
             .filter(|&end| end <= chunk_bytes)
             .ok_or_else(|| corrupt_chunk(path, chunk, "rows past the inner chunk"))?;
         let at = raw_at(path, chunk, entry, chunk_bytes, start)?;
+        // Each row's first and last lines load while the kernel copies the rows before them.
+        for b in bufs.iter() {
+            super::streaming_copy::prefetch_ends(b);
+        }
         let read = local.read_exact_vectored(&shard.key, at, bufs);
         read.map_err(|e| match files.fault() {
             Some(fault) => fault.to_error(),

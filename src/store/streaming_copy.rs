@@ -26,6 +26,26 @@ pub(crate) fn fence() {
     }
 }
 
+/// Starts loading the first and last cache lines of `run`, ahead of a copy into it: the lines
+/// that a streamed copy writes with plain stores (they hold the neighbouring runs' ends too),
+/// and where a kernel copy into scattered rows starts each row cold. Issued one run (or one
+/// `preadv`) ahead, the misses overlap the copy before instead of stalling at each row's ends:
+/// 1.05-1.11x (index widening) and 1.04-1.07x more (values read into place) at 4096/32/256.
+/// Touching every line of a run instead was slower (0.96x).
+pub(crate) fn prefetch_ends<T>(run: &[T]) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = run;
+    #[cfg(target_arch = "x86_64")]
+    if let Some(last) = run.last() {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: prefetching is a hint and never faults; both addresses lie in `run`.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(run.as_ptr().cast());
+            _mm_prefetch::<_MM_HINT_T0>((last as *const T).cast());
+        }
+    }
+}
+
 /// Copies `src` into `dst` (equal lengths); [`fence`] before `dst` is read.
 pub(crate) fn copy<T: bytemuck::Pod>(src: &[T], dst: &mut [T]) {
     assert_eq!(src.len(), dst.len(), "streaming copy of unequal runs");
