@@ -62,6 +62,25 @@ pub(crate) type CopyFn<'a, T> = dyn Fn(&Decoded<'_>, usize, &mut [T]) -> Result<
 /// One chunk band and the `(first element, output run)` pairs it fills.
 type ChunkGroup<'a, T> = (u64, Vec<(u64, &'a mut [T])>);
 
+/// `parts` (`(chunk, first element, run)`) cut where a run does not continue the one before
+/// it in the same chunk: each series is one contiguous span of one chunk. Parts are taken in
+/// the order given, not sorted: a loader's rows come chunk by chunk already (8,192 parts a
+/// fetch were sorted for nothing).
+fn series_in_order<T>(parts: Vec<(u64, u64, &mut [T])>) -> Vec<ChunkGroup<'_, T>> {
+    let mut series: Vec<ChunkGroup<'_, T>> = Vec::new();
+    for (chunk, src, run) in parts {
+        match series.last_mut() {
+            Some((c, s))
+                if *c == chunk && s.last().is_some_and(|(a, r)| a + r.len() as u64 == src) =>
+            {
+                s.push((src, run));
+            }
+            _ => series.push((chunk, vec![(src, run)])),
+        }
+    }
+    series
+}
+
 /// An array of shape `[rows, ...]` with a regular (inner) chunk grid along axis 0.
 pub(crate) struct ChunkedArray {
     array: Array<Storage>,
@@ -415,7 +434,7 @@ impl ChunkedArray {
     /// kernel's copy out of the page cache is the only one.
     pub(crate) fn gather_parts_as_stored<T: FromDecoded>(
         &self,
-        mut parts: Vec<(u64, u64, &mut [T])>,
+        parts: Vec<(u64, u64, &mut [T])>,
     ) -> Result<()> {
         let path = self.path.as_str();
         let copy: &CopyFn<'_, T> = &|dec, src, dst| T::copy_from(dec, src, dst, path);
@@ -431,19 +450,7 @@ impl ChunkedArray {
             return self.gather_parts(parts, copy);
         };
         let item = std::mem::size_of::<T>();
-        parts.sort_by_key(|&(chunk, src, _)| (chunk, src));
-        // Series of runs that follow each other in their chunk: one read each.
-        let mut series: Vec<ChunkGroup<'_, T>> = Vec::new();
-        for (chunk, src, run) in parts {
-            match series.last_mut() {
-                Some((c, s))
-                    if *c == chunk && s.last().is_some_and(|(a, r)| a + r.len() as u64 == src) =>
-                {
-                    s.push((src, run));
-                }
-                _ => series.push((chunk, vec![(src, run)])),
-            }
-        }
+        let series = series_in_order(parts);
         series.into_par_iter().try_for_each(|(chunk, mut runs)| {
             let first = runs.first().map_or(0, |(src, _)| *src);
             // Past the chunk, `read_raw_into` refuses it.
@@ -475,44 +482,33 @@ impl ChunkedArray {
         mut parts: Vec<(u64, u64, &mut [T])>,
         copy: &CopyFn<'_, T>,
     ) -> Result<()> {
-        let width = self.row_width;
-        parts.sort_by_key(|p| p.0);
-        let mut groups: Vec<ChunkGroup<'_, T>> = Vec::new();
-        for (chunk, src, slice) in parts {
-            match groups.last_mut() {
-                Some((c, g)) if *c == chunk => g.push((src, slice)),
-                _ => groups.push((chunk, vec![(src, slice)])),
-            }
-        }
-        if width == 0 {
+        if self.row_width == 0 {
             return Ok(());
         }
         let exact = self
             .shards
             .as_ref()
             .is_some_and(ShardReader::reads_exact_bytes);
-        groups.into_par_iter().try_for_each(|(chunk, group)| {
-            if !exact {
-                return self.fill_group(chunk, group, copy);
-            }
-            // An uncompressed chunk is read byte-exact: read each contiguous run of the group
-            // on its own rather than the span of all of them (the gaps between the runs of a
-            // large chunk would be read for nothing).
-            let mut rest = group;
-            rest.sort_by_key(|(src, _)| *src);
-            while !rest.is_empty() {
-                let mut end = rest[0].0 + rest[0].1.len() as u64;
-                let mut n = 1;
-                while n < rest.len() && rest[n].0 <= end {
-                    end = end.max(rest[n].0 + rest[n].1.len() as u64);
-                    n += 1;
+        // An uncompressed chunk is read byte-exact: each series of back-to-back runs on its
+        // own, in the order given (no sort; the gaps between the runs of a large chunk would
+        // be read for nothing). A compressed chunk is decoded once for all its runs.
+        let groups = if exact {
+            series_in_order(parts)
+        } else {
+            parts.sort_by_key(|p| p.0);
+            let mut groups: Vec<ChunkGroup<'_, T>> = Vec::new();
+            for (chunk, src, slice) in parts {
+                match groups.last_mut() {
+                    Some((c, g)) if *c == chunk => g.push((src, slice)),
+                    _ => groups.push((chunk, vec![(src, slice)])),
                 }
-                let tail = rest.split_off(n);
-                self.fill_group(chunk, rest, copy)?;
-                rest = tail;
             }
-            Ok(())
-        })
+            groups
+        };
+
+        groups
+            .into_par_iter()
+            .try_for_each(|(chunk, group)| self.fill_group(chunk, group, copy))
     }
 
     /// Decodes the rows of chunk band `chunk` that `group`'s runs span, once, and fills every
@@ -872,6 +868,39 @@ mod tests {
             Err(Error::IndexOutOfBounds { index: -1, .. }) => {}
             other => panic!("expected index -1 out of bounds, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn series_follow_runs_in_the_order_given() {
+        let mut out = [0u8; 12];
+        let (a, rest) = out.split_at_mut(2);
+        let (b, rest) = rest.split_at_mut(3);
+        let (c, rest) = rest.split_at_mut(2);
+        let (d, rest) = rest.split_at_mut(1);
+        let (e, f) = rest.split_at_mut(2);
+        // 10..12 then 12..15 continue; 20..22 leaves a gap; chunk 1 starts anew; 0..2 of chunk 0
+        // comes back out of order and stays a series of its own.
+        let parts = vec![
+            (0, 10, a),
+            (0, 12, b),
+            (0, 20, c),
+            (1, 22, d),
+            (0, 0, e),
+            (0, 2, f),
+        ];
+        let series: Vec<(u64, Vec<u64>)> = series_in_order(parts)
+            .into_iter()
+            .map(|(chunk, runs)| (chunk, runs.iter().map(|(src, _)| *src).collect()))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                (0, vec![10, 12]),
+                (0, vec![20]),
+                (1, vec![22]),
+                (0, vec![0, 2])
+            ]
+        );
     }
 
     #[test]
