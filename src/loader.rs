@@ -141,9 +141,9 @@ impl LoaderBuilder {
     /// Batches that may wait ready for the consumer (the memory bound). Default: one fetch's
     /// worth (`chunk_size * preload_nchunks / batch_size`), at least 2.
     ///
-    /// Memory: the waiting batches, plus one request's batches being built, plus those the
-    /// consumer holds. The loader keeps the memory of up to `prefetch + batches per request + 2`
-    /// batches for reuse (batches dropped by the consumer are written again in place, without
+    /// Memory: the waiting batches, plus the batches of the (up to two) requests being built,
+    /// plus those the consumer holds. The loader keeps the memory of up to
+    /// `prefetch + 2 × batches per request + 2` batches for reuse (batches dropped by the consumer are written again in place, without
     /// fresh page faults), and frees it with the loader.
     pub fn prefetch(mut self, v: usize) -> Self {
         self.options.prefetch = Some(v);
@@ -257,10 +257,10 @@ impl LoaderBuilder {
         let capacity = options.capacity(sampler.as_ref()).min(epoch_batches);
         #[cfg(feature = "tch")]
         let placement = {
-            // Batches alive at once: those waiting in the channel, one request's being built,
-            // and a couple held by the consumer; two pooled arrays each (see `prefetch`).
+            // Batches alive at once: those waiting in the channel, those of the requests being
+            // built, and a couple held by the consumer; two pooled arrays each (see `prefetch`).
             let per_request = sampler.batches_per_request().min(epoch_batches);
-            let slots = 2 * (capacity + per_request + 2);
+            let slots = 2 * (capacity + crate::pipeline::BUILDS_IN_FLIGHT * per_request + 2);
             let placement = crate::tensor::Placement::new(options.device, slots)?;
             prewarm(&placement, &collection, sampler.batch_size(), per_request)?;
             Arc::new(placement)
