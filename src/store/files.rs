@@ -353,6 +353,34 @@ impl FileStore {
         Ok(Some(len))
     }
 
+    /// Reads `range` of the file at `key` and hands the bytes to `f`: with `O_DIRECT` where
+    /// they landed in the thread's aligned read buffer (no copy out), else read into `scratch`
+    /// (grown when too short, never shrunk). `None` when the file is absent (an error when
+    /// strict).
+    pub(crate) fn read_with<R>(
+        &self,
+        key: &StoreKey,
+        range: ByteRange,
+        scratch: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, StorageError> {
+        let Some((open, path)) = self.open_file(key)? else {
+            return Ok(None);
+        };
+        let (offset, len) = self.inside(range, open.size, &path)?;
+        // `len` is at most the file's size: the buffers hold bytes that exist.
+        let len = usize::try_from(len).map_err(|e| StorageError::Other(e.to_string()))?;
+        let read = if self.direct {
+            direct::read_with(&open.file, offset, len, f)
+        } else {
+            if scratch.len() < len {
+                scratch.resize(len, 0);
+            }
+            read_at(&open.file, offset, &mut scratch[..len]).map(|()| f(&scratch[..len]))
+        };
+        read.map(Some).map_err(|e| io_error(&path, e))
+    }
+
     /// Fills `buf` from byte `offset` of the file at `key`; `None` when the file is absent (an
     /// error when strict).
     pub(crate) fn read_exact_into(

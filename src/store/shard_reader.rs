@@ -204,12 +204,14 @@ impl ShardReader {
                         Err(_) => &mut owned,
                     };
                     let range = ByteRange::FromStart(offset, Some(stored_len));
-                    let Some(n) = files.read_into(key, range, stored).map_err(fault)? else {
+                    // A direct read is decoded where it landed (no copy into `stored`).
+                    let decode = |bytes: &[u8]| self.codec.decode(bytes, out, chunk_bytes, part);
+                    let Some(decoded) =
+                        files.read_with(key, range, stored, decode).map_err(fault)?
+                    else {
                         return Ok(false);
                     };
-                    self.codec
-                        .decode(&stored[..n], out, chunk_bytes, part)
-                        .map_err(|e| corrupt(Box::new(e)))?;
+                    decoded.map_err(|e| corrupt(Box::new(e)))?;
                     Ok::<_, Error>(true)
                 })?;
                 if !read {

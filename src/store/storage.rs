@@ -115,6 +115,22 @@ impl Storage {
         }
     }
 
+    /// Reads `range` of `key` and hands the bytes to `f` (read into `scratch`, or where a
+    /// direct read landed); `None` when absent.
+    pub(crate) fn read_with<R>(
+        &self,
+        key: &StoreKey,
+        range: ByteRange,
+        scratch: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, StorageError> {
+        match self {
+            Self::Files(s) => s.read_with(key, range, scratch, f),
+            #[cfg(feature = "remote")]
+            Self::Remote(s) => Ok(s.read_into(key, range, scratch)?.map(|n| f(&scratch[..n]))),
+        }
+    }
+
     /// Fills `buf` from byte `offset` of `key`; `None` when absent.
     pub(crate) fn read_exact_into(
         &self,

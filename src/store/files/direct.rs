@@ -16,8 +16,9 @@ const ALIGN: usize = 4096;
 struct Block([u8; ALIGN]);
 
 thread_local! {
-    /// Aligned blocks that reads land in before the asked-for bytes are copied out; grown to
-    /// the largest read of the thread (an inner chunk, or a shard index) and kept.
+    /// Aligned blocks that reads land in (the asked-for bytes are then decoded in place or
+    /// copied out); grown to the largest read of the thread (an inner chunk, or a shard
+    /// index) and kept.
     static BOUNCE: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -47,12 +48,24 @@ pub(super) fn open(path: &Path, direct: bool) -> std::io::Result<File> {
 /// Fills `buf` from byte `offset` of a file opened with `O_DIRECT`: the aligned blocks that
 /// cover the range are read, the range copied out.
 pub(super) fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    read_with(file, offset, buf.len(), |bytes| buf.copy_from_slice(bytes))
+}
+
+/// Reads `len` bytes from byte `offset` of a file opened with `O_DIRECT` and hands them to `f`
+/// where they landed, in the aligned blocks that cover the range: no copy out (a decoder reads
+/// them in place).
+pub(super) fn read_with<R>(
+    file: &File,
+    offset: u64,
+    len: usize,
+    f: impl FnOnce(&[u8]) -> R,
+) -> std::io::Result<R> {
     let align = ALIGN as u64;
     let start = offset - offset % align;
     let skip = (offset - start) as usize;
-    let need = skip + buf.len();
+    let need = skip + len;
     let blocks = need.div_ceil(ALIGN);
-    let mut fill = |bounce: &mut Vec<Block>| -> std::io::Result<()> {
+    let fill = |bounce: &mut Vec<Block>| -> std::io::Result<R> {
         if bounce.len() < blocks {
             bounce.resize(blocks, Block([0; ALIGN]));
         }
@@ -73,14 +86,10 @@ pub(super) fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Resu
         if got < need {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!(
-                    "{} bytes at {offset} reach past the end of the file",
-                    buf.len()
-                ),
+                format!("{len} bytes at {offset} reach past the end of the file"),
             ));
         }
-        buf.copy_from_slice(&bytes[skip..need]);
-        Ok(())
+        Ok(f(&bytes[skip..need]))
     };
     BOUNCE.with(|cell| match cell.try_borrow_mut() {
         Ok(mut bounce) => fill(&mut bounce),
