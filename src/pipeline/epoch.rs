@@ -230,3 +230,103 @@ fn pending(
             Some(request.validate(n_obs).map(|()| (request, first)))
         }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::SequentialSampler;
+
+    /// An epoch of 10 sequential requests of 4 rows (one batch each) over 40 rows.
+    fn epoch(threads: usize) -> Epoch {
+        Epoch {
+            sampler: Arc::new(SequentialSampler::new(4, 4, 1)),
+            n_obs: 40,
+            state: LoaderState::default(),
+            pool: Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("pool"),
+            ),
+            capacity: 2,
+            stats: Arc::new(Counters::default()),
+            read_ahead: None,
+        }
+    }
+
+    /// Each batch is its request's first row; every other request (rows 0, 8, 16, ...) builds
+    /// slowly, so the one after it, built at the same time, finishes first.
+    fn first_row(request: &LoadRequest, _first: usize) -> Result<Built<u64>> {
+        let row = request.requests.first().map_or(0, |r| r.start);
+        if row.is_multiple_of(8) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Built {
+            batches: vec![(row, 4)],
+            read: Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn batches_arrive_in_request_order_when_a_later_build_finishes_first() {
+        let batches = run(epoch(4), first_row).expect("epoch");
+        let rows: Vec<u64> = batches.map(|b| b.expect("batch")).collect();
+        assert_eq!(rows, (0..40).step_by(4).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failed_build_ends_the_epoch_after_the_batches_before_it() {
+        for fail_at in [0, 12, 36] {
+            let batches = run(epoch(2), move |request, first| {
+                if request.requests.first().map(|r| r.start) == Some(fail_at) {
+                    return Err(Error::Internal(format!("build at {fail_at}")));
+                }
+                first_row(request, first)
+            })
+            .expect("epoch");
+            let got: Vec<Result<u64>> = batches.collect();
+            let ok: Vec<u64> = got
+                .iter()
+                .filter_map(|b| b.as_ref().ok().copied())
+                .collect();
+            assert_eq!(ok, (0..fail_at).step_by(4).collect::<Vec<_>>(), "{fail_at}");
+            assert!(
+                matches!(got.last(), Some(Err(Error::Internal(m))) if m.contains("build at")),
+                "{fail_at}: {:?}",
+                got.last()
+            );
+        }
+    }
+
+    #[test]
+    fn a_panicking_build_is_an_error_not_a_hang() {
+        let batches = run(epoch(2), |request, first| {
+            if request.requests.first().map(|r| r.start) == Some(20) {
+                panic!("a build panics");
+            }
+            first_row(request, first)
+        })
+        .expect("epoch");
+        let got: Vec<Result<u64>> = batches.collect();
+        assert_eq!(got.len(), 6, "five batches, then the error");
+        assert!(got.last().is_some_and(|b| b.is_err()));
+    }
+
+    #[test]
+    fn no_build_outlives_an_epoch_left_early() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = Arc::new(AtomicUsize::new(0));
+        let counted = running.clone();
+        let mut batches = run(epoch(2), move |request, first| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let built = first_row(request, first);
+            counted.fetch_sub(1, Ordering::SeqCst);
+            built
+        })
+        .expect("epoch");
+        assert_eq!(batches.next().map(|b| b.expect("batch")), Some(0));
+        // Dropping joins the producer, which waits for its builds in flight.
+        drop(batches);
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+    }
+}
