@@ -364,21 +364,20 @@ impl FileStore {
         scratch: &mut Vec<u8>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, StorageError> {
+        if !self.direct {
+            return Ok(self
+                .read_into(key, range, scratch)?
+                .map(|n| f(&scratch[..n])));
+        }
         let Some((open, path)) = self.open_file(key)? else {
             return Ok(None);
         };
         let (offset, len) = self.inside(range, open.size, &path)?;
-        // `len` is at most the file's size: the buffers hold bytes that exist.
+        // `len` is at most the file's size: the aligned buffer holds bytes that exist.
         let len = usize::try_from(len).map_err(|e| StorageError::Other(e.to_string()))?;
-        let read = if self.direct {
-            direct::read_with(&open.file, offset, len, f)
-        } else {
-            if scratch.len() < len {
-                scratch.resize(len, 0);
-            }
-            read_at(&open.file, offset, &mut scratch[..len]).map(|()| f(&scratch[..len]))
-        };
-        read.map(Some).map_err(|e| io_error(&path, e))
+        direct::read_with(&open.file, offset, len, f)
+            .map(Some)
+            .map_err(|e| io_error(&path, e))
     }
 
     /// Fills `buf` from byte `offset` of the file at `key`; `None` when the file is absent (an
