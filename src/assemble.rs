@@ -15,7 +15,6 @@ mod host;
 mod memory;
 mod obs;
 mod parts;
-#[cfg(feature = "remote")]
 pub(crate) mod read_ahead;
 mod scatter;
 

@@ -429,9 +429,9 @@ impl Loader {
             .after(plan.shard.1, plan.equal_shards, at.batches)
     }
 
-    /// The read-ahead of a collection in an object store: fetches ahead, and the call that
-    /// requests one fetch's bytes. `None` for local collections.
-    #[cfg(feature = "remote")]
+    /// The read-ahead of a collection in an object store or read with `O_DIRECT`: fetches
+    /// ahead, and the call that requests one fetch's bytes. `None` for collections read
+    /// through the page cache.
     fn read_ahead(&self) -> Option<(usize, crate::pipeline::ReadAheadFn)> {
         let depth = crate::assemble::read_ahead::depth(&self.collection);
         if depth == 0 {
@@ -449,11 +449,6 @@ impl Loader {
             }
         });
         Some((depth, start))
-    }
-
-    #[cfg(not(feature = "remote"))]
-    fn read_ahead(&self) -> Option<(usize, crate::pipeline::ReadAheadFn)> {
-        None
     }
 
     /// Where the time went, summed over every epoch so far (see [`LoaderStats`]).

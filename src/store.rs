@@ -23,7 +23,6 @@ mod memory;
 mod node;
 mod open_options;
 mod places;
-#[cfg(feature = "remote")]
 pub(crate) mod read_plan;
 #[cfg(feature = "remote")]
 pub(crate) mod remote;

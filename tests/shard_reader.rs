@@ -213,3 +213,56 @@ fn direct_io_reads_the_same_rows() {
         }
     }
 }
+
+/// A loader reading with `O_DIRECT` requests each fetch's bytes ahead of its turn (two
+/// fetches ahead, on the read-ahead threads): its epochs equal those read through the page
+/// cache, on every format, with fetches that cross inner chunks and shards.
+#[test]
+fn direct_io_loader_epochs_equal_page_cache_epochs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = source();
+    for (compressor, per_chunk) in [
+        (Compressor::BloscLz4, 5),
+        (Compressor::None, 5),
+        (Compressor::None, 32),
+        (Compressor::Zstd, 16),
+    ] {
+        let path = converted(dir.path(), &m, compressor, per_chunk);
+        let epochs = |direct: bool| -> Option<Vec<annbatch::HostBatch>> {
+            let loader = match annbatch::Loader::builder(&path)
+                .direct_io(direct)
+                .batch_size(14)
+                .chunk_size(7)
+                .preload_nchunks(6)
+                .shuffle(true)
+                .seed(3)
+                .return_index(true)
+                .build()
+            {
+                Ok(loader) => loader,
+                Err(Error::Io { source, .. }) if direct && source.raw_os_error() == Some(22) => {
+                    return None;
+                }
+                Err(e) => panic!("loader: {e:?}"),
+            };
+            let mut all = Vec::new();
+            for epoch in 0..2 {
+                for batch in loader.host_epoch(epoch).expect("epoch") {
+                    all.push(batch.expect("batch"));
+                }
+            }
+            Some(all)
+        };
+        let cached = epochs(false).expect("page-cache epochs");
+        let Some(direct) = epochs(true) else {
+            eprintln!("O_DIRECT refused by this file system: direct epochs not compared");
+            return;
+        };
+        assert_eq!(cached.len(), direct.len());
+        for (a, b) in cached.iter().zip(&direct) {
+            assert_eq!(a, b, "{compressor} @ {per_chunk}");
+        }
+        let rows: usize = direct.iter().map(|b| b.x.n_rows()).sum();
+        assert_eq!(rows, 2 * N_OBS, "{compressor} @ {per_chunk}");
+    }
+}

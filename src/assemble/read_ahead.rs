@@ -1,5 +1,6 @@
-//! A fetch's bytes requested before its turn, for collections in object stores: the rows of a
-//! load request become, per matrix the batches carry, the byte ranges their decoding will read.
+//! A fetch's bytes requested before its turn, for collections in object stores or read with
+//! `O_DIRECT`: the rows of a load request become, per matrix the batches carry, the byte
+//! ranges their decoding will read.
 
 use std::ops::Range;
 
@@ -15,16 +16,13 @@ const MAX_PLANNERS: usize = 16;
 /// What holds a fetch's read-ahead bytes (dropping it frees them).
 pub(crate) type Held = Vec<crate::store::read_plan::Ticket>;
 
-/// Fetches to read ahead of the one being decoded: 0 when no matrix is in an object store.
+/// Fetches to read ahead of the one being decoded: 0 when every matrix is read through the
+/// page cache or from memory.
 pub(crate) fn depth(collection: &DatasetCollection) -> usize {
     collection
         .datasets()
         .iter()
-        .filter_map(|d| {
-            d.x()
-                .remote()
-                .map(crate::store::remote::RemoteStore::read_ahead_depth)
-        })
+        .map(|d| d.x().read_ahead_depth())
         .max()
         .unwrap_or(0)
 }

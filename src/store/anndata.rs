@@ -281,8 +281,17 @@ impl XElement {
         }
     }
 
-    /// Adds to `plan` what reading local rows `rows` will fetch from an object store.
-    #[cfg(feature = "remote")]
+    /// Fetches whose bytes are requested before their turn (0: none).
+    pub(crate) fn read_ahead_depth(&self) -> usize {
+        match self {
+            Self::Csr(x) => x.read_ahead_depth(),
+            Self::Dense(x) => x.read_ahead_depth(),
+            Self::InMemory(_) | Self::Csc(_) => 0,
+        }
+    }
+
+    /// Adds to `plan` what reading local rows `rows` will fetch from an object store, or from
+    /// local files read with `O_DIRECT`.
     pub(crate) fn plan_reads(
         &self,
         rows: &[Range<u64>],

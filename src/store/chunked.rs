@@ -337,16 +337,37 @@ impl ChunkedArray {
         self.store.remote()
     }
 
+    /// Fetches whose bytes are requested before their turn: the object store's read-ahead, or
+    /// [`FileStore::FETCHES_AHEAD`](super::files::FileStore::FETCHES_AHEAD) for local files
+    /// read with `O_DIRECT`; 0 for files read through the page cache (it reads ahead itself).
+    pub(crate) fn read_ahead_depth(&self) -> usize {
+        if self.shards.is_none() {
+            return 0;
+        }
+        #[cfg(feature = "remote")]
+        if let Some(remote) = self.store.remote() {
+            return remote.read_ahead_depth();
+        }
+        match self.store.local() {
+            Some(files) if files.is_direct() => super::files::FileStore::FETCHES_AHEAD,
+            _ => 0,
+        }
+    }
+
     /// Adds to `plan` the byte ranges that reading elements `elements` (ranges, in elements of
-    /// the flattened array) will read from an object store; nothing for local files or for
-    /// layouts the shard reader does not read. Loads the shard indexes it needs, all at once.
-    #[cfg(feature = "remote")]
+    /// the flattened array) will read from an object store, or from local files read with
+    /// `O_DIRECT`; nothing for files read through the page cache or for layouts the shard
+    /// reader does not read. Loads the shard indexes it needs (from an object store all at
+    /// once).
     pub(crate) fn plan_reads(
         &self,
         elements: impl IntoIterator<Item = Range<u64>>,
         plan: &mut super::read_plan::ReadPlan,
     ) -> Result<()> {
-        let (Some(remote), Some(shards)) = (self.store.remote(), &self.shards) else {
+        if self.read_ahead_depth() == 0 {
+            return Ok(());
+        }
+        let Some(shards) = &self.shards else {
             return Ok(());
         };
         let width = self.row_width.max(1);
@@ -368,10 +389,23 @@ impl ChunkedArray {
         let mut needed: Vec<u64> = reads.iter().map(|(c, _)| c / per_shard).collect();
         needed.sort_unstable();
         needed.dedup();
-        shards.load_indexes(&self.array, remote, &self.path, needed)?;
+        #[cfg(feature = "remote")]
+        if let Some(remote) = self.store.remote() {
+            shards.load_indexes(&self.array, remote, &self.path, needed)?;
+            for (chunk, rows) in reads {
+                if let Some((key, range)) = shards.byte_range(chunk, rows) {
+                    plan.add(remote, key, range);
+                }
+            }
+            return Ok(());
+        }
+        let Some(files) = self.store.local() else {
+            return Ok(());
+        };
+        shards.load_local_indexes(&self.array, &self.store, &self.path, needed)?;
         for (chunk, rows) in reads {
             if let Some((key, range)) = shards.byte_range(chunk, rows) {
-                plan.add(remote, key, range);
+                plan.add_file(files, key, range);
             }
         }
         Ok(())

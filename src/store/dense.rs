@@ -51,8 +51,14 @@ impl DenseElement {
         self.array.remote()
     }
 
-    /// Adds to `plan` what reading rows `rows` will fetch from an object store.
-    #[cfg(feature = "remote")]
+    /// Fetches whose bytes are requested before their turn (see
+    /// [`ChunkedArray::read_ahead_depth`](super::chunked::ChunkedArray::read_ahead_depth)).
+    pub(crate) fn read_ahead_depth(&self) -> usize {
+        self.array.read_ahead_depth()
+    }
+
+    /// Adds to `plan` what reading rows `rows` will fetch from an object store, or from local
+    /// files read with `O_DIRECT`.
     pub(crate) fn plan_reads(
         &self,
         rows: &[std::ops::Range<u64>],

@@ -41,6 +41,9 @@ use super::fault::StoreFault;
 use super::keys::is_metadata;
 
 mod direct;
+mod read_ahead;
+
+pub(crate) use read_ahead::Ticket;
 
 /// What a file was when this store first read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +123,8 @@ struct Shared {
     /// set when the store is opened, before any read).
     open: Mutex<HashMap<String, Arc<OpenFile>>>,
     fault: Mutex<Option<StoreFault>>,
+    /// Direct reads requested ahead of their turn ([`FileStore::read_ahead`]).
+    ahead: Arc<read_ahead::ReadAhead>,
 }
 
 impl Drop for Shared {
@@ -156,6 +161,7 @@ impl FileStore {
                 seen: Mutex::new(HashMap::new()),
                 open: Mutex::new(HashMap::new()),
                 fault: Mutex::new(None),
+                ahead: Arc::default(),
             }),
             strict: false,
             direct: false,
@@ -167,6 +173,38 @@ impl FileStore {
     pub(crate) fn direct_io(mut self, on: bool) -> Self {
         self.direct = on;
         self
+    }
+
+    /// Fetches whose bytes a loader requests before their turn when files are read with
+    /// `O_DIRECT` (the page cache reads ahead for the others).
+    pub(crate) const FETCHES_AHEAD: usize = 2;
+
+    /// Whether files are read with `O_DIRECT`.
+    pub(crate) fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Whether `other` is a view of the same store.
+    pub(crate) fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Requests `ranges` (`(key, byte range)`) with `O_DIRECT` before they are read (see
+    /// [`read_ahead`]); the bytes are kept until the ticket is dropped. Ranges of files that
+    /// are absent, cannot be opened or are shorter than the range are left out: their own
+    /// read reports them. Nothing is requested when the store does not read directly.
+    pub(crate) fn read_ahead(&self, ranges: Vec<(StoreKey, std::ops::Range<u64>)>) -> Ticket {
+        let mut wanted = Vec::with_capacity(if self.direct { ranges.len() } else { 0 });
+        let mut files: HashMap<String, Option<Arc<OpenFile>>> = HashMap::new();
+        for (key, range) in ranges.into_iter().filter(|_| self.direct) {
+            let file = files
+                .entry(key.as_str().to_string())
+                .or_insert_with(|| self.open_file(&key).ok().flatten().map(|(open, _)| open));
+            if let Some(file) = file.as_ref().filter(|f| range.end <= f.size) {
+                wanted.push((key.as_str().to_string(), file.clone(), range));
+            }
+        }
+        self.shared.ahead.submit(wanted)
     }
 
     /// The same store, with a missing file read as an error rather than as fill values.
@@ -375,6 +413,9 @@ impl FileStore {
         let (offset, len) = self.inside(range, open.size, &path)?;
         // `len` is at most the file's size: the aligned buffer holds bytes that exist.
         let len = usize::try_from(len).map_err(|e| StorageError::Other(e.to_string()))?;
+        if let Some((buf, at)) = self.ahead(key, &open, offset, len) {
+            return Ok(Some(f(&buf.bytes()[at])));
+        }
         direct::read_with(&open.file, offset, len, f)
             .map(Some)
             .map_err(|e| io_error(&path, e))
@@ -393,6 +434,10 @@ impl FileStore {
         };
         let range = ByteRange::FromStart(offset, Some(buf.len() as u64));
         let (offset, _) = self.inside(range, open.size, &path)?;
+        if let Some((read, at)) = self.ahead(key, &open, offset, buf.len()) {
+            buf.copy_from_slice(&read.bytes()[at]);
+            return Ok(Some(()));
+        }
         self.read_file_at(&open.file, offset, buf)
             .map_err(|e| io_error(&path, e))?;
         Ok(Some(()))
@@ -412,6 +457,17 @@ impl FileStore {
         let total = bufs.iter().map(|b| b.len() as u64).sum();
         let range = ByteRange::FromStart(offset, Some(total));
         let (offset, _) = self.inside(range, open.size, &path)?;
+        let ahead = usize::try_from(total)
+            .ok()
+            .and_then(|len| self.ahead(key, &open, offset, len));
+        if let Some((read, at)) = ahead {
+            let mut from = at.start;
+            for buf in bufs.iter_mut() {
+                buf.copy_from_slice(&read.bytes()[from..from + buf.len()]);
+                from += buf.len();
+            }
+            return Ok(Some(()));
+        }
         let read = if self.direct {
             // Aligned reads go through a bounce buffer anyway: one buffer at a time.
             bufs.iter_mut()
@@ -424,6 +480,23 @@ impl FileStore {
         };
         read.map_err(|e| io_error(&path, e))?;
         Ok(Some(()))
+    }
+
+    /// The read-ahead bytes of `len` bytes at `offset` of `key`, when a direct store requested
+    /// them: the buffer and where they are in it.
+    fn ahead(
+        &self,
+        key: &StoreKey,
+        open: &OpenFile,
+        offset: u64,
+        len: usize,
+    ) -> Option<(Arc<read_ahead::Pooled>, std::ops::Range<usize>)> {
+        if !self.direct {
+            return None;
+        }
+        self.shared
+            .ahead
+            .find(key.as_str(), &open.file, offset, len as u64)
     }
 
     /// `range` as `(offset, len)` inside a file of `size` bytes, or a [`StoreFault::PastEnd`].

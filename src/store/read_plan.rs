@@ -1,49 +1,85 @@
-//! [`ReadPlan`]: the byte ranges a fetch will read from object stores, gathered before the
-//! fetch is decoded so that they can be requested ahead of it.
+//! [`ReadPlan`]: the byte ranges a fetch will read from object stores, or from local files
+//! read with `O_DIRECT`, gathered before the fetch is decoded so that they can be requested
+//! ahead of it.
 
 use std::ops::Range;
 
 use zarrs::storage::StoreKey;
 
+use super::files::FileStore;
+#[cfg(feature = "remote")]
 use super::remote::RemoteStore;
-pub(crate) use super::remote::Ticket;
 
 /// Byte ranges of objects, by key.
 type Ranges = Vec<(StoreKey, Range<u64>)>;
 
-/// Byte ranges to read ahead, per object store.
+/// What holds one store's read-ahead bytes (dropping it frees them): GETs to an object store,
+/// or direct reads of local files.
+pub(crate) type Ticket = Box<dyn Send>;
+
+/// Byte ranges to read ahead, per store.
 #[derive(Default)]
 pub(crate) struct ReadPlan {
-    stores: Vec<(RemoteStore, Ranges)>,
+    #[cfg(feature = "remote")]
+    remote: Vec<(RemoteStore, Ranges)>,
+    files: Vec<(FileStore, Ranges)>,
 }
 
 impl ReadPlan {
     /// Adds `range` of the object at `key` of `store`.
+    #[cfg(feature = "remote")]
     pub(crate) fn add(&mut self, store: &RemoteStore, key: StoreKey, range: Range<u64>) {
-        let at = match self.stores.iter().position(|(s, _)| s.same(store)) {
+        let at = match self.remote.iter().position(|(s, _)| s.same(store)) {
             Some(at) => at,
             None => {
-                self.stores.push((store.clone(), Vec::new()));
-                self.stores.len() - 1
+                self.remote.push((store.clone(), Vec::new()));
+                self.remote.len() - 1
             }
         };
-        self.stores[at].1.push((key, range));
+        self.remote[at].1.push((key, range));
+    }
+
+    /// Adds `range` of the file at `key` of the direct-reading local `store`.
+    pub(crate) fn add_file(&mut self, store: &FileStore, key: StoreKey, range: Range<u64>) {
+        let at = match self.files.iter().position(|(s, _)| s.same(store)) {
+            Some(at) => at,
+            None => {
+                self.files.push((store.clone(), Vec::new()));
+                self.files.len() - 1
+            }
+        };
+        self.files[at].1.push((key, range));
     }
 
     /// Adds every range of `other`.
     pub(crate) fn merge(&mut self, other: ReadPlan) {
-        for (store, ranges) in other.stores {
+        #[cfg(feature = "remote")]
+        for (store, ranges) in other.remote {
             for (key, range) in ranges {
                 self.add(&store, key, range);
             }
         }
+        for (store, ranges) in other.files {
+            for (key, range) in ranges {
+                self.add_file(&store, key, range);
+            }
+        }
     }
 
-    /// Starts every GET; the bytes live as long as the tickets.
+    /// Starts every read; the bytes live as long as the tickets.
     pub(crate) fn submit(self) -> Vec<Ticket> {
-        self.stores
-            .into_iter()
-            .map(|(store, ranges)| store.read_ahead(ranges))
-            .collect()
+        let mut tickets = Vec::new();
+        #[cfg(feature = "remote")]
+        tickets.extend(
+            self.remote
+                .into_iter()
+                .map(|(store, ranges)| Box::new(store.read_ahead(ranges)) as Ticket),
+        );
+        tickets.extend(
+            self.files
+                .into_iter()
+                .map(|(store, ranges)| Box::new(store.read_ahead(ranges)) as Ticket),
+        );
+        tickets
     }
 }

@@ -355,10 +355,23 @@ impl ShardReader {
         Ok(())
     }
 
+    /// Reads, one after another from local files, the indexes of `shards` not read yet.
+    pub(crate) fn load_local_indexes(
+        &self,
+        array: &Array<Storage>,
+        files: &Storage,
+        path: &str,
+        shards: impl IntoIterator<Item = u64>,
+    ) -> Result<()> {
+        for shard in shards {
+            self.shard(array, files, path, shard)?;
+        }
+        Ok(())
+    }
+
     /// The bytes of `rows` of inner chunk `chunk` as read from its shard: `(key, byte range)`,
     /// the rows exactly for uncompressed chunks, the whole stored chunk otherwise. `None` when
     /// the shard's index is not loaded or the chunk is not stored.
-    #[cfg(feature = "remote")]
     pub(crate) fn byte_range(
         &self,
         chunk: u64,
@@ -382,7 +395,6 @@ impl ShardReader {
     }
 
     /// Inner chunks per shard.
-    #[cfg(feature = "remote")]
     pub(crate) fn per_shard(&self) -> u64 {
         self.per_shard
     }

@@ -19,7 +19,7 @@ thread_local! {
     /// Aligned blocks that reads land in (the asked-for bytes are then decoded in place or
     /// copied out); grown to the largest read of the thread (an inner chunk, or a shard
     /// index) and kept.
-    static BOUNCE: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    static BOUNCE: RefCell<Aligned> = const { RefCell::new(Aligned(Vec::new())) };
 }
 
 /// Opens `path` for reading, with `O_DIRECT` when `direct` (Linux only).
@@ -52,24 +52,47 @@ pub(super) fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Resu
 }
 
 /// Reads `len` bytes from byte `offset` of a file opened with `O_DIRECT` and hands them to `f`
-/// where they landed, in the aligned blocks that cover the range: no copy out (a decoder reads
-/// them in place).
+/// where they landed, in the thread's aligned blocks that cover the range: no copy out (a
+/// decoder reads them in place).
 pub(super) fn read_with<R>(
     file: &File,
     offset: u64,
     len: usize,
     f: impl FnOnce(&[u8]) -> R,
 ) -> std::io::Result<R> {
-    let align = ALIGN as u64;
-    let start = offset - offset % align;
-    let skip = (offset - start) as usize;
-    let need = skip + len;
-    let blocks = need.div_ceil(ALIGN);
-    let fill = |bounce: &mut Vec<Block>| -> std::io::Result<R> {
-        if bounce.len() < blocks {
-            bounce.resize(blocks, Block([0; ALIGN]));
+    let fill = |aligned: &mut Aligned| -> std::io::Result<R> {
+        let at = aligned.read(file, offset, len)?;
+        Ok(f(&aligned.bytes()[at]))
+    };
+    BOUNCE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut aligned) => fill(&mut aligned),
+        Err(_) => fill(&mut Aligned::default()),
+    })
+}
+
+/// Aligned blocks that `O_DIRECT` reads land in, grown to the largest read and kept.
+#[derive(Default)]
+pub(super) struct Aligned(Vec<Block>);
+
+impl Aligned {
+    /// Reads the aligned blocks covering `len` bytes at `offset` of `file` (opened with
+    /// `O_DIRECT`) and returns where those bytes are in [`Self::bytes`]. `len` must be checked
+    /// against the file's size first: the buffer grows to it.
+    pub(super) fn read(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<std::ops::Range<usize>> {
+        let align = ALIGN as u64;
+        let start = offset - offset % align;
+        let skip = (offset - start) as usize;
+        let need = skip + len;
+        let blocks = need.div_ceil(ALIGN);
+        if self.0.len() < blocks {
+            self.0.resize(blocks, Block([0; ALIGN]));
         }
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut bounce[..blocks]);
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.0[..blocks]);
         let mut got = 0;
         while got < need {
             // Reads stay whole blocks at aligned offsets; a short read means the file's end.
@@ -89,12 +112,18 @@ pub(super) fn read_with<R>(
                 format!("{len} bytes at {offset} reach past the end of the file"),
             ));
         }
-        Ok(f(&bytes[skip..need]))
-    };
-    BOUNCE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut bounce) => fill(&mut bounce),
-        Err(_) => fill(&mut Vec::new()),
-    })
+        Ok(skip..need)
+    }
+
+    /// The blocks read so far, as bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
+
+    /// The buffer's size in bytes.
+    pub(super) fn capacity(&self) -> usize {
+        self.0.len() * ALIGN
+    }
 }
 
 fn positioned_read(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
