@@ -266,3 +266,53 @@ fn direct_io_loader_epochs_equal_page_cache_epochs() {
         assert_eq!(rows, 2 * N_OBS, "{compressor} @ {per_chunk}");
     }
 }
+
+/// A shard cut short under a loader reading with `O_DIRECT` (its read-ahead included) is a
+/// typed error from the epoch: no panic, no hang, no short batch passed off as data.
+#[test]
+fn direct_io_loader_reports_a_shard_cut_short() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = source();
+    let path = converted(dir.path(), &m, Compressor::BloscLz4, 5);
+    let loader = match annbatch::Loader::builder(&path)
+        .direct_io(true)
+        .batch_size(14)
+        .chunk_size(7)
+        .preload_nchunks(6)
+        .shuffle(true)
+        .seed(5)
+        .build()
+    {
+        Ok(loader) => loader,
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(22) => {
+            eprintln!("O_DIRECT refused by this file system: nothing to check");
+            return;
+        }
+        Err(e) => panic!("loader: {e:?}"),
+    };
+    let shards = path.join("dataset_0/X/data/c");
+    let shard = std::fs::read_dir(&shards)
+        .expect("shards")
+        .map(|e| e.expect("entry").path())
+        .next()
+        .expect("a shard");
+    let len = std::fs::metadata(&shard).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&shard)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("truncate");
+    let results: Vec<_> = loader.host_epoch(0).expect("epoch").collect();
+    let err = results
+        .iter()
+        .find_map(|r| r.as_ref().err())
+        .expect("the cut shard is reported");
+    assert!(
+        matches!(
+            err,
+            Error::CollectionChanged { .. } | Error::CorruptChunk { .. } | Error::Zarr { .. }
+        ),
+        "{err:?}"
+    );
+}

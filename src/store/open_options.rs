@@ -7,8 +7,13 @@ use std::time::Duration;
 pub struct OpenOptions {
     /// Read with `O_DIRECT` (Linux), past the page cache: for collections many times the
     /// machine's memory, where the page cache would fill, then stall the epoch on eviction.
-    /// Each read goes to the device (through a per-thread aligned buffer of one inner chunk);
-    /// on a collection that fits in the page cache, leave it off. Default `false`.
+    /// A loader requests the bytes of the two fetches after the one it decodes ahead of their
+    /// turn, on 16 I/O threads shared by the process (ranges whose 4 KiB blocks touch read
+    /// together), so the device's queue stays full while the decode threads work: that adds
+    /// two fetches' stored bytes to the loader's memory, plus up to 256 MiB of freed read
+    /// buffers kept per store for reuse. Other reads go to the device one at a time (through a
+    /// per-thread aligned buffer). On a collection that fits in the page cache, leave it off.
+    /// Default `false`.
     pub direct_io: bool,
     /// How a collection at an `s3://` or `http(s)://` URL is read (cargo feature `remote`).
     pub remote: RemoteOptions,

@@ -29,7 +29,9 @@ const MAX_READ: u64 = 4 << 20;
 /// `O_DIRECT`'s block: ranges whose blocks touch are read together.
 const BLOCK: u64 = 4096;
 
-/// Bytes of freed read buffers kept for reuse (a fresh buffer is zeroed, then page-faulted).
+/// Bytes of freed read buffers a store keeps for reuse (a fresh buffer is page-faulted and
+/// zeroed): more than the fetches a loader holds ahead, so that an epoch allocates none after
+/// its first fetches.
 const POOLED_BYTES: usize = 64 << 20;
 
 /// One read-ahead request: a span of one file and what became of it.
@@ -54,10 +56,11 @@ struct Reads {
     by_key: HashMap<String, Vec<Arc<Read>>>,
 }
 
-/// The read-ahead of one local store: the tickets still held.
+/// The read-ahead of one local store: the tickets still held, and freed read buffers.
 #[derive(Default)]
 pub(super) struct ReadAhead {
     live: Mutex<Vec<Arc<Reads>>>,
+    pool: Arc<Pool>,
 }
 
 /// What holds one fetch's read-ahead bytes: dropping it frees them.
@@ -91,6 +94,7 @@ impl Drop for Ticket {
 struct Job {
     file: Arc<OpenFile>,
     read: Weak<Read>,
+    pool: Weak<Pool>,
 }
 
 impl ReadAhead {
@@ -116,6 +120,7 @@ impl ReadAhead {
             jobs.push(Job {
                 file,
                 read: Arc::downgrade(&read),
+                pool: Arc::downgrade(&self.pool),
             });
             by_key.entry(key).or_default().push(read);
         };
@@ -180,7 +185,7 @@ impl ReadAhead {
                 list.get(at).filter(|r| end <= r.end).cloned()
             })?
         };
-        let (buf, span) = read.bytes(file)?;
+        let (buf, span) = read.bytes(file, &self.pool)?;
         let from = span.start + usize::try_from(offset - read.start).ok()?;
         let to = from.checked_add(usize::try_from(len).ok()?)?;
         (to <= span.end).then_some((buf, from..to))
@@ -189,7 +194,7 @@ impl ReadAhead {
 
 impl Read {
     /// This read's bytes: landed, waited for, or read now when still queued.
-    fn bytes(&self, file: &File) -> Option<(Arc<Pooled>, Range<usize>)> {
+    fn bytes(&self, file: &File, pool: &Arc<Pool>) -> Option<(Arc<Pooled>, Range<usize>)> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             match &*state {
@@ -204,7 +209,7 @@ impl Read {
                 State::Queued => {
                     *state = State::Reading;
                     drop(state);
-                    self.fill(file);
+                    self.fill(file, Arc::downgrade(pool));
                     state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 }
             }
@@ -223,7 +228,7 @@ impl Read {
 
     /// Reads the span (claimed by the caller) and wakes whoever waits on it; a read that fails
     /// or unwinds leaves it [`State::Failed`], never in progress.
-    fn fill(&self, file: &File) {
+    fn fill(&self, file: &File, pool: Weak<Pool>) {
         struct Settle<'a>(&'a Read, Option<State>);
         impl Drop for Settle<'_> {
             fn drop(&mut self) {
@@ -233,8 +238,8 @@ impl Read {
             }
         }
         let mut settle = Settle(self, None);
-        let mut buf = Pooled::take();
         let len = usize::try_from(self.end - self.start).ok();
+        let mut buf = Pooled::take(pool, len.unwrap_or(0));
         if let Some(Ok(span)) = len.map(|len| buf.aligned.read(file, self.start, len)) {
             settle.1 = Some(State::Landed(Arc::new(buf), span));
         }
@@ -257,7 +262,7 @@ fn io_threads() -> Option<&'static crossbeam_channel::Sender<Job>> {
                         for job in rx.iter() {
                             if let Some(read) = job.read.upgrade() {
                                 if read.claim() {
-                                    read.fill(&job.file.file);
+                                    read.fill(&job.file.file, job.pool);
                                 }
                             }
                         }
@@ -269,25 +274,38 @@ fn io_threads() -> Option<&'static crossbeam_channel::Sender<Job>> {
         .as_ref()
 }
 
-/// A read buffer that goes back to the pool when dropped.
-pub(super) struct Pooled {
-    aligned: Aligned,
+/// Freed read buffers of one store, and their bytes.
+#[derive(Default)]
+pub(super) struct Pool {
+    free: Mutex<(Vec<Aligned>, usize)>,
 }
 
-/// Freed read buffers and their bytes.
-static POOL: Mutex<(Vec<Aligned>, usize)> = Mutex::new((Vec::new(), 0));
+/// A read buffer that goes back to its store's pool when dropped.
+pub(super) struct Pooled {
+    aligned: Aligned,
+    home: Weak<Pool>,
+}
 
 impl Pooled {
-    fn take() -> Self {
-        let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-        let aligned = match pool.0.pop() {
-            Some(a) => {
-                pool.1 -= a.capacity();
-                a
-            }
-            None => Aligned::default(),
-        };
-        Self { aligned }
+    /// The smallest pooled buffer that holds `len` bytes (and the blocks around them), else
+    /// the largest (grown by its read), else a new one.
+    fn take(home: Weak<Pool>, len: usize) -> Self {
+        let need = len.saturating_add(2 * BLOCK as usize);
+        let aligned = home
+            .upgrade()
+            .and_then(|pool| {
+                let mut free = pool.free.lock().unwrap_or_else(PoisonError::into_inner);
+                let fits = |a: &Aligned| a.capacity() >= need;
+                let at = (0..free.0.len())
+                    .filter(|&i| fits(&free.0[i]))
+                    .min_by_key(|&i| free.0[i].capacity())
+                    .or_else(|| (0..free.0.len()).max_by_key(|&i| free.0[i].capacity()))?;
+                let a = free.0.swap_remove(at);
+                free.1 -= a.capacity();
+                Some(a)
+            })
+            .unwrap_or_default();
+        Self { aligned, home }
     }
 
     /// The buffer's bytes.
@@ -298,12 +316,15 @@ impl Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
+        let Some(pool) = self.home.upgrade() else {
+            return;
+        };
         let aligned = std::mem::take(&mut self.aligned);
         let size = aligned.capacity();
-        let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.1 + size <= POOLED_BYTES {
-            pool.1 += size;
-            pool.0.push(aligned);
+        let mut free = pool.free.lock().unwrap_or_else(PoisonError::into_inner);
+        if free.1 + size <= POOLED_BYTES {
+            free.1 += size;
+            free.0.push(aligned);
         }
     }
 }
