@@ -29,26 +29,12 @@ impl ReadPlan {
     /// Adds `range` of the object at `key` of `store`.
     #[cfg(feature = "remote")]
     pub(crate) fn add(&mut self, store: &RemoteStore, key: StoreKey, range: Range<u64>) {
-        let at = match self.remote.iter().position(|(s, _)| s.same(store)) {
-            Some(at) => at,
-            None => {
-                self.remote.push((store.clone(), Vec::new()));
-                self.remote.len() - 1
-            }
-        };
-        self.remote[at].1.push((key, range));
+        ranges_of(&mut self.remote, store, RemoteStore::same).push((key, range));
     }
 
     /// Adds `range` of the file at `key` of the direct-reading local `store`.
     pub(crate) fn add_file(&mut self, store: &FileStore, key: StoreKey, range: Range<u64>) {
-        let at = match self.files.iter().position(|(s, _)| s.same(store)) {
-            Some(at) => at,
-            None => {
-                self.files.push((store.clone(), Vec::new()));
-                self.files.len() - 1
-            }
-        };
-        self.files[at].1.push((key, range));
+        ranges_of(&mut self.files, store, FileStore::same).push((key, range));
     }
 
     /// Adds every range of `other`.
@@ -82,4 +68,20 @@ impl ReadPlan {
         );
         tickets
     }
+}
+
+/// The ranges kept for `store` in `stores` (added, empty, when it has none yet).
+fn ranges_of<'a, S: Clone>(
+    stores: &'a mut Vec<(S, Ranges)>,
+    store: &S,
+    same: impl Fn(&S, &S) -> bool,
+) -> &'a mut Ranges {
+    let at = match stores.iter().position(|(s, _)| same(s, store)) {
+        Some(at) => at,
+        None => {
+            stores.push((store.clone(), Vec::new()));
+            stores.len() - 1
+        }
+    };
+    &mut stores[at].1
 }
