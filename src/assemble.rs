@@ -7,18 +7,22 @@
 //!                (the same for each requested layer / obsm matrix)
 //!             ─▶ BatchParts<M> (X, layers / obsm, obs columns, row ids) in a Memory M:
 //!                HostMemory → HostBatch        (this module)
+//!                PooledMemory → DlBatch        (this module: DLPack, for Python and C)
 //!                StoragePool → tch Batch       (crate::tensor)
 //! ```
 
 mod aligned;
+mod dl_batch;
 mod host;
 mod memory;
 mod obs;
 mod parts;
+mod pooled;
 pub(crate) mod read_ahead;
 mod scatter;
 
 pub use aligned::{AlignedGroup, AlignedMatrix};
+pub use dl_batch::{DlBatch, DlMatrix, DlObs};
 pub use host::{HostBatch, HostObs};
 pub use memory::HostMemory;
 // Used by `crate::tensor` (feature `tch`).
@@ -27,4 +31,5 @@ pub use memory::{Element, Memory};
 pub use obs::{Extras, ObsSource};
 #[cfg_attr(not(feature = "tch"), allow(unused_imports))]
 pub use parts::{BatchParts, ObsPart, XParts};
+pub use pooled::PooledMemory;
 pub(crate) use scatter::fetch_batches;

@@ -67,6 +67,7 @@ pub mod convert;
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod demo;
+pub mod dlpack;
 pub mod error;
 pub mod loader;
 mod pipeline;
@@ -84,7 +85,8 @@ pub use error::{Error, RemoteFailure, Result};
 #[cfg(feature = "tch")]
 pub use loader::{Batch, ObsTensor};
 pub use loader::{
-    Batches, HostBatch, HostObs, Loader, LoaderBuilder, LoaderOptions, LoaderState, ObsSource,
+    Batches, DlBatch, DlMatrix, DlObs, HostBatch, HostObs, Loader, LoaderBuilder, LoaderOptions,
+    LoaderState, ObsSource,
 };
 pub use sampler::{LoadRequest, Sampler};
 #[cfg(feature = "hdf5")]

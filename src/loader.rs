@@ -35,8 +35,10 @@ use std::time::Duration;
 
 pub use options::{defaults, ClassSampling, LoaderOptions, MAX_THREADS};
 
-use crate::assemble::{fetch_batches, AlignedGroup, AlignedMatrix, Extras, HostMemory};
-pub use crate::assemble::{HostBatch, HostObs, ObsSource};
+use crate::assemble::{
+    fetch_batches, AlignedGroup, AlignedMatrix, Extras, HostMemory, PooledMemory,
+};
+pub use crate::assemble::{DlBatch, DlMatrix, DlObs, HostBatch, HostObs, ObsSource};
 use crate::collection::DatasetCollection;
 use crate::error::{Error, Result};
 use crate::pipeline::{self, Built, Counters, Epoch};
@@ -255,12 +257,17 @@ impl LoaderBuilder {
             .unwrap_or(usize::MAX)
             .max(1);
         let capacity = options.capacity(sampler.as_ref()).min(epoch_batches);
+        // Batches alive at once: those waiting in the channel, those of the requests being
+        // built, and a couple held by the consumer (see `prefetch`).
+        let per_request = sampler.batches_per_request().min(epoch_batches);
+        let alive = capacity + crate::pipeline::BUILDS_IN_FLIGHT * per_request + 2;
+        // DLPack batches: X's three arrays, three per layer / obsm matrix, obs, index.
+        let arrays = 3 + 3 * aligned.len() + obs.len() + 1;
+        let pooled = PooledMemory::new(alive.saturating_mul(arrays));
         #[cfg(feature = "tch")]
         let placement = {
-            // Batches alive at once: those waiting in the channel, those of the requests being
-            // built, and a couple held by the consumer; two pooled arrays each (see `prefetch`).
-            let per_request = sampler.batches_per_request().min(epoch_batches);
-            let slots = 2 * (capacity + crate::pipeline::BUILDS_IN_FLIGHT * per_request + 2);
+            // Two pooled storages per batch (values and indices; see `prefetch`).
+            let slots = 2 * alive;
             let placement = crate::tensor::Placement::new(options.device, slots)?;
             prewarm(&placement, &collection, sampler.batch_size(), per_request)?;
             Arc::new(placement)
@@ -277,6 +284,7 @@ impl LoaderBuilder {
             pool: Arc::new(pool),
             capacity,
             stats: Arc::default(),
+            pooled,
             #[cfg(feature = "tch")]
             placement,
         })
@@ -337,6 +345,8 @@ pub struct Loader {
     pool: Arc<rayon::ThreadPool>,
     capacity: usize,
     stats: Arc<Counters>,
+    /// The reused memory of DLPack batches.
+    pooled: PooledMemory,
     /// The device and the reused memory of tensor batches.
     #[cfg(feature = "tch")]
     placement: Arc<crate::tensor::Placement>,
@@ -482,6 +492,37 @@ impl Loader {
                     (HostBatch::new(p, &extras), rows)
                 })
                 .collect();
+            Ok(Built { batches, read })
+        })
+    }
+
+    /// The batches of `epoch` as DLPack-exportable host arrays ([`DlBatch`]): the memory of
+    /// each array is the consumer's until it drops the array (or a DLPack consumer releases
+    /// it), and only then reused for a later batch. What the Python and C front ends hand out.
+    ///
+    /// # Errors
+    /// As [`Self::host_epoch`].
+    pub fn dl_epoch(&self, epoch: u64) -> Result<Batches<DlBatch>> {
+        self.dl_resume(LoaderState { epoch, batches: 0 })
+    }
+
+    /// DLPack batches from `state` on (see [`Self::resume`]).
+    ///
+    /// # Errors
+    /// As [`Self::host_epoch`].
+    pub fn dl_resume(&self, state: LoaderState) -> Result<Batches<DlBatch>> {
+        let (collection, extras) = (self.collection.clone(), self.extras.clone());
+        let memory = self.pooled.clone();
+        pipeline::run(self.epoch_at(state), move |request, first| {
+            let mut read = Duration::ZERO;
+            let parts = fetch_batches(&collection, request, first, &extras, &memory, &mut read)?;
+            let batches = parts
+                .into_iter()
+                .map(|p| {
+                    let rows = p.x.rows() as u64;
+                    Ok((DlBatch::new(p, &extras)?, rows))
+                })
+                .collect::<Result<_>>()?;
             Ok(Built { batches, read })
         })
     }

@@ -25,8 +25,6 @@ mod epoch;
 mod stats;
 
 pub use batches::{Batches, LoaderState};
-#[cfg(feature = "tch")]
-pub(crate) use epoch::BUILDS_IN_FLIGHT;
-pub(crate) use epoch::{run, Built, Epoch, ReadAheadFn};
+pub(crate) use epoch::{run, Built, Epoch, ReadAheadFn, BUILDS_IN_FLIGHT};
 pub(crate) use stats::Counters;
 pub use stats::LoaderStats;

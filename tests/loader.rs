@@ -530,3 +530,103 @@ mod tensors {
         assert!(matches!(r, Err(Error::DeviceUnavailable { .. })), "{r:?}");
     }
 }
+
+/// A DLPack batch's X as a host batch, for comparison.
+fn dl_x(b: &annbatch::DlBatch) -> XBatch {
+    match &b.x {
+        annbatch::DlMatrix::Csr {
+            indptr,
+            indices,
+            data,
+            shape,
+        } => XBatch::Csr(annbatch::CsrBatch {
+            indptr: indptr.as_slice::<i32>().expect("int32").to_vec(),
+            indices: indices.as_slice::<i32>().expect("int32").to_vec(),
+            data: data.as_slice::<f32>().expect("float32").to_vec(),
+            n_var: shape[1],
+        }),
+        annbatch::DlMatrix::Dense(data) => XBatch::Dense(annbatch::DenseBatch {
+            data: data.as_slice::<f32>().expect("float32").to_vec(),
+            row_width: data.shape()[1] as usize,
+        }),
+    }
+}
+
+#[test]
+fn dlpack_batches_equal_host_batches_and_outlive_their_loader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    let loader = Loader::builder_for(c.clone())
+        .batch_size(32)
+        .chunk_size(8)
+        .preload_nchunks(8)
+        .shuffle(true)
+        .return_index(true)
+        .obs_keys(["cell_type"])
+        .seed(5)
+        .build()
+        .expect("loader");
+    let host = host_batches(&loader, 2);
+    let dl: Vec<annbatch::DlBatch> = loader
+        .dl_epoch(2)
+        .expect("epoch")
+        .map(|b| b.expect("batch"))
+        .collect();
+    assert_eq!(dl.len(), host.len());
+    for (d, h) in dl.iter().zip(&host) {
+        assert_eq!(dl_x(d), h.x);
+        let index = d.index.as_ref().expect("index").as_slice::<i64>();
+        assert_eq!(index, h.index.as_deref());
+        let HostObs::Codes(codes) = &h.obs[0] else {
+            panic!("cell_type is categorical")
+        };
+        assert_eq!(d.obs[0].values.as_slice::<i64>(), Some(codes.as_slice()));
+        assert!(d.obs[0].categories.is_some());
+    }
+    // Batches kept past their loader keep their values, while another epoch of a second
+    // loader runs.
+    drop(loader);
+    let other = Loader::builder_for(c.clone())
+        .batch_size(32)
+        .chunk_size(8)
+        .preload_nchunks(8)
+        .build()
+        .expect("loader");
+    assert_eq!(
+        other.dl_epoch(0).expect("epoch").count() as u64,
+        other.len()
+    );
+    for (d, h) in dl.iter().zip(&host) {
+        assert_eq!(dl_x(d), h.x);
+    }
+}
+
+#[test]
+fn dlpack_batch_memory_is_reused_only_after_release() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    let loader = Loader::builder_for(c.clone())
+        .batch_size(32)
+        .chunk_size(8)
+        .preload_nchunks(4)
+        .return_index(true)
+        .build()
+        .expect("loader");
+    let mut kept = Vec::new();
+    let mut addresses = HashSet::new();
+    for (i, batch) in loader.dl_epoch(0).expect("epoch").enumerate() {
+        let batch = batch.expect("batch");
+        addresses.insert(batch.index.as_ref().expect("index").address());
+        if i % 5 == 0 {
+            let copy = dl_x(&batch);
+            kept.push((batch, copy));
+        }
+    }
+    assert!(
+        addresses.len() < loader.len() as usize,
+        "released buffers are reused"
+    );
+    for (batch, copy) in &kept {
+        assert_eq!(&dl_x(batch), copy, "a held batch is never written again");
+    }
+}

@@ -1,0 +1,135 @@
+//! DLPack batches: what `Loader::dl_epoch` yields to the front ends that hand memory to other
+//! frameworks (Python, C), each array in pooled host memory and exportable without a copy.
+
+use std::sync::Arc;
+
+use super::aligned::AlignedGroup;
+use super::obs::Extras;
+use super::parts::{BatchParts, ObsPart, XParts};
+use super::pooled::{PooledArray, PooledMemory};
+use crate::dlpack::DlArray;
+use crate::error::{Error, Result};
+
+/// The rows of a matrix (`X`, a layer, an obsm entry).
+#[derive(Debug)]
+pub enum DlMatrix {
+    /// Sparse CSR of `shape` `[rows, n_var]`: int32 row pointers (`rows + 1`), int32 column
+    /// indices and float32 values (`nnz` each).
+    Csr {
+        /// Row pointers, from 0.
+        indptr: DlArray,
+        /// Column index of each value.
+        indices: DlArray,
+        /// Stored values.
+        data: DlArray,
+        /// `[rows, n_var]`.
+        shape: [u64; 2],
+    },
+    /// Dense float32 `[rows, width]`.
+    Dense(DlArray),
+}
+
+impl DlMatrix {
+    /// Rows in the batch.
+    pub fn rows(&self) -> u64 {
+        match self {
+            Self::Csr { shape, .. } => shape[0],
+            Self::Dense(data) => data.shape().first().map_or(0, |&r| r as u64),
+        }
+    }
+}
+
+/// One obs column of a [`DlBatch`].
+#[derive(Debug)]
+pub struct DlObs {
+    /// The column's name.
+    pub name: String,
+    /// int64 category codes (`-1` = missing) or float32 values, one per row.
+    pub values: DlArray,
+    /// Category names (for categorical columns).
+    pub categories: Option<Arc<Vec<String>>>,
+}
+
+/// A batch whose arrays are DLPack-exportable host memory, each from the loader's pool and
+/// returned to it once released ([`crate::Loader::dl_epoch`]).
+#[derive(Debug)]
+pub struct DlBatch {
+    /// The rows of `X`.
+    pub x: DlMatrix,
+    /// The same rows of each requested layer, `(name, rows)` in the loader's `layers` order.
+    pub layers: Vec<(String, DlMatrix)>,
+    /// The same rows of each requested obsm entry, `(name, rows)` in the loader's `obsm` order.
+    pub obsm: Vec<(String, DlMatrix)>,
+    /// Requested obs columns, in `obs_keys` order.
+    pub obs: Vec<DlObs>,
+    /// Global row ids (int64), when `return_index`.
+    pub index: Option<DlArray>,
+}
+
+impl DlBatch {
+    /// The batch made of `parts`, naming its matrices and columns as `extras` does.
+    pub(crate) fn new(parts: BatchParts<PooledMemory>, extras: &Extras) -> Result<Self> {
+        let (mut layers, mut obsm) = (Vec::new(), Vec::new());
+        for (matrix, part) in extras.aligned.iter().zip(parts.aligned) {
+            let named = (matrix.name.clone(), dl_matrix(part)?);
+            match matrix.group {
+                AlignedGroup::Layers => layers.push(named),
+                AlignedGroup::Obsm => obsm.push(named),
+            }
+        }
+        let mut obs = Vec::with_capacity(parts.obs.len());
+        for ((name, source), part) in extras.obs.iter().zip(parts.obs) {
+            let values = match part {
+                ObsPart::Codes(a) => vector(a)?,
+                ObsPart::Values(a) => vector(a)?,
+            };
+            obs.push(DlObs {
+                name: name.clone(),
+                values,
+                categories: source.categories().cloned(),
+            });
+        }
+        Ok(Self {
+            x: dl_matrix(parts.x)?,
+            layers,
+            obsm,
+            obs,
+            index: parts.index.map(vector).transpose()?,
+        })
+    }
+}
+
+fn vector<T: super::memory::Element + crate::dlpack::DlElement>(
+    array: PooledArray<T>,
+) -> Result<DlArray> {
+    let n = i64::try_from(array.as_slice().len()).map_err(|_| too_long())?;
+    DlArray::new(array, vec![n])
+}
+
+fn too_long() -> Error {
+    Error::Internal("a batch array longer than i64::MAX elements".into())
+}
+
+fn dl_matrix(part: XParts<PooledMemory>) -> Result<DlMatrix> {
+    Ok(match part {
+        XParts::Csr {
+            indptr,
+            indices,
+            data,
+            rows,
+            n_var,
+        } => DlMatrix::Csr {
+            indptr: vector(indptr)?,
+            indices: vector(indices)?,
+            data: vector(data)?,
+            shape: [rows as u64, n_var],
+        },
+        XParts::Dense { data, rows, width } => {
+            let shape = vec![
+                i64::try_from(rows).map_err(|_| too_long())?,
+                i64::try_from(width).map_err(|_| too_long())?,
+            ];
+            DlMatrix::Dense(DlArray::new(data, shape)?)
+        }
+    })
+}

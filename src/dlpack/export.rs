@@ -1,0 +1,310 @@
+//! [`DlArray`]: an owned array exported as a DLPack managed tensor.
+
+use std::any::Any;
+use std::ffi::c_void;
+use std::ptr;
+
+use super::ffi::{
+    DLDataType, DLDevice, DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor,
+    DL_CPU, DL_FLOAT, DL_INT, DL_UINT,
+};
+use crate::error::{Error, Result};
+
+/// An element type a [`DlArray`] can hold.
+pub trait DlElement: Copy + Send + 'static {
+    /// Its DLPack type.
+    const DTYPE: DLDataType;
+}
+
+macro_rules! dl_element {
+    ($($t:ty => $code:expr),* $(,)?) => {$(
+        impl DlElement for $t {
+            const DTYPE: DLDataType = DLDataType {
+                code: $code,
+                bits: (std::mem::size_of::<$t>() * 8) as u8,
+                lanes: 1,
+            };
+        }
+    )*};
+}
+dl_element!(i32 => DL_INT, i64 => DL_INT, u8 => DL_UINT, f32 => DL_FLOAT, f64 => DL_FLOAT);
+
+/// One array of a batch, in host memory, with its shape and element type, ready to be handed
+/// to a DLPack consumer. Dropping it (or the consumer releasing the export) frees the memory,
+/// or returns it to the pool it came from.
+pub struct DlArray {
+    /// The first element; points into `owner`'s heap memory, which never moves.
+    data: *mut c_void,
+    len: usize,
+    dtype: DLDataType,
+    shape: Vec<i64>,
+    /// Keeps the memory alive (a `Vec`, or a pooled buffer that goes home when dropped).
+    _owner: Box<dyn Any + Send>,
+}
+
+// SAFETY: `data` points into memory that `owner` (itself `Send`) owns exclusively; nothing
+// else holds the pointer while the array is not exported.
+unsafe impl Send for DlArray {}
+
+impl std::fmt::Debug for DlArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DlArray")
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DlArray {
+    /// The elements of `owner` (any owner of heap memory: `Vec<T>`, a pooled buffer) as an
+    /// array of `shape`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `shape` does not hold exactly the owner's elements.
+    pub fn new<T: DlElement, O: AsMut<[T]> + Send + 'static>(
+        owner: O,
+        shape: Vec<i64>,
+    ) -> Result<Self> {
+        let mut owner = Box::new(owner);
+        let slice = (*owner).as_mut();
+        let (data, len) = (slice.as_mut_ptr().cast::<c_void>(), slice.len());
+        let elements = shape
+            .iter()
+            .try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) });
+        if elements.and_then(|n| usize::try_from(n).ok()) != Some(len) {
+            return Err(Error::ShapeMismatch {
+                path: "DLPack array".into(),
+                found: format!("{len} elements"),
+                expected: format!("shape {shape:?}"),
+            });
+        }
+        Ok(Self {
+            data,
+            len,
+            dtype: T::DTYPE,
+            shape,
+            _owner: owner,
+        })
+    }
+
+    /// A one-dimensional array of `values`.
+    ///
+    /// # Errors
+    /// As [`Self::new`] (never for a `Vec` whose length fits `i64`).
+    pub fn from_vec<T: DlElement>(values: Vec<T>, shape: Vec<i64>) -> Result<Self> {
+        Self::new(values, shape)
+    }
+
+    /// The extents.
+    pub fn shape(&self) -> &[i64] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DLDataType {
+        self.dtype
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the array has no element.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Address of the first element (what a consumer's `data_ptr()` shows: zero-copy checks).
+    pub fn address(&self) -> usize {
+        self.data as usize
+    }
+
+    /// The elements, when they are of type `T`.
+    pub fn as_slice<T: DlElement>(&self) -> Option<&[T]> {
+        if T::DTYPE != self.dtype {
+            return None;
+        }
+        // SAFETY: `data` points to `len` initialised elements of `T` (checked: the dtype is
+        // `T`'s), owned by `owner` for as long as `self` lives.
+        Some(unsafe { std::slice::from_raw_parts(self.data.cast::<T>(), self.len) })
+    }
+
+    /// The tensor header, pointing at `shape` / `strides` kept beside it.
+    fn tensor(&self, shape: &mut [i64], strides: &mut [i64]) -> DLTensor {
+        DLTensor {
+            data: self.data,
+            device: DLDevice {
+                device_type: DL_CPU,
+                device_id: 0,
+            },
+            ndim: shape.len() as i32,
+            dtype: self.dtype,
+            shape: shape.as_mut_ptr(),
+            strides: strides.as_mut_ptr(),
+            byte_offset: 0,
+        }
+    }
+
+    fn strides(&self) -> Vec<i64> {
+        let mut strides = vec![1i64; self.shape.len()];
+        for i in (0..self.shape.len().saturating_sub(1)).rev() {
+            strides[i] = strides[i + 1] * self.shape[i + 1].max(1);
+        }
+        strides
+    }
+
+    /// Hands the array over as a DLPack 1.x managed tensor (capsule name
+    /// `dltensor_versioned`). The memory is the consumer's until it calls the deleter, which
+    /// frees it (or returns it to its pool); it is never freed otherwise.
+    pub fn into_versioned(self) -> *mut DLManagedTensorVersioned {
+        let managed = DLManagedTensorVersioned {
+            version: DLPackVersion { major: 1, minor: 0 },
+            manager_ctx: ptr::null_mut(),
+            deleter: Some(delete::<DLManagedTensorVersioned>),
+            flags: 0,
+            dl_tensor: empty_tensor(),
+        };
+        let raw = Holder::boxed(managed, self);
+        // SAFETY: `raw` is the live holder just leaked; the tensor header is its field.
+        unsafe {
+            (*raw).managed.dl_tensor = (*raw).header();
+            (*raw).managed.manager_ctx = raw.cast();
+            ptr::addr_of_mut!((*raw).managed)
+        }
+    }
+
+    /// Hands the array over as a pre-1.0 DLPack managed tensor (capsule name `dltensor`), for
+    /// consumers that do not ask for a version. Ownership as [`Self::into_versioned`].
+    pub fn into_legacy(self) -> *mut DLManagedTensor {
+        let managed = DLManagedTensor {
+            dl_tensor: empty_tensor(),
+            manager_ctx: ptr::null_mut(),
+            deleter: Some(delete::<DLManagedTensor>),
+        };
+        let raw = Holder::boxed(managed, self);
+        // SAFETY: as in `into_versioned`.
+        unsafe {
+            (*raw).managed.dl_tensor = (*raw).header();
+            (*raw).managed.manager_ctx = raw.cast();
+            ptr::addr_of_mut!((*raw).managed)
+        }
+    }
+}
+
+fn empty_tensor() -> DLTensor {
+    DLTensor {
+        data: ptr::null_mut(),
+        device: DLDevice {
+            device_type: DL_CPU,
+            device_id: 0,
+        },
+        ndim: 0,
+        dtype: DLDataType {
+            code: 0,
+            bits: 0,
+            lanes: 0,
+        },
+        shape: ptr::null_mut(),
+        strides: ptr::null_mut(),
+        byte_offset: 0,
+    }
+}
+
+/// What an export leaks: the managed struct the consumer sees, the shape and strides its
+/// tensor points at, and the array (the memory). Freed by the deleter, all at once.
+struct Holder<M> {
+    managed: M,
+    shape: Vec<i64>,
+    strides: Vec<i64>,
+    array: DlArray,
+}
+
+impl<M> Holder<M> {
+    fn boxed(managed: M, array: DlArray) -> *mut Self {
+        let shape = array.shape.clone();
+        let strides = array.strides();
+        Box::into_raw(Box::new(Self {
+            managed,
+            shape,
+            strides,
+            array,
+        }))
+    }
+
+    fn header(&mut self) -> DLTensor {
+        self.array.tensor(&mut self.shape, &mut self.strides)
+    }
+}
+
+/// The managed structs' `manager_ctx` field.
+trait Managed {
+    fn context(&self) -> *mut c_void;
+}
+impl Managed for DLManagedTensor {
+    fn context(&self) -> *mut c_void {
+        self.manager_ctx
+    }
+}
+impl Managed for DLManagedTensorVersioned {
+    fn context(&self) -> *mut c_void {
+        self.manager_ctx
+    }
+}
+
+/// The deleter of both managed structs: frees the holder (and so returns the memory).
+unsafe extern "C" fn delete<M: Managed>(managed: *mut M) {
+    if managed.is_null() {
+        return;
+    }
+    // SAFETY: DLPack's contract: `managed` is a struct this module exported, released once;
+    // its context is the holder leaked with it.
+    unsafe {
+        let holder = (*managed).context().cast::<Holder<M>>();
+        if !holder.is_null() {
+            drop(Box::from_raw(holder));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shape_must_hold_the_elements() {
+        assert!(DlArray::from_vec(vec![1i32, 2, 3], vec![2, 2]).is_err());
+        assert!(DlArray::from_vec(vec![1i32, 2, 3], vec![-1, -3]).is_err());
+        assert!(DlArray::from_vec(Vec::<f32>::new(), vec![0, 7]).is_ok());
+    }
+
+    #[test]
+    fn exports_describe_the_memory_and_free_it_once() {
+        let values: Vec<i64> = (0..6).collect();
+        let array = DlArray::from_vec(values, vec![2, 3]).expect("shape");
+        let address = array.address();
+        let managed = array.into_versioned();
+        // SAFETY: exported above; released once below.
+        unsafe {
+            let t = &(*managed).dl_tensor;
+            assert_eq!(t.data as usize, address);
+            assert_eq!(
+                (t.ndim, t.dtype, t.device.device_type),
+                (2, i64::DTYPE, DL_CPU)
+            );
+            assert_eq!(std::slice::from_raw_parts(t.shape, 2), [2, 3]);
+            assert_eq!(std::slice::from_raw_parts(t.strides, 2), [3, 1]);
+            assert_eq!(std::slice::from_raw_parts(t.data.cast::<i64>(), 6)[5], 5);
+            assert_eq!((*managed).version.major, 1);
+            ((*managed).deleter.expect("deleter"))(managed);
+        }
+        let legacy = DlArray::from_vec(vec![1.5f32], vec![1])
+            .expect("shape")
+            .into_legacy();
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(*(*legacy).dl_tensor.data.cast::<f32>(), 1.5);
+            ((*legacy).deleter.expect("deleter"))(legacy);
+        }
+    }
+}
