@@ -3,7 +3,7 @@
 //! torch-sys sets no rpath, and the linker drops `libtorch_cuda.so` because no symbol of it is
 //! referenced directly (then CUDA "cannot initialize without ATen_cuda", tch-rs issue 980).
 //! With the `tch` feature we read the libtorch directory torch-sys found (`DEP_TCH_LIBTORCH_LIB`)
-//! and emit an rpath (relative to site-packages for the Python extension) plus a `--no-as-needed` link of `libtorch_cuda.so` when it exists (not for
+//! and emit an rpath plus a `--no-as-needed` link of `libtorch_cuda.so` when it exists (not for
 //! the `annbatch` binary, which uses no tensors: `./run` builds it without the `tch` feature, so
 //! it loads no libtorch at all, ~0.6 s and ~450 MB of RSS saved per command).
 
@@ -23,34 +23,10 @@ fn main() {
     let cuda = std::path::Path::new(&lib_dir)
         .join("libtorch_cuda.so")
         .exists();
-    // Programs built here find libtorch where torch-sys found it. The Python extension instead
-    // looks beside itself in site-packages (`import torch` has loaded libtorch already; the
-    // relative path only matters for a bare `import annbatch_rs._native`): no absolute path of
-    // the build machine ends up in the wheel.
-    if std::env::var_os("CARGO_FEATURE_PYTHON").is_some() {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../torch/lib");
-        for kind in ["bins", "tests", "examples", "benches"] {
-            println!("cargo:rustc-link-arg-{kind}=-Wl,-rpath,{lib_dir}");
-        }
-    } else {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
-    }
+    // Programs built here find libtorch where torch-sys found it (the Python extension links
+    // no libtorch: it hands batches over through DLPack).
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     storage_probe(std::path::Path::new(&lib_dir));
-    if std::env::var_os("CARGO_FEATURE_PYTHON").is_some() {
-        torch_glue(std::path::Path::new(&lib_dir));
-    }
-    // The torch version libtorch came from, for the Python module's import-time check.
-    let version_py = std::path::Path::new(&lib_dir).join("../version.py");
-    println!("cargo:rerun-if-changed={}", version_py.display());
-    let version = std::fs::read_to_string(&version_py)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("__version__ = "))
-                .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=ANNBATCH_TORCH_VERSION={version}");
     if cuda {
         println!("cargo:torch_cuda=1");
     }
@@ -59,25 +35,6 @@ fn main() {
             println!("cargo:rustc-link-arg-{kind}=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         }
     }
-}
-
-/// Compiles `src/python/torch_glue.cpp` (torch.Tensor ⇄ at::Tensor without Python's headers)
-/// and links `libtorch_python`, which holds `THPVariable_Wrap`.
-fn torch_glue(lib_dir: &std::path::Path) {
-    let source = "src/python/torch_glue.cpp";
-    println!("cargo:rerun-if-changed={source}");
-    let include = lib_dir.join("../include");
-    cc::Build::new()
-        .cpp(true)
-        .std("c++17")
-        .define("_GLIBCXX_USE_CXX11_ABI", "1")
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
-        .flag_if_supported("-Wno-unused-parameter")
-        .file(source)
-        .compile("annbatch_torch_glue");
-    println!("cargo:rustc-link-search=native={}", lib_dir.display());
-    println!("cargo:rustc-link-lib=dylib=torch_python");
 }
 
 /// Compiles `src/tensor/storage_probe.cpp` (the storage pool's reference-count probe) against

@@ -1,9 +1,9 @@
 //! The pyo3 module `annbatch_rs._native` (feature `python`), wrapped by the Python package in
-//! `python/annbatch_rs/` (which imports torch first: this module needs `libtorch_python`).
+//! `python/annbatch_rs/`. It links no framework: neither libtorch nor numpy.
 //!
-//! Batches reach Python as ordinary `torch.Tensor`s through libtorch's own `THPVariable_Wrap`
-//! (called from our own glue, [`tensors`], which keeps the module abi3): the Python tensor is
-//! the loader's `at::Tensor`, zero-copy, sparse CSR stays sparse CSR, CUDA stays on its device.
+//! Batches reach Python as DLPack arrays ([`arrays`]): the Python package turns them into
+//! torch tensors (`torch.from_dlpack`, `torch.sparse_csr_tensor`), numpy / scipy or jax
+//! arrays, all sharing the loader's pooled memory, so one abi3 wheel serves any torch (or none).
 //! The GIL is released while Rust opens, reads and decodes. Errors map to `ValueError` (parameters), `FileNotFoundError` / `OSError` (I/O)
 //! and `AnnbatchError` (everything else), in [`errors`].
 
@@ -13,24 +13,23 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::{add_adatas, ConvertOptions, Size};
-use crate::loader::{defaults, Batch, Batches, ClassSampling, Loader, LoaderOptions, LoaderState};
+use crate::loader::{
+    defaults, Batches, ClassSampling, DlBatch, DlMatrix, Loader, LoaderOptions, LoaderState,
+};
 use crate::sampler::ClassWeights;
 use crate::store::write::Compressor;
 
+mod arrays;
 mod errors;
 mod obs;
 mod preview;
 mod sampler;
 mod sources;
-mod tensors;
 
+use arrays::PyDlArray;
 use errors::{to_py, AnnbatchError};
 use sampler::{raised, Failure, PySampler};
 use sources::Source;
-use tensors::{to_torch, unpack};
-
-/// The torch version this module was compiled against (major.minor.patch).
-const TORCH_VERSION: &str = env!("ANNBATCH_TORCH_VERSION");
 
 /// Runs `f` without the GIL; its error, or a panic inside it, becomes a Python exception (a
 /// panic would otherwise reach Python as `PanicException`, which `except Exception` misses).
@@ -45,22 +44,6 @@ fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> 
         },
     )
     .map_err(to_py)
-}
-
-fn device_of(name: &str) -> PyResult<tch::Device> {
-    match name {
-        "cpu" => Ok(tch::Device::Cpu),
-        "cuda" => Ok(tch::Device::Cuda(0)),
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(tch::Device::Cuda)
-            .ok_or_else(|| {
-                pyo3::exceptions::PyValueError::new_err(format!(
-                    "device {other:?}: expected \"cpu\", \"cuda\" or \"cuda:N\""
-                ))
-            }),
-    }
 }
 
 /// The datasets a loader reads: collections, AnnData stores and in-memory AnnData (see
@@ -155,7 +138,7 @@ impl PyLoader {
     #[pyo3(signature = (collection, *, batch_size=defaults::BATCH_SIZE,
         chunk_size=defaults::CHUNK_SIZE, preload_nchunks=defaults::PRELOAD_NCHUNKS, shuffle=false,
         drop_last=false, return_index=false, seed=None, obs_keys=None, layer_keys=None,
-        obsm_keys=None, device="cpu",
+        obsm_keys=None,
         num_threads=None, prefetch=None, rank=None, world_size=None, equal_batches=true,
         class_codes=None, n_categories=0, class_weights=None, num_samples=None,
         batch_sampler=None, elastic=false, resume=None))]
@@ -173,7 +156,6 @@ impl PyLoader {
         obs_keys: Option<Vec<String>>,
         layer_keys: Option<Vec<String>>,
         obsm_keys: Option<Vec<String>>,
-        device: &str,
         num_threads: Option<usize>,
         prefetch: Option<usize>,
         rank: Option<Bound<'_, PyAny>>,
@@ -187,6 +169,8 @@ impl PyLoader {
         elastic: bool,
         resume: Option<(u64, Vec<(u64, u64)>)>,
     ) -> PyResult<Self> {
+        // `..default()`: fields of features this module leaves off (`device`, under `tch`).
+        #[allow(clippy::needless_update)]
         let options = LoaderOptions {
             batch_size,
             chunk_size,
@@ -198,7 +182,6 @@ impl PyLoader {
             obs_keys: obs_keys.unwrap_or_default(),
             layers: layer_keys.unwrap_or_default(),
             obsm: obsm_keys.unwrap_or_default(),
-            device: device_of(device)?,
             num_threads,
             prefetch,
             rank: rank.map(|v| natural(&v, "rank")).transpose()?.unwrap_or(0),
@@ -224,6 +207,7 @@ impl PyLoader {
             // The collection is already open (`DatasetCollection`): its files, its reads.
             direct_io: false,
             remote: crate::RemoteOptions::default(),
+            ..LoaderOptions::default()
         };
         let mut builder = Loader::builder_for(collection.inner.clone()).options(options);
         let mut failure = None;
@@ -275,7 +259,7 @@ impl PyLoader {
     fn epoch(&self, py: Python<'_>, epoch: u64, skip: u64) -> PyResult<PyBatches> {
         let inner = self.inner.clone();
         let batches = run(py, move || {
-            inner.resume(LoaderState {
+            inner.dl_resume(LoaderState {
                 epoch,
                 batches: skip,
             })
@@ -288,12 +272,43 @@ impl PyLoader {
     }
 }
 
-/// One epoch's batches, as dicts `{"X": tensor, "layers": {name: tensor}, "obsm": {name:
-/// tensor}, "obs": {name: tensor}, "index": tensor|None, "categories": {name: [str]}}`.
+/// One epoch's batches, as dicts `{"X": matrix, "layers": {name: matrix}, "obsm": {name:
+/// matrix}, "obs": {name: array}, "categories": {name: [str]}, "index": array | None}`, where
+/// a matrix is `("csr", (rows, n_var), indptr, indices, data)` or `("dense", shape, data)` and
+/// each array a [`PyDlArray`].
 #[pyclass(name = "Batches", module = "annbatch_rs._native")]
 struct PyBatches {
-    batches: Option<Batches<Batch>>,
+    batches: Option<Batches<DlBatch>>,
     failure: Option<Failure>,
+}
+
+/// A matrix as the Python package takes it (see [`PyBatches`]).
+fn matrix(py: Python<'_>, m: DlMatrix) -> PyResult<Py<PyAny>> {
+    let array = |a| Py::new(py, PyDlArray::new(a));
+    Ok(match m {
+        DlMatrix::Csr {
+            indptr,
+            indices,
+            data,
+            shape,
+        } => (
+            "csr",
+            (shape[0], shape[1]),
+            array(indptr)?,
+            array(indices)?,
+            array(data)?,
+        )
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        DlMatrix::Dense(data) => {
+            let shape = data.shape().to_vec();
+            ("dense", shape, array(data)?)
+                .into_pyobject(py)?
+                .into_any()
+                .unbind()
+        }
+    })
 }
 
 #[pymethods]
@@ -318,26 +333,26 @@ impl PyBatches {
             }
             Ok(Some(batch)) => {
                 let out = PyDict::new(py);
-                out.set_item("X", to_torch(py, &batch.x)?)?;
+                out.set_item("X", matrix(py, batch.x)?)?;
                 let obs = PyDict::new(py);
                 let categories = PyDict::new(py);
-                for o in &batch.obs {
-                    obs.set_item(&o.name, to_torch(py, &o.values)?)?;
+                for o in batch.obs {
                     if let Some(c) = &o.categories {
                         categories.set_item(&o.name, PyList::new(py, c.iter())?)?;
                     }
+                    obs.set_item(o.name, Py::new(py, PyDlArray::new(o.values))?)?;
                 }
                 out.set_item("obs", obs)?;
                 out.set_item("categories", categories)?;
-                for (key, matrices) in [("layers", &batch.layers), ("obsm", &batch.obsm)] {
+                for (key, matrices) in [("layers", batch.layers), ("obsm", batch.obsm)] {
                     let named = PyDict::new(py);
-                    for (name, tensor) in matrices {
-                        named.set_item(name, to_torch(py, tensor)?)?;
+                    for (name, m) in matrices {
+                        named.set_item(name, matrix(py, m)?)?;
                     }
                     out.set_item(key, named)?;
                 }
-                match &batch.index {
-                    Some(i) => out.set_item("index", to_torch(py, i)?)?,
+                match batch.index {
+                    Some(i) => out.set_item("index", Py::new(py, PyDlArray::new(i))?)?,
                     None => out.set_item("index", py.None())?,
                 }
                 Ok(Some(out.unbind()))
@@ -512,23 +527,6 @@ fn convert(
     Ok(out.unbind())
 }
 
-/// Test hook: the address of `t`'s first element as Rust sees it (through libtorch's unpack).
-#[pyfunction]
-fn _data_ptr(t: &Bound<'_, PyAny>) -> PyResult<usize> {
-    let tensor = unpack(t)?;
-    Ok(tensor.data_ptr() as usize)
-}
-
-/// Test hook: fills `t` with `value` in place, from Rust.
-#[pyfunction]
-fn _fill(t: &Bound<'_, PyAny>, value: f64) -> PyResult<()> {
-    let mut tensor = unpack(t)?;
-    tensor
-        .f_fill_(value)
-        .map(drop)
-        .map_err(|e| AnnbatchError::new_err(e.to_string()))
-}
-
 /// Test hook: panics inside native code, to show it reaches Python as `AnnbatchError`.
 #[pyfunction]
 fn _panic(py: Python<'_>, message: String) -> PyResult<()> {
@@ -539,7 +537,6 @@ fn _panic(py: Python<'_>, message: String) -> PyResult<()> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Our `tracing` events reach Python's `logging` (logger "annbatch"), through `log`.
     let _ = pyo3_log::try_init();
-    m.add("TORCH_VERSION", TORCH_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let default = PyDict::new(m.py());
     default.set_item("batch_size", defaults::BATCH_SIZE)?;
@@ -558,12 +555,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCollection>()?;
     m.add_class::<PyLoader>()?;
     m.add_class::<PyBatches>()?;
+    m.add_class::<PyDlArray>()?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;
     m.add_function(wrap_pyfunction!(check_options, m)?)?;
     m.add_function(wrap_pyfunction!(obs::obs_frames, m)?)?;
     m.add_function(wrap_pyfunction!(preview::class_requests, m)?)?;
-    m.add_function(wrap_pyfunction!(_data_ptr, m)?)?;
-    m.add_function(wrap_pyfunction!(_fill, m)?)?;
     m.add_function(wrap_pyfunction!(_panic, m)?)?;
     Ok(())
 }

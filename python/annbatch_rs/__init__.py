@@ -1,5 +1,5 @@
-"""annbatch-rs: annbatch's Loader and DatasetCollection, in Rust, handing PyTorch the loader's
-tensors without a copy.
+"""annbatch-rs: annbatch's Loader and DatasetCollection, in Rust, handing PyTorch (or numpy,
+scipy, jax) the loader's memory without a copy.
 
 Switch from annbatch by changing the import::
 
@@ -9,47 +9,24 @@ Switch from annbatch by changing the import::
     loader = Loader(batch_size=4096, chunk_size=32, preload_nchunks=256, shuffle=True)
     loader.use_collection(DatasetCollection("collection.zarr"))
     for batch in loader:
-        x = batch["X"]  # torch.sparse_csr [4096, n_var], the loader's own memory
+        x = batch["X"]  # scipy CSR [4096, n_var] over the loader's memory (to="torch": torch)
 
-IMPORTANT: the native module is compiled against one torch version (2.11); importing it with
-another raises ImportError instead of crashing.
+The native module links no framework: batches cross as DLPack arrays, so it works beside any
+torch >= 2.0 (``to="torch"``), or without torch for numpy / scipy (``to=None``) and jax.
 """
 
-import torch  # first: the native module needs libtorch_python, which torch loads
-
-_BUILT_FOR = "2.11"
-
-
-def _check_torch() -> None:
-    installed = torch.__version__.split("+")[0]
-    if ".".join(installed.split(".")[:2]) != _BUILT_FOR:
-        raise ImportError(
-            f"annbatch_rs was built against torch {_BUILT_FOR}.x, but torch {torch.__version__} "
-            f"is installed; install torch {_BUILT_FOR}.x (pip install 'torch=={_BUILT_FOR}.*') "
-            "or a build of annbatch_rs for your torch"
-        )
-
-
-_check_torch()
-
-from . import _native, abc, samplers, types  # noqa: E402
-from ._native import AnnbatchError  # noqa: E402
-from .collection import DatasetCollection, create_anndata_collection  # noqa: E402
-from .compat import ZarrDenseDataset, ZarrSparseDataset  # noqa: E402
-from .loader import Loader  # noqa: E402
-from .sharded import write_sharded  # noqa: E402
-
-
-def _minor(version: str) -> str:
-    return ".".join(version.split("+")[0].split(".")[:2])
-
-
-# libtorch keeps its ABI within a minor release: any 2.11.x runs a module built against 2.11.0.
-if _minor(_native.TORCH_VERSION) != _minor(torch.__version__):
-    raise ImportError(
-        f"annbatch_rs was compiled against torch {_native.TORCH_VERSION} but torch "
-        f"{torch.__version__} is installed; install torch {_minor(_native.TORCH_VERSION)}.x"
-    )
+from . import (
+    _frameworks,  # noqa: F401  (first: refuses a numpy without from_dlpack)
+    _native,
+    abc,
+    samplers,
+    types,
+)
+from ._native import AnnbatchError
+from .collection import DatasetCollection, create_anndata_collection
+from .compat import ZarrDenseDataset, ZarrSparseDataset
+from .loader import Loader
+from .sharded import write_sharded
 
 __version__ = _native.__version__
 __all__ = [

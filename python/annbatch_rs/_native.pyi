@@ -3,19 +3,15 @@
 from os import PathLike
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union, final
 
-import torch
-
 __all__ = [
     "AnnbatchError",
+    "Array",
     "Batches",
     "CONVERT_DEFAULTS",
     "Collection",
     "DEFAULTS",
     "Loader",
-    "TORCH_VERSION",
     "__version__",
-    "_data_ptr",
-    "_fill",
     "_panic",
     "check_options",
     "class_requests",
@@ -23,13 +19,34 @@ __all__ = [
     "obs_frames",
 ]
 
-TORCH_VERSION: str
 __version__: str
 DEFAULTS: Dict[str, int]  # annbatch's batch_size, chunk_size, preload_nchunks
 CONVERT_DEFAULTS: Dict[str, Any]  # the converter's (ConvertOptions::default())
 
 class AnnbatchError(Exception):
     """Bad data or a failure inside annbatch-rs."""
+
+@final
+class Array:
+    """A batch array in the loader's pooled host memory, handed over once through DLPack."""
+
+    def __dlpack__(
+        self,
+        *,
+        stream: Any = None,
+        max_version: Optional[Tuple[int, int]] = None,
+        dl_device: Optional[Tuple[int, int]] = None,
+        copy: Optional[bool] = None,
+    ) -> Any: ...
+    def __dlpack_device__(self) -> Tuple[int, int]: ...
+    @property
+    def shape(self) -> List[int]: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def address(self) -> int: ...
+    @property
+    def consumed(self) -> bool: ...
 
 @final
 class Batches(Iterator[Dict[str, Any]]):
@@ -73,7 +90,6 @@ class Loader:
         obs_keys: Optional[List[str]] = None,
         layer_keys: Optional[List[str]] = None,
         obsm_keys: Optional[List[str]] = None,
-        device: str = "cpu",
         num_threads: Optional[int] = None,
         prefetch: Optional[int] = None,
         rank: Optional[int] = None,
@@ -135,6 +151,4 @@ def check_options(
     prefetch: Optional[int] = None,
     num_samples: Optional[int] = None,
 ) -> None: ...
-def _data_ptr(t: torch.Tensor) -> int: ...
-def _fill(t: torch.Tensor, value: float) -> None: ...
 def _panic(message: str) -> None: ...

@@ -1,7 +1,7 @@
 """What a `Loader` reads: inputs as annbatch users pass them, turned into native sources.
 
 A native source is a path (a collection or an AnnData zarr store on disk) or, for data in
-memory (scipy CSR / numpy ``X``), a dict of torch tensors that the Rust side copies once.
+memory (scipy CSR / numpy ``X``), a dict of numpy arrays that the Rust side copies once.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 
 from .collection import _path_of
 
@@ -73,7 +72,10 @@ def _is_scipy_sparse(x: Any) -> bool:
     return sp.issparse(x)
 
 
-def _tensor(a: Any, *, values: bool = False) -> torch.Tensor:
+def _array(a: Any, *, values: bool = False) -> np.ndarray:
+    """``a`` as the native side reads it (through DLPack): a C-contiguous numeric numpy array
+    (float16 widened to float32; bool as float32 for values, tagged ``("bool", uint8)`` for
+    obs columns)."""
     a = np.asarray(a)
     if values and a.dtype == np.bool_:
         a = a.astype(np.float32)
@@ -81,9 +83,9 @@ def _tensor(a: Any, *, values: bool = False) -> torch.Tensor:
         a = np.ascontiguousarray(a, dtype=np.float32 if a.dtype == np.float16 else a.dtype)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"dtype {a.dtype} is not numeric")
-    if a.dtype == np.uint16 or a.dtype == np.uint32 or a.dtype == np.uint64:
-        a = a.astype(np.int64)  # torch has no unsigned types beyond uint8
-    return torch.from_numpy(a)
+    if a.dtype == np.bool_:
+        return ("bool", a.view(np.uint8))  # type: ignore[return-value]
+    return a
 
 
 def _obs_columns(obs: Any, keys: Optional[Sequence[str]]) -> Dict[str, Any]:
@@ -99,12 +101,12 @@ def _obs_columns(obs: Any, keys: Optional[Sequence[str]]) -> Dict[str, Any]:
         if isinstance(col.dtype, pd.CategoricalDtype):
             cat = col.array
         elif col.dtype.kind in "biuf":
-            out[key] = _tensor(col.to_numpy())
+            out[key] = _array(col.to_numpy())
             continue
         else:
             cat = pd.Categorical(col)
         out[key] = (
-            torch.from_numpy(np.asarray(cat.codes, dtype=np.int64)),
+            np.ascontiguousarray(cat.codes, dtype=np.int64),
             [str(c) for c in cat.categories],
             bool(cat.ordered),
         )
@@ -116,13 +118,13 @@ def in_memory(x: Any, *, obs: Any = None, var_names: Optional[Sequence[str]] = N
     """The native dict for an in-memory scipy CSR matrix or numpy array ``x``."""
     if _is_scipy_csr(x):
         native: Dict[str, Any] = dict(
-            format="csr", shape=tuple(int(s) for s in x.shape), data=_tensor(x.data, values=True),
-            indices=_tensor(x.indices), indptr=_tensor(x.indptr))
+            format="csr", shape=tuple(int(s) for s in x.shape), data=_array(x.data, values=True),
+            indices=_array(x.indices), indptr=_array(x.indptr))
     elif isinstance(x, np.ndarray):
         if x.ndim != 2:
             raise ValueError(f"a dense X must be 2-dimensional, got shape {x.shape}")
         native = dict(format="dense", shape=tuple(int(s) for s in x.shape),
-                      data=_tensor(x, values=True))
+                      data=_array(x, values=True))
     elif _is_scipy_sparse(x):
         raise TypeError(
             f"{type(x).__name__} cannot be read by rows: convert it with .tocsr() first")

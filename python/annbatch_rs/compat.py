@@ -16,6 +16,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _frameworks
 from ._sources import Source, dataset_source, source_of
 from .loader import Loader
 
@@ -111,12 +112,14 @@ class _LabelledLoader(Loader):
         return self._label_values is not None
 
     def _batch(self, raw: Any) -> Tuple[Any, ...]:
+        # annbatch 0.0.x yields torch tensors: X as made, the index as int64.
+        index = None if raw["index"] is None else _frameworks.torch_vector(raw["index"])
         labels = None
-        if self._label_values is not None:
-            labels = self._label_values[raw["index"].numpy()]
-        out: Tuple[Any, ...] = (raw["X"], labels)
+        if self._label_values is not None and index is not None:
+            labels = self._label_values[index.numpy()]
+        out: Tuple[Any, ...] = (_frameworks.torch_tensor(raw["X"], self._device), labels)
         if self._params["return_index"]:
-            out += (raw["index"],)
+            out += (index,)
         return out
 
 

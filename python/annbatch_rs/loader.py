@@ -1,4 +1,5 @@
-"""`Loader`: annbatch's Loader as a `torch.utils.data.IterableDataset`, over the Rust pipeline."""
+"""`Loader`: annbatch's Loader over the Rust pipeline; a `torch.utils.data.IterableDataset`
+when torch is installed, a plain iterable without it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from importlib.util import find_spec
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
-import torch
 
-from . import _native
+from . import _frameworks, _native
 from ._sources import LazyObs, Source, dataset_source, source_of
 from .collection import DatasetCollection, _path_of
 
@@ -19,8 +19,28 @@ from .collection import DatasetCollection, _path_of
 _INHERITED: List[Any] = []
 
 
-class Loader(torch.utils.data.IterableDataset):
-    """Shuffled minibatches of an annbatch collection, as torch tensors made by Rust.
+def _iterable_dataset() -> type:
+    """torch's ``IterableDataset`` when torch is installed (so that ``DataLoader`` takes the
+    loader), else ``object``: annbatch_rs needs no torch for numpy / scipy / jax batches."""
+    if find_spec("torch") is None:
+        return object
+    import torch.utils.data
+
+    return torch.utils.data.IterableDataset
+
+
+def _cuda_available() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no cupy, no driver, no device
+        return False
+
+
+class Loader(_iterable_dataset()):  # type: ignore[misc]
+    """Shuffled minibatches of an annbatch collection, in the loader's memory (no copy on the
+    host), as torch tensors, numpy / scipy, cupy or jax arrays.
 
     Parameters (annbatch's names and defaults)
     ------------------------------------------
@@ -53,10 +73,12 @@ class Loader(torch.utils.data.IterableDataset):
     obs_as
         ``"pandas"`` (a DataFrame, categoricals kept, as annbatch) or ``"tensors"`` (codes).
     device
-        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the tensors are made.
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the batches are placed (host batches are
+        copied there by torch for ``to="torch"``, by cupy for ``to=None``).
     preload_to_gpu
         annbatch's switch for GPU batches; here it means ``device="cuda"`` (default: whether
-        cupy is installed and CUDA available, as annbatch's default is cupy being installed).
+        cupy is installed and a CUDA device visible, as annbatch's default is cupy being
+        installed).
     to
         ``None`` (annbatch's default): ``scipy.sparse.csr_matrix`` / ``numpy.ndarray`` over the
         loader's memory (cupy / cupyx on the GPU); ``"torch"``: torch tensors, zero-copy;
@@ -134,8 +156,12 @@ class Loader(torch.utils.data.IterableDataset):
         for pkg in ("torch", "jax"):
             if to == pkg and not find_spec(pkg):
                 raise ImportError(f"Could not find {pkg} dependency. Try `pip install {pkg}`.")
+        if to == "torch":
+            _frameworks.torch_module()  # an ImportError naming the minimum, now
+        if device != "cpu" and device != "cuda" and not str(device).startswith("cuda:"):
+            raise ValueError(f"device {device!r}: expected \"cpu\", \"cuda\" or \"cuda:N\"")
         if preload_to_gpu is None:
-            preload_to_gpu = find_spec("cupy") is not None and torch.cuda.is_available()
+            preload_to_gpu = find_spec("cupy") is not None and _cuda_available()
         if obs_as not in ("pandas", "tensors"):
             raise ValueError(f"obs_as={obs_as!r}: expected 'pandas' or 'tensors'")
         if isinstance(obs_keys, str):
@@ -154,12 +180,14 @@ class Loader(torch.utils.data.IterableDataset):
             obs_keys=list(obs_keys) if obs_keys else None,
             layer_keys=layer_keys,
             obsm_keys=obsm_keys,
-            device=device if not preload_to_gpu else "cuda",
             num_threads=num_threads,
             prefetch=prefetch,
             elastic=bool(elastic),
         )
         self._to = to
+        self._device = device if not preload_to_gpu or device != "cpu" else "cuda"
+        if self._device != "cpu":
+            self._check_device()
         self._preload_to_gpu = bool(preload_to_gpu)
         if batch_sampler is None:
             from .samplers import RandomSampler, SequentialSampler
@@ -359,9 +387,10 @@ class Loader(torch.utils.data.IterableDataset):
 
         if isinstance(self._sampler, DistributedSampler):
             pass  # the sampler shards by rank itself (and by DataLoader worker, in Python)
-        elif torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        info = torch.utils.data.get_worker_info()
+        elif _frameworks.torch_distributed() is not None:
+            dist = _frameworks.torch_distributed()
+            rank, world = dist.get_rank(), dist.get_world_size()
+        info = _frameworks.worker_info()
         if info is not None:
             rank, world = rank * info.num_workers + info.id, world * info.num_workers
         return rank, world
@@ -374,7 +403,7 @@ class Loader(torch.utils.data.IterableDataset):
         collection = self._native_collection()
         if shard not in self._natives:
             rank, world = shard
-            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            distributed = _frameworks.torch_distributed() is not None
             # DataLoader workers share an epoch: together they cover every row. Ranks of a
             # distributed job need equal batch counts.
             params = dict(self._params, rank=rank, world_size=world, equal_batches=distributed)
@@ -475,71 +504,83 @@ class Loader(torch.utils.data.IterableDataset):
                            else False)
         return self._frame
 
-    def _rows(self, index: torch.Tensor) -> Any:
+    def _rows(self, index: np.ndarray) -> Any:
         """The obs frame rows of global row ids ``index`` (None for obs without columns)."""
         frame = self._obs_frame()
         if frame is False:
             return None
-        return frame.iloc[index.numpy()]
+        return frame.iloc[index]
+
+    def _check_device(self) -> None:
+        """A CUDA device needs torch (``to="torch"``) or cupy (``to=None``) to copy to it; the
+        device itself is checked as the first batch is placed."""
+        need = "cupy" if self._to is None else self._to
+        if self._to == "jax":
+            raise ValueError("device applies to to='torch' and to=None (cupy); jax places "
+                             "arrays itself (jax.device_put)")
+        if find_spec(need) is None:
+            raise ImportError(f"device={self._device!r} with to={self._to!r} needs {need}")
+        if need == "torch":
+            import torch
+
+            index = int(self._device.split(":")[1]) if ":" in self._device else 0
+            if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+                from ._native import AnnbatchError
+
+                raise AnnbatchError(
+                    f"device {self._device} unavailable: torch sees "
+                    f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} "
+                    "CUDA device(s)")
 
     def _batch(self, raw: Dict[str, Any]) -> Dict[str, Any]:
         obs = None
+        index = None
+        if raw["index"] is not None:
+            index = _frameworks.numpy_array(raw["index"])
         if self._params["obs_keys"]:
             if self._obs_as == "tensors":
-                obs = raw["obs"]
+                obs = {name: self._vector(values) for name, values in raw["obs"].items()}
             else:
                 import pandas as pd
 
                 columns = {}
                 for name, values in raw["obs"].items():
                     cats = raw["categories"].get(name)
+                    values = _frameworks.numpy_array(values)
                     if cats is not None:
-                        columns[name] = pd.Categorical.from_codes(values.cpu().numpy(), cats)
+                        columns[name] = pd.Categorical.from_codes(values, cats)
                     else:
-                        columns[name] = values.cpu().numpy()
+                        columns[name] = values
                 obs = pd.DataFrame(columns)
         elif self._yields_frames():
-            obs = self._rows(raw["index"])
-        index = None
-        if self._params["return_index"]:
-            index = raw["index"].cpu().numpy()
-        out = {"X": self._output(raw["X"]), "obs": obs, "var": self.var, "index": index}
+            obs = self._rows(index)
+        out = {"X": self._output(raw["X"]), "obs": obs, "var": self.var,
+               "index": index if self._params["return_index"] else None}
         # Only when asked for: annbatch 0.3.1's batches have exactly the four keys above.
         for group, keys in (("layers", "layer_keys"), ("obsm", "obsm_keys")):
             if self._params[keys]:
                 out[group] = {k: self._output(v) for k, v in raw[group].items()}
         return out
 
-    def _output(self, x: torch.Tensor) -> Any:
-        """``X`` as ``to`` asks: torch as made, else scipy / numpy (cupy on the GPU) or jax."""
+    def _vector(self, a: Any) -> Any:
+        """A 1-d native array (obs values or codes) as ``to`` asks."""
         if self._to == "torch":
-            return x
+            return _frameworks.torch_vector(a, self._device)
         if self._to == "jax":
             import jax.numpy as jnp
 
-            if x.layout == torch.sparse_csr:
-                from jax.experimental import sparse as jsparse
+            return jnp.from_dlpack(_frameworks.numpy_array(a))
+        return _frameworks.numpy_array(a)
 
-                parts = (jnp.from_dlpack(x.values()), jnp.from_dlpack(x.col_indices()),
-                         jnp.from_dlpack(x.crow_indices()))
-                return jsparse.BCSR(parts, shape=tuple(x.shape))
-            return jnp.from_dlpack(x)
-        if x.is_cuda:
-            import cupy as cp
-
-            if x.layout == torch.sparse_csr:
-                import cupyx.scipy.sparse as cpx
-
-                return cpx.csr_matrix((cp.from_dlpack(x.values()), cp.from_dlpack(x.col_indices()),
-                                       cp.from_dlpack(x.crow_indices())), shape=tuple(x.shape))
-            return cp.from_dlpack(x)
-        if x.layout == torch.sparse_csr:
-            import scipy.sparse as sp
-
-            # Views of the tensor's memory: numpy keeps the tensor (and so the memory) alive.
-            return sp.csr_matrix((x.values().numpy(), x.col_indices().numpy(),
-                                  x.crow_indices().numpy()), shape=tuple(x.shape), copy=False)
-        return x.numpy()
+    def _output(self, matrix: Any) -> Any:
+        """A native matrix as ``to`` asks: torch, scipy / numpy (cupy on the GPU) or jax."""
+        if self._to == "torch":
+            return _frameworks.torch_tensor(matrix, self._device)
+        if self._to == "jax":
+            return _frameworks.jax_array(matrix)
+        if self._device != "cpu":
+            return _frameworks.cupy_array(matrix, self._device)
+        return _frameworks.scipy_or_numpy(matrix)
 
     # -- annbatch's attributes ------------------------------------------------------------
     @property

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 
-from . import _native
+from . import _frameworks, _native
 from .abc import Sampler
 from .abc.sampler import split_rows
 from .types import LoadRequest
@@ -167,7 +166,7 @@ class _ChunkSampler(Sampler):
         # In a DataLoader worker: every worker's copy drew the same chunks (same generator
         # state), and each reads its own contiguous share of them, so together they cover the
         # epoch once.
-        info = torch.utils.data.get_worker_info()
+        info = _frameworks.worker_info()
         if info is not None and info.num_workers > 1:
             share = np.array_split(np.arange(len(chunks)), info.num_workers)[info.id]
             chunks = [chunks[i] for i in share]

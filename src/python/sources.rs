@@ -1,10 +1,10 @@
 //! What `annbatch_rs.Loader` reads from, handed over from Python: paths of collections or AnnData
-//! stores, and in-memory AnnData (scipy CSR / numpy `X` as torch tensors, obs columns), made one
-//! [`DatasetCollection`].
+//! stores, and in-memory AnnData (scipy CSR / numpy `X` and obs columns as numpy arrays, read
+//! through DLPack), made one [`DatasetCollection`].
 //!
-//! An in-memory dict is `{"format": "csr" | "dense", "shape": (n_obs, n_var), "data": tensor,
-//! "indices": tensor, "indptr": tensor, "var_names": [str] | None, "obs_names": [str] | None,
-//! "obs": {name: tensor | (codes, categories, ordered)}}`; with `"format": "zarr"`, `"store"`
+//! An in-memory dict is `{"format": "csr" | "dense", "shape": (n_obs, n_var), "data": array,
+//! "indices": array, "indptr": array, "var_names": [str] | None, "obs_names": [str] | None,
+//! "obs": {name: array | ("bool", array) | (codes, categories, ordered)}}`; with `"format": "zarr"`, `"store"`
 //! (a path) and `"x"` (an element inside it, such as `layers/counts`) replace the arrays and
 //! `X` stays on disk. Its arrays are copied once into Rust
 //! memory (float32 values, int32 column indices), so the loader's threads read them without the
@@ -14,9 +14,10 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
+use super::arrays::elements;
 use super::errors::to_py;
-use super::tensors::unpack;
 use crate::collection::DatasetCollection;
+use crate::dlpack::Elements;
 use crate::store::{AnnDataStore, Column, InMemoryX, XElement};
 
 /// One source as Python gave it.
@@ -170,7 +171,7 @@ fn with_columns(dict: &Bound<'_, PyDict>, x: XElement) -> PyResult<AnnDataStore>
     }
 }
 
-/// An obs column: `(codes, categories, ordered)` or a numeric / bool tensor.
+/// An obs column: `(codes, categories, ordered)`, `("bool", array)` or a numeric array.
 fn column_of(value: &Bound<'_, PyAny>) -> PyResult<Column> {
     if let Ok((codes, categories, ordered)) =
         value.extract::<(Bound<'_, PyAny>, Vec<String>, bool)>()
@@ -188,81 +189,85 @@ fn column_of(value: &Bound<'_, PyAny>) -> PyResult<Column> {
             ordered,
         });
     }
-    if value.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err("expected a tensor, got a str"));
-    }
-    let tensor = unpack(value)?;
-    match tensor.kind() {
-        tch::Kind::Bool => Ok(Column::Bool(
-            vec_of::<i64>(value, "values", Kinds::Any)?
-                .into_iter()
-                .map(|v| v != 0)
-                .collect(),
-        )),
-        tch::Kind::Double => Ok(Column::Float(vec_of::<f64>(
-            value,
-            "values",
-            Kinds::Numeric,
-        )?)),
-        tch::Kind::Half | tch::Kind::BFloat16 | tch::Kind::Float => {
-            Ok(Column::Float32(vec_of::<f32>(
-                value,
-                "values",
-                Kinds::Numeric,
-            )?))
+    if let Ok((tag, values)) = value.extract::<(String, Bound<'_, PyAny>)>() {
+        if tag == "bool" {
+            let values = vec_of::<i64>(&values, "values", Kinds::Integer)?;
+            return Ok(Column::Bool(values.into_iter().map(|v| v != 0).collect()));
         }
-        _ => Ok(Column::Int(vec_of::<i64>(value, "values", Kinds::Integer)?)),
     }
+    if value.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err("expected an array, got a str"));
+    }
+    Ok(match elements(value, "values")? {
+        Elements::Bool(v) => Column::Bool(v),
+        Elements::Float64(v) => Column::Float(v),
+        Elements::Float32(v) => Column::Float32(v),
+        Elements::Int(v) => Column::Int(v),
+        Elements::UInt64(v) => Column::Int(uint64_as_int64(v, "values")?),
+    })
 }
 
-/// Which tensor dtypes an array may have.
+/// Which array dtypes an array may have.
 #[derive(Clone, Copy)]
 enum Kinds {
     Integer,
     Numeric,
-    Any,
 }
 
-/// The values of a CPU tensor as a flat `Vec<T>` (one copy, converted to `T`).
-fn vec_of<T: tch::kind::Element + Copy>(
-    value: &Bound<'_, PyAny>,
-    what: &str,
-    kinds: Kinds,
-) -> PyResult<Vec<T>> {
-    let tensor = unpack(value)?;
-    let kind = tensor.kind();
-    let integer = matches!(
-        kind,
-        tch::Kind::Int | tch::Kind::Int64 | tch::Kind::Int16 | tch::Kind::Int8 | tch::Kind::Uint8
-    );
-    let floating = matches!(
-        kind,
-        tch::Kind::Half | tch::Kind::BFloat16 | tch::Kind::Float | tch::Kind::Double
-    );
-    let ok = match kinds {
-        Kinds::Integer => integer,
-        Kinds::Numeric => integer || floating,
-        Kinds::Any => true,
-    };
-    if !ok {
-        return Err(PyTypeError::new_err(format!(
-            "{what} has dtype {kind:?}, expected {}",
-            match kinds {
-                Kinds::Integer => "an integer type",
-                _ => "a real number type",
+fn uint64_as_int64(values: Vec<u64>, what: &str) -> PyResult<Vec<i64>> {
+    values
+        .into_iter()
+        .map(|v| {
+            i64::try_from(v).map_err(|_| {
+                PyValueError::new_err(format!("{what} holds the uint64 {v}, beyond int64"))
+            })
+        })
+        .collect()
+}
+
+/// A value type in-memory arrays are read as.
+trait FromElements: Sized {
+    fn from_elements(e: Elements, what: &str, kinds: Kinds) -> PyResult<Vec<Self>>;
+}
+
+fn wrong_kind(what: &str, e: &Elements, kinds: Kinds) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{what} has dtype {}, expected {}",
+        e.kind(),
+        match kinds {
+            Kinds::Integer => "an integer type",
+            Kinds::Numeric => "a real number type",
+        }
+    ))
+}
+
+impl FromElements for i64 {
+    fn from_elements(e: Elements, what: &str, kinds: Kinds) -> PyResult<Vec<i64>> {
+        match e {
+            Elements::Int(v) => Ok(v),
+            Elements::UInt64(v) => uint64_as_int64(v, what),
+            other => Err(wrong_kind(what, &other, kinds)),
+        }
+    }
+}
+
+impl FromElements for f32 {
+    fn from_elements(e: Elements, what: &str, kinds: Kinds) -> PyResult<Vec<f32>> {
+        match e {
+            Elements::Float32(v) => Ok(v),
+            Elements::Float64(v) => Ok(v.into_iter().map(|x| x as f32).collect()),
+            Elements::Int(v) if matches!(kinds, Kinds::Numeric) => {
+                Ok(v.into_iter().map(|x| x as f32).collect())
             }
-        )));
+            Elements::UInt64(v) if matches!(kinds, Kinds::Numeric) => {
+                Ok(v.into_iter().map(|x| x as f32).collect())
+            }
+            other => Err(wrong_kind(what, &other, kinds)),
+        }
     }
-    if tensor.device() != tch::Device::Cpu {
-        return Err(PyValueError::new_err(format!(
-            "{what} is on {:?}: in-memory data must be on the CPU",
-            tensor.device()
-        )));
-    }
-    let flat = tensor
-        .f_reshape([-1])
-        .and_then(|t| t.f_to_kind(T::KIND))
-        .and_then(|t| t.f_contiguous())
-        .map_err(|e| PyValueError::new_err(format!("{what}: {e}")))?;
-    Vec::<T>::try_from(&flat).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
+}
+
+/// The values of a host array as a flat `Vec<T>` (one copy, converted to `T`).
+fn vec_of<T: FromElements>(value: &Bound<'_, PyAny>, what: &str, kinds: Kinds) -> PyResult<Vec<T>> {
+    T::from_elements(elements(value, what)?, what, kinds)
 }

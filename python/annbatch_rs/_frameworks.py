@@ -1,0 +1,131 @@
+"""The native batches' arrays (DLPack, in the loader's pooled host memory) as the frameworks
+users train with: torch tensors, numpy / scipy, cupy or jax arrays, all without a copy on the
+host. Each native array is handed over once; the tensor or array made from it owns the memory
+and gives it back to the loader's pool when it is freed.
+
+A native matrix is ``("csr", (rows, n_var), indptr, indices, data)`` or ``("dense", shape,
+data)``; its arrays have ``__dlpack__`` / ``__dlpack_device__``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+# The oldest releases whose ``from_dlpack`` takes our arrays (objects with ``__dlpack__``).
+MIN_NUMPY = (1, 22)
+MIN_TORCH = (2, 0)
+
+
+def _version(text: str) -> Tuple[int, ...]:
+    parts = []
+    for p in text.split("+")[0].split(".")[:2]:
+        digits = "".join(c for c in p if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def check_numpy() -> None:
+    if not hasattr(np, "from_dlpack") or _version(np.__version__) < MIN_NUMPY:
+        raise ImportError(
+            f"annbatch_rs needs numpy >= {'.'.join(map(str, MIN_NUMPY))} (np.from_dlpack); "
+            f"numpy {np.__version__} is installed")
+
+
+check_numpy()
+
+
+def torch_module() -> Any:
+    """torch, checked: a release with ``torch.from_dlpack`` and sparse CSR tensors."""
+    import torch
+
+    if not hasattr(torch, "from_dlpack") or _version(torch.__version__) < MIN_TORCH:
+        raise ImportError(
+            f"annbatch_rs needs torch >= {'.'.join(map(str, MIN_TORCH))} (torch.from_dlpack) "
+            f"for to='torch'; torch {torch.__version__} is installed")
+    return torch
+
+
+def torch_distributed() -> Any:
+    """``torch.distributed`` when torch is imported and a process group is up, else None."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    dist = torch.distributed
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def worker_info() -> Any:
+    """torch's DataLoader worker info (None outside a worker, or without torch)."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else torch.utils.data.get_worker_info()
+
+
+def numpy_array(a: Any) -> np.ndarray:
+    """A native array as numpy, sharing its memory."""
+    return np.from_dlpack(a)
+
+
+def torch_tensor(matrix: Any, device: Optional[str] = None) -> Any:
+    """A native matrix as a torch tensor: sparse CSR (int32 indices) or dense, on ``device``."""
+    torch = torch_module()
+    if matrix[0] == "csr":
+        _, shape, indptr, indices, data = matrix
+        crow, col, values = (torch.from_dlpack(indptr), torch.from_dlpack(indices),
+                             torch.from_dlpack(data))
+        if device not in (None, "cpu"):
+            crow, col, values = (t.to(device, non_blocking=True) for t in (crow, col, values))
+        return torch.sparse_csr_tensor(crow, col, values, size=tuple(shape),
+                                       check_invariants=False)
+    x = torch.from_dlpack(matrix[2])
+    return x if device in (None, "cpu") else x.to(device, non_blocking=True)
+
+
+def torch_vector(a: Any, device: Optional[str] = None) -> Any:
+    """A native 1-d array (obs values, codes, row ids) as a torch tensor on ``device``."""
+    t = torch_module().from_dlpack(a)
+    return t if device in (None, "cpu") else t.to(device, non_blocking=True)
+
+
+def scipy_or_numpy(matrix: Any) -> Any:
+    """A native matrix as scipy CSR (views of the loader's memory) or a numpy array."""
+    if matrix[0] == "csr":
+        import scipy.sparse as sp
+
+        _, shape, indptr, indices, data = matrix
+        # copy=False: scipy keeps the numpy views, and they keep the memory alive.
+        return sp.csr_matrix((numpy_array(data), numpy_array(indices), numpy_array(indptr)),
+                             shape=tuple(shape), copy=False)
+    return numpy_array(matrix[2])
+
+
+def cupy_array(matrix: Any, device: str) -> Any:
+    """A native matrix copied to the GPU as cupyx CSR or a cupy array."""
+    import cupy as cp
+
+    index = int(device.split(":")[1]) if ":" in device else 0
+    with cp.cuda.Device(index):
+        if matrix[0] == "csr":
+            import cupyx.scipy.sparse as cpx
+
+            _, shape, indptr, indices, data = matrix
+            return cpx.csr_matrix((cp.asarray(numpy_array(data)),
+                                   cp.asarray(numpy_array(indices)),
+                                   cp.asarray(numpy_array(indptr))), shape=tuple(shape))
+        return cp.asarray(numpy_array(matrix[2]))
+
+
+def jax_array(matrix: Any) -> Any:
+    """A native matrix as a jax ``BCSR`` (annbatch gives ``BCSR`` too) or a dense array."""
+    import jax.numpy as jnp
+
+    if matrix[0] == "csr":
+        from jax.experimental import sparse as jsparse
+
+        _, shape, indptr, indices, data = matrix
+        parts = (jnp.from_dlpack(numpy_array(data)), jnp.from_dlpack(numpy_array(indices)),
+                 jnp.from_dlpack(numpy_array(indptr)))
+        return jsparse.BCSR(parts, shape=tuple(shape))
+    return jnp.from_dlpack(numpy_array(matrix[2]))

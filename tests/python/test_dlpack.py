@@ -1,0 +1,102 @@
+"""Batches cross to Python as DLPack arrays: zero-copy into torch and numpy, handed over once,
+versioned (DLPack 1.x) or legacy capsules as the consumer asks, memory that outlives the loader
+and is reused only once released, and a native module that links no libtorch."""
+
+import ctypes
+import gc
+import pathlib
+import subprocess
+
+import annbatch_rs
+import numpy as np
+import pytest
+from annbatch_rs import DatasetCollection, Loader, _frameworks
+
+COLLECTION = pathlib.Path(__file__).resolve().parents[1] / "data" / "annbatch_collection.zarr"
+
+
+def raw_batches(**kwargs):
+    params = dict(batch_size=64, chunk_size=16, preload_nchunks=4, return_index=True)
+    params.update(kwargs)
+    ds = Loader(**params).use_collection(DatasetCollection(COLLECTION))
+    return ds._native(ds._shard()).epoch(0)
+
+
+def capsule_name(capsule) -> bytes:
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype = ctypes.c_char_p
+    get_name.argtypes = [ctypes.py_object]
+    return get_name(capsule)
+
+
+def test_numpy_and_torch_take_the_loaders_memory_without_a_copy():
+    raw = next(iter(raw_batches()))
+    kind, shape, indptr, indices, data = raw["X"]
+    assert kind == "csr" and tuple(shape) == (64, 765)
+    assert (indptr.dtype, indices.dtype, data.dtype) == ("int32", "int32", "float32")
+    assert indptr.__dlpack_device__() == (1, 0)
+    values = np.from_dlpack(data)
+    assert values.__array_interface__["data"][0] == data.address
+    assert values.dtype == np.float32 and values.shape == tuple(data.shape)
+    torch = pytest.importorskip("torch")
+    crow = torch.from_dlpack(indptr)
+    assert crow.data_ptr() == indptr.address and crow.dtype == torch.int32
+    index = raw["index"]
+    assert torch.from_dlpack(index).data_ptr() == index.address
+
+
+def test_an_array_is_handed_over_once():
+    raw = next(iter(raw_batches()))
+    data = raw["X"][4]
+    first = np.from_dlpack(data)
+    assert data.consumed
+    with pytest.raises(BufferError, match="already handed over"):
+        np.from_dlpack(data)
+    assert first.size == data.shape[0]
+
+
+def test_versioned_capsules_when_asked_legacy_otherwise():
+    raw = next(iter(raw_batches()))
+    _, _, indptr, indices, data = raw["X"]
+    assert capsule_name(indptr.__dlpack__(max_version=(1, 0))) == b"dltensor_versioned"
+    assert capsule_name(indices.__dlpack__()) == b"dltensor"
+    # Unconsumed capsules release their memory when collected (no leak, no double free).
+    gc.collect()
+    with pytest.raises(BufferError, match="device"):
+        data.__dlpack__(dl_device=(2, 0))
+
+
+def test_batches_outlive_their_loader_and_keep_their_values():
+    ds = Loader(batch_size=64, chunk_size=16, preload_nchunks=4, return_index=True, to=None)
+    ds.use_collection(DatasetCollection(COLLECTION))
+    kept = [b for _, b in zip(range(5), ds)]
+    copies = [(b["X"].toarray(), b["index"].copy()) for b in kept]
+    del ds
+    gc.collect()
+    # Other loaders reading meanwhile must not write over the kept batches' memory.
+    rows = sum(b["X"].shape[0] for b in Loader(batch_size=64, chunk_size=16, preload_nchunks=4)
+               .use_collection(DatasetCollection(COLLECTION)))
+    assert rows == 700
+    for b, (x, index) in zip(kept, copies):
+        assert np.array_equal(b["X"].toarray(), x) and np.array_equal(b["index"], index)
+
+
+def test_released_memory_is_reused_and_held_memory_is_not():
+    torch = pytest.importorskip("torch")
+    held, addresses = [], set()
+    for i, raw in enumerate(raw_batches(batch_size=16, chunk_size=16, preload_nchunks=4)):
+        x = _frameworks.torch_tensor(raw["X"])
+        addresses.add(x.values().data_ptr())
+        if i % 4 == 0:
+            held.append((x, x.values().clone()))
+    assert len(addresses) < 44, "released batches' memory is used again"
+    for x, values in held:
+        assert torch.equal(x.values(), values)
+
+
+def test_the_native_module_links_no_framework():
+    native = pathlib.Path(annbatch_rs._native.__file__)
+    dynamic = subprocess.run(["readelf", "-d", str(native)], capture_output=True, text=True,
+                             check=True).stdout
+    for lib in ("libtorch", "libc10", "libtorch_python", "libpython"):
+        assert lib not in dynamic, f"{native.name} links {lib}"
