@@ -511,7 +511,7 @@ fn create(
         })
         .collect::<Result<Vec<_>>>()?;
     let var_columns = var_table::join(parts, space.names.len(), options.merge);
-    let carried = elements::carry(&sources, options.layer.as_deref(), &swapped)?;
+    let carried = elements::carry(&sources, options.layer.as_deref(), &swapped, 0)?;
     notes.extend(carried.notes.iter().cloned());
     let uns = uns_of(&sources, options.merge, &mut notes);
     let var_aligned = var_aligned_of(&sources, space.maps.iter().all(Option::is_none), &mut notes);
@@ -789,7 +789,7 @@ fn append(
         .collect();
     let layers = x_layers(&sources, options.layer.as_deref(), &swapped)?;
     let x = x_readers(&sources, &layers);
-    let carried = elements::carry(&sources, options.layer.as_deref(), &swapped)?;
+    let carried = elements::carry(&sources, options.layer.as_deref(), &swapped, n_existing)?;
     notes.extend(carried.notes.iter().cloned());
     // The collection's uns, varm and varp stay, as its var columns do; its raw variables too.
     let uns = uns_of(&sources[..n_existing.min(1)], None, &mut notes);

@@ -108,6 +108,23 @@ pub enum Error {
         found: String,
     },
 
+    /// An append would remove an element (a layer, an obsm entry) from the cells a collection
+    /// already holds: refused, the collection left as it was.
+    #[error(
+        "{}: appending would remove {element} from the collection's cells ({reason}); give \
+         every new input {element} (in anndata: set it before writing the file), or convert \
+         all inputs into a new collection, which keeps only what every input has",
+        dataset.display()
+    )]
+    AppendWouldDrop {
+        /// The collection's dataset that holds the element.
+        dataset: PathBuf,
+        /// The element, such as `layers/counts`.
+        element: String,
+        /// Why the append cannot carry it.
+        reason: String,
+    },
+
     /// A required AnnData element (group or array) does not exist.
     #[error("{path}: missing element {element:?}")]
     MissingElement {

@@ -717,3 +717,34 @@ fn a_csc_input_converts_to_the_same_rows_as_its_csr() {
     );
     assert_eq!(matrix_rows(&out, ""), matrix_rows(&input, ""));
 }
+
+#[test]
+fn an_append_that_would_drop_a_layer_is_refused_and_changes_nothing() {
+    let src = data("annbatch_layers_collection.zarr").join("dataset_0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    add_adatas(&out, &[&src], &options(3)).expect("convert");
+    // The same cells without layers["counts"].
+    let bare = dir.path().join("bare.zarr");
+    common::copy_dir(&src, &bare);
+    std::fs::remove_dir_all(bare.join("layers").join("counts")).expect("remove the layer");
+    let before = listing(&out);
+    let err = add_adatas(&out, &[&bare], &options(4)).expect_err("refused");
+    assert!(
+        matches!(&err, Error::AppendWouldDrop { element, .. } if element == "layers/counts"),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("new collection"), "{message}");
+    assert_eq!(listing(&out), before, "the refused append changed nothing");
+    // An input that has the layer appends, and every dataset keeps it.
+    let report = add_adatas(&out, &[&src], &options(5)).expect("append");
+    assert!(report.appended);
+    let c = DatasetCollection::open(&out).expect("open");
+    for name in c.dataset_names() {
+        assert!(
+            out.join(name).join("layers").join("counts").is_dir(),
+            "{name} keeps layers/counts"
+        );
+    }
+}

@@ -5,7 +5,7 @@
 use super::dataset::{joined_dtype, Element};
 use super::row_reader::RowReader;
 use super::source::{Matrix, Source};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Dtype;
 
 /// One carried-over matrix, opened in every input (`None`: that input's own `X`, carried as
@@ -55,14 +55,39 @@ impl Carried {
 
 /// Opens the `layers` and `obsm` entries of `sources` that can be carried over. Where
 /// `swapped[i]`, layer `layer` is input `i`'s `X`, and its own `X` takes the layer's place as
-/// `layers/X`.
+/// `layers/X`. The first `existing` sources are the datasets of a collection being appended
+/// to: an element any of them holds is never left out (that would delete it from cells the
+/// collection holds), the append is refused instead.
 ///
 /// # Errors
-/// [`crate::Error`] naming the input whose groups cannot be listed.
-pub(crate) fn carry(sources: &[Source], layer: Option<&str>, swapped: &[bool]) -> Result<Carried> {
+/// [`crate::Error`] naming the input whose groups cannot be listed;
+/// [`Error::AppendWouldDrop`] for an element of the collection the append cannot carry.
+pub(crate) fn carry(
+    sources: &[Source],
+    layer: Option<&str>,
+    swapped: &[bool],
+    existing: usize,
+) -> Result<Carried> {
     let mut carried = Carried {
         opened: Vec::new(),
         notes: Vec::new(),
+    };
+    let held = |group: &str, key: &str| -> Result<Option<&Source>> {
+        for s in &sources[..existing.min(sources.len())] {
+            if s.keys(group)
+                .map_err(|e| e.in_input(s.path()))?
+                .iter()
+                .any(|k| k == key)
+            {
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
+    };
+    let refuse = |dataset: &Source, path: &str, reason: String| Error::AppendWouldDrop {
+        dataset: dataset.path().to_path_buf(),
+        element: path.to_string(),
+        reason,
     };
     for (group, var_aligned) in [("layers", true), ("obsm", false)] {
         let keys = sources
@@ -86,6 +111,13 @@ pub(crate) fn carry(sources: &[Source], layer: Option<&str>, swapped: &[bool]) -
         partial.sort_unstable();
         partial.dedup();
         for key in partial {
+            if let Some(dataset) = held(group, key)? {
+                return Err(refuse(
+                    dataset,
+                    &format!("{group}/{key}"),
+                    "some of the new inputs lack it".into(),
+                ));
+            }
             carried.notes.push(format!(
                 "{group}/{key} left out: not in every input (kept: what all inputs have)"
             ));
@@ -98,7 +130,10 @@ pub(crate) fn carry(sources: &[Source], layer: Option<&str>, swapped: &[bool]) -
             let own_x = |i: usize| var_aligned && key == "X" && swapped[i];
             match open_everywhere(sources, &path, var_aligned, own_x, &mut carried.notes) {
                 Ok(opened) => carried.opened.push(opened),
-                Err(reason) => carried.notes.push(format!("{path} left out: {reason}")),
+                Err(reason) => match held(group, key)? {
+                    Some(dataset) => return Err(refuse(dataset, &path, reason)),
+                    None => carried.notes.push(format!("{path} left out: {reason}")),
+                },
             }
         }
     }
