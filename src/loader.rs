@@ -44,7 +44,6 @@ use crate::error::{Error, Result};
 use crate::pipeline::{self, Built, Counters, Epoch};
 pub use crate::pipeline::{Batches, LoaderState, LoaderStats};
 use crate::sampler::Sampler;
-#[cfg(feature = "tch")]
 use crate::store::XElement;
 #[cfg(feature = "tch")]
 pub use crate::tensor::{Batch, ObsTensor};
@@ -264,14 +263,30 @@ impl LoaderBuilder {
         // DLPack batches: X's three arrays, three per layer / obsm matrix, obs, index.
         let arrays = 3 + 3 * aligned.len() + obs.len() + 1;
         let pooled = PooledMemory::new(alive.saturating_mul(arrays));
+        let prewarmed = prewarm_size(&collection, sampler.batch_size(), per_request);
         #[cfg(feature = "tch")]
         let placement = {
             // Two pooled storages per batch (values and indices; see `prefetch`).
             let slots = 2 * alive;
             let placement = crate::tensor::Placement::new(options.device, slots)?;
-            prewarm(&placement, &collection, sampler.batch_size(), per_request)?;
+            if let Some((n, sparse)) = prewarmed {
+                placement.storage.prewarm::<f32>(n, per_request)?;
+                if sparse {
+                    placement.storage.prewarm::<i32>(n, per_request)?;
+                }
+            }
             Arc::new(placement)
         };
+        // Without tch the front ends read DLPack batches (Python, through `dl_epoch`).
+        // The batches of both builds in flight, which the consumer has not released yet.
+        #[cfg(not(feature = "tch"))]
+        if let Some((n, sparse)) = prewarmed {
+            let count = crate::pipeline::BUILDS_IN_FLIGHT * per_request;
+            pooled.prewarm::<f32>(n, count);
+            if sparse {
+                pooled.prewarm::<i32>(n, count);
+            }
+        }
         Ok(Loader {
             collection,
             sampler,
@@ -291,16 +306,15 @@ impl LoaderBuilder {
     }
 }
 
-/// Pages in the pooled memory of the first request's batches (`count` batches of
-/// `batch_size` rows of the collection's mean size), so that the first batch of the first
-/// epoch does not wait for page faults.
-#[cfg(feature = "tch")]
-fn prewarm(
-    placement: &crate::tensor::Placement,
+/// The values of one batch of `batch_size` rows of the collection's mean size, and whether X
+/// is sparse: what is paged in when a loader is built (`count` such batches of each array), so
+/// that the first batch of the first epoch does not wait for page faults. None when it cannot
+/// be known from the metadata or would not fit the memory budget.
+fn prewarm_size(
     collection: &DatasetCollection,
     batch_size: usize,
     count: usize,
-) -> Result<()> {
+) -> Option<(usize, bool)> {
     let n_obs = collection.n_obs().max(1);
     let mut values: u64 = 0;
     let mut sparse = true;
@@ -311,7 +325,7 @@ fn prewarm(
                 sparse = false;
                 values = values.saturating_add(d.n_obs().saturating_mul(collection.n_var()));
             }
-            XElement::InMemory(_) | XElement::Csc(_) => return Ok(()),
+            XElement::InMemory(_) | XElement::Csc(_) => return None,
         }
     }
     // The mean row's values times rows of a batch, at most all values. The counts come from
@@ -322,17 +336,8 @@ fn prewarm(
         .min(values);
     let arrays: u128 = if sparse { 2 } else { 1 };
     let total = u128::from(per_batch) * (count as u128) * arrays;
-    if crate::store::budget::check("X", "prewarmed batch memory", total, 4, 4).is_err() {
-        return Ok(());
-    }
-    let Ok(n) = usize::try_from(per_batch) else {
-        return Ok(());
-    };
-    placement.storage.prewarm::<f32>(n, count)?;
-    if sparse {
-        placement.storage.prewarm::<i32>(n, count)?;
-    }
-    Ok(())
+    crate::store::budget::check("X", "prewarmed batch memory", total, 4, 4).ok()?;
+    Some((usize::try_from(per_batch).ok()?, sparse))
 }
 
 /// Streams minibatches of a [`DatasetCollection`] (see the [module docs](self)).
