@@ -6,6 +6,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+typedef struct DLManagedTensorVersioned DLManagedTensorVersioned;
+typedef struct DLManagedTensor DLManagedTensor;
+
 
 /**
  * What a call did.
@@ -40,7 +43,8 @@ typedef enum AnnbatchStatus {
    */
   ANNBATCH_STATUS_DATA_ERROR = 6,
   /**
-   * The requested device is unavailable (e.g. CUDA without a GPU).
+   * The requested device is unavailable (kept for ABI stability: the library hands out
+   * host memory, and `annbatch.hpp` moves it to the options' device).
    */
   ANNBATCH_STATUS_DEVICE_ERROR = 7,
   /**
@@ -50,7 +54,21 @@ typedef enum AnnbatchStatus {
 } AnnbatchStatus;
 
 /**
- * One batch; its tensors are lent until [`annbatch_batch_free`].
+ * How a matrix's arrays are laid out.
+ */
+typedef enum AnnbatchFormat {
+  /**
+   * Sparse CSR: `indptr` (int32, rows + 1), `indices` (int32) and `data` (float32).
+   */
+  ANNBATCH_FORMAT_CSR = 0,
+  /**
+   * Dense, row-major: `data` (float32, `[rows, cols]`); `indptr` and `indices` are NULL.
+   */
+  ANNBATCH_FORMAT_DENSE = 1,
+} AnnbatchFormat;
+
+/**
+ * One batch; each of its arrays is handed over once, then belongs to the caller.
  */
 typedef struct AnnbatchBatch AnnbatchBatch;
 
@@ -98,7 +116,8 @@ typedef struct AnnbatchLoaderOptions {
    */
   uint64_t seed;
   /**
-   * -1: CPU (default); N >= 0: `cuda:N`.
+   * -1: CPU (default); N >= 0: `cuda:N`. The library hands out host memory either way;
+   * `annbatch.hpp` places each batch on this device (with the user's libtorch).
    */
   int32_t device;
   /**
@@ -143,6 +162,37 @@ typedef struct AnnbatchLoaderOptions {
    */
   size_t n_obsm_keys;
 } AnnbatchLoaderOptions;
+
+/**
+ * The rows of a matrix of a batch (`X`, a layer, an obsm entry), handed over as DLPack
+ * tensors the caller owns (see the module docs).
+ */
+typedef struct AnnbatchMatrix {
+  /**
+   * CSR or dense.
+   */
+  enum AnnbatchFormat format;
+  /**
+   * The batch's rows.
+   */
+  uint64_t n_rows;
+  /**
+   * Columns (`n_var` for `X` and layers).
+   */
+  uint64_t n_cols;
+  /**
+   * CSR row pointers; NULL when dense.
+   */
+  DLManagedTensorVersioned *indptr;
+  /**
+   * CSR column indices; NULL when dense.
+   */
+  DLManagedTensorVersioned *indices;
+  /**
+   * The values.
+   */
+  DLManagedTensorVersioned *data;
+} AnnbatchMatrix;
 
 #ifdef __cplusplus
 extern "C" {
@@ -246,26 +296,28 @@ enum AnnbatchStatus annbatch_epoch_next(struct AnnbatchEpoch *epoch, struct Annb
 enum AnnbatchStatus annbatch_epoch_free(struct AnnbatchEpoch *epoch);
 
 /**
- * `X` of the batch: an `at::Tensor*` (`[rows, n_var]`, sparse CSR int32/float32, or dense
- * float32), lent until the batch is freed. Copy the `at::Tensor` to keep it longer.
+ * Hands over `X` of the batch (`[rows, n_var]`, sparse CSR int32/float32 or dense float32):
+ * the caller owns the tensors in `*out` and releases each through its deleter. Once per
+ * batch; again: `ANNBATCH_STATUS_INVALID_ARGUMENT`.
  *
  * # Safety
  * `batch` is NULL or a handle from this library; `out` is NULL or writable.
  */
-enum AnnbatchStatus annbatch_batch_x(const struct AnnbatchBatch *batch, void **out);
+enum AnnbatchStatus annbatch_batch_x(const struct AnnbatchBatch *batch, struct AnnbatchMatrix *out);
 
 /**
- * The global row ids (int64 `at::Tensor*`), lent like [`annbatch_batch_x`];
- * `ANNBATCH_STATUS_INVALID_ARGUMENT` if the loader was not opened with `return_index`.
+ * Hands over the global row ids (int64, one per row) like [`annbatch_batch_x`];
+ * `ANNBATCH_STATUS_INVALID_ARGUMENT` if the loader was opened without `return_index`.
  *
  * # Safety
  * `batch` is NULL or a handle from this library; `out` is NULL or writable.
  */
-enum AnnbatchStatus annbatch_batch_index(const struct AnnbatchBatch *batch, void **out);
+enum AnnbatchStatus annbatch_batch_index(const struct AnnbatchBatch *batch,
+                                         DLManagedTensorVersioned **out);
 
 /**
- * The obs column `key` (int64 codes or float32 values, an `at::Tensor*`), lent like
- * [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key` was not in `obs_keys`.
+ * Hands over the obs column `key` (int64 codes or float32 values) like
+ * [`annbatch_batch_index`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key` was not in `obs_keys`.
  *
  * # Safety
  * `batch` is NULL or a handle from this library; `key` is a NUL-terminated string; `out` is
@@ -273,12 +325,12 @@ enum AnnbatchStatus annbatch_batch_index(const struct AnnbatchBatch *batch, void
  */
 enum AnnbatchStatus annbatch_batch_obs(const struct AnnbatchBatch *batch,
                                        const char *key,
-                                       void **out);
+                                       DLManagedTensorVersioned **out);
 
 /**
- * Layer `key` of the batch (the same rows as `X`: `[rows, n_var]`, sparse CSR or dense as
- * stored, float32 values), lent like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT`
- * if `key` was not in `layer_keys`.
+ * Hands over layer `key` (the same rows as `X`: `[rows, n_var]`, sparse CSR or dense as
+ * stored, float32 values) like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if
+ * `key` was not in `layer_keys`.
  *
  * # Safety
  * `batch` is NULL or a handle from this library; `key` is a NUL-terminated string; `out` is
@@ -286,12 +338,12 @@ enum AnnbatchStatus annbatch_batch_obs(const struct AnnbatchBatch *batch,
  */
 enum AnnbatchStatus annbatch_batch_layer(const struct AnnbatchBatch *batch,
                                          const char *key,
-                                         void **out);
+                                         struct AnnbatchMatrix *out);
 
 /**
- * obsm entry `key` of the batch (the same rows as `X`: dense float32 `[rows, d]`, or sparse
- * CSR as stored), lent like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key`
- * was not in `obsm_keys`.
+ * Hands over obsm entry `key` (the same rows as `X`: dense float32 `[rows, d]`, or sparse
+ * CSR as stored) like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key` was
+ * not in `obsm_keys`.
  *
  * # Safety
  * `batch` is NULL or a handle from this library; `key` is a NUL-terminated string; `out` is
@@ -299,7 +351,19 @@ enum AnnbatchStatus annbatch_batch_layer(const struct AnnbatchBatch *batch,
  */
 enum AnnbatchStatus annbatch_batch_obsm(const struct AnnbatchBatch *batch,
                                         const char *key,
-                                        void **out);
+                                        struct AnnbatchMatrix *out);
+
+/**
+ * A pre-1.0 `DLManagedTensor*` holding `versioned` (same memory, same shape), for consumers
+ * that take only those. On success the caller owns `*out` (its deleter releases `versioned`
+ * too) and must not release `versioned` itself.
+ *
+ * # Safety
+ * `versioned` is NULL or a live tensor this library handed over, owned by the caller; `out`
+ * is NULL or writable.
+ */
+enum AnnbatchStatus annbatch_dlpack_legacy(DLManagedTensorVersioned *versioned,
+                                           DLManagedTensor **out);
 
 /**
  * Rows in the batch.
@@ -310,8 +374,8 @@ enum AnnbatchStatus annbatch_batch_obsm(const struct AnnbatchBatch *batch,
 enum AnnbatchStatus annbatch_batch_n_rows(const struct AnnbatchBatch *batch, uint64_t *out);
 
 /**
- * Frees a batch. Tensors copied from it (an `at::Tensor` copy holds a reference) stay valid;
- * the lent pointers do not.
+ * Frees a batch. The arrays handed over from it stay valid (they are the caller's); those
+ * never taken are released with it.
  *
  * # Safety
  * `batch` is NULL or a pointer this library returned; no other thread is using it.

@@ -1,12 +1,17 @@
-// annbatch-rs for libtorch C++: a header-only RAII wrapper over the C ABI (annbatch.h).
+// annbatch-rs for libtorch C++: a header-only RAII wrapper over the C ABI (annbatch.h),
+// compiled against the libtorch of the program that includes it (any libtorch 2.x: the library
+// links none, and hands batch arrays over as DLPack tensors).
 //
-// Ownership: a Batch owns its C handle and frees it once (move-only). Its tensors are returned
-// as at::Tensor copies of the ones the loader built: a copy holds a reference to the same
-// memory (zero-copy), so it stays valid after the Batch is gone. Errors throw annbatch::Error
-// with the library's message and status.
+// Ownership: a Batch owns its C handle and frees it once (move-only). Each tensor is made from
+// the arrays the library hands over (at::fromDLPackVersioned, or at::fromDLPack on a libtorch
+// without DLPack 1.0), zero-copy: it owns that memory, returns it to the loader's pool when its
+// last reference goes, and stays valid after the Batch, the Epoch and the Loader are gone.
+// Calling x() again returns the same tensor. Errors throw annbatch::Error with the library's
+// message and status.
 //
 //   annbatch::Options options;            // annbatch's defaults
 //   options.batch_size = 64;
+//   options.device = 0;                   // optional: batches placed on cuda:0 by libtorch
 //   annbatch::Loader loader("collection.zarr", options, {"cell_type"});
 //   for (auto epoch = loader.epoch(0); auto batch = epoch.next();) {
 //     at::Tensor x = batch->x();          // sparse CSR [rows, n_var]
@@ -17,8 +22,10 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/DLConvertor.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -50,16 +57,41 @@ inline AnnbatchStatus check(AnnbatchStatus status) {
   return status;
 }
 
-/// A copy of a lent `at::Tensor*`: shares its memory, holds its own reference.
-inline at::Tensor adopt(void* lent) { return *static_cast<at::Tensor*>(lent); }
+/// A tensor owning a handed-over array (zero-copy).
+inline at::Tensor adopt(DLManagedTensorVersioned* array) {
+#if defined(DLPACK_MAJOR_VERSION) && DLPACK_MAJOR_VERSION >= 1
+  return at::fromDLPackVersioned(array);
+#else
+  DLManagedTensor* legacy = nullptr;
+  check(annbatch_dlpack_legacy(array, &legacy));
+  return at::fromDLPack(legacy);
+#endif
+}
+
+/// A handed-over matrix as a tensor: sparse CSR (int32 indices) or dense.
+inline at::Tensor adopt(const AnnbatchMatrix& m) {
+  at::Tensor data = adopt(m.data);
+  const std::vector<int64_t> size{static_cast<int64_t>(m.n_rows), static_cast<int64_t>(m.n_cols)};
+  if (m.format == ANNBATCH_FORMAT_CSR) {
+    at::Tensor crow = adopt(m.indptr), col = adopt(m.indices);
+    return at::sparse_csr_tensor(crow, col, data, size, data.options().layout(at::kSparseCsr));
+  }
+  return data.reshape(size);
+}
 
 class Batch {
  public:
-  explicit Batch(AnnbatchBatch* handle) : handle_(handle) {}
-  Batch(Batch&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+  /// `device`: -1 (CPU) or N (cuda:N), where the tensors are placed.
+  Batch(AnnbatchBatch* handle, int device) : handle_(handle), device_(device) {}
+  Batch(Batch&& other) noexcept
+      : handle_(std::exchange(other.handle_, nullptr)),
+        device_(other.device_),
+        taken_(std::move(other.taken_)) {}
   Batch& operator=(Batch&& other) noexcept {
     reset();
     handle_ = std::exchange(other.handle_, nullptr);
+    device_ = other.device_;
+    taken_ = std::move(other.taken_);
     return *this;
   }
   Batch(const Batch&) = delete;
@@ -67,15 +99,45 @@ class Batch {
   ~Batch() { reset(); }
 
   /// X: sparse CSR (int32 indices, float32 values) or dense float32, [rows, n_var].
-  at::Tensor x() const { return lent(annbatch_batch_x); }
+  at::Tensor x() const {
+    return once("X", [&] {
+      AnnbatchMatrix m{};
+      check(annbatch_batch_x(handle_, &m));
+      return adopt(m);
+    });
+  }
   /// Global row ids (int64); the loader needs return_index.
-  at::Tensor index() const { return lent(annbatch_batch_index); }
+  at::Tensor index() const {
+    return once("index", [&] {
+      DLManagedTensorVersioned* t = nullptr;
+      check(annbatch_batch_index(handle_, &t));
+      return adopt(t);
+    });
+  }
   /// An obs column the loader was asked for: int64 codes or float32 values.
-  at::Tensor obs(const std::string& key) const { return named(annbatch_batch_obs, key); }
+  at::Tensor obs(const std::string& key) const {
+    return once("obs/" + key, [&] {
+      DLManagedTensorVersioned* t = nullptr;
+      check(annbatch_batch_obs(handle_, key.c_str(), &t));
+      return adopt(t);
+    });
+  }
   /// A layer the loader was asked for: the rows of X, [rows, n_var], sparse CSR or dense.
-  at::Tensor layer(const std::string& key) const { return named(annbatch_batch_layer, key); }
+  at::Tensor layer(const std::string& key) const {
+    return once("layers/" + key, [&] {
+      AnnbatchMatrix m{};
+      check(annbatch_batch_layer(handle_, key.c_str(), &m));
+      return adopt(m);
+    });
+  }
   /// An obsm entry the loader was asked for: the rows of X, dense float32 [rows, d].
-  at::Tensor obsm(const std::string& key) const { return named(annbatch_batch_obsm, key); }
+  at::Tensor obsm(const std::string& key) const {
+    return once("obsm/" + key, [&] {
+      AnnbatchMatrix m{};
+      check(annbatch_batch_obsm(handle_, key.c_str(), &m));
+      return adopt(m);
+    });
+  }
   std::uint64_t n_rows() const {
     std::uint64_t n = 0;
     check(annbatch_batch_n_rows(handle_, &n));
@@ -85,16 +147,16 @@ class Batch {
   const AnnbatchBatch* handle() const noexcept { return handle_; }
 
  private:
-  at::Tensor lent(AnnbatchStatus (*get)(const AnnbatchBatch*, void**)) const {
-    void* t = nullptr;
-    check(get(handle_, &t));
-    return adopt(t);
-  }
-  at::Tensor named(AnnbatchStatus (*get)(const AnnbatchBatch*, const char*, void**),
-                   const std::string& key) const {
-    void* t = nullptr;
-    check(get(handle_, key.c_str(), &t));
-    return adopt(t);
+  /// The tensor `name`, made by `make` on first use (each array is handed over once), then
+  /// placed on the batch's device.
+  template <typename Make>
+  at::Tensor once(const std::string& name, Make make) const {
+    auto found = taken_.find(name);
+    if (found != taken_.end()) return found->second;
+    at::Tensor t = make();
+    if (device_ >= 0) t = t.to(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_)));
+    taken_.emplace(name, t);
+    return t;
   }
   void reset() noexcept {
     if (handle_ != nullptr) {
@@ -102,12 +164,15 @@ class Batch {
     }
   }
   AnnbatchBatch* handle_;
+  int device_;
+  mutable std::map<std::string, at::Tensor> taken_;
 };
 
 class Epoch {
  public:
-  explicit Epoch(AnnbatchEpoch* handle) : handle_(handle) {}
-  Epoch(Epoch&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+  Epoch(AnnbatchEpoch* handle, int device) : handle_(handle), device_(device) {}
+  Epoch(Epoch&& other) noexcept
+      : handle_(std::exchange(other.handle_, nullptr)), device_(other.device_) {}
   Epoch(const Epoch&) = delete;
   Epoch& operator=(const Epoch&) = delete;
   ~Epoch() {
@@ -117,11 +182,12 @@ class Epoch {
   std::optional<Batch> next() {
     AnnbatchBatch* b = nullptr;
     if (check(annbatch_epoch_next(handle_, &b)) == ANNBATCH_STATUS_END) return std::nullopt;
-    return Batch(b);
+    return Batch(b, device_);
   }
 
  private:
   AnnbatchEpoch* handle_;
+  int device_;
 };
 
 class Loader {
@@ -145,6 +211,7 @@ class Loader {
     options.obsm_keys = obsm.empty() ? nullptr : obsm.data();
     options.n_obsm_keys = obsm.size();
     check(annbatch_loader_open(path.c_str(), &options, &handle_));
+    device_ = options.device;
   }
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -159,7 +226,7 @@ class Loader {
   Epoch epoch(std::uint64_t epoch) const {
     AnnbatchEpoch* e = nullptr;
     check(annbatch_loader_epoch(handle_, epoch, &e));
-    return Epoch(e);
+    return Epoch(e, device_);
   }
 
  private:
@@ -169,6 +236,7 @@ class Loader {
     return v;
   }
   AnnbatchLoader* handle_ = nullptr;
+  int device_ = -1;
 };
 
 }  // namespace annbatch

@@ -1,18 +1,24 @@
-//! The C ABI (feature `capi`): the loader for libtorch C++ programs, declared in the committed
-//! header `include/annbatch.h` (cbindgen) and wrapped by the header-only `include/annbatch.hpp`.
+//! The C ABI (feature `capi`): the loader for C and libtorch C++ programs, declared in the
+//! committed header `include/annbatch.h` (cbindgen) and wrapped by the header-only
+//! `include/annbatch.hpp`. The library links no libtorch: batch arrays are handed over as DLPack
+//! tensors, so one `libannbatch.so` serves every libtorch (and any other DLPack consumer).
 //!
 //! - Opaque handles (`AnnbatchLoader`, `AnnbatchEpoch`, `AnnbatchBatch`), created by `*_open` /
-//!   `*_epoch` / `*_next` and released by `*_free`. Every handle is registered while alive: a
-//!   handle that was freed (double free), never created, or of another kind gives
-//!   `ANNBATCH_STATUS_INVALID_HANDLE`, never undefined behaviour. A handle must not be freed while
-//!   another thread uses it.
+//!   `*_epoch` / `*_next` and released by `*_free`. A handle is an identity that is never
+//!   reused (a counter, not an address): a handle that was freed (double free, even after the
+//!   allocator reused its memory), never created, or of another kind gives
+//!   `ANNBATCH_STATUS_INVALID_HANDLE`, never undefined behaviour; calls on one handle from two
+//!   threads are serialised.
 //! - Every call returns an [`AnnbatchStatus`]; on failure `annbatch_last_error()` gives the
 //!   message (per thread, valid until the next failing call on that thread). No panic crosses
 //!   the boundary: it becomes `ANNBATCH_STATUS_PANIC`.
-//! - Tensors: `annbatch_batch_x` (and `_index`, `_obs`) lend the `at::Tensor*` the loader built
-//!   (tch's tensors are `at::Tensor*` underneath), valid until the batch is freed. Copying the
-//!   `at::Tensor` (what `annbatch.hpp` does) takes a reference: the copy shares the batch's
-//!   memory, zero-copy, and stays valid after `annbatch_batch_free`.
+//! - Arrays: `annbatch_batch_x` (and `_layer`, `_obsm`) hand over a matrix as an
+//!   [`AnnbatchMatrix`] of `DLManagedTensorVersioned*` (DLPack 1.0, host memory), `_index` and
+//!   `_obs` one such tensor. Each array is handed over once: the caller owns it and calls its
+//!   `deleter` (or gives it to `at::fromDLPackVersioned`, `from_dlpack`, ...), which returns the
+//!   memory to the loader's pool; it stays valid after the batch, the epoch and the loader are
+//!   freed. `annbatch_dlpack_legacy` turns one into a pre-1.0 `DLManagedTensor*` for consumers
+//!   that take only those (libtorch without `fromDLPackVersioned`).
 //!
 //! ```c
 //! AnnbatchLoaderOptions o = annbatch_loader_options_default();
@@ -21,20 +27,24 @@
 //! if (annbatch_loader_open("collection.zarr", &o, &loader)) puts(annbatch_last_error());
 //! annbatch_loader_epoch(loader, 0, &epoch);
 //! while (annbatch_epoch_next(epoch, &batch) == ANNBATCH_STATUS_OK) {
-//!   void *x; annbatch_batch_x(batch, &x);  /* (at::Tensor *) x */
+//!   AnnbatchMatrix x; annbatch_batch_x(batch, &x);  /* CSR: x.indptr, x.indices, x.data */
+//!   x.data->deleter(x.data); x.indices->deleter(x.indices); x.indptr->deleter(x.indptr);
 //!   annbatch_batch_free(batch);
 //! }
 //! annbatch_epoch_free(epoch); annbatch_loader_free(loader);
 //! ```
 
+use std::any::Any;
 use std::cell::RefCell;
-use std::collections::HashSet;
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::collections::HashMap;
+use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
+use crate::dlpack::{legacy_of, DLManagedTensor, DLManagedTensorVersioned, DlArray};
 use crate::error::Error;
-use crate::loader::{defaults, Batch, Batches, Loader, LoaderOptions};
+use crate::loader::{defaults, Batches, DlBatch, DlMatrix, Loader, LoaderOptions};
 
 /// What a call did.
 #[repr(C)]
@@ -54,7 +64,8 @@ pub enum AnnbatchStatus {
     IoError = 5,
     /// The data is bad: corrupt chunks, invalid indptr, unknown encodings, ...
     DataError = 6,
-    /// The requested device is unavailable (e.g. CUDA without a GPU).
+    /// The requested device is unavailable (kept for ABI stability: the library hands out
+    /// host memory, and `annbatch.hpp` moves it to the options' device).
     DeviceError = 7,
     /// A bug: a panic was caught at the boundary.
     Panic = 8,
@@ -81,7 +92,8 @@ pub struct AnnbatchLoaderOptions {
     pub return_index: bool,
     /// Seed of the shuffle; with the epoch number it fixes the batches (default 0).
     pub seed: u64,
-    /// -1: CPU (default); N >= 0: `cuda:N`.
+    /// -1: CPU (default); N >= 0: `cuda:N`. The library hands out host memory either way;
+    /// `annbatch.hpp` places each batch on this device (with the user's libtorch).
     pub device: i32,
     /// This process's rank, with `world_size` > 1: a disjoint shard per rank.
     pub rank: u64,
@@ -106,6 +118,35 @@ pub struct AnnbatchLoaderOptions {
     pub n_obsm_keys: usize,
 }
 
+/// How a matrix's arrays are laid out.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnbatchFormat {
+    /// Sparse CSR: `indptr` (int32, rows + 1), `indices` (int32) and `data` (float32).
+    Csr = 0,
+    /// Dense, row-major: `data` (float32, `[rows, cols]`); `indptr` and `indices` are NULL.
+    Dense = 1,
+}
+
+/// The rows of a matrix of a batch (`X`, a layer, an obsm entry), handed over as DLPack
+/// tensors the caller owns (see the module docs).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct AnnbatchMatrix {
+    /// CSR or dense.
+    pub format: AnnbatchFormat,
+    /// The batch's rows.
+    pub n_rows: u64,
+    /// Columns (`n_var` for `X` and layers).
+    pub n_cols: u64,
+    /// CSR row pointers; NULL when dense.
+    pub indptr: *mut DLManagedTensorVersioned,
+    /// CSR column indices; NULL when dense.
+    pub indices: *mut DLManagedTensorVersioned,
+    /// The values.
+    pub data: *mut DLManagedTensorVersioned,
+}
+
 /// A configured loader over a collection.
 pub struct AnnbatchLoader {
     loader: Loader,
@@ -113,54 +154,93 @@ pub struct AnnbatchLoader {
 
 /// One epoch's batches, produced in the background.
 pub struct AnnbatchEpoch {
-    batches: Batches<Batch>,
+    batches: Batches<DlBatch>,
     ended: bool,
 }
 
-/// One batch; its tensors are lent until [`annbatch_batch_free`].
+/// One batch; each of its arrays is handed over once, then belongs to the caller.
 pub struct AnnbatchBatch {
-    batch: Batch,
+    n_rows: u64,
+    x: Option<DlMatrix>,
+    layers: Vec<(String, Option<DlMatrix>)>,
+    obsm: Vec<(String, Option<DlMatrix>)>,
+    obs: Vec<(String, Option<DlArray>)>,
+    /// `None` when the loader was opened without `return_index`.
+    index: Option<Option<DlArray>>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+impl AnnbatchBatch {
+    fn new(b: DlBatch) -> Self {
+        Self {
+            n_rows: b.x.rows(),
+            x: Some(b.x),
+            layers: b.layers.into_iter().map(|(k, m)| (k, Some(m))).collect(),
+            obsm: b.obsm.into_iter().map(|(k, m)| (k, Some(m))).collect(),
+            obs: b
+                .obs
+                .into_iter()
+                .map(|o| (o.name, Some(o.values)))
+                .collect(),
+            index: b.index.map(Some),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Kind {
     Loader,
     Epoch,
     Batch,
 }
 
-/// Addresses of the live handles, by kind.
-fn live() -> &'static Mutex<HashSet<(usize, Kind)>> {
-    static LIVE: OnceLock<Mutex<HashSet<(usize, Kind)>>> = OnceLock::new();
-    LIVE.get_or_init(|| Mutex::new(HashSet::new()))
+/// A live handle: its kind and its value, locked while a call uses it.
+type Entry = (Kind, Arc<dyn Any + Send + Sync>);
+
+/// The live handles by identity. An identity comes from a counter and is never reused, so a
+/// stale handle never reaches a live value, whatever the allocator does.
+fn live() -> &'static Mutex<HashMap<usize, Entry>> {
+    static LIVE: OnceLock<Mutex<HashMap<usize, Entry>>> = OnceLock::new();
+    LIVE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-fn with_live<R>(f: impl FnOnce(&mut HashSet<(usize, Kind)>) -> R) -> R {
-    // A panic while holding the lock cannot corrupt a set of integers: keep going.
-    let mut guard = live().lock().unwrap_or_else(|p| p.into_inner());
+fn with_live<R>(f: impl FnOnce(&mut HashMap<usize, Entry>) -> R) -> R {
+    // A panic while holding the lock cannot leave the map half-changed: keep going.
+    let mut guard = live().lock().unwrap_or_else(PoisonError::into_inner);
     f(&mut guard)
 }
 
-fn register<T>(value: T, kind: Kind) -> *mut T {
-    let ptr = Box::into_raw(Box::new(value));
-    with_live(|l| l.insert((ptr as usize, kind)));
-    ptr
+/// A new handle for `value`: an identity (never 0, never reused, 8-aligned like the pointer C
+/// expects), not an address: it is only ever looked up, never dereferenced.
+fn register<T: Send + 'static>(value: T, kind: Kind) -> *mut T {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let id = (NEXT.fetch_add(1, Ordering::Relaxed) as usize).wrapping_mul(8);
+    with_live(|l| l.insert(id, (kind, Arc::new(Mutex::new(value)))));
+    std::ptr::without_provenance_mut(id)
 }
 
-fn is_live<T>(ptr: *const T, kind: Kind) -> bool {
-    with_live(|l| l.contains(&(ptr as usize, kind)))
+/// The value behind a live handle of `kind`, or `None`.
+fn lookup<T: Send + 'static>(ptr: *const T, kind: Kind) -> Option<Arc<Mutex<T>>> {
+    let id = ptr as usize;
+    let entry = with_live(|l| {
+        l.get(&id)
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, v)| v.clone())
+    })?;
+    entry.downcast::<Mutex<T>>().ok()
 }
 
-/// Takes a handle back (for freeing): `None` if it is not alive.
-fn unregister<T>(ptr: *mut T, kind: Kind) -> Option<Box<T>> {
-    if with_live(|l| l.remove(&(ptr as usize, kind))) {
-        // SAFETY: `ptr` came from `Box::into_raw` in `register` with this kind and was still
-        // registered, so it is a live, uniquely owned box; it is now unregistered, so no other
-        // call can take it again.
-        Some(unsafe { Box::from_raw(ptr) })
-    } else {
-        None
-    }
+/// Forgets a handle (for freeing): its value, if it was live and of `kind`.
+fn unregister<T: Send + 'static>(ptr: *mut T, kind: Kind) -> Option<Arc<Mutex<T>>> {
+    let id = ptr as usize;
+    let entry = with_live(|l| match l.get(&id) {
+        Some((k, _)) if *k == kind => l.remove(&id).map(|(_, v)| v),
+        _ => None,
+    })?;
+    entry.downcast::<Mutex<T>>().ok()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 thread_local! {
@@ -176,7 +256,10 @@ fn fail(status: AnnbatchStatus, message: impl Into<String>) -> AnnbatchStatus {
 
 fn from_error(e: &Error) -> AnnbatchStatus {
     let status = match e {
-        Error::InvalidParameter { .. } | Error::BatchTooLarge { .. } => S::InvalidArgument,
+        Error::InvalidParameter { .. }
+        | Error::BatchTooLarge { .. }
+        | Error::UnknownObsColumn { .. }
+        | Error::UnsupportedObs { .. } => S::InvalidArgument,
         Error::Io { .. } | Error::Remote { .. } => S::IoError,
         Error::DeviceUnavailable { .. } | Error::Cuda { .. } => S::DeviceError,
         Error::WorkerPanic { .. } => S::Panic,
@@ -323,16 +406,12 @@ pub unsafe extern "C" fn annbatch_loader_open(
             (Ok(k), Ok(l), Ok(m)) => (k, l, m),
             (Err(s), _, _) | (_, Err(s), _) | (_, _, Err(s)) => return s,
         };
-        let device = match o.device {
-            -1 => tch::Device::Cpu,
-            n if n >= 0 => tch::Device::Cuda(n as usize),
-            n => {
-                return fail(
-                    S::InvalidArgument,
-                    format!("device {n}: use -1 (CPU) or N >= 0 (cuda:N)"),
-                )
-            }
-        };
+        if o.device < -1 {
+            return fail(
+                S::InvalidArgument,
+                format!("device {}: use -1 (CPU) or N >= 0 (cuda:N)", o.device),
+            );
+        }
         // Every check of these values happens in `LoaderOptions` (one wording for every front
         // end); here they are only carried over (sizes past usize saturate, and are refused).
         let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
@@ -352,7 +431,6 @@ pub unsafe extern "C" fn annbatch_loader_open(
             obs_keys: keys,
             layers,
             obsm,
-            device,
             num_threads: (o.num_threads > 0).then(|| size(o.num_threads)),
             prefetch: (o.prefetch > 0).then(|| size(o.prefetch)),
             // C's world_size 0 means "not distributed", as 1 does.
@@ -373,18 +451,12 @@ pub unsafe extern "C" fn annbatch_loader_open(
     })
 }
 
-/// # Safety
-/// `ptr` is NULL or a pointer this library returned (alive or not).
-unsafe fn loader<'a>(ptr: *const AnnbatchLoader) -> Result<&'a AnnbatchLoader, AnnbatchStatus> {
+/// The loader behind a handle.
+fn loader(ptr: *const AnnbatchLoader) -> Result<Arc<Mutex<AnnbatchLoader>>, AnnbatchStatus> {
     if ptr.is_null() {
         return Err(fail(S::NullPointer, "loader is NULL"));
     }
-    if !is_live(ptr, Kind::Loader) {
-        return Err(fail(S::InvalidHandle, "not a live loader handle"));
-    }
-    // SAFETY: registered as a live loader, so it points to one; the caller does not free it
-    // concurrently.
-    Ok(unsafe { &*ptr })
+    lookup(ptr, Kind::Loader).ok_or_else(|| fail(S::InvalidHandle, "not a live loader handle"))
 }
 
 /// Writes `value(loader)` to `*out`.
@@ -397,16 +469,16 @@ unsafe fn loader_value(
     value: impl FnOnce(&Loader) -> u64,
 ) -> AnnbatchStatus {
     guard(|| {
-        // SAFETY: the caller's contract.
-        let l = match unsafe { self::loader(loader) } {
+        let l = match self::loader(loader) {
             Ok(l) => l,
             Err(s) => return s,
         };
         if out.is_null() {
             return fail(S::NullPointer, "out is NULL");
         }
+        let v = value(&lock(&l).loader);
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { *out = value(&l.loader) };
+        unsafe { *out = v };
         S::Ok
     })
 }
@@ -459,7 +531,7 @@ pub unsafe extern "C" fn annbatch_loader_free(loader: *mut AnnbatchLoader) -> An
     guard(|| free(loader, Kind::Loader, "loader"))
 }
 
-fn free<T>(ptr: *mut T, kind: Kind, what: &str) -> AnnbatchStatus {
+fn free<T: Send + 'static>(ptr: *mut T, kind: Kind, what: &str) -> AnnbatchStatus {
     if ptr.is_null() {
         return fail(S::NullPointer, format!("{what} is NULL"));
     }
@@ -492,12 +564,12 @@ pub unsafe extern "C" fn annbatch_loader_epoch(
         }
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { *out = std::ptr::null_mut() };
-        // SAFETY: the caller's contract.
-        let l = match unsafe { self::loader(loader) } {
+        let l = match self::loader(loader) {
             Ok(l) => l,
             Err(s) => return s,
         };
-        match l.loader.epoch(epoch) {
+        let started = lock(&l).loader.dl_epoch(epoch);
+        match started {
             Ok(batches) => {
                 let handle = register(
                     AnnbatchEpoch {
@@ -536,18 +608,17 @@ pub unsafe extern "C" fn annbatch_epoch_next(
         if epoch.is_null() {
             return fail(S::NullPointer, "epoch is NULL");
         }
-        if !is_live(epoch, Kind::Epoch) {
+        let Some(e) = lookup(epoch, Kind::Epoch) else {
             return fail(S::InvalidHandle, "not a live epoch handle");
-        }
-        // SAFETY: a live epoch handle, used by this thread alone (the caller's contract).
-        let e = unsafe { &mut *epoch };
+        };
+        let mut e = lock(&e);
         if e.ended {
             return S::End;
         }
         match e.batches.next() {
             Some(Ok(batch)) => {
                 // SAFETY: checked non-NULL above.
-                unsafe { *out = register(AnnbatchBatch { batch }, Kind::Batch) };
+                unsafe { *out = register(AnnbatchBatch::new(batch), Kind::Batch) };
                 S::Ok
             }
             Some(Err(err)) => {
@@ -571,27 +642,38 @@ pub unsafe extern "C" fn annbatch_epoch_free(epoch: *mut AnnbatchEpoch) -> Annba
     guard(|| free(epoch, Kind::Epoch, "epoch"))
 }
 
-/// # Safety
-/// `ptr` is NULL or a pointer this library returned.
-unsafe fn batch<'a>(ptr: *const AnnbatchBatch) -> Result<&'a AnnbatchBatch, AnnbatchStatus> {
+/// The batch behind a handle.
+fn batch(ptr: *const AnnbatchBatch) -> Result<Arc<Mutex<AnnbatchBatch>>, AnnbatchStatus> {
     if ptr.is_null() {
         return Err(fail(S::NullPointer, "batch is NULL"));
     }
-    if !is_live(ptr, Kind::Batch) {
-        return Err(fail(S::InvalidHandle, "not a live batch handle"));
-    }
-    // SAFETY: registered as a live batch; not freed concurrently (the caller's contract).
-    Ok(unsafe { &*ptr })
+    lookup(ptr, Kind::Batch).ok_or_else(|| fail(S::InvalidHandle, "not a live batch handle"))
 }
 
-/// Lends the tensor `pick` chooses from `batch` as an `at::Tensor*` in `*out`.
+/// A key given as a C string.
 ///
 /// # Safety
-/// `batch` is NULL or a handle from this library; `out` is NULL or writable.
-unsafe fn lend(
+/// `key` is NULL or a NUL-terminated string.
+unsafe fn key_of(key: *const c_char) -> Result<String, AnnbatchStatus> {
+    // SAFETY: the caller's contract.
+    unsafe { text(key, "key") }.map(str::to_string)
+}
+
+fn taken(what: &str) -> AnnbatchStatus {
+    fail(
+        S::InvalidArgument,
+        format!("{what} was handed over already: each array of a batch is handed over once"),
+    )
+}
+
+/// Hands over the array `pick` takes out of the batch, into `*out`.
+///
+/// # Safety
+/// `out` is NULL or writable.
+unsafe fn hand_over_array(
     batch: *const AnnbatchBatch,
-    out: *mut *mut c_void,
-    pick: impl FnOnce(&Batch) -> Result<&tch::Tensor, AnnbatchStatus>,
+    out: *mut *mut DLManagedTensorVersioned,
+    pick: impl FnOnce(&mut AnnbatchBatch) -> Result<DlArray, AnnbatchStatus>,
 ) -> AnnbatchStatus {
     guard(|| {
         if out.is_null() {
@@ -599,16 +681,15 @@ unsafe fn lend(
         }
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { *out = std::ptr::null_mut() };
-        // SAFETY: the caller's contract.
-        let b = match unsafe { self::batch(batch) } {
+        let b = match self::batch(batch) {
             Ok(b) => b,
             Err(s) => return s,
         };
-        match pick(&b.batch) {
-            Ok(t) => {
-                // tch's C_tensor is libtorch's `at::Tensor*`: lent, not given.
+        let picked = pick(&mut lock(&b));
+        match picked {
+            Ok(array) => {
                 // SAFETY: checked non-NULL above.
-                unsafe { *out = t.as_ptr() as *mut c_void };
+                unsafe { *out = array.into_versioned() };
                 S::Ok
             }
             Err(s) => s,
@@ -616,45 +697,117 @@ unsafe fn lend(
     })
 }
 
-/// `X` of the batch: an `at::Tensor*` (`[rows, n_var]`, sparse CSR int32/float32, or dense
-/// float32), lent until the batch is freed. Copy the `at::Tensor` to keep it longer.
+/// Hands over the matrix `pick` takes out of the batch, into `*out`.
+///
+/// # Safety
+/// `out` is NULL or writable.
+unsafe fn hand_over_matrix(
+    batch: *const AnnbatchBatch,
+    out: *mut AnnbatchMatrix,
+    pick: impl FnOnce(&mut AnnbatchBatch) -> Result<DlMatrix, AnnbatchStatus>,
+) -> AnnbatchStatus {
+    guard(|| {
+        if out.is_null() {
+            return fail(S::NullPointer, "out is NULL");
+        }
+        let empty = AnnbatchMatrix {
+            format: AnnbatchFormat::Dense,
+            n_rows: 0,
+            n_cols: 0,
+            indptr: std::ptr::null_mut(),
+            indices: std::ptr::null_mut(),
+            data: std::ptr::null_mut(),
+        };
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { *out = empty };
+        let b = match self::batch(batch) {
+            Ok(b) => b,
+            Err(s) => return s,
+        };
+        let picked = pick(&mut lock(&b));
+        let matrix = match picked {
+            Ok(DlMatrix::Csr {
+                indptr,
+                indices,
+                data,
+                shape,
+            }) => AnnbatchMatrix {
+                format: AnnbatchFormat::Csr,
+                n_rows: shape[0],
+                n_cols: shape[1],
+                indptr: indptr.into_versioned(),
+                indices: indices.into_versioned(),
+                data: data.into_versioned(),
+            },
+            Ok(DlMatrix::Dense(data)) => AnnbatchMatrix {
+                format: AnnbatchFormat::Dense,
+                n_rows: data.shape().first().map_or(0, |&r| r as u64),
+                n_cols: data.shape().get(1).map_or(0, |&c| c as u64),
+                data: data.into_versioned(),
+                ..empty
+            },
+            Err(s) => return s,
+        };
+        // SAFETY: checked non-NULL above.
+        unsafe { *out = matrix };
+        S::Ok
+    })
+}
+
+/// Takes the named entry of `list` out, or says why not.
+fn take_named<T>(
+    list: &mut [(String, Option<T>)],
+    key: &str,
+    what: &str,
+) -> Result<T, AnnbatchStatus> {
+    match list.iter_mut().find(|(k, _)| k == key) {
+        Some((_, slot)) => slot.take().ok_or_else(|| taken(&format!("{what} {key:?}"))),
+        None => Err(fail(
+            S::InvalidArgument,
+            format!("{what} {key:?} was not requested"),
+        )),
+    }
+}
+
+/// Hands over `X` of the batch (`[rows, n_var]`, sparse CSR int32/float32 or dense float32):
+/// the caller owns the tensors in `*out` and releases each through its deleter. Once per
+/// batch; again: `ANNBATCH_STATUS_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `batch` is NULL or a handle from this library; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn annbatch_batch_x(
     batch: *const AnnbatchBatch,
-    out: *mut *mut c_void,
+    out: *mut AnnbatchMatrix,
 ) -> AnnbatchStatus {
     // SAFETY: the caller's contract, passed on.
-    unsafe { lend(batch, out, |b| Ok(&b.x)) }
+    unsafe { hand_over_matrix(batch, out, |b| b.x.take().ok_or_else(|| taken("X"))) }
 }
 
-/// The global row ids (int64 `at::Tensor*`), lent like [`annbatch_batch_x`];
-/// `ANNBATCH_STATUS_INVALID_ARGUMENT` if the loader was not opened with `return_index`.
+/// Hands over the global row ids (int64, one per row) like [`annbatch_batch_x`];
+/// `ANNBATCH_STATUS_INVALID_ARGUMENT` if the loader was opened without `return_index`.
 ///
 /// # Safety
 /// `batch` is NULL or a handle from this library; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn annbatch_batch_index(
     batch: *const AnnbatchBatch,
-    out: *mut *mut c_void,
+    out: *mut *mut DLManagedTensorVersioned,
 ) -> AnnbatchStatus {
     // SAFETY: the caller's contract, passed on.
     unsafe {
-        lend(batch, out, |b| {
-            b.index.as_ref().ok_or_else(|| {
-                fail(
-                    S::InvalidArgument,
-                    "the loader was opened without return_index",
-                )
-            })
+        hand_over_array(batch, out, |b| match &mut b.index {
+            None => Err(fail(
+                S::InvalidArgument,
+                "the loader was opened without return_index",
+            )),
+            Some(slot) => slot.take().ok_or_else(|| taken("the index")),
         })
     }
 }
 
-/// The obs column `key` (int64 codes or float32 values, an `at::Tensor*`), lent like
-/// [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key` was not in `obs_keys`.
+/// Hands over the obs column `key` (int64 codes or float32 values) like
+/// [`annbatch_batch_index`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key` was not in `obs_keys`.
 ///
 /// # Safety
 /// `batch` is NULL or a handle from this library; `key` is a NUL-terminated string; `out` is
@@ -663,19 +816,20 @@ pub unsafe extern "C" fn annbatch_batch_index(
 pub unsafe extern "C" fn annbatch_batch_obs(
     batch: *const AnnbatchBatch,
     key: *const c_char,
-    out: *mut *mut c_void,
+    out: *mut *mut DLManagedTensorVersioned,
 ) -> AnnbatchStatus {
+    // SAFETY: the caller's contract on `key`.
+    let key = match unsafe { key_of(key) } {
+        Ok(k) => k,
+        Err(s) => return s,
+    };
     // SAFETY: the caller's contract, passed on.
-    unsafe {
-        lend_named(batch, key, out, "obs key", |b, k| {
-            b.obs(k).map(|o| &o.values)
-        })
-    }
+    unsafe { hand_over_array(batch, out, |b| take_named(&mut b.obs, &key, "obs key")) }
 }
 
-/// Layer `key` of the batch (the same rows as `X`: `[rows, n_var]`, sparse CSR or dense as
-/// stored, float32 values), lent like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT`
-/// if `key` was not in `layer_keys`.
+/// Hands over layer `key` (the same rows as `X`: `[rows, n_var]`, sparse CSR or dense as
+/// stored, float32 values) like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if
+/// `key` was not in `layer_keys`.
 ///
 /// # Safety
 /// `batch` is NULL or a handle from this library; `key` is a NUL-terminated string; `out` is
@@ -684,15 +838,20 @@ pub unsafe extern "C" fn annbatch_batch_obs(
 pub unsafe extern "C" fn annbatch_batch_layer(
     batch: *const AnnbatchBatch,
     key: *const c_char,
-    out: *mut *mut c_void,
+    out: *mut AnnbatchMatrix,
 ) -> AnnbatchStatus {
+    // SAFETY: the caller's contract on `key`.
+    let key = match unsafe { key_of(key) } {
+        Ok(k) => k,
+        Err(s) => return s,
+    };
     // SAFETY: the caller's contract, passed on.
-    unsafe { lend_named(batch, key, out, "layer", Batch::layer) }
+    unsafe { hand_over_matrix(batch, out, |b| take_named(&mut b.layers, &key, "layer")) }
 }
 
-/// obsm entry `key` of the batch (the same rows as `X`: dense float32 `[rows, d]`, or sparse
-/// CSR as stored), lent like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key`
-/// was not in `obsm_keys`.
+/// Hands over obsm entry `key` (the same rows as `X`: dense float32 `[rows, d]`, or sparse
+/// CSR as stored) like [`annbatch_batch_x`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key` was
+/// not in `obsm_keys`.
 ///
 /// # Safety
 /// `batch` is NULL or a handle from this library; `key` is a NUL-terminated string; `out` is
@@ -701,39 +860,37 @@ pub unsafe extern "C" fn annbatch_batch_layer(
 pub unsafe extern "C" fn annbatch_batch_obsm(
     batch: *const AnnbatchBatch,
     key: *const c_char,
-    out: *mut *mut c_void,
-) -> AnnbatchStatus {
-    // SAFETY: the caller's contract, passed on.
-    unsafe { lend_named(batch, key, out, "obsm entry", Batch::obsm_entry) }
-}
-
-/// Lends the tensor `pick(batch, key)`; `what` names the kind of key in the error.
-///
-/// # Safety
-/// As [`annbatch_batch_obs`].
-unsafe fn lend_named(
-    batch: *const AnnbatchBatch,
-    key: *const c_char,
-    out: *mut *mut c_void,
-    what: &str,
-    pick: for<'b> fn(&'b Batch, &str) -> Option<&'b tch::Tensor>,
+    out: *mut AnnbatchMatrix,
 ) -> AnnbatchStatus {
     // SAFETY: the caller's contract on `key`.
-    let key = match unsafe { text(key, "key") } {
-        Ok(k) => k.to_string(),
+    let key = match unsafe { key_of(key) } {
+        Ok(k) => k,
         Err(s) => return s,
     };
     // SAFETY: the caller's contract, passed on.
-    unsafe {
-        lend(batch, out, |b| {
-            pick(b, &key).ok_or_else(|| {
-                fail(
-                    S::InvalidArgument,
-                    format!("{what} {key:?} was not requested"),
-                )
-            })
-        })
-    }
+    unsafe { hand_over_matrix(batch, out, |b| take_named(&mut b.obsm, &key, "obsm entry")) }
+}
+
+/// A pre-1.0 `DLManagedTensor*` holding `versioned` (same memory, same shape), for consumers
+/// that take only those. On success the caller owns `*out` (its deleter releases `versioned`
+/// too) and must not release `versioned` itself.
+///
+/// # Safety
+/// `versioned` is NULL or a live tensor this library handed over, owned by the caller; `out`
+/// is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn annbatch_dlpack_legacy(
+    versioned: *mut DLManagedTensorVersioned,
+    out: *mut *mut DLManagedTensor,
+) -> AnnbatchStatus {
+    guard(|| {
+        if out.is_null() || versioned.is_null() {
+            return fail(S::NullPointer, "versioned or out is NULL");
+        }
+        // SAFETY: the caller hands over a live versioned tensor it owns.
+        unsafe { *out = legacy_of(versioned) };
+        S::Ok
+    })
 }
 
 /// Rows in the batch.
@@ -746,23 +903,22 @@ pub unsafe extern "C" fn annbatch_batch_n_rows(
     out: *mut u64,
 ) -> AnnbatchStatus {
     guard(|| {
-        // SAFETY: the caller's contract.
-        let b = match unsafe { self::batch(batch) } {
+        let b = match self::batch(batch) {
             Ok(b) => b,
             Err(s) => return s,
         };
         if out.is_null() {
             return fail(S::NullPointer, "out is NULL");
         }
-        let rows = b.batch.x.size().first().copied().unwrap_or(0);
+        let rows = lock(&b).n_rows;
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { *out = rows as u64 };
+        unsafe { *out = rows };
         S::Ok
     })
 }
 
-/// Frees a batch. Tensors copied from it (an `at::Tensor` copy holds a reference) stay valid;
-/// the lent pointers do not.
+/// Frees a batch. The arrays handed over from it stay valid (they are the caller's); those
+/// never taken are released with it.
 ///
 /// # Safety
 /// `batch` is NULL or a pointer this library returned; no other thread is using it.

@@ -26,7 +26,7 @@ mod export;
 mod ffi;
 mod import;
 
-pub use export::{DlArray, DlElement};
+pub use export::{legacy_of, DlArray, DlElement};
 pub use ffi::{
     DLDataType, DLDevice, DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor,
     DL_BFLOAT, DL_BOOL, DL_CPU, DL_FLOAT, DL_INT, DL_UINT, FLAG_READ_ONLY,

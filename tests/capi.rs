@@ -1,17 +1,18 @@
 //! The C ABI called as a C program would: statuses, messages, handle checks (double free,
-//! wrong kind, NULL), next after the end, no leaked handles, and the same batches as the Rust
-//! loader. (`examples/cpp/train.cpp`, run by `./run test`, checks the C++ side.)
+//! stale handles, wrong kind, NULL), next after the end, no leaked handles, DLPack arrays
+//! handed over once and outliving their batch, and the same batches as the Rust loader.
+//! (`examples/cpp/train.cpp`, run by `./run test`, checks the C++ side.)
 #![cfg(feature = "capi")]
 
 mod common;
 
-use std::ffi::{c_char, c_void, CStr, CString};
-use std::mem::ManuallyDrop;
+use std::ffi::{c_char, CStr, CString};
 use std::ptr::null_mut;
 use std::sync::Mutex;
 
 use annbatch::capi::*;
-use annbatch::Loader;
+use annbatch::dlpack::{DLManagedTensorVersioned, DlElement};
+use annbatch::{Loader, XBatch};
 use common::data;
 
 /// The live-handle count is global: tests that check it run one at a time.
@@ -53,13 +54,58 @@ fn open(options: &AnnbatchLoaderOptions) -> *mut AnnbatchLoader {
     loader
 }
 
-/// A lent `at::Tensor*` viewed as a tch tensor without taking ownership.
+/// The elements of a handed-over tensor, copied; the tensor is released.
 ///
 /// # Safety
-/// `t` is a lent tensor pointer whose batch outlives the returned value.
-unsafe fn view(t: *mut c_void) -> ManuallyDrop<tch::Tensor> {
-    // SAFETY: the caller's contract; ManuallyDrop never frees what the batch owns.
-    ManuallyDrop::new(unsafe { tch::Tensor::from_ptr(t.cast()) })
+/// `t` is a live tensor handed over by the library, of element type `T`.
+unsafe fn take<T: DlElement>(t: *mut DLManagedTensorVersioned) -> Vec<T> {
+    assert!(!t.is_null());
+    // SAFETY: the caller's contract: a live tensor of `T`, released once here.
+    unsafe {
+        let dl = &(*t).dl_tensor;
+        assert_eq!(dl.dtype, T::DTYPE);
+        let shape = std::slice::from_raw_parts(dl.shape, dl.ndim as usize);
+        let n: i64 = shape.iter().product();
+        let values = std::slice::from_raw_parts(dl.data.cast::<T>(), n as usize).to_vec();
+        ((*t).deleter.expect("deleter"))(t);
+        values
+    }
+}
+
+/// A handed-over matrix as a host batch (its tensors released).
+///
+/// # Safety
+/// `m` was filled by the library; its tensors are live and the caller's.
+unsafe fn matrix(m: &AnnbatchMatrix) -> XBatch {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match m.format {
+            AnnbatchFormat::Csr => XBatch::Csr(annbatch::CsrBatch {
+                indptr: take(m.indptr),
+                indices: take(m.indices),
+                data: take(m.data),
+                n_var: m.n_cols,
+            }),
+            AnnbatchFormat::Dense => {
+                assert!(m.indptr.is_null() && m.indices.is_null());
+                XBatch::Dense(annbatch::DenseBatch {
+                    data: take(m.data),
+                    row_width: m.n_cols as usize,
+                })
+            }
+        }
+    }
+}
+
+fn empty_matrix() -> AnnbatchMatrix {
+    AnnbatchMatrix {
+        format: AnnbatchFormat::Dense,
+        n_rows: 0,
+        n_cols: 0,
+        indptr: null_mut(),
+        indices: null_mut(),
+        data: null_mut(),
+    }
 }
 
 #[test]
@@ -84,7 +130,7 @@ fn epochs_match_the_rust_loader_and_free_everything() {
         .seed(3)
         .build()
         .expect("rust loader");
-    let mut expected = rust.epoch(2).expect("epoch");
+    let mut expected = rust.host_epoch(2).expect("epoch");
     let mut epoch = null_mut();
     // SAFETY: live handles and writable out pointers; batches are freed after their views.
     unsafe {
@@ -103,19 +149,12 @@ fn epochs_match_the_rust_loader_and_free_everything() {
                 other => panic!("{other:?}: {}", last_error()),
             }
             let want = expected.next().expect("as many batches").expect("batch");
-            let (mut x, mut index) = (null_mut(), null_mut());
+            let (mut x, mut index) = (empty_matrix(), null_mut());
             assert_eq!(annbatch_batch_x(batch, &mut x), AnnbatchStatus::Ok);
             assert_eq!(annbatch_batch_index(batch, &mut index), AnnbatchStatus::Ok);
-            let got_index = Vec::<i64>::try_from(&*view(index)).expect("index");
-            let want_index =
-                Vec::<i64>::try_from(want.index.as_ref().expect("index")).expect("index");
-            assert_eq!(got_index, want_index);
-            let got_x = view(x);
-            assert_eq!(got_x.size(), want.x.size());
-            let values = |t: &tch::Tensor| {
-                Vec::<f32>::try_from(&t.f_values().expect("values")).expect("values")
-            };
-            assert_eq!(values(&got_x), values(&want.x));
+            assert_eq!(Some(take::<i64>(index)), want.index);
+            assert_eq!(x.n_rows as usize, want.x.n_rows());
+            assert_eq!(matrix(&x), want.x);
             assert_eq!(annbatch_batch_free(batch), AnnbatchStatus::Ok);
             batches += 1;
         }
@@ -185,16 +224,6 @@ fn bad_arguments_and_handles_are_defined_errors() {
             );
             assert!(!last_error().is_empty());
         }
-        if !tch::Cuda::is_available() {
-            let cuda = AnnbatchLoaderOptions {
-                device: 0,
-                ..options()
-            };
-            assert_eq!(
-                annbatch_loader_open(collection().as_ptr(), &cuda, &mut loader),
-                AnnbatchStatus::DeviceError
-            );
-        }
         let key = CString::new("no_such_column").expect("key");
         let keys: [*const c_char; 1] = [key.as_ptr()];
         let with_keys = AnnbatchLoaderOptions {
@@ -204,7 +233,7 @@ fn bad_arguments_and_handles_are_defined_errors() {
         };
         assert_eq!(
             annbatch_loader_open(collection().as_ptr(), &with_keys, &mut loader),
-            AnnbatchStatus::DataError
+            AnnbatchStatus::InvalidArgument
         );
         assert!(last_error().contains("no_such_column"), "{}", last_error());
 
@@ -230,8 +259,9 @@ fn bad_arguments_and_handles_are_defined_errors() {
             annbatch_batch_obs(batch, cell_type.as_ptr(), &mut out),
             AnnbatchStatus::InvalidArgument
         );
+        let mut x = empty_matrix();
         assert_eq!(
-            annbatch_batch_x(epoch.cast(), &mut out),
+            annbatch_batch_x(epoch.cast(), &mut x),
             AnnbatchStatus::InvalidHandle,
             "an epoch is not a batch"
         );
@@ -242,7 +272,7 @@ fn bad_arguments_and_handles_are_defined_errors() {
         assert_eq!(annbatch_batch_free(batch), AnnbatchStatus::Ok);
         assert_eq!(annbatch_batch_free(batch), AnnbatchStatus::InvalidHandle);
         assert_eq!(
-            annbatch_batch_x(batch, &mut out),
+            annbatch_batch_x(batch, &mut x),
             AnnbatchStatus::InvalidHandle
         );
         assert_eq!(annbatch_batch_free(null_mut()), AnnbatchStatus::NullPointer);
@@ -271,7 +301,7 @@ fn bad_arguments_and_handles_are_defined_errors() {
 }
 
 #[test]
-fn layers_and_obsm_are_lent_beside_x() {
+fn layers_and_obsm_are_handed_over_beside_x() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let path = CString::new(
         data("annbatch_lossless_collection.zarr")
@@ -301,7 +331,7 @@ fn layers_and_obsm_are_lent_beside_x() {
         .build()
         .expect("rust loader");
     let want = rust
-        .epoch(0)
+        .host_epoch(0)
         .expect("epoch")
         .next()
         .expect("a batch")
@@ -316,7 +346,7 @@ fn layers_and_obsm_are_lent_beside_x() {
             AnnbatchStatus::Ok
         );
         assert_eq!(annbatch_epoch_next(epoch, &mut batch), AnnbatchStatus::Ok);
-        let (mut layer, mut x_pca, mut x_umap) = (null_mut(), null_mut(), null_mut());
+        let (mut layer, mut x_pca, mut x_umap) = (empty_matrix(), empty_matrix(), empty_matrix());
         assert_eq!(
             annbatch_batch_layer(batch, counts.as_ptr(), &mut layer),
             AnnbatchStatus::Ok
@@ -329,25 +359,18 @@ fn layers_and_obsm_are_lent_beside_x() {
             annbatch_batch_obsm(batch, umap.as_ptr(), &mut x_umap),
             AnnbatchStatus::Ok
         );
-        let dense = |t: &tch::Tensor| {
-            let dense = t.f_to_dense(None, false).expect("dense");
-            Vec::<f32>::try_from(dense.f_flatten(0, -1).expect("flat")).expect("values")
-        };
+        assert_eq!(Some(&matrix(&layer)), want.layer("counts"));
+        assert_eq!((x_pca.n_rows, x_pca.n_cols), (64, 50));
+        assert_eq!(Some(&matrix(&x_pca)), want.obsm_entry("X_pca"));
+        assert_eq!(Some(&matrix(&x_umap)), want.obsm_entry("X_umap"));
+        // Each array once.
         assert_eq!(
-            dense(&view(layer)),
-            dense(want.layer("counts").expect("counts"))
+            annbatch_batch_layer(batch, counts.as_ptr(), &mut layer),
+            AnnbatchStatus::InvalidArgument
         );
-        assert_eq!(view(x_pca).size(), [64, 50]);
-        assert_eq!(
-            dense(&view(x_pca)),
-            dense(want.obsm_entry("X_pca").expect("pca"))
-        );
-        assert_eq!(
-            dense(&view(x_umap)),
-            dense(want.obsm_entry("X_umap").expect("umap"))
-        );
+        assert!(last_error().contains("handed over"), "{}", last_error());
         // Keys that were not requested, and a layer asked for as obsm.
-        let mut out = null_mut();
+        let mut out = empty_matrix();
         assert_eq!(
             annbatch_batch_obsm(batch, counts.as_ptr(), &mut out),
             AnnbatchStatus::InvalidArgument
@@ -381,5 +404,102 @@ fn layers_and_obsm_are_lent_beside_x() {
         );
         assert!(last_error().contains("obsm/nope"), "{}", last_error());
         assert_eq!(annbatch_loader_free(loader), AnnbatchStatus::Ok);
+    }
+}
+
+#[test]
+fn arrays_outlive_their_batch_epoch_and_loader() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let loader = open(&options());
+    let (mut epoch, mut batch) = (null_mut(), null_mut());
+    let (mut x, mut index, mut legacy) = (empty_matrix(), null_mut(), null_mut());
+    // SAFETY: live handles and writable out pointers; each array released once.
+    unsafe {
+        assert_eq!(
+            annbatch_loader_epoch(loader, 0, &mut epoch),
+            AnnbatchStatus::Ok
+        );
+        assert_eq!(annbatch_epoch_next(epoch, &mut batch), AnnbatchStatus::Ok);
+        assert_eq!(annbatch_batch_x(batch, &mut x), AnnbatchStatus::Ok);
+        assert_eq!(
+            annbatch_batch_x(batch, &mut empty_matrix()),
+            AnnbatchStatus::InvalidArgument,
+            "X is handed over once"
+        );
+        assert_eq!(annbatch_batch_index(batch, &mut index), AnnbatchStatus::Ok);
+        let rows = (*x.data).dl_tensor;
+        assert_eq!(annbatch_batch_free(batch), AnnbatchStatus::Ok);
+        assert_eq!(annbatch_epoch_free(epoch), AnnbatchStatus::Ok);
+        assert_eq!(annbatch_loader_free(loader), AnnbatchStatus::Ok);
+        // Everything else is gone; the arrays are the caller's.
+        assert_eq!(rows.device.device_type, annbatch::dlpack::DL_CPU);
+        let got = matrix(&x);
+        let ids = take::<i64>(index);
+        assert_eq!(got.n_rows(), ids.len());
+        let want = Loader::builder(data("annbatch_collection.zarr"))
+            .batch_size(64)
+            .chunk_size(16)
+            .preload_nchunks(4)
+            .return_index(true)
+            .shuffle(true)
+            .seed(3)
+            .build()
+            .expect("rust loader")
+            .host_epoch(0)
+            .expect("epoch")
+            .next()
+            .expect("a batch")
+            .expect("batch");
+        assert_eq!(got, want.x);
+        // A legacy (pre-1.0) tensor for older consumers: same memory, one release.
+        let loader = open(&options());
+        assert_eq!(
+            annbatch_loader_epoch(loader, 0, &mut epoch),
+            AnnbatchStatus::Ok
+        );
+        assert_eq!(annbatch_epoch_next(epoch, &mut batch), AnnbatchStatus::Ok);
+        assert_eq!(annbatch_batch_index(batch, &mut index), AnnbatchStatus::Ok);
+        let data = (*index).dl_tensor.data;
+        assert_eq!(
+            annbatch_dlpack_legacy(index, &mut legacy),
+            AnnbatchStatus::Ok
+        );
+        assert_eq!((*legacy).dl_tensor.data, data);
+        ((*legacy).deleter.expect("deleter"))(legacy);
+        assert_eq!(
+            annbatch_dlpack_legacy(null_mut(), &mut legacy),
+            AnnbatchStatus::NullPointer
+        );
+        for status in [
+            annbatch_batch_free(batch),
+            annbatch_epoch_free(epoch),
+            annbatch_loader_free(loader),
+        ] {
+            assert_eq!(status, AnnbatchStatus::Ok);
+        }
+    }
+}
+
+#[test]
+fn a_stale_handle_never_reaches_a_live_one() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // Free and open again, many times: an allocator would hand back the same address; a stale
+    // handle must still be refused and the live one left alone.
+    for _ in 0..50 {
+        let first = open(&options());
+        // SAFETY: `first` is live; freed once here, then used stale on purpose.
+        unsafe {
+            assert_eq!(annbatch_loader_free(first), AnnbatchStatus::Ok);
+        }
+        let second = open(&options());
+        assert_ne!(first, second, "a handle identity is never reused");
+        let mut n = 0;
+        // SAFETY: `first` is stale (refused), `second` live.
+        unsafe {
+            assert_eq!(annbatch_loader_free(first), AnnbatchStatus::InvalidHandle);
+            assert_eq!(annbatch_loader_n_obs(second, &mut n), AnnbatchStatus::Ok);
+            assert_eq!(n, 700);
+            assert_eq!(annbatch_loader_free(second), AnnbatchStatus::Ok);
+        }
     }
 }

@@ -31,14 +31,22 @@ static void ownership_checks(const std::string& path) {
   {
     auto batch = epoch.next();
     REQUIRE(batch.has_value());
-    void* lent = nullptr;
-    REQUIRE(annbatch_batch_x(batch->handle(), &lent) == ANNBATCH_STATUS_OK);
     kept = batch->x();
-    // The same memory as the loader's tensor, one more reference.
-    REQUIRE(kept.values().data_ptr() == static_cast<at::Tensor*>(lent)->values().data_ptr());
-    REQUIRE(kept.use_count() == 2);
+    // Asked again: the same tensor (each array is handed over once, then cached).
+    REQUIRE(batch->x().values().data_ptr() == kept.values().data_ptr());
+    AnnbatchMatrix taken{};
+    REQUIRE(annbatch_batch_x(batch->handle(), &taken) == ANNBATCH_STATUS_INVALID_ARGUMENT);
+    // Zero-copy: the tensor is the memory the library handed over.
+    auto next = epoch.next();
+    REQUIRE(next.has_value());
+    AnnbatchMatrix m{};
+    REQUIRE(annbatch_batch_x(next->handle(), &m) == ANNBATCH_STATUS_OK);
+    void* handed = m.data->dl_tensor.data;
+    at::Tensor x = annbatch::adopt(m);
+    REQUIRE(x.values().data_ptr() == handed);
+    REQUIRE(x.layout() == at::kSparseCsr && x.crow_indices().scalar_type() == at::kInt);
   }
-  // The batch is freed; our copy holds the only reference and still reads.
+  // The batches are freed; our tensor owns its memory and still reads.
   REQUIRE(kept.use_count() == 1);
   REQUIRE(kept.values().sum().item<float>() >= 0.0f);
 
@@ -63,8 +71,8 @@ static void ownership_checks(const std::string& path) {
   REQUIRE(annbatch_epoch_free(raw_epoch) == ANNBATCH_STATUS_OK);
   REQUIRE(annbatch_loader_free(raw) == ANNBATCH_STATUS_OK);
   REQUIRE(annbatch_loader_free(raw) == ANNBATCH_STATUS_INVALID_HANDLE);
-  std::cout << "ownership: tensors shared zero-copy and outlive their batch; double free and "
-               "next-after-end are defined errors\n";
+  std::cout << "ownership: DLPack tensors zero-copy, owned by the program, outliving their "
+               "batch; double free and next-after-end are defined errors\n";
 }
 
 int main(int argc, char** argv) {

@@ -267,6 +267,51 @@ unsafe extern "C" fn delete<M: Managed>(managed: *mut M) {
     }
 }
 
+/// A pre-1.0 managed tensor owning a versioned one (see [`legacy_of`]).
+struct LegacyOf {
+    managed: DLManagedTensor,
+    inner: *mut DLManagedTensorVersioned,
+}
+
+/// A pre-1.0 `DLManagedTensor` for a consumer that takes only those, holding `versioned`: the
+/// same memory, shape and strides (the header is copied; its pointers stay `versioned`'s,
+/// alive until the new deleter releases `versioned`).
+///
+/// # Safety
+/// `versioned` is a live managed tensor that the caller owns and hands over: from now on only
+/// the returned tensor's deleter releases it.
+pub unsafe fn legacy_of(versioned: *mut DLManagedTensorVersioned) -> *mut DLManagedTensor {
+    // SAFETY: the caller's contract: a live tensor.
+    let dl_tensor = unsafe { (*versioned).dl_tensor };
+    let raw = Box::into_raw(Box::new(LegacyOf {
+        managed: DLManagedTensor {
+            dl_tensor,
+            manager_ctx: ptr::null_mut(),
+            deleter: Some(delete_legacy_of),
+        },
+        inner: versioned,
+    }));
+    // SAFETY: `raw` is the live box just leaked.
+    unsafe {
+        (*raw).managed.manager_ctx = raw.cast();
+        ptr::addr_of_mut!((*raw).managed)
+    }
+}
+
+unsafe extern "C" fn delete_legacy_of(managed: *mut DLManagedTensor) {
+    if managed.is_null() {
+        return;
+    }
+    // SAFETY: DLPack's contract: a tensor `legacy_of` made, released once; its context is the
+    // box leaked with it, which owns `inner`.
+    unsafe {
+        let wrap = Box::from_raw((*managed).manager_ctx.cast::<LegacyOf>());
+        if let Some(deleter) = (*wrap.inner).deleter {
+            deleter(wrap.inner);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,7 +53,7 @@ pub const FLAG_READ_ONLY: u64 = 1;
 
 /// `DLTensor`: where the elements are and how they are laid out.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct DLTensor {
     /// Address of the data (plus `byte_offset`).
     pub data: *mut c_void,
