@@ -41,10 +41,18 @@ static void ownership_checks(const std::string& path) {
     REQUIRE(next.has_value());
     AnnbatchMatrix m{};
     REQUIRE(annbatch_batch_x(next->handle(), &m) == ANNBATCH_STATUS_OK);
-    void* handed = m.data->dl_tensor.data;
-    at::Tensor x = annbatch::adopt(m);
-    REQUIRE(x.values().data_ptr() == handed);
-    REQUIRE(x.layout() == at::kSparseCsr && x.crow_indices().scalar_type() == at::kInt);
+    REQUIRE(m.format == ANNBATCH_FORMAT_CSR);
+    // Through the pre-1.0 struct, which every libtorch's dlpack.h defines.
+    DLManagedTensor* values = nullptr;
+    REQUIRE(annbatch_dlpack_legacy(m.data, &values) == ANNBATCH_STATUS_OK);
+    void* handed = values->dl_tensor.data;
+    at::Tensor v = at::fromDLPack(values);
+    REQUIRE(v.data_ptr() == handed);
+    at::Tensor x = at::sparse_csr_tensor(annbatch::adopt(m.indptr), annbatch::adopt(m.indices), v,
+                                         {static_cast<int64_t>(m.n_rows),
+                                          static_cast<int64_t>(m.n_cols)},
+                                         v.options().layout(at::kSparseCsr));
+    REQUIRE(x.values().data_ptr() == handed && x.crow_indices().scalar_type() == at::kInt);
   }
   // The batches are freed; our tensor owns its memory and still reads.
   REQUIRE(kept.use_count() == 1);
