@@ -118,7 +118,7 @@ def cupy_array(matrix: Any, device: str) -> Any:
 
 
 def jax_array(matrix: Any) -> Any:
-    """A native matrix as a jax ``BCSR`` (annbatch gives ``BCSR`` too) or a dense array."""
+    """A native matrix as a jax ``CSR`` (as annbatch gives) or a dense array."""
     import jax.numpy as jnp
 
     if matrix[0] == "csr":
@@ -127,5 +127,5 @@ def jax_array(matrix: Any) -> Any:
         _, shape, indptr, indices, data = matrix
         parts = (jnp.from_dlpack(numpy_array(data)), jnp.from_dlpack(numpy_array(indices)),
                  jnp.from_dlpack(numpy_array(indptr)))
-        return jsparse.BCSR(parts, shape=tuple(shape))
+        return jsparse.CSR(parts, shape=tuple(shape))
     return jnp.from_dlpack(numpy_array(matrix[2]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from importlib.util import find_spec
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -132,7 +132,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         num_threads: Optional[int] = None,
         prefetch: Optional[int] = None,
         preload_to_gpu: Optional[bool] = None,
-        to: Optional[str] = None,
+        to: Optional[Literal["torch", "jax"]] = None,
         elastic: bool = False,
     ):
         super().__init__()
@@ -212,6 +212,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         self._epoch = 0
         self._skip = 0
         self._delivered = 0
+        self._started = False  # whether a pass of `_epoch` has begun
         # An elastic epoch resumed from a state saved on any world size: (epoch, remaining).
         self._resume: Optional[tuple] = None
 
@@ -355,7 +356,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
     # -- epochs and state ---------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         """The epoch the next iteration streams (it seeds the shuffle)."""
-        self._epoch, self._skip = int(epoch), 0
+        self._epoch, self._skip, self._delivered, self._started = int(epoch), 0, 0, False
 
     def state_dict(self) -> Dict[str, Any]:
         """Where the current epoch stands; `load_state_dict` resumes exactly there.
@@ -374,11 +375,13 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         if "remaining" in state:
             if not self._params["elastic"]:
                 raise ValueError("an elastic state (with 'remaining') needs Loader(elastic=True)")
-            self._epoch, self._skip = int(state["epoch"]), 0
+            self._epoch, self._skip, self._delivered = int(state["epoch"]), 0, 0
             self._resume = (self._epoch, [(int(a), int(b)) for a, b in state["remaining"]])
             self._natives.clear()
+            self._started = False
             return
         self._epoch, self._skip = int(state["epoch"]), int(state["batches"])
+        self._delivered, self._started = 0, False
 
     # -- iteration ----------------------------------------------------------------------
     def _shard(self) -> tuple:
@@ -434,20 +437,37 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
             native = self._native_beside_frame(shard)
         else:
             native = self._native(shard)
+        if self._started:
+            # An earlier pass of this epoch began (and was left, or ran out without the
+            # generator being resumed): a new pass is the next epoch, as annbatch's advancing
+            # rng gives. set_epoch / load_state_dict choose the epoch instead.
+            self._next_epoch(self._epoch)
+        self._started = True
         epoch, skip = self._epoch, self._skip
         self._delivered = 0
         batches = native.epoch(epoch, skip)
+        total = len(native) if self._resume is None else None
         if frame:
             # Built while the loader's threads read the first batches, not after them.
             self._obs_frame()
         try:
             for raw in batches:
                 self._delivered += 1
-                yield self._batch(raw)
+                batch = self._batch(raw)
+                if total is not None and skip + self._delivered >= total:
+                    # The epoch's last batch: from now on the loop is at the next epoch
+                    # (state_dict says so; a loop that stops after len(loader) batches, as
+                    # Lightning's, gets a new order next time).
+                    self._next_epoch(epoch)
+                yield batch
         finally:
             batches.close()
-        # A full pass: the next one is the next epoch, as annbatch's advancing rng gives.
-        self._epoch, self._skip, self._delivered = epoch + 1, 0, 0
+        if self._epoch == epoch:
+            self._next_epoch(epoch)
+
+    def _next_epoch(self, epoch: int) -> None:
+        """Moves to the epoch after ``epoch``, from its first batch."""
+        self._epoch, self._skip, self._delivered, self._started = epoch + 1, 0, 0, False
         if self._resume is not None:
             self._resume = None
             self._natives.clear()
