@@ -100,3 +100,18 @@ def test_the_native_module_links_no_framework():
                              check=True).stdout
     for lib in ("libtorch", "libc10", "libtorch_python", "libpython"):
         assert lib not in dynamic, f"{native.name} links {lib}"
+
+
+def test_too_old_numpy_or_torch_is_an_import_error_naming_the_minimum():
+    import sys
+
+    code = "import numpy; numpy.__version__ = '1.21.6'; import annbatch_rs"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr and "numpy >= 1.22" in result.stderr, result.stderr
+    pytest.importorskip("torch")
+    code = ("import torch; torch.__version__ = '1.13.1'; import annbatch_rs\n"
+            "annbatch_rs.Loader(to='torch')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "torch >= 2.0" in result.stderr and "1.13.1" in result.stderr, result.stderr
