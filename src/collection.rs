@@ -74,6 +74,7 @@ impl DatasetCollection {
         let path = path.as_ref();
         let _open = tracing::debug_span!("open", path = %path.display()).entered();
         let label = path.display().to_string();
+        crate::store::refuse_special(path)?;
         if crate::store::is_hdf5_file(path) {
             return Err(Error::UnknownEncoding {
                 path: label,

@@ -40,6 +40,7 @@ pub use dataframe::Column;
 pub use dense::DenseElement;
 pub use dtype::Dtype;
 pub(crate) use files::new_read_request;
+pub(crate) use files::{kind_of, refuse_special};
 pub use memory::InMemoryX;
 pub(crate) use node::encoding as encoding_of;
 pub(crate) use node::{NodeKind, ZarrStore};
@@ -56,6 +57,10 @@ const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
 /// Whether `path` is a file that starts like HDF5 (an `.h5ad`), whatever its name.
 pub(crate) fn is_hdf5_file(path: &std::path::Path) -> bool {
     let mut head = [0u8; 8];
+    // Not a FIFO (whose open would wait for a writer), socket or device.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
         .is_ok_and(|()| head == HDF5_SIGNATURE)

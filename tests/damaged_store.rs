@@ -267,3 +267,79 @@ fn deleting_the_collection_during_an_epoch_ends_it_with_an_error() {
     );
     assert!(rest.len() < 20, "the epoch stops at the error");
 }
+
+/// Replaces `path` with a FIFO.
+fn fifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_dir_all(path);
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+}
+
+/// Runs `f` on a thread and fails the test if it does not finish within 30 s (a hang).
+fn within_30s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("finished, no hang")
+}
+
+#[test]
+fn a_fifo_or_directory_in_place_of_a_shard_is_an_error_not_a_hang_or_zeros() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, make) in [
+        ("fifo.zarr", fifo as fn(&Path)),
+        ("dir.zarr", |p: &Path| {
+            std::fs::remove_file(p).expect("rm shard");
+            std::fs::create_dir(p).expect("a directory instead");
+        }),
+    ] {
+        let root = anndata(dir.path(), name, 8);
+        make(&root.join("X/data/c/1"));
+        let result = within_30s({
+            let root = root.clone();
+            move || read_everything(&root)
+        });
+        match result {
+            Err(e) => assert!(e.to_string().contains("X/data/c/1"), "{name}: {e}"),
+            Ok(n) => panic!("{name}: read {n} rows from a damaged store"),
+        }
+    }
+    // The collection path itself a FIFO (`annbatch inspect FIFO` opens it this way).
+    let path = dir.path().join("collection.fifo");
+    fifo(&path);
+    let result = within_30s(move || DatasetCollection::open(&path).map(|c| c.n_obs()));
+    let e = result.expect_err("refused");
+    assert!(e.to_string().contains("FIFO"), "{e}");
+}
+
+#[test]
+fn a_fifo_as_input_or_lock_file_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input.h5ad");
+    fifo(&input);
+    let output = dir.path().join("out.zarr");
+    let result = within_30s({
+        let (input, output) = (input.clone(), output.clone());
+        move || add_adatas(&output, &[&input], &ConvertOptions::default())
+    });
+    let e = result.expect_err("refused");
+    assert!(e.to_string().contains("FIFO"), "{e}");
+    // A FIFO where an append's lock file goes.
+    let c = collection(dir.path());
+    fifo(&dir.path().join(".c.zarr.annbatch-lock"));
+    let extra = anndata(dir.path(), "more.zarr", 8);
+    let result = within_30s(move || {
+        let options = ConvertOptions {
+            quiet: true,
+            ..ConvertOptions::default()
+        };
+        add_adatas(&c, &[&extra], &options)
+    });
+    assert!(result.is_err(), "a FIFO lock file is refused");
+}

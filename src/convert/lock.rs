@@ -44,12 +44,28 @@ impl WriteLock {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
+        // Non-blocking: a FIFO in place of the lock file fails to open (no reader) instead of
+        // waiting; anything but a regular file is refused below.
+        let file = {
+            let mut open = OpenOptions::new();
+            open.create(true).truncate(false).write(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                open.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+            }
+            open.open(&path).map_err(io)?
+        };
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the lock file is a {}, not a regular file: remove it",
+                    crate::store::kind_of(&meta)
+                ),
+            )));
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

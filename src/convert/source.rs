@@ -45,6 +45,7 @@ impl Source {
         if meta.is_dir() {
             return Self::zarr(AnnDataStore::open(path)?, path.to_path_buf());
         }
+        crate::store::refuse_special(path)?;
         if !crate::store::is_hdf5_file(path) {
             return Err(Error::UnknownEncoding {
                 path: path.display().to_string(),

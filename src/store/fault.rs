@@ -17,6 +17,8 @@ pub(crate) enum StoreFault {
     PastEnd { file: PathBuf, detail: String },
     /// A directory entry's name is not UTF-8.
     NotUtf8 { dir: PathBuf, name: String },
+    /// A directory, FIFO, socket or device where a file must be.
+    NotAFile { file: PathBuf, kind: &'static str },
     /// An object store request failed (after its retries).
     #[cfg(feature = "remote")]
     Remote {
@@ -38,6 +40,13 @@ impl StoreFault {
             Self::PastEnd { file, detail } => Error::Io {
                 path: file.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, detail.clone()),
+            },
+            Self::NotAFile { file, kind } => Error::Io {
+                path: file.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("is a {kind} where a chunk or shard file must be"),
+                ),
             },
             Self::NotUtf8 { dir, name } => Error::Io {
                 path: dir.clone(),

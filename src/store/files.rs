@@ -325,8 +325,16 @@ impl FileStore {
             Err(e) => return Err(io_error(&path, e)),
         };
         let meta = file.metadata().map_err(|e| io_error(&path, e))?;
-        if meta.is_dir() {
-            return Ok(None);
+        if !meta.is_file() {
+            // A directory where a group's metadata might be looked up is simply no file; in
+            // place of a chunk, or a FIFO, socket or device anywhere, it is damage.
+            if meta.is_dir() && is_metadata(key.as_str()) {
+                return Ok(None);
+            }
+            return Err(self.fail(StoreFault::NotAFile {
+                file: path,
+                kind: kind_of(&meta),
+            }));
         }
         let id = FileId::of(&meta);
         self.check_identity(key.as_str(), &path, id)?;
@@ -560,6 +568,47 @@ impl FileStore {
 }
 
 /// Whether an open error means "nothing there" rather than "something unreadable there".
+/// What a path that is not a regular file is, for messages.
+pub(crate) fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "FIFO";
+        }
+        if t.is_socket() {
+            return "socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "device";
+        }
+    }
+    if meta.is_dir() {
+        "directory"
+    } else {
+        "special file"
+    }
+}
+
+/// Refuses a path that exists and is neither a regular file nor a directory (a FIFO, socket or
+/// device), without opening it: opening a FIFO for reading waits for a writer.
+///
+/// # Errors
+/// [`crate::Error::Io`] naming the path and what it is.
+pub(crate) fn refuse_special(path: &Path) -> crate::error::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => Err(crate::error::Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("is a {}, not a regular file", kind_of(&meta)),
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn is_absent(e: &std::io::Error) -> bool {
     // ENOTDIR: a path component is a file, so the key cannot exist.
     matches!(

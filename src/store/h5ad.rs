@@ -337,6 +337,8 @@ impl H5adFile {
     /// rows.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        // HDF5 would open a FIFO and wait for a writer.
+        crate::store::refuse_special(path)?;
         let file = File::open(path).map_err(|e| match std::fs::metadata(path) {
             Err(source) => Error::Io {
                 path: path.to_path_buf(),

@@ -23,15 +23,26 @@ thread_local! {
     static BOUNCE: RefCell<Aligned> = const { RefCell::new(Aligned(Blocks::new())) };
 }
 
-/// Opens `path` for reading, with `O_DIRECT` when `direct` (Linux only).
+/// Opens `path` for reading, with `O_DIRECT` when `direct` (Linux only), and never waits:
+/// `O_NONBLOCK`, so that a FIFO in place of a file opens at once (and is then refused by the
+/// caller's `fstat`) instead of waiting for a writer. Reads of regular files ignore the flag.
 pub(super) fn open(path: &Path, direct: bool) -> std::io::Result<File> {
+    #[cfg(unix)]
+    if !direct {
+        use std::os::unix::fs::OpenOptionsExt;
+        return std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path);
+    }
+    #[cfg(not(unix))]
     if !direct {
         return File::open(path);
     }
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        let flag = rustix::fs::OFlags::DIRECT.bits() as i32;
+        let flag = (rustix::fs::OFlags::DIRECT | rustix::fs::OFlags::NONBLOCK).bits() as i32;
         std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(flag)
