@@ -177,7 +177,8 @@ typedef struct AnnbatchMatrix {
    */
   uint64_t n_rows;
   /**
-   * Columns (`n_var` for `X` and layers).
+   * Columns (`n_var` for `X` and layers; an N-d obsm entry's second dimension, its full
+   * shape being `data`'s).
    */
   uint64_t n_cols;
   /**

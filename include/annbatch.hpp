@@ -76,7 +76,7 @@ inline at::Tensor adopt(const AnnbatchMatrix& m) {
     at::Tensor crow = adopt(m.indptr), col = adopt(m.indices);
     return at::sparse_csr_tensor(crow, col, data, size, data.options().layout(at::kSparseCsr));
   }
-  return data.reshape(size);
+  return data;  // its own shape: [rows, cols], or [rows, d1, d2, ...] for an N-d obsm entry
 }
 
 class Batch {

@@ -137,7 +137,8 @@ pub struct AnnbatchMatrix {
     pub format: AnnbatchFormat,
     /// The batch's rows.
     pub n_rows: u64,
-    /// Columns (`n_var` for `X` and layers).
+    /// Columns (`n_var` for `X` and layers; an N-d obsm entry's second dimension, its full
+    /// shape being `data`'s).
     pub n_cols: u64,
     /// CSR row pointers; NULL when dense.
     pub indptr: *mut DLManagedTensorVersioned,

@@ -185,8 +185,17 @@ impl Placement {
         let device = self.device;
         let mut arrays = Vec::new();
         let mut shapes = vec![matrix_arrays(parts.x, &mut arrays)?];
-        for part in parts.aligned {
+        for (part, matrix) in parts.aligned.into_iter().zip(&extras.aligned) {
             shapes.push(matrix_arrays(part, &mut arrays)?);
+            // A dense N-d obsm entry keeps its trailing shape.
+            if let (None, Some(last)) = (shapes.last().and_then(|s| *s), arrays.last_mut()) {
+                if let [rows, width] = last.size()[..] {
+                    let shape = matrix.rows_shape(rows as usize, width as usize);
+                    if shape.len() > 2 {
+                        *last = last.f_view(shape.as_slice())?;
+                    }
+                }
+            }
         }
         arrays.extend(parts.obs.into_iter().map(|o| match o {
             ObsPart::Codes(a) => a.into_tensor(),

@@ -99,6 +99,33 @@ impl AlignedMatrix {
     }
 }
 
+impl AlignedMatrix {
+    /// The dimensions of one row: `[n_var]` for a sparse matrix, the array's trailing shape
+    /// for a dense one (`[3, 2]` for an obsm entry of shape `(n, 3, 2)`).
+    pub fn row_shape(&self) -> Vec<u64> {
+        match self.elements.first() {
+            Some(XElement::Dense(x)) => x.shape().get(1..).unwrap_or_default().to_vec(),
+            Some(e) => vec![e.n_var()],
+            None => Vec::new(),
+        }
+    }
+
+    /// The shape of `rows` rows of a dense matrix `width` elements wide: `[rows]` then
+    /// [`Self::row_shape`] when that holds `width` elements, else `[rows, width]`.
+    pub(crate) fn rows_shape(&self, rows: usize, width: usize) -> Vec<i64> {
+        let tail = self.row_shape();
+        let fits = tail.iter().try_fold(1u64, |n, &d| n.checked_mul(d)) == Some(width as u64)
+            && tail.iter().all(|&d| i64::try_from(d).is_ok());
+        let mut shape = vec![rows as i64];
+        if fits && !tail.is_empty() {
+            shape.extend(tail.iter().map(|&d| d as i64));
+        } else {
+            shape.push(width as i64);
+        }
+        shape
+    }
+}
+
 fn kind(e: &XElement) -> &'static str {
     if e.is_sparse() {
         "a sparse matrix"

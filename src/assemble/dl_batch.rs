@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::aligned::AlignedGroup;
+use super::aligned::{AlignedGroup, AlignedMatrix};
 use super::obs::Extras;
 use super::parts::{BatchParts, ObsPart, XParts};
 use super::pooled::{PooledArray, PooledMemory};
@@ -25,7 +25,7 @@ pub enum DlMatrix {
         /// `[rows, n_var]`.
         shape: [u64; 2],
     },
-    /// Dense float32 `[rows, width]`.
+    /// Dense float32 `[rows, width]` (an N-d obsm entry: `[rows, d1, d2, ...]`).
     Dense(DlArray),
 }
 
@@ -71,7 +71,7 @@ impl DlBatch {
     pub(crate) fn new(parts: BatchParts<PooledMemory>, extras: &Extras) -> Result<Self> {
         let (mut layers, mut obsm) = (Vec::new(), Vec::new());
         for (matrix, part) in extras.aligned.iter().zip(parts.aligned) {
-            let named = (matrix.name.clone(), dl_matrix(part)?);
+            let named = (matrix.name.clone(), dl_matrix(part, Some(matrix))?);
             match matrix.group {
                 AlignedGroup::Layers => layers.push(named),
                 AlignedGroup::Obsm => obsm.push(named),
@@ -90,7 +90,7 @@ impl DlBatch {
             });
         }
         Ok(Self {
-            x: dl_matrix(parts.x)?,
+            x: dl_matrix(parts.x, None)?,
             layers,
             obsm,
             obs,
@@ -110,7 +110,8 @@ fn too_long() -> Error {
     Error::Internal("a batch array longer than i64::MAX elements".into())
 }
 
-fn dl_matrix(part: XParts<PooledMemory>) -> Result<DlMatrix> {
+/// The matrix of `part`; a dense one keeps `aligned`'s trailing shape (an N-d obsm entry).
+fn dl_matrix(part: XParts<PooledMemory>, aligned: Option<&AlignedMatrix>) -> Result<DlMatrix> {
     Ok(match part {
         XParts::Csr {
             indptr,
@@ -125,10 +126,13 @@ fn dl_matrix(part: XParts<PooledMemory>) -> Result<DlMatrix> {
             shape: [rows as u64, n_var],
         },
         XParts::Dense { data, rows, width } => {
-            let shape = vec![
-                i64::try_from(rows).map_err(|_| too_long())?,
-                i64::try_from(width).map_err(|_| too_long())?,
-            ];
+            i64::try_from(rows)
+                .and(i64::try_from(width))
+                .map_err(|_| too_long())?;
+            let shape = match aligned {
+                Some(m) => m.rows_shape(rows, width),
+                None => vec![rows as i64, width as i64],
+            };
             DlMatrix::Dense(DlArray::new(data, shape)?)
         }
     })

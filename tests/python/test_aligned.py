@@ -108,3 +108,31 @@ def test_keys_given_to_add_adatas(adata):
                                       adata.obsm["X_umap"][index].astype(np.float32))
         seen += len(index)
     assert seen == adata.n_obs
+
+
+@pytest.mark.parametrize("to", [None, "torch"])
+def test_an_nd_obsm_entry_keeps_its_trailing_shape(tmp_path, to):
+    from annbatch_rs import DatasetCollection
+
+    rng = np.random.default_rng(0)
+    n = 96
+    cube = rng.normal(size=(n, 3, 2)).astype(np.float32)
+    a = ad.AnnData(X=sp.random(n, 8, density=0.3, format="csr", dtype=np.float32,
+                               random_state=1),
+                   obsm={"cube": cube})
+    a.obs_names = [f"c{i}" for i in range(n)]
+    a.write_zarr(tmp_path / "in.zarr")
+    out = DatasetCollection(tmp_path / "c.zarr").add_adatas(
+        [tmp_path / "in.zarr"], n_obs_per_chunk=8, shuffle_chunk_size=16, seed=2)
+    loader = Loader(batch_size=16, chunk_size=8, preload_nchunks=2, shuffle=True, seed=1,
+                    return_index=True, obsm_keys=["cube"], to=to).use_collection(out)
+    back = ad.read_zarr(tmp_path / "c.zarr" / "dataset_0")
+    by_name = dict(zip(back.obs_names, back.obsm["cube"]))
+    rows = 0
+    for batch in loader:
+        got = np.asarray(batch["obsm"]["cube"])
+        assert got.shape == (len(batch["index"]), 3, 2)
+        names = back.obs_names[np.asarray(batch["index"])]
+        np.testing.assert_array_equal(got, np.stack([by_name[k] for k in names]))
+        rows += got.shape[0]
+    assert rows == n
