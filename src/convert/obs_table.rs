@@ -40,11 +40,18 @@ impl ObsTable {
         let columns = order
             .into_iter()
             .map(|name| {
-                let pieces: Vec<(usize, Option<Column>)> = lens
+                let mut pieces: Vec<(usize, Option<Column>)> = lens
                     .iter()
                     .zip(by_name.iter_mut())
                     .map(|(&n, cols)| (n, cols.remove(&name)))
                     .collect();
+                // A 0-row input holds no values: its column's type must not decide the joined
+                // type (nor raise a note about mixed types).
+                if pieces.iter().any(|(n, c)| *n > 0 && c.is_some()) {
+                    for (_, column) in pieces.iter_mut().filter(|(n, _)| *n == 0) {
+                        *column = None;
+                    }
+                }
                 let was_text = |c: &Column| {
                     matches!(
                         c,
@@ -237,6 +244,24 @@ mod tests {
                 mask: vec![true, true, false]
             }
         );
+    }
+
+    #[test]
+    fn an_empty_input_does_not_decide_a_columns_type() {
+        let a = ObsPart {
+            n_obs: 2,
+            names: strings(&["c1", "c2"]),
+            columns: vec![("t".into(), Column::Int(vec![1, 2]))],
+        };
+        // A 0-row input whose (empty) column was stored as text.
+        let empty = ObsPart {
+            n_obs: 0,
+            names: Vec::new(),
+            columns: vec![("t".into(), Column::String(Vec::new()))],
+        };
+        let table = ObsTable::join(vec![a, empty]);
+        assert_eq!(table.columns[0].1, Column::Int(vec![1, 2]));
+        assert!(table.notes.is_empty(), "{:?}", table.notes);
     }
 
     #[test]

@@ -167,7 +167,8 @@ pub(crate) fn concat_outer(pieces: Vec<(usize, Option<Column>)>) -> Column {
         .iter()
         .filter_map(|(_, c)| c.as_ref().map(kind))
         .collect();
-    let missing = pieces.iter().any(|(_, c)| c.is_none());
+    // Rows without a value: a 0-row piece lacking the column has none.
+    let missing = pieces.iter().any(|(n, c)| c.is_none() && *n > 0);
     let total: usize = pieces.iter().map(|(n, _)| n).sum();
     match joined_kind(&kinds, missing) {
         Kind::Categorical => {
