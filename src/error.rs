@@ -61,7 +61,7 @@ pub enum Error {
     /// Something claims more memory than this machine has: a damaged file, or one too large to
     /// read whole here.
     #[error(
-        "{path}: {what} needs {bytes} bytes, more than this machine's memory ({limit} bytes); \
+        "{path}: {what} needs {bytes} bytes, more than the {limit} bytes it may take ({budget}); \
              the file is damaged or too large to read here"
     )]
     TooLarge {
@@ -73,6 +73,8 @@ pub enum Error {
         bytes: u128,
         /// The limit.
         limit: u64,
+        /// Where the limit comes from, e.g. "1/4 of ANNBATCH_MEMORY_LIMIT = 536870912".
+        budget: String,
     },
 
     /// A chunk could not be decoded: truncated, corrupt, or failing its checksum.

@@ -14,7 +14,13 @@ use crate::error::{Error, Result};
 /// (`MemTotal`), the cgroup's limit (`memory.max`, what a container really gets) and
 /// `ANNBATCH_MEMORY_LIMIT` (bytes) when set; `isize::MAX` where none is known. Read once.
 pub(crate) fn memory_limit() -> u64 {
-    static LIMIT: OnceLock<u64> = OnceLock::new();
+    memory_budget().0
+}
+
+/// [`memory_limit`] and where it comes from: `ANNBATCH_MEMORY_LIMIT`, the cgroup's
+/// `memory.max`, the physical memory (`MemTotal`) or none known.
+fn memory_budget() -> (u64, &'static str) {
+    static LIMIT: OnceLock<(u64, &'static str)> = OnceLock::new();
     *LIMIT.get_or_init(|| {
         let physical = std::fs::read_to_string("/proc/meminfo")
             .ok()
@@ -29,11 +35,15 @@ pub(crate) fn memory_limit() -> u64 {
         let asked = std::env::var("ANNBATCH_MEMORY_LIMIT")
             .ok()
             .and_then(|text| text.trim().parse::<u64>().ok());
-        [physical, cgroup, asked]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(isize::MAX as u64)
+        [
+            (asked, "ANNBATCH_MEMORY_LIMIT"),
+            (cgroup, "the cgroup's memory.max"),
+            (physical, "this machine's memory (MemTotal)"),
+        ]
+        .into_iter()
+        .filter_map(|(v, name)| v.map(|v| (v, name)))
+        .min_by_key(|(v, _)| *v)
+        .unwrap_or((isize::MAX as u64, "no limit known"))
     })
 }
 
@@ -47,13 +57,15 @@ pub(crate) fn check(
     share: u64,
 ) -> Result<()> {
     let bytes = elements.saturating_mul(u128::from(item_bytes.max(1)));
-    let limit = memory_limit() / share.max(1);
+    let (memory, source) = memory_budget();
+    let limit = memory / share.max(1);
     if bytes > u128::from(limit) {
         return Err(Error::TooLarge {
             path: path.to_string(),
             what: what.to_string(),
             bytes,
             limit,
+            budget: format!("1/{} of {source} = {memory} bytes", share.max(1)),
         });
     }
     Ok(())
@@ -67,9 +79,19 @@ mod tests {
     fn claims_beyond_memory_are_refused_small_ones_pass() {
         assert!(check("X/data", "one chunk", 1 << 20, 4, 4).is_ok());
         let err = check("X/data", "one chunk", 1u128 << 80, 4, 4).expect_err("too large");
+        // The message names the limit and where it comes from.
+        let text = err.to_string();
+        assert!(text.contains("1/4 of "), "{text}");
         assert!(
-            err.to_string().contains("more than this machine's memory"),
-            "{err}"
+            [
+                "ANNBATCH_MEMORY_LIMIT",
+                "memory.max",
+                "MemTotal",
+                "no limit"
+            ]
+            .iter()
+            .any(|s| text.contains(s)),
+            "{text}"
         );
         assert!(memory_limit() > 1 << 20);
     }
