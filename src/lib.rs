@@ -14,7 +14,8 @@
 //! 4. One background thread per epoch does this request after request, ahead of the consumer,
 //!    through a bounded channel.
 //! 5. The [`Loader`] yields the batches as `tch::Tensor`s (sparse CSR or dense, on the CPU or a
-//!    GPU) or as host buffers ([`HostBatch`]).
+//!    GPU), as host buffers ([`HostBatch`]), or as DLPack-exportable pooled arrays
+//!    ([`DlBatch`], what the Python and C front ends hand to any torch, numpy or jax).
 //!
 //! ```no_run
 //! # fn main() -> annbatch::Result<()> {
@@ -43,6 +44,7 @@
 //! | `pipeline` | the epoch's producer thread, the bounded channel, cancellation |
 //! | [`loader`] | the face: options, builder, epochs, resume |
 //! | [`tensor`] / `cuda` | batch arrays placed as tensors (pooled memory; pinned and uploaded on a copy stream for CUDA) |
+//! | [`dlpack`] | batch arrays handed to other frameworks without a copy (DLPack 1.0 managed tensors) |
 //! | `python` / [`capi`] | the front ends: pyo3 module, C ABI — both fill in a [`LoaderOptions`] |
 //! | `src/bin` | the `annbatch` command-line tool |
 //!
@@ -54,9 +56,10 @@
 //! - `hdf5`: reading `.h5ad` files (needs the system HDF5 library).
 //! - `cuda`: batches copied to a GPU by the prefetch thread (cudarc; libcuda loaded at run
 //!   time, so it builds and runs without a GPU). Implies `tch`.
-//! - `capi`: the C ABI for libtorch C++ programs ([`capi`], `include/annbatch.h`). Implies
-//!   `cuda`.
-//! - `python`: the pyo3 module `annbatch_rs._native` (built by maturin). Implies `cuda`, `hdf5`.
+//! - `capi`: the C ABI for C and libtorch C++ programs ([`capi`], `include/annbatch.h`): no
+//!   libtorch, arrays handed over as DLPack tensors.
+//! - `python`: the pyo3 module `annbatch_rs._native` (built by maturin, without default
+//!   features). Implies `hdf5`, `remote`; no libtorch.
 
 mod assemble;
 pub mod batch;
