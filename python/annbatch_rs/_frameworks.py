@@ -48,6 +48,15 @@ def torch_module() -> Any:
     return torch
 
 
+def import_output(to: Optional[str]) -> None:
+    """Imports what batches for ``to`` are made with (scipy for ``None``, jax for ``"jax"``)."""
+    if to is None:
+        import scipy.sparse  # noqa: F401
+    elif to == "jax":
+        import jax.numpy  # noqa: F401
+        from jax.experimental import sparse  # noqa: F401
+
+
 def torch_distributed() -> Any:
     """``torch.distributed`` when torch is imported and a process group is up, else None."""
     torch = sys.modules.get("torch")

@@ -158,6 +158,9 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
                 raise ImportError(f"Could not find {pkg} dependency. Try `pip install {pkg}`.")
         if to == "torch":
             _frameworks.torch_module()  # an ImportError naming the minimum, now
+        # The output framework imported now, not inside the first epoch, where its import
+        # (scipy ~50 ms) held up the consumer and, through the bounded channel, the loader.
+        _frameworks.import_output(to)
         if device != "cpu" and device != "cuda" and not str(device).startswith("cuda:"):
             raise ValueError(f"device {device!r}: expected \"cpu\", \"cuda\" or \"cuda:N\"")
         if preload_to_gpu is None:
