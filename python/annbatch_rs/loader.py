@@ -188,7 +188,9 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
             elastic=bool(elastic),
         )
         self._to = to
-        self._device = device if not preload_to_gpu or device != "cpu" else "cuda"
+        # preload_to_gpu moves torch / numpy batches (cupy) to the GPU; jax places its own.
+        gpu = preload_to_gpu and device == "cpu" and to != "jax"
+        self._device = "cuda" if gpu else device
         if self._device != "cpu":
             self._check_device()
         self._preload_to_gpu = bool(preload_to_gpu)
