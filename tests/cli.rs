@@ -170,3 +170,39 @@ fn a_non_utf8_entry_is_an_error_message_not_a_panic() {
         "{stderr}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn read_bench_runs_on_a_collection_under_a_non_utf8_path() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = std::ffi::OsStr::from_bytes(b"c\xff.zarr");
+    let root = dir.path().join(name);
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(data("annbatch_collection.zarr"))
+        .arg(&root)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_annbatch"))
+        .arg("read-bench")
+        .arg(&root)
+        .args([
+            "--chunk-size",
+            "16",
+            "--preload-nchunks",
+            "4",
+            "--repeats",
+            "1",
+        ])
+        .output()
+        .expect("run annbatch");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("not UTF-8"), "{stdout}");
+}
