@@ -748,3 +748,29 @@ fn an_append_that_would_drop_a_layer_is_refused_and_changes_nothing() {
         );
     }
 }
+
+#[test]
+fn a_dead_runs_staging_directory_goes_even_when_its_pid_was_reused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A live process that started after the directory was last written: not its creator.
+    let mut other = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let stale = dir
+        .path()
+        .join(format!(".c.zarr.annbatch-tmp-{}", other.id()));
+    std::fs::create_dir_all(stale.join("X")).expect("stale dir");
+    std::fs::write(stale.join("X/zarr.json"), "{}").expect("a file in it");
+    let touched = Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(&stale)
+        .status()
+        .expect("touch");
+    assert!(touched.success());
+    let input = data("annbatch_layers_collection.zarr").join("dataset_0");
+    add_adatas(dir.path().join("c.zarr"), &[&input], &options(1)).expect("convert");
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(
+        !stale.exists(),
+        "the dead run's staging directory is removed"
+    );
+}

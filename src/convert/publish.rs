@@ -147,11 +147,53 @@ fn remove_stale(parent: &Path, name: &str) {
         };
         let alive = cfg!(not(target_os = "linux"))
             || pid.parse::<u32>().map_or(true, |p| {
-                p == std::process::id() || Path::new(&format!("/proc/{p}")).exists()
+                p == std::process::id()
+                    || (Path::new(&format!("/proc/{p}")).exists()
+                        && !started_after(p, &entry.path()))
             });
         if !alive {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+/// Whether process `pid` started after `dir` was last modified, so it cannot have created it
+/// (its PID was reused after the creator died). Unknown: false (the directory is kept).
+fn started_after(pid: u32, dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let modified = std::fs::metadata(dir)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        // Field 22 of /proc/PID/stat: start time in clock ticks after boot (fields counted
+        // after the parenthesised command name, which may hold spaces).
+        let start_ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let rest = stat.rsplit_once(')')?.1;
+                rest.split_whitespace().nth(19)?.parse::<u64>().ok()
+            });
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|stat| {
+            stat.lines()
+                .find_map(|l| l.strip_prefix("btime "))?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        });
+        let ticks = rustix::param::clock_ticks_per_second();
+        match (modified, start_ticks, boot) {
+            (Some(modified), Some(start), Some(boot)) if ticks > 0 => {
+                // A second of slack for the rounding of btime and of the tick count.
+                boot + start / ticks > modified.as_secs() + 1
+            }
+            _ => false,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (pid, dir);
+        false
     }
 }
 
