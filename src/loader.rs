@@ -263,28 +263,33 @@ impl LoaderBuilder {
         // DLPack batches: X's three arrays, three per layer / obsm matrix, obs, index.
         let arrays = 3 + 3 * aligned.len() + obs.len() + 1;
         let pooled = PooledMemory::new(alive.saturating_mul(arrays));
-        let prewarmed = prewarm_size(&collection, sampler.batch_size(), per_request);
+        // Batches paged in at build: the tch pool's first request; the DLPack pool's both
+        // builds in flight, which the consumer has not released yet. Checked at that count.
+        let prewarm_count = if cfg!(feature = "tch") {
+            per_request
+        } else {
+            crate::pipeline::BUILDS_IN_FLIGHT * per_request
+        };
+        let prewarmed = prewarm_size(&collection, sampler.batch_size(), prewarm_count);
         #[cfg(feature = "tch")]
         let placement = {
             // Two pooled storages per batch (values and indices; see `prefetch`).
             let slots = 2 * alive;
             let placement = crate::tensor::Placement::new(options.device, slots)?;
             if let Some((n, sparse)) = prewarmed {
-                placement.storage.prewarm::<f32>(n, per_request)?;
+                placement.storage.prewarm::<f32>(n, prewarm_count)?;
                 if sparse {
-                    placement.storage.prewarm::<i32>(n, per_request)?;
+                    placement.storage.prewarm::<i32>(n, prewarm_count)?;
                 }
             }
             Arc::new(placement)
         };
         // Without tch the front ends read DLPack batches (Python, through `dl_epoch`).
-        // The batches of both builds in flight, which the consumer has not released yet.
         #[cfg(not(feature = "tch"))]
         if let Some((n, sparse)) = prewarmed {
-            let count = crate::pipeline::BUILDS_IN_FLIGHT * per_request;
-            pooled.prewarm::<f32>(n, count);
+            pooled.prewarm::<f32>(n, prewarm_count);
             if sparse {
-                pooled.prewarm::<i32>(n, count);
+                pooled.prewarm::<i32>(n, prewarm_count);
             }
         }
         Ok(Loader {
@@ -335,7 +340,8 @@ fn prewarm_size(
         .saturating_mul(batch_size as u64)
         .min(values);
     let arrays: u128 = if sparse { 2 } else { 1 };
-    let total = u128::from(per_batch) * (count as u128) * arrays;
+    // Pools size each buffer up to an eighth over the mean batch.
+    let total = u128::from(per_batch + per_batch / 8) * (count as u128) * arrays;
     crate::store::budget::check("X", "prewarmed batch memory", total, 4, 4).ok()?;
     Some((usize::try_from(per_batch).ok()?, sparse))
 }
