@@ -99,6 +99,9 @@ pub unsafe fn copy_elements(t: &DLTensor, what: &str) -> Result<Elements> {
     {
         return Err(bad_shape());
     }
+    // The copy takes up to 8 bytes an element (widened): it must fit in memory before it is
+    // allocated, whatever extents the producer claims.
+    crate::store::budget::check(what, "a copy of the array", count as u128, 8, 1)?;
     let strides: Vec<i64> = if t.strides.is_null() || ndim == 0 {
         let mut s = vec![1i64; ndim];
         for i in (0..ndim.saturating_sub(1)).rev() {
@@ -283,6 +286,26 @@ mod tests {
         }
         assert!(f16_to_f32(0x7e00).is_nan());
         assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+    }
+
+    #[test]
+    fn a_shape_claiming_more_than_memory_is_refused_before_reading() {
+        let mut v = [0f32; 2];
+        let mut shape = [1i64 << 50];
+        let dtype = DLDataType {
+            code: DL_FLOAT,
+            bits: 32,
+            lanes: 1,
+        };
+        let t = tensor(
+            v.as_mut_ptr().cast(),
+            &mut shape,
+            std::ptr::null_mut(),
+            dtype,
+        );
+        // SAFETY: the shape is refused before any element is read.
+        let err = unsafe { copy_elements(&t, "t") }.expect_err("refused");
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     }
 
     #[test]
