@@ -37,14 +37,21 @@ def check_numpy() -> None:
 check_numpy()
 
 
+_TORCH: Any = None  # torch, once checked (every batch asks for it)
+
+
 def torch_module() -> Any:
-    """torch, checked: a release with ``torch.from_dlpack`` and sparse CSR tensors."""
+    """torch, checked once: a release with ``torch.from_dlpack`` and sparse CSR tensors."""
+    global _TORCH
+    if _TORCH is not None:
+        return _TORCH
     import torch
 
     if not hasattr(torch, "from_dlpack") or _version(torch.__version__) < MIN_TORCH:
         raise ImportError(
             f"annbatch_rs needs torch >= {'.'.join(map(str, MIN_TORCH))} (torch.from_dlpack) "
             f"for to='torch'; torch {torch.__version__} is installed")
+    _TORCH = torch
     return torch
 
 
