@@ -46,6 +46,19 @@ fn options() -> AnnbatchLoaderOptions {
     }
 }
 
+/// The Rust loader with the settings of [`options`].
+fn rust_loader() -> Loader {
+    Loader::builder(data("annbatch_collection.zarr"))
+        .batch_size(64)
+        .chunk_size(16)
+        .preload_nchunks(4)
+        .return_index(true)
+        .shuffle(true)
+        .seed(3)
+        .build()
+        .expect("rust loader")
+}
+
 fn open(options: &AnnbatchLoaderOptions) -> *mut AnnbatchLoader {
     let mut loader = null_mut();
     // SAFETY: valid path, options and out pointer.
@@ -121,15 +134,7 @@ fn epochs_match_the_rust_loader_and_free_everything() {
         assert_eq!(annbatch_loader_len(loader, &mut n), AnnbatchStatus::Ok);
         assert_eq!(n, 11);
     }
-    let rust = Loader::builder(data("annbatch_collection.zarr"))
-        .batch_size(64)
-        .chunk_size(16)
-        .preload_nchunks(4)
-        .return_index(true)
-        .shuffle(true)
-        .seed(3)
-        .build()
-        .expect("rust loader");
+    let rust = rust_loader();
     let mut expected = rust.host_epoch(2).expect("epoch");
     let mut epoch = null_mut();
     // SAFETY: live handles and writable out pointers; batches are freed after their views.
@@ -436,15 +441,7 @@ fn arrays_outlive_their_batch_epoch_and_loader() {
         let got = matrix(&x);
         let ids = take::<i64>(index);
         assert_eq!(got.n_rows(), ids.len());
-        let want = Loader::builder(data("annbatch_collection.zarr"))
-            .batch_size(64)
-            .chunk_size(16)
-            .preload_nchunks(4)
-            .return_index(true)
-            .shuffle(true)
-            .seed(3)
-            .build()
-            .expect("rust loader")
+        let want = rust_loader()
             .host_epoch(0)
             .expect("epoch")
             .next()
