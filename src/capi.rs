@@ -651,15 +651,6 @@ fn batch(ptr: *const AnnbatchBatch) -> Result<Arc<Mutex<AnnbatchBatch>>, Annbatc
     lookup(ptr, Kind::Batch).ok_or_else(|| fail(S::InvalidHandle, "not a live batch handle"))
 }
 
-/// A key given as a C string.
-///
-/// # Safety
-/// `key` is NULL or a NUL-terminated string.
-unsafe fn key_of(key: *const c_char) -> Result<String, AnnbatchStatus> {
-    // SAFETY: the caller's contract.
-    unsafe { text(key, "key") }.map(str::to_string)
-}
-
 fn taken(what: &str) -> AnnbatchStatus {
     fail(
         S::InvalidArgument,
@@ -755,12 +746,17 @@ unsafe fn hand_over_matrix(
     })
 }
 
-/// Takes the named entry of `list` out, or says why not.
-fn take_named<T>(
+/// Takes the entry of `list` named by the C string `key` out, or says why not.
+///
+/// # Safety
+/// `key` is NULL or a NUL-terminated string.
+unsafe fn take_named<T>(
     list: &mut [(String, Option<T>)],
-    key: &str,
+    key: *const c_char,
     what: &str,
 ) -> Result<T, AnnbatchStatus> {
+    // SAFETY: the caller's contract.
+    let key = unsafe { text(key, "key") }?;
     match list.iter_mut().find(|(k, _)| k == key) {
         Some((_, slot)) => slot.take().ok_or_else(|| taken(&format!("{what} {key:?}"))),
         None => Err(fail(
@@ -819,13 +815,8 @@ pub unsafe extern "C" fn annbatch_batch_obs(
     key: *const c_char,
     out: *mut *mut DLManagedTensorVersioned,
 ) -> AnnbatchStatus {
-    // SAFETY: the caller's contract on `key`.
-    let key = match unsafe { key_of(key) } {
-        Ok(k) => k,
-        Err(s) => return s,
-    };
-    // SAFETY: the caller's contract, passed on.
-    unsafe { hand_over_array(batch, out, |b| take_named(&mut b.obs, &key, "obs key")) }
+    // SAFETY: the caller's contract, passed on (`key` read inside the panic guard).
+    unsafe { hand_over_array(batch, out, |b| take_named(&mut b.obs, key, "obs key")) }
 }
 
 /// Hands over layer `key` (the same rows as `X`: `[rows, n_var]`, sparse CSR or dense as
@@ -841,13 +832,8 @@ pub unsafe extern "C" fn annbatch_batch_layer(
     key: *const c_char,
     out: *mut AnnbatchMatrix,
 ) -> AnnbatchStatus {
-    // SAFETY: the caller's contract on `key`.
-    let key = match unsafe { key_of(key) } {
-        Ok(k) => k,
-        Err(s) => return s,
-    };
-    // SAFETY: the caller's contract, passed on.
-    unsafe { hand_over_matrix(batch, out, |b| take_named(&mut b.layers, &key, "layer")) }
+    // SAFETY: the caller's contract, passed on (`key` read inside the panic guard).
+    unsafe { hand_over_matrix(batch, out, |b| take_named(&mut b.layers, key, "layer")) }
 }
 
 /// Hands over obsm entry `key` (the same rows as `X`: dense float32 `[rows, d]`, or sparse
@@ -863,13 +849,8 @@ pub unsafe extern "C" fn annbatch_batch_obsm(
     key: *const c_char,
     out: *mut AnnbatchMatrix,
 ) -> AnnbatchStatus {
-    // SAFETY: the caller's contract on `key`.
-    let key = match unsafe { key_of(key) } {
-        Ok(k) => k,
-        Err(s) => return s,
-    };
-    // SAFETY: the caller's contract, passed on.
-    unsafe { hand_over_matrix(batch, out, |b| take_named(&mut b.obsm, &key, "obsm entry")) }
+    // SAFETY: the caller's contract, passed on (`key` read inside the panic guard).
+    unsafe { hand_over_matrix(batch, out, |b| take_named(&mut b.obsm, key, "obsm entry")) }
 }
 
 /// A pre-1.0 `DLManagedTensor*` holding `versioned` (same memory, same shape), for consumers
