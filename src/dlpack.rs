@@ -11,7 +11,7 @@
 //! # fn main() -> annbatch::Result<()> {
 //! use annbatch::dlpack::DlArray;
 //!
-//! let array = DlArray::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], vec![2, 2])?;
+//! let array = DlArray::new(vec![1.0f32, 2.0, 3.0, 4.0], vec![2, 2])?;
 //! let managed = array.into_versioned();
 //! // SAFETY: `managed` came from `into_versioned` and is released exactly once.
 //! unsafe {

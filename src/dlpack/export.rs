@@ -87,14 +87,6 @@ impl DlArray {
         })
     }
 
-    /// A one-dimensional array of `values`.
-    ///
-    /// # Errors
-    /// As [`Self::new`] (never for a `Vec` whose length fits `i64`).
-    pub fn from_vec<T: DlElement>(values: Vec<T>, shape: Vec<i64>) -> Result<Self> {
-        Self::new(values, shape)
-    }
-
     /// The extents.
     pub fn shape(&self) -> &[i64] {
         &self.shape
@@ -130,17 +122,17 @@ impl DlArray {
         Some(unsafe { std::slice::from_raw_parts(self.data.cast::<T>(), self.len) })
     }
 
-    /// The tensor header, pointing at `shape` / `strides` kept beside it.
-    fn tensor(&self, shape: &mut [i64], strides: &mut [i64]) -> DLTensor {
+    /// The tensor header, pointing at the array's shape and at `strides` kept beside it.
+    fn tensor(&mut self, strides: &mut [i64]) -> DLTensor {
         DLTensor {
             data: self.data,
             device: DLDevice {
                 device_type: DL_CPU,
                 device_id: 0,
             },
-            ndim: shape.len() as i32,
+            ndim: self.shape.len() as i32,
             dtype: self.dtype,
-            shape: shape.as_mut_ptr(),
+            shape: self.shape.as_mut_ptr(),
             strides: strides.as_mut_ptr(),
             byte_offset: 0,
         }
@@ -211,29 +203,26 @@ fn empty_tensor() -> DLTensor {
     }
 }
 
-/// What an export leaks: the managed struct the consumer sees, the shape and strides its
-/// tensor points at, and the array (the memory). Freed by the deleter, all at once.
+/// What an export leaks: the managed struct the consumer sees, the strides its tensor points
+/// at, and the array (the memory and the shape). Freed by the deleter, all at once.
 struct Holder<M> {
     managed: M,
-    shape: Vec<i64>,
     strides: Vec<i64>,
     array: DlArray,
 }
 
 impl<M> Holder<M> {
     fn boxed(managed: M, array: DlArray) -> *mut Self {
-        let shape = array.shape.clone();
         let strides = array.strides();
         Box::into_raw(Box::new(Self {
             managed,
-            shape,
             strides,
             array,
         }))
     }
 
     fn header(&mut self) -> DLTensor {
-        self.array.tensor(&mut self.shape, &mut self.strides)
+        self.array.tensor(&mut self.strides)
     }
 }
 
@@ -318,15 +307,15 @@ mod tests {
 
     #[test]
     fn a_shape_must_hold_the_elements() {
-        assert!(DlArray::from_vec(vec![1i32, 2, 3], vec![2, 2]).is_err());
-        assert!(DlArray::from_vec(vec![1i32, 2, 3], vec![-1, -3]).is_err());
-        assert!(DlArray::from_vec(Vec::<f32>::new(), vec![0, 7]).is_ok());
+        assert!(DlArray::new(vec![1i32, 2, 3], vec![2, 2]).is_err());
+        assert!(DlArray::new(vec![1i32, 2, 3], vec![-1, -3]).is_err());
+        assert!(DlArray::new(Vec::<f32>::new(), vec![0, 7]).is_ok());
     }
 
     #[test]
     fn exports_describe_the_memory_and_free_it_once() {
         let values: Vec<i64> = (0..6).collect();
-        let array = DlArray::from_vec(values, vec![2, 3]).expect("shape");
+        let array = DlArray::new(values, vec![2, 3]).expect("shape");
         let address = array.address();
         let managed = array.into_versioned();
         // SAFETY: exported above; released once below.
@@ -343,7 +332,7 @@ mod tests {
             assert_eq!((*managed).version.major, 1);
             ((*managed).deleter.expect("deleter"))(managed);
         }
-        let legacy = DlArray::from_vec(vec![1.5f32], vec![1])
+        let legacy = DlArray::new(vec![1.5f32], vec![1])
             .expect("shape")
             .into_legacy();
         // SAFETY: as above.
