@@ -160,6 +160,21 @@ pub enum Error {
         expected: String,
     },
 
+    /// A string array holds bytes that are not UTF-8 (anndata reads strings as UTF-8, so it
+    /// could not open a copy either).
+    #[error(
+        "{path}: entry {index} is not valid UTF-8 ({lossy:?}, invalid bytes shown as U+FFFD); \
+         anndata reads strings as UTF-8: rewrite them with h5py/zarr"
+    )]
+    NotUtf8 {
+        /// The string array path.
+        path: String,
+        /// The position of the first such entry.
+        index: u64,
+        /// That entry with each invalid byte replaced by U+FFFD.
+        lossy: String,
+    },
+
     /// Shapes that must agree do not.
     #[error("{path}: shape mismatch: found {found}, expected {expected}")]
     ShapeMismatch {
@@ -390,6 +405,17 @@ impl std::fmt::Display for RemoteFailure {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Entry `index` of the string array `path`, checked to be UTF-8.
+    pub(crate) fn utf8(path: &str, index: usize, bytes: &[u8]) -> Result<String> {
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| Error::NotUtf8 {
+                path: path.to_string(),
+                index: index as u64,
+                lossy: String::from_utf8_lossy(bytes).into_owned(),
+            })
+    }
+
     /// Wraps a zarrs error with the node path it concerns.
     pub(crate) fn zarr(
         path: impl Into<String>,

@@ -269,6 +269,22 @@ impl ChunkedArray {
         self.retrieve(0..self.rows, None)
     }
 
+    /// Decodes all of a (small) string array, each entry checked to be UTF-8.
+    pub(crate) fn read_all_strings(&self) -> Result<Vec<String>> {
+        self.check_whole(std::mem::size_of::<String>() as u64)?;
+        let subset = self.subset(0..self.rows);
+        let bytes = guard::guarded(&self.path, || {
+            self.array
+                .retrieve_array_subset_sharded_opt::<zarrs::array::ArrayBytes<'static>>(
+                    &self.cache,
+                    &subset,
+                    &self.options,
+                )
+                .map_err(|e| self.map_err(None, e))
+        })?;
+        super::dtype::strings_of(&self.path, bytes)
+    }
+
     /// Fails unless the whole array, decoded and then converted to items of `item_bytes`,
     /// fits in memory.
     fn check_whole(&self, item_bytes: u64) -> Result<()> {

@@ -6,6 +6,8 @@ use zarrs::array::data_type::{
 };
 use zarrs::array::DataType;
 
+use crate::error::{Error, Result};
+
 /// An AnnData array's element type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -127,4 +129,24 @@ impl std::fmt::Display for Dtype {
             Self::String => "string",
         })
     }
+}
+
+/// The strings of a decoded `string` array, each checked to be UTF-8 (zarrs' own conversion
+/// says only "Invalid element value").
+pub(crate) fn strings_of(path: &str, bytes: zarrs::array::ArrayBytes<'_>) -> Result<Vec<String>> {
+    let variable = bytes.into_variable().map_err(|e| Error::zarr(path, e))?;
+    let (bytes, offsets) = variable.into_parts();
+    offsets
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| {
+            let entry = bytes.get(w[0]..w[1]).ok_or_else(|| {
+                Error::zarr(
+                    path,
+                    std::io::Error::other("string offsets past the chunk's bytes"),
+                )
+            })?;
+            Error::utf8(path, i, entry)
+        })
+        .collect()
 }

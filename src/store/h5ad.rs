@@ -99,8 +99,13 @@ fn attr_json(attr: &hdf5::Attribute) -> Value {
         }};
     }
     match descriptor {
-        TypeDescriptor::VarLenUnicode => read!(VarLenUnicode, |v: VarLenUnicode| json!(v.as_str())),
-        TypeDescriptor::VarLenAscii => read!(VarLenAscii, |v: VarLenAscii| json!(v.as_str())),
+        // Not UTF-8: `null`, as an attribute of a type it does not read.
+        TypeDescriptor::VarLenUnicode => read!(VarLenUnicode, |v: VarLenUnicode| {
+            std::str::from_utf8(v.as_bytes()).map_or(Value::Null, |s| json!(s))
+        }),
+        TypeDescriptor::VarLenAscii => read!(VarLenAscii, |v: VarLenAscii| {
+            std::str::from_utf8(v.as_bytes()).map_or(Value::Null, |s| json!(s))
+        }),
         TypeDescriptor::Boolean => read!(bool, |v: bool| json!(v)),
         TypeDescriptor::Integer(_) => read!(i64, |v: i64| json!(v)),
         TypeDescriptor::Unsigned(_) => read!(u64, |v: u64| json!(v)),
@@ -202,20 +207,23 @@ impl ElementSource for H5 {
             .dtype()
             .and_then(|t| t.to_descriptor())
             .map_err(|e| h5err(path, e))?;
-        Ok(match descriptor {
+        // hdf5-metno's `as_str` trusts the bytes; a file may hold any: checked here.
+        match descriptor {
             TypeDescriptor::VarLenAscii => ds
                 .read_raw::<VarLenAscii>()
                 .map_err(|e| h5err(path, e))?
                 .iter()
-                .map(|s| s.as_str().to_string())
+                .enumerate()
+                .map(|(i, s)| Error::utf8(path, i, s.as_bytes()))
                 .collect(),
             _ => ds
                 .read_raw::<VarLenUnicode>()
                 .map_err(|e| h5err(path, e))?
                 .iter()
-                .map(|s| s.as_str().to_string())
+                .enumerate()
+                .map(|(i, s)| Error::utf8(path, i, s.as_bytes()))
                 .collect(),
-        })
+        }
     }
 
     fn children(&self, path: &str) -> Result<Vec<String>> {

@@ -53,7 +53,7 @@ impl ElementSource for ZarrStore {
         ChunkedArray::open(self, path)?.read_all::<bool>()
     }
     fn read_strings(&self, path: &str) -> Result<Vec<String>> {
-        ChunkedArray::open(self, path)?.read_all::<String>()
+        ChunkedArray::open(self, path)?.read_all_strings()
     }
     fn children(&self, path: &str) -> Result<Vec<String>> {
         ZarrStore::children(self, path)

@@ -69,7 +69,14 @@ impl ZarrStore {
             Dtype::U64 => WholeValues::UInt(get!(u64)),
             Dtype::F32 => WholeValues::Float(get!(f32).into_iter().map(f64::from).collect()),
             Dtype::F64 => WholeValues::Float(get!(f64)),
-            Dtype::String => WholeValues::Str(get!(String)),
+            Dtype::String => WholeValues::Str(super::dtype::strings_of(
+                path,
+                super::guard::guarded(path, || {
+                    array
+                        .retrieve_array_subset::<zarrs::array::ArrayBytes<'static>>(&subset)
+                        .map_err(|e| Error::zarr(path, e))
+                })?,
+            )?),
         };
         Ok(WholeArray {
             dtype,
