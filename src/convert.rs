@@ -636,7 +636,12 @@ fn var_aligned_of(
             })
             .collect();
         match trees.as_slice() {
-            [Some(tree)] if same_vars => kept.push((group, tree.clone())),
+            [Some(tree)] if same_vars => {
+                let n_vars = sources[0].var_names().len() as u64;
+                if let Some(tree) = var_shaped(group, tree, n_vars, notes) {
+                    kept.push((group, tree));
+                }
+            }
             t if t.iter().any(Option::is_some) => notes.push(format!(
                 "{group} left out: kept for one input whose variables stay as they are \
                  (not for several inputs or a var subset)"
@@ -645,6 +650,42 @@ fn var_aligned_of(
         }
     }
     kept
+}
+
+/// The entries of the `varm` / `varp` tree `tree` whose shape fits `n_vars` variables (`varm`:
+/// one row per variable; `varp`: `n_vars` × `n_vars`), the others left out with a note: a
+/// copied mismatch would make the dataset one anndata cannot open.
+fn var_shaped(
+    group: &str,
+    tree: &uns::UnsNode,
+    n_vars: u64,
+    notes: &mut Vec<String>,
+) -> Option<uns::UnsNode> {
+    let uns::UnsNode::Dict(entries) = tree else {
+        return None;
+    };
+    let fits = |shape: &[u64]| match group {
+        "varp" => shape == [n_vars, n_vars],
+        _ => shape.first() == Some(&n_vars),
+    };
+    let kept: Vec<_> = entries
+        .iter()
+        .filter(|(key, entry)| match entry.shape() {
+            Some(shape) if fits(&shape) => true,
+            Some(shape) => {
+                notes.push(format!(
+                    "{group}/{key} left out: shape {shape:?} does not fit the {n_vars} variables"
+                ));
+                false
+            }
+            None => {
+                notes.push(format!("{group}/{key} left out: a dict, not an array"));
+                false
+            }
+        })
+        .cloned()
+        .collect();
+    (!kept.is_empty()).then_some(uns::UnsNode::Dict(kept))
 }
 
 /// The output's `uns` from the inputs' (see [`uns::merge`]), with a note when several inputs'

@@ -18,6 +18,25 @@ pub(crate) enum UnsNode {
     Dict(Vec<(String, UnsNode)>),
     /// An array or scalar with its `encoding-type` (empty when the input had none).
     Array { encoding: String, array: WholeArray },
+    /// A `csr_matrix` / `csc_matrix` group, its three arrays checked to form one.
+    Sparse {
+        encoding: String,
+        shape: [u64; 2],
+        data: WholeArray,
+        indices: WholeArray,
+        indptr: WholeArray,
+    },
+}
+
+impl UnsNode {
+    /// The shape of an array or sparse matrix (`None` for a dict).
+    pub(crate) fn shape(&self) -> Option<Vec<u64>> {
+        match self {
+            UnsNode::Dict(_) => None,
+            UnsNode::Array { array, .. } => Some(array.shape.clone()),
+            UnsNode::Sparse { shape, .. } => Some(shape.to_vec()),
+        }
+    }
 }
 
 /// Deepest nesting of `uns` dicts followed: deeper ones are a note, not a stack overflow.
@@ -65,6 +84,11 @@ fn read_node(
     let (encoding, _) = encoding_of(&attrs);
     match kind {
         crate::store::NodeKind::Group => {
+            if matches!(encoding.as_str(), "csr_matrix" | "csc_matrix") {
+                return read_sparse(source, path, encoding, &attrs)
+                    .map_err(|why| left_out(format!("a sparse matrix that {why}")))
+                    .ok();
+            }
             if !matches!(encoding.as_str(), "dict" | "") {
                 left_out(format!("an element of encoding {encoding:?} (not copied)"));
                 return None;
@@ -114,6 +138,80 @@ fn read_node(
             }
         }
     }
+}
+
+/// The sparse matrix group at `path`, read whole and checked to be one anndata can read: the
+/// `shape` attribute, `indptr` of one more entry than the major axis running from 0 up to the
+/// number of stored values, and `indices` below the minor axis. `Err` says what is wrong.
+fn read_sparse(
+    source: &dyn ElementSource,
+    path: &str,
+    encoding: String,
+    attrs: &serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<UnsNode, String> {
+    let shape = match attrs
+        .get("shape")
+        .and_then(|v| v.as_array())
+        .map(Vec::as_slice)
+    {
+        Some([r, c]) => match (r.as_u64(), c.as_u64()) {
+            (Some(r), Some(c)) => [r, c],
+            _ => return Err("has no valid shape attribute".into()),
+        },
+        _ => return Err("has no valid shape attribute".into()),
+    };
+    let read = |name: &str| {
+        source
+            .read_whole(&join(path, name))
+            .map_err(|e| format!("cannot be read ({e})"))
+    };
+    let (data, indices, indptr) = (read("data")?, read("indices")?, read("indptr")?);
+    let (major, minor) = if encoding == "csr_matrix" {
+        (shape[0], shape[1])
+    } else {
+        (shape[1], shape[0])
+    };
+    let integers = |a: &WholeArray| -> Option<Vec<u64>> {
+        match &a.values {
+            WholeValues::Int(v) => v.iter().map(|&x| u64::try_from(x).ok()).collect(),
+            WholeValues::UInt(v) => Some(v.clone()),
+            _ => None,
+        }
+    };
+    let one_d = |a: &WholeArray| a.shape.len() == 1;
+    if !(one_d(&data) && one_d(&indices) && one_d(&indptr)) {
+        return Err("has arrays of more than one dimension".into());
+    }
+    if matches!(data.values, WholeValues::Str(_)) {
+        return Err("holds strings".into());
+    }
+    let nnz = data.shape[0];
+    let (Some(pointers), Some(columns)) = (integers(&indptr), integers(&indices)) else {
+        return Err("has indices or indptr that are not non-negative integers".into());
+    };
+    if pointers.len() as u64 != major.saturating_add(1)
+        || pointers.first() != Some(&0)
+        || pointers.windows(2).any(|w| w[0] > w[1])
+        || pointers.last() != Some(&nnz)
+        || columns.len() as u64 != nnz
+    {
+        return Err(format!(
+            "has an indptr of {} entries not running from 0 to its {nnz} values over {major} \
+             rows, or {} indices",
+            pointers.len(),
+            columns.len()
+        ));
+    }
+    if let Some(bad) = columns.iter().find(|&&c| c >= minor) {
+        return Err(format!("has index {bad}, not below {minor}"));
+    }
+    Ok(UnsNode::Sparse {
+        encoding,
+        shape,
+        data,
+        indices,
+        indptr,
+    })
 }
 
 /// The `uns` of the output from the inputs' trees: one input keeps its own; several keep
@@ -189,11 +287,30 @@ pub(crate) fn write(writer: &Writer, path: &str, node: &UnsNode) -> Result<()> {
             Ok(())
         }
         UnsNode::Array { encoding, array } => write_array(writer, path, encoding, array),
+        UnsNode::Sparse {
+            encoding,
+            shape,
+            data,
+            indices,
+            indptr,
+        } => {
+            writer.group(
+                path,
+                attrs(&[
+                    ("encoding-type", json!(encoding)),
+                    ("encoding-version", json!("0.1.0")),
+                    ("shape", json!(shape)),
+                ]),
+            )?;
+            for (name, array) in [("data", data), ("indices", indices), ("indptr", indptr)] {
+                write_values(writer, &format!("{path}/{name}"), array, attrs(&[]))?;
+            }
+            Ok(())
+        }
     }
 }
 
 fn write_array(writer: &Writer, path: &str, encoding: &str, array: &WholeArray) -> Result<()> {
-    use crate::store::Dtype as D;
     let scalar = array.shape.is_empty();
     let encoding = match (encoding, &array.values, scalar) {
         ("", WholeValues::Str(_), true) => "string",
@@ -206,6 +323,17 @@ fn write_array(writer: &Writer, path: &str, encoding: &str, array: &WholeArray) 
         ("encoding-type", json!(encoding)),
         ("encoding-version", json!("0.2.0")),
     ]);
+    write_values(writer, path, array, meta)
+}
+
+/// Writes `array`'s values in its stored dtype, with the attributes `meta`.
+fn write_values(
+    writer: &Writer,
+    path: &str,
+    array: &WholeArray,
+    meta: serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    use crate::store::Dtype as D;
     let shape = &array.shape;
     macro_rules! cast {
         ($v:expr, $t:ty) => {
