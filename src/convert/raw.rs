@@ -8,7 +8,7 @@ use super::source::{Matrix, Source};
 use super::var_space::{self, VarSpace};
 use super::var_table::{self, VarMerge, VarPart};
 use crate::error::Result;
-use crate::store::{dataframe, Column, Dtype};
+use crate::store::{dataframe, Column, Dtype, NodeKind};
 
 /// The carried-over `raw`.
 pub(crate) struct Raw {
@@ -55,7 +55,25 @@ pub(crate) fn open(
             continue;
         };
         let var = join(root, "raw/var");
-        if elements.kind(&join(root, "raw/X"))?.is_none() || elements.kind(&var)?.is_none() {
+        let has_x = elements.kind(&join(root, "raw/X"))?.is_some();
+        let has_var = elements.kind(&var)?.is_some();
+        if !(has_x && has_var) {
+            // Part of a raw is no raw anndata can read: left out, and said so.
+            let lacking = match (has_x, has_var) {
+                (true, false) => Some("raw/var"),
+                (false, true) => Some("raw/X"),
+                // anndata writes `raw = None` as an array of encoding "null": no raw.
+                _ if elements.kind(&join(root, "raw"))? == Some(NodeKind::Group) => {
+                    Some("raw/X and raw/var")
+                }
+                _ => None,
+            };
+            if let Some(lacking) = lacking {
+                notes.push(format!(
+                    "raw left out: {} has a raw without {lacking}",
+                    source.path().display()
+                ));
+            }
             found.push(None);
             continue;
         }
