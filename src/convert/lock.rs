@@ -5,7 +5,11 @@
 //! writer **waits** for the first to finish and then works on what it published, so two
 //! appends started together both land, one after the other. The lock is the kernel's (`flock`
 //! on Unix), released when the process ends however it ends, so a killed run never leaves the
-//! collection locked. The empty lock file stays; it holds nothing.
+//! collection locked. The holder removes the lock file before it unlocks, so none is left behind
+//! after a run, failed or not; a waiter that then wins the lock of a removed file sees that the
+//! path no longer names the file it locked and starts again (the usual remove-on-unlock
+//! protocol for `flock` files). Only a killed run leaves the empty file, which the next run
+//! takes over and removes.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -15,7 +19,35 @@ use crate::error::{Error, Result};
 /// Held while a conversion writes `output`; dropping it releases the lock.
 #[derive(Debug)]
 pub(crate) struct WriteLock {
-    _file: File,
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        // Still locked here: removed before the lock is released with `file`. A failure only
+        // leaves the empty file, which the next run takes over.
+        if names_file(&self.path, &self.file) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether `path` names `file` now (not a file created after `file`'s was removed).
+fn names_file(path: &Path, file: &File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::symlink_metadata(path), file.metadata()) {
+            (Ok(at_path), Ok(held)) => at_path.dev() == held.dev() && at_path.ino() == held.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, file);
+        true
+    }
 }
 
 /// The lock file of `output`.
@@ -37,8 +69,20 @@ impl WriteLock {
     /// another process holds it.
     pub(crate) fn acquire(output: &Path, quiet: bool) -> Result<Self> {
         let path = lock_path(output)?;
+        let mut told = quiet;
+        loop {
+            let file = Self::lock_file(&path, output, &mut told)?;
+            // The previous holder may have removed the file this one waited on.
+            if names_file(&path, &file) {
+                return Ok(Self { file, path });
+            }
+        }
+    }
+
+    /// Opens (creating) the lock file at `path` and locks it, waiting while another holds it.
+    fn lock_file(path: &Path, output: &Path, told: &mut bool) -> Result<File> {
         let io = |source| Error::Io {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         };
         if let Some(parent) = path.parent() {
@@ -54,7 +98,7 @@ impl WriteLock {
                 use std::os::unix::fs::OpenOptionsExt;
                 open.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
             }
-            open.open(&path).map_err(io)?
+            open.open(path).map_err(io)?
         };
         let meta = file.metadata().map_err(io)?;
         if !meta.is_file() {
@@ -69,7 +113,7 @@ impl WriteLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                if !quiet {
+                if !std::mem::replace(told, true) {
                     eprintln!(
                         "{}: another conversion is writing this collection; waiting for it to \
                          finish",
@@ -81,7 +125,7 @@ impl WriteLock {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        Ok(Self { _file: file })
+        Ok(file)
     }
 }
 
@@ -109,5 +153,33 @@ mod tests {
         assert!(matches!(other.try_lock(), Err(TryLockError::WouldBlock)));
         drop(first);
         other.try_lock().expect("free after drop");
+        assert!(!path.exists(), "the holder removes the lock file");
+    }
+
+    #[test]
+    fn a_waiter_whose_file_was_removed_locks_the_new_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("c.zarr");
+        let first = WriteLock::acquire(&out, true).expect("first");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                let lock = WriteLock::acquire(&out, true).expect("second");
+                tx.send(()).expect("send");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                drop(lock);
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(first);
+        rx.recv().expect("second holds the lock");
+        // A third writer must wait for the second, not lock a fresh file beside it.
+        let path = lock_path(&out).expect("path");
+        assert!(path.exists(), "the second holds a lock file at the path");
+        let third = File::open(&path).expect("open");
+        assert!(matches!(third.try_lock(), Err(TryLockError::WouldBlock)));
+        waiter.join().expect("join");
+        assert!(!path.exists());
     }
 }
