@@ -3,23 +3,31 @@
 //! Values are `float32` whatever the stored dtype (what models train on; integer counts are exact
 //! up to 2^24). CSR batches use `int32` row pointers and column indices, the layout torch's
 //! sparse CSR tensors take without conversion. The converter reads matrices that are not
-//! float32 as `float64` batches ([`RowValue`]), which hold every int32 and float64 exactly.
+//! float32 in the type that holds them exactly ([`RowValue`]): `int64` / `uint64` for integers,
+//! `float64` for the rest.
 
-/// A value type rows are read as: `f32` (batches), `f64` (conversion of other dtypes).
-pub trait RowValue: Copy + Default + PartialEq + Send + Sync + From<f32> + 'static {
+/// A value type rows are read as: `f32` (batches), `f64`, `i64`, `u64` (conversion of other
+/// dtypes, each exact for the stored values it is used for).
+pub trait RowValue: Copy + Default + PartialEq + Send + Sync + 'static {
     /// Whether the value is zero (dropped when dense rows become sparse).
     fn is_zero(self) -> bool;
+    /// A float32 value in this type (in-memory float32 matrices read as another type).
+    fn from_f32(v: f32) -> Self;
 }
-impl RowValue for f32 {
-    fn is_zero(self) -> bool {
-        self == 0.0
-    }
+
+macro_rules! row_value {
+    ($($t:ty),*) => {$(
+        impl RowValue for $t {
+            fn is_zero(self) -> bool {
+                self == <$t>::default()
+            }
+            fn from_f32(v: f32) -> Self {
+                v as $t
+            }
+        }
+    )*};
 }
-impl RowValue for f64 {
-    fn is_zero(self) -> bool {
-        self == 0.0
-    }
-}
+row_value!(f32, f64, i64, u64);
 
 /// Rows of a CSR matrix: `indptr.len() == n_rows + 1`, `indptr[0] == 0`.
 #[derive(Debug, Clone, PartialEq)]

@@ -35,6 +35,7 @@ mod whole;
 pub mod write;
 
 pub use anndata::{AnnDataStore, XElement};
+pub(crate) use chunked::FromDecoded;
 pub use csr::CsrElement;
 pub use dataframe::Column;
 pub use dense::DenseElement;

@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde_json::json;
 
 use super::obs_table::{compare_rows, take, ObsTable};
-use super::row_reader::RowReader;
+use super::row_reader::{empty_batch, RowReader};
 use super::var_space::{ColumnMap, DROPPED};
 use super::Size;
 use crate::batch::{RowValue, XBatch};
@@ -187,19 +187,38 @@ pub(crate) fn write_dataset(
     write_staged(writer, &p("X"), &staged, &order, shared, |v: f32| v)?;
     drop(staged);
     // The other matrices one at a time, rows in the same order: memory for one of them. They
-    // keep their dtype: float32 as is, anything else staged as float64 (exact for every
-    // int32 and float64 value) and written back in its own type.
+    // keep their dtype, staged in a type that holds it exactly (float32 as is, uint64 as
+    // u64, other integers as i64, float64 and bool as f64) and written back in its own type.
     for element in shared.elements {
         let read = Read::element(shared, element);
         let path = p(&element.path);
-        if element.dtype == Dtype::F32 {
-            let mut staged = stage::<f32>(&read, element.sparse, pieces, &|_| {})?;
-            staged.set_tail(&element.tail);
-            write_staged(writer, &path, &staged, &order, shared, |v: f32| v)?;
-        } else {
-            let mut staged = stage::<f64>(&read, element.sparse, pieces, &|_| {})?;
-            staged.set_tail(&element.tail);
-            write_wide(writer, &path, &staged, element.dtype, &order, shared)?;
+        macro_rules! staged_as {
+            ($v:ty, $($dtype:ident => $t:ty),*) => {{
+                let mut staged = stage::<$v>(&read, element.sparse, pieces, &|_| {})?;
+                staged.set_tail(&element.tail);
+                match element.dtype {
+                    $(Dtype::$dtype => write_staged(
+                        writer, &path, &staged, &order, shared, <$t as FromStaged<$v>>::from_staged,
+                    )?,)*
+                    other => {
+                        return Err(Error::Internal(format!("{path}: {other} staged as {}",
+                            stringify!($v))))
+                    }
+                }
+            }};
+        }
+        match element.dtype {
+            Dtype::F32 => {
+                let mut staged = stage::<f32>(&read, element.sparse, pieces, &|_| {})?;
+                staged.set_tail(&element.tail);
+                write_staged(writer, &path, &staged, &order, shared, |v: f32| v)?;
+            }
+            Dtype::U64 => staged_as!(u64, U64 => u64),
+            d if d.is_integer() => staged_as!(
+                i64, I8 => i8, I16 => i16, I32 => i32, I64 => i64, U8 => u8, U16 => u16,
+                U32 => u32
+            ),
+            _ => staged_as!(f64, F64 => f64, Bool => bool),
         }
     }
     let obs_order: Vec<usize> = order.iter().map(|&r| obs_rows[r]).collect();
@@ -273,48 +292,58 @@ impl ReadAs for f32 {
     }
 }
 
-impl ReadAs for f64 {
-    fn batch(reader: &dyn RowReader) -> XBatch<f64> {
-        reader.wide_batch()
-    }
-    fn read(reader: &dyn RowReader, ranges: &[Range<u64>], out: &mut XBatch<f64>) -> Result<()> {
-        reader.read_rows_wide(ranges, out)
-    }
+macro_rules! read_as {
+    ($t:ty, $read:ident) => {
+        impl ReadAs for $t {
+            fn batch(reader: &dyn RowReader) -> XBatch<$t> {
+                empty_batch(reader)
+            }
+            fn read(
+                reader: &dyn RowReader,
+                ranges: &[Range<u64>],
+                out: &mut XBatch<$t>,
+            ) -> Result<()> {
+                reader.$read(ranges, out)
+            }
+        }
+    };
+}
+read_as!(f64, read_rows_wide);
+read_as!(i64, read_rows_i64);
+read_as!(u64, read_rows_u64);
+
+/// An output element type made from a staged value of type `V` (exact for the input's own
+/// type: staging chose `V` to hold it).
+trait FromStaged<V>: ZarrElement + Copy {
+    fn from_staged(v: V) -> Self;
 }
 
-/// An output element type made from a staged float64 value (exact for the input's own type).
-trait FromWide: ZarrElement + Copy {
-    fn from_wide(v: f64) -> Self;
-}
-
-macro_rules! from_wide {
-    ($($t:ty),*) => {$(
-        impl FromWide for $t {
-            fn from_wide(v: f64) -> Self {
+macro_rules! from_staged {
+    ($v:ty => $($t:ty),*) => {$(
+        impl FromStaged<$v> for $t {
+            fn from_staged(v: $v) -> Self {
                 v as $t
             }
         }
     )*};
 }
-from_wide!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
-impl FromWide for bool {
-    fn from_wide(v: f64) -> Self {
+from_staged!(f64 => f32, f64);
+from_staged!(i64 => i8, i16, i32, i64, u8, u16, u32);
+from_staged!(u64 => u64);
+impl FromStaged<f64> for bool {
+    fn from_staged(v: f64) -> Self {
         v != 0.0
     }
 }
 
-/// The dtype the inputs' copies of one matrix are stored as in the output, as numpy promotes
-/// them when anndata concatenates: their own when they agree, int64 for mixed integers,
-/// float64 when integers or float64 meet floats, float32 otherwise.
+/// The dtype the inputs' copies of one matrix are stored as in the output: numpy's promotion
+/// of their dtypes (what `anndata.concat` stores), e.g. int16 + uint8 → int16, int64 + uint64
+/// → float64, int16 + float32 → float32, int32 + float32 → float64.
 pub(crate) fn joined_dtype(dtypes: impl IntoIterator<Item = Dtype>) -> Dtype {
-    let dtypes: Vec<Dtype> = dtypes.into_iter().collect();
-    match dtypes.first() {
-        None => Dtype::F32,
-        Some(&first) if dtypes.iter().all(|&d| d == first) => first,
-        Some(_) if dtypes.iter().all(|d| d.is_integer()) => Dtype::I64,
-        Some(_) if dtypes.iter().any(|&d| d == Dtype::F64 || d.is_integer()) => Dtype::F64,
-        Some(_) => Dtype::F32,
-    }
+    dtypes
+        .into_iter()
+        .reduce(Dtype::promote)
+        .unwrap_or(Dtype::F32)
 }
 
 /// Stages the rows of `pieces` as CSR (the smallest column index type that fits) or dense.
@@ -350,42 +379,6 @@ fn write_staged<V: RowValue, T: ZarrElement>(
         Staged::U16(s, n) => write_csr(writer, path, s, *n, order, shared, out),
         Staged::U32(s, n) => write_csr(writer, path, s, *n, order, shared, out),
         Staged::Dense(s) => write_dense(writer, path, s, order, shared, out),
-    }
-}
-
-/// Writes float64-staged rows back in `dtype`.
-fn write_wide(
-    writer: &Writer,
-    path: &str,
-    staged: &Staged<f64>,
-    dtype: Dtype,
-    order: &[usize],
-    shared: &Shared<'_>,
-) -> Result<()> {
-    macro_rules! as_type {
-        ($t:ty) => {
-            write_staged(
-                writer,
-                path,
-                staged,
-                order,
-                shared,
-                <$t as FromWide>::from_wide,
-            )
-        };
-    }
-    match dtype {
-        Dtype::Bool => as_type!(bool),
-        Dtype::I8 => as_type!(i8),
-        Dtype::I16 => as_type!(i16),
-        Dtype::I32 => as_type!(i32),
-        Dtype::I64 => as_type!(i64),
-        Dtype::U8 => as_type!(u8),
-        Dtype::U16 => as_type!(u16),
-        Dtype::U32 => as_type!(u32),
-        Dtype::U64 => as_type!(u64),
-        Dtype::F64 => as_type!(f64),
-        _ => as_type!(f32),
     }
 }
 

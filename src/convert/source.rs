@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::row_reader::RowReader;
+use super::row_reader::{exact_reads, Exact, RowReader};
 use super::transpose::{Columns, Transposed};
 use crate::batch::XBatch;
 use crate::error::{Error, Result};
@@ -298,9 +298,13 @@ impl RowReader for Source {
     fn dtype(&self) -> Dtype {
         self.x_dtype()
     }
-    fn read_rows_wide(&self, ranges: &[Range<u64>], out: &mut XBatch<f64>) -> Result<()> {
+    exact_reads!();
+}
+
+impl Source {
+    fn read_exact<V: Exact>(&self, ranges: &[Range<u64>], out: &mut XBatch<V>) -> Result<()> {
         if let Some(t) = &self.x {
-            return t.read_rows_wide(ranges, out);
+            return t.read_exact(ranges, out);
         }
         match &self.input {
             Input::Zarr(a, _) => a.x().read_rows_as(ranges, out),
@@ -354,9 +358,13 @@ impl RowReader for Matrix {
             Self::H5ad(m, _) => m.dtype(),
         }
     }
-    fn read_rows_wide(&self, ranges: &[Range<u64>], out: &mut XBatch<f64>) -> Result<()> {
+    exact_reads!();
+}
+
+impl Matrix {
+    fn read_exact<V: Exact>(&self, ranges: &[Range<u64>], out: &mut XBatch<V>) -> Result<()> {
         match self {
-            Self::Transposed(t) => t.read_rows_wide(ranges, out),
+            Self::Transposed(t) => t.read_exact(ranges, out),
             Self::Zarr(x, _) => x.read_rows_as(ranges, out),
             #[cfg(feature = "hdf5")]
             Self::H5ad(m, _) => m.read_rows_as(ranges, out),

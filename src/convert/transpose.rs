@@ -18,7 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::row_reader::RowReader;
+use super::row_reader::{exact_reads, Exact, RowReader};
 use crate::batch::{CsrBatch, RowValue, XBatch};
 use crate::error::{Error, Result};
 use crate::store::{budget, Dtype};
@@ -161,11 +161,13 @@ impl Transposed {
         self.n_cols
     }
 
+    /// Rows `ranges` in values of type `V` (`from_f64`: the staged float64 value as a `V`,
+    /// `None` when it may have been rounded).
     fn read<V: RowValue>(
         &self,
         ranges: &[Range<u64>],
         out: &mut XBatch<V>,
-        from_f64: fn(f64) -> V,
+        from_f64: fn(f64) -> Option<V>,
     ) -> Result<()> {
         let XBatch::Csr(b) = out else {
             return Err(Error::Internal("a dense batch for CSR rows".into()));
@@ -196,11 +198,18 @@ impl Transposed {
             let n = (z - a) as usize;
             let mut bytes = vec![0u8; n * 8];
             self.values.read_exact_at(&mut bytes, a * 8).map_err(io)?;
-            b.data.extend(
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| from_f64(f64::from_le_bytes(c.try_into().unwrap_or_default()))),
-            );
+            for c in bytes.chunks_exact(8) {
+                let v = f64::from_le_bytes(c.try_into().unwrap_or_default());
+                b.data.push(from_f64(v).ok_or_else(|| {
+                    Error::UnsupportedDtype {
+                        path: self.label.display().to_string(),
+                        found: format!("{} value {v} of a CSC matrix", self.dtype),
+                        expected: "integers below 2^53 in a CSC matrix (its transposition stages \
+                               float64): write it as CSR to keep larger ones exactly"
+                            .into(),
+                    }
+                })?);
+            }
             let mut bytes = vec![0u8; n * 4];
             self.indices.read_exact_at(&mut bytes, a * 4).map_err(io)?;
             b.indices.extend(
@@ -233,10 +242,18 @@ impl RowReader for Transposed {
         XBatch::Csr(CsrBatch::new(self.n_cols))
     }
     fn read_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
-        self.read(ranges, out, |v| v as f32)
+        self.read(ranges, out, |v| Some(v as f32))
     }
-    fn read_rows_wide(&self, ranges: &[Range<u64>], out: &mut XBatch<f64>) -> Result<()> {
-        self.read(ranges, out, |v| v)
+    exact_reads!();
+}
+
+impl Transposed {
+    pub(crate) fn read_exact<V: Exact>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut XBatch<V>,
+    ) -> Result<()> {
+        self.read(ranges, out, V::from_f64)
     }
 }
 

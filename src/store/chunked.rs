@@ -871,23 +871,28 @@ pub(crate) trait FromDecoded: crate::batch::RowValue + bytemuck::Pod {
     /// [`CopyInto::copy_into`] for this type.
     fn copy_from(decoded: &Decoded<'_>, src: usize, dst: &mut [Self], path: &str) -> Result<()>;
 }
-impl FromDecoded for f32 {
-    const STORED: Dtype = Dtype::F32;
-    fn copy_from(decoded: &Decoded<'_>, src: usize, dst: &mut [Self], path: &str) -> Result<()> {
-        decoded.copy_into(src, dst, path)
-    }
+macro_rules! from_decoded {
+    ($($t:ty => $stored:ident),*) => {$(
+        impl FromDecoded for $t {
+            const STORED: Dtype = Dtype::$stored;
+            fn copy_from(
+                decoded: &Decoded<'_>,
+                src: usize,
+                dst: &mut [Self],
+                path: &str,
+            ) -> Result<()> {
+                decoded.copy_into(src, dst, path)
+            }
+        }
+    )*};
 }
-impl FromDecoded for f64 {
-    const STORED: Dtype = Dtype::F64;
-    fn copy_from(decoded: &Decoded<'_>, src: usize, dst: &mut [Self], path: &str) -> Result<()> {
-        decoded.copy_into(src, dst, path)
-    }
-}
+from_decoded!(f32 => F32, f64 => F64, i64 => I64, u64 => U64);
 
 copy_into_impl!(f32, F32);
 copy_into_impl!(f64, F64);
 copy_into_impl!(i32, I32);
 copy_into_impl!(i64, I64);
+copy_into_impl!(u64, U64);
 
 #[cfg(test)]
 mod tests {

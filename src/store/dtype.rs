@@ -106,6 +106,63 @@ impl Dtype {
         )
     }
 
+    /// The dtype numpy gives an array concatenated from arrays of `self` and `other`
+    /// (`numpy.promote_types`): bool joins anything; integers of one sign the wider; signed
+    /// and unsigned a signed type wider than the unsigned (float64 past int64); integers with
+    /// floats the float that holds both (int8 → float16, int16 → float32, wider → float64).
+    /// Strings with anything else stay strings (refused where numbers are needed).
+    pub(crate) fn promote(self, other: Self) -> Self {
+        use Dtype::*;
+        // (is float, is signed, bytes) of a number.
+        let class = |d: Self| match d {
+            I8 => Some((false, true, 1)),
+            I16 => Some((false, true, 2)),
+            I32 => Some((false, true, 4)),
+            I64 => Some((false, true, 8)),
+            U8 => Some((false, false, 1)),
+            U16 => Some((false, false, 2)),
+            U32 => Some((false, false, 4)),
+            U64 => Some((false, false, 8)),
+            F32 => Some((true, true, 4)),
+            F64 => Some((true, true, 8)),
+            Bool | String => None,
+        };
+        let int = |signed: bool, bytes: u8| match (signed, bytes) {
+            (true, 1) => I8,
+            (true, 2) => I16,
+            (true, 4) => I32,
+            (true, 8) => I64,
+            (false, 1) => U8,
+            (false, 2) => U16,
+            (false, 4) => U32,
+            (false, 8) => U64,
+            _ => F64,
+        };
+        let float = |bytes: u8| if bytes <= 4 { F32 } else { F64 };
+        if self == other {
+            return self;
+        }
+        match (self, other) {
+            (String, _) | (_, String) => String,
+            (Bool, d) | (d, Bool) => d,
+            _ => match (class(self), class(other)) {
+                (Some((false, sa, a)), Some((false, sb, b))) if sa == sb => int(sa, a.max(b)),
+                (Some((false, sa, a)), Some((false, _, b))) => {
+                    // Signed with unsigned: a signed type wider than the unsigned one.
+                    let (signed, unsigned) = if sa { (a, b) } else { (b, a) };
+                    int(true, signed.max(unsigned * 2))
+                }
+                (Some((true, _, a)), Some((true, _, b))) => float(a.max(b)),
+                (Some((true, _, f)), Some((false, _, i)))
+                | (Some((false, _, i)), Some((true, _, f))) => {
+                    // The float an integer of `i` bytes fits in (float16 is not kept: float32).
+                    float(f.max(if i <= 2 { 4 } else { 8 }))
+                }
+                _ => F64,
+            },
+        }
+    }
+
     /// Whether this is a numeric type (integer or float).
     pub fn is_numeric(self) -> bool {
         self.is_integer() || matches!(self, Self::F32 | Self::F64)
@@ -149,4 +206,121 @@ pub(crate) fn strings_of(path: &str, bytes: zarrs::array::ArrayBytes<'_>) -> Res
             Error::utf8(path, i, entry)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dtype;
+
+    /// `numpy.promote_types` over every pair (numpy 2.x, written out by hand from it).
+    #[test]
+    fn promotion_is_numpys() {
+        let order = [
+            "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+            "float32", "float64",
+        ];
+        let numpy = [
+            (
+                "bool",
+                [
+                    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                    "uint64", "float32", "float64",
+                ],
+            ),
+            (
+                "int8",
+                [
+                    "int8", "int8", "int16", "int32", "int64", "int16", "int32", "int64",
+                    "float64", "float32", "float64",
+                ],
+            ),
+            (
+                "int16",
+                [
+                    "int16", "int16", "int16", "int32", "int64", "int16", "int32", "int64",
+                    "float64", "float32", "float64",
+                ],
+            ),
+            (
+                "int32",
+                [
+                    "int32", "int32", "int32", "int32", "int64", "int32", "int32", "int64",
+                    "float64", "float64", "float64",
+                ],
+            ),
+            (
+                "int64",
+                [
+                    "int64", "int64", "int64", "int64", "int64", "int64", "int64", "int64",
+                    "float64", "float64", "float64",
+                ],
+            ),
+            (
+                "uint8",
+                [
+                    "uint8", "int16", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                    "uint64", "float32", "float64",
+                ],
+            ),
+            (
+                "uint16",
+                [
+                    "uint16", "int32", "int32", "int32", "int64", "uint16", "uint16", "uint32",
+                    "uint64", "float32", "float64",
+                ],
+            ),
+            (
+                "uint32",
+                [
+                    "uint32", "int64", "int64", "int64", "int64", "uint32", "uint32", "uint32",
+                    "uint64", "float64", "float64",
+                ],
+            ),
+            (
+                "uint64",
+                [
+                    "uint64", "float64", "float64", "float64", "float64", "uint64", "uint64",
+                    "uint64", "uint64", "float64", "float64",
+                ],
+            ),
+            (
+                "float32",
+                [
+                    "float32", "float32", "float32", "float64", "float64", "float32", "float32",
+                    "float64", "float64", "float32", "float64",
+                ],
+            ),
+            (
+                "float64",
+                [
+                    "float64", "float64", "float64", "float64", "float64", "float64", "float64",
+                    "float64", "float64", "float64", "float64",
+                ],
+            ),
+        ];
+        let parse = |name: &str| {
+            [
+                Dtype::Bool,
+                Dtype::I8,
+                Dtype::I16,
+                Dtype::I32,
+                Dtype::I64,
+                Dtype::U8,
+                Dtype::U16,
+                Dtype::U32,
+                Dtype::U64,
+                Dtype::F32,
+                Dtype::F64,
+            ]
+            .into_iter()
+            .find(|d| d.to_string() == name)
+            .expect("a dtype name")
+        };
+        for (a, row) in numpy {
+            for (b, want) in order.iter().zip(row) {
+                let got = parse(a).promote(parse(b));
+                assert_eq!(got.to_string(), want, "{a} + {b}");
+            }
+        }
+    }
 }

@@ -187,7 +187,7 @@ impl InMemoryX {
                     b.indices
                         .extend_from_slice(&indices[a as usize..z as usize]);
                     b.data
-                        .extend(data[a as usize..z as usize].iter().map(|&v| V::from(v)));
+                        .extend(data[a as usize..z as usize].iter().map(|&v| V::from_f32(v)));
                     // Fits: every pointer is at most `total` <= i32::MAX.
                     b.indptr.extend(
                         indptr[r.start as usize + 1..=r.end as usize]
@@ -203,7 +203,7 @@ impl InMemoryX {
                     b.data.extend(
                         data[r.start as usize * w..r.end as usize * w]
                             .iter()
-                            .map(|&v| V::from(v)),
+                            .map(|&v| V::from_f32(v)),
                     );
                 }
                 Ok(())

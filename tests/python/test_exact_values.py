@@ -1,0 +1,92 @@
+"""Layers and obsm entries keep every stored value and the dtype `anndata.concat` gives them:
+int64 / uint64 values past 2^53 are not rounded (they were staged as float64), and inputs of
+different dtypes join as numpy promotes them."""
+
+import os
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from conftest import run
+
+N_OBS, N_VAR = 40, 8
+
+
+def write(path, dtype, base, kind):
+    """An input whose layer `L` and obsm `E` hold `base + i` (row-major) in `dtype`."""
+    x = sp.random(N_OBS, N_VAR, density=0.5, format="csr", dtype=np.float32, random_state=0)
+    a = ad.AnnData(x)
+    a.obs_names = [f"{path.name}-{i}" for i in range(N_OBS)]
+    a.var_names = [f"g{i}" for i in range(N_VAR)]
+    offsets = np.arange(N_OBS * N_VAR, dtype=object).reshape(N_OBS, N_VAR)
+    if np.issubdtype(dtype, np.integer) and np.iinfo(dtype).bits == 8:
+        offsets = offsets % 100  # within the type's range
+    values = np.array(offsets + base).astype(dtype)
+    a.layers["L"] = {"csr": sp.csr_matrix, "csc": sp.csc_matrix}.get(kind, np.asarray)(values)
+    a.obsm["E"] = values[:, :3].copy()
+    if path.suffix == ".h5ad":
+        a.write_h5ad(path)
+    else:
+        a.write_zarr(path)
+    return a
+
+
+def collection(out):
+    datasets = sorted(d for d in os.listdir(out) if d.startswith("dataset_"))
+    return ad.concat([ad.read_zarr(out / d) for d in datasets])
+
+
+def dense(m):
+    return m.toarray() if sp.issparse(m) else np.asarray(m)
+
+
+CASES = {
+    "int64 past 2^53": [(np.int64, 2**62 + 1, "csr", ".h5ad"), (np.int64, -(2**62) - 3, "dense", ".zarr")],
+    "uint64 past 2^63": [(np.uint64, 2**63 + 5, "csr", ".h5ad"), (np.uint64, 2**64 - 1000, "dense", ".zarr")],
+    "int64 alone": [(np.int64, 2**60 + 7, "csr", ".zarr")],
+    "uint8 + int16": [(np.uint8, 0, "csr", ".h5ad"), (np.int16, -300, "dense", ".zarr")],
+    "int64 + uint64": [(np.int64, -5, "csr", ".h5ad"), (np.uint64, 3, "csr", ".zarr")],
+    "int8 + float32": [(np.int8, -100, "dense", ".h5ad"), (np.float32, 0.5, "dense", ".zarr")],
+    "uint32 + int8": [(np.uint32, 2**31, "csr", ".zarr"), (np.int8, -100, "csr", ".h5ad")],
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_values_and_dtypes_are_anndata_concats(tmp_path, annbatch_bin, case):
+    inputs, paths = [], []
+    for i, (dtype, base, kind, suffix) in enumerate(CASES[case]):
+        paths.append(tmp_path / f"in{i}{suffix}")
+        inputs.append(write(paths[-1], dtype, base, kind))
+    out = tmp_path / "out.zarr"
+    run([annbatch_bin, "convert", "-q", *paths, "-o", out])
+    want = ad.concat(inputs)
+    got = collection(out)[want.obs_names]
+    for name, w, g in [("layer", want.layers["L"], got.layers["L"]),
+                       ("obsm", want.obsm["E"], got.obsm["E"])]:
+        assert dense(g).dtype == dense(w).dtype, (name, dense(g).dtype, dense(w).dtype)
+        np.testing.assert_array_equal(dense(g), dense(w), err_msg=name)
+
+
+def test_a_csc_int64_layer_past_2_53_is_refused_not_rounded(tmp_path, annbatch_bin):
+    import subprocess
+
+    src = tmp_path / "in.h5ad"
+    write(src, np.int64, 2**60 + 1, "csc")
+    out = tmp_path / "out.zarr"
+    result = subprocess.run([str(annbatch_bin), "convert", "-q", str(src), "-o", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "write it as CSR" in result.stderr and "layers/L" in result.stderr
+    assert not out.exists()
+
+
+def test_a_csc_int64_layer_below_2_53_is_exact(tmp_path, annbatch_bin):
+    src = tmp_path / "in.h5ad"
+    a = write(src, np.int64, 2**52, "csc")
+    out = tmp_path / "out.zarr"
+    run([annbatch_bin, "convert", "-q", src, "-o", out])
+    got = collection(out)[a.obs_names]
+    assert dense(got.layers["L"]).dtype == np.int64
+    np.testing.assert_array_equal(dense(got.layers["L"]), dense(a.layers["L"]))
