@@ -188,7 +188,8 @@ pub(crate) fn write_dataset(
     drop(staged);
     // The other matrices one at a time, rows in the same order: memory for one of them. They
     // keep their dtype, staged in a type that holds it exactly (float32 as is, uint64 as
-    // u64, other integers as i64, float64 and bool as f64) and written back in its own type.
+    // u64, other integers as i64, float64, float16 and bool as f64) and written back in its
+    // own type.
     for element in shared.elements {
         let read = Read::element(shared, element);
         let path = p(&element.path);
@@ -218,7 +219,7 @@ pub(crate) fn write_dataset(
                 i64, I8 => i8, I16 => i16, I32 => i32, I64 => i64, U8 => u8, U16 => u16,
                 U32 => u32
             ),
-            _ => staged_as!(f64, F64 => f64, Bool => bool),
+            _ => staged_as!(f64, F64 => f64, F16 => half::f16, Bool => bool),
         }
     }
     let obs_order: Vec<usize> = order.iter().map(|&r| obs_rows[r]).collect();
@@ -330,6 +331,11 @@ macro_rules! from_staged {
 from_staged!(f64 => f32, f64);
 from_staged!(i64 => i8, i16, i32, i64, u8, u16, u32);
 from_staged!(u64 => u64);
+impl FromStaged<f64> for half::f16 {
+    fn from_staged(v: f64) -> Self {
+        half::f16::from_f64(v)
+    }
+}
 impl FromStaged<f64> for bool {
     fn from_staged(v: f64) -> Self {
         v != 0.0
@@ -344,6 +350,15 @@ pub(crate) fn joined_dtype(dtypes: impl IntoIterator<Item = Dtype>) -> Dtype {
         .into_iter()
         .reduce(Dtype::promote)
         .unwrap_or(Dtype::F32)
+}
+
+/// The dtype a matrix of joined dtype `dtype` is written in: its own, except float16 in a
+/// sparse matrix, which scipy (so anndata) cannot hold: float32, exact.
+pub(crate) fn stored_dtype(dtype: Dtype, sparse: bool) -> Dtype {
+    match dtype {
+        Dtype::F16 if sparse => Dtype::F32,
+        d => d,
+    }
 }
 
 /// Stages the rows of `pieces` as CSR (the smallest column index type that fits) or dense.

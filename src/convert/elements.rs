@@ -2,7 +2,7 @@
 //! `layers` and `obsm` entries (dense or sparse) every input has (anndata's `concat` keeps the keys common to all its inputs), and a
 //! note by name for everything it leaves out.
 
-use super::dataset::{joined_dtype, Element};
+use super::dataset::{joined_dtype, stored_dtype, Element};
 use super::row_reader::RowReader;
 use super::source::{Matrix, Source};
 use crate::error::{Error, Result};
@@ -217,7 +217,7 @@ fn open_everywhere(
         }
         kinds.first().copied().unwrap_or(false)
     };
-    let dtype = joined_dtype(readers.iter().map(|r| r.dtype()));
+    let dtype = stored_dtype(joined_dtype(readers.iter().map(|r| r.dtype())), sparse);
     if !(dtype.is_numeric() || dtype == Dtype::Bool) {
         return Err(format!("values of type {dtype}"));
     }

@@ -129,7 +129,10 @@ pub(crate) fn open(
     let var_columns = var_table::join(parts, space.names.len(), merge);
     let matrices: Vec<Matrix> = found.into_iter().map(|(m, _, _)| m).collect();
     let sparse = matrices.iter().any(|m| m.indptr().is_some());
-    let dtype = super::dataset::joined_dtype(matrices.iter().map(|m| m.dtype()));
+    let dtype = super::dataset::stored_dtype(
+        super::dataset::joined_dtype(matrices.iter().map(|m| m.dtype())),
+        sparse,
+    );
     Ok(Some(Raw {
         matrices,
         space,

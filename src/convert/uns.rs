@@ -357,6 +357,14 @@ fn write_values(
         (WholeValues::UInt(v), D::U32) => cast!(v, u32),
         (WholeValues::UInt(v), _) => writer.whole_array(path, v, shape, meta),
         (WholeValues::Float(v), D::F32) => cast!(v, f32),
+        (WholeValues::Float(v), D::F16) => writer.whole_array(
+            path,
+            &v.iter()
+                .map(|&x| half::f16::from_f64(x))
+                .collect::<Vec<_>>(),
+            shape,
+            meta,
+        ),
         (WholeValues::Float(v), _) => writer.whole_array(path, v, shape, meta),
     }
 }

@@ -251,6 +251,7 @@ impl ChunkedArray {
             Dtype::U16 => DecodedVec::U16(self.retrieve(rows, chunk)?),
             Dtype::U32 => DecodedVec::U32(self.retrieve(rows, chunk)?),
             Dtype::U64 => DecodedVec::U64(self.retrieve(rows, chunk)?),
+            Dtype::F16 => DecodedVec::F16(self.retrieve(rows, chunk)?),
             Dtype::F32 => DecodedVec::F32(self.retrieve(rows, chunk)?),
             Dtype::F64 => DecodedVec::F64(self.retrieve(rows, chunk)?),
             Dtype::String => {
@@ -636,6 +637,7 @@ enum DecodedVec {
     U16(Vec<u16>),
     U32(Vec<u32>),
     U64(Vec<u64>),
+    F16(Vec<half::f16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
 }
@@ -652,6 +654,7 @@ impl DecodedVec {
             Self::U16(v) => Decoded::U16(v),
             Self::U32(v) => Decoded::U32(v),
             Self::U64(v) => Decoded::U64(v),
+            Self::F16(v) => Decoded::F16(v),
             Self::F32(v) => Decoded::F32(v),
             Self::F64(v) => Decoded::F64(v),
         }
@@ -670,6 +673,7 @@ pub(crate) enum Decoded<'a> {
     U16(&'a [u16]),
     U32(&'a [u32]),
     U64(&'a [u64]),
+    F16(&'a [half::f16]),
     F32(&'a [f32]),
     F64(&'a [f64]),
 }
@@ -688,6 +692,7 @@ impl Decoded<'_> {
             Dtype::U16 => Decoded::U16(cast(bytes).ok()?),
             Dtype::U32 => Decoded::U32(cast(bytes).ok()?),
             Dtype::U64 => Decoded::U64(cast(bytes).ok()?),
+            Dtype::F16 => Decoded::F16(cast(bytes).ok()?),
             Dtype::F32 => Decoded::F32(cast(bytes).ok()?),
             Dtype::F64 => Decoded::F64(cast(bytes).ok()?),
             Dtype::Bool | Dtype::String => return None,
@@ -766,7 +771,7 @@ impl Decoded<'_> {
             Self::U8(v) => checked!(v),
             Self::U32(v) => checked!(v),
             Self::U64(v) => checked!(v),
-            Self::Bool(_) | Self::F32(_) | Self::F64(_) => {
+            Self::Bool(_) | Self::F16(_) | Self::F32(_) | Self::F64(_) => {
                 return Err(Error::UnsupportedDtype {
                     path: path.to_string(),
                     found: self.dtype_name().into(),
@@ -788,6 +793,7 @@ impl Decoded<'_> {
             Self::U16(_) => "uint16",
             Self::U32(_) => "uint32",
             Self::U64(_) => "uint64",
+            Self::F16(_) => "float16",
             Self::F32(_) => "float32",
             Self::F64(_) => "float64",
         }
@@ -804,6 +810,7 @@ impl Decoded<'_> {
             Self::U16(v) => v.len(),
             Self::U32(v) => v.len(),
             Self::U64(v) => v.len(),
+            Self::F16(v) => v.len(),
             Self::F32(v) => v.len(),
             Self::F64(v) => v.len(),
         }
@@ -855,6 +862,12 @@ macro_rules! copy_into_impl {
                     Self::U16(v) => cast!(v),
                     Self::U32(v) => cast!(v),
                     Self::U64(v) => cast!(v),
+                    // Through float32, which holds every float16 exactly.
+                    Self::F16(v) => {
+                        for (d, s) in dst.iter_mut().zip(&v[src..end]) {
+                            *d = s.to_f32() as $t;
+                        }
+                    }
                     Self::F32(v) => cast!(v),
                     Self::F64(v) => cast!(v),
                 }

@@ -486,6 +486,15 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
                         .collect(),
                 ),
                 Dtype::F64 => Column::Float(store.read_f64(&path)?),
+                // float16 widened to float32: exact (pandas keeps float16 rarely; the loader
+                // hands out float32).
+                Dtype::F16 => Column::Float32(
+                    store
+                        .read_f64(&path)?
+                        .into_iter()
+                        .map(|x| x as f32)
+                        .collect(),
+                ),
                 _ => Column::Int(store.read_i64(&path)?),
             })
         }
@@ -531,7 +540,9 @@ fn read_strings(store: &dyn ElementSource, path: &str) -> Result<Vec<String>> {
 fn read_strings_any(store: &dyn ElementSource, path: &str) -> Result<Vec<String>> {
     Ok(match store.array_info(path)?.0 {
         Dtype::String => store.read_strings(path)?,
-        Dtype::F32 | Dtype::F64 => store.read_f64(path)?.iter().map(f64::to_string).collect(),
+        Dtype::F16 | Dtype::F32 | Dtype::F64 => {
+            store.read_f64(path)?.iter().map(f64::to_string).collect()
+        }
         Dtype::Bool => store.read_bool(path)?.iter().map(bool::to_string).collect(),
         _ => store.read_i64(path)?.iter().map(i64::to_string).collect(),
     })

@@ -1,8 +1,9 @@
 //! The element types AnnData arrays use, as a closed enum over zarrs' open data-type set.
 
 use zarrs::array::data_type::{
-    BoolDataType, Float32DataType, Float64DataType, Int16DataType, Int32DataType, Int64DataType,
-    Int8DataType, StringDataType, UInt16DataType, UInt32DataType, UInt64DataType, UInt8DataType,
+    BoolDataType, Float16DataType, Float32DataType, Float64DataType, Int16DataType, Int32DataType,
+    Int64DataType, Int8DataType, StringDataType, UInt16DataType, UInt32DataType, UInt64DataType,
+    UInt8DataType,
 };
 use zarrs::array::DataType;
 
@@ -30,6 +31,8 @@ pub enum Dtype {
     U32,
     /// `uint64`
     U64,
+    /// `float16` (read as float32 in batches, kept as float16 by the converter)
+    F16,
     /// `float32`
     F32,
     /// `float64`
@@ -45,7 +48,7 @@ impl Dtype {
         Self::from_zarrs(dt).ok_or_else(|| crate::Error::UnsupportedDtype {
             path: path.to_string(),
             found: dt.to_string(),
-            expected: "bool, (u)int8-64, float32/64 or string".into(),
+            expected: "bool, (u)int8-64, float16/32/64 or string".into(),
         })
     }
 
@@ -69,6 +72,8 @@ impl Dtype {
             Self::U32
         } else if dt.is::<UInt64DataType>() {
             Self::U64
+        } else if dt.is::<Float16DataType>() {
+            Self::F16
         } else if dt.is::<Float32DataType>() {
             Self::F32
         } else if dt.is::<Float64DataType>() {
@@ -84,7 +89,7 @@ impl Dtype {
     pub(crate) fn item_bytes(self) -> u64 {
         match self {
             Self::Bool | Self::I8 | Self::U8 => 1,
-            Self::I16 | Self::U16 => 2,
+            Self::I16 | Self::U16 | Self::F16 => 2,
             Self::I32 | Self::U32 | Self::F32 => 4,
             Self::I64 | Self::U64 | Self::F64 => 8,
             Self::String => std::mem::size_of::<String>() as u64,
@@ -109,7 +114,7 @@ impl Dtype {
     /// The dtype numpy gives an array concatenated from arrays of `self` and `other`
     /// (`numpy.promote_types`): bool joins anything; integers of one sign the wider; signed
     /// and unsigned a signed type wider than the unsigned (float64 past int64); integers with
-    /// floats the float that holds both (int8 → float16, int16 → float32, wider → float64).
+    /// floats the float that holds both ((u)int8 → float16, (u)int16 → float32, wider → float64).
     /// Strings with anything else stay strings (refused where numbers are needed).
     pub(crate) fn promote(self, other: Self) -> Self {
         use Dtype::*;
@@ -123,6 +128,7 @@ impl Dtype {
             U16 => Some((false, false, 2)),
             U32 => Some((false, false, 4)),
             U64 => Some((false, false, 8)),
+            F16 => Some((true, true, 2)),
             F32 => Some((true, true, 4)),
             F64 => Some((true, true, 8)),
             Bool | String => None,
@@ -138,7 +144,11 @@ impl Dtype {
             (false, 8) => U64,
             _ => F64,
         };
-        let float = |bytes: u8| if bytes <= 4 { F32 } else { F64 };
+        let float = |bytes: u8| match bytes {
+            2 => F16,
+            4 => F32,
+            _ => F64,
+        };
         if self == other {
             return self;
         }
@@ -155,8 +165,12 @@ impl Dtype {
                 (Some((true, _, a)), Some((true, _, b))) => float(a.max(b)),
                 (Some((true, _, f)), Some((false, _, i)))
                 | (Some((false, _, i)), Some((true, _, f))) => {
-                    // The float an integer of `i` bytes fits in (float16 is not kept: float32).
-                    float(f.max(if i <= 2 { 4 } else { 8 }))
+                    // The float an integer of `i` bytes fits in.
+                    float(f.max(match i {
+                        1 => 2,
+                        2 => 4,
+                        _ => 8,
+                    }))
                 }
                 _ => F64,
             },
@@ -165,7 +179,7 @@ impl Dtype {
 
     /// Whether this is a numeric type (integer or float).
     pub fn is_numeric(self) -> bool {
-        self.is_integer() || matches!(self, Self::F32 | Self::F64)
+        self.is_integer() || matches!(self, Self::F16 | Self::F32 | Self::F64)
     }
 }
 
@@ -181,6 +195,7 @@ impl std::fmt::Display for Dtype {
             Self::U16 => "uint16",
             Self::U32 => "uint32",
             Self::U64 => "uint64",
+            Self::F16 => "float16",
             Self::F32 => "float32",
             Self::F64 => "float64",
             Self::String => "string",
@@ -212,113 +227,47 @@ pub(crate) fn strings_of(path: &str, bytes: zarrs::array::ArrayBytes<'_>) -> Res
 mod tests {
     use super::Dtype;
 
-    /// `numpy.promote_types` over every pair (numpy 2.x, written out by hand from it).
+    const ALL: [Dtype; 12] = [
+        Dtype::Bool,
+        Dtype::I8,
+        Dtype::I16,
+        Dtype::I32,
+        Dtype::I64,
+        Dtype::U8,
+        Dtype::U16,
+        Dtype::U32,
+        Dtype::U64,
+        Dtype::F16,
+        Dtype::F32,
+        Dtype::F64,
+    ];
+
+    /// `numpy.promote_types` over every pair (numpy 2.x, written out from it).
     #[test]
+    #[rustfmt::skip]
     fn promotion_is_numpys() {
-        let order = [
-            "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-            "float32", "float64",
-        ];
         let numpy = [
-            (
-                "bool",
-                [
-                    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                    "uint64", "float32", "float64",
-                ],
-            ),
-            (
-                "int8",
-                [
-                    "int8", "int8", "int16", "int32", "int64", "int16", "int32", "int64",
-                    "float64", "float32", "float64",
-                ],
-            ),
-            (
-                "int16",
-                [
-                    "int16", "int16", "int16", "int32", "int64", "int16", "int32", "int64",
-                    "float64", "float32", "float64",
-                ],
-            ),
-            (
-                "int32",
-                [
-                    "int32", "int32", "int32", "int32", "int64", "int32", "int32", "int64",
-                    "float64", "float64", "float64",
-                ],
-            ),
-            (
-                "int64",
-                [
-                    "int64", "int64", "int64", "int64", "int64", "int64", "int64", "int64",
-                    "float64", "float64", "float64",
-                ],
-            ),
-            (
-                "uint8",
-                [
-                    "uint8", "int16", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                    "uint64", "float32", "float64",
-                ],
-            ),
-            (
-                "uint16",
-                [
-                    "uint16", "int32", "int32", "int32", "int64", "uint16", "uint16", "uint32",
-                    "uint64", "float32", "float64",
-                ],
-            ),
-            (
-                "uint32",
-                [
-                    "uint32", "int64", "int64", "int64", "int64", "uint32", "uint32", "uint32",
-                    "uint64", "float64", "float64",
-                ],
-            ),
-            (
-                "uint64",
-                [
-                    "uint64", "float64", "float64", "float64", "float64", "uint64", "uint64",
-                    "uint64", "uint64", "float64", "float64",
-                ],
-            ),
-            (
-                "float32",
-                [
-                    "float32", "float32", "float32", "float64", "float64", "float32", "float32",
-                    "float64", "float64", "float32", "float64",
-                ],
-            ),
-            (
-                "float64",
-                [
-                    "float64", "float64", "float64", "float64", "float64", "float64", "float64",
-                    "float64", "float64", "float64", "float64",
-                ],
-            ),
+            ("bool", ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"]),
+            ("int8", ["int8", "int8", "int16", "int32", "int64", "int16", "int32", "int64", "float64", "float16", "float32", "float64"]),
+            ("int16", ["int16", "int16", "int16", "int32", "int64", "int16", "int32", "int64", "float64", "float32", "float32", "float64"]),
+            ("int32", ["int32", "int32", "int32", "int32", "int64", "int32", "int32", "int64", "float64", "float64", "float64", "float64"]),
+            ("int64", ["int64", "int64", "int64", "int64", "int64", "int64", "int64", "int64", "float64", "float64", "float64", "float64"]),
+            ("uint8", ["uint8", "int16", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"]),
+            ("uint16", ["uint16", "int32", "int32", "int32", "int64", "uint16", "uint16", "uint32", "uint64", "float32", "float32", "float64"]),
+            ("uint32", ["uint32", "int64", "int64", "int64", "int64", "uint32", "uint32", "uint32", "uint64", "float64", "float64", "float64"]),
+            ("uint64", ["uint64", "float64", "float64", "float64", "float64", "uint64", "uint64", "uint64", "uint64", "float64", "float64", "float64"]),
+            ("float16", ["float16", "float16", "float32", "float64", "float64", "float16", "float32", "float64", "float64", "float16", "float32", "float64"]),
+            ("float32", ["float32", "float32", "float32", "float64", "float64", "float32", "float32", "float64", "float64", "float32", "float32", "float64"]),
+            ("float64", ["float64", "float64", "float64", "float64", "float64", "float64", "float64", "float64", "float64", "float64", "float64", "float64"]),
         ];
         let parse = |name: &str| {
-            [
-                Dtype::Bool,
-                Dtype::I8,
-                Dtype::I16,
-                Dtype::I32,
-                Dtype::I64,
-                Dtype::U8,
-                Dtype::U16,
-                Dtype::U32,
-                Dtype::U64,
-                Dtype::F32,
-                Dtype::F64,
-            ]
-            .into_iter()
-            .find(|d| d.to_string() == name)
-            .expect("a dtype name")
+            ALL.into_iter()
+                .find(|d| d.to_string() == name)
+                .expect("a dtype name")
         };
         for (a, row) in numpy {
-            for (b, want) in order.iter().zip(row) {
-                let got = parse(a).promote(parse(b));
+            for (b, want) in ALL.iter().zip(row) {
+                let got = parse(a).promote(*b);
                 assert_eq!(got.to_string(), want, "{a} + {b}");
             }
         }

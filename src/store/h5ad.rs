@@ -62,6 +62,7 @@ fn dtype_of(path: &str, ds: &Dataset) -> Result<Dtype> {
         TypeDescriptor::Unsigned(IntSize::U2) => Dtype::U16,
         TypeDescriptor::Unsigned(IntSize::U4) => Dtype::U32,
         TypeDescriptor::Unsigned(IntSize::U8) => Dtype::U64,
+        TypeDescriptor::Float(FloatSize::U2) => Dtype::F16,
         TypeDescriptor::Float(FloatSize::U4) => Dtype::F32,
         TypeDescriptor::Float(FloatSize::U8) => Dtype::F64,
         TypeDescriptor::VarLenUnicode
@@ -244,7 +245,9 @@ impl ElementSource for H5 {
                 WholeValues::UInt(ds.read_raw::<u64>().map_err(read)?)
             }
             d if d.is_integer() => WholeValues::Int(ds.read_raw::<i64>().map_err(read)?),
-            Dtype::F32 | Dtype::F64 => WholeValues::Float(ds.read_raw::<f64>().map_err(read)?),
+            Dtype::F16 | Dtype::F32 | Dtype::F64 => {
+                WholeValues::Float(ds.read_raw::<f64>().map_err(read)?)
+            }
             _ => WholeValues::Str(self.read_strings(path)?),
         };
         Ok(WholeArray {

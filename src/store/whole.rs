@@ -67,6 +67,7 @@ impl ZarrStore {
             Dtype::U16 => WholeValues::UInt(get!(u16).into_iter().map(u64::from).collect()),
             Dtype::U32 => WholeValues::UInt(get!(u32).into_iter().map(u64::from).collect()),
             Dtype::U64 => WholeValues::UInt(get!(u64)),
+            Dtype::F16 => WholeValues::Float(get!(half::f16).into_iter().map(f64::from).collect()),
             Dtype::F32 => WholeValues::Float(get!(f32).into_iter().map(f64::from).collect()),
             Dtype::F64 => WholeValues::Float(get!(f64)),
             Dtype::String => WholeValues::Str(super::dtype::strings_of(

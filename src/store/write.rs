@@ -149,6 +149,7 @@ zarr_element! {
     u16 => "uint16", json!(0);
     u32 => "uint32", json!(0);
     u64 => "uint64", json!(0);
+    half::f16 => "float16", json!(0.0);
     f32 => "float32", json!(0.0);
     f64 => "float64", json!(0.0);
     String => "string", json!("");

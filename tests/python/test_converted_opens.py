@@ -233,3 +233,4 @@ def test_raw_none_written_by_anndata_is_no_note(tmp_path, annbatch_bin):
     a.write_zarr(tmp_path / "in.zarr")
     result = convert(annbatch_bin, tmp_path / "in.zarr", tmp_path / "out.zarr")
     assert "raw left out" not in result.stderr
+

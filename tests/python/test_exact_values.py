@@ -90,3 +90,71 @@ def test_a_csc_int64_layer_below_2_53_is_exact(tmp_path, annbatch_bin):
     got = collection(out)[a.obs_names]
     assert dense(got.layers["L"]).dtype == np.int64
     np.testing.assert_array_equal(dense(got.layers["L"]), dense(a.layers["L"]))
+
+
+@pytest.mark.parametrize("suffix", [".h5ad", ".zarr"])
+def test_float16_is_kept_and_loads_as_float32(tmp_path, annbatch_bin, suffix):
+    """annbatch keeps float16 layers and obsm; so does the converter (dense: scipy has no
+    sparse float16), and batches hand them out as float32. A float16 obs column becomes
+    float32 (exact); a float16 uns array stays float16."""
+    from annbatch_rs import Loader
+
+    rng = np.random.default_rng(3)
+    a = ad.AnnData(sp.random(N_OBS, N_VAR, density=0.5, format="csr", dtype=np.float32,
+                             random_state=1))
+    a.obs_names = [f"c{i}" for i in range(N_OBS)]
+    a.var_names = [f"g{i}" for i in range(N_VAR)]
+    half = (rng.normal(size=(N_OBS, N_VAR)) * 100).astype(np.float16)
+    half[0, 0] = np.float16(65504)  # float16's largest
+    half[1, 1] = np.float16(6e-8)  # a subnormal
+    a.layers["h"] = half
+    a.obsm["e"] = half[:, :3].copy()
+    a.obs["f"] = half[:, 2].copy()
+    a.uns["u"] = np.array([1.5, 2.25], dtype=np.float16)
+    src = tmp_path / f"in{suffix}"
+    a.write_h5ad(src) if suffix == ".h5ad" else a.write_zarr(src)
+    out = tmp_path / "out.zarr"
+    run([annbatch_bin, "convert", "-q", src, "-o", out])
+    got = collection(out)[a.obs_names]
+    assert got.layers["h"].dtype == np.float16 and got.obsm["e"].dtype == np.float16
+    np.testing.assert_array_equal(got.layers["h"], half)
+    np.testing.assert_array_equal(got.obsm["e"], half[:, :3])
+    np.testing.assert_array_equal(got.obs["f"].to_numpy(), half[:, 2].astype(np.float32))
+    uns = ad.read_zarr(out / "dataset_0").uns["u"]
+    assert uns.dtype == np.float16 and list(uns) == [1.5, 2.25]
+
+    order = np.concatenate([ad.read_zarr(out / d).obs_names
+                            for d in sorted(os.listdir(out)) if d.startswith("dataset_")])
+    rows = {name: i for i, name in enumerate(a.obs_names)}
+    loader = Loader(batch_size=8, chunk_size=4, preload_nchunks=4, shuffle=True, seed=1,
+                    return_index=True, layer_keys=["h"], obsm_keys=["e"], obs_keys=["f"],
+                    to=None).use_collection(out)
+    seen = 0
+    for batch in loader:
+        index = [rows[order[i]] for i in np.asarray(batch["index"])]
+        layer = dense(batch["layers"]["h"])
+        assert layer.dtype == np.float32
+        np.testing.assert_array_equal(layer, half[index].astype(np.float32))
+        np.testing.assert_array_equal(batch["obsm"]["e"], half[index, :3].astype(np.float32))
+        np.testing.assert_array_equal(np.asarray(batch["obs"]["f"], dtype=np.float32),
+                                      half[index, 2].astype(np.float32))
+        seen += len(index)
+    assert seen == N_OBS
+
+
+def test_a_sparse_float16_layer_is_stored_as_float32(tmp_path, annbatch_bin):
+    """scipy has no sparse float16, so anndata could not read one: float32, exact."""
+    import h5py
+
+    src = tmp_path / "in.h5ad"
+    a = write(src, np.float32, 0.25, "csr")
+    with h5py.File(src, "r+") as f:
+        data = f["layers/L/data"][()]
+        del f["layers/L/data"]
+        f["layers/L/data"] = data.astype(np.float16)
+    out = tmp_path / "out.zarr"
+    run([annbatch_bin, "convert", "-q", src, "-o", out])
+    got = collection(out)[a.obs_names].layers["L"]
+    assert sp.issparse(got) and got.dtype == np.float32
+    np.testing.assert_array_equal(dense(got),
+                                  dense(a.layers["L"]).astype(np.float16).astype(np.float32))
