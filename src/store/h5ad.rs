@@ -250,6 +250,22 @@ impl ElementSource for H5 {
             }
             _ => WholeValues::Str(self.read_strings(path)?),
         };
+        // An HDF5 null dataspace (h5py.Empty) has the shape of a scalar but no value.
+        let n = shape.iter().product::<u64>();
+        let held = match &values {
+            WholeValues::Bool(v) => v.len(),
+            WholeValues::Int(v) => v.len(),
+            WholeValues::UInt(v) => v.len(),
+            WholeValues::Float(v) => v.len(),
+            WholeValues::Str(v) => v.len(),
+        };
+        if held as u64 != n {
+            return Err(Error::ShapeMismatch {
+                path: path.to_string(),
+                found: format!("{held} values (an empty HDF5 dataspace holds none)"),
+                expected: format!("{n} (shape {shape:?})"),
+            });
+        }
         Ok(WholeArray {
             dtype,
             shape,

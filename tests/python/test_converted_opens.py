@@ -234,3 +234,14 @@ def test_raw_none_written_by_anndata_is_no_note(tmp_path, annbatch_bin):
     result = convert(annbatch_bin, tmp_path / "in.zarr", tmp_path / "out.zarr")
     assert "raw left out" not in result.stderr
 
+
+def test_an_empty_hdf5_dataspace_in_uns_is_left_out_with_a_note(tmp_path, annbatch_bin):
+    src = write_h5ad(tmp_path / "in.h5ad")
+    with h5py.File(src, "r+") as f:
+        f["uns"].create_dataset("empty", data=h5py.Empty("f"))
+        f["uns/empty"].attrs["encoding-type"] = "numeric-scalar"
+    out = tmp_path / "out.zarr"
+    result = convert(annbatch_bin, src, out)
+    assert "uns/empty left out" in result.stderr and "empty HDF5 dataspace" in result.stderr
+    uns = ad.read_zarr(out / "dataset_0").uns
+    assert "empty" not in uns and list(uns["names"]) == ["alpha", "beta"]
