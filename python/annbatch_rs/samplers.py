@@ -5,8 +5,11 @@
 - `RandomSampler`: random contiguous chunks, rows shuffled in memory within each fetch.
 - `DistributedSampler`: wraps either, one disjoint shard per rank (``dist_info="torch"`` reads
   ``torch.distributed``; or a callable returning ``(rank, world_size)``).
-- `ClassSampler` / `WeightedClassSampler`: class-balanced (or weighted) batches from a
-  categorical; batches mix classes (annbatch's give one class per batch).
+- `ClassSampler` / `WeightedClassSampler`: annbatch's class samplers, with its semantics (one
+  class per batch / batches mixing classes by weight; every run of a class at least
+  ``chunk_size`` rows), run in Python.
+- `MixedClassSampler`: ours, run in Rust: class-balanced (or weighted) draws whose fetches mix
+  classes, taking runs shorter than ``chunk_size`` too (collections not sorted by class).
 
 All are `annbatch_rs.abc.Sampler` instances. Randomness comes from ``seed`` (or one draw from an
 annbatch-style ``rng``) and the loader's epoch, so runs are reproducible across threads, workers
@@ -24,6 +27,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import _frameworks, _native
+from ._class_samplers import ClassSampler, WeightedClassSampler
 from .abc import Sampler
 from .abc.sampler import split_rows
 from .types import LoadRequest
@@ -31,6 +35,7 @@ from .types import LoadRequest
 __all__ = [
     "ClassSampler",
     "DistributedSampler",
+    "MixedClassSampler",
     "RandomSampler",
     "SequentialSampler",
     "WeightedClassSampler",
@@ -224,19 +229,24 @@ class DistributedSampler(Sampler):
                  enforce_equal_batches: bool = True):
         if not isinstance(sampler, Sampler):
             raise TypeError(f"DistributedSampler wraps a Sampler, got {type(sampler).__name__}")
-        if isinstance(sampler, ClassSampler):
+        if isinstance(sampler, MixedClassSampler):
             raise NotImplementedError(
-                "DistributedSampler(ClassSampler): give the ClassSampler to the Loader itself; "
-                "under torch.distributed each rank then draws its own share of num_samples")
+                "DistributedSampler(MixedClassSampler): give the MixedClassSampler to the Loader "
+                "itself; under torch.distributed each rank then draws its own share of "
+                "num_samples")
         self._rank, self._world_size = _dist_info(dist_info)
         self.enforce_equal_batches = enforce_equal_batches
         # A copy: its mask is moved onto this rank's shard while a pass runs.
         self.sampler = copy.deepcopy(sampler)
         self.sampler.mask = slice(0, None)
-        if isinstance(self.sampler, _ChunkSampler):  # ranks shuffle independently
+        # Ranks draw independently.
+        if isinstance(self.sampler, _ChunkSampler):
             self.sampler.seed = int(np.random.default_rng(
                 [self.sampler.seed, self._rank]).integers(2**63))
             self.sampler._rng = None
+        elif isinstance(self.sampler.rng, np.random.Generator):
+            root = int(self.sampler.rng.integers(np.iinfo(np.int64).max))
+            self.sampler.rng = np.random.default_rng([self._rank, root])
 
     @property
     def batch_size(self) -> Optional[int]:
@@ -299,8 +309,9 @@ def _dist_info(dist_info: Any) -> Tuple[int, int]:
 
 
 @dataclass
-class ClassSampler:
-    """Batches drawn by class from ``classes`` (a ``pandas.Categorical`` over the collection's
+class MixedClassSampler:
+    """Ours, run in Rust (annbatch's `ClassSampler` gives one class per batch): batches drawn by
+    class from ``classes`` (a ``pandas.Categorical`` over the collection's
     rows, e.g. ``collection.obs(columns=["cell_type"])["cell_type"].values``), with replacement,
     ``num_samples`` rows per epoch, classes balanced or weighted by ``class_weights``.
 
@@ -378,14 +389,5 @@ class ClassSampler:
                    "splits": [np.asarray(s, dtype=np.int64) for s in splits]}
 
 
-class WeightedClassSampler(ClassSampler):
-    """annbatch's name for a `ClassSampler` with ``class_weights``."""
-
-    def __init__(self, chunk_size: int, preload_nchunks: int, batch_size: int, *,
-                 classes: Any, class_weights: Sequence[float], **kwargs: Any):
-        super().__init__(chunk_size, preload_nchunks, batch_size, classes=classes,
-                         class_weights=class_weights, **kwargs)
-
-
 # Samplers the Rust side runs from their settings alone: Samplers for isinstance checks.
-Sampler.register(ClassSampler)
+Sampler.register(MixedClassSampler)

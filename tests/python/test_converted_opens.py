@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import zarr
-
 from conftest import run
 
 N_OBS, N_VAR = 60, 12

@@ -8,7 +8,6 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
 from conftest import run
 
 N_OBS, N_VAR = 40, 8
@@ -43,8 +42,10 @@ def dense(m):
 
 
 CASES = {
-    "int64 past 2^53": [(np.int64, 2**62 + 1, "csr", ".h5ad"), (np.int64, -(2**62) - 3, "dense", ".zarr")],
-    "uint64 past 2^63": [(np.uint64, 2**63 + 5, "csr", ".h5ad"), (np.uint64, 2**64 - 1000, "dense", ".zarr")],
+    "int64 past 2^53": [(np.int64, 2**62 + 1, "csr", ".h5ad"),
+                        (np.int64, -(2**62) - 3, "dense", ".zarr")],
+    "uint64 past 2^63": [(np.uint64, 2**63 + 5, "csr", ".h5ad"),
+                         (np.uint64, 2**64 - 1000, "dense", ".zarr")],
     "int64 alone": [(np.int64, 2**60 + 7, "csr", ".zarr")],
     "uint8 + int16": [(np.uint8, 0, "csr", ".h5ad"), (np.int16, -300, "dense", ".zarr")],
     "int64 + uint64": [(np.int64, -5, "csr", ".h5ad"), (np.uint64, 3, "csr", ".zarr")],

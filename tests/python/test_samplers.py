@@ -9,11 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 from annbatch_rs import DatasetCollection, Loader
 from annbatch_rs.samplers import (
-    ClassSampler,
     DistributedSampler,
+    MixedClassSampler,
     RandomSampler,
     SequentialSampler,
-    WeightedClassSampler,
 )
 
 COLLECTION = DatasetCollection(pathlib.Path(__file__).resolve().parents[1] / "data"
@@ -52,7 +51,7 @@ def test_distributed_sampler_shards_are_disjoint_and_equal():
 
 def test_class_sampler_balances_classes():
     classes = COLLECTION.obs(columns=["cell_type"])["cell_type"].values
-    sampler = ClassSampler(8, 8, 64, classes=classes, num_samples=6400, seed=2)
+    sampler = MixedClassSampler(8, 8, 64, classes=classes, num_samples=6400, seed=2)
     counts = np.zeros(len(classes.categories))
     codes = np.asarray(classes.codes)
     for batch in rows(with_sampler(sampler)):
@@ -64,8 +63,8 @@ def test_class_sampler_balances_classes():
     # Weighted: one class twice as often as each other one.
     weights = np.ones(len(classes.categories))
     weights[0] = 2.0
-    weighted = WeightedClassSampler(8, 8, 64, classes=classes, class_weights=weights,
-                                    num_samples=6400, seed=2)
+    weighted = MixedClassSampler(8, 8, 64, classes=classes, class_weights=weights,
+                                 num_samples=6400, seed=2)
     counts[:] = 0
     for batch in rows(with_sampler(weighted)):
         np.add.at(counts, codes[batch], 1)
@@ -82,12 +81,12 @@ def test_sampler_parameter_errors():
     with pytest.raises(ValueError):
         SequentialSampler(16, 4, 64, mask=slice(10, 5))
     with pytest.raises(TypeError):
-        ClassSampler(16, 4, 64, classes=[0, 1, 2])
+        MixedClassSampler(16, 4, 64, classes=[0, 1, 2])
 
 
 def test_class_sampler_is_sharded_over_dataloader_workers():
     classes = COLLECTION.obs(columns=["cell_type"])["cell_type"].values
-    sampler = ClassSampler(8, 8, 64, classes=classes, num_samples=6400, seed=2)
+    sampler = MixedClassSampler(8, 8, 64, classes=classes, num_samples=6400, seed=2)
     dl = torch.utils.data.DataLoader(with_sampler(sampler), batch_size=None, num_workers=2,
                                      multiprocessing_context="spawn")
     batches = rows(dl)
@@ -103,7 +102,7 @@ def test_class_sampler_is_sharded_over_dataloader_workers():
 def test_class_sampler_mask_and_preview():
     """annbatch's mask (scvi-tools splits train / validation with it) and sample(n_obs)."""
     classes = COLLECTION.obs(columns=["cell_type"])["cell_type"].values
-    sampler = ClassSampler(8, 8, 64, classes=classes, num_samples=640, mask=slice(100, 400),
+    sampler = MixedClassSampler(8, 8, 64, classes=classes, num_samples=640, mask=slice(100, 400),
                            rng=np.random.default_rng(5))
     drawn = np.concatenate(rows(with_sampler(sampler)))
     assert len(drawn) == 640 and drawn.min() >= 100 and drawn.max() < 400
