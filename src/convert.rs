@@ -518,6 +518,7 @@ fn create(
     let raw = raw::open(&sources, None, options.merge, &mut notes)?;
     let mut elements = carried.elements(&sources);
     elements.extend(raw.as_ref().map(raw::Raw::element));
+    let index_names = index_names_of(&sources);
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
     let shared = shared(
@@ -529,6 +530,7 @@ fn create(
             uns: uns.as_ref(),
             raw: raw.as_ref(),
             var_aligned: &var_aligned,
+            index_names: &index_names,
         },
         &obs,
         sparse,
@@ -574,11 +576,30 @@ fn create(
     })
 }
 
-/// What a conversion keeps besides the row-aligned matrices: `uns`, `raw`, `varm` / `varp`.
+/// What a conversion keeps besides the row-aligned matrices: `uns`, `raw`, `varm` / `varp`,
+/// the index names.
 struct Kept<'a> {
     uns: Option<&'a uns::UnsNode>,
     raw: Option<&'a raw::Raw>,
     var_aligned: &'a [(&'static str, uns::UnsNode)],
+    index_names: &'a dataset::IndexNames,
+}
+
+/// The index names the output keeps: one all of `sources` give a frame, else none (as pandas
+/// names the union of differently named indexes).
+fn index_names_of(sources: &[Source]) -> dataset::IndexNames {
+    let common = |frame: &str| -> Option<String> {
+        let mut names = sources.iter().map(|s| s.index_name(frame));
+        let first = names.next()??;
+        names
+            .all(|n| n.as_deref() == Some(first.as_str()))
+            .then_some(first)
+    };
+    dataset::IndexNames {
+        obs: common("obs"),
+        var: common("var"),
+        raw_var: common("raw/var"),
+    }
 }
 
 // One argument per part of what every dataset shares.
@@ -600,6 +621,7 @@ fn shared<'a>(
         raw: kept
             .raw
             .map(|r| (r.space.names.as_slice(), r.var_columns.as_slice())),
+        index_names: kept.index_names,
         maps: &space.maps,
         var_names: &space.names,
         var_columns,
@@ -855,6 +877,8 @@ fn append(
     };
     let mut elements = carried.elements(&sources);
     elements.extend(raw.as_ref().map(raw::Raw::element));
+    // The collection's index names stay.
+    let index_names = index_names_of(&sources[..n_existing.min(1)]);
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
     let shared = shared(
@@ -866,6 +890,7 @@ fn append(
             uns: uns.as_ref(),
             raw: raw.as_ref(),
             var_aligned: &var_aligned,
+            index_names: &index_names,
         },
         &obs,
         sparse,

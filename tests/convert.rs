@@ -238,9 +238,9 @@ fn write_f64_store(root: &Path) {
         none(),
     )
     .expect("indptr");
-    w.dataframe("obs", &["x".into(), "y".into()], &[])
+    w.dataframe("obs", None, &["x".into(), "y".into()], &[])
         .expect("obs");
-    w.dataframe("var", &genes(3), &[]).expect("var");
+    w.dataframe("var", None, &genes(3), &[]).expect("var");
 }
 
 #[test]

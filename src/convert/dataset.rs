@@ -52,6 +52,17 @@ pub(crate) struct Shared<'a> {
     /// The carried-over `raw`'s variables and `raw/var` columns (its `raw/X` is among
     /// `elements`).
     pub raw: Option<RawVar<'a>>,
+    /// The names of the obs, var and raw/var indexes.
+    pub index_names: &'a IndexNames,
+}
+
+/// The names of the output's dataframe indexes (`None`: unnamed), as the inputs name them:
+/// anndata reads them back as `obs.index.name` / `var.index.name`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IndexNames {
+    pub obs: Option<String>,
+    pub var: Option<String>,
+    pub raw_var: Option<String>,
 }
 
 /// `raw/var` of the output: its variable names and columns.
@@ -233,8 +244,14 @@ pub(crate) fn write_dataset(
         .iter()
         .map(|(n, c)| (n.clone(), take(c, &obs_order)))
         .collect();
-    writer.dataframe(&p("obs"), &names, &columns)?;
-    writer.dataframe(&p("var"), shared.var_names, shared.var_columns)?;
+    let names_of = &shared.index_names;
+    writer.dataframe(&p("obs"), names_of.obs.as_deref(), &names, &columns)?;
+    writer.dataframe(
+        &p("var"),
+        names_of.var.as_deref(),
+        shared.var_names,
+        shared.var_columns,
+    )?;
     if let Some(uns) = shared.uns {
         super::uns::write(writer, &p("uns"), uns)?;
     }
@@ -249,7 +266,12 @@ pub(crate) fn write_dataset(
                 ("encoding-version", json!("0.1.0")),
             ]),
         )?;
-        writer.dataframe(&p("raw/var"), raw_names, raw_columns)?;
+        writer.dataframe(
+            &p("raw/var"),
+            names_of.raw_var.as_deref(),
+            raw_names,
+            raw_columns,
+        )?;
         writer.group(
             &p("raw/varm"),
             attrs(&[

@@ -111,6 +111,21 @@ impl Source {
         }
     }
 
+    /// The name of the index of the dataframe `frame` (`obs`, `var`, `raw/var`): its
+    /// `_index` attribute unless that is anndata's `_index` for an unnamed one; `None` too for
+    /// data in memory or no such frame.
+    pub(crate) fn index_name(&self, frame: &str) -> Option<String> {
+        let (elements, root) = self.elements()?;
+        let path = if root.is_empty() {
+            frame.to_string()
+        } else {
+            format!("{root}/{frame}")
+        };
+        let attrs = elements.attributes(&path).ok()?;
+        let name = attrs.get("_index")?.as_str()?;
+        (name != "_index").then(|| name.to_string())
+    }
+
     pub(crate) fn var_names(&self) -> &[String] {
         match &self.input {
             Input::Zarr(a, _) => a.var_names(),

@@ -281,7 +281,8 @@ impl Writer {
             .map_err(|e| zerr(path, e))
     }
 
-    /// Writes a dataframe group (`obs` or `var`) with its index and columns.
+    /// Writes a dataframe group (`obs` or `var`) with its index (named `index_name`: `None`
+    /// for an unnamed one, stored as anndata stores it, `_index`) and columns.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] for columns whose length is not the index's, [`Error::Zarr`] /
@@ -289,15 +290,15 @@ impl Writer {
     pub fn dataframe(
         &self,
         path: &str,
+        index_name: Option<&str>,
         index: &[String],
         columns: &[(String, Column)],
     ) -> Result<()> {
         let order: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
-        let index_name = if path.ends_with("var") {
-            "index"
-        } else {
-            "_index"
-        };
+        // A name that is also a column's keeps the column: the index is unnamed then.
+        let index_name = index_name
+            .filter(|n| !order.contains(n) && !n.is_empty())
+            .unwrap_or("_index");
         self.group(
             path,
             attrs(&[
@@ -492,8 +493,8 @@ impl Writer {
             Compressor::BloscLz4,
             none(),
         )?;
-        self.dataframe(&p("obs"), obs_names, obs)?;
-        self.dataframe(&p("var"), var_names, &[])?;
+        self.dataframe(&p("obs"), None, obs_names, obs)?;
+        self.dataframe(&p("var"), None, var_names, &[])?;
         for empty in ["layers", "obsm", "obsp", "varm", "varp", "uns"] {
             self.group(
                 &p(empty),
