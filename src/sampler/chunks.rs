@@ -165,13 +165,7 @@ impl Sampler for ChunkPlan {
         if n_obs == 0 {
             return Err(Error::parameter("n_obs", 0, "the collection has no rows"));
         }
-        if self.chunk_size > n_obs {
-            return Err(Error::parameter(
-                "chunk_size",
-                self.chunk_size,
-                format!("larger than the {n_obs} rows of the data"),
-            ));
-        }
+        // A chunk_size past n_obs is one short chunk of every row (as annbatch reads it).
         let (index, count) = self.shard;
         check_shard(index, count)?;
         if self.elastic {
@@ -282,6 +276,19 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_longer_than_the_data_is_every_row_once() {
+        for shuffle in [false, true] {
+            let plan = ChunkPlan::new(32, 512, 4, shuffle);
+            plan.validate(200)
+                .expect("annbatch's defaults over 200 rows");
+            let mut rows = rows_of(&plan, 200, 0);
+            assert_eq!(plan.n_batches(200), 7);
+            rows.sort_unstable();
+            assert_eq!(rows, (0..200).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
     fn stream_ranges_merge_adjacent_chunks() {
         assert_eq!(
             stream_ranges(&[0, 1, 3, 2], 4, 16, 2..15),
@@ -317,12 +324,6 @@ mod tests {
             },
             ChunkPlan {
                 batch_size: 128,
-                ..ok.clone()
-            },
-            ChunkPlan {
-                chunk_size: 1000,
-                preload_nchunks: 1,
-                batch_size: 1000,
                 ..ok.clone()
             },
             ChunkPlan {
