@@ -107,6 +107,16 @@ impl PyCollection {
             .is_some_and(|d| d.x().is_sparse())
     }
 
+    /// Each dataset's stored X dtype (`"float32"`, …), in order: batches are float32 whatever
+    /// they are.
+    fn x_dtypes(&self) -> Vec<String> {
+        self.inner
+            .datasets()
+            .iter()
+            .map(|d| d.x().dtype().to_string())
+            .collect()
+    }
+
     /// The shared var names.
     fn var_names(&self) -> Vec<String> {
         self.inner.var_names().to_vec()

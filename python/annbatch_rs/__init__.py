@@ -19,9 +19,12 @@ from . import (
     _frameworks,  # noqa: F401  (first: refuses a numpy without from_dlpack)
     _native,
     abc,
+    io,
     samplers,
     types,
+    utils,
 )
+from ._errors import VarMismatchError
 from ._native import AnnbatchError
 from .collection import DatasetCollection, create_anndata_collection
 from .compat import ZarrDenseDataset, ZarrSparseDataset
@@ -31,12 +34,15 @@ from .sharded import write_sharded
 __version__ = _native.__version__
 __all__ = [
     "AnnbatchError",
+    "VarMismatchError",
     "samplers",
     "DatasetCollection",
     "Loader",
     "ZarrDenseDataset",
     "ZarrSparseDataset",
     "abc",
+    "io",
+    "utils",
     "create_anndata_collection",
     "types",
     "write_sharded",

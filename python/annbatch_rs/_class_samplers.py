@@ -46,17 +46,19 @@ def _resolve_mask(mask: Optional[slice], n_obs: int) -> Tuple[int, int]:
     """``mask`` as ``(start, stop)`` inside ``0..n_obs``."""
     if mask is None:
         return 0, n_obs
-    if not isinstance(mask, slice) or mask.step not in (None, 1):
-        raise ValueError(f"mask must be a slice with step 1, got {mask!r}")
+    if not isinstance(mask, slice):
+        raise ValueError(f"mask must be a slice, got {mask!r}")
+    if mask.step not in (None, 1):
+        raise ValueError(f"mask.step must be 1, but got {mask.step}")
     start = 0 if mask.start is None else int(mask.start)
     stop = n_obs if mask.stop is None else int(mask.stop)
     if start < 0:
-        raise ValueError(f"mask.start must be >= 0, got {start}")
+        raise ValueError(f"mask.start must be >= 0, but got {start}")
     if stop > n_obs:
         raise ValueError(f"mask.stop ({stop}) exceeds loader n_obs ({n_obs}): the sampler's "
                          "range must be within the loader's rows")
     if start >= stop:
-        raise ValueError(f"mask.start ({start}) must be < mask.stop ({stop})")
+        raise ValueError(f"mask.start must be < mask.stop: got start {start}, stop {stop}")
     return start, stop
 
 
@@ -64,8 +66,8 @@ def _resolve_rng(rng: Any, seed: Optional[int]) -> np.random.Generator:
     if rng is not None and seed is not None:
         raise ValueError("give rng or seed, not both")
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        warnings.warn(f"Passing a seed as rng is deprecated; pass np.random.default_rng({rng!r})",
-                      FutureWarning, stacklevel=4)
+        warnings.warn(f"Passing a seed as rng is deprecated; pass np.random.default_rng({rng!r})"
+                      " instead", FutureWarning, stacklevel=3)
         return np.random.default_rng(int(rng))
     if rng is None:
         return np.random.default_rng(seed)

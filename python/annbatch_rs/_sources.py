@@ -130,6 +130,8 @@ def in_memory(x: Any, *, obs: Any = None, var_names: Optional[Sequence[str]] = N
             f"{type(x).__name__} cannot be read by rows: convert it with .tocsr() first")
     else:
         raise TypeError(f"cannot load an X of type {type(x).__name__}")
+    # The dtype given (the native side holds float32): the loader's mixed-dtype warning.
+    native["x_dtype"] = str(np.dtype(x.dtype))
     native["var_names"] = None if var_names is None else [str(v) for v in var_names]
     native["obs_names"] = None if obs is None else [str(v) for v in obs.index]
     native["obs"] = {} if obs is None else _obs_columns(obs, obs_keys)
@@ -144,8 +146,8 @@ def _element_of(x: Any) -> Optional[Tuple[str, str]]:
     if group is not None:
         if backend is not None and backend != "zarr":
             raise TypeError(
-                f"X is backed by {backend}: convert .h5ad files into a collection with "
-                "DatasetCollection(path).add_adatas(...) first")
+                f"Cannot add an X backed by {backend}: convert .h5ad files into a collection "
+                "with DatasetCollection(path).add_adatas(...) first")
         node = group
     elif hasattr(x, "store") and hasattr(x, "path") and hasattr(x, "chunks"):  # zarr.Array
         node = x

@@ -128,7 +128,8 @@ class DatasetCollection:
         return encoding != "annbatch-preshuffled" or not self._dataset_keys
 
     def __iter__(self) -> Iterator[Any]:
-        """The dataset groups (``zarr.Group``, in order), as annbatch yields them."""
+        """The dataset groups (``zarr.Group``, in order), as annbatch yields them: writable
+        unless the collection was opened with ``mode="r"``."""
         import zarr
 
         if _is_url(self.path):
@@ -136,7 +137,8 @@ class DatasetCollection:
                 f"{self.path}: zarr groups of a collection in object storage need zarr's "
                 "fsspec stores (s3fs); annbatch_rs reads it with Loader.use_collection and "
                 "DatasetCollection.obs()")
-        root = zarr.open_group(self.path, mode="r")
+        # Writable unless the collection was opened read-only (annbatch hands out its groups).
+        root = zarr.open_group(self.path, mode="r" if self.mode == "r" else "r+")
         for key in self._dataset_keys:
             yield root[key]
 

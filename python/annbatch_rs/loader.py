@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from importlib.util import find_spec
 from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Union
 
@@ -218,10 +219,25 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         self._skip = 0
         self._delivered = 0
         self._started = False  # whether a pass of `_epoch` has begun
+        self._open_iters = 0  # passes begun and not finished or closed
         # An elastic epoch resumed from a state saved on any world size: (epoch, remaining).
         self._resume: Optional[tuple] = None
 
     # -- data ---------------------------------------------------------------------------
+    def _warn_unyielded(self, elements: Any) -> None:
+        """annbatch's FutureWarning, once per element, for the ``layers`` / ``obsm`` entries
+        the data holds that batches will not carry (not in ``layer_keys`` / ``obsm_keys``)."""
+        wanted = ({f"layers/{k}" for k in self._params["layer_keys"]}
+                  | {f"obsm/{k}" for k in self._params["obsm_keys"]})
+        for element in dict.fromkeys(elements):
+            if element in wanted:
+                continue
+            group, key = element.split("/", 1)
+            warnings.warn(
+                f"Only `X`, `obs`, and `var` are kept, with the layers and obsm entries asked "
+                f"for: {element} is not yielded (pass {group}_keys=[{key!r}] to get it in "
+                "every batch)", FutureWarning, stacklevel=3)
+
     def _aligned(self, layer_keys: Any, obsm_keys: Any) -> None:
         """Sets ``layer_keys`` / ``obsm_keys`` given to a data method (the shape of annbatch's
         pending ``add_adata(..., obsm_keys=...)``); they must agree with earlier ones."""
@@ -251,8 +267,8 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         self._aligned(layer_keys, obsm_keys)
         if self._collection_added:
             raise RuntimeError(
-                "a collection was already added to this loader: collections are shuffled "
-                "independently, convert them into one")
+                "You should not add multiple collections: one was already added to this "
+                "loader, and collections are shuffled independently; convert them into one")
         if isinstance(collection, DatasetCollection):
             path = collection.path
         else:
@@ -263,9 +279,14 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
             raise ValueError("DatasetCollection is empty")
         if load_adata is None or getattr(load_adata, "__name__", "") == "load_all_aligned":
             sources = [Source(ours.path, obs=LazyObs(ours.path))]
+            first = (os.path.join(ours.path, ours._dataset_keys[0])
+                     if not ours.is_empty else ours.path)
+            self._warn_unyielded(_aligned_on_disk(first))
         else:
             groups = list(ours if not ours.is_empty else [_root(ours)])
-            sources = [source_of(load_adata(g), self._params["obs_keys"]) for g in groups]
+            adatas = [load_adata(g) for g in groups]
+            self._warn_unyielded(e for a in adatas for e in _aligned_of(a))
+            sources = [source_of(a, self._params["obs_keys"]) for a in adatas]
             for source, group in zip(sources, groups):
                 # Layers and obsm (layer_keys / obsm_keys) come from the dataset group.
                 if isinstance(source.native, dict) and source.native.get("format") == "zarr":
@@ -280,6 +301,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         disk (zarr) or in memory (scipy CSR / numpy). ``layer_keys`` / ``obsm_keys`` as on
         the loader (layers and obsm are read from data on disk)."""
         self._aligned(layer_keys, obsm_keys)
+        self._warn_unyielded(_aligned_of(adata))
         return self._add([source_of(adata, self._params["obs_keys"])])
 
     def add_adatas(self, adatas: Sequence[Any], *, layer_keys: Any = None,
@@ -289,6 +311,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         adatas = list(adatas)
         if not adatas:
             raise ValueError("Number of adatas must be at least 1")
+        self._warn_unyielded(e for a in adatas for e in _aligned_of(a))
         return self._add([source_of(a, self._params["obs_keys"]) for a in adatas])
 
     def add_dataset(self, dataset: Any, obs: Any = None, var: Any = None) -> "Loader":
@@ -308,6 +331,10 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
                           for d, o, v in zip(datasets, obs, var)])
 
     def _add(self, sources: List[Source]) -> "Loader":
+        if self._open_iters > 0:
+            # A pass was sized on the rows it started with.
+            raise RuntimeError("Cannot add datasets while the loader is being iterated. "
+                               "Finish or close the iterator first.")
         every = self._sources + sources
         with_obs = [s.obs is not None for s in every]
         if any(with_obs) and not all(with_obs):
@@ -315,6 +342,16 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
                 "datasets with obs columns and datasets without cannot be mixed in one loader")
         collection = _native.Collection([s.native for s in every])  # checks var and X now
         self._check(every, collection)
+        # annbatch's warning when datasets of another X dtype join (once: when the mix
+        # begins); its batches promote, ours hold float32 whatever the stored dtypes.
+        before = _x_dtypes(self._sources, self._collection)
+        dtypes = _x_dtypes(every, collection)
+        if len(set(dtypes)) > 1 and len(set(before)) <= 1:
+            other = next(d for d in dtypes if d != dtypes[0])
+            warnings.warn(
+                f"Adding dataset with dtype {other!r} that differs from the existing dataset "
+                f"dtype(s) (first dataset: {dtypes[0]!r}): batches hold float32 values "
+                "whatever the stored dtype", UserWarning, stacklevel=3)
         self._after_fork()
         self._sources, self._frame, self._collection = every, None, collection
         self._var = None
@@ -341,7 +378,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
     def __getstate__(self) -> Dict[str, Any]:
         # DataLoader workers (spawn) get the sources and reopen them; natives stay here.
         state = dict(self.__dict__)
-        state.update(_natives={}, _collection=None, _frame=None, _var=None)
+        state.update(_natives={}, _collection=None, _frame=None, _var=None, _open_iters=0)
         return state
 
     # -- sizes --------------------------------------------------------------------------
@@ -455,6 +492,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         if frame:
             # Built while the loader's threads read the first batches, not after them.
             self._obs_frame()
+        self._open_iters += 1
         try:
             for raw in batches:
                 self._delivered += 1
@@ -466,6 +504,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
                     self._next_epoch(epoch)
                 yield batch
         finally:
+            self._open_iters -= 1
             batches.close()
         if self._epoch == epoch:
             self._next_epoch(epoch)
@@ -544,7 +583,8 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
             raise ValueError("device applies to to='torch' and to=None (cupy); jax places "
                              "arrays itself (jax.device_put)")
         if find_spec(need) is None:
-            raise ImportError(f"device={self._device!r} with to={self._to!r} needs {need}")
+            raise ImportError(f"Could not find {need}: device={self._device!r} with "
+                              f"to={self._to!r} needs it")
         if need == "torch":
             import torch
 
@@ -678,6 +718,42 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
     def __repr__(self) -> str:
         paths = [s.native if isinstance(s.native, str) else "<in memory>" for s in self._sources]
         return f"Loader({paths!r}, {self._params})"
+
+
+def _x_dtypes(sources: List[Source], collection: Any) -> List[str]:
+    """Each dataset's X dtype as given: the native collection's, except for in-memory arrays,
+    which it holds as float32 (their own dtype is recorded in the native dict)."""
+    if collection is None:
+        return []
+    given = [s.native.get("x_dtype") if isinstance(s.native, dict) else None for s in sources]
+    if all(g is None for g in given):
+        return list(collection.x_dtypes())
+    out: List[str] = []
+    for source, dtype in zip(sources, given):
+        out.extend([dtype] if dtype is not None
+                   else _native.Collection([source.native]).x_dtypes())
+    return out
+
+
+def _aligned_of(adata: Any) -> List[str]:
+    """The ``layers/…`` and ``obsm/…`` entries of an AnnData (none for a path or group)."""
+    return ([f"layers/{k}" for k in getattr(adata, "layers", {}) or {}]
+            + [f"obsm/{k}" for k in getattr(adata, "obsm", {}) or {}])
+
+
+def _aligned_on_disk(dataset: str) -> List[str]:
+    """The ``layers/…`` and ``obsm/…`` entries of the AnnData store at ``dataset`` (a local
+    directory; none for a URL)."""
+    found = []
+    for group in ("layers", "obsm"):
+        try:
+            names = sorted(os.listdir(os.path.join(dataset, group)))
+        except OSError:
+            continue
+        found += [f"{group}/{n}" for n in names
+                  if os.path.isfile(os.path.join(dataset, group, n, "zarr.json"))
+                  or os.path.isfile(os.path.join(dataset, group, n, ".zattrs"))]
+    return found
 
 
 def _check_sampler(sampler: Any) -> None:

@@ -21,6 +21,7 @@ their requests are drawn in a background thread and read by the Rust pipeline.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -58,13 +59,27 @@ def _seed_of(rng: Optional[np.random.Generator], seed: Optional[int]) -> int:
     return 0 if seed is None else int(seed)
 
 
+def _rng_of(rng: Any) -> Any:
+    """``rng``, or for an integer (annbatch's deprecated form) a generator seeded with it, with
+    annbatch's FutureWarning pointing at the code that built the sampler."""
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        warnings.warn(f"Passing a seed as rng is deprecated; pass np.random.default_rng({rng!r})"
+                      " instead", FutureWarning, stacklevel=4)
+        return np.random.default_rng(int(rng))
+    return rng
+
+
 def _mask_of(mask: Optional[slice]) -> slice:
     if mask is None:
         return slice(0, None)
-    if not isinstance(mask, slice) or mask.step not in (None, 1):
-        raise ValueError(f"mask must be a slice with step 1, got {mask!r}")
-    if (mask.start or 0) < 0 or (mask.stop is not None and mask.stop <= (mask.start or 0)):
-        raise ValueError(f"mask {mask!r}: expected 0 <= start < stop")
+    if not isinstance(mask, slice):
+        raise ValueError(f"mask must be a slice, got {mask!r}")
+    if mask.step not in (None, 1):
+        raise ValueError(f"mask.step must be 1, but got {mask.step}")
+    if (mask.start or 0) < 0:
+        raise ValueError(f"mask.start must be >= 0, but got {mask.start}")
+    if mask.stop is not None and mask.stop <= (mask.start or 0):
+        raise ValueError(f"mask.start must be < mask.stop, got {mask!r}")
     return slice(mask.start or 0, mask.stop)
 
 
@@ -86,7 +101,7 @@ class _ChunkSampler(Sampler):
         self._batch_size, self._shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.replacement, self.num_samples = replacement, num_samples
         self._mask = _mask_of(mask)
-        self._rng = rng
+        self._rng = rng = _rng_of(rng)
         self.seed = _seed_of(rng, seed)
 
     @property
@@ -107,9 +122,13 @@ class _ChunkSampler(Sampler):
 
     def _span(self, n_obs: int) -> Tuple[int, int]:
         start = self._mask.start or 0
-        stop = n_obs if self._mask.stop is None else min(self._mask.stop, n_obs)
+        stop = n_obs if self._mask.stop is None else self._mask.stop
+        if stop > n_obs:
+            raise ValueError(f"mask.stop ({stop}) exceeds loader n_obs ({n_obs}): the sampler's "
+                             "range must be within the loader's rows")
         if start >= stop:
-            raise ValueError(f"mask {self._mask!r} selects no row of {n_obs}")
+            raise ValueError(f"mask.start must be < mask.stop: {self._mask!r} selects no row "
+                             f"of {n_obs}")
         return start, stop
 
     def _epoch_rows(self, n_obs: int) -> int:
@@ -123,6 +142,11 @@ class _ChunkSampler(Sampler):
     def validate(self, n_obs: int) -> None:
         start, stop = self._span(n_obs)
         rows = self._epoch_rows(n_obs)
+        if self.replacement and stop - start < self.chunk_size and rows > stop - start:
+            raise ValueError(
+                f"Observation range ({stop - start}) is smaller than chunk_size "
+                f"({self.chunk_size}) with num_samples ({rows}) exceeding that range: reduce "
+                "chunk_size, widen the mask, or set num_samples <= the range")
         if not self.replacement and rows > stop - start:
             raise ValueError(
                 f"num_samples ({rows}) cannot exceed the observation range ({stop - start}).")
@@ -276,8 +300,13 @@ class DistributedSampler(Sampler):
         return slice(rank * per_rank, (rank + 1) * per_rank)
 
     def n_batches(self, n_obs: int) -> int:
+        """Batches of this rank's shard; the wrapped sampler's mask is left as it is (a pass
+        may be running on it)."""
         shard = self._shard(n_obs)
-        return self.sampler.n_batches(shard.stop - shard.start)
+        inner = copy.copy(self.sampler)
+        if hasattr(inner, "_mask"):
+            inner._mask = slice(0, None)
+        return inner.n_batches(shard.stop - shard.start)
 
     def validate(self, n_obs: int) -> None:
         self._shard(n_obs)
@@ -298,12 +327,19 @@ def _dist_info(dist_info: Any) -> Tuple[int, int]:
     if dist_info == "torch":
         import torch.distributed as dist
 
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError(
+                "torch.distributed is not initialized: initialize it (init_process_group) "
+                "before creating a DistributedSampler with dist_info='torch', or pass "
+                "dist_info=lambda: (rank, world_size)")
+        return dist.get_rank(), dist.get_world_size()
     if dist_info == "jax":
         import jax
 
+        if not getattr(jax.distributed, "is_initialized", lambda: True)():
+            raise RuntimeError(
+                "JAX distributed is not initialized: call jax.distributed.initialize() before "
+                "creating a DistributedSampler with dist_info='jax'")
         return jax.process_index(), jax.process_count()
     raise ValueError(f"Unknown dist_info {dist_info!r}. Supported backends: ['jax', 'torch']")
 

@@ -1,7 +1,9 @@
 //! Rust errors as Python exceptions: configuration → `ValueError`, files → `OSError`
 //! subclasses (`FileNotFoundError`, ...), objects in object storage alike (missing →
 //! `FileNotFoundError`, refused → `PermissionError`, unreachable → `ConnectionError`),
-//! everything else → `annbatch_rs.AnnbatchError`.
+//! datasets whose var differ → `annbatch_rs.VarMismatchError` (both `AnnbatchError` and
+//! `ValueError`, as annbatch raises `ValueError` there), everything else →
+//! `annbatch_rs.AnnbatchError`.
 
 use pyo3::exceptions::{
     PyConnectionError, PyException, PyFileNotFoundError, PyKeyError, PyPermissionError,
@@ -25,6 +27,9 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::InvalidParameter { .. } | Error::BatchTooLarge { .. } => {
             PyValueError::new_err(message)
         }
+        Error::VarMismatch { .. } => var_mismatch(format!(
+            "All datasets must have identical var DataFrames: {message}"
+        )),
         // A mistyped obs key, as a mapping lookup fails in Python.
         Error::UnknownObsColumn { .. } => PyKeyError::new_err(message),
         // From an io::Error pyo3 picks the OSError subclass (FileNotFoundError, ...).
@@ -39,4 +44,20 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         },
         _ => AnnbatchError::new_err(message),
     }
+}
+
+/// `annbatch_rs.VarMismatchError(message)` (defined in Python, with two bases); an
+/// `AnnbatchError` should the package not import.
+fn var_mismatch(message: String) -> PyErr {
+    use pyo3::prelude::*;
+    Python::attach(|py| {
+        let made = py
+            .import("annbatch_rs._errors")
+            .and_then(|m| m.getattr("VarMismatchError"))
+            .and_then(|class| class.call1((message.clone(),)));
+        match made {
+            Ok(error) => PyErr::from_value(error),
+            Err(_) => AnnbatchError::new_err(message),
+        }
+    })
 }

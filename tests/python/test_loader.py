@@ -82,7 +82,7 @@ def test_errors_are_python_exceptions(tmp_path):
     with pytest.raises(FileNotFoundError):
         len(Loader(to="torch", batch_size=4).use_collection(tmp_path / "missing.zarr"))
     with pytest.raises(ValueError):
-        len(Loader(to="torch", batch_size=4, chunk_size=10_000).use_collection(COLLECTION))
+        len(Loader(to="torch", batch_size=4, chunk_size=2, preload_nchunks=1))
     with pytest.raises(KeyError, match="no_such_column.*the columns are: .*cell_type"):
         len(Loader(to="torch", batch_size=4,
             obs_keys=["no_such_column"]).use_collection(COLLECTION))
