@@ -42,6 +42,7 @@
 use std::io::IsTerminal;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -123,6 +124,26 @@ pub struct ConvertOptions {
     /// needs the collection's size on disk). Default: `ANNBATCH_STAGING_DIR`, else the system's
     /// temporary directory.
     pub staging_dir: Option<PathBuf>,
+    /// Told the rows read so far, the total and the dataset being written, about once per
+    /// percent (and at the end), whatever `quiet` says: how a front end shows progress where
+    /// stderr is no terminal (a notebook, a log). Default: none.
+    pub on_progress: Option<ProgressHook>,
+    /// What `obs/src_path` names each input, in the order given (e.g. the file a scratch copy
+    /// was made from). Default: the input's path.
+    pub src_paths: Option<Vec<String>>,
+}
+
+/// `(rows done, rows in all, dataset name)`: what a [`ProgressHook`] is told.
+pub type ProgressFn = dyn Fn(u64, u64, &str) + Send + Sync;
+
+/// A callback for [`ConvertOptions::on_progress`].
+#[derive(Clone)]
+pub struct ProgressHook(pub Arc<ProgressFn>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
 }
 
 impl Default for ConvertOptions {
@@ -143,6 +164,8 @@ impl Default for ConvertOptions {
             merge: None,
             remote: RemoteOptions::default(),
             staging_dir: None,
+            on_progress: None,
+            src_paths: None,
         }
     }
 }
@@ -240,6 +263,15 @@ pub fn add_adatas<P: AsRef<Path>>(
             "must be at least 1",
         ));
     }
+    if let Some(names) = &options.src_paths {
+        if names.len() != inputs.len() {
+            return Err(Error::parameter(
+                "src_paths",
+                names.len(),
+                format!("one per input ({} inputs)", inputs.len()),
+            ));
+        }
+    }
     if let Some(url) = url_of(output) {
         return to_object_store::add_adatas(url, inputs, options);
     }
@@ -281,6 +313,15 @@ pub(crate) fn transposed_note(what: &str, bands: usize) -> String {
          CSR first avoids this",
         bands + 1
     )
+}
+
+/// What `obs/src_path` names input `i` (`source`): [`ConvertOptions::src_paths`] or its path.
+fn src_path_of(options: &ConvertOptions, i: usize, source: &Source) -> String {
+    options
+        .src_paths
+        .as_ref()
+        .and_then(|names| names.get(i).cloned())
+        .unwrap_or_else(|| source.path().display().to_string())
 }
 
 /// The obs of one source. With `src_path`, an input file: annbatch's `src_path` column is
@@ -429,11 +470,20 @@ fn staged_bytes_per_row(
     nnz / rows as f64 * (4.0 + index_bytes) + 24.0
 }
 
-struct Progress(indicatif::ProgressBar);
+/// A conversion's progress: a bar on a terminal (unless quiet), and the options' hook.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    hook: Option<ProgressHook>,
+    total: u64,
+    done: std::sync::atomic::AtomicU64,
+    /// `done` when the hook was last told.
+    told: std::sync::atomic::AtomicU64,
+    dataset: std::sync::Mutex<String>,
+}
 
 impl Progress {
-    fn new(total: u64, quiet: bool) -> Self {
-        let bar = if quiet || !std::io::stderr().is_terminal() {
+    fn new(total: u64, options: &ConvertOptions) -> Self {
+        let bar = if options.quiet || !std::io::stderr().is_terminal() {
             indicatif::ProgressBar::hidden()
         } else {
             indicatif::ProgressBar::new(total)
@@ -443,7 +493,48 @@ impl Progress {
         ) {
             bar.set_style(style.progress_chars("=> "));
         }
-        Self(bar)
+        Self {
+            bar,
+            hook: options.on_progress.clone(),
+            total,
+            done: 0.into(),
+            told: 0.into(),
+            dataset: std::sync::Mutex::new(String::new()),
+        }
+    }
+
+    fn set_dataset(&self, name: &str) {
+        self.bar.set_message(name.to_string());
+        if let Ok(mut d) = self.dataset.lock() {
+            name.clone_into(&mut d);
+        }
+    }
+
+    fn inc(&self, rows: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bar.inc(rows);
+        let done = self.done.fetch_add(rows, Relaxed) + rows;
+        let step = (self.total / 100).max(1);
+        if done - self.told.load(Relaxed) >= step || done >= self.total {
+            self.told.store(done, Relaxed);
+            self.tell(done);
+        }
+    }
+
+    fn tell(&self, done: u64) {
+        if let Some(hook) = &self.hook {
+            let name = self.dataset.lock().map(|d| d.clone()).unwrap_or_default();
+            (hook.0)(done, self.total, &name);
+        }
+    }
+
+    fn finish(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bar.finish_and_clear();
+        let done = self.done.load(Relaxed);
+        if self.told.load(Relaxed) != done {
+            self.tell(done);
+        }
     }
 }
 
@@ -463,7 +554,8 @@ fn create(
     let obs = ObsTable::join(
         sources
             .iter()
-            .map(|s| source_obs(s, Some(s.path().display().to_string())))
+            .enumerate()
+            .map(|(i, s)| source_obs(s, Some(src_path_of(options, i, s))))
             .collect::<Result<_>>()?,
     );
     notes.extend(obs.notes.iter().cloned());
@@ -536,9 +628,9 @@ fn create(
         sparse,
         options,
     );
-    let progress = Progress::new(n_obs, options.quiet);
+    let progress = Progress::new(n_obs, options);
     for (i, ranges) in datasets.iter().enumerate() {
-        progress.0.set_message(format!("dataset_{i}"));
+        progress.set_dataset(&format!("dataset_{i}"));
         let pieces = pieces_of(&sources, 0, 0, ranges);
         write_dataset(
             &writer,
@@ -546,7 +638,7 @@ fn create(
             &shared,
             &pieces,
             permutation(options.shuffle, seed, i),
-            &|n| progress.0.inc(n),
+            &|n| progress.inc(n),
         )?;
     }
     // The marker that makes this a collection goes last.
@@ -564,7 +656,7 @@ fn create(
     };
     writer.group("", collection_attrs(&inventory))?;
     staging.publish()?;
-    progress.0.finish_and_clear();
+    progress.finish();
     Ok(ConvertReport {
         n_obs,
         n_var: space.names.len() as u64,
@@ -827,7 +919,10 @@ fn append(
     let parts = sources
         .iter()
         .enumerate()
-        .map(|(i, s)| source_obs(s, (i >= n_existing).then(|| s.path().display().to_string())))
+        .map(|(i, s)| {
+            let label = (i >= n_existing).then(|| src_path_of(options, i - n_existing, s));
+            source_obs(s, label)
+        })
         .collect::<Result<_>>()?;
     let obs = ObsTable::join(parts);
     notes.extend(obs.notes.iter().cloned());
@@ -896,17 +991,17 @@ fn append(
         sparse,
         options,
     );
-    let progress = Progress::new(existing_rows + added, options.quiet);
+    let progress = Progress::new(existing_rows + added, options);
     let mut obs_start = 0;
     let mut inventory = Inventory::default();
     for (i, (name, share)) in names.iter().zip(&shares).enumerate() {
         let own = sources[i].n_obs();
         let received: u64 = share.iter().map(|r| r.end - r.start).sum();
         inventory.datasets.push((name.clone(), own + received));
-        progress.0.set_message(name.clone());
+        progress.set_dataset(name);
         if share.is_empty() {
             publish::link_tree(&output.join(name), &staging.dir.join(name))?;
-            progress.0.inc(own);
+            progress.inc(own);
         } else {
             let mut pieces = vec![Piece {
                 source: i,
@@ -920,7 +1015,7 @@ fn append(
                 &shared,
                 &pieces,
                 permutation(options.shuffle, seed, i),
-                &|n| progress.0.inc(n),
+                &|n| progress.inc(n),
             )?;
         }
         obs_start += own;
@@ -949,7 +1044,7 @@ fn append(
         }
     }
     staging.publish_replacing()?;
-    progress.0.finish_and_clear();
+    progress.finish();
     Ok(ConvertReport {
         n_obs: existing_rows + added,
         n_var: space.names.len() as u64,

@@ -467,7 +467,8 @@ fn size_of(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Size> {
 #[pyfunction]
 #[pyo3(signature = (output, adata_paths, *, n_obs_per_chunk=None, shard_size=None,
     dataset_size=None, shuffle_chunk_size=None, shuffle=None, seed=None, var_subset=None,
-    groupby=None, quiet=true, allow_disjoint_var=false, compressor=None, merge=None, layer=None))]
+    groupby=None, quiet=true, allow_disjoint_var=false, compressor=None, merge=None, layer=None,
+    progress=None, src_paths=None))]
 #[allow(clippy::too_many_arguments)]
 fn convert(
     py: Python<'_>,
@@ -486,8 +487,23 @@ fn convert(
     compressor: Option<String>,
     merge: Option<String>,
     layer: Option<String>,
+    progress: Option<Py<PyAny>>,
+    src_paths: Option<Vec<String>>,
 ) -> PyResult<Py<PyDict>> {
     let defaults = ConvertOptions::default();
+    // `progress(done, total, dataset)`, called from the converting thread with the GIL taken;
+    // what it raises is logged, not fatal (a display must not stop a conversion).
+    let on_progress = progress.map(|callback| {
+        crate::convert::ProgressHook(std::sync::Arc::new(
+            move |done: u64, total: u64, dataset: &str| {
+                Python::attach(|py| {
+                    if let Err(e) = callback.call1(py, (done, total, dataset)) {
+                        tracing::warn!(error = %e, "the progress callback failed");
+                    }
+                });
+            },
+        ))
+    });
     let options = ConvertOptions {
         n_obs_per_chunk: match n_obs_per_chunk {
             Some(v) => count(&v, "n_obs_per_chunk")?,
@@ -524,6 +540,8 @@ fn convert(
         layer,
         remote: crate::RemoteOptions::from_env().map_err(to_py)?,
         staging_dir: None,
+        on_progress,
+        src_paths,
     };
     let report = run(py, || add_adatas(&output, &adata_paths, &options))?;
     let out = PyDict::new(py);

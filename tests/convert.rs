@@ -102,6 +102,62 @@ fn rows_land_once_and_equal_their_source() {
 }
 
 #[test]
+fn the_progress_hook_is_told_rows_and_datasets_up_to_the_total() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    let v3 = data("pbmc68k_raw_csr.v3.zarr");
+    let calls = Arc::new(Mutex::new(Vec::<(u64, u64, String)>::new()));
+    let seen = calls.clone();
+    let opts = ConvertOptions {
+        on_progress: Some(annbatch::convert::ProgressHook(Arc::new(
+            move |done, total, dataset: &str| {
+                seen.lock()
+                    .expect("lock")
+                    .push((done, total, dataset.to_string()));
+            },
+        ))),
+        ..options(3)
+    };
+    add_adatas(&out, &[&v3], &opts).expect("convert");
+    let calls = calls.lock().expect("lock");
+    assert!(
+        calls.len() >= 3 && calls.len() <= 110,
+        "about once a percent: {}",
+        calls.len()
+    );
+    assert!(calls.windows(2).all(|w| w[0].0 < w[1].0), "rows only grow");
+    assert_eq!(calls.last().map(|c| (c.0, c.1)), Some((700, 700)));
+    let datasets: std::collections::BTreeSet<&str> = calls.iter().map(|c| c.2.as_str()).collect();
+    assert_eq!(datasets.len(), 3, "{datasets:?}");
+}
+
+#[test]
+fn src_paths_name_the_inputs_and_must_be_one_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c.zarr");
+    let v3 = data("pbmc68k_raw_csr.v3.zarr");
+    let named = |names: Vec<&str>| ConvertOptions {
+        src_paths: Some(names.into_iter().map(String::from).collect()),
+        ..options(3)
+    };
+    expect_parameter(
+        add_adatas(&out, &[&v3], &named(vec!["a", "b"])),
+        "src_paths",
+    );
+    add_adatas(&out, &[&v3], &named(vec!["/data/original.h5ad"])).expect("convert");
+    let c = DatasetCollection::open(&out).expect("open");
+    for dataset in c.datasets() {
+        match dataset.obs_column("src_path").expect("src_path") {
+            Column::Categorical { categories, .. } => {
+                assert_eq!(categories, vec!["/data/original.h5ad".to_string()]);
+            }
+            other => panic!("src_path is {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn unshuffled_keeps_input_order_and_groupby_sorts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let v3 = data("pbmc68k_raw_csr.v3.zarr");

@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension `annbatch_rs._native` (see src/python.rs)."""
 
 from os import PathLike
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union, final
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union, final
 
 __all__ = [
     "AnnbatchError",
@@ -126,6 +126,8 @@ def convert(
     compressor: Optional[str] = None,
     merge: Optional[str] = None,
     layer: Optional[str] = None,
+    progress: Optional[Callable[[int, int, str], None]] = None,
+    src_paths: Optional[List[str]] = None,
 ) -> Dict[str, Any]: ...
 def obs_frames(
     path: Union[str, PathLike[str]], columns: Optional[List[str]] = None

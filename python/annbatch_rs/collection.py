@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
+import time
 import warnings
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _native
+from ._progress import Progress
+
+logger = logging.getLogger("annbatch_rs")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -180,6 +185,7 @@ class DatasetCollection:
         seed: Optional[int] = None,
         quiet: bool = False,
         allow_disjoint_var: bool = False,
+        progress: Optional[bool] = None,
     ) -> "DatasetCollection":
         """Converts ``adata_paths`` (``.h5ad`` / zarr AnnData: paths, zarr groups, h5py files)
         into this collection, or appends them to it: annbatch's ``add_adatas``, its parameters
@@ -195,7 +201,10 @@ class DatasetCollection:
         ``blocksize`` as well (also by name: ``"none"``, ``"zstd"``, ``"blosc-lz4"``,
         ``"blosc-lz4-bitshuffle"``, a blosc one with ``":BLOCKSIZE"``). ``h5ad_compressor``
         only concerns ``.h5ad`` collections, which annbatch_rs does not write: ignored, as
-        annbatch ignores it for zarr. A progress bar shows on a terminal unless ``quiet``.
+        annbatch ignores it for zarr. Progress shows as a tqdm bar (auto: a widget in Jupyter,
+        text on a terminal or in a log file) or, without tqdm, INFO log lines (logger
+        ``annbatch_rs``); ``progress=False`` (or ``quiet``) turns it off. Start and end are
+        logged at INFO either way.
         An appended input that shares no variable with the collection is refused unless
         ``allow_disjoint_var`` (annbatch_rs only).
 
@@ -221,6 +230,8 @@ class DatasetCollection:
         """
         if self.mode == "r":
             raise ValueError(f"{self.path} was opened read-only (mode='r')")
+        if progress is None:
+            progress = not quiet
         del h5ad_compressor  # .h5ad collections are not written (see the docstring)
         adata_paths = list(adata_paths)
         custom_load = (load_adata is not None
@@ -234,25 +245,51 @@ class DatasetCollection:
             with tempfile.TemporaryDirectory(prefix=".annbatch-load-", dir=parent) as tmp:
                 paths = [_loaded(load_adata, p, os.path.join(tmp, f"input_{i}.zarr"))
                          for i, p in enumerate(adata_paths)]
+                # obs["src_path"] names the inputs, not the scratch copies: written so by the
+                # conversion itself, under its lock (a rename afterwards raced other appends).
                 self._convert(paths, groupby, var_subset, n_obs_per_chunk, shard_size,
                               zarr_compressor, dataset_size, shuffle_chunk_size, shuffle,
-                              _seed_of(rng, seed), quiet, allow_disjoint_var, merge, layer)
-            # obs["src_path"] names the inputs, not the scratch copies.
-            _rename_sources(self, dict(zip(paths, (_path_of(p) for p in adata_paths))))
+                              _seed_of(rng, seed), progress, allow_disjoint_var, merge, layer,
+                              src_paths=[_path_of(p) for p in adata_paths])
             return self
         return self._convert([_path_of(p) for p in adata_paths], groupby, var_subset,
                              n_obs_per_chunk, shard_size, zarr_compressor, dataset_size,
-                             shuffle_chunk_size, shuffle, _seed_of(rng, seed), quiet,
+                             shuffle_chunk_size, shuffle, _seed_of(rng, seed), progress,
                              allow_disjoint_var, merge, layer)
 
     def _convert(self, paths: List[str], groupby: Any, var_subset: Any, n_obs_per_chunk: Any,
                  shard_size: Any, zarr_compressor: Any, dataset_size: Any,
-                 shuffle_chunk_size: Any, shuffle: Any, seed: Optional[int], quiet: bool,
+                 shuffle_chunk_size: Any, shuffle: Any, seed: Optional[int], progress: bool,
                  allow_disjoint_var: bool, merge: Optional[str],
-                 layer: Optional[str]) -> "DatasetCollection":
+                 layer: Optional[str],
+                 src_paths: Optional[List[str]] = None) -> "DatasetCollection":
         if isinstance(groupby, str):
             groupby = [groupby]
-        self.last_report = _native.convert(
+        started = time.perf_counter()
+        logger.info("converting %d input(s) into %s", len(paths), self.path)
+        display = Progress(self.path) if progress else None
+        try:
+            self.last_report = self._native_convert(
+                paths, groupby, var_subset, n_obs_per_chunk, shard_size, zarr_compressor,
+                dataset_size, shuffle_chunk_size, shuffle, seed, allow_disjoint_var, merge,
+                layer, display, src_paths)
+        finally:
+            if display is not None:
+                display.close()
+        report = self.last_report
+        for note in report.get("notes", []):
+            logger.info("%s: %s", self.path, note)
+        logger.info("%s: wrote %d cells x %d genes in %.1f s", self.path, report.get("n_obs", 0),
+                    report.get("n_var", 0), time.perf_counter() - started)
+        return self
+
+    def _native_convert(self, paths: List[str], groupby: Any, var_subset: Any,
+                        n_obs_per_chunk: Any, shard_size: Any, zarr_compressor: Any,
+                        dataset_size: Any, shuffle_chunk_size: Any, shuffle: Any,
+                        seed: Optional[int], allow_disjoint_var: bool, merge: Optional[str],
+                        layer: Optional[str], display: Any,
+                        src_paths: Optional[List[str]]) -> Dict[str, Any]:
+        return _native.convert(
             self.path,
             paths,
             n_obs_per_chunk=n_obs_per_chunk,
@@ -263,13 +300,14 @@ class DatasetCollection:
             seed=seed,
             var_subset=list(var_subset) if var_subset is not None else None,
             groupby=list(groupby) if groupby else None,
-            quiet=quiet,
+            quiet=True,  # the Python display, not the native terminal bar
             allow_disjoint_var=allow_disjoint_var,
             compressor=_compressor_name(zarr_compressor),
             merge=merge,
             layer=layer,
+            progress=display,
+            src_paths=src_paths,
         )
-        return self
 
     def __repr__(self) -> str:
         return f"DatasetCollection({self.path!r})"
@@ -354,22 +392,6 @@ def _loaded(load_adata: Any, path: Any, scratch: str) -> str:
     with ad.settings.override(**settings):
         adata.write_zarr(scratch)
     return scratch
-
-
-def _rename_sources(collection: "DatasetCollection", names: Dict[str, str]) -> None:
-    """Replaces the scratch paths among each dataset's ``obs/src_path`` categories."""
-    import zarr
-
-    root = zarr.open_group(collection.path, mode="r+")
-    for key in collection._dataset_keys:
-        obs = root[key]["obs"]
-        if "src_path" not in obs or "categories" not in obs["src_path"]:
-            continue
-        categories = obs["src_path"]["categories"]
-        values = [str(v) for v in categories[:]]
-        renamed = [names.get(v, v) for v in values]
-        if renamed != values:
-            categories[:] = np.asarray(renamed, dtype=object)
 
 
 def _seed_of(rng: Any, seed: Optional[int]) -> Optional[int]:

@@ -215,6 +215,8 @@ fn main() -> ExitCode {
                 layer,
                 remote: annbatch::RemoteOptions::from_env()?,
                 staging_dir,
+                on_progress: None,
+                src_paths: None,
             };
             convert(&inputs, &output, &options)
         })(),

@@ -120,3 +120,27 @@ def test_a_chunk_size_past_the_data_reads_every_row(shuffle):
 def test_mask_errors_read_as_annbatchs(mask, match):
     with pytest.raises(ValueError, match=match):
         RandomSampler(10, 2, 10, mask=mask)
+
+
+def test_add_adatas_shows_progress_off_a_terminal_and_logs(tmp_path, data_dir, capfd, caplog):
+    """tqdm's auto bar where stderr is no terminal (a log file, Jupyter); off with
+    progress=False; start, notes and end logged at INFO either way."""
+    import logging
+
+    src = data_dir / "pbmc68k_raw_csr.h5ad"
+    with caplog.at_level(logging.INFO, logger="annbatch_rs"):
+        DatasetCollection(tmp_path / "a.zarr").add_adatas([src], dataset_size=300,
+                                                        shuffle_chunk_size=100)
+    err = capfd.readouterr().err
+    logged = [r.getMessage() for r in caplog.records if r.name == "annbatch_rs"]
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:  # then the progress is log lines
+        assert any("700 of 700 cells read (100%)" in m for m in logged)
+    else:
+        assert "add_adatas dataset_" in err and "700/700" in err
+    assert any("converting 1 input(s)" in m for m in logged)
+    assert any("wrote 700 cells x 765 genes" in m for m in logged)
+    caplog.clear()
+    DatasetCollection(tmp_path / "b.zarr").add_adatas([src], progress=False)
+    assert "add_adatas" not in capfd.readouterr().err

@@ -230,6 +230,35 @@ def test_add_adatas_runs_load_adata(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".annbatch-load-")]
 
 
+def test_concurrent_load_adata_appends_name_their_inputs(tmp_path):
+    """Appends with load_adata from several processes at once: all land, and every src_path
+    names a user's input (the scratch copy's name used to be replaced after the conversion,
+    outside its lock, so a concurrent append could keep it)."""
+    import subprocess
+
+    inputs = []
+    for i in range(4):
+        a = ad.AnnData(sp.random(50, 20, density=0.3, format="csr", dtype=np.float32,
+                                 random_state=i))
+        a.obs_names = [f"f{i}-c{j}" for j in range(50)]
+        a.var_names = [f"g{j}" for j in range(20)]
+        inputs.append(tmp_path / f"in{i}.h5ad")
+        a.write_h5ad(inputs[-1])
+    out = tmp_path / "c.zarr"
+    DatasetCollection(out).add_adatas([inputs[0]], load_adata=ad.read_h5ad, progress=False)
+    code = ("import sys, anndata as ad; from annbatch_rs import DatasetCollection; "
+            "DatasetCollection(sys.argv[1]).add_adatas([sys.argv[2]], "
+            "load_adata=ad.read_h5ad, progress=False)")
+    appends = [subprocess.Popen([sys.executable, "-c", code, str(out), str(p)],
+                                stderr=subprocess.PIPE, text=True) for p in inputs[1:]]
+    for process in appends:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    obs = DatasetCollection(out).obs()
+    assert len(obs) == 200
+    assert set(obs["src_path"].astype(str)) == {str(p) for p in inputs}
+
+
 def _with_var(tmp_path, name, genes, symbols):
     a = ad.AnnData(X=sp.random(30, len(genes), density=0.3, format="csr", dtype=np.float32,
                                random_state=0),
