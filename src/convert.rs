@@ -275,6 +275,19 @@ pub fn add_adatas<P: AsRef<Path>>(
     if let Some(url) = url_of(output) {
         return to_object_store::add_adatas(url, inputs, options);
     }
+    // Through a symlink the collection is where the link points: locked and published there,
+    // so writers through either name take turns and the link stays a link.
+    let resolved;
+    let output = match std::fs::symlink_metadata(output) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            resolved = std::fs::canonicalize(output).map_err(|source| Error::Io {
+                path: output.to_path_buf(),
+                source,
+            })?;
+            resolved.as_path()
+        }
+        _ => output,
+    };
     // Held until this function returns: what is read below is what the last writer published.
     let _lock = lock::WriteLock::acquire(output, options.quiet)?;
     let existing = inspect_output(output)?;

@@ -158,6 +158,37 @@ fn src_paths_name_the_inputs_and_must_be_one_each() {
 }
 
 #[test]
+fn appends_through_a_symlink_land_in_its_target_and_keep_the_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let real = dir.path().join("real.zarr");
+    let link = dir.path().join("link.zarr");
+    let (v3, v2) = (
+        data("pbmc68k_raw_csr.v3.zarr"),
+        data("pbmc68k_raw_csr.v2.zarr"),
+    );
+    add_adatas(&real, &[&v3], &options(1)).expect("convert");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    // Two appends at once, one through each name: both land.
+    std::thread::scope(|s| {
+        let through_link = s.spawn(|| add_adatas(&link, &[&v2], &options(2)));
+        let direct = s.spawn(|| add_adatas(&real, &[&v3], &options(3)));
+        through_link.join().expect("join").expect("append via link");
+        direct.join().expect("join").expect("append");
+    });
+    assert!(std::fs::symlink_metadata(&link)
+        .expect("link")
+        .file_type()
+        .is_symlink());
+    let c = DatasetCollection::open(&real).expect("open");
+    assert_eq!(c.n_obs(), 2100);
+    // A link to nothing is an error naming it, not a new collection in its place.
+    let dangling = dir.path().join("dangling.zarr");
+    std::os::unix::fs::symlink(dir.path().join("nothing.zarr"), &dangling).expect("symlink");
+    let err = add_adatas(&dangling, &[&v3], &options(4)).expect_err("dangling");
+    assert!(err.to_string().contains("dangling.zarr"), "{err}");
+}
+
+#[test]
 fn unshuffled_keeps_input_order_and_groupby_sorts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let v3 = data("pbmc68k_raw_csr.v3.zarr");
