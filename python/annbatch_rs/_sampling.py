@@ -30,8 +30,25 @@ def _ranges(requests: Any) -> np.ndarray:
     for s in requests:
         if not isinstance(s, slice) or s.step not in (None, 1):
             raise TypeError(f"LoadRequest.requests: slices with step 1 expected, got {s!r}")
-        pairs.append((s.start or 0, s.stop))
+        start = 0 if s.start is None else s.start
+        if not (_is_int(start) and _is_int(s.stop)):
+            # A float bound would be truncated to other rows than the sampler meant.
+            raise TypeError(f"LoadRequest.requests: integer slice bounds expected, got {s!r}")
+        pairs.append((start, s.stop))
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _positions(split: Any) -> np.ndarray:
+    """A split as int64 positions; floats (which would be truncated) and other kinds refused."""
+    a = np.asarray(split)
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"LoadRequest.splits: integer positions expected, got {a.dtype} "
+                        f"({a.ravel()[:3]!r}...)")
+    return a.astype(np.int64, copy=False).ravel()
 
 
 def encode(request: Any) -> Tuple[bytes, bytes, bytes]:
@@ -39,7 +56,7 @@ def encode(request: Any) -> Tuple[bytes, bytes, bytes]:
     if not isinstance(request, dict) or "requests" not in request or "splits" not in request:
         raise TypeError(
             f"a LoadRequest (dict with 'requests' and 'splits') expected, got {request!r}")
-    splits = [np.asarray(s, dtype=np.int64).ravel() for s in request["splits"]]
+    splits = [_positions(s) for s in request["splits"]]
     sizes = np.fromiter((s.size for s in splits), dtype=np.int64, count=len(splits))
     rows = np.concatenate(splits) if splits else np.empty(0, dtype=np.int64)
     little = np.dtype("<i8")
@@ -56,9 +73,18 @@ class PythonRequests:
 
     def validate(self, n_obs: int) -> None:
         self.sampler.validate(n_obs)
+        self.n_batches(n_obs)  # a bad count fails here, where errors reach the caller
 
     def n_batches(self, n_obs: int) -> int:
-        return int(self.sampler.n_batches(n_obs))
+        n = self.sampler.n_batches(n_obs)
+        # len(loader) and the epoch's end rest on it: a wrong type or size is refused, not cast.
+        if not _is_int(n):
+            raise TypeError(f"{type(self.sampler).__name__}.n_batches returned {n!r}: an "
+                            "integer is expected")
+        if not 0 <= n <= 2**53:
+            raise ValueError(f"{type(self.sampler).__name__}.n_batches returned {n}: expected "
+                             "0 <= n_batches <= 2**53")
+        return int(n)
 
     def encoded(self, n_obs: int) -> Iterator[Tuple[bytes, bytes, bytes]]:
         return (encode(request) for request in self.sampler.sample(n_obs))

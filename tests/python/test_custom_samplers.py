@@ -201,3 +201,35 @@ def test_a_custom_load_adata_is_run_not_ignored():
     loader = Loader(batch_size=64).use_collection(COLLECTION, load_adata=load_x_only)
     assert called == ["dataset_0", "dataset_1", "dataset_2"]
     assert next(iter(loader))["obs"] is None  # the function kept no obs columns
+
+
+@pytest.mark.parametrize("request_, error", [
+    ({"requests": [slice(0.5, 32.7)], "splits": [np.arange(5)]}, "integer slice bounds"),
+    ({"requests": [slice(0, 10)], "splits": [np.arange(5) + 0.5]}, "integer positions"),
+    ({"requests": [slice(0, 10)], "splits": [np.array([0.0, 1.0, 2.0])]}, "integer positions"),
+])
+def test_float_bounds_and_splits_are_refused_not_truncated(request_, error):
+    class Floats(EveryOther):
+        def n_batches(self, n_obs):
+            return 1
+
+        def _sample(self, n_obs):
+            yield dict(request_)
+
+    with pytest.raises(TypeError, match=error):
+        rows(Floats())
+
+
+@pytest.mark.parametrize("n, error", [(-1, ValueError), (10**30, ValueError),
+                                      ("3", TypeError), (None, TypeError), (3.0, TypeError),
+                                      (True, TypeError)])
+def test_n_batches_of_a_wrong_type_or_size_is_refused(n, error):
+    class Odd(EveryOther):
+        def n_batches(self, n_obs):
+            return n
+
+    loader = Loader(batch_sampler=Odd(), return_index=True).use_collection(COLLECTION)
+    with pytest.raises(error, match="n_batches"):
+        len(loader)
+    with pytest.raises(error, match="n_batches"):
+        list(loader)
