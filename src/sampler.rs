@@ -187,7 +187,13 @@ pub(crate) fn check_fetch_shape(
     positive("batch_size", batch_size as u64)?;
     positive("chunk_size", chunk_size)?;
     positive("preload_nchunks", preload_nchunks as u64)?;
-    let fetch = chunk_size.saturating_mul(preload_nchunks as u64);
+    let Some(fetch) = chunk_size.checked_mul(preload_nchunks as u64) else {
+        return Err(Error::parameter(
+            "preload_nchunks",
+            preload_nchunks,
+            format!("chunk_size * preload_nchunks overflows (chunk_size = {chunk_size})"),
+        ));
+    };
     let batch = batch_size as u64;
     if batch > fetch {
         return Err(Error::parameter(

@@ -209,7 +209,7 @@ fn bad_arguments_and_handles_are_defined_errors() {
                 ..options()
             },
             AnnbatchLoaderOptions {
-                chunk_size: 100_000,
+                preload_nchunks: 0,
                 ..options()
             },
             AnnbatchLoaderOptions {

@@ -148,8 +148,10 @@ fn rows_drawn_twice_in_a_fetch_are_gathered() {
 #[test]
 fn a_corrupt_chunk_is_an_error_from_the_tensor_path() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let c = small_collection(dir.path());
-    common::corrupt(&c.path().join("dataset_2/X/indices/c/1"));
+    let path = small_collection(dir.path()).path().to_path_buf();
+    common::corrupt(&path.join("dataset_2/X/indices/c/1"));
+    // Opened after the damage: damaged after opening, the file would be "changed".
+    let c = std::sync::Arc::new(annbatch::DatasetCollection::open(&path).expect("reopen"));
     let loader = Loader::builder_for(c)
         .batch_size(50)
         .chunk_size(50)

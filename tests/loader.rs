@@ -391,8 +391,10 @@ fn worker_errors_and_panics_surface_as_errors() {
 #[test]
 fn a_corrupt_chunk_mid_epoch_is_an_error_not_a_hang() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let c = fixture(dir.path());
-    common::corrupt(&c.path().join("dataset_2/X/data/c/1"));
+    let path = fixture(dir.path()).path().to_path_buf();
+    common::corrupt(&path.join("dataset_2/X/data/c/1"));
+    // Opened after the damage: damaged after opening, the file would be "changed".
+    let c = std::sync::Arc::new(DatasetCollection::open(&path).expect("reopen"));
     let loader = Loader::builder_for(c)
         .batch_size(50)
         .chunk_size(50)

@@ -10,10 +10,12 @@
 //! - a missing chunk file is an error where the caller says the chunks must all be there
 //!   ([`FileStore::strict`]), and a file that cannot be opened for another reason (a symlink
 //!   loop, a permission) is always an error, never "absent";
-//! - a file is remembered as it was when first read (device, inode, length, mtime): if it is
-//!   later found replaced or rewritten, or the root directory itself was swapped (an append
-//!   publishes a new collection by renaming), the read fails with
-//!   [`Error::CollectionChanged`](crate::Error::CollectionChanged) instead of mixing versions.
+//! - every file under the root is remembered as it is when the store is opened (device, inode,
+//!   length, mtime; up to [`SNAPSHOT_FILES`] of them, a file past that when first read): if it
+//!   is later found replaced or rewritten — before its first read or after — or the root
+//!   directory itself was swapped (an append publishes a new collection by renaming), the read
+//!   fails with [`Error::CollectionChanged`](crate::Error::CollectionChanged) instead of
+//!   mixing versions.
 //!
 //! Faults are also kept, typed, in the store ([`FileStore::fault`]), so that the error zarrs
 //! returns (a string by then) can be reported as the crate's own error variant.
@@ -88,12 +90,52 @@ impl FileId {
     }
 }
 
+/// Files a store remembers when it is opened (a directory walk: one `stat` per file).
+/// A collection of 1 GB shards holds a few thousand per TB; past the bound a file is
+/// remembered when first read.
+const SNAPSHOT_FILES: usize = 200_000;
+
 /// Files held open by all stores of the process together; past it, a file is opened per
 /// read as before (well under the usual limit of 1024 descriptors a process).
 const MAX_OPEN_FILES: usize = 256;
 
 /// Files held open now, all stores together.
 static OPEN_FILES: AtomicUsize = AtomicUsize::new(0);
+
+/// Every regular file under `root` (keys as zarr names them, `/`-separated and relative), as
+/// it is now; at most [`SNAPSHOT_FILES`]. Symlinks, names that are not UTF-8 and entries that
+/// cannot be read are left out: they are looked at when first read, as before.
+fn snapshot(root: &Path) -> HashMap<String, FileId> {
+    let mut files = HashMap::new();
+    let mut dirs = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let (Ok(meta), Some(name)) = (
+                entry.metadata(),
+                entry.file_name().to_str().map(String::from),
+            ) else {
+                continue;
+            };
+            let key = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if meta.is_dir() {
+                dirs.push((entry.path(), key));
+            } else if meta.is_file() {
+                if files.len() >= SNAPSHOT_FILES {
+                    return files;
+                }
+                files.insert(key, FileId::of(&meta));
+            }
+        }
+    }
+    files
+}
 
 /// The current read request (see [`new_read_request`]).
 static REQUEST: AtomicU64 = AtomicU64::new(1);
@@ -158,7 +200,7 @@ impl FileStore {
             shared: Arc::new(Shared {
                 root: root.to_path_buf(),
                 root_id: FileId::of(&meta),
-                seen: Mutex::new(HashMap::new()),
+                seen: Mutex::new(snapshot(root)),
                 open: Mutex::new(HashMap::new()),
                 fault: Mutex::new(None),
                 ahead: Arc::default(),
@@ -811,6 +853,29 @@ mod tests {
         let mut buf = [0u8; 4];
         assert!(store.read_exact_into(&key, 0, &mut buf).is_err());
         assert!(matches!(store.fault(), Some(StoreFault::Changed { .. })));
+    }
+
+    #[test]
+    fn a_file_rewritten_before_its_first_read_is_found_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("a/b")).expect("dirs");
+        std::fs::write(dir.path().join("a/b/shard"), [1u8; 16]).expect("write");
+        std::fs::write(dir.path().join("other"), [2u8; 16]).expect("write");
+        let store = FileStore::open(dir.path()).expect("open");
+        // In place, same length (what rsync --inplace or a writer's second pass does), after
+        // the store was opened and before anything read it.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("a/b/shard"), [3u8; 16]).expect("rewrite");
+        new_read_request();
+        let mut buf = [0u8; 16];
+        let untouched = StoreKey::new("other").expect("key");
+        store
+            .read_exact_into(&untouched, 0, &mut buf)
+            .expect("unchanged file");
+        let key = StoreKey::new("a/b/shard").expect("key");
+        assert!(store.read_exact_into(&key, 0, &mut buf).is_err());
+        assert!(matches!(store.fault(), Some(StoreFault::Changed { .. })));
+        assert_ne!(buf, [3u8; 16], "no byte of the new version was handed out");
     }
 
     #[test]
