@@ -48,6 +48,9 @@ class Source:
     obs: Any = None  # pandas.DataFrame, LazyObs or None
     labels: Optional[np.ndarray] = None  # ZarrSparseDataset's obs_key values
     var: Any = None  # the var DataFrame given with the data, if any
+    # The trailing dimensions of a dense X of more than 2 (annbatch's test_3d): the native side
+    # reads rows of their product of values, batches are reshaped to them.
+    tail: Optional[Tuple[int, ...]] = None
 
 
 def _pandas() -> Any:
@@ -121,8 +124,10 @@ def in_memory(x: Any, *, obs: Any = None, var_names: Optional[Sequence[str]] = N
             format="csr", shape=tuple(int(s) for s in x.shape), data=_array(x.data, values=True),
             indices=_array(x.indices), indptr=_array(x.indptr))
     elif isinstance(x, np.ndarray):
-        if x.ndim != 2:
-            raise ValueError(f"a dense X must be 2-dimensional, got shape {x.shape}")
+        if x.ndim < 2:
+            raise ValueError(f"a dense X must have at least 2 dimensions, got shape {x.shape}")
+        if x.ndim > 2:  # rows of the trailing dimensions' product; var does not name them
+            x, var_names = np.ascontiguousarray(x).reshape(x.shape[0], -1), None
         native = dict(format="dense", shape=tuple(int(s) for s in x.shape),
                       data=_array(x, values=True))
     elif _is_scipy_sparse(x):
@@ -169,8 +174,10 @@ def _backed(element: Tuple[str, str], shape: Sequence[int], obs: Any, var: Any,
     parent, _, name = path.rpartition("/")
     if name == "X" and var is not None and obs is not None:
         return os.path.join(root, parent)
+    # A dense X of more than 2 dimensions: var does not name its columns.
+    named = var is not None and len(shape) == 2
     return dict(format="zarr", store=root, x=path, shape=tuple(int(n) for n in shape),
-                var_names=None if var is None else [str(v) for v in var.index],
+                var_names=[str(v) for v in var.index] if named else None,
                 obs_names=None if obs is None else [str(v) for v in obs.index],
                 obs={} if obs is None else _obs_columns(obs, obs_keys))
 
@@ -195,9 +202,9 @@ def source_of(adata: Any, obs_keys: Optional[Sequence[str]] = None) -> Source:
     element = _element_of(x)
     if element is not None:
         return Source(_backed(element, x.shape, frame, adata.var, obs_keys), obs=obs,
-                      var=adata.var)
+                      var=adata.var, tail=_tail(x))
     return Source(in_memory(x, obs=frame, var_names=adata.var_names, obs_keys=obs_keys),
-                  obs=obs, var=adata.var)
+                  obs=obs, var=adata.var, tail=_tail(x))
 
 
 def dataset_source(dataset: Any, obs: Any = None, var: Any = None,
@@ -211,8 +218,15 @@ def dataset_source(dataset: Any, obs: Any = None, var: Any = None,
     element = _element_of(dataset)
     frame = obs if obs is not None and len(obs.columns) else None
     if element is not None:
-        return Source(_backed(element, dataset.shape, obs, var, obs_keys), obs=frame, var=var)
+        return Source(_backed(element, dataset.shape, obs, var, obs_keys), obs=frame, var=var,
+                      tail=_tail(dataset))
     return Source(
         in_memory(dataset, obs=obs, var_names=None if var is None else var.index,
                   obs_keys=obs_keys),
-        obs=frame, var=var)
+        obs=frame, var=var, tail=_tail(dataset))
+
+
+def _tail(x: Any) -> Optional[Tuple[int, ...]]:
+    """The dimensions of a row of a dense X of more than 2 dimensions (None otherwise)."""
+    shape = tuple(int(n) for n in getattr(x, "shape", ()))
+    return shape[1:] if len(shape) > 2 else None

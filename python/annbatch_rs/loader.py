@@ -220,6 +220,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         self._delivered = 0
         self._started = False  # whether a pass of `_epoch` has begun
         self._open_iters = 0  # passes begun and not finished or closed
+        self._x_tail: Optional[tuple] = None  # a dense X's dimensions past the second
         # An elastic epoch resumed from a state saved on any world size: (epoch, remaining).
         self._resume: Optional[tuple] = None
 
@@ -340,6 +341,10 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         if any(with_obs) and not all(with_obs):
             raise ValueError(
                 "datasets with obs columns and datasets without cannot be mixed in one loader")
+        tails = {s.tail for s in every}
+        if len(tails) > 1:
+            raise ValueError("datasets whose X rows have different shapes: "
+                             f"{sorted(map(str, tails))}")
         collection = _native.Collection([s.native for s in every])  # checks var and X now
         self._check(every, collection)
         # annbatch's warning when datasets of another X dtype join (once: when the mix
@@ -354,6 +359,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
                 "whatever the stored dtype", UserWarning, stacklevel=3)
         self._after_fork()
         self._sources, self._frame, self._collection = every, None, collection
+        self._x_tail = next(iter(tails))
         self._var = None
         self._natives.clear()
         return self
@@ -619,7 +625,10 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
                 obs = pd.DataFrame(columns)
         elif self._yields_frames():
             obs = self._rows(index)
-        out = {"X": self._output(raw["X"]), "obs": obs, "var": self.var,
+        x = self._output(raw["X"])
+        if self._x_tail is not None:  # a dense X of more dimensions: rows get them back
+            x = x.reshape((x.shape[0], *self._x_tail))
+        out = {"X": x, "obs": obs, "var": self.var,
                "index": index if self._params["return_index"] else None}
         # Only when asked for: annbatch 0.3.1's batches have exactly the four keys above.
         for group, keys in (("layers", "layer_keys"), ("obsm", "obsm_keys")):

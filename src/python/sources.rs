@@ -77,7 +77,21 @@ fn from_dict(dict: &Bound<'_, PyDict>) -> PyResult<AnnDataStore> {
             .ok_or_else(|| PyValueError::new_err(format!("in-memory AnnData without {key:?}")))
     };
     let format: String = get("format")?.extract()?;
-    let (n_obs, n_var): (u64, u64) = get("shape")?.extract()?;
+    // `(n_obs, n_var)`, or more dimensions for a dense zarr X (its rows hold their product).
+    let shape: Vec<u64> = get("shape")?.extract()?;
+    let (n_obs, n_var) = match (format.as_str(), shape.as_slice()) {
+        (_, [n_obs, n_var]) | ("zarr", [n_obs, n_var, ..]) => (*n_obs, *n_var),
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "shape {shape:?}: expected (n_obs, n_var){}",
+                if format == "zarr" {
+                    ", or more dimensions for a dense X"
+                } else {
+                    ""
+                }
+            )))
+        }
+    };
     let x = match format.as_str() {
         "csr" => {
             let indptr = vec_of::<i64>(&get("indptr")?, "indptr", Kinds::Integer)?;
@@ -121,12 +135,14 @@ fn from_dict(dict: &Bound<'_, PyDict>) -> PyResult<AnnDataStore> {
                 .py()
                 .detach(|| XElement::open_at(&root, &element))
                 .map_err(to_py)?;
-            if x.n_obs() != n_obs || x.n_var() != n_var {
+            let found = match &x {
+                XElement::Dense(d) => d.shape().to_vec(),
+                _ => vec![x.n_obs(), x.n_var()],
+            };
+            if found != shape {
                 return Err(PyValueError::new_err(format!(
-                    "{}/{element} has shape ({}, {}), the AnnData ({n_obs}, {n_var})",
+                    "{}/{element} has shape {found:?}, the AnnData {shape:?}",
                     root.display(),
-                    x.n_obs(),
-                    x.n_var()
                 )));
             }
             return with_columns(dict, x);

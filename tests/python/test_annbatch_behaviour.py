@@ -144,3 +144,33 @@ def test_add_adatas_shows_progress_off_a_terminal_and_logs(tmp_path, data_dir, c
     caplog.clear()
     DatasetCollection(tmp_path / "b.zarr").add_adatas([src], progress=False)
     assert "add_adatas" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("on_disk", [True, False])
+@pytest.mark.parametrize("to", [None, "torch"])
+def test_a_dense_x_of_more_dimensions_is_yielded_in_its_shape(tmp_path, on_disk, to):
+    """annbatch's test_3d: an N-d dense X (here an obsm entry given as the dataset) streams
+    with its rows' shape; var (of other length) does not name its columns."""
+    if to == "torch":
+        pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    cube = rng.random((60, 2, 4, 3)).astype(np.float32)
+    var = pd.DataFrame(index=[f"g{i}" for i in range(10)])
+    if on_disk:
+        group = zarr.open_group(tmp_path / "cube.zarr", mode="w")
+        group.create_array("cube", data=cube, chunks=(16, 2, 4, 3))
+        dataset = zarr.open_group(tmp_path / "cube.zarr", mode="r")["cube"]
+    else:
+        dataset = cube
+    loader = Loader(chunk_size=10, preload_nchunks=4, batch_size=20, shuffle=True,
+                    return_index=True, to=to)
+    loader.add_datasets([dataset, dataset], var=[var, var])
+    rows, index = [], []
+    for batch in loader:
+        x = batch["X"]
+        x = x.numpy() if to == "torch" else np.asarray(x)
+        assert x.shape[1:] == (2, 4, 3)
+        rows.append(x)
+        index.append(np.asarray(batch["index"]))
+    got = np.concatenate(rows)[np.argsort(np.concatenate(index))]
+    np.testing.assert_array_equal(got, np.concatenate([cube, cube]))
