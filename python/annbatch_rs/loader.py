@@ -403,7 +403,11 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
 
     # -- epochs and state ---------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        """The epoch the next iteration streams (it seeds the shuffle)."""
+        """The epoch the next iteration streams (it seeds the shuffle). The epoch a loaded
+        state (`load_state_dict`) stands in, not yet begun, keeps its position: PyTorch
+        Lightning sets the epoch after restoring a mid-epoch checkpoint."""
+        if int(epoch) == self._epoch and not self._started and self._delivered == 0:
+            return
         self._epoch, self._skip, self._delivered, self._started = int(epoch), 0, 0, False
 
     def state_dict(self) -> Dict[str, Any]:
@@ -656,6 +660,13 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
             return _frameworks.cupy_array(matrix, self._device)
         return _frameworks.scipy_or_numpy(matrix)
 
+    @property
+    def sampler(self) -> "_EpochSetter":
+        """What PyTorch Lightning calls ``set_epoch`` on as each epoch starts (it looks for a
+        loader's ``sampler``): this loader's `set_epoch`. So a fit resumed from a checkpoint
+        taken at an epoch's end streams the next epoch's order, not epoch 0's again."""
+        return _EpochSetter(self)
+
     # -- annbatch's attributes ------------------------------------------------------------
     @property
     def batch_sampler(self) -> Any:
@@ -727,6 +738,16 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
     def __repr__(self) -> str:
         paths = [s.native if isinstance(s.native, str) else "<in memory>" for s in self._sources]
         return f"Loader({paths!r}, {self._params})"
+
+
+class _EpochSetter:
+    """`Loader.sampler`: forwards ``set_epoch`` to its loader."""
+
+    def __init__(self, loader: "Loader"):
+        self._loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        self._loader.set_epoch(epoch)
 
 
 def _x_dtypes(sources: List[Source], collection: Any) -> List[str]:

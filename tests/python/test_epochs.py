@@ -79,3 +79,46 @@ def test_lightning_fit_sees_three_different_orders():
     orders = [[i for e, idx in seen if e == epoch for i in idx] for epoch in range(3)]
     assert all(sorted(o) == list(range(700)) for o in orders)
     assert len({tuple(o) for o in orders}) == 3, "every epoch in a new order"
+
+
+def _fit(ds, **trainer_args) -> list:
+    """The index batches a Lightning fit over ``ds`` (given as the iterable itself) sees."""
+    lightning = pytest.importorskip("lightning")
+    ckpt_path = trainer_args.pop("ckpt_path", None)
+    seen = []
+
+    class Model(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(765, 2)
+
+        def training_step(self, batch, _):
+            seen.append(batch["index"].tolist())
+            return self.layer(batch["X"].to_dense()).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    trainer = lightning.Trainer(logger=False, enable_progress_bar=False,
+                                enable_model_summary=False, accelerator="cpu", devices=1,
+                                **trainer_args)
+    trainer.fit(Model(), train_dataloaders=ds, ckpt_path=ckpt_path)
+    return seen
+
+
+@pytest.mark.parametrize("stop", ["epoch_end", "mid_epoch"])
+def test_a_lightning_checkpoint_resumes_where_the_fit_was(tmp_path, stop):
+    """Stopped at an epoch's end (Lightning sets the epoch through ``loader.sampler``) or in
+    the middle of one (it restores ``state_dict``), the resumed fit sees exactly the batches
+    an uninterrupted one does."""
+    lightning = pytest.importorskip("lightning")
+    settings = dict(batch_size=100, chunk_size=50, preload_nchunks=2)  # 7 batches an epoch
+    full = _fit(loader(**settings), max_epochs=3, enable_checkpointing=False)
+    checkpoint = lightning.pytorch.callbacks.ModelCheckpoint(
+        dirpath=tmp_path, save_last=True, every_n_train_steps=1)
+    limit = dict(max_epochs=2) if stop == "epoch_end" else dict(max_steps=10)
+    first = _fit(loader(**settings), callbacks=[checkpoint], **limit)
+    rest = _fit(loader(**settings), max_epochs=3, enable_checkpointing=False,
+                ckpt_path=str(tmp_path / "last.ckpt"))
+    assert len(first) == (14 if stop == "epoch_end" else 10)
+    assert first + rest == full
