@@ -280,9 +280,10 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
             raise ValueError("DatasetCollection is empty")
         if load_adata is None or getattr(load_adata, "__name__", "") == "load_all_aligned":
             sources = [Source(ours.path, obs=LazyObs(ours.path))]
-            first = (os.path.join(ours.path, ours._dataset_keys[0])
-                     if not ours.is_empty else ours.path)
-            self._warn_unyielded(_aligned_on_disk(first))
+            if os.path.isdir(ours.path):  # in object storage: no listing round trips here
+                keys = ours._dataset_keys
+                self._warn_unyielded(_aligned_on_disk(
+                    os.path.join(ours.path, keys[0]) if keys else ours.path))
         else:
             groups = list(ours if not ours.is_empty else [_root(ours)])
             adatas = [load_adata(g) for g in groups]
