@@ -428,7 +428,7 @@ fn impossible_parameters_are_rejected_at_build() {
         b().preload_nchunks(0),
         b().batch_size(48),
         b().batch_size(128),
-        b().chunk_size(5000).preload_nchunks(1).batch_size(5000),
+        b().chunk_size(u64::MAX).preload_nchunks(2),
         b().num_threads(0),
         b().prefetch(0),
     ] {
