@@ -477,8 +477,9 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
             Ok(match dtype {
                 Dtype::String => Column::String(store.read_strings(&path)?),
                 Dtype::Bool => Column::Bool(store.read_bool(&path)?),
-                // Read as f64 and narrowed: exact, the values were float32.
-                Dtype::F32 => Column::Float32(
+                // Read as f64 and narrowed: exact, the values were float32 (or float16, kept
+                // as float32: the loader hands out float32).
+                Dtype::F32 | Dtype::F16 => Column::Float32(
                     store
                         .read_f64(&path)?
                         .into_iter()
@@ -486,15 +487,6 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
                         .collect(),
                 ),
                 Dtype::F64 => Column::Float(store.read_f64(&path)?),
-                // float16 widened to float32: exact (pandas keeps float16 rarely; the loader
-                // hands out float32).
-                Dtype::F16 => Column::Float32(
-                    store
-                        .read_f64(&path)?
-                        .into_iter()
-                        .map(|x| x as f32)
-                        .collect(),
-                ),
                 _ => Column::Int(store.read_i64(&path)?),
             })
         }
