@@ -13,6 +13,7 @@
 
 mod aligned;
 mod dl_batch;
+pub(crate) mod fetch_plan;
 mod host;
 mod memory;
 mod obs;

@@ -131,6 +131,15 @@ impl<V: RowValue> XBatch<V> {
         }
     }
 
+    /// Bytes its arrays hold (values, and indices and row pointers when sparse).
+    pub fn bytes(&self) -> usize {
+        let value = std::mem::size_of::<V>();
+        match self {
+            Self::Csr(b) => b.data.len() * value + (b.indices.len() + b.indptr.len()) * 4,
+            Self::Dense(b) => b.data.len() * value,
+        }
+    }
+
     /// Whether the rows are sparse (CSR).
     pub fn is_sparse(&self) -> bool {
         matches!(self, Self::Csr(_))

@@ -259,6 +259,7 @@ fn from_error(e: &Error) -> AnnbatchStatus {
     let status = match e {
         Error::InvalidParameter { .. }
         | Error::BatchTooLarge { .. }
+        | Error::BatchOverBudget { .. }
         | Error::UnknownObsColumn { .. }
         | Error::UnsupportedObs { .. } => S::InvalidArgument,
         Error::Io { .. } | Error::Remote { .. } => S::IoError,

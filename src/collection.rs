@@ -391,8 +391,20 @@ impl DatasetCollection {
     /// [`Error::RowsOutOfRange`] for a range past `n_obs`, [`Error::CorruptChunk`] /
     /// [`Error::Zarr`] when a chunk cannot be read, [`Error::IndexOutOfBounds`] for a stored column
     /// index outside `0..n_var`, [`Error::BatchTooLarge`] past int32 CSR indices;
-    /// [`Error::ShapeMismatch`] for an `out` of the other kind.
+    /// [`Error::ShapeMismatch`] for an `out` of the other kind; [`Error::BatchOverBudget`] for
+    /// rows that together hold more than half of the memory bound.
     pub fn append_rows(&self, ranges: &[Range<u64>], out: &mut XBatch) -> Result<()> {
+        // What the rows hold is known before any is read (`indptr`, the row width): a read
+        // that cannot fit in memory is refused, not grown until the OOM killer.
+        let (mut rows, mut bytes) = (out.n_rows() as u64, out.bytes() as u128);
+        for range in ranges {
+            for (i, local) in self.split(range.clone())? {
+                let (r, b) = self.datasets[i].x().read_size::<f32>(&[local]);
+                rows += r;
+                bytes += b;
+            }
+        }
+        crate::store::budget::check_rows(rows, bytes, 2)?;
         let mut run: Vec<Range<u64>> = Vec::new();
         let mut run_dataset = None;
         for range in ranges {

@@ -280,6 +280,24 @@ pub enum Error {
         max: u64,
     },
 
+    /// One batch needs more memory than the loader may hold for it: the memory bound is
+    /// shared by every batch alive at once (waiting, being built, held by the consumer).
+    #[error(
+        "one batch of {rows} rows needs {bytes} bytes, more than the {limit} bytes a batch may \
+         take ({budget}); read fewer rows at once (batch_size, prefetch, chunk_size × \
+         preload_nchunks) or raise ANNBATCH_MEMORY_LIMIT"
+    )]
+    BatchOverBudget {
+        /// Rows of the batch.
+        rows: usize,
+        /// The bytes its arrays (and bookkeeping) take.
+        bytes: u64,
+        /// The bytes one batch may take.
+        limit: u64,
+        /// Where that limit comes from.
+        budget: String,
+    },
+
     /// A prefetch worker panicked; the message is the panic's.
     #[error("a prefetch worker panicked: {message}")]
     WorkerPanic {

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 pub use options::{defaults, ClassSampling, LoaderOptions, MAX_THREADS};
 
+use crate::assemble::fetch_plan::{self, FetchBudget, RowCost};
 use crate::assemble::{
     fetch_batches, AlignedGroup, AlignedMatrix, Extras, HostMemory, PooledMemory,
 };
@@ -148,6 +149,12 @@ impl LoaderBuilder {
     /// fresh page faults), and frees it with the loader.
     pub fn prefetch(mut self, v: usize) -> Self {
         self.options.prefetch = Some(v);
+        self
+    }
+    /// Bytes the loader's batches may take at once (see [`LoaderOptions::batch_memory`]).
+    /// Default: half of `ANNBATCH_MEMORY_LIMIT`, the cgroup's limit or the physical memory.
+    pub fn batch_memory(mut self, bytes: u64) -> Self {
+        self.options.batch_memory = Some(bytes);
         self
     }
     /// Read the collection with `O_DIRECT`, past the page cache, when the builder opens it
@@ -270,6 +277,26 @@ impl LoaderBuilder {
         } else {
             crate::pipeline::BUILDS_IN_FLIGHT * per_request
         };
+        let extras = Arc::new(Extras {
+            aligned,
+            obs,
+            return_index: options.return_index,
+        });
+        // The memory bound: each batch and build group takes at most one share. A batch of
+        // the mean row that cannot fit is refused now, not at the first batch (a custom
+        // sampler's rows may be other than the mean: its batches are checked as they come).
+        let building = crate::pipeline::BUILDS_IN_FLIGHT + 1;
+        let budget = match options.batch_memory {
+            Some(bytes) => FetchBudget::of(bytes, "batch_memory", capacity, building),
+            None => FetchBudget::new(capacity, building),
+        };
+        if !custom {
+            let mean = RowCost::new(&collection, &extras).mean(&collection);
+            let batch = sampler
+                .batch_size()
+                .min(usize::try_from(collection.n_obs()).unwrap_or(usize::MAX));
+            budget.check_batch(batch, mean.saturating_mul(batch as u64))?;
+        }
         let prewarmed = prewarm_size(&collection, sampler.batch_size(), prewarm_count);
         #[cfg(feature = "tch")]
         let placement = {
@@ -296,11 +323,8 @@ impl LoaderBuilder {
             collection,
             sampler,
             elastic,
-            extras: Arc::new(Extras {
-                aligned,
-                obs,
-                return_index: options.return_index,
-            }),
+            extras,
+            budget,
             pool: Arc::new(pool),
             capacity,
             stats: Arc::default(),
@@ -353,6 +377,8 @@ pub struct Loader {
     /// The chunk plan, when sampling is elastic ([`LoaderBuilder::elastic`]).
     elastic: Option<crate::sampler::ChunkPlan>,
     extras: Arc<Extras>,
+    /// What one batch and one build group may take (the memory bound).
+    budget: FetchBudget,
     pool: Arc<rayon::ThreadPool>,
     capacity: usize,
     stats: Arc<Counters>,
@@ -427,7 +453,18 @@ impl Loader {
             capacity: self.capacity,
             stats: self.stats.clone(),
             read_ahead: self.read_ahead(),
+            plan: Some(self.plan()),
         }
+    }
+
+    /// Cuts each request to the memory bound (see [`crate::assemble::fetch_plan`]).
+    fn plan(&self) -> crate::pipeline::PlanFn {
+        let (collection, extras) = (self.collection.clone(), self.extras.clone());
+        let budget = self.budget.clone();
+        Arc::new(move |request, first| {
+            let cost = RowCost::new(&collection, &extras);
+            fetch_plan::plan(&collection, &cost, &budget, request, first)
+        })
     }
 
     /// Where an elastic epoch stands once every rank (in lockstep, as under DDP) has delivered

@@ -25,6 +25,6 @@ mod epoch;
 mod stats;
 
 pub use batches::{Batches, LoaderState};
-pub(crate) use epoch::{run, Built, Epoch, ReadAheadFn, BUILDS_IN_FLIGHT};
+pub(crate) use epoch::{run, Built, Epoch, PlanFn, ReadAheadFn, BUILDS_IN_FLIGHT};
 pub(crate) use stats::Counters;
 pub use stats::LoaderStats;

@@ -251,6 +251,7 @@ impl PyLoader {
         out.set_item("assemble_seconds", s.assemble_seconds)?;
         out.set_item("consumer_seconds", s.consumer_seconds)?;
         out.set_item("starved_seconds", s.starved_seconds)?;
+        out.set_item("split_fetches", s.split_fetches)?;
         Ok(out.unbind())
     }
 

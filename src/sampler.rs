@@ -71,7 +71,53 @@ pub struct LoadRequest {
 impl LoadRequest {
     /// Number of fetched rows.
     pub fn n_rows(&self) -> u64 {
-        self.requests.iter().map(|r| r.end - r.start).sum()
+        self.requests
+            .iter()
+            .fold(0u64, |n, r| n.saturating_add(r.end.saturating_sub(r.start)))
+    }
+
+    /// The same batches, reading only the rows the splits use: a sampler may list far more
+    /// rows than its batches take (a custom one listing 10⁸ rows for 32), and what a fetch
+    /// holds per row must follow its batches, not its ranges. Rows keep their request order;
+    /// a request whose splits use every row comes back unchanged. Expects a validated request.
+    pub(crate) fn compacted(self) -> LoadRequest {
+        let mut used: Vec<usize> = self.splits.iter().flatten().copied().collect();
+        used.sort_unstable();
+        used.dedup();
+        if used.len() as u64 == self.n_rows() {
+            return self;
+        }
+        // The global row of each used position, walking the ranges once.
+        let mut requests: Vec<Range<u64>> = Vec::new();
+        let mut ranges = self.requests.iter();
+        let (mut range, mut start) = (ranges.next(), 0usize);
+        for &p in &used {
+            while let Some(r) = range {
+                let len = (r.end - r.start) as usize;
+                if p < start + len {
+                    break;
+                }
+                start += len;
+                range = ranges.next();
+            }
+            let Some(r) = range else { break };
+            let row = r.start + (p - start) as u64;
+            match requests.last_mut() {
+                Some(last) if last.end == row => last.end += 1,
+                _ => requests.push(row..row + 1),
+            }
+        }
+        let splits = self
+            .splits
+            .iter()
+            .map(|split| {
+                split
+                    .iter()
+                    .map(|p| used.binary_search(p).unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        LoadRequest { requests, splits }
     }
 
     /// Checks that every split index points at a fetched row.
@@ -213,4 +259,59 @@ pub(crate) fn check_fetch_shape(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The global rows of every batch of `request`.
+    fn batch_rows(request: &LoadRequest) -> Vec<Vec<u64>> {
+        let rows: Vec<u64> = request.requests.iter().cloned().flatten().collect();
+        request
+            .splits
+            .iter()
+            .map(|s| s.iter().map(|&p| rows[p]).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_compacted_request_holds_only_the_rows_its_batches_use() {
+        // 10⁸ rows listed, 32 used (some twice, out of order, across ranges).
+        let request = LoadRequest {
+            requests: vec![0..100_000_000, 200_000_000..200_000_010],
+            splits: vec![
+                (0..16).map(|i| i * 1_000_000).collect(),
+                vec![99_999_999, 100_000_009, 100_000_000, 5, 5, 0],
+            ],
+        };
+        let want: Vec<Vec<u64>> = vec![
+            (0..16).map(|i| i * 1_000_000).collect(),
+            vec![99_999_999, 200_000_009, 200_000_000, 5, 5, 0],
+        ];
+        let compact = request.clone().compacted();
+        assert_eq!(compact.n_rows(), 20);
+        assert_eq!(batch_rows(&compact), want);
+        assert!(compact.validate(300_000_000).is_ok());
+        // Consecutive used rows share a range.
+        assert_eq!(compact.requests[0], 0..1);
+        assert!(compact.requests.contains(&(99_999_999..100_000_000)));
+    }
+
+    #[test]
+    fn a_request_using_every_row_is_left_as_it_is() {
+        let request = LoadRequest {
+            requests: vec![8..12, 0..4],
+            splits: vec![vec![7, 0, 3], vec![1, 2, 4, 5, 6]],
+        };
+        assert_eq!(request.clone().compacted(), request);
+        assert_eq!(
+            LoadRequest {
+                requests: vec![u64::MAX - 1..u64::MAX, 0..u64::MAX],
+                splits: vec![]
+            }
+            .n_rows(),
+            u64::MAX
+        );
+    }
 }

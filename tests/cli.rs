@@ -206,3 +206,29 @@ fn read_bench_runs_on_a_collection_under_a_non_utf8_path() {
     );
     assert!(stdout.contains("not UTF-8"), "{stdout}");
 }
+
+#[test]
+fn read_bench_refuses_a_fetch_over_the_memory_limit() {
+    // 700 rows of ~250 values: one fetch of 64 chunks of 64 rows reads all ~1.4 MB at once.
+    let out = Command::new(env!("CARGO_BIN_EXE_annbatch"))
+        .env("ANNBATCH_MEMORY_LIMIT", "1000000")
+        .args([
+            "read-bench",
+            &data("annbatch_collection.zarr"),
+            "--chunk-size",
+            "64",
+            "--preload-nchunks",
+            "64",
+            "--repeats",
+            "1",
+        ])
+        .output()
+        .expect("run annbatch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("one batch of 700 rows")
+            && stderr.contains("1/2 of ANNBATCH_MEMORY_LIMIT = 1000000 bytes"),
+        "{stderr}"
+    );
+}

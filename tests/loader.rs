@@ -448,6 +448,112 @@ fn impossible_parameters_are_rejected_at_build() {
         .is_err());
 }
 
+/// Rows and split positions chosen by the caller: one request per entry of `batches`, each
+/// listing `listed` rows from 0 and using the positions given.
+struct Listing {
+    listed: u64,
+    batches: Vec<Vec<usize>>,
+}
+
+impl Sampler for Listing {
+    fn batch_size(&self) -> usize {
+        self.batches.iter().map(Vec::len).max().unwrap_or(1)
+    }
+    fn validate(&self, _n_obs: u64) -> annbatch::Result<()> {
+        Ok(())
+    }
+    fn n_batches(&self, _n_obs: u64) -> u64 {
+        self.batches.len() as u64
+    }
+    fn requests(&self, _n_obs: u64, _epoch: u64) -> annbatch::Result<Requests<'_>> {
+        Ok(Box::new(self.batches.iter().map(|split| {
+            Ok(LoadRequest {
+                requests: vec![0..self.listed],
+                splits: vec![split.clone()],
+            })
+        })))
+    }
+}
+
+#[test]
+fn a_fetch_over_its_memory_share_is_built_in_groups_with_the_same_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    // 12 chunks of 10 rows a fetch, 3 batches of 40 rows (~7 kB each).
+    let b = || {
+        Loader::builder_for(c.clone())
+            .batch_size(40)
+            .chunk_size(10)
+            .preload_nchunks(12)
+            .shuffle(true)
+            .return_index(true)
+            .obs_keys(["cell_type"])
+            .seed(9)
+    };
+    let whole = host_batches(&b().build().expect("loader"), 2);
+    // 8 shares (3 waiting, 3 building, 2 held) of 12 kB: one batch per group.
+    let loader = b().batch_memory(8 * 12_000).build().expect("loader");
+    let grouped = host_batches(&loader, 2);
+    assert_eq!(whole, grouped);
+    // Every full fetch (3 batches) was split; the last (40 rows, one batch) was not.
+    assert_eq!(loader.stats().split_fetches, 8);
+    for batch in &grouped {
+        check_rows(&c, batch);
+    }
+    // A batch larger than its share is refused when the loader is built, naming the bound.
+    let err = b()
+        .batch_memory(8 * 1_000)
+        .build()
+        .expect_err("batch over its share");
+    assert!(
+        matches!(err, Error::BatchOverBudget { rows: 40, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("batch_memory"), "{err}");
+}
+
+#[test]
+fn a_custom_samplers_batches_are_held_to_the_bound_and_not_its_listing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    // Every row listed for batches of 32 (and one of 500): only the used rows are held.
+    let sampler = || Listing {
+        listed: 1000,
+        batches: vec![
+            (0..32).map(|i| i * 31).collect(),
+            vec![999, 0, 0, 500],
+            (0..500).map(|i| i * 2).collect(),
+        ],
+    };
+    let loader = Loader::builder_for(c.clone())
+        .batch_sampler(sampler())
+        .return_index(true)
+        .build()
+        .expect("loader");
+    let batches = host_batches(&loader, 0);
+    assert_eq!(index(&batches[1]), vec![999, 0, 0, 500]);
+    for batch in &batches {
+        check_rows(&c, batch);
+    }
+    // Under a bound that fits the small batches, the large one fails when its turn comes,
+    // after the batches before it.
+    let loader = Loader::builder_for(c.clone())
+        .batch_sampler(sampler())
+        .return_index(true)
+        .prefetch(2)
+        .batch_memory(6 * 20_000)
+        .build()
+        .expect("a custom sampler's batches are checked as they come");
+    let got: Vec<_> = loader.host_epoch(0).expect("epoch").collect();
+    assert_eq!(got.len(), 3);
+    assert!(got[..2].iter().all(Result::is_ok));
+    assert!(
+        matches!(&got[2], Err(Error::BatchOverBudget { rows: 500, .. })),
+        "{:?}",
+        got[2].as_ref().err()
+    );
+}
+
 #[cfg(feature = "tch")]
 mod tensors {
     use super::*;

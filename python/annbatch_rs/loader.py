@@ -531,8 +531,9 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         """Where this process's loading time went, summed over its epochs (and shards):
         ``cells``, ``batches``, ``seconds``, ``cells_per_second``, the loader's
         ``read_seconds`` (reading + decoding), ``assemble_seconds`` and ``consumer_seconds``
-        (waiting for your training step), and ``starved_seconds`` (your loop waiting for the
-        loader). A slow or stalled loader also logs to the ``annbatch`` logger at DEBUG level."""
+        (waiting for your training step), ``starved_seconds`` (your loop waiting for the
+        loader), and ``split_fetches`` (fetches built in several groups to stay within the
+        memory bound, ``ANNBATCH_MEMORY_LIMIT``). A slow or stalled loader also logs to the ``annbatch`` logger at DEBUG level."""
         total: Dict[str, float] = {}
         for native in self._natives.values():
             for key, value in native.stats().items():

@@ -10,7 +10,7 @@ use std::time::Instant;
 use annbatch::convert::{ConvertOptions, Size};
 use annbatch::demo::{self, SyntheticSpec};
 use annbatch::write::Compressor;
-use annbatch::{Column, DatasetCollection, XBatch, XElement};
+use annbatch::{Column, DatasetCollection, XElement};
 use clap::{Parser, Subcommand};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -340,13 +340,6 @@ fn inspect_h5ad(path: &Path) -> annbatch::Result<()> {
     Ok(())
 }
 
-fn batch_bytes(batch: &XBatch) -> u64 {
-    match batch {
-        XBatch::Csr(b) => (b.data.len() * 8 + b.indptr.len() * 4) as u64,
-        XBatch::Dense(b) => (b.data.len() * 4) as u64,
-    }
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -383,7 +376,7 @@ fn read_bench(
         for fetch in starts.chunks(preload_nchunks) {
             let ranges: Vec<_> = fetch.iter().map(|&s| s..(s + chunk_size).min(n)).collect();
             c.read_rows(&ranges, &mut batch)?;
-            bytes += batch_bytes(&batch);
+            bytes += batch.bytes() as u64;
         }
         random.push(t.elapsed().as_secs_f64());
     }

@@ -73,6 +73,11 @@ pub struct LoaderOptions {
     pub num_threads: Option<usize>,
     /// Batches that may wait ready for the consumer. Default: one fetch's worth.
     pub prefetch: Option<usize>,
+    /// Bytes the loader's batches may take at once: those waiting, being built and held by
+    /// the consumer. Default: half of the least of `ANNBATCH_MEMORY_LIMIT`, the cgroup's
+    /// `memory.max` and the physical memory. A fetch larger than its share is built in
+    /// groups of batches; a batch larger than its share is refused.
+    pub batch_memory: Option<u64>,
     /// This process's shard: rank `rank` of `world_size` (ranks × DataLoader workers).
     /// Default 0 of 1 (unsharded).
     pub rank: u64,
@@ -116,6 +121,7 @@ impl Default for LoaderOptions {
             obsm: Vec::new(),
             num_threads: None,
             prefetch: None,
+            batch_memory: None,
             rank: 0,
             world_size: 1,
             equal_batches: true,

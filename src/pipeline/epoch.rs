@@ -29,7 +29,13 @@ pub(crate) struct Epoch {
     /// Requests the bytes of the fetches to come (object stores): how many fetches ahead, and
     /// the call that starts a request's reads (what it returns holds the bytes).
     pub(crate) read_ahead: Option<(usize, ReadAheadFn)>,
+    /// Cuts a request (its batches from the given one on) into the requests built in its
+    /// place, one after another (the memory bound); `None` builds each request whole.
+    pub(crate) plan: Option<PlanFn>,
 }
+
+/// See [`Epoch::plan`].
+pub(crate) type PlanFn = Arc<dyn Fn(LoadRequest, usize) -> Result<Vec<LoadRequest>> + Send + Sync>;
 
 /// A request waiting its turn: the batches to skip, and what holds its read-ahead bytes.
 type Pending = (LoadRequest, usize, Option<Box<dyn Send>>);
@@ -82,6 +88,7 @@ pub(crate) fn run<T: Send + 'static>(
         capacity,
         stats,
         read_ahead,
+        plan,
     } = epoch;
     let counters = stats.clone();
     Batches::spawn(
@@ -90,7 +97,7 @@ pub(crate) fn run<T: Send + 'static>(
         remaining,
         stats,
         move |outlet: &Outlet<T>| {
-            let requests = pending(sampler.as_ref(), n_obs, state)?;
+            let requests = planned(pending(sampler.as_ref(), n_obs, state)?, plan, &counters);
             let mut building = VecDeque::new();
             let produced = produce(
                 outlet,
@@ -231,6 +238,30 @@ fn pending(
         }))
 }
 
+/// `requests` as `plan` cuts them (each part built whole, from its first batch).
+fn planned<'a>(
+    requests: impl Iterator<Item = Result<(LoadRequest, usize)>> + 'a,
+    plan: Option<PlanFn>,
+    counters: &'a Counters,
+) -> Box<dyn Iterator<Item = Result<(LoadRequest, usize)>> + 'a> {
+    let Some(plan) = plan else {
+        return Box::new(requests);
+    };
+    Box::new(requests.flat_map(move |request| {
+        let parts: Vec<Result<(LoadRequest, usize)>> =
+            match request.and_then(|(request, first)| plan(request, first)) {
+                Ok(parts) => {
+                    if parts.len() > 1 {
+                        counters.split_fetch();
+                    }
+                    parts.into_iter().map(|part| Ok((part, 0))).collect()
+                }
+                Err(e) => vec![Err(e)],
+            };
+        parts
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +282,7 @@ mod tests {
             capacity: 2,
             stats: Arc::new(Counters::default()),
             read_ahead: None,
+            plan: None,
         }
     }
 

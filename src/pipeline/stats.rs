@@ -14,6 +14,7 @@ pub(crate) struct Counters {
     blocked_ns: AtomicU64,
     starved_ns: AtomicU64,
     iterating_ns: AtomicU64,
+    split_fetches: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, d: Duration) {
@@ -45,6 +46,10 @@ impl Counters {
     pub(crate) fn starved(&self, d: Duration) {
         add(&self.starved_ns, d);
     }
+    /// A fetch built in several groups, to stay within the memory bound.
+    pub(crate) fn split_fetch(&self) {
+        self.split_fetches.fetch_add(1, Ordering::Relaxed);
+    }
     /// Time an epoch's iterator was alive.
     pub(crate) fn iterated(&self, d: Duration) {
         add(&self.iterating_ns, d);
@@ -61,6 +66,7 @@ impl Counters {
             assemble_seconds: secs(&self.assemble_ns),
             consumer_seconds: secs(&self.blocked_ns),
             starved_seconds: secs(&self.starved_ns),
+            split_fetches: self.split_fetches.load(Ordering::Relaxed),
         }
     }
 }
@@ -89,6 +95,9 @@ pub struct LoaderStats {
     pub consumer_seconds: f64,
     /// Seconds the consumer waited for the loader.
     pub starved_seconds: f64,
+    /// Fetches built in several groups of batches to stay within the memory bound
+    /// ([`crate::LoaderOptions::batch_memory`]); each group decodes its own chunks.
+    pub split_fetches: u64,
 }
 
 impl LoaderStats {

@@ -1,13 +1,13 @@
 //! Rust errors as Python exceptions: configuration → `ValueError`, files → `OSError`
 //! subclasses (`FileNotFoundError`, ...), objects in object storage alike (missing →
 //! `FileNotFoundError`, refused → `PermissionError`, unreachable → `ConnectionError`),
-//! datasets whose var differ → `annbatch_rs.VarMismatchError` (both `AnnbatchError` and
+//! a batch over the memory bound → `MemoryError`, datasets whose var differ → `annbatch_rs.VarMismatchError` (both `AnnbatchError` and
 //! `ValueError`, as annbatch raises `ValueError` there), everything else →
 //! `annbatch_rs.AnnbatchError`.
 
 use pyo3::exceptions::{
-    PyConnectionError, PyException, PyFileNotFoundError, PyKeyError, PyPermissionError,
-    PyValueError,
+    PyConnectionError, PyException, PyFileNotFoundError, PyKeyError, PyMemoryError,
+    PyPermissionError, PyValueError,
 };
 use pyo3::PyErr;
 
@@ -27,6 +27,8 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::InvalidParameter { .. } | Error::BatchTooLarge { .. } => {
             PyValueError::new_err(message)
         }
+        // The memory bound, as Python reports an allocation that cannot be made.
+        Error::BatchOverBudget { .. } => PyMemoryError::new_err(message),
         Error::VarMismatch { .. } => var_mismatch(format!(
             "All datasets must have identical var DataFrames: {message}"
         )),

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::budget;
 use super::chunked::FromDecoded;
 use super::csr::CsrElement;
 use super::dataframe::{self, Column};
@@ -141,6 +142,10 @@ impl XElement {
         ranges: &[Range<u64>],
         out: &mut XBatch<V>,
     ) -> Result<()> {
+        // The values these rows hold are known before any is read: refuse a read that cannot
+        // fit in memory (a fetch of huge rows) instead of growing `out` until the OOM killer.
+        let (rows, bytes) = self.read_size::<V>(ranges);
+        budget::check_rows(rows + out.n_rows() as u64, bytes + out.bytes() as u128, 2)?;
         match (self, out) {
             (Self::Csr(x), XBatch::Csr(b)) => x.append_rows_as(ranges, b),
             (Self::Dense(x), XBatch::Dense(b)) => x.append_rows_as(ranges, b),
@@ -202,6 +207,36 @@ impl XElement {
             Self::Dense(x) => x.row_width(),
             Self::InMemory(InMemoryX::Dense { n_var, .. }) => *n_var,
         })
+    }
+
+    /// Rows and bytes (values of type `V`, indices and row pointers when sparse) of the
+    /// local rows of `ranges`; ranges out of bounds count nothing (their read fails).
+    pub(crate) fn read_size<V>(&self, ranges: &[Range<u64>]) -> (u64, u128) {
+        let item = std::mem::size_of::<V>() as u128 + if self.is_sparse() { 4 } else { 0 };
+        let mut rows = 0u64;
+        let mut bytes = 0u128;
+        for r in ranges
+            .iter()
+            .filter(|r| r.start <= r.end && r.end <= self.n_obs())
+        {
+            rows += r.end - r.start;
+            bytes += u128::from(self.values_in(r.clone())) * item + u128::from(r.end - r.start) * 4;
+        }
+        (rows, bytes)
+    }
+
+    /// Values stored in local rows `rows` (within `0..n_obs`): `indptr`'s difference, or the
+    /// rows times their width.
+    fn values_in(&self, rows: Range<u64>) -> u64 {
+        let (a, b) = (rows.start as usize, rows.end as usize);
+        match self {
+            Self::Csr(x) => x.indptr()[b] - x.indptr()[a],
+            Self::InMemory(InMemoryX::Csr { indptr, .. }) => indptr[b] - indptr[a],
+            _ => self
+                .row_width()
+                .unwrap_or(0)
+                .saturating_mul(rows.end - rows.start),
+        }
     }
 
     /// Elements per dense row (`n_var` times any trailing dimensions); `None` for sparse X.

@@ -19,7 +19,7 @@ pub(crate) fn memory_limit() -> u64 {
 
 /// [`memory_limit`] and where it comes from: `ANNBATCH_MEMORY_LIMIT`, the cgroup's
 /// `memory.max`, the physical memory (`MemTotal`) or none known.
-fn memory_budget() -> (u64, &'static str) {
+pub(crate) fn memory_budget() -> (u64, &'static str) {
     static LIMIT: OnceLock<(u64, &'static str)> = OnceLock::new();
     *LIMIT.get_or_init(|| {
         let physical = std::fs::read_to_string("/proc/meminfo")
@@ -64,6 +64,22 @@ pub(crate) fn check(
             path: path.to_string(),
             what: what.to_string(),
             bytes,
+            limit,
+            budget: format!("1/{} of {source} = {memory} bytes", share.max(1)),
+        });
+    }
+    Ok(())
+}
+
+/// Fails unless a read of `rows` rows holding `bytes` bytes fits in `1 / share` of the
+/// memory: rows requested by a caller, not a size claimed by a file.
+pub(crate) fn check_rows(rows: u64, bytes: u128, share: u64) -> Result<()> {
+    let (memory, source) = memory_budget();
+    let limit = memory / share.max(1);
+    if bytes > u128::from(limit) {
+        return Err(Error::BatchOverBudget {
+            rows: usize::try_from(rows).unwrap_or(usize::MAX),
+            bytes: u64::try_from(bytes).unwrap_or(u64::MAX),
             limit,
             budget: format!("1/{} of {source} = {memory} bytes", share.max(1)),
         });
