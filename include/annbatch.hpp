@@ -114,7 +114,8 @@ class Batch {
       return adopt(t);
     });
   }
-  /// An obs column the loader was asked for: int64 codes or float32 values.
+  /// An obs column the loader was asked for: int64 codes, or its values (int64 for integer
+  /// columns, float64 for float64 and nullable integer ones, float32 otherwise).
   at::Tensor obs(const std::string& key) const {
     return once("obs/" + key, [&] {
       DLManagedTensorVersioned* t = nullptr;

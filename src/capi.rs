@@ -804,7 +804,8 @@ pub unsafe extern "C" fn annbatch_batch_index(
     }
 }
 
-/// Hands over the obs column `key` (int64 codes or float32 values) like
+/// Hands over the obs column `key` (int64 category codes, or the values: int64 for integer
+/// columns, float64 for float64 and nullable integer ones, float32 otherwise) like
 /// [`annbatch_batch_index`]; `ANNBATCH_STATUS_INVALID_ARGUMENT` if `key` was not in `obs_keys`.
 ///
 /// # Safety

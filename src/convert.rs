@@ -353,11 +353,7 @@ fn source_obs(source: &Source, src_path: Option<String>) -> Result<ObsPart> {
     if let Some(label) = src_path {
         columns.push((
             "src_path".to_string(),
-            Column::Categorical {
-                codes: vec![0; n_obs],
-                categories: vec![label],
-                ordered: false,
-            },
+            Column::categorical(vec![0; n_obs], vec![label], false),
         ));
     }
     Ok(ObsPart {

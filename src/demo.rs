@@ -204,19 +204,15 @@ pub fn write_collection(path: &Path, spec: &SyntheticSpec) -> Result<()> {
         let obs = vec![
             (
                 "cell_type".to_string(),
-                Column::Categorical {
-                    codes: rows.labels.clone(),
-                    categories: categories.clone(),
-                    ordered: false,
-                },
+                Column::categorical(rows.labels.clone(), categories.clone(), false),
             ),
             (
                 "src_path".to_string(),
-                Column::Categorical {
-                    codes: vec![0; (end - start) as usize],
-                    categories: vec!["synthetic".into()],
-                    ordered: false,
-                },
+                Column::categorical(
+                    vec![0; (end - start) as usize],
+                    vec!["synthetic".into()],
+                    false,
+                ),
             ),
         ];
         writer.anndata_csr(

@@ -81,12 +81,25 @@ impl LoadRequest {
     /// holds per row must follow its batches, not its ranges. Rows keep their request order;
     /// a request whose splits use every row comes back unchanged. Expects a validated request.
     pub(crate) fn compacted(self) -> LoadRequest {
+        let entries: usize = self.splits.iter().map(Vec::len).sum();
+        let n_rows = self.n_rows();
+        // Every row used (the built-in samplers): a bitmap of the rows, no sort. Its size is
+        // bounded by the splits, which the batches' memory bounds.
+        if n_rows <= entries as u64 {
+            let mut seen = vec![0u64; (n_rows as usize).div_ceil(64)];
+            for &p in self.splits.iter().flatten() {
+                if let Some(word) = seen.get_mut(p / 64) {
+                    *word |= 1 << (p % 64);
+                }
+            }
+            let used: u64 = seen.iter().map(|w| u64::from(w.count_ones())).sum();
+            if used == n_rows {
+                return self;
+            }
+        }
         let mut used: Vec<usize> = self.splits.iter().flatten().copied().collect();
         used.sort_unstable();
         used.dedup();
-        if used.len() as u64 == self.n_rows() {
-            return self;
-        }
         // The global row of each used position, walking the ranges once.
         let mut requests: Vec<Range<u64>> = Vec::new();
         let mut ranges = self.requests.iter();

@@ -200,6 +200,8 @@ impl Placement {
         arrays.extend(parts.obs.into_iter().map(|o| match o {
             ObsPart::Codes(a) => a.into_tensor(),
             ObsPart::Values(a) => a.into_tensor(),
+            ObsPart::Float64(a) => a.into_tensor(),
+            ObsPart::Int64(a) => a.into_tensor(),
         }));
         let has_index = parts.index.is_some();
         arrays.extend(parts.index.map(|a| a.into_tensor()));

@@ -140,7 +140,7 @@ fn several_stores_and_in_memory_data_read_as_one() {
     // obs of the wrong length is refused.
     let x = InMemoryX::dense(1, vec![1.0, 2.0]).expect("x");
     assert!(matches!(
-        AnnDataStore::in_memory(x, None, None, vec![("c".into(), Column::Int(vec![1]))]),
+        AnnDataStore::in_memory(x, None, None, vec![("c".into(), Column::int64(vec![1]))]),
         Err(Error::ShapeMismatch { .. })
     ));
 }

@@ -39,6 +39,8 @@ fn assert_same(tensor: &Batch, host: &HostBatch) {
         match h {
             HostObs::Codes(codes) => assert_eq!(&values::<i64>(&t.values), codes),
             HostObs::Values(v) => assert_eq!(&values::<f32>(&t.values), v),
+            HostObs::Float64(v) => assert_eq!(&values::<f64>(&t.values), v),
+            HostObs::Int64(v) => assert_eq!(&values::<i64>(&t.values), v),
         }
     }
     assert_eq!(

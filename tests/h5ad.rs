@@ -71,7 +71,7 @@ fn dense_h5ad_matches_anndata() {
     assert_eq!(f.obs_columns().expect("columns").len(), 8);
     assert!(matches!(
         f.obs_column("n_genes").expect("n_genes"),
-        Column::Int(_)
+        Column::Int { .. }
     ));
 }
 

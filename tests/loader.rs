@@ -257,11 +257,11 @@ fn class_sampler_balances_a_skewed_column() {
     let writer = annbatch::write::Writer::create(&path).expect("writer");
     let obs = vec![(
         "cell_type".to_string(),
-        annbatch::Column::Categorical {
-            codes: codes.clone(),
-            categories: vec!["a".into(), "b".into(), "c".into(), "d".into()],
-            ordered: false,
-        },
+        annbatch::Column::categorical(
+            codes.clone(),
+            vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            false,
+        ),
     )];
     let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
     writer
@@ -446,6 +446,80 @@ fn impossible_parameters_are_rejected_at_build() {
         .batch_sampler(RandomSampler::new(10, 10, 0))
         .build()
         .is_err());
+}
+
+#[test]
+fn obs_values_reach_batches_exactly_in_their_widest_exact_type() {
+    use annbatch::Dtype;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("obs.zarr");
+    let n = 64u64;
+    let m = common::Csr::from_dense(&(0..n).map(|i| vec![i as f32]).collect::<Vec<_>>());
+    let int = |values: Vec<i64>, dtype| annbatch::Column::Int { values, dtype };
+    let obs = vec![
+        // Past float32's 2^24 and float64's 2^53.
+        (
+            "i32".to_string(),
+            int((0..n as i64).map(|i| 16_778_701 + i).collect(), Dtype::I32),
+        ),
+        (
+            "i64".to_string(),
+            int((0..n as i64).map(|i| (1 << 62) + i).collect(), Dtype::I64),
+        ),
+        // uint64 past i64::MAX: the nearest float64.
+        (
+            "u64".to_string(),
+            int((0..n).map(|i| (u64::MAX - i) as i64).collect(), Dtype::U64),
+        ),
+        (
+            "f64".to_string(),
+            annbatch::Column::Float((0..n).map(|i| 0.1 + i as f64).collect()),
+        ),
+    ];
+    let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    annbatch::write::Writer::create(&path)
+        .expect("writer")
+        .anndata_csr(
+            "",
+            &m.indptr,
+            &m.indices,
+            &m.data,
+            1,
+            &names,
+            &obs,
+            &common::genes(1),
+            Layout::default(),
+        )
+        .expect("write");
+    let c = Arc::new(DatasetCollection::open(&path).expect("open"));
+    assert_eq!(
+        c.obs_column("u64").expect("u64"),
+        obs[2].1,
+        "read back exactly"
+    );
+    let loader = Loader::builder_for(c)
+        .batch_size(16)
+        .chunk_size(8)
+        .preload_nchunks(2)
+        .shuffle(true)
+        .return_index(true)
+        .obs_keys(["i32", "i64", "u64", "f64"])
+        .build()
+        .expect("loader");
+    for b in host_batches(&loader, 0) {
+        let rows: Vec<u64> = index(&b).iter().map(|&i| i as u64).collect();
+        let want_int = |base: i64| rows.iter().map(|&r| base + r as i64).collect::<Vec<_>>();
+        assert_eq!(b.obs[0], HostObs::Int64(want_int(16_778_701)));
+        assert_eq!(b.obs[1], HostObs::Int64(want_int(1 << 62)));
+        assert_eq!(
+            b.obs[2],
+            HostObs::Float64(rows.iter().map(|&r| (u64::MAX - r) as f64).collect())
+        );
+        assert_eq!(
+            b.obs[3],
+            HostObs::Float64(rows.iter().map(|&r| 0.1 + r as f64).collect())
+        );
+    }
 }
 
 /// Rows and split positions chosen by the caller: one request per entry of `batches`, each

@@ -320,24 +320,46 @@ def create_anndata_collection(
     return DatasetCollection(output_path).add_adatas(adata_paths, shuffle=shuffle, **kwargs)
 
 
+def _ints(values: bytes, dtype: str) -> np.ndarray:
+    """Integers sent as int64 (uint64 as their bits) in their stored ``dtype``."""
+    if dtype == "uint64":
+        return np.frombuffer(values, dtype=np.uint64).copy()
+    return np.frombuffer(values, dtype=np.int64).astype(dtype)
+
+
+def _categories(names: List[str], dtype: str) -> Any:
+    """Categories in their stored dtype, from their exact text (names stay strings)."""
+    import pandas as pd
+
+    if dtype == "string":
+        return names
+    if dtype == "bool":
+        return pd.Index(np.asarray([n == "true" for n in names], dtype=np.bool_))
+    return pd.Index(np.asarray(names).astype(dtype))
+
+
 def _column(kind: str, values: Any, extra: Any) -> Any:
     """A pandas column from `_native.obs_frames`' ``(kind, values, extra)``."""
     import numpy as np
     import pandas as pd
 
-    if kind in ("float64", "float32", "int64"):
+    if kind in ("float64", "float32"):
         return np.frombuffer(values, dtype=kind).copy()
+    if kind == "int":  # int64 values (uint64: their bits) of the stored width ``extra``
+        return _ints(values, extra)
     if kind == "bool":
         return np.frombuffer(values, dtype=np.bool_).copy()
     if kind == "str":
         return np.asarray(values, dtype=object)
     if kind == "category":
-        categories, ordered = extra
+        categories, ordered, dtype = extra
         codes = np.frombuffer(values, dtype=np.int64)
-        return pd.Categorical.from_codes(codes, categories, ordered=ordered)
+        return pd.Categorical.from_codes(codes, _categories(categories, dtype), ordered=ordered)
+    if kind == "nullable-int":
+        mask, dtype = extra
+        return pd.arrays.IntegerArray(_ints(values, dtype),
+                                      np.frombuffer(mask, dtype=np.bool_).copy())
     mask = np.frombuffer(extra, dtype=np.bool_).copy()
-    if kind == "Int64":
-        return pd.arrays.IntegerArray(np.frombuffer(values, dtype=np.int64).copy(), mask)
     if kind == "boolean":
         return pd.arrays.BooleanArray(np.frombuffer(values, dtype=np.bool_).copy(), mask)
     if kind == "string":

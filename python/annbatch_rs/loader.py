@@ -72,7 +72,10 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         ``obsm`` entries to yield beside ``X`` in ``batch["obsm"]`` (a name or a list): the
         same rows, dense ``[rows, d]`` float32 (e.g. ``"X_pca"``).
     obs_as
-        ``"pandas"`` (a DataFrame, categoricals kept, as annbatch) or ``"tensors"`` (codes).
+        ``"pandas"`` (a DataFrame of the ``obs_keys`` columns indexed by obs names, every
+        column's dtype and values as anndata reads them) or ``"tensors"`` (one array per
+        column: int64 category codes; int64 for integers; float64 for float64 and nullable
+        integers, NaN where missing; float32 for float32, float16 and bool).
     device
         ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the batches are placed (host batches are
         copied there by torch for ``to="torch"``, by cupy for ``to=None``).
@@ -485,7 +488,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         shard = self._shard()
-        frame = self._yields_frames() and self._frame is None
+        frame = (self._yields_frames() or self._keys_from_frames()) and self._frame is None
         if frame and shard not in self._natives:
             native = self._native_beside_frame(shard)
         else:
@@ -533,7 +536,8 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         ``read_seconds`` (reading + decoding), ``assemble_seconds`` and ``consumer_seconds``
         (waiting for your training step), ``starved_seconds`` (your loop waiting for the
         loader), and ``split_fetches`` (fetches built in several groups to stay within the
-        memory bound, ``ANNBATCH_MEMORY_LIMIT``). A slow or stalled loader also logs to the ``annbatch`` logger at DEBUG level."""
+        memory bound, ``ANNBATCH_MEMORY_LIMIT``). A slow or stalled loader also logs to the
+        ``annbatch`` logger at DEBUG level."""
         total: Dict[str, float] = {}
         for native in self._natives.values():
             for key, value in native.stats().items():
@@ -542,8 +546,15 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
             total["cells_per_second"] = total["cells"] / total["seconds"]
         return total
 
+    def _keys_from_frames(self) -> bool:
+        """Whether ``obs_keys`` come as pandas columns cut from the datasets' obs frames:
+        every column's dtype and values as anndata reads them (the native arrays are the
+        tensors' form: float32 / float64 / int64)."""
+        return (bool(self._params["obs_keys"]) and self._obs_as == "pandas"
+                and bool(self._sources) and all(s.obs is not None for s in self._sources))
+
     def _needs_index(self) -> bool:
-        return self._yields_frames()
+        return self._yields_frames() or self._keys_from_frames()
 
     def _native_beside_frame(self, shard: tuple) -> Any:
         """The native loader of ``shard``, built on a thread (its batch memory paged in, the GIL
@@ -571,14 +582,29 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         return built["native"]
 
     def _obs_frame(self) -> Any:
-        """Every dataset's obs rows in one frame (False for obs without columns)."""
+        """Every dataset's obs rows in one frame (False for obs without columns); with
+        ``obs_keys`` (as pandas), just those columns."""
         if self._frame is None:
             import pandas as pd
 
-            frames = self._obs or []
+            frames = self._key_frames() if self._keys_from_frames() else (self._obs or [])
             self._frame = (pd.concat(frames) if any(len(f.columns) for f in frames)
                            else False)
         return self._frame
+
+    def _key_frames(self) -> List[Any]:
+        """Each dataset's ``obs_keys`` columns, as anndata reads them."""
+        from .collection import obs_frames
+
+        keys = list(self._params["obs_keys"])
+        opened = self._native_collection() if len(self._sources) == 1 else None
+        frames: List[Any] = []
+        for s in self._sources:
+            if isinstance(s.obs, LazyObs):
+                frames.extend(obs_frames(s.obs.path, keys, opened=opened))
+            else:
+                frames.append(s.obs[keys])
+        return frames
 
     def _rows(self, index: np.ndarray) -> Any:
         """The obs frame rows of global row ids ``index`` (None for obs without columns)."""
@@ -614,7 +640,9 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         index = None
         if raw["index"] is not None:
             index = _frameworks.numpy_array(raw["index"])
-        if self._params["obs_keys"]:
+        if self._keys_from_frames() and index is not None:
+            obs = self._rows(index)
+        elif self._params["obs_keys"]:
             if self._obs_as == "tensors":
                 obs = {name: self._vector(values) for name, values in raw["obs"].items()}
             else:

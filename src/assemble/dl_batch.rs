@@ -82,6 +82,8 @@ impl DlBatch {
             let values = match part {
                 ObsPart::Codes(a) => vector(a)?,
                 ObsPart::Values(a) => vector(a)?,
+                ObsPart::Float64(a) => vector(a)?,
+                ObsPart::Int64(a) => vector(a)?,
             };
             obs.push(DlObs {
                 name: name.clone(),

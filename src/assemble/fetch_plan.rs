@@ -105,6 +105,17 @@ impl<'a> RowCost<'a> {
         Ok(bytes)
     }
 
+    /// Bytes of local rows `rows` of dataset `d` (`indptr`'s difference, or the width).
+    fn of_range(&self, d: usize, rows: std::ops::Range<u64>) -> Result<u64> {
+        let n = rows.end - rows.start;
+        let mut bytes = self.fixed.saturating_mul(n);
+        for elements in &self.matrices {
+            let Some(e) = elements.get(d) else { continue };
+            bytes = bytes.saturating_add(e.bytes_of_rows(rows.clone())?);
+        }
+        Ok(bytes)
+    }
+
     /// Bytes of a mean row, from the metadata (`nnz` / `n_obs`, the row width).
     pub(crate) fn mean(&self, collection: &DatasetCollection) -> u64 {
         let n_obs = collection.n_obs().max(1);
@@ -141,6 +152,17 @@ pub(crate) fn plan(
 ) -> Result<Vec<LoadRequest>> {
     request.splits.drain(..first.min(request.splits.len()));
     let request = request.compacted();
+    // The whole fetch within one share (the usual case): so is each of its batches, sized
+    // from the ranges alone.
+    let mut total = 0u64;
+    for range in &request.requests {
+        for (d, local) in collection.split(range.clone())? {
+            total = total.saturating_add(cost.of_range(d, local)?);
+        }
+    }
+    if total <= budget.share {
+        return Ok(vec![request]);
+    }
     // Per fetched row (compacted: bounded by the batches), its bytes.
     let mut row_bytes = Vec::with_capacity(usize::try_from(request.n_rows()).unwrap_or(0));
     for range in &request.requests {

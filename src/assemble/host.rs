@@ -11,8 +11,12 @@ use crate::batch::{CsrBatch, DenseBatch, XBatch};
 pub enum HostObs {
     /// Category codes.
     Codes(Vec<i64>),
-    /// Numeric values.
+    /// float32 values (float32 / float16 columns, booleans as 0 / 1).
     Values(Vec<f32>),
+    /// float64 values (float64 columns, nullable integers with NaN where missing).
+    Float64(Vec<f64>),
+    /// Integers of any width.
+    Int64(Vec<i64>),
 }
 
 /// A batch in host memory (no libtorch needed).
@@ -47,6 +51,8 @@ impl HostBatch {
             .map(|o| match o {
                 ObsPart::Codes(v) => HostObs::Codes(v),
                 ObsPart::Values(v) => HostObs::Values(v),
+                ObsPart::Float64(v) => HostObs::Float64(v),
+                ObsPart::Int64(v) => HostObs::Int64(v),
             })
             .collect();
         Self {

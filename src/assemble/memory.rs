@@ -16,6 +16,7 @@ pub trait Element: Copy + Default + Send + Sync + 'static {}
 impl Element for i32 {}
 impl Element for i64 {}
 impl Element for f32 {}
+impl Element for f64 {}
 
 /// Allocates the arrays batches are assembled into.
 pub trait Memory: Sync {

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use super::aligned::AlignedMatrix;
-use super::memory::{filled, Memory};
+use super::memory::{filled, Element, Memory};
 use super::parts::ObsPart;
 use crate::error::Result;
-use crate::store::Column;
+use crate::store::{Column, Dtype};
 
 /// One requested obs column, held for the whole collection.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +20,14 @@ pub enum ObsSource {
         /// Category names.
         categories: Arc<Vec<String>>,
     },
-    /// Numeric or boolean values as float32 (missing values of nullable columns are NaN).
+    /// float32 values: float32 and float16 columns, booleans as 0 / 1 (missing values of
+    /// nullable booleans are NaN).
     Numeric(Vec<f32>),
+    /// float64 values: float64 columns; nullable integers (NaN = missing, exact up to 2^53);
+    /// uint64 columns holding a value past `i64::MAX`.
+    Float64(Vec<f64>),
+    /// Integers of any width, exactly (int8 … int64, uint8 … uint32, uint64 within `i64`).
+    Int64(Vec<i64>),
 }
 
 impl ObsSource {
@@ -39,17 +45,36 @@ impl ObsSource {
                 codes: codes.into_iter().map(|c| c as i32).collect(),
                 categories: Arc::new(categories),
             }),
-            Column::Float(v) => numeric(v.into_iter().map(|x| x as f32).collect()),
+            Column::Float(v) => Ok(Self::Float64(v)),
             Column::Float32(v) => numeric(v),
-            Column::Int(v) => numeric(v.into_iter().map(|x| x as f32).collect()),
+            Column::Int { values, dtype } => {
+                if dtype == Dtype::U64 && values.iter().any(|&v| v < 0) {
+                    // uint64 values past i64::MAX: the nearest float64.
+                    Ok(Self::Float64(
+                        values.iter().map(|&v| v as u64 as f64).collect(),
+                    ))
+                } else {
+                    Ok(Self::Int64(values))
+                }
+            }
             Column::Bool(v) => numeric(v.into_iter().map(|x| f32::from(u8::from(x))).collect()),
-            Column::NullableInt { values, mask } => numeric(
+            Column::NullableInt {
+                values,
+                mask,
+                dtype,
+            } => Ok(Self::Float64(
                 values
                     .iter()
                     .zip(&mask)
-                    .map(|(&v, &m)| if m { f32::NAN } else { v as f32 })
+                    .map(|(&v, &m)| {
+                        if m {
+                            f64::NAN
+                        } else {
+                            Column::int_value(v, dtype) as f64
+                        }
+                    })
                     .collect(),
-            ),
+            )),
             Column::NullableBool { values, mask } => numeric(
                 values
                     .iter()
@@ -68,7 +93,7 @@ impl ObsSource {
     pub fn categories(&self) -> Option<&Arc<Vec<String>>> {
         match self {
             Self::Categorical { categories, .. } => Some(categories),
-            Self::Numeric(_) => None,
+            Self::Numeric(_) | Self::Float64(_) | Self::Int64(_) => None,
         }
     }
 }
@@ -123,13 +148,9 @@ impl Extras {
                         }
                     })?)
                 }
-                ObsSource::Numeric(v) => {
-                    ObsPart::Values(filled(memory, b, |out: &mut [f32]| {
-                        for (o, &i) in out.iter_mut().zip(split) {
-                            *o = v[rows[i] as usize];
-                        }
-                    })?)
-                }
+                ObsSource::Numeric(v) => ObsPart::Values(pick(memory, v, rows, split)?),
+                ObsSource::Float64(v) => ObsPart::Float64(pick(memory, v, rows, split)?),
+                ObsSource::Int64(v) => ObsPart::Int64(pick(memory, v, rows, split)?),
             });
         }
         let index = if self.return_index {
@@ -143,4 +164,18 @@ impl Extras {
         };
         Ok((obs, index))
     }
+}
+
+/// The values of `column` at the global rows of positions `split` among `rows`.
+fn pick<M: Memory, T: Element>(
+    memory: &M,
+    column: &[T],
+    rows: &[u64],
+    split: &[usize],
+) -> Result<M::Array<T>> {
+    filled(memory, split.len(), |out: &mut [T]| {
+        for (o, &i) in out.iter_mut().zip(split) {
+            *o = column[rows[i] as usize];
+        }
+    })
 }

@@ -56,6 +56,10 @@ impl<M: Memory> XParts<M> {
 pub enum ObsPart<M: Memory> {
     /// Category codes (`-1` = missing).
     Codes(M::Array<i64>),
-    /// Numeric values (NaN = missing).
+    /// float32 values (NaN = missing).
     Values(M::Array<f32>),
+    /// float64 values (NaN = missing).
+    Float64(M::Array<f64>),
+    /// Integers.
+    Int64(M::Array<i64>),
 }

@@ -69,8 +69,8 @@ impl ObsTable {
                 if mixed && matches!(column, Column::String(_) | Column::NullableString { .. }) {
                     notes.push(format!(
                         "obs column {name:?} has different types across inputs (text in some): it \
-                         is written as strings; as a loader obs key it is factorized into \
-                         labels (its sorted distinct values)"
+                         is written as strings; as a loader obs key its arrays are codes of \
+                         its sorted distinct values"
                     ));
                 }
                 (name, column)
@@ -110,19 +110,29 @@ pub(crate) fn take(column: &Column, rows: &[usize]) -> Column {
             codes,
             categories,
             ordered,
+            categories_dtype,
         } => Column::Categorical {
             codes: pick(codes, rows),
             categories: categories.clone(),
             ordered: *ordered,
+            categories_dtype: *categories_dtype,
         },
         Column::Float(v) => Column::Float(pick(v, rows)),
         Column::Float32(v) => Column::Float32(pick(v, rows)),
-        Column::Int(v) => Column::Int(pick(v, rows)),
+        Column::Int { values, dtype } => Column::Int {
+            values: pick(values, rows),
+            dtype: *dtype,
+        },
         Column::Bool(v) => Column::Bool(pick(v, rows)),
         Column::String(v) => Column::String(pick(v, rows)),
-        Column::NullableInt { values, mask } => Column::NullableInt {
+        Column::NullableInt {
+            values,
+            mask,
+            dtype,
+        } => Column::NullableInt {
             values: pick(values, rows),
             mask: pick(mask, rows),
+            dtype: *dtype,
         },
         Column::NullableBool { values, mask } => Column::NullableBool {
             values: pick(values, rows),
@@ -153,12 +163,18 @@ pub(crate) fn compare_rows(column: &Column, a: usize, b: usize) -> Ordering {
         }
         Column::Float(v) => missing_last(v[a].is_nan(), v[b].is_nan(), || v[a].total_cmp(&v[b])),
         Column::Float32(v) => missing_last(v[a].is_nan(), v[b].is_nan(), || v[a].total_cmp(&v[b])),
-        Column::Int(v) => v[a].cmp(&v[b]),
+        Column::Int { values, dtype } => {
+            Column::int_value(values[a], *dtype).cmp(&Column::int_value(values[b], *dtype))
+        }
         Column::Bool(v) => v[a].cmp(&v[b]),
         Column::String(v) => v[a].cmp(&v[b]),
-        Column::NullableInt { values, mask } => {
-            missing_last(mask[a], mask[b], || values[a].cmp(&values[b]))
-        }
+        Column::NullableInt {
+            values,
+            mask,
+            dtype,
+        } => missing_last(mask[a], mask[b], || {
+            Column::int_value(values[a], *dtype).cmp(&Column::int_value(values[b], *dtype))
+        }),
         Column::NullableBool { values, mask } => {
             missing_last(mask[a], mask[b], || values[a].cmp(&values[b]))
         }
@@ -208,17 +224,13 @@ mod tests {
 
     #[test]
     fn outer_join_fills_missing_values() {
-        let cat = |codes: Vec<i64>, cats: &[&str]| Column::Categorical {
-            codes,
-            categories: strings(cats),
-            ordered: false,
-        };
+        let cat = |codes: Vec<i64>, cats: &[&str]| Column::categorical(codes, strings(cats), false);
         let a = ObsPart {
             n_obs: 2,
             names: strings(&["c1", "c2"]),
             columns: vec![
                 ("t".into(), cat(vec![0, 1], &["B", "T"])),
-                ("n".into(), Column::Int(vec![1, 2])),
+                ("n".into(), Column::int64(vec![1, 2])),
             ],
         };
         let b = ObsPart {
@@ -251,7 +263,7 @@ mod tests {
         let a = ObsPart {
             n_obs: 2,
             names: strings(&["c1", "c2"]),
-            columns: vec![("t".into(), Column::Int(vec![1, 2]))],
+            columns: vec![("t".into(), Column::int64(vec![1, 2]))],
         };
         // A 0-row input whose (empty) column was stored as text.
         let empty = ObsPart {
@@ -260,7 +272,7 @@ mod tests {
             columns: vec![("t".into(), Column::String(Vec::new()))],
         };
         let table = ObsTable::join(vec![a, empty]);
-        assert_eq!(table.columns[0].1, Column::Int(vec![1, 2]));
+        assert_eq!(table.columns[0].1, Column::int64(vec![1, 2]));
         assert!(table.notes.is_empty(), "{:?}", table.notes);
     }
 
@@ -275,11 +287,7 @@ mod tests {
 
     #[test]
     fn missing_sorts_last() {
-        let c = Column::Categorical {
-            codes: vec![-1, 1, 0],
-            categories: strings(&["x", "y"]),
-            ordered: false,
-        };
+        let c = Column::categorical(vec![-1, 1, 0], strings(&["x", "y"]), false);
         let mut rows = vec![0, 1, 2];
         rows.sort_by(|&a, &b| compare_rows(&c, a, b));
         assert_eq!(rows, [2, 1, 0]);
@@ -292,11 +300,7 @@ mod tests {
             names: strings(&["c"]),
             columns: vec![("label".into(), column)],
         };
-        let categorical = Column::Categorical {
-            codes: vec![0],
-            categories: strings(&["T"]),
-            ordered: false,
-        };
+        let categorical = Column::categorical(vec![0], strings(&["T"]), false);
         let table = ObsTable::join(vec![
             part(categorical.clone()),
             part(Column::String(strings(&["B"]))),
@@ -305,7 +309,7 @@ mod tests {
             table.columns[0].1.to_strings(),
             [Some("T".into()), Some("B".into())]
         );
-        assert!(table.notes[0].contains("\"label\"") && table.notes[0].contains("factorized"));
+        assert!(table.notes[0].contains("\"label\"") && table.notes[0].contains("codes"));
         let same = ObsTable::join(vec![part(categorical.clone()), part(categorical)]);
         assert!(same.notes.is_empty());
     }

@@ -172,7 +172,7 @@ mod tests {
             VarPart {
                 columns: vec![
                     ("gene_symbol".into(), strings(&["B", "C", "D"])),
-                    ("only_here".into(), Column::Int(vec![1, 2, 3])),
+                    ("only_here".into(), Column::int64(vec![1, 2, 3])),
                 ],
                 map: Some(&maps[1]),
             },

@@ -63,7 +63,9 @@ pub struct LoaderOptions {
     pub return_index: bool,
     /// Random seed of the built-in samplers. Default 0.
     pub seed: u64,
-    /// obs columns added to each batch (categorical → codes, numeric → float32).
+    /// obs columns added to each batch: categorical → int64 codes; integers → int64 (exact);
+    /// float64 and nullable integers → float64 (NaN = missing); float32, float16, bool →
+    /// float32.
     pub obs_keys: Vec<String>,
     /// `layers` entries added to each batch, read with `X` (sparse or dense as stored).
     pub layers: Vec<String>,

@@ -136,13 +136,25 @@ fn column_of(py: Python<'_>, name: String, column: Column) -> PyResult<Bound<'_,
     let (kind, values, extra): (&str, Py<PyAny>, Py<PyAny>) = match column {
         Column::Float(v) => ("float64", bytes_of(py, &v, f64::to_le_bytes), none),
         Column::Float32(v) => ("float32", bytes_of(py, &v, f32::to_le_bytes), none),
-        Column::Int(v) => ("int64", bytes_of(py, &v, i64::to_le_bytes), none),
+        // The stored width by name; the values as int64 (uint64: their bits).
+        Column::Int { values, dtype } => (
+            "int",
+            bytes_of(py, &values, i64::to_le_bytes),
+            dtype.to_string().into_pyobject(py)?.into_any().unbind(),
+        ),
         Column::Bool(v) => ("bool", mask_of(py, &v), none),
         Column::String(v) => ("str", v.into_pyobject(py)?.into_any().unbind(), none),
-        Column::NullableInt { values, mask } => (
-            "Int64",
+        Column::NullableInt {
+            values,
+            mask,
+            dtype,
+        } => (
+            "nullable-int",
             bytes_of(py, &values, i64::to_le_bytes),
-            mask_of(py, &mask),
+            (mask_of(py, &mask), dtype.to_string())
+                .into_pyobject(py)?
+                .into_any()
+                .unbind(),
         ),
         Column::NullableBool { values, mask } => {
             ("boolean", mask_of(py, &values), mask_of(py, &mask))
@@ -156,10 +168,14 @@ fn column_of(py: Python<'_>, name: String, column: Column) -> PyResult<Bound<'_,
             codes,
             categories,
             ordered,
+            categories_dtype,
         } => (
             "category",
             bytes_of(py, &codes, i64::to_le_bytes),
-            (categories, ordered).into_pyobject(py)?.into_any().unbind(),
+            (categories, ordered, categories_dtype.to_string())
+                .into_pyobject(py)?
+                .into_any()
+                .unbind(),
         ),
     };
     PyTuple::new(

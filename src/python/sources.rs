@@ -199,11 +199,7 @@ fn column_of(value: &Bound<'_, PyAny>) -> PyResult<Column> {
                 "category code {bad} outside -1..{n}"
             )));
         }
-        return Ok(Column::Categorical {
-            codes,
-            categories,
-            ordered,
-        });
+        return Ok(Column::categorical(codes, categories, ordered));
     }
     if let Ok((tag, values)) = value.extract::<(String, Bound<'_, PyAny>)>() {
         if tag == "bool" {
@@ -218,8 +214,11 @@ fn column_of(value: &Bound<'_, PyAny>) -> PyResult<Column> {
         Elements::Bool(v) => Column::Bool(v),
         Elements::Float64(v) => Column::Float(v),
         Elements::Float32(v) => Column::Float32(v),
-        Elements::Int(v) => Column::Int(v),
-        Elements::UInt64(v) => Column::Int(uint64_as_int64(v, "values")?),
+        Elements::Int(v) => Column::int64(v),
+        Elements::UInt64(v) => Column::Int {
+            values: v.into_iter().map(|x| x as i64).collect(),
+            dtype: crate::store::Dtype::U64,
+        },
     })
 }
 

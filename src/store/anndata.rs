@@ -225,6 +225,30 @@ impl XElement {
         (rows, bytes)
     }
 
+    /// Bytes a batch holds for local rows `rows`: float32 values, and int32 column indices
+    /// and row pointers when sparse.
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for rows past `n_obs`.
+    pub(crate) fn bytes_of_rows(&self, rows: Range<u64>) -> Result<u64> {
+        let n_obs = self.n_obs();
+        if rows.start > rows.end || rows.end > n_obs {
+            return Err(Error::row_out_of_range(
+                self.path().to_string(),
+                rows.end,
+                n_obs,
+            ));
+        }
+        let values = self.values_in(rows.clone());
+        Ok(if self.row_width().is_some() {
+            values.saturating_mul(4)
+        } else {
+            values
+                .saturating_mul(8)
+                .saturating_add((rows.end - rows.start).saturating_mul(4))
+        })
+    }
+
     /// Values stored in local rows `rows` (within `0..n_obs`): `indptr`'s difference, or the
     /// rows times their width.
     fn values_in(&self, rows: Range<u64>) -> u64 {
@@ -461,10 +485,10 @@ impl AnnDataStore {
     /// # fn main() -> annbatch::Result<()> {
     /// use annbatch::{AnnDataStore, Column, InMemoryX};
     /// let x = InMemoryX::dense(2, vec![1.0, 2.0, 3.0, 4.0])?;
-    /// let label = Column::Int(vec![7, 8]);
+    /// let label = Column::int64(vec![7, 8]);
     /// let adata = AnnDataStore::in_memory(x, None, None, vec![("label".into(), label)])?;
     /// assert_eq!(adata.n_obs(), 2);
-    /// assert_eq!(adata.obs_column("label")?, Column::Int(vec![7, 8]));
+    /// assert_eq!(adata.obs_column("label")?, Column::int64(vec![7, 8]));
     /// # Ok(()) }
     /// ```
     ///

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 #[non_exhaustive]
 pub enum Column {
     /// A pandas categorical: `codes[i]` indexes `categories`, `-1` is missing.
-    /// Non-string categories are given in their decimal text form.
+    /// Non-string categories are given in their exact text form (decimal integers, the
+    /// shortest text that reads back as the same float, `true` / `false`), with their dtype.
     Categorical {
         /// Per-row category codes.
         codes: Vec<i64>,
@@ -22,23 +23,33 @@ pub enum Column {
         categories: Vec<String>,
         /// Whether the categories are ordered.
         ordered: bool,
+        /// The categories' stored dtype ([`Dtype::String`] for names).
+        categories_dtype: Dtype,
     },
     /// float64 values.
     Float(Vec<f64>),
     /// float32 values (kept apart so that a float32 column stays float32).
     Float32(Vec<f32>),
-    /// Integer values of any width.
-    Int(Vec<i64>),
+    /// Integer values of the stored width `dtype` (`int8` … `uint64`); a `uint64` column keeps
+    /// its values' bits in `i64` (read them with [`Column::int_value`]).
+    Int {
+        /// Values (bits of `u64` for `uint64`).
+        values: Vec<i64>,
+        /// The stored integer dtype.
+        dtype: Dtype,
+    },
     /// Boolean values.
     Bool(Vec<bool>),
     /// Strings.
     String(Vec<String>),
     /// A pandas nullable integer column; `mask[i]` is true where the value is missing.
     NullableInt {
-        /// Values (arbitrary where masked).
+        /// Values (arbitrary where masked; bits of `u64` for `uint64`).
         values: Vec<i64>,
         /// Missing-value mask.
         mask: Vec<bool>,
+        /// The stored integer dtype (`Int8` … `UInt64` in pandas).
+        dtype: Dtype,
     },
     /// A pandas nullable boolean column; `mask[i]` is true where the value is missing.
     NullableBool {
@@ -57,13 +68,41 @@ pub enum Column {
 }
 
 impl Column {
+    /// An `int64` column.
+    pub fn int64(values: Vec<i64>) -> Self {
+        Self::Int {
+            values,
+            dtype: Dtype::I64,
+        }
+    }
+
+    /// A categorical column of string categories.
+    pub fn categorical(codes: Vec<i64>, categories: Vec<String>, ordered: bool) -> Self {
+        Self::Categorical {
+            codes,
+            categories,
+            ordered,
+            categories_dtype: Dtype::String,
+        }
+    }
+
+    /// The exact value of an integer stored as `v` in a column of `dtype` (`uint64` bits
+    /// read as unsigned).
+    pub fn int_value(v: i64, dtype: Dtype) -> i128 {
+        if dtype == Dtype::U64 {
+            i128::from(v as u64)
+        } else {
+            i128::from(v)
+        }
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         match self {
             Self::Categorical { codes, .. } => codes.len(),
             Self::Float(v) => v.len(),
             Self::Float32(v) => v.len(),
-            Self::Int(v) => v.len(),
+            Self::Int { values, .. } => values.len(),
             Self::Bool(v) => v.len(),
             Self::String(v) => v.len(),
             Self::NullableInt { values, .. } => values.len(),
@@ -92,10 +131,17 @@ impl Column {
                 .collect(),
             Self::Float(v) => v.iter().map(|x| Some(x.to_string())).collect(),
             Self::Float32(v) => v.iter().map(|x| Some(x.to_string())).collect(),
-            Self::Int(v) => v.iter().map(|x| Some(x.to_string())).collect(),
+            Self::Int { values, dtype } => values
+                .iter()
+                .map(|&x| Some(Self::int_value(x, *dtype).to_string()))
+                .collect(),
             Self::Bool(v) => v.iter().map(|x| Some(x.to_string())).collect(),
             Self::String(v) => v.iter().cloned().map(Some).collect(),
-            Self::NullableInt { values, mask } => masked(values, mask, |x| x.to_string()),
+            Self::NullableInt {
+                values,
+                mask,
+                dtype,
+            } => masked(values, mask, |&x| Self::int_value(x, *dtype).to_string()),
             Self::NullableBool { values, mask } => masked(values, mask, |x| x.to_string()),
             Self::NullableString { values, mask } => masked(values, mask, Clone::clone),
         }
@@ -118,7 +164,7 @@ enum Kind {
 fn kind(c: &Column) -> Kind {
     match c {
         Column::Categorical { .. } => Kind::Categorical,
-        Column::Int(_) => Kind::Int,
+        Column::Int { .. } => Kind::Int,
         Column::Float(_) => Kind::Float,
         Column::Float32(_) => Kind::Float32,
         Column::Bool(_) => Kind::Bool,
@@ -170,8 +216,32 @@ pub(crate) fn concat_outer(pieces: Vec<(usize, Option<Column>)>) -> Column {
     // Rows without a value: a 0-row piece lacking the column has none.
     let missing = pieces.iter().any(|(n, c)| c.is_none() && *n > 0);
     let total: usize = pieces.iter().map(|(n, _)| n).sum();
-    match joined_kind(&kinds, missing) {
+    // The integer dtype the pieces promote to (numpy's rule), and the categories' dtype.
+    let dtypes = |of: fn(&Column) -> Option<Dtype>| {
+        pieces
+            .iter()
+            .filter_map(|(_, c)| c.as_ref().and_then(of))
+            .reduce(Dtype::promote)
+    };
+    let int_dtype = dtypes(|c| match c {
+        Column::Int { dtype, .. } | Column::NullableInt { dtype, .. } => Some(*dtype),
+        _ => None,
+    })
+    .unwrap_or(Dtype::I64);
+    let mut kind = joined_kind(&kinds, missing);
+    if matches!(kind, Kind::Int | Kind::NullableInt) && !int_dtype.is_integer() {
+        // int64 with uint64: numpy's float64.
+        kind = Kind::Float;
+    }
+    match kind {
         Kind::Categorical => {
+            let categories_dtype = dtypes(|c| match c {
+                Column::Categorical {
+                    categories_dtype, ..
+                } => Some(*categories_dtype),
+                _ => None,
+            })
+            .unwrap_or(Dtype::String);
             let mut categories: Vec<String> = Vec::new();
             let mut position: HashMap<String, i64> = HashMap::new();
             let mut codes = Vec::with_capacity(total);
@@ -182,6 +252,7 @@ pub(crate) fn concat_outer(pieces: Vec<(usize, Option<Column>)>) -> Column {
                         codes: c,
                         categories: cats,
                         ordered: o,
+                        ..
                     }) => {
                         ordered &= o;
                         let remap: Vec<i64> = cats
@@ -208,34 +279,42 @@ pub(crate) fn concat_outer(pieces: Vec<(usize, Option<Column>)>) -> Column {
                 codes,
                 categories,
                 ordered,
+                categories_dtype,
             }
         }
-        Kind::Int => Column::Int(
-            pieces
+        // Values of narrower pieces are the same numbers; a uint64 target has unsigned
+        // pieces only (with a signed one it would be float64), so bits stay values.
+        Kind::Int => Column::Int {
+            values: pieces
                 .into_iter()
                 .flat_map(|(_, c)| match c {
-                    Some(Column::Int(v)) => v,
+                    Some(Column::Int { values, .. }) => values,
                     _ => Vec::new(),
                 })
                 .collect(),
-        ),
+            dtype: int_dtype,
+        },
         Kind::Float => {
             let mut out = Vec::with_capacity(total);
             for (n, piece) in pieces {
                 match piece {
                     Some(Column::Float(v)) => out.extend(v),
                     Some(Column::Float32(v)) => out.extend(v.iter().map(|&x| f64::from(x))),
-                    Some(Column::Int(v)) => out.extend(v.iter().map(|&x| x as f64)),
-                    Some(Column::Bool(v)) => out.extend(v.iter().map(|&x| f64::from(u8::from(x)))),
-                    Some(Column::NullableInt { values, mask }) => {
-                        out.extend(values.iter().zip(&mask).map(|(&v, &m)| {
-                            if m {
-                                f64::NAN
-                            } else {
-                                v as f64
-                            }
-                        }))
+                    Some(Column::Int { values, dtype }) => {
+                        out.extend(values.iter().map(|&x| Column::int_value(x, dtype) as f64))
                     }
+                    Some(Column::Bool(v)) => out.extend(v.iter().map(|&x| f64::from(u8::from(x)))),
+                    Some(Column::NullableInt {
+                        values,
+                        mask,
+                        dtype,
+                    }) => out.extend(values.iter().zip(&mask).map(|(&v, &m)| {
+                        if m {
+                            f64::NAN
+                        } else {
+                            Column::int_value(v, dtype) as f64
+                        }
+                    })),
                     Some(Column::NullableBool { values, mask }) => {
                         out.extend(values.iter().zip(&mask).map(|(&v, &m)| {
                             if m {
@@ -293,11 +372,13 @@ pub(crate) fn concat_outer(pieces: Vec<(usize, Option<Column>)>) -> Column {
             let (mut values, mut mask) = (Vec::with_capacity(total), Vec::with_capacity(total));
             for (n, piece) in pieces {
                 match piece {
-                    Some(Column::Int(v)) => {
+                    Some(Column::Int { values: v, .. }) => {
                         mask.extend(std::iter::repeat_n(false, v.len()));
                         values.extend(v);
                     }
-                    Some(Column::NullableInt { values: v, mask: m }) => {
+                    Some(Column::NullableInt {
+                        values: v, mask: m, ..
+                    }) => {
                         values.extend(v);
                         mask.extend(m);
                     }
@@ -307,7 +388,11 @@ pub(crate) fn concat_outer(pieces: Vec<(usize, Option<Column>)>) -> Column {
                     }
                 }
             }
-            Column::NullableInt { values, mask }
+            Column::NullableInt {
+                values,
+                mask,
+                dtype: int_dtype,
+            }
         }
         Kind::String => Column::String(
             pieces
@@ -418,7 +503,8 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
         NodeKind::Group => match encoding_type.as_str() {
             "categorical" => {
                 let codes = store.read_i64(&join(&path, "codes"))?;
-                let categories = read_strings_any(store, &join(&path, "categories"))?;
+                let (categories, categories_dtype) =
+                    read_strings_any(store, &join(&path, "categories"))?;
                 let ordered = attrs
                     .get("ordered")
                     .and_then(Value::as_bool)
@@ -428,12 +514,17 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
                     codes,
                     categories,
                     ordered,
+                    categories_dtype,
                 })
             }
-            "nullable-integer" => Ok(Column::NullableInt {
-                values: store.read_i64(&join(&path, "values"))?,
-                mask: read_mask(store, &path)?,
-            }),
+            "nullable-integer" => {
+                let (values, dtype) = read_ints(store, &join(&path, "values"))?;
+                Ok(Column::NullableInt {
+                    values,
+                    mask: read_mask(store, &path)?,
+                    dtype,
+                })
+            }
             "nullable-boolean" => Ok(Column::NullableBool {
                 values: read_bools(store, &join(&path, "values"))?,
                 mask: read_mask(store, &path)?,
@@ -452,7 +543,7 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
             let legacy = join(&join(df, "__categories"), name);
             if let Ok(Some(_)) = store.kind(&legacy) {
                 let codes = store.read_i64(&path)?;
-                let categories = read_strings_any(store, &legacy)?;
+                let (categories, categories_dtype) = read_strings_any(store, &legacy)?;
                 check_codes(&path, &codes, categories.len())?;
                 return Ok(Column::Categorical {
                     codes,
@@ -461,6 +552,7 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
                         .get("ordered")
                         .and_then(Value::as_bool)
                         .unwrap_or(false),
+                    categories_dtype,
                 });
             }
             if !matches!(encoding_type.as_str(), "" | "array" | "string-array") {
@@ -487,7 +579,10 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
                         .collect(),
                 ),
                 Dtype::F64 => Column::Float(store.read_f64(&path)?),
-                _ => Column::Int(store.read_i64(&path)?),
+                _ => {
+                    let (values, dtype) = read_ints(store, &path)?;
+                    Column::Int { values, dtype }
+                }
             })
         }
     }
@@ -528,16 +623,42 @@ fn read_strings(store: &dyn ElementSource, path: &str) -> Result<Vec<String>> {
     }
 }
 
-/// Strings, or numbers in decimal text form (categories may be numeric).
-fn read_strings_any(store: &dyn ElementSource, path: &str) -> Result<Vec<String>> {
-    Ok(match store.array_info(path)?.0 {
+/// An integer array's values and dtype, exactly: `uint64` values as their bits.
+fn read_ints(store: &dyn ElementSource, path: &str) -> Result<(Vec<i64>, Dtype)> {
+    let dtype = store.array_info(path)?.0;
+    let values = match dtype {
+        Dtype::U64 => store
+            .read_u64(path)?
+            .into_iter()
+            .map(|v| v as i64)
+            .collect(),
+        _ => store.read_i64(path)?,
+    };
+    // A bool array read as integers (an old writer's mask or values) counts as int8.
+    Ok((values, if dtype.is_integer() { dtype } else { Dtype::I8 }))
+}
+
+/// Strings, or numbers and bools in their exact text form (categories may be numeric), with
+/// the stored dtype.
+fn read_strings_any(store: &dyn ElementSource, path: &str) -> Result<(Vec<String>, Dtype)> {
+    let dtype = store.array_info(path)?.0;
+    let text = match dtype {
         Dtype::String => store.read_strings(path)?,
+        // Widened to f64 exactly; the shortest text that reads back as the same f64 is also
+        // the float32's when parsed as f64 and narrowed.
         Dtype::F16 | Dtype::F32 | Dtype::F64 => {
             store.read_f64(path)?.iter().map(f64::to_string).collect()
         }
         Dtype::Bool => store.read_bool(path)?.iter().map(bool::to_string).collect(),
-        _ => store.read_i64(path)?.iter().map(i64::to_string).collect(),
-    })
+        _ => {
+            let (values, dtype) = read_ints(store, path)?;
+            values
+                .iter()
+                .map(|&v| Column::int_value(v, dtype).to_string())
+                .collect()
+        }
+    };
+    Ok((text, dtype))
 }
 
 #[cfg(test)]
@@ -557,6 +678,7 @@ mod tests {
         let nullable = Column::NullableInt {
             values: vec![3, 0],
             mask: vec![false, true],
+            dtype: crate::store::Dtype::I32,
         };
         let joined = concat_outer(vec![(2, Some(float.clone())), (2, Some(nullable))]);
         assert_eq!(floats(joined), [Some(0.5), None, Some(3.0), None]);
@@ -564,9 +686,37 @@ mod tests {
         assert_eq!(floats(joined), [Some(0.5), None, Some(1.0)]);
         let joined = concat_outer(vec![
             (1, Some(Column::Float32(vec![1.5]))),
-            (1, Some(Column::Int(vec![2]))),
+            (1, Some(Column::int64(vec![2]))),
         ]);
         assert_eq!(floats(joined), [Some(1.5), Some(2.0)]);
+    }
+
+    #[test]
+    fn integers_keep_their_width_and_join_as_numpy_promotes() {
+        use crate::store::Dtype;
+        let ints = |values: Vec<i64>, dtype| Column::Int { values, dtype };
+        let big = u64::MAX - 1;
+        // uint64 past i64::MAX: its bits kept, read back exactly.
+        let joined = concat_outer(vec![
+            (1, Some(ints(vec![big as i64], Dtype::U64))),
+            (1, Some(ints(vec![7], Dtype::U32))),
+        ]);
+        assert_eq!(joined, ints(vec![big as i64, 7], Dtype::U64));
+        assert_eq!(
+            joined.to_strings(),
+            [Some(big.to_string()), Some("7".into())]
+        );
+        let joined = concat_outer(vec![
+            (1, Some(ints(vec![16_778_701], Dtype::I32))),
+            (1, Some(ints(vec![1 << 40], Dtype::I64))),
+        ]);
+        assert_eq!(joined, ints(vec![16_778_701, 1 << 40], Dtype::I64));
+        // int64 with uint64: float64, as numpy.
+        let joined = concat_outer(vec![
+            (1, Some(ints(vec![-1], Dtype::I64))),
+            (1, Some(ints(vec![3], Dtype::U64))),
+        ]);
+        assert_eq!(joined, Column::Float(vec![-1.0, 3.0]));
     }
 
     #[test]

@@ -191,6 +191,11 @@ impl ElementSource for H5 {
         }
     }
 
+    fn read_u64(&self, path: &str) -> Result<Vec<u64>> {
+        let ds = self.dataset(path)?;
+        ds.read_raw::<u64>().map_err(|e| h5err(path, e))
+    }
+
     fn read_f64(&self, path: &str) -> Result<Vec<f64>> {
         let ds = self.dataset(path)?;
         ds.read_raw::<f64>().map_err(|e| h5err(path, e))

@@ -20,6 +20,8 @@ pub(crate) trait ElementSource {
     fn array_info(&self, path: &str) -> Result<(Dtype, Vec<u64>)>;
     /// An integer or bool array, converted to `i64`.
     fn read_i64(&self, path: &str) -> Result<Vec<i64>>;
+    /// A `uint64` array, exactly.
+    fn read_u64(&self, path: &str) -> Result<Vec<u64>>;
     /// A numeric or bool array, converted to `f64`.
     fn read_f64(&self, path: &str) -> Result<Vec<f64>>;
     /// A bool array.
@@ -45,6 +47,9 @@ impl ElementSource for ZarrStore {
     }
     fn read_i64(&self, path: &str) -> Result<Vec<i64>> {
         ChunkedArray::open(self, path)?.read_all_i64()
+    }
+    fn read_u64(&self, path: &str) -> Result<Vec<u64>> {
+        ChunkedArray::open(self, path)?.read_all::<u64>()
     }
     fn read_f64(&self, path: &str) -> Result<Vec<f64>> {
         ChunkedArray::open(self, path)?.read_all_f64()

@@ -13,6 +13,7 @@ use zarrs::filesystem::FilesystemStore;
 use zarrs::group::GroupBuilder;
 
 use super::dataframe::Column;
+use super::dtype::Dtype;
 
 mod sharded;
 use crate::error::{Error, Result};
@@ -334,6 +335,87 @@ impl Writer {
         self.small(path, values, a)
     }
 
+    /// Integers stored as `i64` (bits for `uint64`), written in their own `dtype`: the values
+    /// came from an array of that dtype, so each fits it.
+    fn ints(
+        &self,
+        path: &str,
+        values: &[i64],
+        dtype: Dtype,
+        attributes: Map<String, Value>,
+    ) -> Result<()> {
+        macro_rules! narrowed {
+            ($t:ty) => {{
+                let v: Vec<$t> = values.iter().map(|&x| x as $t).collect();
+                self.small(path, &v, attributes)
+            }};
+        }
+        match dtype {
+            Dtype::I8 => narrowed!(i8),
+            Dtype::I16 => narrowed!(i16),
+            Dtype::I32 => narrowed!(i32),
+            Dtype::U8 => narrowed!(u8),
+            Dtype::U16 => narrowed!(u16),
+            Dtype::U32 => narrowed!(u32),
+            Dtype::U64 => narrowed!(u64),
+            _ => self.small(path, values, attributes),
+        }
+    }
+
+    /// Categories in their stored dtype: names, or numbers and bools from their exact text.
+    fn categories(&self, path: &str, categories: &[String], dtype: Dtype) -> Result<()> {
+        let bad = |text: &str| Error::Internal(format!("{path}: category {text:?} is not {dtype}"));
+        let array_attrs = attrs(&[
+            ("encoding-type", json!("array")),
+            ("encoding-version", json!("0.2.0")),
+        ]);
+        match dtype {
+            Dtype::Bool => {
+                let v = categories
+                    .iter()
+                    .map(|c| c.parse::<bool>().map_err(|_| bad(c)))
+                    .collect::<Result<Vec<_>>>()?;
+                self.small(path, &v, array_attrs)
+            }
+            Dtype::F16 | Dtype::F32 | Dtype::F64 => {
+                let v = categories
+                    .iter()
+                    .map(|c| c.parse::<f64>().map_err(|_| bad(c)))
+                    .collect::<Result<Vec<_>>>()?;
+                match dtype {
+                    Dtype::F64 => self.small(path, &v, array_attrs),
+                    Dtype::F32 => {
+                        let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+                        self.small(path, &v, array_attrs)
+                    }
+                    _ => {
+                        let v: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f64(x)).collect();
+                        self.small(path, &v, array_attrs)
+                    }
+                }
+            }
+            d if d.is_integer() => {
+                let v = categories
+                    .iter()
+                    .map(|c| {
+                        c.parse::<i128>()
+                            .ok()
+                            .and_then(|x| {
+                                if d == Dtype::U64 {
+                                    u64::try_from(x).ok().map(|x| x as i64)
+                                } else {
+                                    i64::try_from(x).ok()
+                                }
+                            })
+                            .ok_or_else(|| bad(c))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                self.ints(path, &v, d, array_attrs)
+            }
+            _ => self.strings(path, categories),
+        }
+    }
+
     fn column(&self, path: &str, column: &Column) -> Result<()> {
         let array_attrs = || {
             attrs(&[
@@ -346,6 +428,7 @@ impl Writer {
                 codes,
                 categories,
                 ordered,
+                categories_dtype,
             } => {
                 self.group(
                     path,
@@ -355,7 +438,7 @@ impl Writer {
                         ("ordered", json!(ordered)),
                     ]),
                 )?;
-                self.strings(&format!("{path}/categories"), categories)?;
+                self.categories(&format!("{path}/categories"), categories, *categories_dtype)?;
                 // Smallest code type that fits, as pandas does.
                 if categories.len() < i8::MAX as usize {
                     let c: Vec<i8> = codes.iter().map(|&c| c as i8).collect();
@@ -370,10 +453,14 @@ impl Writer {
             }
             Column::Float(v) => self.small(path, v, array_attrs()),
             Column::Float32(v) => self.small(path, v, array_attrs()),
-            Column::Int(v) => self.small(path, v, array_attrs()),
+            Column::Int { values, dtype } => self.ints(path, values, *dtype, array_attrs()),
             Column::Bool(v) => self.small(path, v, array_attrs()),
             Column::String(v) => self.strings(path, v),
-            Column::NullableInt { values, mask } => {
+            Column::NullableInt {
+                values,
+                mask,
+                dtype,
+            } => {
                 self.group(
                     path,
                     attrs(&[
@@ -381,7 +468,7 @@ impl Writer {
                         ("encoding-version", json!("0.1.0")),
                     ]),
                 )?;
-                self.small(&format!("{path}/values"), values, array_attrs())?;
+                self.ints(&format!("{path}/values"), values, *dtype, array_attrs())?;
                 self.small(&format!("{path}/mask"), mask, array_attrs())
             }
             Column::NullableBool { values, mask } => {

@@ -179,11 +179,11 @@ pub fn write_csr(root: &Path, group: &str, m: &Csr, var_names: &[String], layout
     let obs_names: Vec<String> = (0..n).map(|i| format!("{group}cell{i}")).collect();
     let obs = vec![(
         "cell_type".to_string(),
-        Column::Categorical {
-            codes: (0..n as i64).map(|i| i % 3).collect(),
-            categories: vec!["a".into(), "b".into(), "c".into()],
-            ordered: false,
-        },
+        Column::categorical(
+            (0..n as i64).map(|i| i % 3).collect(),
+            vec!["a".into(), "b".into(), "c".into()],
+            false,
+        ),
     )];
     writer
         .anndata_csr(

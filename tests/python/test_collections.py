@@ -162,8 +162,9 @@ def test_an_element_that_is_not_a_matrix_is_refused(layered):
 
 
 def test_string_label_loads_as_codes(tmp_path):
-    """A label that is categorical in one input and strings in the other is joined as strings;
-    as an obs key it is factorized, and the converter says so."""
+    """A label that is categorical in one input and strings in the other is joined as strings,
+    and the converter says so: as a pandas obs key it stays strings (as anndata reads it), as
+    arrays it is factorized into codes."""
     parts = []
     # anndata writes strings as categoricals unless every value is distinct.
     for i, labels in enumerate([pd.Categorical(["T", "B", "T"]), np.array(["NK", "B", "Q"],
@@ -174,12 +175,16 @@ def test_string_label_loads_as_codes(tmp_path):
         a.write_h5ad(tmp_path / f"in{i}.h5ad")
         parts.append(tmp_path / f"in{i}.h5ad")
     c = DatasetCollection(tmp_path / "c.zarr").add_adatas(parts, shuffle=False)
-    assert any("label" in note and "factorized" in note for note in c.last_report["notes"])
-    loader = Loader(batch_size=2, chunk_size=2, preload_nchunks=3, obs_keys=["label"],
-                    return_index=True).use_collection(c)
-    got = pd.concat([b["obs"] for b in loader])
-    assert list(got["label"].cat.categories) == ["B", "NK", "Q", "T"]
-    assert list(got["label"].astype(str)) == ["T", "B", "T", "NK", "B", "Q"]
+    assert any("label" in note and "codes" in note for note in c.last_report["notes"])
+    settings = dict(batch_size=2, chunk_size=2, preload_nchunks=3, obs_keys=["label"],
+                    return_index=True)
+    got = pd.concat([b["obs"] for b in Loader(**settings).use_collection(c)])
+    assert list(got["label"]) == ["T", "B", "T", "NK", "B", "Q"]
+    assert got["label"].dtype == ad.read_zarr(tmp_path / "c.zarr" / "dataset_0").obs["label"].dtype
+    codes = np.concatenate([b["obs"]["label"] for b in
+                            Loader(**settings, obs_as="tensors").use_collection(c)])
+    # Codes of the sorted distinct values B, NK, Q, T.
+    assert list(codes) == [3, 0, 3, 1, 0, 2]
 
 
 def test_numeric_obs_joins_stay_numeric(tmp_path):

@@ -159,3 +159,69 @@ def test_a_sparse_float16_layer_is_stored_as_float32(tmp_path, annbatch_bin):
     assert sp.issparse(got) and got.dtype == np.float32
     np.testing.assert_array_equal(dense(got),
                                   dense(a.layers["L"]).astype(np.float16).astype(np.float32))
+
+
+def obs_input(path, k):
+    """An input whose obs columns need their exact dtype: integers past float32's 2^24 and
+    float64's 2^53, uint64 past 2^63, float64, nullable Int64, integer and float categories."""
+    a = ad.AnnData(sp.random(N_OBS, N_VAR, density=0.5, format="csr", dtype=np.float32,
+                             random_state=k))
+    a.obs_names = [f"{path.name}-{i}" for i in range(N_OBS)]
+    a.var_names = [f"g{i}" for i in range(N_VAR)]
+    i = np.arange(N_OBS)
+    a.obs["i32"] = (16_778_701 + i + k).astype(np.int32)
+    a.obs["i64"] = (2**62 + 1 + i * 3 + k).astype(np.int64)
+    a.obs["u32"] = (2**32 - 1 - i - k).astype(np.uint32)
+    a.obs["u64"] = np.array([2**64 - 1 - j - k for j in range(N_OBS)], dtype=np.uint64)
+    a.obs["u8"] = (i % 200 + k).astype(np.uint8)
+    a.obs["f64"] = 0.1 + i / 3 + k
+    nullable = pd.array(2**60 + i + k, dtype="Int64")
+    nullable[::5] = pd.NA
+    a.obs["nullable"] = nullable
+    a.obs["int_cat"] = pd.Categorical((i % 3) * 10**12, categories=[0, 10**12, 2 * 10**12])
+    a.obs["float_cat"] = pd.Categorical((i % 2) * 0.1 + 0.2, categories=[0.2, 0.1 + 0.2])
+    if path.suffix == ".h5ad":
+        a.write_h5ad(path)
+    else:
+        a.write_zarr(path)
+    return a
+
+
+pd = pytest.importorskip("pandas")
+EXACT = ["i32", "i64", "u32", "u64", "u8", "f64", "nullable", "int_cat", "float_cat"]
+
+
+def test_obs_columns_keep_their_dtype_and_values(tmp_path, annbatch_bin):
+    inputs = [obs_input(tmp_path / "a.h5ad", 0), obs_input(tmp_path / "b.zarr", 1)]
+    out = tmp_path / "out.zarr"
+    run([annbatch_bin, "convert", "-q", tmp_path / "a.h5ad", tmp_path / "b.zarr", "-o", out])
+    want = ad.concat(inputs).obs
+    got = collection(out).obs.loc[want.index]
+    for name in EXACT:
+        assert got[name].dtype == want[name].dtype, (name, got[name].dtype, want[name].dtype)
+        pd.testing.assert_series_equal(got[name], want[name], check_names=False)
+
+    from annbatch_rs import Loader
+
+    order = np.concatenate([ad.read_zarr(out / d).obs_names
+                            for d in sorted(os.listdir(out)) if d.startswith("dataset_")])
+    settings = dict(batch_size=16, chunk_size=8, preload_nchunks=4, shuffle=True, seed=2,
+                    return_index=True, obs_keys=EXACT, to=None)
+    for batch in Loader(**settings).use_collection(out):
+        names = order[np.asarray(batch["index"])]
+        frame = batch["obs"]
+        for name in EXACT:
+            assert frame[name].dtype == want[name].dtype, (name, frame[name].dtype)
+            np.testing.assert_array_equal(frame[name].to_numpy(),
+                                          want.loc[names, name].to_numpy(), err_msg=name)
+    # As arrays: integers int64 exactly, float64 and nullable integers float64 (NaN missing).
+    batch = next(iter(Loader(**settings, obs_as="tensors").use_collection(out)))
+    names = order[np.asarray(batch["index"])]
+    for name, dtype in [("i32", np.int64), ("i64", np.int64), ("u32", np.int64),
+                        ("u8", np.int64), ("f64", np.float64), ("nullable", np.float64)]:
+        values = np.asarray(batch["obs"][name])
+        assert values.dtype == dtype, (name, values.dtype)
+        column = want.loc[names, name]
+        expected = (column.to_numpy(dtype=dtype, na_value=np.nan) if name == "nullable"
+                    else column.to_numpy(dtype=dtype))
+        np.testing.assert_array_equal(values, expected, err_msg=name)
