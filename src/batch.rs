@@ -9,7 +9,8 @@
 /// A value type rows are read as: `f32` (batches), `f64`, `i64`, `u64` (conversion of other
 /// dtypes, each exact for the stored values it is used for).
 pub trait RowValue: Copy + Default + PartialEq + Send + Sync + 'static {
-    /// Whether the value is zero (dropped when dense rows become sparse).
+    /// Whether the value is zero, bit for bit (dropped when dense rows become sparse; a
+    /// float `-0.0` is kept, so its sign survives).
     fn is_zero(self) -> bool;
     /// A float32 value in this type (in-memory float32 matrices read as another type).
     fn from_f32(v: f32) -> Self;
@@ -19,7 +20,7 @@ macro_rules! row_value {
     ($($t:ty),*) => {$(
         impl RowValue for $t {
             fn is_zero(self) -> bool {
-                self == <$t>::default()
+                self.to_ne_bytes() == <$t>::default().to_ne_bytes()
             }
             fn from_f32(v: f32) -> Self {
                 v as $t

@@ -14,9 +14,11 @@ use crate::store::Column;
 pub enum VarMerge {
     /// A column is kept when every input has it with equal values for every variable.
     Same,
-    /// A column is kept when the inputs that have a variable agree on its value.
+    /// A column is kept when the inputs that have it agree on every variable (a variable an
+    /// input lacks counts as missing there, as anndata reindexes).
     Unique,
-    /// Each variable takes its value from the first input that has it.
+    /// A column comes whole from the first input that has it (missing for the variables that
+    /// input lacks).
     First,
     /// A column is kept when exactly one input has it.
     Only,
@@ -90,19 +92,25 @@ pub(crate) fn join(
         {
             continue;
         }
-        // The inputs' columns end to end (types unified as in an obs join), then a missing row.
-        let mut pieces = Vec::with_capacity(parts.len() + 1);
-        let mut offsets = Vec::with_capacity(parts.len());
+        // anndata reindexes each input's column to the output variables (missing where an
+        // input lacks a variable), then `first` / `only` take the first input's column whole
+        // and `unique` / `same` keep a column only when those reindexed columns are equal.
+        let used: Vec<usize> = match merge {
+            VarMerge::First | VarMerge::Only => vec![having[0]],
+            VarMerge::Same | VarMerge::Unique => having.clone(),
+        };
+        // The used inputs' columns end to end (types unified as in an obs join).
+        let mut pieces = Vec::with_capacity(used.len() + 1);
+        let mut offsets = vec![0; parts.len()];
         let mut total = 0;
-        for part in &parts {
-            // An input without the column is never picked from: it takes no rows.
-            let column = part
+        for &k in &used {
+            let column = parts[k]
                 .columns
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, c)| c);
             let len = column.map_or(0, Column::len);
-            offsets.push(total);
+            offsets[k] = total;
             total += len;
             pieces.push((len, column.cloned()));
         }
@@ -118,22 +126,23 @@ pub(crate) fn join(
         // `j` indexes every input's row of `sources`, not one slice.
         #[allow(clippy::needless_range_loop)]
         for j in 0..n_var {
-            let rows: Vec<usize> = having
+            // Each used input's row of variable j, and whether it holds a value there.
+            let rows: Vec<Option<usize>> = used
                 .iter()
-                .filter_map(|&k| sources[k][j].map(|i| offsets[k] + i))
+                .map(|&k| sources[k][j].map(|i| offsets[k] + i))
                 .collect();
-            let present: Vec<usize> = rows
+            let values: Vec<Option<&String>> = rows
                 .iter()
-                .copied()
-                .filter(|&r| text[r].is_some())
+                .map(|r| r.and_then(|r| text[r].as_ref()))
                 .collect();
-            let agree = |rows: &[usize]| rows.windows(2).all(|w| text[w[0]] == text[w[1]]);
-            keep &= match merge {
-                VarMerge::Same => rows.len() == parts.len() && agree(&rows),
-                VarMerge::Unique => agree(&present),
-                VarMerge::First | VarMerge::Only => true,
-            };
-            picks.push(present.first().or(rows.first()).copied());
+            keep &= values.windows(2).all(|w| w[0] == w[1]);
+            // A row that holds the value (all agree under same / unique), else missing.
+            picks.push(
+                rows.iter()
+                    .zip(&values)
+                    .find(|(_, v)| v.is_some())
+                    .and_then(|(r, _)| *r),
+            );
         }
         if !keep {
             continue;
@@ -194,14 +203,16 @@ mod tests {
 
     #[test]
     fn merges_as_anndata_concat() {
+        // What anndata.concat(join="outer", merge=...) gives for these inputs.
         let maps = maps();
         assert!(join(parts(&maps), 4, None).is_empty());
         let first = join(parts(&maps), 4, Some(VarMerge::First));
         assert_eq!(first[0].0, "gene_symbol");
         let want = |v: &[Option<&str>]| v.iter().map(|s| s.map(String::from)).collect::<Vec<_>>();
+        // The first input's column, reindexed: g4 is missing, not taken from the second.
         assert_eq!(
             texts(&first[0].1),
-            want(&[Some("A"), Some("B"), Some("C"), Some("D")])
+            want(&[Some("A"), Some("B"), Some("C"), None])
         );
         // An int column with a missing value becomes float64 with NaN, as in pandas.
         assert_eq!(
@@ -210,11 +221,28 @@ mod tests {
         );
         // gene_symbol: g1 and g4 are missing in one input each, so not the same everywhere.
         assert!(join(parts(&maps), 4, Some(VarMerge::Same)).is_empty());
+        // ... nor unique: the reindexed columns differ where one input lacks a variable.
         let unique = join(parts(&maps), 4, Some(VarMerge::Unique));
-        assert_eq!(unique.len(), 2);
+        assert_eq!(
+            unique.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["only_here"]
+        );
         let only = join(parts(&maps), 4, Some(VarMerge::Only));
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].0, "only_here");
+        // Inputs that agree on every variable they share and lack none: unique keeps it.
+        let same_genes = [maps[0].clone(), maps[0].clone()];
+        let agreeing = vec![
+            VarPart {
+                columns: vec![("s".into(), strings(&["A", "B", "C"]))],
+                map: Some(&same_genes[0]),
+            },
+            VarPart {
+                columns: vec![("s".into(), strings(&["A", "B", "C"]))],
+                map: Some(&same_genes[1]),
+            },
+        ];
+        assert_eq!(join(agreeing, 3, Some(VarMerge::Unique)).len(), 1);
     }
 
     #[test]
