@@ -389,6 +389,11 @@ pub enum RemoteFailure {
     Unauthenticated,
     /// The credentials are valid but may not read this object.
     PermissionDenied,
+    /// No credentials were found for an S3 store (none in the environment, anonymous access
+    /// not asked for, the instance role not asked for).
+    NoCredentials,
+    /// The `https://` server's certificate is not trusted by this machine.
+    UntrustedCertificate,
     /// The server could not be reached, or did not answer within the timeout, after retries.
     Unreachable,
     /// The server answered in a way no reader can use (a range it did not honour, say).
@@ -410,6 +415,15 @@ impl std::fmt::Display for RemoteFailure {
                  AWS_SESSION_TOKEN; AWS_SKIP_SIGNATURE=true for a public bucket)"
             }
             Self::PermissionDenied => "access denied to these credentials",
+            Self::NoCredentials => {
+                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
+                 AWS_WEB_IDENTITY_TOKEN_FILE), ANNBATCH_REMOTE_ANONYMOUS=1 for a public bucket, \
+                 or ANNBATCH_REMOTE_INSTANCE_CREDENTIALS=1 for this machine's instance role"
+            }
+            Self::UntrustedCertificate => {
+                "the server's TLS certificate is not trusted: add its CA to the system's trust \
+                 store (update-ca-certificates) or point SSL_CERT_FILE at a bundle holding it"
+            }
             Self::Unreachable => "the server is unreachable or did not answer in time",
             Self::BadResponse => "the server's answer cannot be used",
             Self::BadUrl => "not a collection URL (s3://bucket/path or http(s)://host/path)",

@@ -816,3 +816,90 @@ fn a_conversion_into_object_storage_fails_cleanly() {
         .next()
         .is_none());
 }
+
+#[test]
+fn an_s3_open_without_credentials_says_so_at_once() {
+    // No credentials in the environment: no metadata-service probe (a timeout read as
+    // "unreachable"), but an error naming what is missing and the ways to give it.
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_annbatch"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+        .env("ANNBATCH_REMOTE_ENDPOINT", "http://127.0.0.1:9")
+        .args(["inspect", "s3://cells/annbatch_collection.zarr"])
+        .output()
+        .expect("run annbatch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no S3 credentials") && stderr.contains("AWS_ACCESS_KEY_ID"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_untrusted_https_certificate_is_named_not_unreachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (Debian's openssl, installed by ./run)");
+    assert!(made.success());
+    let root = served(&["annbatch_collection.zarr"]);
+    let port = free_port();
+    let mut command = Command::new(tool(
+        "ANNBATCH_RCLONE",
+        PathBuf::from("rclone"),
+        "install Debian's rclone",
+    ));
+    command
+        .args(["serve", "http", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["--config", "/dev/null"])
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .arg(root.path().join(BUCKET));
+    let _server = start(command, port, "rclone serve http (TLS)");
+    let url = format!("https://127.0.0.1:{port}/annbatch_collection.zarr");
+    let options = annbatch::OpenOptions {
+        remote: RemoteOptions {
+            retries: 0,
+            ..RemoteOptions::default()
+        },
+        ..annbatch::OpenOptions::default()
+    };
+    let err = DatasetCollection::open_with(&url, &options).expect_err("untrusted");
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                kind: RemoteFailure::UntrustedCertificate,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("SSL_CERT_FILE"), "{err}");
+}

@@ -38,10 +38,12 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::Io { source, .. } => PyErr::from(std::io::Error::new(source.kind(), message)),
         Error::Remote { kind, .. } => match kind {
             RemoteFailure::NotFound => PyFileNotFoundError::new_err(message),
-            RemoteFailure::Unauthenticated | RemoteFailure::PermissionDenied => {
-                PyPermissionError::new_err(message)
+            RemoteFailure::Unauthenticated
+            | RemoteFailure::PermissionDenied
+            | RemoteFailure::NoCredentials => PyPermissionError::new_err(message),
+            RemoteFailure::Unreachable | RemoteFailure::UntrustedCertificate => {
+                PyConnectionError::new_err(message)
             }
-            RemoteFailure::Unreachable => PyConnectionError::new_err(message),
             _ => AnnbatchError::new_err(message),
         },
         _ => AnnbatchError::new_err(message),

@@ -65,6 +65,12 @@ pub struct RemoteOptions {
     pub retries: usize,
     /// No retry starts after this long since the first try. Default 15 s.
     pub retry_timeout: Duration,
+    /// Take S3 credentials from this machine's instance role (the EC2 / ECS metadata
+    /// service) when the environment has none. Default `false` (or
+    /// `ANNBATCH_REMOTE_INSTANCE_CREDENTIALS`): without credentials an S3 open fails at once
+    /// with [`crate::RemoteFailure::NoCredentials`] instead of probing a metadata service that
+    /// is not there (a timeout read as "unreachable").
+    pub instance_credentials: bool,
 }
 
 impl Default for RemoteOptions {
@@ -79,6 +85,7 @@ impl Default for RemoteOptions {
             connect_timeout: Duration::from_secs(5),
             retries: 3,
             retry_timeout: Duration::from_secs(15),
+            instance_credentials: false,
         }
     }
 }
@@ -99,7 +106,8 @@ impl OpenOptions {
 
 impl RemoteOptions {
     /// The defaults, overridden by the environment: `ANNBATCH_REMOTE_ENDPOINT`,
-    /// `ANNBATCH_REMOTE_ANONYMOUS` (`1`/`true`), `ANNBATCH_REMOTE_CONCURRENCY`,
+    /// `ANNBATCH_REMOTE_ANONYMOUS` (`1`/`true`), `ANNBATCH_REMOTE_INSTANCE_CREDENTIALS`
+    /// (`1`/`true`), `ANNBATCH_REMOTE_CONCURRENCY`,
     /// `ANNBATCH_REMOTE_READ_AHEAD`, `ANNBATCH_REMOTE_COALESCE_GAP` (bytes),
     /// `ANNBATCH_REMOTE_TIMEOUT_S`, `ANNBATCH_REMOTE_CONNECT_TIMEOUT_S`,
     /// `ANNBATCH_REMOTE_RETRIES`, `ANNBATCH_REMOTE_RETRY_TIMEOUT_S` (seconds may be fractions).
@@ -138,12 +146,20 @@ impl RemoteOptions {
         if let Some(v) = var("ANNBATCH_REMOTE_ENDPOINT") {
             o.endpoint = Some(v);
         }
-        if let Some(v) = var("ANNBATCH_REMOTE_ANONYMOUS") {
-            o.anonymous = match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" | "" => false,
-                _ => return Err(bad("ANNBATCH_REMOTE_ANONYMOUS", &v, "true or false")),
-            };
+        let flag = |name: &'static str| -> crate::Result<Option<bool>> {
+            var(name)
+                .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" => Ok(true),
+                    "0" | "false" | "no" | "" => Ok(false),
+                    _ => Err(bad(name, &v, "true or false")),
+                })
+                .transpose()
+        };
+        if let Some(on) = flag("ANNBATCH_REMOTE_ANONYMOUS")? {
+            o.anonymous = on;
+        }
+        if let Some(on) = flag("ANNBATCH_REMOTE_INSTANCE_CREDENTIALS")? {
+            o.instance_credentials = on;
         }
         let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         if let Some(n) = number("ANNBATCH_REMOTE_CONCURRENCY")? {

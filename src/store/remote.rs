@@ -152,6 +152,13 @@ impl RemoteStore {
                 }
                 if options.anonymous {
                     builder = builder.with_skip_signature(true);
+                } else if !options.instance_credentials && !credentials_in_env() {
+                    // object_store would ask the EC2 metadata service, which off EC2 times out
+                    // and reads as "unreachable": say what is missing instead.
+                    return Err(bad(
+                        RemoteFailure::NoCredentials,
+                        "none in the environment".into(),
+                    ));
                 }
                 let store = builder
                     .build()
@@ -529,6 +536,30 @@ async fn get(
     Ok(bytes)
 }
 
+/// Whether the environment gives S3 credentials (keys, a web identity token, a container
+/// credentials endpoint) or asks for unsigned requests, so no metadata service is probed.
+fn credentials_in_env() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let skip = std::env::var("AWS_SKIP_SIGNATURE")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"));
+    skip || set("AWS_ACCESS_KEY_ID")
+        || set("AWS_WEB_IDENTITY_TOKEN_FILE")
+        || set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+}
+
+/// The text of `e` and of every error under it (a TLS failure is several levels down).
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 fn is_not_found(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
 }
@@ -541,7 +572,7 @@ fn classify(e: &object_store::Error) -> RemoteFailure {
         object_store::Error::PermissionDenied { .. } => RemoteFailure::PermissionDenied,
         object_store::Error::InvalidPath { .. } => RemoteFailure::BadUrl,
         object_store::Error::Generic { source, .. } => {
-            let text = source.to_string().to_ascii_lowercase();
+            let text = chain_text(source.as_ref()).to_ascii_lowercase();
             // Errors of a listing or an upload carry the status only in their text.
             if text.contains("401 unauthorized")
                 || text.contains("signaturedoesnotmatch")
@@ -551,6 +582,13 @@ fn classify(e: &object_store::Error) -> RemoteFailure {
                 RemoteFailure::Unauthenticated
             } else if text.contains("403 forbidden") || text.contains("accessdenied") {
                 RemoteFailure::PermissionDenied
+            } else if text.contains("certificate")
+                || text.contains("unknownissuer")
+                || text.contains("unknown issuer")
+                || text.contains("self-signed")
+                || text.contains("self signed")
+            {
+                RemoteFailure::UntrustedCertificate
             } else if text.contains("range") || text.contains("status code") {
                 RemoteFailure::BadResponse
             } else if text.contains("sending request")
