@@ -332,7 +332,15 @@ impl PyBatches {
         let Some(batches) = self.batches.as_mut() else {
             return Ok(None);
         };
-        let next = run(py, || batches.next().transpose());
+        // Waits in slices, the GIL released, so Ctrl-C (KeyboardInterrupt) reaches a loop
+        // whose loader waits on a sampler that blocks or yields nothing.
+        let next = loop {
+            let got = run(py, || Ok(batches.next_within(SIGNAL_CHECK)));
+            match got? {
+                Ok(next) => break next.transpose().map_err(to_py),
+                Err(()) => py.check_signals()?,
+            }
+        };
         match next {
             Ok(None) => {
                 self.batches = None;
@@ -377,8 +385,31 @@ impl PyBatches {
     }
 
     /// Stops the background work now (also on garbage collection).
-    fn close(&mut self) {
-        self.batches = None;
+    fn close(&mut self, py: Python<'_>) {
+        stop(py, self.batches.take());
+    }
+}
+
+impl Drop for PyBatches {
+    fn drop(&mut self) {
+        if let Some(batches) = self.batches.take() {
+            // Dropped by Python's garbage collection: the GIL is held.
+            Python::attach(|py| stop(py, Some(batches)));
+        }
+    }
+}
+
+/// How often a wait for the next batch looks for a signal (Ctrl-C).
+const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long stopping an epoch waits for a producer inside a Python sampler.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Stops an epoch's producer with the GIL released: the producer may be waiting for the GIL
+/// to call a Python sampler, and joining it while holding the GIL would never end.
+fn stop(py: Python<'_>, batches: Option<Batches<DlBatch>>) {
+    if let Some(mut batches) = batches {
+        py.detach(move || batches.stop_within(Some(STOP_LIMIT)));
     }
 }
 

@@ -8,6 +8,7 @@ crosses into Rust.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Iterator, Optional, Tuple
 
 import numpy as np
@@ -64,6 +65,17 @@ def encode(request: Any) -> Tuple[bytes, bytes, bytes]:
             sizes.astype(little).tobytes(), rows.astype(little).tobytes())
 
 
+# Set on a loader's producer thread while it runs a Python sampler's code.
+_IN_SAMPLER = threading.local()
+
+
+def in_sampler() -> bool:
+    """Whether this thread is running a sampler for a loader (which must not start another
+    loader's epoch: each would start its threads, and a sampler that does so per request
+    piles up thousands)."""
+    return getattr(_IN_SAMPLER, "active", False)
+
+
 class PythonRequests:
     """What the native loader needs of a sampler object with annbatch's interface."""
 
@@ -87,4 +99,13 @@ class PythonRequests:
         return int(n)
 
     def encoded(self, n_obs: int) -> Iterator[Tuple[bytes, bytes, bytes]]:
-        return (encode(request) for request in self.sampler.sample(n_obs))
+        requests = iter(self.sampler.sample(n_obs))
+        while True:
+            _IN_SAMPLER.active = True
+            try:
+                request = next(requests)
+            except StopIteration:
+                return
+            finally:
+                _IN_SAMPLER.active = False
+            yield encode(request)

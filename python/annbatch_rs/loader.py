@@ -487,6 +487,12 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         return self._natives[shard]
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
+        from ._sampling import in_sampler
+
+        if in_sampler():
+            raise RuntimeError("a batch_sampler's sample() iterates a Loader: a sampler decides "
+                               "rows from the data it is given (n_obs, obs), it cannot read "
+                               "batches of a loader while one runs it")
         shard = self._shard()
         frame = (self._yields_frames() or self._keys_from_frames()) and self._frame is None
         if frame and shard not in self._natives:

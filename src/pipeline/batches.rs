@@ -101,15 +101,83 @@ impl<T> Batches<T> {
     }
 
     fn stop(&mut self) {
+        self.stop_within(None);
+    }
+
+    /// Stops the producer and waits for it: at most `limit` when given (a producer inside
+    /// code it does not own — a sampler written in Python that sleeps — is then left to end
+    /// by itself, its batches discarded), else until it ends.
+    pub(crate) fn stop_within(&mut self, limit: Option<Duration>) {
         if self.rx.is_some() {
             self.stats.iterated(self.started.elapsed());
         }
         self.quit.store(true, Ordering::Relaxed);
         // Disconnect first so a producer blocked in `send` wakes up, then join it.
         self.rx.take();
-        if let Some(handle) = self.handle.take() {
-            // The producer catches its own panics; a join error cannot carry anything new.
-            let _ = handle.join();
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        if let Some(limit) = limit {
+            let until = Instant::now() + limit;
+            while !handle.is_finished() {
+                if Instant::now() >= until {
+                    tracing::warn!(
+                        "an epoch's producer did not stop within {limit:?} (its sampler is \
+                         still running); it ends by itself"
+                    );
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        // The producer catches its own panics; a join error cannot carry anything new.
+        let _ = handle.join();
+    }
+
+    /// The next item, waiting at most `wait`: `Err(())` when none came in time (the epoch
+    /// goes on; ask again), else what [`Iterator::next`] gives.
+    // The Python front end's (it checks for Ctrl-C between waits).
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
+    pub(crate) fn next_within(
+        &mut self,
+        wait: Duration,
+    ) -> std::result::Result<Option<Result<T>>, ()> {
+        if self.failed {
+            return Ok(None);
+        }
+        let Some(rx) = self.rx.as_ref() else {
+            return Ok(None);
+        };
+        let waiting = Instant::now();
+        let item = match rx.recv_timeout(wait) {
+            Ok(item) => Some(item),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                self.stats.starved(waiting.elapsed());
+                return Err(());
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+        };
+        self.stats.starved(waiting.elapsed());
+        Ok(self.received(item))
+    }
+
+    /// Accounts for what the channel gave.
+    fn received(&mut self, item: Option<Item<T>>) -> Option<Result<T>> {
+        match item {
+            Some(Ok((batch, rows))) => {
+                self.state.batches += 1;
+                self.remaining = self.remaining.saturating_sub(1);
+                self.stats.delivered(rows);
+                Some(Ok(batch))
+            }
+            Some(Err(e)) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+            None => {
+                self.stop();
+                None
+            }
         }
     }
 }
@@ -131,22 +199,7 @@ impl<T> Iterator for Batches<T> {
                 "consumer waited for a batch"
             );
         }
-        match item {
-            Some(Ok((batch, rows))) => {
-                self.state.batches += 1;
-                self.remaining = self.remaining.saturating_sub(1);
-                self.stats.delivered(rows);
-                Some(Ok(batch))
-            }
-            Some(Err(e)) => {
-                self.failed = true;
-                Some(Err(e))
-            }
-            None => {
-                self.stop();
-                None
-            }
-        }
+        self.received(item)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -162,5 +215,56 @@ impl<T> Iterator for Batches<T> {
 impl<T> Drop for Batches<T> {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_for_a_batch_ends_in_time_and_the_epoch_goes_on() {
+        let (go, wait) = crossbeam_channel::bounded::<()>(0);
+        let mut batches = Batches::spawn(
+            1,
+            LoaderState::default(),
+            1,
+            Arc::default(),
+            move |outlet: &Outlet<u8>| {
+                let _ = wait.recv();
+                outlet.send(Ok((7, 1)));
+                Ok(())
+            },
+        )
+        .expect("spawn");
+        assert!(batches.next_within(Duration::from_millis(20)).is_err());
+        go.send(()).expect("go");
+        assert!(matches!(
+            batches.next_within(Duration::from_secs(5)),
+            Ok(Some(Ok(7)))
+        ));
+        assert!(matches!(
+            batches.next_within(Duration::from_secs(5)),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn stopping_within_a_limit_leaves_a_stuck_producer() {
+        let (_keep, stuck) = crossbeam_channel::bounded::<()>(0);
+        let mut batches = Batches::spawn(
+            1,
+            LoaderState::default(),
+            1,
+            Arc::default(),
+            move |_: &Outlet<u8>| {
+                let _ = stuck.recv_timeout(Duration::from_secs(30));
+                Ok(())
+            },
+        )
+        .expect("spawn");
+        let started = Instant::now();
+        batches.stop_within(Some(Duration::from_millis(50)));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

@@ -233,3 +233,82 @@ def test_n_batches_of_a_wrong_type_or_size_is_refused(n, error):
         len(loader)
     with pytest.raises(error, match="n_batches"):
         list(loader)
+
+
+class Slow(SequentialSampler):
+    """annbatch's sequential requests, each after `pause` seconds (forever: a sampler stuck)."""
+
+    def __init__(self, pause, **kwargs):
+        super().__init__(**kwargs)
+        self.pause = pause
+
+    def _sample(self, n_obs):
+        import time
+
+        for request in super()._sample(n_obs):
+            time.sleep(self.pause)
+            yield request
+
+
+def test_leaving_an_epoch_of_a_python_sampler_returns_at_once():
+    # The producer waits for the GIL to call the sampler: stopping it with the GIL held never
+    # ended (a loop broken early, Lightning's limit_train_batches).
+    import time
+
+    loader = Loader(batch_sampler=Slow(0.2, batch_size=8, chunk_size=8, preload_nchunks=1),
+                    return_index=True).use_collection(COLLECTION)
+    it = iter(loader)
+    next(it), next(it)
+    started = time.monotonic()
+    it.close()
+    assert time.monotonic() - started < 2
+    assert len(rows(SequentialSampler(batch_size=100, chunk_size=100, preload_nchunks=1))) == 7
+
+
+def test_ctrl_c_interrupts_a_loop_whose_sampler_blocks():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    here = str(pathlib.Path(__file__).parent)
+    code = (
+        f"import sys, time; sys.path.insert(0, {here!r})\n"
+        "from test_custom_samplers import Slow, COLLECTION, Loader\n"
+        "loader = Loader(batch_sampler=Slow(1e6, batch_size=8, chunk_size=8, preload_nchunks=1))"
+        ".use_collection(COLLECTION)\n"
+        "print('iterating', flush=True)\n"
+        "try:\n"
+        "    next(iter(loader))\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(3)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "iterating"
+    time.sleep(1.0)
+    started = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=30)
+    assert child.returncode == 3 and "interrupted" in out
+    assert time.monotonic() - started < 10
+
+
+class Reentrant(SequentialSampler):
+    """A sampler that reads batches of a loader while deciding its rows."""
+
+    def _sample(self, n_obs):
+        inner = Loader(batch_size=8, chunk_size=8, preload_nchunks=1).use_collection(COLLECTION)
+        for request in super()._sample(n_obs):
+            next(iter(inner))
+            yield request
+
+
+def test_a_sampler_that_iterates_a_loader_is_refused():
+    import threading
+
+    before = threading.active_count()
+    loader = Loader(batch_sampler=Reentrant(batch_size=8, chunk_size=8, preload_nchunks=1)
+                    ).use_collection(COLLECTION)
+    with pytest.raises(RuntimeError, match="iterates a Loader"):
+        list(loader)
+    assert threading.active_count() <= before + 2
