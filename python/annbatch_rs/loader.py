@@ -483,7 +483,10 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
                               batch_sampler=PythonRequests(self._sampler))
             else:
                 params.update(settings)
-            self._natives[shard] = _native.Loader(collection, **params)
+            native = _native.Loader(collection, **params)
+            if params["elastic"] and distributed and self._resume is None:
+                _warn_undelivered(native, world)
+            self._natives[shard] = native
         return self._natives[shard]
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
@@ -774,6 +777,19 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
     def __repr__(self) -> str:
         paths = [s.native if isinstance(s.native, str) else "<in memory>" for s in self._sources]
         return f"Loader({paths!r}, {self._params})"
+
+
+def _warn_undelivered(native: Any, shards: int) -> None:
+    """Says how many global batches an elastic epoch leaves out: ranks get equal batch
+    counts (so DDP's collectives stay in step), the last ``total mod shards`` global batches
+    of the epoch (the partial last one among them, when ``drop_last=False``) go to none."""
+    left = sum(stop - start for start, stop in native.elastic_state(0, len(native)))
+    if left:
+        warnings.warn(
+            f"elastic sharding over {shards} ranks/workers gives each {len(native)} batches: "
+            f"the last {left} global batch(es) of every epoch are not delivered (equal batch "
+            "counts keep DDP in step; a batch count that divides by the ranks delivers every "
+            "row)", UserWarning, stacklevel=3)
 
 
 class _EpochSetter:

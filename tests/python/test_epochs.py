@@ -122,3 +122,41 @@ def test_a_lightning_checkpoint_resumes_where_the_fit_was(tmp_path, stop):
                 ckpt_path=str(tmp_path / "last.ckpt"))
     assert len(first) == (14 if stop == "epoch_end" else 10)
     assert first + rest == full
+
+
+class _FakeRanks:
+    """torch.distributed as a rank of `world` sees it (rank 0)."""
+
+    def __init__(self, world):
+        self.world = world
+
+    def get_rank(self):
+        return 0
+
+    def get_world_size(self):
+        return self.world
+
+
+@pytest.mark.parametrize("batch_size, world, left", [(32, 3, 1), (32, 2, 0), (100, 7, 0)])
+def test_elastic_ranks_say_which_global_batches_no_rank_gets(monkeypatch, batch_size, world,
+                                                            left):
+    """700 rows: 22 global batches of 32 (the last partial) over 3 ranks give 7 each and leave
+    one to none; equal batch counts keep DDP in step, and the loader says so."""
+    import warnings
+
+    from annbatch_rs import loader as loader_module
+
+    monkeypatch.setattr(loader_module._frameworks, "torch_distributed",
+                        lambda: _FakeRanks(world))
+    loader = Loader(batch_size=batch_size, chunk_size=batch_size, preload_nchunks=1,
+                    shuffle=True, seed=3, elastic=True).use_collection(COLLECTION)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batches = list(loader)
+    said = [w for w in caught if "not delivered" in str(w.message)]
+    total = -(-700 // batch_size)
+    assert len(batches) == total // world
+    if left:
+        assert len(said) == 1 and f"the last {left} global batch" in str(said[0].message)
+    else:
+        assert not said
