@@ -903,3 +903,110 @@ fn an_untrusted_https_certificate_is_named_not_unreachable() {
     );
     assert!(err.to_string().contains("SSL_CERT_FILE"), "{err}");
 }
+
+/// A proxy to `backend` whose connections stop passing bytes while `frozen` is set (as a
+/// server under `kill -STOP`): what was asked waits, nothing is refused.
+fn freezable_proxy(backend: u16, frozen: Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", backend)) else {
+                continue;
+            };
+            for (from, to) in [
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
+                (server, client),
+            ] {
+                let frozen = frozen.clone();
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (from, to);
+                    let mut buf = [0u8; 64 << 10];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        while frozen.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn a_stalled_answer_is_tried_again_and_a_stalled_server_ends_the_epoch_in_time() {
+    use std::sync::atomic::AtomicBool;
+    aws_env();
+    let root = served(&["annbatch_collection.zarr"]);
+    let server = s3_server(root.path(), SECRET_KEY);
+    let url = format!("s3://{BUCKET}/annbatch_collection.zarr");
+    let frozen = Arc::new(AtomicBool::new(false));
+    let port = freezable_proxy(server.port, frozen.clone());
+    let open = |timeout: u64, window: u64| {
+        let options = annbatch::OpenOptions {
+            remote: RemoteOptions {
+                timeout: Duration::from_millis(timeout),
+                retry_timeout: Duration::from_millis(window),
+                ..s3_options(port)
+            },
+            ..annbatch::OpenOptions::default()
+        };
+        let collection = Arc::new(DatasetCollection::open_with(&url, &options).expect("open"));
+        Loader::builder_for(collection)
+            .batch_size(50)
+            .chunk_size(25)
+            .preload_nchunks(4)
+            .return_index(true)
+            .build()
+            .expect("loader")
+    };
+    let local = Loader::builder(common::data("annbatch_collection.zarr"))
+        .batch_size(50)
+        .chunk_size(25)
+        .preload_nchunks(4)
+        .return_index(true)
+        .build()
+        .expect("loader");
+    let want = epoch(&local);
+    // The server stalls for 2.5 s at the start of the epoch: the reads in flight time out
+    // (1 s a try) and are tried again until it answers; the epoch is the local one.
+    let loader = open(1_000, 20_000);
+    frozen.store(true, Ordering::SeqCst);
+    let thaw = {
+        let frozen = frozen.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2_500));
+            frozen.store(false, Ordering::SeqCst);
+        })
+    };
+    assert_eq!(epoch(&loader), want);
+    thaw.join().expect("thaw");
+    // It stalls for good: the epoch ends in an error within about retry_timeout + timeout,
+    // however many reads were in flight.
+    let loader = open(1_000, 3_000);
+    frozen.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let got: Vec<_> = loader.host_epoch(0).expect("epoch").collect();
+    let took = started.elapsed();
+    frozen.store(false, Ordering::SeqCst);
+    // Measured 3.3 s (the retry window; the reads after the first give up at once).
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    match got.last() {
+        Some(Err(Error::Remote { kind, .. })) => assert_eq!(*kind, RemoteFailure::Unreachable),
+        other => panic!(
+            "expected an unreachable server, got {:?}",
+            other.map(|r| r.is_ok())
+        ),
+    }
+}

@@ -56,14 +56,18 @@ pub struct RemoteOptions {
     /// Ranges of one object at most this many bytes apart are read with one GET. Default
     /// 64 KiB.
     pub coalesce_gap: u64,
-    /// One request's time limit, connection included. Default 30 s.
+    /// One try's time limit (connection, headers and body); a try that times out is tried
+    /// again within `retry_timeout`. Default 10 s.
     pub timeout: Duration,
     /// The time limit to connect. Default 5 s.
     pub connect_timeout: Duration,
     /// Retries of a failed request (server errors, timeouts, refused connections), with
-    /// exponential backoff. Default 3.
+    /// exponential backoff (0.1 s doubling, at most 2 s). Default 10: a server failing one
+    /// request in seven still serves an epoch.
     pub retries: usize,
-    /// No retry starts after this long since the first try. Default 15 s.
+    /// No retry starts after this long since the first try, so a request fails within about
+    /// `retry_timeout + timeout`. Default 30 s: longer than `timeout`, so a stalled answer is
+    /// retried.
     pub retry_timeout: Duration,
     /// Take S3 credentials from this machine's instance role (the EC2 / ECS metadata
     /// service) when the environment has none. Default `false` (or
@@ -81,10 +85,10 @@ impl Default for RemoteOptions {
             concurrency: 64,
             read_ahead: 2,
             coalesce_gap: 64 << 10,
-            timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
-            retries: 3,
-            retry_timeout: Duration::from_secs(15),
+            retries: 10,
+            retry_timeout: Duration::from_secs(30),
             instance_credentials: false,
         }
     }

@@ -60,6 +60,8 @@ struct Inner {
     /// Object sizes, asked once.
     sizes: Mutex<HashMap<String, Option<u64>>>,
     fault: Mutex<Option<StoreFault>>,
+    /// When a request last gave up on a server that did not answer (see [`Self::stalled`]).
+    gave_up: Mutex<Option<std::time::Instant>>,
     ahead: ReadAhead,
     /// Permits for batched GETs ([`RemoteOptions::concurrency`]): read-ahead and `read_many`.
     permits: Arc<tokio::sync::Semaphore>,
@@ -127,7 +129,8 @@ impl RemoteStore {
             retry_timeout: options.retry_timeout,
         };
         let client = object_store::ClientOptions::new()
-            .with_timeout(options.timeout)
+            // Our per-try deadline ([`Patience`]) decides; the client's is a backstop.
+            .with_timeout(options.timeout + std::time::Duration::from_secs(1))
             .with_connect_timeout(options.connect_timeout)
             .with_pool_max_idle_per_host(options.concurrency.max(8));
         let (store, prefix, listable): (Arc<dyn ObjectStore>, String, bool) = match scheme {
@@ -201,6 +204,7 @@ impl RemoteStore {
                 metadata: Mutex::new(HashMap::new()),
                 sizes: Mutex::new(HashMap::new()),
                 fault: Mutex::new(None),
+                gave_up: Mutex::new(None),
                 ahead: ReadAhead::default(),
                 permits: Arc::new(tokio::sync::Semaphore::new(options.concurrency)),
                 traffic: Arc::default(),
@@ -264,11 +268,42 @@ impl RemoteStore {
 
     /// The fault an object store error is, for the object at `key`.
     fn remote_fault(&self, key: &str, e: &object_store::Error) -> StoreFault {
+        let kind = classify(e);
+        if kind == RemoteFailure::Unreachable {
+            *self
+                .inner
+                .gave_up
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
+        }
         StoreFault::Remote {
             url: self.url_of(key),
-            kind: classify(e),
+            kind,
             detail: e.to_string(),
         }
+    }
+
+    /// An error for a read of `key` while the server is known not to answer: a request gave
+    /// up on it within the last `retry_timeout`. The reads after it (of the same fetch, the
+    /// next ones, the read-ahead's) fail at once instead of each waiting out its own
+    /// retries, so a stalled server ends an epoch within about `retry_timeout + timeout`.
+    fn stalled(&self, key: &str) -> Option<StorageError> {
+        let gave_up = *self
+            .inner
+            .gave_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let ago = gave_up?.elapsed();
+        (ago < self.inner.options.retry_timeout).then(|| {
+            self.fail(StoreFault::Remote {
+                url: self.url_of(key),
+                kind: RemoteFailure::Unreachable,
+                detail: format!(
+                    "an earlier request to this server gave up {ago:.1?} ago (no answer within \
+                     its retries); not asking again yet"
+                ),
+            })
+        })
     }
 
     /// Bytes `range` of the object at `key`: `None` when the object does not exist and the
@@ -278,6 +313,9 @@ impl RemoteStore {
         key: &StoreKey,
         range: ByteRange,
     ) -> Result<Option<Bytes>, StorageError> {
+        if let Some(e) = self.stalled(key.as_str()) {
+            return Err(e);
+        }
         if let ByteRange::FromStart(offset, Some(len)) = range {
             if let Some(found) = self.inner.ahead.find(key.as_str(), offset, len) {
                 let got = self.inner.runtime.block_on(found.bytes);
@@ -300,6 +338,7 @@ impl RemoteStore {
             self.object(key.as_str()),
             range,
             self.inner.traffic.clone(),
+            Patience::of(&self.inner.options),
         ));
         match fetched {
             Ok(bytes) => {
@@ -379,6 +418,18 @@ impl RemoteStore {
         &self,
         reads: &[(StoreKey, ByteRange)],
     ) -> Vec<Result<Option<Bytes>, StorageError>> {
+        if let Some(first) = reads.first() {
+            if self.stalled(first.0.as_str()).is_some() {
+                return reads
+                    .iter()
+                    .map(|(key, _)| {
+                        Err(self
+                            .stalled(key.as_str())
+                            .unwrap_or_else(|| StorageError::Other("server stalled".into())))
+                    })
+                    .collect();
+            }
+        }
         let permits = &self.inner.permits;
         let fetched = self
             .inner
@@ -391,9 +442,10 @@ impl RemoteStore {
                     self.inner.traffic.clone(),
                 );
                 let range = *range;
+                let patience = Patience::of(&self.inner.options);
                 async move {
                     let _permit = permits.acquire().await;
-                    get(store, path, range, traffic).await
+                    get(store, path, range, traffic, patience).await
                 }
             })));
         reads
@@ -415,6 +467,7 @@ impl RemoteStore {
         let store = inner.store.clone();
         let prefix = inner.prefix.clone();
         let traffic = inner.traffic.clone();
+        let patience = Patience::of(&inner.options);
         let id = inner.ahead.submit(
             &inner.runtime,
             ranges,
@@ -431,6 +484,7 @@ impl RemoteStore {
                     path,
                     ByteRange::FromStart(range.start, Some(range.end - range.start)),
                     traffic.clone(),
+                    patience,
                 )
             },
         );
@@ -509,11 +563,70 @@ impl Drop for Ticket {
 }
 
 /// One GET of `range` of `path` (a zero-length range sends nothing).
+/// How long one GET may take: each try (headers and body) at most `timeout`; a try that
+/// times out is tried again, with backoff, while `retries` and the `window` since the first
+/// try allow. Server errors and refused connections are retried by object_store itself
+/// (the same `retries` within the same `window`). So a stalled server is an error within
+/// about `window + timeout`, never a hang, and one slow answer does not end an epoch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Patience {
+    timeout: std::time::Duration,
+    window: std::time::Duration,
+    retries: usize,
+}
+
+impl Patience {
+    fn of(options: &RemoteOptions) -> Self {
+        Self {
+            timeout: options.timeout,
+            window: options.retry_timeout,
+            retries: options.retries,
+        }
+    }
+}
+
+/// Bytes `range` of the object at `path`, tried as `patience` allows.
 async fn get(
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     range: ByteRange,
     traffic: Arc<Counters>,
+    patience: Patience,
+) -> std::result::Result<Bytes, object_store::Error> {
+    let started = tokio::time::Instant::now();
+    let mut backoff = std::time::Duration::from_millis(100);
+    let mut tries = 0usize;
+    loop {
+        tries += 1;
+        let attempt = get_once(store.clone(), &path, range, &traffic);
+        match tokio::time::timeout(patience.timeout, attempt).await {
+            Ok(done) => return done,
+            Err(_) => {
+                let spent = started.elapsed();
+                if tries > patience.retries || spent + backoff >= patience.window {
+                    return Err(object_store::Error::Generic {
+                        store: "annbatch",
+                        source: format!(
+                            "{path}: no answer within {:?}, {tries} tries in {spent:?} (timed out)",
+                            patience.timeout
+                        )
+                        .into(),
+                    });
+                }
+                tracing::debug!(%path, tries, "a GET timed out; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// One try of [`get`].
+async fn get_once(
+    store: Arc<dyn ObjectStore>,
+    path: &ObjectPath,
+    range: ByteRange,
+    traffic: &Counters,
 ) -> std::result::Result<Bytes, object_store::Error> {
     let range = match range {
         ByteRange::FromStart(_, Some(0)) | ByteRange::Suffix(0) => return Ok(Bytes::new()),
@@ -528,7 +641,7 @@ async fn get(
         range,
         ..GetOptions::default()
     };
-    let bytes = store.get_opts(&path, options).await?.bytes().await?;
+    let bytes = store.get_opts(path, options).await?.bytes().await?;
     traffic.requests.fetch_add(1, Ordering::Relaxed);
     traffic
         .bytes
