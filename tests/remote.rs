@@ -1010,3 +1010,93 @@ fn a_stalled_answer_is_tried_again_and_a_stalled_server_ends_the_epoch_in_time()
         ),
     }
 }
+
+/// A proxy to `backend` that, on connection `n` where `cuts(n)`, passes only the first
+/// `keep` bytes of the answer and then drops the connection (a body cut short).
+fn cutting_proxy(
+    backend: u16,
+    keep: usize,
+    cuts: impl Fn(usize) -> bool + Send + 'static,
+) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let cut = Arc::new(AtomicUsize::new(0));
+    let counted = cut.clone();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().flatten().enumerate() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", backend)) else {
+                continue;
+            };
+            if !cuts(n) {
+                std::thread::spawn(move || pipe(client, server));
+                continue;
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let (mut up_from, mut up_to) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_from, &mut up_to);
+                });
+                let (mut down_from, mut down_to) = (server, client);
+                let mut left = keep;
+                let mut buf = [0u8; 4096];
+                while left > 0 {
+                    let Ok(got) = down_from.read(&mut buf[..left.min(4096)]) else {
+                        break;
+                    };
+                    if got == 0 || down_to.write_all(&buf[..got]).is_err() {
+                        break;
+                    }
+                    left -= got;
+                }
+                let _ = down_to.shutdown(std::net::Shutdown::Both);
+                let _ = down_from.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (port, cut)
+}
+
+#[test]
+fn answers_cut_short_are_tried_again_never_handed_on() {
+    let root = served(&["annbatch_collection.zarr"]);
+    let server = http_server(&root.path().join(BUCKET));
+    // Every third connection's answer stops 600 bytes in (headers and part of a body).
+    let (port, cut) = cutting_proxy(server.port, 600, |n| n % 3 == 1);
+    let url = format!("http://127.0.0.1:{port}/annbatch_collection.zarr");
+    let options = RemoteOptions {
+        timeout: Duration::from_secs(5),
+        ..RemoteOptions::default()
+    };
+    assert_same_epochs(
+        &common::data("annbatch_collection.zarr"),
+        &url,
+        &options,
+        false,
+    );
+    assert!(cut.load(Ordering::SeqCst) > 0, "no answer was cut");
+    // Every answer cut short: an error, in time, never a shorter object.
+    let (port, _) = cutting_proxy(server.port, 600, |_| true);
+    let url = format!("http://127.0.0.1:{port}/annbatch_collection.zarr");
+    let started = Instant::now();
+    let err = DatasetCollection::open_with(
+        &url,
+        &annbatch::OpenOptions {
+            remote: RemoteOptions {
+                retry_timeout: Duration::from_secs(3),
+                ..options
+            },
+            ..annbatch::OpenOptions::default()
+        },
+    )
+    .expect_err("every answer cut");
+    assert!(matches!(err, Error::Remote { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -599,26 +599,49 @@ async fn get(
     loop {
         tries += 1;
         let attempt = get_once(store.clone(), &path, range, &traffic);
-        match tokio::time::timeout(patience.timeout, attempt).await {
-            Ok(done) => return done,
-            Err(_) => {
-                let spent = started.elapsed();
-                if tries > patience.retries || spent + backoff >= patience.window {
-                    return Err(object_store::Error::Generic {
-                        store: "annbatch",
-                        source: format!(
-                            "{path}: no answer within {:?}, {tries} tries in {spent:?} (timed out)",
-                            patience.timeout
-                        )
-                        .into(),
-                    });
-                }
-                tracing::debug!(%path, tries, "a GET timed out; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
-            }
+        let failed = match tokio::time::timeout(patience.timeout, attempt).await {
+            Ok(Ok(bytes)) => return Ok(bytes),
+            // A body cut short or a connection dropped mid-answer: tried again. Answers the
+            // server meant (not found, refused, a status object_store already retried) end it.
+            Ok(Err(e)) if transient(&e) => e,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => object_store::Error::Generic {
+                store: "annbatch",
+                source: format!(
+                    "{path}: no answer within {:?} (timed out)",
+                    patience.timeout
+                )
+                .into(),
+            },
+        };
+        let spent = started.elapsed();
+        if tries > patience.retries || spent + backoff >= patience.window {
+            return Err(object_store::Error::Generic {
+                store: "annbatch",
+                source: format!("{tries} tries in {spent:.1?}: {failed}").into(),
+            });
         }
+        tracing::debug!(%path, tries, error = %failed, "a GET failed; trying again");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
     }
+}
+
+/// Whether a failed try is worth another: a body cut short, a connection dropped or reset
+/// mid-answer (what the server meant — not found, refused, a bad status — is not).
+fn transient(e: &object_store::Error) -> bool {
+    let text = match e {
+        object_store::Error::Generic { source, .. } => chain_text(source.as_ref()),
+        _ => return false,
+    }
+    .to_ascii_lowercase();
+    text.contains("cut short")
+        || text.contains("connection closed")
+        || text.contains("connection reset")
+        || text.contains("end of file")
+        || text.contains("unexpected eof")
+        || text.contains("error decoding response body")
+        || text.contains("error reading a body")
 }
 
 /// One try of [`get`].
@@ -641,7 +664,22 @@ async fn get_once(
         range,
         ..GetOptions::default()
     };
-    let bytes = store.get_opts(path, options).await?.bytes().await?;
+    let result = store.get_opts(path, options).await?;
+    // What the server said it sends (Content-Range, else Content-Length): a body cut short
+    // by a dropped connection on a server that sends neither ETag nor an error is caught
+    // here, never handed on as a shorter object.
+    let expected = result.range.end.saturating_sub(result.range.start);
+    let bytes = result.bytes().await?;
+    if bytes.len() as u64 != expected {
+        return Err(object_store::Error::Generic {
+            store: "annbatch",
+            source: format!(
+                "{path}: response cut short: {} of the {expected} bytes announced",
+                bytes.len()
+            )
+            .into(),
+        });
+    }
     traffic.requests.fetch_add(1, Ordering::Relaxed);
     traffic
         .bytes
@@ -702,7 +740,10 @@ fn classify(e: &object_store::Error) -> RemoteFailure {
                 || text.contains("self signed")
             {
                 RemoteFailure::UntrustedCertificate
-            } else if text.contains("range") || text.contains("status code") {
+            } else if text.contains("range")
+                || text.contains("status code")
+                || text.contains("cut short")
+            {
                 RemoteFailure::BadResponse
             } else if text.contains("sending request")
                 || text.contains("timed out")
