@@ -131,6 +131,10 @@ pub struct ConvertOptions {
     /// What `obs/src_path` names each input, in the order given (e.g. the file a scratch copy
     /// was made from). Default: the input's path.
     pub src_paths: Option<Vec<String>>,
+    /// Set to stop the conversion (the command-line tool sets it on SIGINT / SIGTERM): it
+    /// ends with [`Error::Interrupted`] as rows are read or objects uploaded, leaving nothing
+    /// behind (no output, no staging copy, no object). Default: none.
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// `(rows done, rows in all, dataset name)`: what a [`ProgressHook`] is told.
@@ -165,6 +169,7 @@ impl Default for ConvertOptions {
             remote: RemoteOptions::default(),
             staging_dir: None,
             on_progress: None,
+            cancel: None,
             src_paths: None,
         }
     }
@@ -483,6 +488,7 @@ fn staged_bytes_per_row(
 struct Progress {
     bar: indicatif::ProgressBar,
     hook: Option<ProgressHook>,
+    cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
     total: u64,
     done: std::sync::atomic::AtomicU64,
     /// `done` when the hook was last told.
@@ -505,6 +511,7 @@ impl Progress {
         Self {
             bar,
             hook: options.on_progress.clone(),
+            cancel: options.cancel.clone(),
             total,
             done: 0.into(),
             told: 0.into(),
@@ -519,8 +526,15 @@ impl Progress {
         }
     }
 
-    fn inc(&self, rows: u64) {
+    /// Counts `rows` read; [`Error::Interrupted`] once the caller asked to stop.
+    fn inc(&self, rows: u64) -> Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
+        if self.cancel.as_ref().is_some_and(|c| c.load(Relaxed)) {
+            return Err(Error::Interrupted {
+                during: "reading the inputs".into(),
+                cleanup: "nothing was written".into(),
+            });
+        }
         self.bar.inc(rows);
         let done = self.done.fetch_add(rows, Relaxed) + rows;
         let step = (self.total / 100).max(1);
@@ -528,6 +542,7 @@ impl Progress {
             self.told.store(done, Relaxed);
             self.tell(done);
         }
+        Ok(())
     }
 
     fn tell(&self, done: u64) {
@@ -1010,7 +1025,7 @@ fn append(
         progress.set_dataset(name);
         if share.is_empty() {
             publish::link_tree(&output.join(name), &staging.dir.join(name))?;
-            progress.inc(own);
+            progress.inc(own)?;
         } else {
             let mut pieces = vec![Piece {
                 source: i,

@@ -298,6 +298,16 @@ pub enum Error {
         budget: String,
     },
 
+    /// The caller asked to stop (a signal, [`crate::convert::ConvertOptions::cancel`]); what
+    /// the work had written is gone.
+    #[error("interrupted while {during}; {cleanup}")]
+    Interrupted {
+        /// What was running.
+        during: String,
+        /// What was cleaned up, or what is left and how to clear it.
+        cleanup: String,
+    },
+
     /// A prefetch worker panicked; the message is the panic's.
     #[error("a prefetch worker panicked: {message}")]
     WorkerPanic {

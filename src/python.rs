@@ -399,6 +399,43 @@ impl Drop for PyBatches {
     }
 }
 
+/// Runs a conversion on a thread of its own while this one, the GIL mostly released, looks
+/// for Ctrl-C: on one, the conversion's cancel flag is set, it cleans up (its output, staging
+/// copy, uploaded objects) and the `KeyboardInterrupt` it ends with is raised.
+fn interruptible<T: Send>(
+    py: Python<'_>,
+    options: &ConvertOptions,
+    work: impl FnOnce() -> crate::Result<T> + Send,
+) -> PyResult<T> {
+    let Some(cancel) = options.cancel.clone() else {
+        return run(py, work);
+    };
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|p| {
+                Err(crate::Error::Internal(format!(
+                    "panic: {}",
+                    crate::error::panic_message(p.as_ref())
+                )))
+            })
+        });
+        while !handle.is_finished() {
+            py.detach(|| std::thread::sleep(SIGNAL_CHECK));
+            if py.check_signals().is_err() {
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        handle
+            .join()
+            .unwrap_or_else(|_| {
+                Err(crate::Error::Internal(
+                    "a conversion thread panicked".into(),
+                ))
+            })
+            .map_err(to_py)
+    })
+}
+
 /// How often a wait for the next batch looks for a signal (Ctrl-C).
 const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -574,8 +611,9 @@ fn convert(
         staging_dir: None,
         on_progress,
         src_paths,
+        cancel: Some(Arc::default()),
     };
-    let report = run(py, || add_adatas(&output, &adata_paths, &options))?;
+    let report = interruptible(py, &options, || add_adatas(&output, &adata_paths, &options))?;
     let out = PyDict::new(py);
     out.set_item("n_obs", report.n_obs)?;
     out.set_item("n_var", report.n_var)?;

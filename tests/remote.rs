@@ -1100,3 +1100,115 @@ fn answers_cut_short_are_tried_again_never_handed_on() {
         started.elapsed()
     );
 }
+
+/// A proxy to `backend` that passes at most ~`per_second` bytes a second each way per
+/// connection (an upload that takes a while).
+fn throttled_proxy(backend: u16, per_second: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", backend)) else {
+                continue;
+            };
+            for (from, to) in [
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (from, to);
+                    let mut buf = vec![0u8; per_second / 50];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn ctrl_c_during_an_upload_leaves_nothing_and_a_cut_off_upload_is_cleared_next_time() {
+    let (served, server) = empty_bucket(SECRET_KEY);
+    let work = tempfile::tempdir().expect("tempdir");
+    let input = large_input(work.path());
+    let staging = work.path().join("staging");
+    std::fs::create_dir_all(&staging).expect("staging");
+    let port = throttled_proxy(server.port, 1 << 20);
+    let prefix = served.path().join(BUCKET).join("interrupted.zarr");
+    let convert = |port: u16| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_annbatch"));
+        command
+            .args(["convert", "--quiet"])
+            .arg(&input)
+            .args(["-o", &format!("s3://{BUCKET}/interrupted.zarr")])
+            .arg("--staging-dir")
+            .arg(&staging)
+            .env(
+                "ANNBATCH_REMOTE_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let mut child = convert(port).spawn().expect("convert");
+    // SIGINT once the upload has put its first objects.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(prefix.exists() && files_under(&prefix).len() > 2) {
+        assert!(Instant::now() < deadline, "the upload did not start");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the conversion ended first"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted while uploading"), "{stderr}");
+    assert!(stderr.contains("were deleted"), "{stderr}");
+    assert!(
+        !prefix.exists() || files_under(&prefix).is_empty(),
+        "left behind: {:?}",
+        files_under(&prefix).keys().collect::<Vec<_>>()
+    );
+    assert_eq!(std::fs::read_dir(&staging).expect("staging").count(), 0);
+
+    // What an upload killed outright leaves (its marker, some objects, no root zarr.json) is
+    // cleared by the next conversion into the prefix; other objects are never touched.
+    std::fs::create_dir_all(prefix.join("dataset_0")).expect("dir");
+    std::fs::write(prefix.join(".annbatch-upload-incomplete"), b"x").expect("marker");
+    std::fs::write(prefix.join("dataset_0/zarr.json"), b"{}").expect("object");
+    let out = convert(server.port).output().expect("convert again");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = format!("s3://{BUCKET}/interrupted.zarr");
+    let options = annbatch::OpenOptions {
+        remote: s3_options(server.port),
+        ..annbatch::OpenOptions::default()
+    };
+    assert_eq!(
+        DatasetCollection::open_with(&url, &options)
+            .expect("open")
+            .n_obs(),
+        6_000
+    );
+    assert!(!prefix.join(".annbatch-upload-incomplete").exists());
+}

@@ -217,6 +217,7 @@ fn main() -> ExitCode {
                 staging_dir,
                 on_progress: None,
                 src_paths: None,
+                cancel: Some(interrupt_flag()),
             };
             convert(&inputs, &output, &options)
         })(),
@@ -229,11 +230,29 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ annbatch::Error::Interrupted { .. }) => {
+            eprintln!("error: {e}");
+            // As a shell reports a program ended by SIGINT.
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A flag set by SIGINT or SIGTERM, which a conversion stops on (cleaning up what it wrote);
+/// a second signal ends the program at once.
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first: once the flag is set, the same signal again ends the program.
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone());
+        let _ = signal_hook::flag::register(signal, flag.clone());
+    }
+    flag
 }
 
 fn run_demo(out: &Path, n_obs: u64, force: bool) -> annbatch::Result<()> {

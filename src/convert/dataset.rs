@@ -153,7 +153,7 @@ pub(crate) fn write_dataset(
     shared: &Shared<'_>,
     pieces: &[Piece],
     permute: impl FnOnce(usize) -> Vec<usize>,
-    progress: &dyn Fn(u64),
+    progress: &dyn Fn(u64) -> Result<()>,
 ) -> Result<()> {
     let staged = stage::<f32>(&Read::x(shared), shared.sparse, pieces, progress)?;
     let obs_rows: Vec<usize> = pieces
@@ -206,7 +206,7 @@ pub(crate) fn write_dataset(
         let path = p(&element.path);
         macro_rules! staged_as {
             ($v:ty, $($dtype:ident => $t:ty),*) => {{
-                let mut staged = stage::<$v>(&read, element.sparse, pieces, &|_| {})?;
+                let mut staged = stage::<$v>(&read, element.sparse, pieces, &|_| Ok(()))?;
                 staged.set_tail(&element.tail);
                 match element.dtype {
                     $(Dtype::$dtype => write_staged(
@@ -221,7 +221,7 @@ pub(crate) fn write_dataset(
         }
         match element.dtype {
             Dtype::F32 => {
-                let mut staged = stage::<f32>(&read, element.sparse, pieces, &|_| {})?;
+                let mut staged = stage::<f32>(&read, element.sparse, pieces, &|_| Ok(()))?;
                 staged.set_tail(&element.tail);
                 write_staged(writer, &path, &staged, &order, shared, |v: f32| v)?;
             }
@@ -388,7 +388,7 @@ fn stage<V: ReadAs>(
     read: &Read<'_>,
     sparse: bool,
     pieces: &[Piece],
-    progress: &dyn Fn(u64),
+    progress: &dyn Fn(u64) -> Result<()>,
 ) -> Result<Staged<V>> {
     let n_cols = read.n_cols as u64;
     Ok(if !sparse {
@@ -458,7 +458,7 @@ impl<V> Staged<V> {
 fn for_each_batch<V: ReadAs>(
     read: &Read<'_>,
     pieces: &[Piece],
-    progress: &dyn Fn(u64),
+    progress: &dyn Fn(u64) -> Result<()>,
     mut consume: impl FnMut(&XBatch<V>, Option<&ColumnMap>),
 ) -> Result<()> {
     let sources = &read.readers;
@@ -494,7 +494,11 @@ fn for_each_batch<V: ReadAs>(
             match message {
                 Ok((i, batch)) => {
                     consume(&batch, read.maps[i]);
-                    progress(batch.n_rows() as u64);
+                    if let Err(e) = progress(batch.n_rows() as u64) {
+                        // Leaving drops the channel: the reader thread stops at its next send.
+                        result = Err(e);
+                        break;
+                    }
                     let _ = empty_tx.send((i, batch));
                 }
                 Err(e) => {
@@ -553,7 +557,7 @@ fn row_entries<V: RowValue>(
 fn stage_csr<I: OutIndex, V: ReadAs>(
     read: &Read<'_>,
     pieces: &[Piece],
-    progress: &dyn Fn(u64),
+    progress: &dyn Fn(u64) -> Result<()>,
 ) -> Result<StagedCsr<I, V>> {
     let n_rows: u64 = pieces.iter().map(|p| p.rows.end - p.rows.start).sum();
     // Exact when every source is CSR: one allocation per dataset.
@@ -602,7 +606,7 @@ fn stage_csr<I: OutIndex, V: ReadAs>(
 fn stage_dense<V: ReadAs>(
     read: &Read<'_>,
     pieces: &[Piece],
-    progress: &dyn Fn(u64),
+    progress: &dyn Fn(u64) -> Result<()>,
 ) -> Result<StagedDense<V>> {
     let width = read.n_cols;
     let n_rows: u64 = pieces.iter().map(|p| p.rows.end - p.rows.start).sum();

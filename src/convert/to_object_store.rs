@@ -37,7 +37,14 @@ pub(super) fn add_adatas<P: AsRef<Path>>(
         use crate::store::remote::RemoteStore;
 
         let store = RemoteStore::open(url, &options.remote)?;
-        if !store.holds_nothing()? {
+        // What an upload that was cut off (killed, the server gone) left is cleared; anything
+        // else under the prefix is never touched.
+        let cleared = if store.holds_nothing()? {
+            None
+        } else {
+            store.clear_cut_off_upload()?
+        };
+        if cleared.is_none() && !store.holds_nothing()? {
             return Err(Error::OutputExists {
                 path: PathBuf::from(url),
                 found: "objects under this prefix: a conversion into object storage writes a \
@@ -55,7 +62,12 @@ pub(super) fn add_adatas<P: AsRef<Path>>(
         let staging = Scratch::new(&staging_parent(options))?;
         let local = staging.0.join(name);
         let mut report = super::add_adatas(&local, inputs, options)?;
-        let uploaded = store.upload_tree(&local)?;
+        if let Some(n) = cleared {
+            report.notes.push(format!(
+                "removed {n} objects an earlier upload to {url} left when it was cut off"
+            ));
+        }
+        let uploaded = store.upload_tree(&local, options.cancel.clone())?;
         report.notes.push(format!(
             "uploaded {} objects ({} bytes) to {url}",
             uploaded.objects, uploaded.bytes

@@ -6,8 +6,8 @@
 //! `annbatch_rs.AnnbatchError`.
 
 use pyo3::exceptions::{
-    PyConnectionError, PyException, PyFileNotFoundError, PyKeyError, PyMemoryError,
-    PyPermissionError, PyValueError,
+    PyConnectionError, PyException, PyFileNotFoundError, PyKeyError, PyKeyboardInterrupt,
+    PyMemoryError, PyPermissionError, PyValueError,
 };
 use pyo3::PyErr;
 
@@ -34,6 +34,7 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         )),
         // A mistyped obs key, as a mapping lookup fails in Python.
         Error::UnknownObsColumn { .. } => PyKeyError::new_err(message),
+        Error::Interrupted { .. } => PyKeyboardInterrupt::new_err(message),
         // From an io::Error pyo3 picks the OSError subclass (FileNotFoundError, ...).
         Error::Io { source, .. } => PyErr::from(std::io::Error::new(source.kind(), message)),
         Error::Remote { kind, .. } => match kind {

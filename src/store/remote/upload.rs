@@ -8,11 +8,17 @@
 //! - Memory: at most [`SLOTS`] parts are read and in flight at once, so an upload holds at most
 //!   `SLOTS × PART` bytes (256 MiB). Only an object over 10,000 × `PART` (156 GiB, S3's part
 //!   count) takes larger parts, and the bound grows with them.
-//! - A failed upload deletes what it had put (best effort) and names the prefix.
+//! - A marker object ([`MARKER`]) goes first and is deleted last: a prefix holding it but no
+//!   root `zarr.json` is an upload that was cut off, which the next conversion into that prefix
+//!   clears ([`RemoteStore::clear_cut_off_upload`]).
+//! - A failed or cancelled upload (a set cancel flag is checked before each object and part)
+//!   aborts its multipart uploads, deletes what it had put, and says exactly what it deleted
+//!   and what it could not.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::stream::{self, FuturesUnordered, StreamExt, TryStreamExt};
@@ -36,6 +42,8 @@ const PARTS_PER_FILE: usize = 4;
 const MAX_PARTS: u64 = 10_000;
 /// S3's largest part.
 const MAX_PART: u64 = 5 << 30;
+/// The object an upload puts first and deletes last (see the module docs).
+pub(crate) const MARKER: &str = ".annbatch-upload-incomplete";
 
 /// What an upload wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +66,11 @@ struct Entry {
 enum Failed {
     Io(PathBuf, std::io::Error),
     Store(String, object_store::Error),
+    Cancelled,
+}
+
+fn cancelled(cancel: &Option<Arc<AtomicBool>>) -> bool {
+    cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
 impl RemoteStore {
@@ -80,10 +93,23 @@ impl RemoteStore {
 
     /// Uploads every file under `root` to the same key under the collection's prefix (see the
     /// module docs for the order, the memory bound and what a failure leaves).
-    pub(crate) fn upload_tree(&self, root: &Path) -> Result<Uploaded> {
+    pub(crate) fn upload_tree(
+        &self,
+        root: &Path,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Result<Uploaded> {
         if !self.inner.listable {
             return Err(self.not_writable());
         }
+        let marker = self.object(MARKER);
+        let store = self.inner.store.clone();
+        self.inner
+            .runtime
+            .block_on(async move {
+                let note = PutPayload::from_static(b"an annbatch upload in progress or cut off\n");
+                store.put(&marker, note).await
+            })
+            .map_err(|e| self.write_error(MARKER, &e, "marking the upload as started"))?;
         let mut entries = Vec::new();
         walk(root, "", &mut entries)?;
         // Phases: data, then metadata by depth, deepest first: the root's `zarr.json` last.
@@ -110,9 +136,10 @@ impl RemoteStore {
                         .map(|entry| {
                             let (store, slots) = (store.clone(), slots.clone());
                             let path = self.object(&entry.key);
+                            let cancel = cancel.clone();
                             async move {
                                 let key = entry.key.clone();
-                                (key, put_file(store, path, entry, slots).await)
+                                (key, put_file(store, path, entry, slots, cancel).await)
                             }
                         })
                         .buffer_unordered(FILES_AT_ONCE)
@@ -131,37 +158,117 @@ impl RemoteStore {
                 }
             }
             if let Some(failed) = failure {
-                self.remove(&put);
+                let cleaned = self.clean_up(&put);
                 return Err(match failed {
                     Failed::Io(path, source) => Error::Io { path, source },
                     Failed::Store(key, e) => {
-                        let cleaned = format!(
-                            "writing; what this upload had written under {} was deleted",
-                            self.inner.url
-                        );
-                        self.write_error(&key, &e, &cleaned)
+                        self.write_error(&key, &e, &format!("writing; {cleaned}"))
                     }
+                    Failed::Cancelled => Error::Interrupted {
+                        during: format!("uploading to {}", self.inner.url),
+                        cleanup: cleaned,
+                    },
                 });
             }
         }
+        // Complete: the marker goes last (left behind, it is only a stray object).
+        let _ = self.remove(&[MARKER.to_string()]);
         Ok(done)
     }
 
-    /// Deletes `keys` under the prefix, ignoring failures (cleaning up after a failed upload).
-    fn remove(&self, keys: &[String]) {
+    /// Deletes what a failed upload had put (`keys`), then its marker if nothing is left;
+    /// says exactly what was deleted and what was not.
+    fn clean_up(&self, keys: &[String]) -> String {
+        let failed = self.remove(keys);
+        if failed == 0 && self.remove(&[MARKER.to_string()]) == 0 {
+            return format!(
+                "the {} objects this upload had written under {} were deleted",
+                keys.len(),
+                self.inner.url
+            );
+        }
+        format!(
+            "{failed} of the {} objects this upload had written under {} could not be deleted \
+             (the next conversion into the same prefix clears them)",
+            keys.len(),
+            self.inner.url
+        )
+    }
+
+    /// Deletes `keys` under the prefix; the number of deletions that failed.
+    fn remove(&self, keys: &[String]) -> usize {
         let store = self.inner.store.clone();
         let paths: Vec<ObjectPath> = keys.iter().map(|k| self.object(k)).collect();
-        self.inner.runtime.block_on(
+        let results = self.inner.runtime.block_on(
             stream::iter(paths)
                 .map(|path| {
                     let store = store.clone();
                     async move {
-                        let _ = store.delete(&path).await;
+                        match store.delete(&path).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
+                            Err(_) => false,
+                        }
                     }
                 })
                 .buffer_unordered(FILES_AT_ONCE)
-                .collect::<Vec<()>>(),
+                .collect::<Vec<bool>>(),
         );
+        results.iter().filter(|&&ok| !ok).count()
+    }
+
+    /// When the prefix holds what an upload that was cut off left (its marker, no root
+    /// `zarr.json`): deletes all of it and returns how many objects; `None` when the prefix
+    /// holds anything else (a collection, other data), which is never touched.
+    pub(crate) fn clear_cut_off_upload(&self) -> Result<Option<u64>> {
+        let store = self.inner.store.clone();
+        let (marker, root) = (self.object(MARKER), self.object("zarr.json"));
+        let found = self.inner.runtime.block_on(async move {
+            let marker = store.head(&marker).await;
+            let root = store.head(&root).await;
+            (marker, root)
+        });
+        let exists = |r: std::result::Result<object_store::ObjectMeta, object_store::Error>,
+                      key: &str|
+         -> Result<bool> {
+            match r {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(self.write_error(key, &e, "looking for a cut-off upload")),
+            }
+        };
+        if !exists(found.0, MARKER)? || exists(found.1, "zarr.json")? {
+            return Ok(None);
+        }
+        let store = self.inner.store.clone();
+        let prefix = self.object("");
+        let listed: std::result::Result<Vec<ObjectPath>, object_store::Error> =
+            self.inner.runtime.block_on(async move {
+                store
+                    .list(Some(&prefix))
+                    .map_ok(|meta| meta.location)
+                    .try_collect()
+                    .await
+            });
+        let listed = listed.map_err(|e| self.write_error("", &e, "listing a cut-off upload"))?;
+        let store = self.inner.store.clone();
+        let count = listed.len() as u64;
+        let failed = self.inner.runtime.block_on(
+            stream::iter(listed)
+                .map(|path| {
+                    let store = store.clone();
+                    async move { store.delete(&path).await.is_err() }
+                })
+                .buffer_unordered(FILES_AT_ONCE)
+                .collect::<Vec<bool>>(),
+        );
+        if failed.iter().any(|&f| f) {
+            return Err(Error::Remote {
+                url: self.inner.url.clone(),
+                kind: RemoteFailure::Other,
+                detail: "could not delete what a cut-off upload left under this prefix".into(),
+            });
+        }
+        Ok(Some(count))
     }
 
     fn not_writable(&self) -> Error {
@@ -252,7 +359,11 @@ async fn put_file(
     path: ObjectPath,
     entry: Entry,
     slots: Arc<Semaphore>,
+    cancel: Option<Arc<AtomicBool>>,
 ) -> std::result::Result<u64, Failed> {
+    if cancelled(&cancel) {
+        return Err(Failed::Cancelled);
+    }
     let store_err = |e| Failed::Store(entry.key.clone(), e);
     let closed = || {
         Failed::Io(
@@ -281,6 +392,9 @@ async fn put_file(
     let parts = async {
         let mut offset = 0;
         while offset < entry.len {
+            if cancelled(&cancel) {
+                return Err(Failed::Cancelled);
+            }
             let n = part.min(entry.len - offset);
             let slot = slots.clone().acquire_owned().await.map_err(|_| closed())?;
             let bytes = read_part(entry.file.clone(), offset, n).await?;
