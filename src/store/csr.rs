@@ -324,9 +324,22 @@ pub(crate) fn fit<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
     }
 }
 
-/// Checks that `raw` is a row-pointer array for `n_obs` rows over `nnz` stored values.
+/// Checks that `raw` is the row-pointer array of a stored element for `n_obs` rows over its
+/// `nnz` stored values, ending exactly there (anndata writes no spare values): row pointers
+/// that end early are a lost chunk (zarr reads it as zeros) or a damaged element, whose
+/// values would silently vanish.
 pub(crate) fn validate_indptr(path: &str, raw: &[i64], n_obs: u64, nnz: u64) -> Result<Vec<u64>> {
     check_indptr(path, raw, n_obs, nnz)?;
+    let last = raw[raw.len() - 1];
+    if i128::from(last) < i128::from(nnz) {
+        return Err(Error::InvalidIndptr {
+            path: path.to_string(),
+            reason: format!(
+                "ends at {last} but {nnz} values are stored: a chunk of indptr is missing \
+                 (read as zeros) or the element is damaged"
+            ),
+        });
+    }
     Ok(raw.iter().map(|&v| v as u64).collect())
 }
 

@@ -244,3 +244,30 @@ def test_an_empty_hdf5_dataspace_in_uns_is_left_out_with_a_note(tmp_path, annbat
     assert "uns/empty left out" in result.stderr and "empty HDF5 dataspace" in result.stderr
     uns = ad.read_zarr(out / "dataset_0").uns
     assert "empty" not in uns and list(uns["names"]) == ["alpha", "beta"]
+
+
+def test_a_lost_indptr_chunk_is_reported_never_an_emptied_matrix(tmp_path, annbatch_bin):
+    """zarr reads a missing chunk as zeros: row pointers that end before the values do are
+    refused (a layer left out with a note; X an error), never copied as an empty matrix."""
+    a = base_adata()
+    a.layers["counts"] = a.X.copy()
+    src = tmp_path / "in.zarr"
+    a.write_zarr(src)
+    chunks = [p for p in (src / "layers" / "counts" / "indptr").rglob("*")
+              if p.is_file() and not p.name.startswith(".") and p.name != "zarr.json"]
+    assert chunks
+    for chunk in chunks:
+        chunk.unlink()
+    out = tmp_path / "out.zarr"
+    result = convert(annbatch_bin, src, out)
+    assert "layers/counts" in result.stderr and "indptr" in result.stderr, result.stderr
+    assert "counts" not in ad.read_zarr(out / "dataset_0").layers
+    for chunk in [p for p in (src / "X" / "indptr").rglob("*")
+                  if p.is_file() and not p.name.startswith(".") and p.name != "zarr.json"]:
+        chunk.unlink()
+    import subprocess
+
+    failed = subprocess.run([str(annbatch_bin), "convert", "-q", str(src), "-o",
+                             str(tmp_path / "x.zarr")], capture_output=True, text=True)
+    assert failed.returncode == 1 and "indptr" in failed.stderr, failed.stderr
+    assert not (tmp_path / "x.zarr").exists()
