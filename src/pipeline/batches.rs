@@ -142,6 +142,12 @@ impl<T> Batches<T> {
         &mut self,
         wait: Duration,
     ) -> std::result::Result<Option<Result<T>>, ()> {
+        self.receive(Some(wait))
+    }
+
+    /// The next item, waiting at most `wait` (`None`: until one comes or the epoch ends);
+    /// `Err(())` when none came in time. The wait counts as the consumer starving.
+    fn receive(&mut self, wait: Option<Duration>) -> std::result::Result<Option<Result<T>>, ()> {
         if self.failed {
             return Ok(None);
         }
@@ -149,15 +155,25 @@ impl<T> Batches<T> {
             return Ok(None);
         };
         let waiting = Instant::now();
-        let item = match rx.recv_timeout(wait) {
-            Ok(item) => Some(item),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                self.stats.starved(waiting.elapsed());
-                return Err(());
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+        let item = match wait {
+            None => rx.recv().ok(),
+            Some(wait) => match rx.recv_timeout(wait) {
+                Ok(item) => Some(item),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    self.stats.starved(waiting.elapsed());
+                    return Err(());
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+            },
         };
-        self.stats.starved(waiting.elapsed());
+        let waited = waiting.elapsed();
+        self.stats.starved(waited);
+        if waited > Duration::from_millis(10) {
+            tracing::debug!(
+                waited_ms = waited.as_secs_f64() * 1e3,
+                "consumer waited for a batch"
+            );
+        }
         Ok(self.received(item))
     }
 
@@ -186,20 +202,8 @@ impl<T> Iterator for Batches<T> {
     type Item = Result<T>;
 
     fn next(&mut self) -> Option<Result<T>> {
-        if self.failed {
-            return None;
-        }
-        let waiting = Instant::now();
-        let item = self.rx.as_ref()?.recv().ok();
-        let waited = waiting.elapsed();
-        self.stats.starved(waited);
-        if waited > Duration::from_millis(10) {
-            tracing::debug!(
-                waited_ms = waited.as_secs_f64() * 1e3,
-                "consumer waited for a batch"
-            );
-        }
-        self.received(item)
+        // Without a limit the wait ends only with an item or the epoch's end.
+        self.receive(None).ok().flatten()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
