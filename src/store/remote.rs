@@ -418,17 +418,14 @@ impl RemoteStore {
         &self,
         reads: &[(StoreKey, ByteRange)],
     ) -> Vec<Result<Option<Bytes>, StorageError>> {
-        if let Some(first) = reads.first() {
-            if self.stalled(first.0.as_str()).is_some() {
-                return reads
-                    .iter()
-                    .map(|(key, _)| {
-                        Err(self
-                            .stalled(key.as_str())
-                            .unwrap_or_else(|| StorageError::Other("server stalled".into())))
-                    })
-                    .collect();
-            }
+        // A server known not to answer: every read fails at once (see `stalled`).
+        if let Some(errors) = reads
+            .iter()
+            .map(|(key, _)| self.stalled(key.as_str()))
+            .collect::<Option<Vec<_>>>()
+            .filter(|e| !e.is_empty())
+        {
+            return errors.into_iter().map(Err).collect();
         }
         let permits = &self.inner.permits;
         let fetched = self

@@ -197,8 +197,13 @@ impl RemoteStore {
 
     /// Deletes `keys` under the prefix; the number of deletions that failed.
     fn remove(&self, keys: &[String]) -> usize {
+        self.delete(keys.iter().map(|k| self.object(k)).collect())
+    }
+
+    /// Deletes the objects at `paths` (one already gone counts as deleted); the number of
+    /// deletions that failed.
+    fn delete(&self, paths: Vec<ObjectPath>) -> usize {
         let store = self.inner.store.clone();
-        let paths: Vec<ObjectPath> = keys.iter().map(|k| self.object(k)).collect();
         let results = self.inner.runtime.block_on(
             stream::iter(paths)
                 .map(|path| {
@@ -250,18 +255,8 @@ impl RemoteStore {
                     .await
             });
         let listed = listed.map_err(|e| self.write_error("", &e, "listing a cut-off upload"))?;
-        let store = self.inner.store.clone();
         let count = listed.len() as u64;
-        let failed = self.inner.runtime.block_on(
-            stream::iter(listed)
-                .map(|path| {
-                    let store = store.clone();
-                    async move { store.delete(&path).await.is_err() }
-                })
-                .buffer_unordered(FILES_AT_ONCE)
-                .collect::<Vec<bool>>(),
-        );
-        if failed.iter().any(|&f| f) {
+        if self.delete(listed) > 0 {
             return Err(Error::Remote {
                 url: self.inner.url.clone(),
                 kind: RemoteFailure::Other,
