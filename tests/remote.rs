@@ -904,9 +904,9 @@ fn an_untrusted_https_certificate_is_named_not_unreachable() {
     assert!(err.to_string().contains("SSL_CERT_FILE"), "{err}");
 }
 
-/// A proxy to `backend` whose connections stop passing bytes while `frozen` is set (as a
-/// server under `kill -STOP`): what was asked waits, nothing is refused.
-fn freezable_proxy(backend: u16, frozen: Arc<std::sync::atomic::AtomicBool>) -> u16 {
+/// A proxy to `backend` that relays each connection both ways in reads of at most `chunk`
+/// bytes, calling `before` ahead of writing each one on (where a fault waits or throttles).
+fn relay_proxy(backend: u16, chunk: usize, before: Arc<dyn Fn() + Send + Sync>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
@@ -921,17 +921,15 @@ fn freezable_proxy(backend: u16, frozen: Arc<std::sync::atomic::AtomicBool>) -> 
                 ),
                 (server, client),
             ] {
-                let frozen = frozen.clone();
+                let before = before.clone();
                 std::thread::spawn(move || {
                     let (mut from, mut to) = (from, to);
-                    let mut buf = [0u8; 64 << 10];
+                    let mut buf = vec![0u8; chunk];
                     while let Ok(n) = from.read(&mut buf) {
                         if n == 0 {
                             break;
                         }
-                        while frozen.load(Ordering::SeqCst) {
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
+                        before();
                         if to.write_all(&buf[..n]).is_err() {
                             break;
                         }
@@ -942,6 +940,20 @@ fn freezable_proxy(backend: u16, frozen: Arc<std::sync::atomic::AtomicBool>) -> 
         }
     });
     port
+}
+
+/// A proxy to `backend` whose connections stop passing bytes while `frozen` is set (as a
+/// server under `kill -STOP`): what was asked waits, nothing is refused.
+fn freezable_proxy(backend: u16, frozen: Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    relay_proxy(
+        backend,
+        64 << 10,
+        Arc::new(move || {
+            while frozen.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }),
+    )
 }
 
 #[test]
@@ -1104,35 +1116,11 @@ fn answers_cut_short_are_tried_again_never_handed_on() {
 /// A proxy to `backend` that passes at most ~`per_second` bytes a second each way per
 /// connection (an upload that takes a while).
 fn throttled_proxy(backend: u16, per_second: usize) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let Ok(server) = TcpStream::connect(("127.0.0.1", backend)) else {
-                continue;
-            };
-            for (from, to) in [
-                (
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                ),
-                (server, client),
-            ] {
-                std::thread::spawn(move || {
-                    let (mut from, mut to) = (from, to);
-                    let mut buf = vec![0u8; per_second / 50];
-                    while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 || to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        }
-    });
-    port
+    relay_proxy(
+        backend,
+        per_second / 50,
+        Arc::new(|| std::thread::sleep(Duration::from_millis(20))),
+    )
 }
 
 #[test]
