@@ -3,7 +3,7 @@
 //! every kind of X: sparse and dense, on disk and in memory; rows drawn twice; loader options
 //! checked once; loader stats.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Property tests: the row-range reader against an in-memory matrix, over random shapes,
 //! chunkings, shardings and requests (few cases: each writes a store).
 
-mod common;
+use crate::common;
 
 use annbatch::write::{attrs, Compressor, Layout, Writer};
 use annbatch::{AnnDataStore, XBatch};

@@ -2,7 +2,7 @@
 //! legacy encoding of `oligodendroglioma.h5ad`.
 #![cfg(feature = "hdf5")]
 
-mod common;
+use crate::common;
 
 use annbatch::h5ad::H5adFile;
 use annbatch::{Column, Error, XBatch};

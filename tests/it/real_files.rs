@@ -1,7 +1,7 @@
 //! Our reader against real files: anndata-written zarr v2/v3 stores and annbatch-written
 //! collections, row by row against the source `.h5ad` as anndata reads it.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -2,7 +2,7 @@
 //! determinism across thread counts, resume, distributed shards, class balance, early drop,
 //! injected errors and panics.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Batches read from real collections become the right `tch::Tensor`s.
 #![cfg(feature = "tch")]
 
-mod common;
+use crate::common;
 
 use annbatch::tensor::to_tensor;
 use annbatch::DatasetCollection;

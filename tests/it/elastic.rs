@@ -1,7 +1,7 @@
 //! Elastic sharding: the global batch order of an epoch is a function of (seed, epoch) alone,
 //! ranks take disjoint runs of it, and a state saved on N ranks resumes on M exactly.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -2,7 +2,7 @@
 //! an annbatch-written collection (sparse int32 and dense layers, float32 / float64 / sparse
 //! obsm), from host batches and tensors alike, and the errors for keys that cannot be batched.
 
-mod common;
+use crate::common;
 
 use annbatch::{DatasetCollection, Error, HostBatch, Loader, XBatch};
 use common::data;

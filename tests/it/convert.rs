@@ -2,7 +2,7 @@
 //! bad input is a typed error, and an interrupted or failed run never leaves a collection that
 //! looks complete (the process is killed mid-way).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

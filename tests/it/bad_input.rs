@@ -1,6 +1,6 @@
 //! Bad input gets a typed error, never a panic: one test per kind of damage.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! A careless user's input, not a damaged one: each mistake is an error that says what to do.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! Every codec and layout the reader claims: zarr v3 unsharded with gzip and crc32c, sharded
 //! with zstd, v2 with blosc (the anndata fixture), and integer widths for indices and indptr.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

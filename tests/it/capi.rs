@@ -4,7 +4,7 @@
 //! (`examples/cpp/train.cpp`, run by `./run test`, checks the C++ side.)
 #![cfg(feature = "capi")]
 
-mod common;
+use crate::common;
 
 use std::ffi::{c_char, CStr, CString};
 use std::ptr::null_mut;

@@ -2,7 +2,7 @@
 //! equal the staged host batches, resume mid-fetch, handle rows drawn twice, and fail cleanly.
 #![cfg(feature = "tch")]
 
-mod common;
+use crate::common;
 
 use annbatch::loader::HostObs;
 use annbatch::sampler::{LoadRequest, Requests, Sampler};

@@ -2,7 +2,7 @@
 //! before zarrs lists them, missing and replaced files reported — never an abort, a panic,
 //! zeros, or a mix of two versions.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! them (blosc decodes only the blocks it needs, an uncompressed read only its bytes), or
 //! crosses shards; a damaged shard index is a typed error.
 
-mod common;
+use crate::common;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
