@@ -42,6 +42,7 @@ mod chunks;
 mod class;
 mod distributed;
 mod elastic;
+mod elastic_state;
 mod random;
 mod sequential;
 
@@ -55,7 +56,7 @@ use crate::error::{Error, Result};
 pub use chunks::ChunkPlan;
 pub use class::{ClassSampler, ClassWeights};
 pub use distributed::DistributedSampler;
-pub use elastic::ElasticState;
+pub use elastic_state::ElasticState;
 pub use random::RandomSampler;
 pub use sequential::SequentialSampler;
 
