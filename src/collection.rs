@@ -14,9 +14,10 @@ pub(crate) use inventory::{Inventory, KEY as INVENTORY_KEY};
 
 use crate::batch::XBatch;
 use crate::error::{Error, Result};
+pub use crate::storage::{OpenOptions, RemoteOptions, RemoteTraffic};
 use crate::store::dataframe::concat_outer;
-use crate::store::{AnnDataStore, Column, ZarrStore};
-pub use crate::store::{OpenOptions, RemoteOptions, RemoteTraffic};
+use crate::store::{AnnDataStore, Column};
+use crate::zarr::ZarrStore;
 
 /// Datasets of a collection in an object store opened at once.
 const REMOTE_OPENS: usize = 16;
@@ -74,7 +75,7 @@ impl DatasetCollection {
         let path = path.as_ref();
         let _open = tracing::debug_span!("open", path = %path.display()).entered();
         let label = path.display().to_string();
-        crate::store::refuse_special(path)?;
+        crate::storage::refuse_special(path)?;
         if crate::store::is_hdf5_file(path) {
             return Err(Error::UnknownEncoding {
                 path: label,
@@ -90,18 +91,20 @@ impl DatasetCollection {
         let attrs = store.attributes("").map_err(|e| match e {
             // In an object store nothing marks a prefix as there: no root metadata is no
             // collection, as a missing directory is locally.
-            Error::MissingElement { .. } if crate::store::url_of(path).is_some() => Error::Remote {
-                url: label.clone(),
-                kind: crate::error::RemoteFailure::NotFound,
-                detail: "no collection here (no zarr.json or .zgroup at its root)".into(),
-            },
+            Error::MissingElement { .. } if crate::storage::url_of(path).is_some() => {
+                Error::Remote {
+                    url: label.clone(),
+                    kind: crate::error::RemoteFailure::NotFound,
+                    detail: "no collection here (no zarr.json or .zgroup at its root)".into(),
+                }
+            }
             Error::MissingElement { .. } => Error::MissingElement {
                 path: label.clone(),
                 element: "zarr group metadata (zarr.json or .zgroup)".into(),
             },
             e => e,
         })?;
-        let (encoding_type, _) = crate::store::encoding_of(&attrs);
+        let (encoding_type, _) = crate::zarr::encoding_of(&attrs);
         let (names, datasets, preshuffled) = if encoding_type == COLLECTION_ENCODING {
             let mut numbered: Vec<(u64, String)> = if store.storage().listable() {
                 store
@@ -296,7 +299,7 @@ impl DatasetCollection {
     pub fn remote_traffic(&self) -> Option<RemoteTraffic> {
         #[cfg(feature = "remote")]
         {
-            let mut stores: Vec<&crate::store::remote::RemoteStore> = Vec::new();
+            let mut stores: Vec<&crate::storage::remote::RemoteStore> = Vec::new();
             for d in &self.datasets {
                 if let Some(r) = d.x().remote() {
                     if !stores.iter().any(|s| s.same(r)) {
@@ -404,7 +407,7 @@ impl DatasetCollection {
                 bytes += b;
             }
         }
-        crate::store::budget::check_rows(rows, bytes, 2)?;
+        crate::budget::check_rows(rows, bytes, 2)?;
         let mut run: Vec<Range<u64>> = Vec::new();
         let mut run_dataset = None;
         for range in ranges {
@@ -491,7 +494,7 @@ fn numbered_by_probing(store: &ZarrStore) -> Result<Vec<(u64, String)>> {
     for n in 0u64.. {
         let name = format!("dataset_{n}");
         match store.kind(&name)? {
-            Some(crate::store::NodeKind::Group) => found.push((n, name)),
+            Some(crate::zarr::NodeKind::Group) => found.push((n, name)),
             _ => break,
         }
     }

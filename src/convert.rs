@@ -75,8 +75,10 @@ use source::Source;
 
 use crate::collection::Inventory;
 use crate::error::{Error, Result};
+use crate::storage::{url_of, RemoteOptions};
 use crate::store::write::{attrs, Compressor, Writer};
-use crate::store::{url_of, Column, Dtype, RemoteOptions};
+use crate::store::Column;
+use crate::zarr::Dtype;
 
 /// annbatch's `add_adatas` parameters, with its defaults.
 #[derive(Debug, Clone)]

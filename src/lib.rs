@@ -36,7 +36,10 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`store`] | AnnData elements in zarr (and `.h5ad`, [`store::h5ad`]): `X` read by rows, obs/var columns, the zarr writer |
+//! | `error`, `budget`, [`batch`] | the error enum, memory limits, the host row buffers reads fill |
+//! | `storage` | bytes: local files (checked opens, O_DIRECT), object stores (S3, HTTP), a fetch's byte ranges, uploads |
+//! | `zarr` | zarr arrays: nodes, chunked row reads, the shard reader and its inner codecs, streaming copies, dtypes |
+//! | [`store`] | AnnData elements in zarr (and `.h5ad`, [`store::h5ad`]): `X` read by rows, obs/var columns, the AnnData writer |
 //! | [`collection`] | many datasets as one row space |
 //! | [`convert`] | `.h5ad` / zarr inputs → a shuffled, sharded collection (annbatch's `add_adatas`) |
 //! | [`sampler`] | an epoch as load requests; one sampler per file |
@@ -63,6 +66,7 @@
 
 mod assemble;
 pub mod batch;
+mod budget;
 #[cfg(feature = "capi")]
 pub mod capi;
 pub mod collection;
@@ -77,10 +81,12 @@ mod pipeline;
 #[cfg(feature = "python")]
 mod python;
 pub mod sampler;
+mod storage;
 pub mod store;
 #[cfg(feature = "tch")]
 pub mod tensor;
 pub mod throughput;
+mod zarr;
 
 pub use batch::{CsrBatch, DenseBatch, XBatch};
 pub use collection::{DatasetCollection, OpenOptions, RemoteOptions, RemoteTraffic};
@@ -94,6 +100,5 @@ pub use loader::{
 pub use sampler::{LoadRequest, Sampler};
 #[cfg(feature = "hdf5")]
 pub use store::h5ad;
-pub use store::{
-    write, AnnDataStore, Column, CsrElement, DenseElement, Dtype, InMemoryX, XElement,
-};
+pub use store::{write, AnnDataStore, Column, CsrElement, DenseElement, InMemoryX, XElement};
+pub use zarr::Dtype;

@@ -366,7 +366,7 @@ fn prewarm_size(
     let arrays: u128 = if sparse { 2 } else { 1 };
     // Pools size each buffer up to an eighth over the mean batch.
     let total = u128::from(per_batch + per_batch / 8) * (count as u128) * arrays;
-    crate::store::budget::check("X", "prewarmed batch memory", total, 4, 4).ok()?;
+    crate::budget::check("X", "prewarmed batch memory", total, 4, 4).ok()?;
     Some((usize::try_from(per_batch).ok()?, sparse))
 }
 

@@ -1,4 +1,16 @@
-//! [`Storage`]: the store a collection is read through, local files or an object store.
+//! Bytes: where a store's keys are read from and written to. Local files ([`files`]: checked
+//! opens, O_DIRECT, read-ahead), object stores ([`remote`]: S3 and HTTP(S) through object_store,
+//! uploads), the byte ranges of a fetch ([`read_plan`]), and [`Storage`], the one type the zarr
+//! layer reads through. Nothing here knows zarr arrays or AnnData.
+
+mod fault;
+pub(crate) mod files;
+mod keys;
+mod open_options;
+pub(crate) mod read_plan;
+#[cfg(feature = "remote")]
+pub(crate) mod remote;
+mod traffic;
 
 use std::path::Path;
 
@@ -8,14 +20,16 @@ use zarrs::storage::{
     StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
 };
 
-use super::fault::StoreFault;
-use super::files::FileStore;
-use super::open_options::{url_of, OpenOptions};
-#[cfg(feature = "remote")]
-use super::remote::RemoteStore;
 use crate::error::{Error, Result};
+use fault::StoreFault;
+pub(crate) use files::{kind_of, new_read_request, refuse_special, FileStore};
+pub(crate) use open_options::url_of;
+pub use open_options::{OpenOptions, RemoteOptions};
+#[cfg(feature = "remote")]
+use remote::RemoteStore;
+pub use traffic::RemoteTraffic;
 
-/// Where a zarr store's bytes come from.
+/// Where a zarr store's bytes come from: the store a collection is read through.
 #[derive(Debug, Clone)]
 pub(crate) enum Storage {
     /// A local directory ([`FileStore`]).

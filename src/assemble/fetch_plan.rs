@@ -31,7 +31,7 @@ impl FetchBudget {
     /// The share of a loader whose channel holds `capacity` batches while `building` groups
     /// are built or handed out: half of this process's memory bound is for batches.
     pub(crate) fn new(capacity: usize, building: usize) -> Self {
-        let (memory, source) = crate::store::budget::memory_budget();
+        let (memory, source) = crate::budget::memory_budget();
         Self::of(
             memory / 2,
             &format!("1/2 of {source} = {memory} bytes"),

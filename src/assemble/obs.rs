@@ -8,7 +8,8 @@ use super::aligned::AlignedMatrix;
 use super::memory::{filled, Element, Memory};
 use super::parts::ObsPart;
 use crate::error::Result;
-use crate::store::{Column, Dtype};
+use crate::store::Column;
+use crate::zarr::Dtype;
 
 /// One requested obs column, held for the whole collection.
 #[derive(Debug, Clone, PartialEq)]

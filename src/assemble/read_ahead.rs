@@ -8,13 +8,13 @@ use super::obs::Extras;
 use crate::collection::DatasetCollection;
 use crate::error::Result;
 use crate::sampler::LoadRequest;
-use crate::store::read_plan::ReadPlan;
+use crate::storage::read_plan::ReadPlan;
 
 /// Threads that plan one fetch's datasets at once (each may wait on the object store).
 const MAX_PLANNERS: usize = 16;
 
 /// What holds a fetch's read-ahead bytes (dropping it frees them).
-pub(crate) type Held = Vec<crate::store::read_plan::Ticket>;
+pub(crate) type Held = Vec<crate::storage::read_plan::Ticket>;
 
 /// Fetches to read ahead of the one being decoded: 0 when every matrix is read through the
 /// page cache or from memory.

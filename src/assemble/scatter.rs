@@ -75,7 +75,7 @@ pub(crate) fn fetch_batches<M: Memory>(
 ) -> Result<Vec<BatchParts<M>>> {
     let splits = &request.splits[first.min(request.splits.len())..];
     // One read request: each file the fetch reads is checked once (see `store::files`).
-    crate::store::new_read_request();
+    crate::storage::new_read_request();
     let rows = Rows::of(collection, request)?;
     let x: Vec<&XElement> = collection.datasets().iter().map(|d| d.x()).collect();
     let width = dense_width(collection, &x, "X")?;

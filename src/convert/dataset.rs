@@ -11,9 +11,10 @@ use super::row_reader::{empty_batch, RowReader};
 use super::var_space::{ColumnMap, DROPPED};
 use super::Size;
 use crate::batch::{RowValue, XBatch};
+use crate::budget;
 use crate::error::{Error, Result};
 use crate::store::write::{attrs, Compressor, Writer, ZarrElement};
-use crate::store::{budget, Dtype};
+use crate::zarr::Dtype;
 
 /// Rows read from a source per call: bounds the temporary batch, not the dataset.
 const READ_ROWS: u64 = 1024;

@@ -6,7 +6,7 @@ use super::dataset::{joined_dtype, stored_dtype, Element};
 use super::row_reader::RowReader;
 use super::source::{Matrix, Source};
 use crate::error::{Error, Result};
-use crate::store::Dtype;
+use crate::zarr::Dtype;
 
 /// One carried-over matrix, opened in every input (`None`: that input's own `X`, carried as
 /// `layers/X` when a layer becomes `X`).

@@ -106,7 +106,7 @@ impl WriteLock {
                 std::io::ErrorKind::InvalidInput,
                 format!(
                     "the lock file is a {}, not a regular file: remove it",
-                    crate::store::kind_of(&meta)
+                    crate::storage::kind_of(&meta)
                 ),
             )));
         }

@@ -8,7 +8,8 @@ use super::source::{Matrix, Source};
 use super::var_space::{self, VarSpace};
 use super::var_table::{self, VarMerge, VarPart};
 use crate::error::Result;
-use crate::store::{dataframe, Column, Dtype, NodeKind};
+use crate::store::{dataframe, Column};
+use crate::zarr::{Dtype, NodeKind};
 
 /// The carried-over `raw`.
 pub(crate) struct Raw {

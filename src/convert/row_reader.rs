@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::batch::{CsrBatch, DenseBatch, RowValue, XBatch};
 use crate::error::Result;
-use crate::store::{Dtype, FromDecoded};
+use crate::zarr::{Dtype, FromDecoded};
 
 /// A value type that holds a matrix's stored values exactly while it is staged: `f64` (floats,
 /// bool), `i64` (signed integers and the unsigned ones below 64 bits), `u64` (uint64).

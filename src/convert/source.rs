@@ -7,7 +7,8 @@ use super::row_reader::{exact_reads, Exact, RowReader};
 use super::transpose::{Columns, Transposed};
 use crate::batch::XBatch;
 use crate::error::{Error, Result};
-use crate::store::{AnnDataStore, Column, Dtype, XElement};
+use crate::store::{AnnDataStore, Column, XElement};
+use crate::zarr::Dtype;
 
 /// An opened input; a CSC `X` is transposed when it is opened (see [`super::transpose`]).
 pub(crate) struct Source {
@@ -45,7 +46,7 @@ impl Source {
         if meta.is_dir() {
             return Self::zarr(AnnDataStore::open(path)?, path.to_path_buf());
         }
-        crate::store::refuse_special(path)?;
+        crate::storage::refuse_special(path)?;
         if !crate::store::is_hdf5_file(path) {
             return Err(Error::UnknownEncoding {
                 path: path.display().to_string(),

@@ -4,7 +4,7 @@
 //! rename to publish), which an object store is not. So the collection is converted as usual
 //! into a local staging directory ([`ConvertOptions::staging_dir`], else
 //! `ANNBATCH_STAGING_DIR`, else the system's temporary directory; it needs the collection's
-//! size on disk), then uploaded (`store/remote/upload.rs`: data first, the root's `zarr.json`
+//! size on disk), then uploaded (`storage/remote/upload.rs`: data first, the root's `zarr.json`
 //! last, so a reader never finds a partial collection), and the staged copy removed.
 //!
 //! Appending to a collection already in object storage is refused: it would rewrite objects in
@@ -34,7 +34,7 @@ pub(super) fn add_adatas<P: AsRef<Path>>(
     }
     #[cfg(feature = "remote")]
     {
-        use crate::store::remote::RemoteStore;
+        use crate::storage::remote::RemoteStore;
 
         let store = RemoteStore::open(url, &options.remote)?;
         // What an upload that was cut off (killed, the server gone) left is cleared; anything

@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::row_reader::{exact_reads, Exact, RowReader};
 use crate::batch::{CsrBatch, RowValue, XBatch};
+use crate::budget;
 use crate::error::{Error, Result};
-use crate::store::{budget, Dtype};
+use crate::zarr::Dtype;
 
 /// Columns read per call while scanning: bounds the read buffer, not the band.
 const SCAN_VALUES: u64 = 1 << 22;

@@ -9,7 +9,8 @@ use serde_json::json;
 use super::var_table::VarMerge;
 use crate::error::Result;
 use crate::store::write::{attrs, Writer};
-use crate::store::{encoding_of, ElementSource, WholeArray, WholeValues};
+use crate::store::ElementSource;
+use crate::zarr::{encoding_of, WholeArray, WholeValues};
 
 /// One node of an `uns` tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +55,7 @@ pub(crate) fn read(
 ) -> Option<UnsNode> {
     let path = join(root, group);
     match source.kind(&path) {
-        Ok(Some(crate::store::NodeKind::Group)) => {}
+        Ok(Some(crate::zarr::NodeKind::Group)) => {}
         _ => return None,
     }
     let node = read_node(source, &path, group, label, 0, notes)?;
@@ -83,7 +84,7 @@ fn read_node(
     };
     let (encoding, _) = encoding_of(&attrs);
     match kind {
-        crate::store::NodeKind::Group => {
+        crate::zarr::NodeKind::Group => {
             if matches!(encoding.as_str(), "csr_matrix" | "csc_matrix") {
                 return read_sparse(source, path, encoding, &attrs)
                     .map_err(|why| left_out(format!("a sparse matrix that {why}")))
@@ -121,7 +122,7 @@ fn read_node(
                 .collect();
             Some(UnsNode::Dict(children))
         }
-        crate::store::NodeKind::Array => {
+        crate::zarr::NodeKind::Array => {
             if !matches!(
                 encoding.as_str(),
                 "" | "array" | "string-array" | "string" | "numeric-scalar"
@@ -333,7 +334,7 @@ fn write_values(
     array: &WholeArray,
     meta: serde_json::Map<String, serde_json::Value>,
 ) -> Result<()> {
-    use crate::store::Dtype as D;
+    use crate::zarr::Dtype as D;
     let shape = &array.shape;
     macro_rules! cast {
         ($v:expr, $t:ty) => {

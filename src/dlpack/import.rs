@@ -101,7 +101,7 @@ pub unsafe fn copy_elements(t: &DLTensor, what: &str) -> Result<Elements> {
     }
     // The copy takes up to 8 bytes an element (widened): it must fit in memory before it is
     // allocated, whatever extents the producer claims.
-    crate::store::budget::check(what, "a copy of the array", count as u128, 8, 1)?;
+    crate::budget::check(what, "a copy of the array", count as u128, 8, 1)?;
     let strides: Vec<i64> = if t.strides.is_null() || ndim == 0 {
         let mut s = vec![1i64; ndim];
         for i in (0..ndim.saturating_sub(1)).rev() {

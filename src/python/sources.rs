@@ -217,7 +217,7 @@ fn column_of(value: &Bound<'_, PyAny>) -> PyResult<Column> {
         Elements::Int(v) => Column::int64(v),
         Elements::UInt64(v) => Column::Int {
             values: v.into_iter().map(|x| x as i64).collect(),
-            dtype: crate::store::Dtype::U64,
+            dtype: crate::zarr::Dtype::U64,
         },
     })
 }

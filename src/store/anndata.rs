@@ -5,16 +5,16 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::budget;
-use super::chunked::FromDecoded;
 use super::csr::CsrElement;
 use super::dataframe::{self, Column};
 use super::dense::DenseElement;
 use super::memory::InMemoryX;
-use super::node::{encoding, join, NodeKind, ZarrStore};
 use super::places::RowPlaces;
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
+use crate::budget;
 use crate::error::{Error, Result};
+use crate::zarr::chunked::FromDecoded;
+use crate::zarr::node::{encoding, join, NodeKind, ZarrStore};
 
 /// The `X` of an AnnData: sparse CSR or dense.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ impl XElement {
     pub(crate) fn open(store: &ZarrStore, path: &str) -> Result<Self> {
         let kind = store
             .kind(path)?
-            .ok_or_else(|| super::node::missing(path))?;
+            .ok_or_else(|| crate::zarr::node::missing(path))?;
         let attrs = store.attributes(path)?;
         let (encoding_type, encoding_version) = encoding(&attrs);
         match (kind, encoding_type.as_str()) {
@@ -281,12 +281,12 @@ impl XElement {
     /// the wrong length, [`Error::CorruptChunk`] / [`Error::Zarr`] when a chunk cannot be read,
     /// [`Error::IndexOutOfBounds`] for a stored column index outside `0..n_var`.
     pub fn scatter_rows(&self, rows: &[u64], places: RowPlaces<'_>) -> Result<()> {
-        super::files::new_read_request();
+        crate::storage::files::new_read_request();
         self.scatter_rows_within(rows, places)
     }
 
     /// [`Self::scatter_rows`] as part of a read request the caller started (with
-    /// [`crate::store::new_read_request`]): a loader's fetch checks its files once, not once
+    /// [`crate::storage::new_read_request`]): a loader's fetch checks its files once, not once
     /// per dataset and array.
     pub(crate) fn scatter_rows_within(&self, rows: &[u64], places: RowPlaces<'_>) -> Result<()> {
         if rows.len() != places.len() {
@@ -332,7 +332,7 @@ impl XElement {
 
     /// The object store this matrix is in (`None`: local files or memory).
     #[cfg(feature = "remote")]
-    pub(crate) fn remote(&self) -> Option<&super::remote::RemoteStore> {
+    pub(crate) fn remote(&self) -> Option<&crate::storage::remote::RemoteStore> {
         match self {
             Self::Csr(x) | Self::Csc(x) => x.remote(),
             Self::Dense(x) => x.remote(),
@@ -354,7 +354,7 @@ impl XElement {
     pub(crate) fn plan_reads(
         &self,
         rows: &[Range<u64>],
-        plan: &mut super::read_plan::ReadPlan,
+        plan: &mut crate::storage::read_plan::ReadPlan,
     ) -> Result<()> {
         match self {
             Self::Csr(x) => x.plan_reads(rows, plan),

@@ -2,11 +2,11 @@
 
 use std::ops::Range;
 
-use super::chunked::{plan, ChunkedArray, FromDecoded};
-use super::node::{join, ZarrStore};
 use super::places::{chunk_runs, CsrPlace};
 use crate::batch::CsrBatch;
 use crate::error::{Error, Result};
+use crate::zarr::chunked::{plan, ChunkedArray, FromDecoded};
+use crate::zarr::node::{join, ZarrStore};
 
 /// A CSR matrix on disk. `indptr` is read and validated once at open; rows are read on demand.
 #[derive(Debug)]
@@ -133,12 +133,12 @@ impl CsrElement {
 
     /// The object store this matrix is in (`None`: local files).
     #[cfg(feature = "remote")]
-    pub(crate) fn remote(&self) -> Option<&super::remote::RemoteStore> {
+    pub(crate) fn remote(&self) -> Option<&crate::storage::remote::RemoteStore> {
         self.data.remote()
     }
 
     /// Fetches whose bytes are requested before their turn (see
-    /// [`ChunkedArray::read_ahead_depth`](super::chunked::ChunkedArray::read_ahead_depth)).
+    /// [`ChunkedArray::read_ahead_depth`](crate::zarr::chunked::ChunkedArray::read_ahead_depth)).
     pub(crate) fn read_ahead_depth(&self) -> usize {
         self.data.read_ahead_depth()
     }
@@ -148,7 +148,7 @@ impl CsrElement {
     pub(crate) fn plan_reads(
         &self,
         rows: &[Range<u64>],
-        plan: &mut super::read_plan::ReadPlan,
+        plan: &mut crate::storage::read_plan::ReadPlan,
     ) -> Result<()> {
         let mut values = Vec::with_capacity(rows.len());
         for r in rows {

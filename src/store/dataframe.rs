@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::dtype::Dtype;
-use super::node::{encoding, join, NodeKind};
 use super::source::ElementSource;
 use crate::error::{Error, Result};
+use crate::zarr::dtype::Dtype;
+use crate::zarr::node::{encoding, join, NodeKind};
 
 /// One dataframe column, decoded whole.
 #[derive(Debug, Clone, PartialEq)]
@@ -490,7 +490,7 @@ fn read_element(store: &dyn ElementSource, df: &str, name: &str) -> Result<Colum
     let path = join(df, name);
     let kind = store
         .kind(&path)?
-        .ok_or_else(|| super::node::missing(&path))?;
+        .ok_or_else(|| crate::zarr::node::missing(&path))?;
     let attrs = store.attributes(&path)?;
     let (encoding_type, encoding_version) = encoding(&attrs);
     let unknown = |expected: &str| Error::UnknownEncoding {
@@ -678,7 +678,7 @@ mod tests {
         let nullable = Column::NullableInt {
             values: vec![3, 0],
             mask: vec![false, true],
-            dtype: crate::store::Dtype::I32,
+            dtype: crate::zarr::Dtype::I32,
         };
         let joined = concat_outer(vec![(2, Some(float.clone())), (2, Some(nullable))]);
         assert_eq!(floats(joined), [Some(0.5), None, Some(3.0), None]);
@@ -693,7 +693,7 @@ mod tests {
 
     #[test]
     fn integers_keep_their_width_and_join_as_numpy_promotes() {
-        use crate::store::Dtype;
+        use crate::zarr::Dtype;
         let ints = |values: Vec<i64>, dtype| Column::Int { values, dtype };
         let big = u64::MAX - 1;
         // uint64 past i64::MAX: its bits kept, read back exactly.

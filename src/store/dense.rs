@@ -2,11 +2,11 @@
 
 use std::ops::Range;
 
-use super::chunked::{plan, ChunkedArray, FromDecoded};
-use super::node::ZarrStore;
 use super::places::chunk_runs;
 use crate::batch::DenseBatch;
 use crate::error::{Error, Result};
+use crate::zarr::chunked::{plan, ChunkedArray, FromDecoded};
+use crate::zarr::node::ZarrStore;
 
 /// A dense matrix (or higher-dimensional array) on disk, read by rows.
 #[derive(Debug)]
@@ -47,12 +47,12 @@ impl DenseElement {
 
     /// The object store this matrix is in (`None`: local files).
     #[cfg(feature = "remote")]
-    pub(crate) fn remote(&self) -> Option<&super::remote::RemoteStore> {
+    pub(crate) fn remote(&self) -> Option<&crate::storage::remote::RemoteStore> {
         self.array.remote()
     }
 
     /// Fetches whose bytes are requested before their turn (see
-    /// [`ChunkedArray::read_ahead_depth`](super::chunked::ChunkedArray::read_ahead_depth)).
+    /// [`ChunkedArray::read_ahead_depth`](crate::zarr::chunked::ChunkedArray::read_ahead_depth)).
     pub(crate) fn read_ahead_depth(&self) -> usize {
         self.array.read_ahead_depth()
     }
@@ -62,7 +62,7 @@ impl DenseElement {
     pub(crate) fn plan_reads(
         &self,
         rows: &[std::ops::Range<u64>],
-        plan: &mut super::read_plan::ReadPlan,
+        plan: &mut crate::storage::read_plan::ReadPlan,
     ) -> crate::error::Result<()> {
         let width = self.row_width();
         let n_obs = self.n_obs();

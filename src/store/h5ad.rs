@@ -13,12 +13,12 @@ use serde_json::{json, Map, Value};
 
 use super::csr::validate_indptr;
 use super::dataframe::{self, Column};
-use super::dtype::Dtype;
-use super::node::{encoding as encoding_of, missing, NodeKind};
 use super::source::ElementSource;
-use super::whole::{check_size, WholeArray, WholeValues};
 use crate::batch::{CsrBatch, DenseBatch, RowValue, XBatch};
 use crate::error::{Error, Result};
+use crate::zarr::dtype::Dtype;
+use crate::zarr::node::{encoding as encoding_of, missing, NodeKind};
+use crate::zarr::whole::{check_size, WholeArray, WholeValues};
 
 fn h5err(path: &str, source: hdf5::Error) -> Error {
     Error::Hdf5 {
@@ -370,7 +370,7 @@ impl H5adFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         // HDF5 would open a FIFO and wait for a writer.
-        crate::store::refuse_special(path)?;
+        crate::storage::refuse_special(path)?;
         let file = File::open(path).map_err(|e| match std::fs::metadata(path) {
             Err(source) => Error::Io {
                 path: path.to_path_buf(),

@@ -3,11 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use super::chunked::ChunkedArray;
-use super::dtype::Dtype;
-use super::node::{NodeKind, ZarrStore};
-use super::whole::WholeArray;
 use crate::error::Result;
+use crate::zarr::chunked::ChunkedArray;
+use crate::zarr::dtype::Dtype;
+use crate::zarr::node::{NodeKind, ZarrStore};
+use crate::zarr::whole::WholeArray;
 
 /// What the dataframe reader needs of a container format (zarr, HDF5): node kinds, attributes,
 /// and whole small arrays converted to a few Rust types.

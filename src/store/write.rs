@@ -13,7 +13,7 @@ use zarrs::filesystem::FilesystemStore;
 use zarrs::group::GroupBuilder;
 
 use super::dataframe::Column;
-use super::dtype::Dtype;
+use crate::zarr::dtype::Dtype;
 
 mod sharded;
 use crate::error::{Error, Result};

@@ -15,14 +15,14 @@ use zarrs::array::{
     ArraySubset, ElementOwned,
 };
 
-use super::budget;
 use super::dtype::Dtype;
 use super::guard;
 use super::node::ZarrStore;
 use super::shard_reader::ShardReader;
-use super::storage::Storage;
 use super::streaming_copy;
+use crate::budget;
 use crate::error::{Error, Result};
+use crate::storage::Storage;
 
 /// A run of `len` rows starting `src` rows into chunk band `chunk`, written at output row `dst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,12 +350,12 @@ impl ChunkedArray {
 
     /// The object store this array is in (`None`: local files).
     #[cfg(feature = "remote")]
-    pub(crate) fn remote(&self) -> Option<&super::remote::RemoteStore> {
+    pub(crate) fn remote(&self) -> Option<&crate::storage::remote::RemoteStore> {
         self.store.remote()
     }
 
     /// Fetches whose bytes are requested before their turn: the object store's read-ahead, or
-    /// [`FileStore::FETCHES_AHEAD`](super::files::FileStore::FETCHES_AHEAD) for local files
+    /// [`FileStore::FETCHES_AHEAD`](crate::storage::files::FileStore::FETCHES_AHEAD) for local files
     /// read with `O_DIRECT`; 0 for files read through the page cache (it reads ahead itself).
     pub(crate) fn read_ahead_depth(&self) -> usize {
         if self.shards.is_none() {
@@ -366,7 +366,7 @@ impl ChunkedArray {
             return remote.read_ahead_depth();
         }
         match self.store.local() {
-            Some(files) if files.is_direct() => super::files::FileStore::FETCHES_AHEAD,
+            Some(files) if files.is_direct() => crate::storage::files::FileStore::FETCHES_AHEAD,
             _ => 0,
         }
     }
@@ -379,7 +379,7 @@ impl ChunkedArray {
     pub(crate) fn plan_reads(
         &self,
         elements: impl IntoIterator<Item = Range<u64>>,
-        plan: &mut super::read_plan::ReadPlan,
+        plan: &mut crate::storage::read_plan::ReadPlan,
     ) -> Result<()> {
         if self.read_ahead_depth() == 0 {
             return Ok(());
@@ -440,7 +440,7 @@ impl ChunkedArray {
         out: &mut [T],
         copy: &CopyFn<'_, T>,
     ) -> Result<()> {
-        super::files::new_read_request();
+        crate::storage::files::new_read_request();
         self.gather_parts(self.parts_of(segments, out)?, copy)
     }
 
@@ -450,7 +450,7 @@ impl ChunkedArray {
         segments: &[Segment],
         out: &mut [T],
     ) -> Result<()> {
-        super::files::new_read_request();
+        crate::storage::files::new_read_request();
         self.gather_parts_as_stored(self.parts_of(segments, out)?)
     }
 
@@ -527,7 +527,7 @@ impl ChunkedArray {
     /// Decodes each chunk band named by `parts` (`(chunk, first element in the band, output
     /// run)`, any order, runs disjoint) once, in parallel, and fills every run with `copy`.
     /// Part of the caller's read request: files held open are not checked again here (see
-    /// [`super::files::new_read_request`]).
+    /// [`crate::storage::files::new_read_request`]).
     pub(crate) fn gather_parts<T: Send>(
         &self,
         mut parts: Vec<(u64, u64, &mut [T])>,

@@ -10,9 +10,9 @@ use zarrs::node::{meta_key_v2_array, meta_key_v2_group, meta_key_v3, NodePath};
 use zarrs::storage::ReadableStorageTraits;
 
 use super::guard::guarded;
-use super::open_options::OpenOptions;
-use super::storage::Storage;
 use crate::error::{Error, Result};
+use crate::storage::OpenOptions;
+use crate::storage::Storage;
 
 /// What a zarr node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,8 +27,8 @@ use zarrs::array::{Array, ArrayMetadata};
 use zarrs::storage::byte_range::ByteRange;
 
 use super::inner_codec::InnerCodec;
-use super::storage::Storage;
 use crate::error::{Error, Result};
+use crate::storage::Storage;
 
 /// An inner chunk's place in its shard: `(offset, length)` in bytes.
 type Entry = (u64, u64);
@@ -328,7 +328,7 @@ impl ShardReader {
     pub(crate) fn load_indexes(
         &self,
         array: &Array<Storage>,
-        remote: &super::remote::RemoteStore,
+        remote: &crate::storage::remote::RemoteStore,
         path: &str,
         shards: impl IntoIterator<Item = u64>,
     ) -> Result<()> {

@@ -1,9 +1,9 @@
 //! Arrays of any number of dimensions (0-d scalars included) read whole, in a few value types:
 //! what the converter copies `uns` with. Their size is checked against memory before reading.
 
-use super::budget;
 use super::dtype::Dtype;
 use super::node::ZarrStore;
+use crate::budget;
 use crate::error::{Error, Result};
 
 /// A whole array: its stored type, shape (`[]` for a scalar) and values in row-major order.
