@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The crate's module import graph: fails on a cycle, or on an import against the layer order.
+"""The crate's module import graph: fails on a cycle, or on an import against the layer order;
+and the Python package's (every import, lazy ones in functions too): fails on a cycle.
 
 One node per source file (`src/store/csr.rs` is `store::csr`). An edge A -> B for every path
 `crate::B::...` / `super::...` that A names (in `use` lines and inline), resolved to the
@@ -11,11 +12,13 @@ Layers, lowest first (LAYERS): a module may name modules of its own layer or bel
 
     python3 tools/module_graph.py [--dot]     # prints the graph (or Graphviz) and checks it
 """
+import ast
 import re
 import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
+PY = Path(__file__).resolve().parent.parent / "python"
 # The data path, lowest layer first: bytes -> zarr arrays -> AnnData elements -> row spaces and
 # samplers -> batch assembly (and the converter) -> the producer thread -> tensors -> the loader
 # -> the front ends. The crate root (lib.rs) re-exports and is above all.
@@ -32,7 +35,7 @@ LAYERS = (
     ("throughput", "capi", "python"),
 )
 # The files that may hold `unsafe` (STYLE.md: where memory crosses a boundary, or the kernel or
-# a C library is asked for it). A new one is a decision: add it here and say why in its SAFETY lines.
+# a C library is asked for it). A new one is a decision: add it here, and say why in SAFETY lines.
 UNSAFE_FILES = {
     "capi.rs",               # the C ABI
     "cuda.rs",               # CUDA driver calls, pinned memory
@@ -142,6 +145,47 @@ def absolute(mod: tuple, segs: list) -> tuple:
     return base + tuple(segs)
 
 
+def python_cycles() -> list:
+    """Cycles among the Python package's modules. A package's `__init__` naming its own
+    submodules is structure, not an edge (as `mod x; pub use x::Y;` in Rust)."""
+    mods = {}
+    for path in sorted(PY.rglob("*.py")):
+        parts = path.relative_to(PY).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    edges = {m: set() for m in mods}
+    for mod, path in mods.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                origin = node.module
+                if node.level:
+                    origin = ".".join(base + ([node.module] if node.module else []))
+                names = [f"{origin}.{a.name}" for a in node.names] + [origin]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for full in names:
+                while full and full not in mods:
+                    full = full.rpartition(".")[0]
+                own = path.name == "__init__.py" and full.startswith(mod + ".")
+                if full and full != mod and not own:
+                    edges[mod].add(full)
+    # Cycles: a module that reaches itself.
+    cycles = set()
+    for start in mods:
+        seen, todo = set(), list(edges[start])
+        while todo:
+            m = todo.pop()
+            if m == start:
+                cycles.add(start)
+                break
+            if m not in seen:
+                seen.add(m)
+                todo.extend(edges[m])
+    return [f"Python import cycle through {m}" for m in sorted(cycles)]
+
+
 def main() -> int:
     files = {}
     for path in sorted(SRC.rglob("*.rs")):
@@ -195,7 +239,7 @@ def main() -> int:
             for b in sorted(edges[a]):
                 print(f'  "{name(a)}" -> "{name(b)}";')
         print("}")
-    failures = []
+    failures = python_cycles()
     for path in sorted(SRC.rglob("*.rs")):
         rel = path.relative_to(SRC).as_posix()
         if re.search(r"\bunsafe\b", strip_comments(path.read_text())) and rel not in UNSAFE_FILES:

@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _frameworks, _native
+from . import _frameworks, _native, types
 from ._sources import LazyObs, Source, dataset_source, source_of
 from .collection import DatasetCollection, _path_of
 
@@ -756,8 +756,8 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
 
     @property
     def dataset_type(self) -> type:
-        """The kind of on-disk X: ``anndata.abc.CSRDataset`` for sparse (our
-        `ZarrSparseDataset` without anndata) or ``zarr.Array`` (our `ZarrDenseDataset`)."""
+        """The kind of on-disk X: ``anndata.abc.CSRDataset`` for sparse or ``zarr.Array`` for
+        dense (`types.CSRDataset` / `types.DenseArray` where those are not installed)."""
         if not self._sources:
             raise IndexError("no datasets added yet")
         sparse = self._native_collection().is_sparse
@@ -770,9 +770,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
 
             return zarr.Array
         except ImportError:
-            from .compat import ZarrDenseDataset, ZarrSparseDataset
-
-            return ZarrSparseDataset if sparse else ZarrDenseDataset
+            return types.CSRDataset if sparse else types.DenseArray
 
     def __repr__(self) -> str:
         paths = [s.native if isinstance(s.native, str) else "<in memory>" for s in self._sources]

@@ -1,5 +1,6 @@
-"""annbatch's types: what a sampler yields (`LoadRequest`) and what the loader yields
-(`LoaderOutput`)."""
+"""annbatch's types: what a sampler yields (`LoadRequest`), what the loader yields
+(`LoaderOutput`), and what `Loader.dataset_type` names where anndata / zarr are not installed
+(`CSRDataset`, `DenseArray`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, List, Optional, TypedDict, Union
 
 import numpy as np
 
-__all__ = ["LoadRequest", "LoaderOutput"]
+__all__ = ["CSRDataset", "DenseArray", "LoadRequest", "LoaderOutput"]
 
 
 class _Requests(TypedDict):
@@ -38,3 +39,13 @@ class LoaderOutput(TypedDict):
     obs: Optional[Any]
     var: Optional[Any]
     index: Optional[np.ndarray]
+
+
+class CSRDataset:
+    """`Loader.dataset_type` of a CSR X where anndata is not installed (``anndata.abc.CSRDataset``
+    otherwise). A marker: never instantiated."""
+
+
+class DenseArray:
+    """`Loader.dataset_type` of a dense X where zarr is not installed (``zarr.Array`` otherwise).
+    A marker: never instantiated."""

@@ -4,6 +4,7 @@ replacement, num_samples)."""
 
 import importlib.util
 import pathlib
+import sys
 
 import anndata as ad
 import numpy as np
@@ -182,6 +183,15 @@ def test_outputs_as_annbatch():
         with pytest.raises(ImportError, match="jax"):
             Loader(to="jax")
 
+
+
+def test_dataset_type_without_anndata_is_a_marker(monkeypatch):
+    """Without anndata (an optional dependency) `dataset_type` names our marker type."""
+    from annbatch_rs import types
+
+    loader = Loader(batch_size=64, chunk_size=16, preload_nchunks=4).use_collection(COLLECTION)
+    monkeypatch.setitem(sys.modules, "anndata", None)  # `import anndata` raises ImportError
+    assert loader.dataset_type is types.CSRDataset
 
 def COLLECTION_VAR_NAMES():
     import anndata as ad
