@@ -1,6 +1,10 @@
-//! [`StoreFault`]: what a store found wrong, kept typed while zarrs carries it as a string.
+//! [`StoreFault`]: what a store found wrong, kept typed while zarrs carries it as a string;
+//! [`FirstFault`]: the first one a store met, sticky.
 
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+
+use zarrs::storage::StorageError;
 
 use crate::error::Error;
 #[cfg(feature = "remote")]
@@ -66,5 +70,31 @@ impl StoreFault {
 
     pub(crate) fn message(&self) -> String {
         self.to_error().to_string()
+    }
+}
+
+/// The first fault a store (or any view of it) met. Sticky on purpose: reads that run in
+/// parallel all fail once a file is damaged or replaced, and each must report the fault rather
+/// than whichever raw zarrs error it saw (a store that met one is damaged).
+#[derive(Debug, Default)]
+pub(crate) struct FirstFault(Mutex<Option<StoreFault>>);
+
+impl FirstFault {
+    /// The first fault met, if any.
+    pub(crate) fn get(&self) -> Option<StoreFault> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps `fault` unless one came first, and returns it as the error zarrs carries.
+    pub(crate) fn record(&self, fault: StoreFault) -> StorageError {
+        let message = fault.message();
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(fault);
+        }
+        StorageError::Other(message)
     }
 }

@@ -39,7 +39,7 @@ use zarrs::storage::{
     StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
 };
 
-use super::fault::StoreFault;
+use super::fault::{FirstFault, StoreFault};
 use super::keys::is_metadata;
 
 mod direct;
@@ -164,7 +164,7 @@ struct Shared {
     /// Files held open, by key (all views of a store read with the same `direct` flag: it is
     /// set when the store is opened, before any read).
     open: Mutex<HashMap<String, Arc<OpenFile>>>,
-    fault: Mutex<Option<StoreFault>>,
+    fault: FirstFault,
     /// Direct reads requested ahead of their turn ([`FileStore::read_ahead`]).
     ahead: Arc<read_ahead::ReadAhead>,
 }
@@ -202,7 +202,7 @@ impl FileStore {
                 root_id: FileId::of(&meta),
                 seen: Mutex::new(snapshot(root)),
                 open: Mutex::new(HashMap::new()),
-                fault: Mutex::new(None),
+                fault: FirstFault::default(),
                 ahead: Arc::default(),
             }),
             strict: false,
@@ -267,28 +267,13 @@ impl FileStore {
         }
     }
 
-    /// The first fault this store (or a view of it) met, if any. Sticky on purpose: reads that
-    /// run in parallel all fail once a file is damaged or replaced, and each must report the
-    /// fault rather than whichever raw zarrs error it saw (a store that met one is damaged).
+    /// The first fault this store (or a view of it) met, if any ([`FirstFault`]).
     pub(crate) fn fault(&self) -> Option<StoreFault> {
-        self.shared
-            .fault
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.shared.fault.get()
     }
 
     fn fail(&self, fault: StoreFault) -> StorageError {
-        let message = fault.message();
-        let mut slot = self
-            .shared
-            .fault
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(fault);
-        }
-        StorageError::Other(message)
+        self.shared.fault.record(fault)
     }
 
     fn path_of(&self, key: &str) -> PathBuf {

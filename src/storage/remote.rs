@@ -32,7 +32,7 @@ use zarrs::storage::{
     StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
 };
 
-use super::fault::StoreFault;
+use super::fault::{FirstFault, StoreFault};
 use super::keys::is_metadata;
 use super::open_options::RemoteOptions;
 use super::traffic::RemoteTraffic;
@@ -59,7 +59,7 @@ struct Inner {
     metadata: Mutex<HashMap<String, Option<Bytes>>>,
     /// Object sizes, asked once.
     sizes: Mutex<HashMap<String, Option<u64>>>,
-    fault: Mutex<Option<StoreFault>>,
+    fault: FirstFault,
     /// When a request last gave up on a server that did not answer (see [`Self::stalled`]).
     gave_up: Mutex<Option<std::time::Instant>>,
     ahead: ReadAhead,
@@ -203,7 +203,7 @@ impl RemoteStore {
                 options: options.clone(),
                 metadata: Mutex::new(HashMap::new()),
                 sizes: Mutex::new(HashMap::new()),
-                fault: Mutex::new(None),
+                fault: FirstFault::default(),
                 gave_up: Mutex::new(None),
                 ahead: ReadAhead::default(),
                 permits: Arc::new(tokio::sync::Semaphore::new(options.concurrency)),
@@ -231,26 +231,13 @@ impl RemoteStore {
         self.inner.listable
     }
 
-    /// The first fault met (sticky, as [`super::files::FileStore::fault`]).
+    /// The first fault met ([`FirstFault`]).
     pub(crate) fn fault(&self) -> Option<StoreFault> {
-        self.inner
-            .fault
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.inner.fault.get()
     }
 
     fn fail(&self, fault: StoreFault) -> StorageError {
-        let message = fault.message();
-        let mut slot = self
-            .inner
-            .fault
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(fault);
-        }
-        StorageError::Other(message)
+        self.inner.fault.record(fault)
     }
 
     fn object(&self, key: &str) -> ObjectPath {
