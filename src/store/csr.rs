@@ -2,10 +2,10 @@
 
 use std::ops::Range;
 
-use super::places::{chunk_runs, CsrPlace};
+use super::places::CsrPlace;
 use crate::batch::CsrBatch;
 use crate::error::{Error, Result};
-use crate::zarr::chunked::{plan, ChunkedArray, FromDecoded};
+use crate::zarr::chunked::{chunk_runs, chunk_runs_of, ChunkedArray, FromDecoded};
 use crate::zarr::node::{join, ZarrStore};
 
 /// A CSR matrix on disk. `indptr` is read and validated once at open; rows are read on demand.
@@ -229,20 +229,21 @@ impl CsrElement {
         let new_len = total as usize;
         fit(&mut out.data, new_len);
         fit(&mut out.indices, new_len);
-        let data_plan = plan(elements.iter().cloned(), self.data.chunk_rows());
-        let indices_plan = plan(elements.iter().cloned(), self.indices.chunk_rows());
-        let n_var = self.n_var;
-        let (data_out, indices_out) = (&mut out.data[base..], &mut out.indices[base..]);
-        let (d, i) = rayon::join(
-            || self.data.gather_as_stored(&data_plan, data_out),
-            || {
-                self.indices
-                    .gather(&indices_plan, indices_out, &|dec, src, dst| {
-                        dec.copy_indices(src, dst, n_var, self.indices.path())
-                    })
-            },
+        // One run per range (a row of `scatter_rows` is a range of one), read the same way,
+        // as a read request of its own.
+        crate::storage::new_read_request();
+        let data_parts = chunk_runs_of(
+            elements.iter().cloned(),
+            self.data.chunk_rows(),
+            &mut out.data[base..],
         );
-        if let Err(e) = d.and(i) {
+        let index_parts = chunk_runs_of(
+            elements,
+            self.indices.chunk_rows(),
+            &mut out.indices[base..],
+        );
+        let d = self.gather_runs(data_parts, index_parts);
+        if let Err(e) = d {
             // Leave `out` as it was before the call.
             out.data.truncate(base);
             out.indices.truncate(base);
@@ -279,6 +280,17 @@ impl CsrElement {
             chunk_runs(a..b, data_len, values, &mut data_parts);
             chunk_runs(a..b, index_len, cols, &mut index_parts);
         }
+        self.gather_runs(data_parts, index_parts)
+    }
+
+    /// Fills the value runs `data_parts` and column-index runs `index_parts` (as
+    /// [`chunk_runs`] cuts them), `data` and `indices` in parallel, indices checked against
+    /// `n_var`.
+    fn gather_runs<V: FromDecoded>(
+        &self,
+        data_parts: Vec<(u64, u64, &mut [V])>,
+        index_parts: Vec<(u64, u64, &mut [i32])>,
+    ) -> Result<()> {
         let n_var = self.n_var;
         let (d, i) = rayon::join(
             || self.data.gather_parts_as_stored(data_parts),

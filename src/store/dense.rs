@@ -2,10 +2,9 @@
 
 use std::ops::Range;
 
-use super::places::chunk_runs;
 use crate::batch::DenseBatch;
 use crate::error::{Error, Result};
-use crate::zarr::chunked::{plan, ChunkedArray, FromDecoded};
+use crate::zarr::chunked::{chunk_runs, chunk_runs_of, ChunkedArray, FromDecoded};
 use crate::zarr::node::ZarrStore;
 
 /// A dense matrix (or higher-dimensional array) on disk, read by rows.
@@ -164,10 +163,15 @@ impl DenseElement {
                 expected: "a request that fits in memory".into(),
             })?;
         super::csr::fit(&mut out.data, base + added);
-        let segments = plan(ranges.iter().cloned(), self.array.chunk_rows());
-        let result = self
-            .array
-            .gather_as_stored(&segments, &mut out.data[base..]);
+        // One run per range (a row of `scatter_rows` is a range of one), read the same way,
+        // as a read request of its own.
+        crate::storage::new_read_request();
+        let parts = chunk_runs_of(
+            ranges.iter().map(|r| r.start * width..r.end * width),
+            self.array.chunk_rows() * width,
+            &mut out.data[base..],
+        );
+        let result = self.array.gather_parts_as_stored(parts);
         if result.is_err() {
             out.data.truncate(base);
         }

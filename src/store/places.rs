@@ -30,36 +30,3 @@ impl RowPlaces<'_> {
         self.len() == 0
     }
 }
-
-/// Cuts the elements `range` of a 1-D run chunked every `chunk_len` elements into per-chunk
-/// `(chunk, first element in the chunk, output run)` parts, consuming `out` front to back.
-pub(crate) fn chunk_runs<'a, T>(
-    range: std::ops::Range<u64>,
-    chunk_len: u64,
-    mut out: &'a mut [T],
-    parts: &mut Vec<(u64, u64, &'a mut [T])>,
-) {
-    let mut at = range.start;
-    while at < range.end {
-        let chunk = at / chunk_len;
-        let end = ((chunk + 1) * chunk_len).min(range.end);
-        let (head, tail) = std::mem::take(&mut out).split_at_mut((end - at) as usize);
-        parts.push((chunk, at - chunk * chunk_len, head));
-        out = tail;
-        at = end;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_split_at_chunk_edges() {
-        let mut out = [0u8; 7];
-        let mut parts = Vec::new();
-        chunk_runs(5..12, 4, &mut out, &mut parts);
-        let shape: Vec<(u64, u64, usize)> = parts.iter().map(|p| (p.0, p.1, p.2.len())).collect();
-        assert_eq!(shape, [(1, 1, 3), (2, 0, 4)]);
-    }
-}

@@ -1,10 +1,11 @@
 //! A zarr array read along its first axis, one (inner) chunk band at a time.
 //!
-//! This is the hot path. A request is planned as [`Segment`]s (a run of rows inside one chunk
-//! band, and where it lands in the output); [`ChunkedArray::gather`] decodes each band that a
-//! request touches exactly once, in parallel, and copies (casting) its segments into the
-//! caller's buffer. For sharded arrays only the inner chunks' byte ranges are read, through a
-//! shard-index cache that lives as long as the array.
+//! This is the hot path. A read is a list of parts (a run of elements inside one chunk band,
+//! and the caller's slice it lands in: [`chunk_runs`]); [`ChunkedArray::gather_parts`] decodes
+//! each band that the parts touch exactly once, in parallel, and copies (casting) every run
+//! into place. Whole row ranges and single rows are both read this way. For sharded arrays only
+//! the inner chunks' byte ranges are read, through a shard-index cache that lives as long as
+//! the array.
 
 use std::ops::Range;
 
@@ -24,36 +25,40 @@ use crate::budget;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 
-/// A run of `len` rows starting `src` rows into chunk band `chunk`, written at output row `dst`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Segment {
-    pub(crate) chunk: u64,
-    pub(crate) src: u64,
-    pub(crate) dst: u64,
-    pub(crate) len: u64,
+/// Cuts the elements `range` of a 1-D run chunked every `chunk_len` elements into per-chunk
+/// `(chunk, first element in the chunk, output run)` parts, consuming `out` front to back.
+pub(crate) fn chunk_runs<'a, T>(
+    range: Range<u64>,
+    chunk_len: u64,
+    mut out: &'a mut [T],
+    parts: &mut Vec<(u64, u64, &'a mut [T])>,
+) {
+    let mut at = range.start;
+    while at < range.end {
+        let chunk = at / chunk_len;
+        let end = ((chunk + 1) * chunk_len).min(range.end);
+        let (head, tail) = std::mem::take(&mut out).split_at_mut((end - at) as usize);
+        parts.push((chunk, at - chunk * chunk_len, head));
+        out = tail;
+        at = end;
+    }
 }
 
-/// Cuts row ranges (in request order, written back to back) into per-chunk [`Segment`]s.
-pub(crate) fn plan(ranges: impl IntoIterator<Item = Range<u64>>, chunk_rows: u64) -> Vec<Segment> {
-    let mut segments = Vec::new();
-    let mut dst = 0;
+/// [`chunk_runs`] of several element ranges written back to back into `out`, which holds
+/// exactly their elements.
+pub(crate) fn chunk_runs_of<T>(
+    ranges: impl IntoIterator<Item = Range<u64>>,
+    chunk_len: u64,
+    mut out: &mut [T],
+) -> Vec<(u64, u64, &mut [T])> {
+    let mut parts = Vec::new();
     for range in ranges {
-        let mut row = range.start;
-        while row < range.end {
-            let chunk = row / chunk_rows;
-            let chunk_end = ((chunk + 1) * chunk_rows).min(range.end);
-            let len = chunk_end - row;
-            segments.push(Segment {
-                chunk,
-                src: row - chunk * chunk_rows,
-                dst,
-                len,
-            });
-            dst += len;
-            row = chunk_end;
-        }
+        let n = (range.end - range.start) as usize;
+        let (head, tail) = std::mem::take(&mut out).split_at_mut(n);
+        chunk_runs(range, chunk_len, head, &mut parts);
+        out = tail;
     }
-    segments
+    parts
 }
 
 /// Fills an output run from a decoded band: `(decoded, first element, output)`.
@@ -426,57 +431,6 @@ impl ChunkedArray {
             }
         }
         Ok(())
-    }
-
-    /// Decodes each chunk band named by `segments` once (in parallel) and copies every segment
-    /// into `out`, converting to `T`. `out` must hold exactly the segments' rows × `row_width`
-    /// elements, segments back to back in `dst` order, as [`plan`] makes them.
-    ///
-    /// `copy(decoded, src, dst)` fills `dst` from element `src` of a decoded band (and may
-    /// validate, as column indices are).
-    pub(crate) fn gather<T: Send>(
-        &self,
-        segments: &[Segment],
-        out: &mut [T],
-        copy: &CopyFn<'_, T>,
-    ) -> Result<()> {
-        crate::storage::files::new_read_request();
-        self.gather_parts(self.parts_of(segments, out)?, copy)
-    }
-
-    /// [`Self::gather`] of values taken as stored (see [`Self::gather_parts_as_stored`]).
-    pub(crate) fn gather_as_stored<T: FromDecoded>(
-        &self,
-        segments: &[Segment],
-        out: &mut [T],
-    ) -> Result<()> {
-        crate::storage::files::new_read_request();
-        self.gather_parts_as_stored(self.parts_of(segments, out)?)
-    }
-
-    /// Each segment's own disjoint slice of `out`, as `(chunk, first element, run)`.
-    fn parts_of<'o, T>(
-        &self,
-        segments: &[Segment],
-        out: &'o mut [T],
-    ) -> Result<Vec<(u64, u64, &'o mut [T])>> {
-        let width = self.row_width;
-        let mut parts: Vec<(u64, u64, &mut [T])> = Vec::with_capacity(segments.len());
-        let mut rest = out;
-        for seg in segments {
-            let n = usize::try_from(seg.len * width).map_err(|e| Error::zarr(&self.path, e))?;
-            if n > rest.len() {
-                return Err(Error::ShapeMismatch {
-                    path: self.path.clone(),
-                    found: format!("output buffer of {} elements", rest.len()),
-                    expected: format!("at least {n}"),
-                });
-            }
-            let (head, tail) = rest.split_at_mut(n);
-            parts.push((seg.chunk, seg.src * width, head));
-            rest = tail;
-        }
-        Ok(parts)
     }
 
     /// [`Self::gather_parts`] for values taken as stored, converted by `as` where the array's
@@ -972,29 +926,21 @@ mod tests {
     }
 
     #[test]
-    fn plan_splits_ranges_at_chunk_edges_in_request_order() {
-        let segs = plan([5..12, 0..2], 4);
-        let want = [
-            Segment {
-                chunk: 1,
-                src: 1,
-                dst: 0,
-                len: 3,
-            },
-            Segment {
-                chunk: 2,
-                src: 0,
-                dst: 3,
-                len: 4,
-            },
-            Segment {
-                chunk: 0,
-                src: 0,
-                dst: 7,
-                len: 2,
-            },
-        ];
-        assert_eq!(segs, want);
-        assert!(plan([3..3], 4).is_empty());
+    fn a_run_splits_at_chunk_edges() {
+        let mut out = [0u8; 7];
+        let mut parts = Vec::new();
+        chunk_runs(5..12, 4, &mut out, &mut parts);
+        let shape: Vec<(u64, u64, usize)> = parts.iter().map(|p| (p.0, p.1, p.2.len())).collect();
+        assert_eq!(shape, [(1, 1, 3), (2, 0, 4)]);
+    }
+
+    #[test]
+    fn runs_split_at_chunk_edges_in_request_order() {
+        let mut out = [0u8; 9];
+        let parts = chunk_runs_of([5..12, 0..2], 4, &mut out);
+        let shape: Vec<(u64, u64, usize)> = parts.iter().map(|p| (p.0, p.1, p.2.len())).collect();
+        assert_eq!(shape, [(1, 1, 3), (2, 0, 4), (0, 0, 2)]);
+        let mut none = [0u8; 0];
+        assert!(chunk_runs_of([3..3], 4, &mut none).is_empty());
     }
 }
