@@ -571,32 +571,22 @@ fn create(
     seed: u64,
     mut notes: Vec<String>,
 ) -> Result<ConvertReport> {
-    let inputs: Vec<(String, &[String])> = sources
-        .iter()
-        .map(|s| (s.path().display().to_string(), s.var_names()))
-        .collect();
-    let labelled: Vec<(&str, &[String])> = inputs.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    let space = var_space::build(&labelled, None, options.var_subset.as_deref())?;
-    let obs = ObsTable::join(
-        sources
-            .iter()
-            .enumerate()
-            .map(|(i, s)| source_obs(s, Some(src_path_of(options, i, s))))
-            .collect::<Result<_>>()?,
-    );
-    notes.extend(obs.notes.iter().cloned());
-    let swapped = vec![options.layer.is_some(); sources.len()];
-    let layers = x_layers(&sources, options.layer.as_deref(), &swapped)?;
-    let x = x_readers(&sources, &layers);
-    let sparse = x.iter().any(|r| r.indptr().is_some());
+    let space = var_space_of(&sources, None, options.var_subset.as_deref())?;
     let n_obs: u64 = sources.iter().map(Source::n_obs).sum();
     if n_obs == 0 {
-        let paths: Vec<&str> = inputs.iter().map(|i| i.0.as_str()).collect();
+        let paths: Vec<String> = sources
+            .iter()
+            .map(|s| s.path().display().to_string())
+            .collect();
         return Err(Error::EmptyInput {
             path: paths.join(", "),
         });
     }
-    check_groupby(&obs, &options.groupby)?;
+    let obs = joined_obs(&sources, 0, options, &mut notes)?;
+    let swapped = vec![options.layer.is_some(); sources.len()];
+    let (layers, carried) = open_rows(&sources, &swapped, 0, options, &mut notes)?;
+    let x = x_readers(&sources, &layers);
+    let sparse = x.iter().any(|r| r.indptr().is_some());
     let dataset_rows = options.dataset_size.rows(staged_bytes_per_row(
         &sources,
         &x,
@@ -629,14 +619,13 @@ fn create(
         })
         .collect::<Result<Vec<_>>>()?;
     let var_columns = var_table::join(parts, space.names.len(), options.merge);
-    let carried = elements::carry(&sources, options.layer.as_deref(), &swapped, 0)?;
-    notes.extend(carried.notes.iter().cloned());
-    let uns = uns_of(&sources, options.merge, &mut notes);
-    let var_aligned = var_aligned_of(&sources, space.maps.iter().all(Option::is_none), &mut notes);
-    let raw = raw::open(&sources, None, options.merge, &mut notes)?;
-    let mut elements = carried.elements(&sources);
-    elements.extend(raw.as_ref().map(raw::Raw::element));
-    let index_names = index_names_of(&sources);
+    let kept = Kept {
+        uns: uns_of(&sources, options.merge, &mut notes),
+        var_aligned: var_aligned_of(&sources, space.maps.iter().all(Option::is_none), &mut notes),
+        raw: raw::open(&sources, None, options.merge, &mut notes)?,
+        index_names: index_names_of(&sources),
+    };
+    let elements = kept.with_raw(carried.elements(&sources));
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
     let shared = shared(
@@ -644,12 +633,7 @@ fn create(
         &space,
         &var_columns,
         &elements,
-        Kept {
-            uns: uns.as_ref(),
-            raw: raw.as_ref(),
-            var_aligned: &var_aligned,
-            index_names: &index_names,
-        },
+        &kept,
         &obs,
         sparse,
         options,
@@ -696,11 +680,80 @@ fn create(
 
 /// What a conversion keeps besides the row-aligned matrices: `uns`, `raw`, `varm` / `varp`,
 /// the index names.
-struct Kept<'a> {
-    uns: Option<&'a uns::UnsNode>,
-    raw: Option<&'a raw::Raw>,
-    var_aligned: &'a [(&'static str, uns::UnsNode)],
-    index_names: &'a dataset::IndexNames,
+struct Kept {
+    uns: Option<uns::UnsNode>,
+    raw: Option<raw::Raw>,
+    var_aligned: Vec<(&'static str, uns::UnsNode)>,
+    index_names: dataset::IndexNames,
+}
+
+impl Kept {
+    /// The row-aligned `elements` to write, with `raw`'s matrix among them when kept.
+    fn with_raw<'a>(
+        &'a self,
+        mut elements: Vec<dataset::Element<'a>>,
+    ) -> Vec<dataset::Element<'a>> {
+        elements.extend(self.raw.as_ref().map(raw::Raw::element));
+        elements
+    }
+}
+
+/// The var space of `sources`, each labelled by its path: their union (or `subset`), or the
+/// collection's `var_names` when appending.
+fn var_space_of(
+    sources: &[Source],
+    var_names: Option<&[String]>,
+    subset: Option<&[String]>,
+) -> Result<var_space::VarSpace> {
+    let labels: Vec<String> = sources
+        .iter()
+        .map(|s| s.path().display().to_string())
+        .collect();
+    let labelled: Vec<(&str, &[String])> = labels
+        .iter()
+        .zip(sources)
+        .map(|(l, s)| (l.as_str(), s.var_names()))
+        .collect();
+    var_space::build(&labelled, var_names, subset)
+}
+
+/// The obs of every source joined, the inputs from `n_existing` on labelled in `src_path`
+/// (the collection's own datasets, before them, kept as they are); its notes added to
+/// `notes`; `groupby` checked against it.
+fn joined_obs(
+    sources: &[Source],
+    n_existing: usize,
+    options: &ConvertOptions,
+    notes: &mut Vec<String>,
+) -> Result<ObsTable> {
+    let parts = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let label = (i >= n_existing).then(|| src_path_of(options, i - n_existing, s));
+            source_obs(s, label)
+        })
+        .collect::<Result<_>>()?;
+    let obs = ObsTable::join(parts);
+    notes.extend(obs.notes.iter().cloned());
+    check_groupby(&obs, &options.groupby)?;
+    Ok(obs)
+}
+
+/// The row-aligned parts of `sources`: each input's layer opened to be its `X` where
+/// `swapped`, and the layers / obsm / obsp carried along (their notes added to `notes`).
+fn open_rows(
+    sources: &[Source],
+    swapped: &[bool],
+    n_existing: usize,
+    options: &ConvertOptions,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Option<source::Matrix>>, elements::Carried)> {
+    let layer = options.layer.as_deref();
+    let layers = x_layers(sources, layer, swapped)?;
+    let carried = elements::carry(sources, layer, swapped, n_existing)?;
+    notes.extend(carried.notes.iter().cloned());
+    Ok((layers, carried))
 }
 
 /// The index names the output keeps: one all of `sources` give a frame, else none (as pandas
@@ -727,19 +780,20 @@ fn shared<'a>(
     space: &'a var_space::VarSpace,
     var_columns: &'a [(String, Column)],
     elements: &'a [dataset::Element<'a>],
-    kept: Kept<'a>,
+    kept: &'a Kept,
     obs: &'a ObsTable,
     sparse: bool,
     options: &'a ConvertOptions,
 ) -> Shared<'a> {
     Shared {
         x,
-        var_aligned: kept.var_aligned,
-        uns: kept.uns,
+        var_aligned: &kept.var_aligned,
+        uns: kept.uns.as_ref(),
         raw: kept
             .raw
+            .as_ref()
             .map(|r| (r.space.names.as_slice(), r.var_columns.as_slice())),
-        index_names: kept.index_names,
+        index_names: &kept.index_names,
         maps: &space.maps,
         var_names: &space.names,
         var_columns,
@@ -911,12 +965,7 @@ fn append(
         .collect::<Result<_>>()?;
     let n_existing = sources.len();
     sources.extend(new_sources);
-    let labelled: Vec<(String, &[String])> = sources
-        .iter()
-        .map(|s| (s.path().display().to_string(), s.var_names()))
-        .collect();
-    let labelled: Vec<(&str, &[String])> = labelled.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    let space = var_space::build(&labelled, Some(&var_names), None)?;
+    let space = var_space_of(&sources, Some(&var_names), None)?;
     for (s, map) in sources.iter().zip(&space.maps).skip(n_existing) {
         if let Some(map) = map {
             let dropped = map.to.iter().filter(|&&t| t == var_space::DROPPED).count();
@@ -942,17 +991,7 @@ fn append(
             }
         }
     }
-    let parts = sources
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let label = (i >= n_existing).then(|| src_path_of(options, i - n_existing, s));
-            source_obs(s, label)
-        })
-        .collect::<Result<_>>()?;
-    let obs = ObsTable::join(parts);
-    notes.extend(obs.notes.iter().cloned());
-    check_groupby(&obs, &options.groupby)?;
+    let obs = joined_obs(&sources, n_existing, options, &mut notes)?;
     let existing_rows: u64 = sources[..n_existing].iter().map(Source::n_obs).sum();
     let added: u64 = sources[n_existing..].iter().map(Source::n_obs).sum();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -971,13 +1010,13 @@ fn append(
     let swapped: Vec<bool> = (0..sources.len())
         .map(|i| options.layer.is_some() && i >= n_existing)
         .collect();
-    let layers = x_layers(&sources, options.layer.as_deref(), &swapped)?;
+    let (layers, carried) = open_rows(&sources, &swapped, n_existing, options, &mut notes)?;
     let x = x_readers(&sources, &layers);
-    let carried = elements::carry(&sources, options.layer.as_deref(), &swapped, n_existing)?;
-    notes.extend(carried.notes.iter().cloned());
-    // The collection's uns, varm and varp stay, as its var columns do; its raw variables too.
-    let uns = uns_of(&sources[..n_existing.min(1)], None, &mut notes);
-    let var_aligned = var_aligned_of(&sources[..n_existing.min(1)], true, &mut notes);
+    // The collection's uns, varm, varp and index names stay, as its var columns do; its raw
+    // variables too.
+    let collection_own = &sources[..n_existing.min(1)];
+    let uns = uns_of(collection_own, None, &mut notes);
+    let var_aligned = var_aligned_of(collection_own, true, &mut notes);
     let raw_names = match sources.first().and_then(Source::elements) {
         Some((elements, root)) => {
             let var = if root.is_empty() {
@@ -992,14 +1031,16 @@ fn append(
         }
         None => None,
     };
-    let raw = match &raw_names {
-        Some(names) => raw::open(&sources, Some(names), None, &mut notes)?,
-        None => None,
+    let kept = Kept {
+        uns,
+        var_aligned,
+        raw: match &raw_names {
+            Some(names) => raw::open(&sources, Some(names), None, &mut notes)?,
+            None => None,
+        },
+        index_names: index_names_of(collection_own),
     };
-    let mut elements = carried.elements(&sources);
-    elements.extend(raw.as_ref().map(raw::Raw::element));
-    // The collection's index names stay.
-    let index_names = index_names_of(&sources[..n_existing.min(1)]);
+    let elements = kept.with_raw(carried.elements(&sources));
     let staging = publish::Staging::begin(output)?;
     let writer = Writer::create(&staging.dir)?;
     let shared = shared(
@@ -1007,12 +1048,7 @@ fn append(
         &space,
         &var_columns,
         &elements,
-        Kept {
-            uns: uns.as_ref(),
-            raw: raw.as_ref(),
-            var_aligned: &var_aligned,
-            index_names: &index_names,
-        },
+        &kept,
         &obs,
         sparse,
         options,
