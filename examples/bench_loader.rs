@@ -53,7 +53,9 @@ struct Args {
     /// Read with O_DIRECT, past the page cache.
     #[arg(long)]
     direct_io: bool,
-    /// Run one measurement in this process: `loader` (one epoch) or `ceiling` (one pass).
+    /// Run one measurement in this process: `loader` (one epoch of `tch::Tensor` batches),
+    /// `dlpack` (one epoch of the DLPack batches the Python and C front ends hand out, dropped
+    /// as they come) or `ceiling` (one pass).
     #[arg(long)]
     only: Option<String>,
 }
@@ -240,7 +242,7 @@ fn measure(
                 .build()?;
             pool.install(|| decode_ceiling(&collection))?
         }
-        "loader" => {
+        "loader" | "dlpack" => {
             let mut builder = annbatch::Loader::builder_for(collection.clone())
                 .batch_size(batch_size)
                 .chunk_size(chunk_size)
@@ -251,9 +253,13 @@ fn measure(
                 builder = builder.num_threads(threads);
             }
             let loader = builder.build()?;
-            loader_rate(&loader, 0, u64::MAX)?
+            if only == "dlpack" {
+                dl_rate(&loader)?
+            } else {
+                loader_rate(&loader, 0, u64::MAX)?
+            }
         }
-        other => anyhow::bail!("--only {other:?}: expected loader or ceiling"),
+        other => anyhow::bail!("--only {other:?}: expected loader, dlpack or ceiling"),
     };
     let traffic = collection.remote_traffic().unwrap_or_default();
     println!(
@@ -263,4 +269,21 @@ fn measure(
             "requests": traffic.requests, "bytes": traffic.bytes})
     );
     Ok(())
+}
+
+/// [`loader_rate`] of epoch 0's DLPack batches, each dropped (returned to the pool) as soon
+/// as it is counted, as a consumer that hands it on would.
+fn dl_rate(loader: &annbatch::Loader) -> anyhow::Result<annbatch::throughput::Rate> {
+    let t = std::time::Instant::now();
+    let (mut cells, mut first) = (0u64, None);
+    for batch in loader.dl_epoch(0)? {
+        let batch = batch?;
+        first.get_or_insert_with(|| t.elapsed().as_secs_f64());
+        cells += batch.x.rows();
+    }
+    Ok(annbatch::throughput::Rate {
+        cells,
+        seconds: t.elapsed().as_secs_f64(),
+        first_batch: first.unwrap_or(0.0),
+    })
 }
