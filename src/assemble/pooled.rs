@@ -55,9 +55,10 @@ impl PooledMemory {
 }
 
 impl PooledMemory {
-    /// Adds `count` released buffers of `n` (plus an eighth) elements of `T` to the pool, their
-    /// pages written once, so that the first batches do not take the page faults (and the
-    /// kernel's clearing of each new page) while the consumer waits. Within `max_free`.
+    /// Adds `count` released buffers of `n` (plus an eighth) elements of `T` to the pool, the
+    /// pages of their first `n` written once, so that the first batches do not take the page
+    /// faults (and the kernel's clearing of each new page) while the consumer waits. Within
+    /// `max_free`.
     // Used by loaders built without `tch` (whose front ends read DLPack batches).
     #[cfg_attr(feature = "tch", allow(dead_code))]
     pub fn prewarm<T: Element>(&self, n: usize, count: usize) {
@@ -72,8 +73,9 @@ impl PooledMemory {
         // One page at a time: a store the compiler cannot drop (the zero page calloc maps is
         // replaced by a page of our own).
         let step = (4096 / std::mem::size_of::<T>().max(1)).max(1);
+        // The mean batch's pages; the headroom above it is paged in when a batch uses it.
         let touch = |buffer: &mut Vec<T>| {
-            for i in (0..buffer.len()).step_by(step) {
+            for i in (0..n.min(buffer.len())).step_by(step) {
                 buffer[i] = std::hint::black_box(T::default());
             }
         };
