@@ -4,6 +4,7 @@ and is reused only once released, and a native module that links no libtorch."""
 
 import ctypes
 import gc
+import importlib.util
 import pathlib
 import subprocess
 
@@ -115,3 +116,15 @@ def test_too_old_numpy_or_torch_is_an_import_error_naming_the_minimum():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "torch >= 2.0" in result.stderr and "1.13.1" in result.stderr, result.stderr
+
+
+def test_the_output_framework_makes_its_first_batch_when_the_loader_is_made():
+    """The first call of torch's / scipy's batch constructors (dispatch, warnings) happens when
+    the Loader is made, once per process: not inside the first epoch."""
+    from annbatch_rs import Loader, _frameworks
+
+    Loader(batch_size=4, chunk_size=2, preload_nchunks=2, to=None)
+    assert None in _frameworks._WARMED
+    if importlib.util.find_spec("torch") is not None:
+        Loader(batch_size=4, chunk_size=2, preload_nchunks=2, to="torch")
+        assert "torch" in _frameworks._WARMED
