@@ -72,37 +72,15 @@ def strip_comments(text: str) -> str:
 
 
 def expand(prefix: str, rest: str) -> list:
-    """Paths named by `prefix::rest`, where rest may start with a `{...}` group."""
+    """Paths named by `prefix::rest`, where rest may start with a `{...}` group (`as` names
+    dropped)."""
     rest = rest.strip()
     if not rest.startswith("{"):
-        m = re.match(r"[\w:]*", rest)
-        return [prefix + "::" + m.group(0).rstrip(":")]
-    depth, items, cur = 0, [], ""
-    for ch in rest[1:]:
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            if depth == 0:
-                break
-            depth -= 1
-        if ch == "," and depth == 0:
-            items.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    items.append(cur)
+        rest = re.match(r"[\w:]*", rest).group(0)
     out = []
-    for item in items:
-        item = item.strip()
-        if not item or item == "self":
-            out.append(prefix)
-            continue
-        head = re.match(r"[\w:]*", item).group(0).rstrip(":")
-        tail = item[len(head):].lstrip(":")
-        if tail.startswith("{"):
-            out.extend(expand(prefix + "::" + head, tail))
-        else:
-            out.append(prefix + "::" + head)
+    for item in use_items(rest):
+        path = item.partition(" as ")[0].strip().strip(":")
+        out.append(prefix + "::" + path if path else prefix)
     return out
 
 
@@ -112,11 +90,12 @@ def use_items(text: str) -> list:
     i = text.find("{")
     if i < 0:
         return [text.strip()]
-    prefix, body = text[:i], text[i + 1 : text.rindex("}")]
-    parts, depth, cur = [], 0, ""
-    for ch in body:
-        depth += ch == "{"
-        depth -= ch == "}"
+    # Up to the group's own closing brace (or the end: a path cut by the caller's regex).
+    prefix, parts, depth, cur = text[:i], [], 0, ""
+    for ch in text[i + 1 :]:
+        if ch == "}" and depth == 0:
+            break
+        depth += (ch == "{") - (ch == "}")
         if ch == "," and depth == 0:
             parts.append(cur)
             cur = ""
