@@ -232,17 +232,21 @@ impl CsrElement {
         // One run per range (a row of `scatter_rows` is a range of one), read the same way,
         // as a read request of its own.
         crate::storage::new_read_request();
-        let data_parts = chunk_runs_of(
+        let d = chunk_runs_of(
+            self.data.path(),
             elements.iter().cloned(),
             self.data.chunk_rows(),
             &mut out.data[base..],
-        );
-        let index_parts = chunk_runs_of(
-            elements,
-            self.indices.chunk_rows(),
-            &mut out.indices[base..],
-        );
-        let d = self.gather_runs(data_parts, index_parts);
+        )
+        .and_then(|data_parts| {
+            let index_parts = chunk_runs_of(
+                self.indices.path(),
+                elements.iter().cloned(),
+                self.indices.chunk_rows(),
+                &mut out.indices[base..],
+            )?;
+            self.gather_runs(data_parts, index_parts)
+        });
         if let Err(e) = d {
             // Leave `out` as it was before the call.
             out.data.truncate(base);

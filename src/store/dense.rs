@@ -166,12 +166,14 @@ impl DenseElement {
         // One run per range (a row of `scatter_rows` is a range of one), read the same way,
         // as a read request of its own.
         crate::storage::new_read_request();
-        let parts = chunk_runs_of(
+        // Fits: the rows exist (checked above), and all rows × `width` was checked at open.
+        let result = chunk_runs_of(
+            self.path(),
             ranges.iter().map(|r| r.start * width..r.end * width),
-            self.array.chunk_rows() * width,
+            self.array.band_len(),
             &mut out.data[base..],
-        );
-        let result = self.array.gather_parts_as_stored(parts);
+        )
+        .and_then(|parts| self.array.gather_parts_as_stored(parts));
         if result.is_err() {
             out.data.truncate(base);
         }
@@ -182,7 +184,7 @@ impl DenseElement {
     /// band the rows touch once, in parallel on the current rayon pool.
     pub(crate) fn scatter_rows(&self, rows: &[u64], dest: Vec<&mut [f32]>) -> Result<()> {
         let (n_obs, width) = (self.n_obs(), self.row_width());
-        let band = self.array.chunk_rows() * width;
+        let band = self.array.band_len();
         let mut parts = Vec::with_capacity(rows.len() + rows.len() / 4);
         for (&row, out) in rows.iter().zip(dest) {
             if row >= n_obs {

@@ -44,21 +44,34 @@ pub(crate) fn chunk_runs<'a, T>(
     }
 }
 
-/// [`chunk_runs`] of several element ranges written back to back into `out`, which holds
-/// exactly their elements.
-pub(crate) fn chunk_runs_of<T>(
-    ranges: impl IntoIterator<Item = Range<u64>>,
+/// [`chunk_runs`] of several element ranges written back to back into `out`, which must hold
+/// exactly their elements (else a [`Error::ShapeMismatch`] naming `path`).
+pub(crate) fn chunk_runs_of<'a, T>(
+    path: &str,
+    ranges: impl IntoIterator<Item = Range<u64>> + Clone,
     chunk_len: u64,
-    mut out: &mut [T],
-) -> Vec<(u64, u64, &mut [T])> {
+    mut out: &'a mut [T],
+) -> Result<Vec<(u64, u64, &'a mut [T])>> {
+    let total: u128 = ranges
+        .clone()
+        .into_iter()
+        .map(|r| u128::from(r.end - r.start))
+        .sum();
+    if total != out.len() as u128 {
+        return Err(Error::ShapeMismatch {
+            path: path.to_string(),
+            found: format!("an output buffer of {} elements", out.len()),
+            expected: format!("{total} (the elements read)"),
+        });
+    }
     let mut parts = Vec::new();
     for range in ranges {
-        let n = (range.end - range.start) as usize;
-        let (head, tail) = std::mem::take(&mut out).split_at_mut(n);
+        let (head, tail) =
+            std::mem::take(&mut out).split_at_mut((range.end - range.start) as usize);
         chunk_runs(range, chunk_len, head, &mut parts);
         out = tail;
     }
-    parts
+    Ok(parts)
 }
 
 /// Fills an output run from a decoded band: `(decoded, first element, output)`.
@@ -143,7 +156,18 @@ impl ChunkedArray {
                 expected: "at least one dimension".into(),
             });
         };
-        let row_width = rest.iter().product::<u64>();
+        // Elements per row, in all rows and per chunk band (`chunk_rows` rows): counts every read
+        // cuts by, so they must exist as numbers before anything is sized by them.
+        let too_wide = || Error::ShapeMismatch {
+            path: path.to_string(),
+            found: format!("shape {shape:?}"),
+            expected: "an array (and chunk band) within 2^64 elements".into(),
+        };
+        let row_width = rest
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .filter(|w| rows.checked_mul(*w).is_some())
+            .ok_or_else(too_wide)?;
         let inner = match array.subchunk_shape() {
             Some(shape) => shape.first().map(|n| n.get()),
             None => array
@@ -153,6 +177,7 @@ impl ChunkedArray {
                 .map(|n| n.get()),
         };
         let chunk_rows = inner.unwrap_or(1).max(1);
+        chunk_rows.checked_mul(row_width).ok_or_else(too_wide)?;
         // One decoded (inner) chunk must fit well within memory: several decode at once.
         let chunk_elements = match array.subchunk_shape() {
             Some(shape) => shape.iter().map(|n| u128::from(n.get())).product::<u128>(),
@@ -211,6 +236,12 @@ impl ChunkedArray {
     }
     pub(crate) fn chunk_rows(&self) -> u64 {
         self.chunk_rows
+    }
+
+    /// Elements per chunk band (`chunk_rows` rows of `row_width`; checked to fit at open, as
+    /// are all rows' elements).
+    pub(crate) fn band_len(&self) -> u64 {
+        self.chunk_rows * self.row_width
     }
 
     fn map_err(&self, chunk: Option<u64>, e: ArrayError) -> Error {
@@ -866,6 +897,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_shape_past_2_to_the_64_elements_is_refused_at_open() {
+        use crate::store::write::{attrs, Compressor, Writer};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = Writer::create(dir.path()).expect("writer");
+        let values = [1.0f32; 8];
+        writer
+            .array("a", &values, &[2, 2, 2], (1, 2), Compressor::None, attrs(&[]))
+            .expect("write");
+        // Rows × row width (2^33 · 2^33 · 2^2 = 2^68) cannot exist; each factor can.
+        let meta = dir.path().join("a/zarr.json");
+        let text = std::fs::read_to_string(&meta).expect("read");
+        let mut json: serde_json::Value = serde_json::from_str(&text).expect("json");
+        json["shape"] = serde_json::json!([4u64, 1u64 << 33, 1u64 << 33]);
+        std::fs::write(&meta, json.to_string()).expect("write");
+        let store = ZarrStore::open(dir.path()).expect("store");
+        match ChunkedArray::open(&store, "a") {
+            Err(Error::ShapeMismatch { expected, .. }) => assert!(expected.contains("2^64")),
+            other => panic!("expected ShapeMismatch, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn streamed_index_copies_check_every_bound() {
         let long_u16: Vec<u16> = (0..3000).map(|i| (i % 700) as u16).collect();
         let long_i32: Vec<i32> = (0..3000).map(|i| i % 700).collect();
@@ -937,10 +990,13 @@ mod tests {
     #[test]
     fn runs_split_at_chunk_edges_in_request_order() {
         let mut out = [0u8; 9];
-        let parts = chunk_runs_of([5..12, 0..2], 4, &mut out);
+        let parts = chunk_runs_of("x", [5..12, 0..2], 4, &mut out).expect("exact");
         let shape: Vec<(u64, u64, usize)> = parts.iter().map(|p| (p.0, p.1, p.2.len())).collect();
         assert_eq!(shape, [(1, 1, 3), (2, 0, 4), (0, 0, 2)]);
         let mut none = [0u8; 0];
-        assert!(chunk_runs_of([3..3], 4, &mut none).is_empty());
+        assert!(chunk_runs_of("x", [3..3], 4, &mut none)
+            .expect("exact")
+            .is_empty());
+        assert!(chunk_runs_of("x", [0..3], 4, &mut out).is_err());
     }
 }
