@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use annbatch::throughput::{decode_ceiling, loader_rate, median};
+use annbatch::throughput::{decode_ceiling, dl_loader_rate, loader_rate, median};
 use annbatch::DatasetCollection;
 use clap::Parser;
 
@@ -254,7 +254,7 @@ fn measure(
             }
             let loader = builder.build()?;
             if only == "dlpack" {
-                dl_rate(&loader)?
+                dl_loader_rate(&loader, 0, u64::MAX)?
             } else {
                 loader_rate(&loader, 0, u64::MAX)?
             }
@@ -269,21 +269,4 @@ fn measure(
             "requests": traffic.requests, "bytes": traffic.bytes})
     );
     Ok(())
-}
-
-/// [`loader_rate`] of epoch 0's DLPack batches, each dropped (returned to the pool) as soon
-/// as it is counted, as a consumer that hands it on would.
-fn dl_rate(loader: &annbatch::Loader) -> anyhow::Result<annbatch::throughput::Rate> {
-    let t = std::time::Instant::now();
-    let (mut cells, mut first) = (0u64, None);
-    for batch in loader.dl_epoch(0)? {
-        let batch = batch?;
-        first.get_or_insert_with(|| t.elapsed().as_secs_f64());
-        cells += batch.x.rows();
-    }
-    Ok(annbatch::throughput::Rate {
-        cells,
-        seconds: t.elapsed().as_secs_f64(),
-        first_batch: first.unwrap_or(0.0),
-    })
 }

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use crate::collection::DatasetCollection;
 use crate::error::Result;
-#[cfg(feature = "tch")]
 use crate::loader::Loader;
 
 /// One timed run.
@@ -33,11 +32,35 @@ impl Rate {
 #[cfg(feature = "tch")]
 pub fn loader_rate(loader: &Loader, epoch: u64, max_cells: u64) -> Result<Rate> {
     let t = Instant::now();
+    let batches = loader.epoch(epoch)?;
+    timed(t, batches, max_cells, |b| {
+        b.x.size().first().copied().unwrap_or(0) as u64
+    })
+}
+
+/// Streams epoch `epoch` (up to `max_cells` cells) as the DLPack batches the Python and C front
+/// ends hand out, each dropped (returned to the pool) as soon as it is counted, and times it.
+///
+/// # Errors
+/// As [`Loader::dl_epoch`], and any read error of the epoch.
+pub fn dl_loader_rate(loader: &Loader, epoch: u64, max_cells: u64) -> Result<Rate> {
+    let t = Instant::now();
+    let batches = loader.dl_epoch(epoch)?;
+    timed(t, batches, max_cells, |b| b.x.rows())
+}
+
+/// Cells of `batches` (counted by `rows`) from `t` on, until they end or pass `max_cells`.
+fn timed<B>(
+    t: Instant,
+    batches: impl IntoIterator<Item = Result<B>>,
+    max_cells: u64,
+    rows: impl Fn(&B) -> u64,
+) -> Result<Rate> {
     let (mut cells, mut first) = (0u64, None);
-    for batch in loader.epoch(epoch)? {
+    for batch in batches {
         let batch = batch?;
         first.get_or_insert_with(|| t.elapsed().as_secs_f64());
-        cells += batch.x.size().first().copied().unwrap_or(0) as u64;
+        cells += rows(&batch);
         if cells >= max_cells {
             break;
         }

@@ -903,7 +903,14 @@ mod tests {
         let writer = Writer::create(dir.path()).expect("writer");
         let values = [1.0f32; 8];
         writer
-            .array("a", &values, &[2, 2, 2], (1, 2), Compressor::None, attrs(&[]))
+            .array(
+                "a",
+                &values,
+                &[2, 2, 2],
+                (1, 2),
+                Compressor::None,
+                attrs(&[]),
+            )
             .expect("write");
         // Rows × row width (2^33 · 2^33 · 2^2 = 2^68) cannot exist; each factor can.
         let meta = dir.path().join("a/zarr.json");

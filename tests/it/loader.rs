@@ -812,3 +812,21 @@ fn dlpack_batch_memory_is_reused_only_after_release() {
         assert_eq!(&dl_x(batch), copy, "a held batch is never written again");
     }
 }
+
+#[test]
+fn dlpack_epochs_are_timed_as_tensor_epochs_count_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fixture(dir.path());
+    let loader = Loader::builder_for(c.clone())
+        .batch_size(32)
+        .chunk_size(8)
+        .preload_nchunks(8)
+        .build()
+        .expect("loader");
+    let all = annbatch::throughput::dl_loader_rate(&loader, 0, u64::MAX).expect("epoch");
+    assert_eq!(all.cells, c.n_obs());
+    assert!(all.first_batch <= all.seconds);
+    // Stops at the first batch that reaches `max_cells`.
+    let some = annbatch::throughput::dl_loader_rate(&loader, 1, 40).expect("epoch");
+    assert_eq!(some.cells, 64);
+}
