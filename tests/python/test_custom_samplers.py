@@ -190,8 +190,13 @@ def test_dataset_type_without_anndata_is_a_marker(monkeypatch):
     from annbatch_rs import types
 
     loader = Loader(batch_size=64, chunk_size=16, preload_nchunks=4).use_collection(COLLECTION)
+    dense = Loader(batch_size=64, chunk_size=16, preload_nchunks=4).use_collection(
+        pathlib.Path(__file__).resolve().parents[1] / "data" / "annbatch_dense_collection.zarr")
     monkeypatch.setitem(sys.modules, "anndata", None)  # `import anndata` raises ImportError
+    monkeypatch.setitem(sys.modules, "zarr", None)
     assert loader.dataset_type is types.CSRDataset
+    assert dense.dataset_type is types.DenseArray
+
 
 def COLLECTION_VAR_NAMES():
     import anndata as ad
