@@ -16,8 +16,22 @@ use crate::batch::XBatch;
 use crate::error::{Error, Result};
 pub use crate::storage::{OpenOptions, RemoteOptions, RemoteTraffic};
 use crate::store::dataframe::concat_outer;
-use crate::store::{AnnDataStore, Column};
+use crate::store::{var_space, AnnDataStore, Column};
 use crate::zarr::ZarrStore;
+
+/// How the `var` spaces of datasets with different genes become one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum VarJoin {
+    /// Every dataset must have the same `var` (annbatch's rule); else [`Error::VarMismatch`].
+    #[default]
+    Same,
+    /// The union of the var names, sorted (`anndata.concat(join="outer")`, as the converter
+    /// joins); a dataset's missing genes are zeros.
+    Outer,
+    /// The outer join cut to these names (the converter's `var_subset`), in the union's order;
+    /// other genes are dropped.
+    Subset(Vec<String>),
+}
 
 /// Datasets of a collection in an object store opened at once.
 const REMOTE_OPENS: usize = 16;
@@ -77,13 +91,21 @@ impl DatasetCollection {
         let label = path.display().to_string();
         crate::storage::refuse_special(path)?;
         if crate::store::is_hdf5_file(path) {
+            #[cfg(feature = "hdf5")]
+            {
+                let dataset = AnnDataStore::open_h5ad(path)?;
+                let mut this = Self::from_datasets(label.clone(), vec![(label, dataset)])?;
+                this.path = path.to_path_buf();
+                return Ok(this);
+            }
+            #[cfg(not(feature = "hdf5"))]
             return Err(Error::UnknownEncoding {
                 path: label,
                 encoding_type: "h5ad (an HDF5 file)".into(),
                 encoding_version: String::new(),
-                expected: "a zarr collection or AnnData store: the loader streams zarr; convert \
-                           the .h5ad first (`annbatch convert FILE.h5ad -o OUT.zarr`, or in Python \
-                           `DatasetCollection(\"OUT.zarr\").add_adatas([\"FILE.h5ad\"])`)"
+                expected: "a zarr collection or AnnData store: this build reads no HDF5 (crate \
+                           feature `hdf5`); convert the .h5ad first (`annbatch convert FILE.h5ad \
+                           -o OUT.zarr`)"
                     .into(),
             });
         }
@@ -194,6 +216,81 @@ impl DatasetCollection {
             datasets.extend(c.into_datasets());
         }
         Self::from_datasets(labels.join(" + "), datasets)
+    }
+
+    /// Opens collections, AnnData zarr stores and `.h5ad` files and reads them as one, in order,
+    /// their `var` spaces joined by `join` — training straight from files as they are, no
+    /// conversion step.
+    ///
+    /// ```no_run
+    /// use annbatch::{DatasetCollection, OpenOptions, VarJoin};
+    /// let files = ["donor1.h5ad", "donor2.h5ad", "atlas.zarr"];
+    /// let collection = DatasetCollection::open_joined(&files, &OpenOptions::default(), &VarJoin::Outer)?;
+    /// println!("{} cells x {} genes", collection.n_obs(), collection.n_var());
+    /// # Ok::<(), annbatch::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::open_with`] for each path; as [`Self::from_datasets_joined`].
+    pub fn open_joined<P: AsRef<Path>>(
+        paths: impl IntoIterator<Item = P>,
+        options: &OpenOptions,
+        join: &VarJoin,
+    ) -> Result<Self> {
+        let mut datasets = Vec::new();
+        let mut labels = Vec::new();
+        for path in paths {
+            let c = Self::open_with(path, options)?;
+            labels.push(c.path.display().to_string());
+            datasets.extend(c.into_datasets());
+        }
+        Self::from_datasets_joined(labels.join(" + "), datasets, join)
+    }
+
+    /// [`Self::from_datasets`] with the datasets' `var` spaces joined by `join`.
+    ///
+    /// # Errors
+    /// As [`Self::from_datasets`]; for [`VarJoin::Outer`] / [`VarJoin::Subset`],
+    /// [`Error::VarMismatch`] for a dataset without var names or with a name twice,
+    /// [`Error::InvalidParameter`] for a subset that names none of the datasets' variables.
+    pub fn from_datasets_joined(
+        label: impl Into<String>,
+        datasets: Vec<(String, AnnDataStore)>,
+        join: &VarJoin,
+    ) -> Result<Self> {
+        let label = label.into();
+        let subset = match join {
+            VarJoin::Same => return Self::from_datasets(label, datasets),
+            VarJoin::Outer => None,
+            VarJoin::Subset(names) => Some(names.as_slice()),
+        };
+        if let Some((name, _)) = datasets.iter().find(|(_, d)| !d.var_named()) {
+            return Err(Error::VarMismatch {
+                path: label,
+                dataset: name.clone(),
+                detail: "has no var names, so its genes cannot be joined with others' by name"
+                    .into(),
+            });
+        }
+        let space = {
+            let inputs: Vec<(&str, &[String])> = datasets
+                .iter()
+                .map(|(name, d)| (name.as_str(), d.var_names()))
+                .collect();
+            var_space::build(&inputs, None, subset)?
+        };
+        let names = std::sync::Arc::new(space.names);
+        let datasets = datasets
+            .into_iter()
+            .zip(space.maps)
+            .map(|((name, d), map)| {
+                Ok(match map {
+                    Some(map) => (name, d.joined(names.clone(), std::sync::Arc::new(map))?),
+                    None => (name, d),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_datasets(label, datasets)
     }
 
     /// The datasets and their names (`DIR/dataset_i`, or `DIR` for a plain AnnData store), to

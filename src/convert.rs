@@ -62,7 +62,7 @@ mod source;
 mod to_object_store;
 mod transpose;
 mod uns;
-mod var_space;
+use crate::store::var_space;
 mod var_table;
 
 pub use var_table::VarMerge;

@@ -89,7 +89,7 @@ pub mod throughput;
 mod zarr;
 
 pub use batch::{CsrBatch, DenseBatch, XBatch};
-pub use collection::{DatasetCollection, OpenOptions, RemoteOptions, RemoteTraffic};
+pub use collection::{DatasetCollection, OpenOptions, RemoteOptions, RemoteTraffic, VarJoin};
 pub use error::{Error, RemoteFailure, Result};
 #[cfg(feature = "tch")]
 pub use loader::{Batch, ObsTensor};

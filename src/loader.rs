@@ -351,12 +351,11 @@ fn prewarm_size(
     let mut sparse = true;
     for d in collection.datasets() {
         match d.x() {
-            XElement::Csr(x) => values = values.saturating_add(x.nnz()),
-            XElement::Dense(_) => {
-                sparse = false;
-                values = values.saturating_add(d.n_obs().saturating_mul(collection.n_var()));
-            }
             XElement::InMemory(_) | XElement::Csc(_) => return None,
+            x => {
+                sparse &= x.is_sparse();
+                values = values.saturating_add(x.stored_values());
+            }
         }
     }
     // The mean row's values times rows of a batch, at most all values. The counts come from

@@ -55,8 +55,17 @@ struct PyCollection {
 
 #[pymethods]
 impl PyCollection {
+    /// `join`: how datasets with different genes become one `var` space: `None` / `"same"`
+    /// (they must agree), `"outer"` (the sorted union), or a list of names (the union cut to
+    /// them, as the converter's `var_subset`).
     #[new]
-    fn new(py: Python<'_>, sources: Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (sources, join=None))]
+    fn new(
+        py: Python<'_>,
+        sources: Bound<'_, PyAny>,
+        join: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let join = sources::var_join(join.as_ref())?;
         let sources = match sources.cast::<PyList>() {
             Ok(list) => list
                 .iter()
@@ -69,7 +78,7 @@ impl PyCollection {
                 "no data sources given",
             ));
         }
-        let collection = run(py, || sources::collection(sources))?;
+        let collection = run(py, || sources::collection(sources, &join))?;
         Ok(Self {
             inner: Arc::new(collection),
         })

@@ -12,15 +12,19 @@ pub(crate) mod dataframe;
 mod dense;
 #[cfg(feature = "hdf5")]
 pub mod h5ad;
+mod joined;
 mod memory;
 mod places;
 mod source;
+pub(crate) mod var_space;
 pub mod write;
 
 pub use anndata::{AnnDataStore, XElement};
 pub use csr::CsrElement;
 pub use dataframe::Column;
 pub use dense::DenseElement;
+pub(crate) use joined::compact_runs;
+pub use joined::JoinedX;
 pub use memory::InMemoryX;
 pub use places::{CsrPlace, RowPlaces};
 // Reached as `annbatch::store::…` before the layers were split.

@@ -151,8 +151,8 @@ def _element_of(x: Any) -> Optional[Tuple[str, str]]:
     if group is not None:
         if backend is not None and backend != "zarr":
             raise TypeError(
-                f"Cannot add an X backed by {backend}: convert .h5ad files into a collection "
-                "with DatasetCollection(path).add_adatas(...) first")
+                f"Cannot add an X backed by {backend} element by element: pass the .h5ad "
+                "file's path (or the backed AnnData) to add_adata(s) instead")
         node = group
     elif hasattr(x, "store") and hasattr(x, "path") and hasattr(x, "chunks"):  # zarr.Array
         node = x
@@ -192,9 +192,8 @@ def source_of(adata: Any, obs_keys: Optional[Sequence[str]] = None) -> Source:
         raise TypeError(
             f"cannot load {type(adata).__name__}: pass a path, a zarr group, or an AnnData")
     if getattr(adata, "isbacked", False):
-        raise TypeError(
-            "a backed .h5ad AnnData cannot be streamed: convert it into a collection with "
-            "DatasetCollection(path).add_adatas(...) first")
+        # Read from its file as it is (obs, var and X), not through anndata's handle.
+        return Source(_path_of(adata))
     frame = adata.obs
     if not isinstance(frame, _pandas().DataFrame) and hasattr(frame, "to_memory"):
         frame = frame.to_memory()  # a lazy obs (anndata.experimental.read_lazy)

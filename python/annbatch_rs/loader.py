@@ -106,10 +106,18 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
     ``obs`` holds the ``obs_keys`` columns; without ``obs_keys``, AnnData objects given to
     `add_adata(s)` with obs columns yield their obs rows (a DataFrame slice), as annbatch does.
 
+    var_join
+        How datasets with different genes become one ``var`` space: ``"same"`` (default,
+        annbatch's rule: they must agree), ``"outer"`` (the sorted union, missing genes are
+        zeros: ``anndata.concat(join="outer")``, as `DatasetCollection.add_adatas` joins) or a
+        list of var names (that union cut to them, as ``var_subset``). Layers follow ``X``.
+
     Data: one collection (`use_collection`), or any number of AnnData (`add_adata(s)`) and
-    arrays (`add_dataset(s)`) read as one concatenation: paths and zarr groups on disk,
-    AnnData whose X is a zarr-backed ``CSRDataset`` / ``zarr.Array``, and in-memory scipy CSR
-    matrices / numpy arrays (copied once into the loader as float32). All share ``var``.
+    arrays (`add_dataset(s)`) read as one concatenation: paths of ``.h5ad`` files (read as
+    they are, no conversion: see the README's "Without converting"), paths and zarr groups on
+    disk, backed AnnData, AnnData whose X is a zarr-backed ``CSRDataset`` / ``zarr.Array``,
+    and in-memory scipy CSR matrices / numpy arrays (copied once into the loader as float32).
+    All share ``var`` unless ``var_join`` joins them.
 
     Iterating the loader directly is the fast path. In a ``DataLoader(loader, batch_size=None,
     num_workers=N)`` each worker streams a disjoint share and their union is the epoch; under
@@ -138,6 +146,7 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         preload_to_gpu: Optional[bool] = None,
         to: Optional[Literal["torch", "jax"]] = None,
         elastic: bool = False,
+        var_join: Union[str, Sequence[str]] = "same",
     ):
         super().__init__()
         if batch_sampler is not None:
@@ -211,6 +220,13 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
             **{k: self._params[k] for k in ("batch_size", "chunk_size", "preload_nchunks",
                                              "num_threads", "prefetch")})
         self._obs_as = obs_as
+        if isinstance(var_join, str):
+            if var_join not in ("same", "outer"):
+                raise ValueError(
+                    f"var_join={var_join!r}: expected 'same', 'outer' or a list of var names")
+            self._var_join: Any = var_join
+        else:
+            self._var_join = [str(v) for v in var_join]
         self._sources: List[Source] = []
         self._collection_added = False
         self._frame: Any = None  # the sources' obs frames, concatenated on first use
@@ -278,6 +294,11 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         else:
             group = getattr(collection, "_group", None)  # annbatch's DatasetCollection
             path = _path_of(group if group is not None else collection)
+        if _is_hdf5(path):
+            raise ValueError(
+                f"{path} is an .h5ad file, not a collection: pass it (and any others) to "
+                "add_adatas([...]) to train on it as it is, or convert it with "
+                "DatasetCollection(out).add_adatas([...])")
         ours = DatasetCollection._at(path)
         if os.path.isdir(ours.path) and ours.is_empty and not _is_anndata_store(ours.path):
             raise ValueError("DatasetCollection is empty")
@@ -349,7 +370,8 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         if len(tails) > 1:
             raise ValueError("datasets whose X rows have different shapes: "
                              f"{sorted(map(str, tails))}")
-        collection = _native.Collection([s.native for s in every])  # checks var and X now
+        # Checks var (or joins it) and X now.
+        collection = _native.Collection([s.native for s in every], join=self._var_join)
         self._check(every, collection)
         # annbatch's warning when datasets of another X dtype join (once: when the mix
         # begins); its batches promote, ours hold float32 whatever the stored dtypes.
@@ -382,7 +404,8 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         if not self._sources:
             raise RuntimeError("no data: call use_collection(...) or add_adata(...) first")
         if self._collection is None:
-            self._collection = _native.Collection([s.native for s in self._sources])
+            self._collection = _native.Collection([s.native for s in self._sources],
+                                                  join=self._var_join)
         return self._collection
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -813,6 +836,15 @@ def _x_dtypes(sources: List[Source], collection: Any) -> List[str]:
         out.extend([dtype] if dtype is not None
                    else _native.Collection([source.native]).x_dtypes())
     return out
+
+
+def _is_hdf5(path: Any) -> bool:
+    """Whether ``path`` is a local file that starts as HDF5 does (an ``.h5ad``)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except (OSError, TypeError):
+        return False
 
 
 def _aligned_of(adata: Any) -> List[str]:

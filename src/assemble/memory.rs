@@ -31,6 +31,12 @@ pub trait Memory: Sync {
 
     /// The elements of `array`, to write.
     fn slice<T: Element>(array: &mut Self::Array<T>) -> &mut [T];
+
+    /// Shortens `array` to its first `n` elements (no-op when it has no more).
+    ///
+    /// # Errors
+    /// When the memory's view cannot be narrowed (a torch call fails).
+    fn truncate<T: Element>(array: &mut Self::Array<T>, n: usize) -> Result<()>;
 }
 
 /// Host batches: each array a fresh `Vec`.
@@ -46,6 +52,11 @@ impl Memory for HostMemory {
 
     fn slice<T: Element>(array: &mut Vec<T>) -> &mut [T] {
         array
+    }
+
+    fn truncate<T: Element>(array: &mut Vec<T>, n: usize) -> Result<()> {
+        array.truncate(n);
+        Ok(())
     }
 }
 

@@ -176,6 +176,11 @@ impl Memory for PooledMemory {
     fn slice<T: Element>(array: &mut PooledArray<T>) -> &mut [T] {
         array.as_mut()
     }
+
+    fn truncate<T: Element>(array: &mut PooledArray<T>, n: usize) -> Result<()> {
+        array.used = array.used.min(n);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

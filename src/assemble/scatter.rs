@@ -17,7 +17,7 @@ use super::parts::{BatchParts, XParts};
 use crate::collection::DatasetCollection;
 use crate::error::{Error, Result};
 use crate::sampler::LoadRequest;
-use crate::store::{RowPlaces, XElement};
+use crate::store::{compact_runs, RowPlaces, XElement};
 
 /// Every fetched row of a request, in request order.
 struct Rows {
@@ -179,9 +179,21 @@ fn matrix_parts<M: Memory>(
             copy_run::<M, i32>(&mut indices, src, dst, n);
         }
     }
+    // Each batch's row lengths; a joined space that drops genes shortens sparse rows.
+    let mut row_lens: Vec<Vec<usize>> = splits
+        .iter()
+        .map(|split| split.iter().map(|&p| len[p]).collect())
+        .collect();
+    if width.is_none() && elements.iter().any(|e| e.drops_columns()) {
+        for ((lens, i), v) in row_lens.iter_mut().zip(&mut indices).zip(&mut values) {
+            let kept = compact_runs(M::slice(i), M::slice(v), lens);
+            M::truncate(i, kept)?;
+            M::truncate(v, kept)?;
+        }
+    }
     let mut indices = indices.into_iter();
     let mut out = Vec::with_capacity(splits.len());
-    for (split, data) in splits.iter().zip(values) {
+    for ((split, data), lens) in splits.iter().zip(values).zip(&row_lens) {
         out.push(match width {
             Some(width) => XParts::Dense {
                 data,
@@ -191,9 +203,9 @@ fn matrix_parts<M: Memory>(
             None => XParts::Csr {
                 indptr: filled(memory, split.len() + 1, |out: &mut [i32]| {
                     out[0] = 0;
-                    for (i, &p) in split.iter().enumerate() {
+                    for (i, &n) in lens.iter().enumerate() {
                         // Fits: the batch's values were checked against i32::MAX.
-                        out[i + 1] = out[i] + len[p] as i32;
+                        out[i + 1] = out[i] + n as i32;
                     }
                 })?,
                 indices: indices

@@ -313,6 +313,17 @@ fn inspect(path: &Path) -> annbatch::Result<()> {
             XElement::Dense(x) => format!("dense, inner chunk {} rows", x.chunk_rows()),
             XElement::Csc(x) => format!("csc, nnz {} (convert it to read rows)", x.nnz()),
             XElement::InMemory(_) => "in memory".into(),
+            #[cfg(feature = "hdf5")]
+            XElement::H5ad(x) => format!(
+                "{} in an .h5ad, read {}",
+                if x.indptr().is_some() { "csr" } else { "dense" },
+                if x.is_direct() {
+                    "by file offset"
+                } else {
+                    "through the HDF5 library"
+                }
+            ),
+            XElement::Joined(j) => format!("joined into {} columns", j.n_var()),
         };
         let label = if name.is_empty() { "/" } else { name };
         say!("  {label}: {} rows, X {x}", d.n_obs());
@@ -477,7 +488,9 @@ fn plain_decode(root: &Path, group: &str, x: &XElement) -> annbatch::Result<()> 
     let names: &[&str] = match x {
         XElement::Csr(_) | XElement::Csc(_) => &["X/data", "X/indices"],
         XElement::Dense(_) => &["X"],
-        XElement::InMemory(_) => &[],
+        XElement::InMemory(_) | XElement::Joined(_) => &[],
+        #[cfg(feature = "hdf5")]
+        XElement::H5ad(_) => &[],
     };
     for name in names {
         let path = format!("{prefix}/{name}");

@@ -8,11 +8,11 @@ use serde_json::json;
 
 use super::obs_table::{compare_rows, take, ObsTable};
 use super::row_reader::{empty_batch, RowReader};
-use super::var_space::{ColumnMap, DROPPED};
 use super::Size;
 use crate::batch::{RowValue, XBatch};
 use crate::budget;
 use crate::error::{Error, Result};
+use crate::store::var_space::{ColumnMap, DROPPED};
 use crate::store::write::{attrs, Compressor, Writer, ZarrElement};
 use crate::zarr::Dtype;
 

@@ -5,9 +5,9 @@
 use super::dataset::Element;
 use super::row_reader::RowReader;
 use super::source::{Matrix, Source};
-use super::var_space::{self, VarSpace};
 use super::var_table::{self, VarMerge, VarPart};
 use crate::error::Result;
+use crate::store::var_space::{self, VarSpace};
 use crate::store::{dataframe, Column};
 use crate::zarr::{Dtype, NodeKind};
 

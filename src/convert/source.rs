@@ -154,9 +154,13 @@ impl Source {
                 crate::store::XElement::InMemory(crate::store::InMemoryX::Csr {
                     indptr, ..
                 }) => Some(indptr),
+                #[cfg(feature = "hdf5")]
+                crate::store::XElement::H5ad(x) => x.indptr(),
+                // A joined space is the loader's; inputs are opened as stored.
                 crate::store::XElement::Dense(_)
                 | crate::store::XElement::InMemory(_)
-                | crate::store::XElement::Csc(_) => None,
+                | crate::store::XElement::Csc(_)
+                | crate::store::XElement::Joined(_) => None,
             },
             #[cfg(feature = "hdf5")]
             Input::H5ad(f) => f.indptr(),

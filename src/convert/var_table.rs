@@ -4,9 +4,9 @@
 use std::str::FromStr;
 
 use super::obs_table::{first_appearance, take};
-use super::var_space::{ColumnMap, DROPPED};
 use crate::error::{Error, Result};
 use crate::store::dataframe::concat_outer;
+use crate::store::var_space::{ColumnMap, DROPPED};
 use crate::store::Column;
 
 /// How var columns of several inputs are merged (anndata's `merge`).

@@ -16,7 +16,7 @@ use pyo3::types::{PyDict, PyString};
 
 use super::arrays::elements;
 use super::errors::to_py;
-use crate::collection::DatasetCollection;
+use crate::collection::{DatasetCollection, VarJoin};
 use crate::dlpack::Elements;
 use crate::store::{AnnDataStore, Column, InMemoryX, XElement};
 
@@ -47,9 +47,34 @@ impl Source {
     }
 }
 
-/// The sources as one collection, in order (opening the paths: call without the GIL).
-pub(super) fn collection(sources: Vec<Source>) -> crate::error::Result<DatasetCollection> {
-    if let [Source::Path(path)] = sources.as_slice() {
+/// The `join` argument: `None` / `"same"`, `"outer"`, or a sequence of var names.
+pub(super) fn var_join(join: Option<&Bound<'_, PyAny>>) -> PyResult<VarJoin> {
+    let Some(join) = join.filter(|j| !j.is_none()) else {
+        return Ok(VarJoin::Same);
+    };
+    if let Ok(s) = join.extract::<String>() {
+        return match s.as_str() {
+            "same" => Ok(VarJoin::Same),
+            "outer" => Ok(VarJoin::Outer),
+            _ => Err(PyValueError::new_err(format!(
+                "var_join={s:?}: expected \"same\", \"outer\" or a list of var names"
+            ))),
+        };
+    }
+    join.extract::<Vec<String>>()
+        .map(VarJoin::Subset)
+        .map_err(|_| {
+            PyTypeError::new_err("var_join: expected \"same\", \"outer\" or a list of var names")
+        })
+}
+
+/// The sources as one collection, in order, their `var` spaces joined by `join` (opening the
+/// paths: call without the GIL).
+pub(super) fn collection(
+    sources: Vec<Source>,
+    join: &VarJoin,
+) -> crate::error::Result<DatasetCollection> {
+    if let ([Source::Path(path)], VarJoin::Same) = (sources.as_slice(), join) {
         return DatasetCollection::open_with(path, &crate::OpenOptions::from_env()?);
     }
     let mut datasets = Vec::new();
@@ -68,7 +93,7 @@ pub(super) fn collection(sources: Vec<Source>) -> crate::error::Result<DatasetCo
             }
         }
     }
-    DatasetCollection::from_datasets(labels.join(" + "), datasets)
+    DatasetCollection::from_datasets_joined(labels.join(" + "), datasets, join)
 }
 
 fn from_dict(dict: &Bound<'_, PyDict>) -> PyResult<AnnDataStore> {

@@ -146,6 +146,13 @@ pub(crate) fn new_read_request() {
     REQUEST.fetch_add(1, Ordering::SeqCst);
 }
 
+/// The read request under way (see [`new_read_request`]): readers of other files (`.h5ad`)
+/// check their file once per request too.
+#[cfg(feature = "hdf5")]
+pub(crate) fn read_request() -> u64 {
+    REQUEST.load(Ordering::SeqCst)
+}
+
 /// A file held open between reads.
 #[derive(Debug)]
 struct OpenFile {

@@ -2,14 +2,17 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::csr::CsrElement;
 use super::dataframe::{self, Column};
 use super::dense::DenseElement;
+use super::joined::JoinedX;
 use super::memory::InMemoryX;
 use super::places::RowPlaces;
+use super::var_space::ColumnMap;
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::budget;
 use crate::error::{Error, Result};
@@ -30,6 +33,11 @@ pub enum XElement {
     /// A `csc_matrix` group, opened as the CSR of its transpose (rows are its columns). Its
     /// rows cannot be read directly: the converter transposes it (the loader refuses it).
     Csc(CsrElement),
+    /// A matrix of an `.h5ad` file, read by file offset where its layout allows.
+    #[cfg(feature = "hdf5")]
+    H5ad(super::h5ad::H5adRows),
+    /// A matrix read in a joined `var` space (inputs with different genes).
+    Joined(Box<JoinedX>),
 }
 
 /// What an `X` must be, and what to do with a CSC one.
@@ -84,6 +92,9 @@ impl XElement {
             Self::Dense(x) => x.n_obs(),
             Self::InMemory(x) => x.n_obs(),
             Self::Csc(t) => t.n_var(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(x) => x.n_obs(),
+            Self::Joined(j) => j.inner().n_obs(),
         }
     }
 
@@ -94,6 +105,9 @@ impl XElement {
             Self::Dense(x) => x.n_var(),
             Self::InMemory(x) => x.n_var(),
             Self::Csc(t) => t.n_obs(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(x) => x.n_var(),
+            Self::Joined(j) => j.n_var(),
         }
     }
 
@@ -103,6 +117,9 @@ impl XElement {
             Self::Csr(x) | Self::Csc(x) => x.path(),
             Self::Dense(x) => x.path(),
             Self::InMemory(_) => "<in-memory X>",
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(x) => x.path(),
+            Self::Joined(j) => j.inner().path(),
         }
     }
 
@@ -112,6 +129,9 @@ impl XElement {
             Self::Csr(x) | Self::Csc(x) => x.dtype(),
             Self::Dense(x) => x.dtype(),
             Self::InMemory(_) => super::Dtype::F32,
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(x) => x.dtype(),
+            Self::Joined(j) => j.inner().dtype(),
         }
     }
 
@@ -122,6 +142,9 @@ impl XElement {
             Self::Csc(t) => XBatch::Csr(CsrBatch::new(t.n_obs())),
             Self::Dense(x) => XBatch::Dense(DenseBatch::new(x.row_width() as usize)),
             Self::InMemory(x) => x.new_batch(),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(x) => x.new_batch(),
+            Self::Joined(j) => j.new_batch(),
         }
     }
 
@@ -150,6 +173,9 @@ impl XElement {
             (Self::Csr(x), XBatch::Csr(b)) => x.append_rows_as(ranges, b),
             (Self::Dense(x), XBatch::Dense(b)) => x.append_rows_as(ranges, b),
             (Self::InMemory(x), out) => x.append_rows_as(ranges, out),
+            #[cfg(feature = "hdf5")]
+            (Self::H5ad(x), out) => x.append_rows_as(ranges, out),
+            (Self::Joined(j), out) => j.append_rows_as(ranges, out),
             (Self::Csc(_), _) => Err(self.csc_error()),
             (x, out) => Err(Error::ShapeMismatch {
                 path: x.path().to_string(),
@@ -206,6 +232,15 @@ impl XElement {
             Self::InMemory(InMemoryX::Csr { indptr, .. }) => indptr[r + 1] - indptr[r],
             Self::Dense(x) => x.row_width(),
             Self::InMemory(InMemoryX::Dense { n_var, .. }) => *n_var,
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(x) => match x.indptr() {
+                Some(indptr) => indptr[r + 1] - indptr[r],
+                None => x.row_width().unwrap_or(0),
+            },
+            Self::Joined(j) => match j.row_width() {
+                Some(w) => w,
+                None => j.inner().row_len(row)?,
+            },
         })
     }
 
@@ -249,6 +284,12 @@ impl XElement {
         })
     }
 
+    /// Values of every row: stored entries (sparse, before any column join drops some), or
+    /// rows times their width.
+    pub(crate) fn stored_values(&self) -> u64 {
+        self.values_in(0..self.n_obs())
+    }
+
     /// Values stored in local rows `rows` (within `0..n_obs`): `indptr`'s difference, or the
     /// rows times their width.
     fn values_in(&self, rows: Range<u64>) -> u64 {
@@ -256,6 +297,11 @@ impl XElement {
         match self {
             Self::Csr(x) => x.indptr()[b] - x.indptr()[a],
             Self::InMemory(InMemoryX::Csr { indptr, .. }) => indptr[b] - indptr[a],
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(x) if x.indptr().is_some() => {
+                x.indptr().map_or(0, |indptr| indptr[b] - indptr[a])
+            }
+            Self::Joined(j) if j.row_width().is_none() => j.inner().values_in(rows),
             _ => self
                 .row_width()
                 .unwrap_or(0)
@@ -269,6 +315,9 @@ impl XElement {
             Self::Dense(x) => Some(x.row_width()),
             Self::InMemory(InMemoryX::Dense { n_var, .. }) => Some(*n_var),
             Self::Csr(_) | Self::Csc(_) | Self::InMemory(InMemoryX::Csr { .. }) => None,
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(x) => x.row_width(),
+            Self::Joined(j) => j.row_width(),
         }
     }
 
@@ -300,6 +349,9 @@ impl XElement {
             (Self::Csr(x), RowPlaces::Csr(p)) => x.scatter_rows(rows, p),
             (Self::Dense(x), RowPlaces::Dense(p)) => x.scatter_rows(rows, p),
             (Self::InMemory(x), p) => x.scatter_rows(rows, p),
+            #[cfg(feature = "hdf5")]
+            (Self::H5ad(x), p) => x.scatter_rows(rows, p),
+            (Self::Joined(j), p) => j.scatter_rows_within(rows, p),
             (Self::Csc(_), _) => Err(self.csc_error()),
             (x, _) => Err(Error::Internal(format!(
                 "row places of another kind than {}",
@@ -313,6 +365,9 @@ impl XElement {
         match self {
             Self::Csr(_) | Self::Csc(_) | Self::InMemory(InMemoryX::Csr { .. }) => true,
             Self::Dense(_) | Self::InMemory(InMemoryX::Dense { .. }) => false,
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(x) => x.indptr().is_some(),
+            Self::Joined(j) => j.inner().is_sparse(),
         }
     }
 
@@ -327,6 +382,9 @@ impl XElement {
             Self::Csr(x) | Self::Csc(x) => x.decode_pass(),
             Self::Dense(x) => x.decode_pass(),
             Self::InMemory(_) => Ok(0),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(_) => Ok(0),
+            Self::Joined(j) => j.inner().decode_pass(),
         }
     }
 
@@ -337,6 +395,9 @@ impl XElement {
             Self::Csr(x) | Self::Csc(x) => x.remote(),
             Self::Dense(x) => x.remote(),
             Self::InMemory(_) => None,
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(_) => None,
+            Self::Joined(j) => j.inner().remote(),
         }
     }
 
@@ -346,6 +407,9 @@ impl XElement {
             Self::Csr(x) => x.read_ahead_depth(),
             Self::Dense(x) => x.read_ahead_depth(),
             Self::InMemory(_) | Self::Csc(_) => 0,
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(_) => 0,
+            Self::Joined(j) => j.inner().read_ahead_depth(),
         }
     }
 
@@ -360,7 +424,16 @@ impl XElement {
             Self::Csr(x) => x.plan_reads(rows, plan),
             Self::Dense(x) => x.plan_reads(rows, plan),
             Self::InMemory(_) | Self::Csc(_) => Ok(()),
+            #[cfg(feature = "hdf5")]
+            Self::H5ad(_) => Ok(()),
+            Self::Joined(j) => j.inner().plan_reads(rows, plan),
         }
+    }
+
+    /// Whether sparse rows lose entries when read (a joined `var` space that drops genes):
+    /// their runs end in entries of column `-1` for the assembly to cut out.
+    pub(crate) fn drops_columns(&self) -> bool {
+        matches!(self, Self::Joined(j) if j.drops_columns())
     }
 
     /// Whether this is a `csc_matrix`, which cannot be read by rows (convert it first).
@@ -409,7 +482,10 @@ fn parse_shape(path: &str, shape: Option<&Value>) -> Result<[u64; 2]> {
 pub struct AnnDataStore {
     backing: Backing,
     x: XElement,
-    var_names: Vec<String>,
+    /// Shared by every dataset of a joined collection (one copy of the gene names).
+    var_names: Arc<Vec<String>>,
+    /// The joined `var` space's map of this dataset's columns, for its layers too.
+    joined: Option<Arc<ColumnMap>>,
 }
 
 /// Where `obs` comes from.
@@ -425,6 +501,9 @@ enum Backing {
         /// The AnnData group its other matrices (layers, obsm) are read from, if any.
         matrices: Option<(ZarrStore, String)>,
     },
+    /// An `.h5ad` file.
+    #[cfg(feature = "hdf5")]
+    H5ad(Box<super::h5ad::H5adFile>),
 }
 
 impl AnnDataStore {
@@ -474,7 +553,38 @@ impl AnnDataStore {
                 group: group.to_string(),
             },
             x,
+            var_names: Arc::new(var_names),
+            joined: None,
+        })
+    }
+
+    /// The AnnData of an `.h5ad` file: `X` and layers read by file offset where their layout
+    /// allows, from any number of threads; `obs` and `var` through the HDF5 library.
+    ///
+    /// # Errors
+    /// As [`super::h5ad::H5adFile::open`] and [`super::h5ad::H5adFile::rows`] for `X`
+    /// ([`Error::UnknownEncoding`] for a `csc_matrix` `X`, with the remedy).
+    #[cfg(feature = "hdf5")]
+    pub fn open_h5ad(path: impl AsRef<Path>) -> Result<Self> {
+        let file = super::h5ad::H5adFile::open(path)?;
+        let x = XElement::H5ad(file.rows("X")?);
+        let var_names = Arc::new(file.var_names().to_vec());
+        Ok(Self {
+            backing: Backing::H5ad(Box::new(file)),
+            x,
             var_names,
+            joined: None,
+        })
+    }
+
+    /// This dataset read in the joined `var` space `names`, where `map` sends its columns.
+    pub(crate) fn joined(self, names: Arc<Vec<String>>, map: Arc<ColumnMap>) -> Result<Self> {
+        let n_var = names.len() as u64;
+        Ok(Self {
+            backing: self.backing,
+            x: XElement::Joined(Box::new(JoinedX::new(self.x, map.clone(), n_var)?)),
+            var_names: names,
+            joined: Some(map),
         })
     }
 
@@ -548,7 +658,8 @@ impl AnnDataStore {
                 matrices: None,
             },
             x,
-            var_names,
+            var_names: Arc::new(var_names),
+            joined: None,
         })
     }
 
@@ -572,6 +683,8 @@ impl AnnDataStore {
     pub fn var_named(&self) -> bool {
         match &self.backing {
             Backing::Zarr { .. } => true,
+            #[cfg(feature = "hdf5")]
+            Backing::H5ad(_) => true,
             Backing::Given { var_named, .. } => *var_named,
         }
     }
@@ -580,6 +693,8 @@ impl AnnDataStore {
         match &self.backing {
             Backing::Zarr { group, .. } => group,
             Backing::Given { .. } => "",
+            #[cfg(feature = "hdf5")]
+            Backing::H5ad(_) => "",
         }
     }
 
@@ -597,6 +712,12 @@ impl AnnDataStore {
             Backing::Given { obs_names, .. } => Ok(obs_names
                 .clone()
                 .unwrap_or_else(|| (0..self.n_obs()).map(|i| i.to_string()).collect())),
+            #[cfg(feature = "hdf5")]
+            Backing::H5ad(file) => {
+                let names = file.obs_names()?;
+                self.check_len("obs", names.len())?;
+                Ok(names)
+            }
         }
     }
 
@@ -609,6 +730,8 @@ impl AnnDataStore {
         match &self.backing {
             Backing::Zarr { store, group } => dataframe::column_names(store, &join(group, "obs")),
             Backing::Given { obs, .. } => Ok(obs.iter().map(|(n, _)| n.clone()).collect()),
+            #[cfg(feature = "hdf5")]
+            Backing::H5ad(file) => file.obs_columns(),
         }
     }
 
@@ -627,6 +750,8 @@ impl AnnDataStore {
                         format!("{}/{}", store.root().display(), join(group, "obs"))
                     }
                     Backing::Given { .. } => "<in-memory obs>".into(),
+                    #[cfg(feature = "hdf5")]
+                    Backing::H5ad(file) => format!("{}/obs", file.path().display()),
                 },
                 name: name.to_string(),
                 available,
@@ -647,6 +772,8 @@ impl AnnDataStore {
                     path: "<in-memory obs>".into(),
                     element: name.to_string(),
                 }),
+            #[cfg(feature = "hdf5")]
+            Backing::H5ad(file) => file.obs_column(name),
         }
     }
 
@@ -657,6 +784,21 @@ impl AnnDataStore {
     /// As [`XElement::open_at`]; [`Error::ShapeMismatch`] for another number of rows;
     /// [`Error::MissingElement`] for data held in memory.
     pub fn matrix(&self, path: &str) -> Result<XElement> {
+        let matrix = self.matrix_as_stored(path)?;
+        match &self.joined {
+            // Layers share X's columns; obsm entries have their own.
+            Some(map) if path.trim_matches('/').starts_with("layers/") => Ok(XElement::Joined(
+                Box::new(JoinedX::new(matrix, map.clone(), self.n_var())?),
+            )),
+            _ => Ok(matrix),
+        }
+    }
+
+    fn matrix_as_stored(&self, path: &str) -> Result<XElement> {
+        #[cfg(feature = "hdf5")]
+        if let Backing::H5ad(file) = &self.backing {
+            return Ok(XElement::H5ad(file.rows(path.trim_matches('/'))?));
+        }
         let Some((store, group)) = self.matrix_group() else {
             return Err(Error::MissingElement {
                 path: "<in-memory AnnData>".into(),
@@ -681,6 +823,10 @@ impl AnnDataStore {
     /// # Errors
     /// [`Error::Zarr`] when the group cannot be listed.
     pub fn children(&self, path: &str) -> Result<Vec<String>> {
+        #[cfg(feature = "hdf5")]
+        if let Backing::H5ad(file) = &self.backing {
+            return file.children(path.trim_matches('/'));
+        }
         let Some((store, group)) = self.matrix_group() else {
             return Ok(Vec::new());
         };
@@ -705,6 +851,8 @@ impl AnnDataStore {
             }
             // Its own group already serves them.
             Backing::Zarr { .. } => {}
+            #[cfg(feature = "hdf5")]
+            Backing::H5ad(_) => {}
         }
         Ok(self)
     }
@@ -714,6 +862,8 @@ impl AnnDataStore {
         match &self.backing {
             Backing::Zarr { store, group } => Some((store, group)),
             Backing::Given { matrices, .. } => matrices.as_ref().map(|(s, g)| (s, g.as_str())),
+            #[cfg(feature = "hdf5")]
+            Backing::H5ad(_) => None,
         }
     }
 
@@ -722,6 +872,8 @@ impl AnnDataStore {
         match &self.backing {
             Backing::Zarr { store, group } => Some((store, group)),
             Backing::Given { .. } => None,
+            #[cfg(feature = "hdf5")]
+            Backing::H5ad(_) => None,
         }
     }
 
@@ -731,6 +883,10 @@ impl AnnDataStore {
     /// [`Error::UnknownEncoding`] / [`Error::UnsupportedDtype`] for a column this crate cannot
     /// read, [`Error::ShapeMismatch`] for one without a value per variable.
     pub fn var_columns(&self) -> Result<Vec<(String, Column)>> {
+        #[cfg(feature = "hdf5")]
+        if let Backing::H5ad(file) = &self.backing {
+            return file.var_columns();
+        }
         let Backing::Zarr { store, group } = &self.backing else {
             return Ok(Vec::new());
         };

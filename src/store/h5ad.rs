@@ -4,8 +4,12 @@
 //! HDF5 serialises access internally, so reads here are sequential; `.h5ad` files are inputs to
 //! conversion, not what the loader streams from.
 
+mod direct;
+mod rows;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Dataset, File};
@@ -19,6 +23,9 @@ use crate::error::{Error, Result};
 use crate::zarr::dtype::Dtype;
 use crate::zarr::node::{encoding as encoding_of, missing, NodeKind};
 use crate::zarr::whole::{check_size, WholeArray, WholeValues};
+
+use direct::FileHandle;
+pub use rows::H5adRows;
 
 fn h5err(path: &str, source: hdf5::Error) -> Error {
     Error::Hdf5 {
@@ -344,6 +351,8 @@ impl H5adCsc<'_> {
 /// ```
 pub struct H5adFile {
     h5: H5,
+    /// The same file, for reads by offset and the check that it is unchanged.
+    handle: Arc<FileHandle>,
     path: PathBuf,
     x: H5X,
     x_dtype: Dtype,
@@ -379,6 +388,7 @@ impl H5adFile {
             Ok(_) => h5err(&path.display().to_string(), e),
         })?;
         let h5 = H5 { file };
+        let handle = Arc::new(FileHandle::open(path)?);
         let root = h5.attributes("")?;
         let (encoding_type, encoding_version) = encoding_of(&root);
         if !matches!(encoding_type.as_str(), "anndata" | "") {
@@ -398,6 +408,7 @@ impl H5adFile {
         let var_names = dataframe::read_index(&h5, "var")?;
         let file = Self {
             h5,
+            handle,
             path: path.to_path_buf(),
             x,
             x_dtype,
@@ -570,6 +581,16 @@ impl H5adFile {
             path: path.to_string(),
             file: self.path.clone(),
         })
+    }
+
+    /// The row-aligned matrix at `path` (`X`, `layers/NAME`, `obsm/NAME`) as the loader reads
+    /// it: from any number of threads, by file offset where its layout allows.
+    ///
+    /// # Errors
+    /// As [`Self::matrix`]; [`Error::UnknownEncoding`] for a `csc_matrix`,
+    /// [`Error::CorruptChunk`] for data placed past the end of the file.
+    pub fn rows(&self, path: &str) -> Result<H5adRows> {
+        H5adRows::new(self.matrix(path)?, self.handle.clone())
     }
 
     /// The names of the children of the group `path` (e.g. the keys of `layers`); none when

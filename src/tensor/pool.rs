@@ -203,6 +203,14 @@ impl Memory for StoragePool {
         // is borrowed mutably for the slice's lifetime, so the slice is the one access.
         unsafe { std::slice::from_raw_parts_mut(array.tensor.data_ptr() as *mut T, array.len) }
     }
+
+    fn truncate<T: Element>(array: &mut PooledArray<T>, n: usize) -> Result<()> {
+        if n < array.len {
+            array.tensor = array.tensor.f_narrow(0, 0, n as i64)?;
+            array.len = n;
+        }
+        Ok(())
+    }
 }
 
 impl Slot {

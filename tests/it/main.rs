@@ -19,6 +19,7 @@ mod damaged_store;
 mod direct;
 mod elastic;
 mod h5ad;
+mod h5ad_rows;
 mod loader;
 mod real_files;
 mod row_reader_props;

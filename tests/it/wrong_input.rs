@@ -82,17 +82,6 @@ fn an_empty_input_says_it_is_empty() {
 }
 
 #[test]
-fn an_h5ad_given_to_the_loader_says_convert_it_first() {
-    let h5ad = format!(
-        "{}/tests/data/oligodendroglioma.h5ad",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let err = DatasetCollection::open(&h5ad).expect_err("not zarr");
-    let text = err.to_string();
-    assert!(text.contains("convert") && text.contains(".h5ad"), "{text}");
-}
-
-#[test]
 fn a_csc_x_says_how_to_make_it_csr() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Square, so that its CSR arrays are a valid CSC matrix too.

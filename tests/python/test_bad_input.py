@@ -52,8 +52,8 @@ def test_a_distributed_world_of_size_zero_is_refused():
         len(Loader(to="torch", batch_sampler=sampler).use_collection(COLLECTION))
 
 
-def test_an_h5ad_given_to_the_loader_says_convert_it_first():
-    with pytest.raises(AnnbatchError, match="convert"):
+def test_an_h5ad_given_as_a_collection_says_to_add_it():
+    with pytest.raises(ValueError, match="add_adatas"):
         len(Loader(to="torch", **SETTINGS).use_collection(DATA / "pbmc68k_raw_csr.h5ad"))
 
 

@@ -150,8 +150,9 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         Loader(to="torch", obs_keys=["nope"], **SETTINGS).add_adata(adata())
     h5ad = tmp_path / "a.h5ad"
     adata().write_h5ad(h5ad)
-    with pytest.raises(TypeError, match="h5ad"):
-        Loader(to="torch", **SETTINGS).add_adata(ad.read_h5ad(h5ad, backed="r"))
+    # A backed .h5ad is read from its file, as it is.
+    backed = Loader(to="torch", **SETTINGS).add_adata(ad.read_h5ad(h5ad, backed="r"))
+    assert backed.n_obs == adata().n_obs
     with pytest.raises(ValueError, match="at least 1"):
         Loader(to="torch", **SETTINGS).add_adatas([])
     with pytest.raises(RuntimeError, match="already"):

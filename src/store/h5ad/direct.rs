@@ -1,0 +1,571 @@
+//! An HDF5 dataset read by its file offsets, in parallel, without the HDF5 library.
+//!
+//! The HDF5 library serialises every call of a process behind one lock, so threaded reads of an
+//! `.h5ad` run one at a time. But where a dataset's bytes lie is fixed once it is written: a
+//! contiguous dataset is one run of bytes at [`hdf5::Dataset::offset`], a chunked one a table
+//! of chunk addresses (`H5Dchunk_iter`). Both are taken once, when the file is opened; rows are
+//! then `pread` from the file by any number of threads, and chunks inflated here (deflate,
+//! shuffle, Fletcher32 — what h5py and anndata write). A dataset this cannot read (other
+//! filters, big-endian, compact layout, chunks that split a row) is read through the library
+//! instead ([`DirectArray::open`] returns `None`).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdf5::filters::Filter;
+use hdf5::Dataset;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::zarr::chunked::Decoded;
+use crate::zarr::dtype::Dtype;
+
+/// Bytes read at once from a contiguous dataset: adjacent rows are joined up to this.
+const SPAN_BYTES: u64 = 32 << 20;
+/// A chunk larger than this when inflated is read through the library.
+const MAX_CHUNK_BYTES: u64 = 1 << 30;
+/// A dataset of more chunks than this is read through the library (see [`DirectArray::open`]).
+const MAX_CHUNKS: usize = 50_000;
+
+/// Copies decoded elements from an offset into a run: `copy(decoded, first, run)`.
+pub(crate) type CopyRun<'f, T> = dyn Fn(Decoded<'_>, usize, &mut [T]) -> Result<()> + Sync + 'f;
+
+/// The `.h5ad` file as it was opened, for reads by offset and the check that it is unchanged.
+#[derive(Debug)]
+pub(crate) struct FileHandle {
+    file: File,
+    path: PathBuf,
+    id: FileId,
+    /// The read request in which the file was last found unchanged.
+    checked: AtomicU64,
+}
+
+/// What identifies a file's contents: device, inode, length, modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+impl FileHandle {
+    /// Opens `path` for reads by offset and remembers what it is now.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let id = FileId::of(&file.metadata().map_err(io)?);
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            id,
+            checked: AtomicU64::new(0),
+        })
+    }
+
+    /// The file's length when opened.
+    pub(crate) fn len(&self) -> u64 {
+        self.id.len
+    }
+
+    /// Fails with [`Error::CollectionChanged`] when the file was rewritten, replaced or removed
+    /// since it was opened; looks once per read request.
+    pub(crate) fn check(&self) -> Result<()> {
+        let request = crate::storage::read_request();
+        if self.checked.load(Ordering::Relaxed) == request {
+            return Ok(());
+        }
+        let changed = |detail: String| Error::CollectionChanged {
+            path: self.path.clone(),
+            detail,
+        };
+        let held = self
+            .file
+            .metadata()
+            .map_err(|e| changed(format!("the open file cannot be looked at: {e}")))?;
+        if FileId::of(&held) != self.id {
+            return Err(changed(
+                "the file was written to since it was opened (its length or modification time \
+                 changed); reopen it"
+                    .into(),
+            ));
+        }
+        match std::fs::metadata(&self.path) {
+            Ok(now) if FileId::of(&now) == self.id => {}
+            Ok(_) => {
+                return Err(changed(
+                    "the path names another file than the one opened (replaced); reopen it".into(),
+                ))
+            }
+            Err(e) => return Err(changed(format!("the file is gone ({e})"))),
+        }
+        self.checked.store(request, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `offset`.
+    fn read_at(&self, buf: &mut [u8], offset: u64, what: &str) -> Result<()> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| Error::CollectionChanged {
+                path: self.path.clone(),
+                detail: format!(
+                    "{what}: {} bytes at {offset} cannot be read: {e}",
+                    buf.len()
+                ),
+            })
+    }
+}
+
+/// How a dataset's elements lie in the file.
+#[derive(Debug)]
+enum Layout {
+    /// One run of bytes.
+    Contiguous { offset: u64 },
+    /// Never written: every element is the fill value, zero.
+    Unallocated,
+    /// Chunks of `chunk` elements (whole rows), each where the table says, filtered.
+    Chunked {
+        chunk: u64,
+        /// `(chunk number, address, stored bytes, filter mask)`, by chunk number; a chunk
+        /// missing here was never written (zeros).
+        table: Vec<(u64, u64, u64, u32)>,
+        /// The filters as written, in order (decoded in reverse).
+        filters: Vec<Step>,
+    },
+}
+
+/// A filter decoded here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Shuffle,
+    Deflate,
+    Fletcher32,
+}
+
+/// One numeric HDF5 dataset read by file offset, as a flat array of its elements (row-major:
+/// row `r` of a 2-D dataset of width `w` is elements `r*w .. (r+1)*w`).
+#[derive(Debug)]
+pub(crate) struct DirectArray {
+    path: String,
+    dtype: Dtype,
+    item: u64,
+    len: u64,
+    layout: Layout,
+}
+
+impl DirectArray {
+    /// What to read `ds` (its path `path`, of element type `dtype`) with: `Ok(None)` when only
+    /// the HDF5 library can (see the module docs).
+    ///
+    /// # Errors
+    /// [`Error::Hdf5`] when the layout cannot be asked, [`Error::CorruptChunk`] for a chunk or
+    /// run of bytes past the end of the file.
+    pub(crate) fn open(
+        ds: &Dataset,
+        path: &str,
+        dtype: Dtype,
+        file: &FileHandle,
+    ) -> Result<Option<Self>> {
+        if !dtype.is_numeric() || std::env::var_os("ANNBATCH_H5AD_LIBRARY_READS").is_some() {
+            return Ok(None);
+        }
+        let item = dtype.item_bytes();
+        let little = ds
+            .dtype()
+            .map(|t| t.byte_order() == hdf5::datatype::ByteOrder::LittleEndian)
+            .unwrap_or(false);
+        if !little && item > 1 {
+            return Ok(None);
+        }
+        let shape: Vec<u64> = ds.shape().iter().map(|&d| d as u64).collect();
+        let Some(len) = shape
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .filter(|n| n.checked_mul(item).is_some())
+        else {
+            return Ok(None);
+        };
+        let row: u64 = shape.iter().skip(1).product();
+        let corrupt = |detail: String| Error::CorruptChunk {
+            path: path.to_string(),
+            chunk: 0,
+            source: Box::new(std::io::Error::new(std::io::ErrorKind::InvalidData, detail)),
+        };
+        let layout = match ds.layout() {
+            hdf5::dataset::Layout::Contiguous => match ds.offset() {
+                Some(offset) => {
+                    if offset
+                        .checked_add(len * item)
+                        .is_none_or(|end| end > file.len())
+                    {
+                        return Err(corrupt(format!(
+                            "{} bytes at {offset}, past the end of the file ({} bytes)",
+                            len * item,
+                            file.len()
+                        )));
+                    }
+                    Layout::Contiguous { offset }
+                }
+                None if ds.storage_size() == 0 => Layout::Unallocated,
+                None => return Ok(None),
+            },
+            hdf5::dataset::Layout::Chunked => {
+                let Some(dims) = ds.chunk() else {
+                    return Ok(None);
+                };
+                let dims: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+                // Only chunks of whole rows are runs of the flat array.
+                if dims.len() != shape.len() || dims.first().is_none_or(|&d| d == 0) {
+                    return Ok(None);
+                }
+                if dims[1..] != shape[1..] {
+                    return Ok(None);
+                }
+                let chunk = dims[0] * row;
+                if chunk.saturating_mul(item) > MAX_CHUNK_BYTES {
+                    return Ok(None);
+                }
+                let mut filters = Vec::new();
+                for f in ds.filters() {
+                    filters.push(match f {
+                        Filter::Shuffle => Step::Shuffle,
+                        Filter::Deflate(_) => Step::Deflate,
+                        Filter::Fletcher32 => Step::Fletcher32,
+                        _ => return Ok(None),
+                    });
+                }
+                // `H5Dget_chunk_info` finds chunk `i` by walking the index: quadratic in
+                // the chunk count, so a dataset of very many chunks goes through the library.
+                let Some(n) = ds.num_chunks().filter(|&n| n <= MAX_CHUNKS) else {
+                    return Ok(None);
+                };
+                let mut table = Vec::with_capacity(n);
+                for i in 0..n {
+                    let Some(info) = ds.chunk_info(i) else {
+                        return Ok(None);
+                    };
+                    let first = info.offset.first().copied().unwrap_or(0);
+                    let end = info.addr.checked_add(info.size);
+                    if end.is_none_or(|e| e > file.len()) || first % dims[0] != 0 {
+                        return Err(corrupt(format!(
+                            "chunk at row {first}: {} bytes at {}, in a file of {} bytes",
+                            info.size,
+                            info.addr,
+                            file.len()
+                        )));
+                    }
+                    table.push((first / dims[0], info.addr, info.size, info.filter_mask));
+                }
+                table.sort_unstable_by_key(|t| t.0);
+                Layout::Chunked {
+                    chunk,
+                    table,
+                    filters,
+                }
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(Self {
+            path: path.to_string(),
+            dtype,
+            item,
+            len,
+            layout,
+        }))
+    }
+
+    /// Fills each `(first element, run)` of `parts` (sorted by first element, each inside the
+    /// array) with its elements, converted by `copy` (`copy(decoded, first, run)`), reading in
+    /// parallel on the current rayon pool.
+    ///
+    /// # Errors
+    /// [`Error::CorruptChunk`] for a chunk that does not inflate to its size, the errors of
+    /// `copy`, [`Error::CollectionChanged`] when the file cannot be read where it could.
+    pub(crate) fn read_parts<T: Copy + Default + Send>(
+        &self,
+        file: &FileHandle,
+        parts: Vec<(u64, &mut [T])>,
+        copy: &CopyRun<'_, T>,
+    ) -> Result<()> {
+        if let Some((start, run)) = parts
+            .iter()
+            .find(|(s, run)| s.checked_add(run.len() as u64).is_none_or(|e| e > self.len))
+        {
+            return Err(Error::Internal(format!(
+                "{}: elements {start}+{} of {}",
+                self.path,
+                run.len(),
+                self.len
+            )));
+        }
+        match &self.layout {
+            Layout::Unallocated => {
+                for (_, run) in parts {
+                    run.fill(T::default());
+                }
+                Ok(())
+            }
+            Layout::Contiguous { offset } => spans(parts, SPAN_BYTES / self.item)
+                .into_par_iter()
+                .try_for_each(|span| {
+                    let first = span[0].0;
+                    let last = span.last().map_or(first, |(s, r)| s + r.len() as u64);
+                    let mut buf = aligned((last - first) * self.item)?;
+                    let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)
+                        [..((last - first) * self.item) as usize];
+                    file.read_at(bytes, offset + first * self.item, &self.path)?;
+                    let decoded = self.decoded(bytes, first / self.chunk_or_all())?;
+                    for (s, run) in span {
+                        copy(decoded, (s - first) as usize, run)?;
+                    }
+                    Ok(())
+                }),
+            Layout::Chunked {
+                chunk,
+                table,
+                filters,
+            } => {
+                let mut pieces: Vec<(u64, usize, &mut [T])> = Vec::new();
+                for (start, run) in parts {
+                    let mut at = start;
+                    let mut rest = run;
+                    while !rest.is_empty() {
+                        let c = at / chunk;
+                        let within = at - c * chunk;
+                        let n = ((chunk - within) as usize).min(rest.len());
+                        let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                        pieces.push((c, within as usize, head));
+                        rest = tail;
+                        at += n as u64;
+                    }
+                }
+                pieces.sort_by_key(|p| p.0);
+                pieces
+                    .par_chunk_by_mut(|a, b| a.0 == b.0)
+                    .try_for_each(|group| {
+                        let c = group[0].0;
+                        let Ok(i) = table.binary_search_by_key(&c, |t| t.0) else {
+                            for (_, _, run) in group.iter_mut() {
+                                run.fill(T::default());
+                            }
+                            return Ok(());
+                        };
+                        let (_, addr, size, mask) = table[i];
+                        let mut buf = self.inflate(file, c, addr, size, mask, *chunk, filters)?;
+                        let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)
+                            [..(chunk * self.item) as usize];
+                        let decoded = self.decoded(bytes, c)?;
+                        for (_, within, run) in group.iter_mut() {
+                            copy(decoded, *within, run)?;
+                        }
+                        Ok(())
+                    })
+            }
+        }
+    }
+
+    fn chunk_or_all(&self) -> u64 {
+        match self.layout {
+            Layout::Chunked { chunk, .. } => chunk,
+            _ => self.len.max(1),
+        }
+    }
+
+    fn decoded<'b>(&self, bytes: &'b [u8], chunk: u64) -> Result<Decoded<'b>> {
+        Decoded::from_bytes(self.dtype, bytes).ok_or_else(|| Error::CorruptChunk {
+            path: self.path.clone(),
+            chunk,
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} bytes are not whole {} elements",
+                    bytes.len(),
+                    self.dtype
+                ),
+            )),
+        })
+    }
+
+    /// Chunk `c` (stored as `size` bytes at `addr`) read and decoded: `chunk` elements.
+    #[allow(clippy::too_many_arguments)]
+    fn inflate(
+        &self,
+        file: &FileHandle,
+        c: u64,
+        addr: u64,
+        size: u64,
+        mask: u32,
+        chunk: u64,
+        filters: &[Step],
+    ) -> Result<Vec<u64>> {
+        let want = chunk * self.item;
+        let corrupt = |detail: String| Error::CorruptChunk {
+            path: self.path.clone(),
+            chunk: c,
+            source: Box::new(std::io::Error::new(std::io::ErrorKind::InvalidData, detail)),
+        };
+        // Stored bytes are at most a little over the chunk (deflate's worst case).
+        if size > want + want / 8 + 1024 {
+            return Err(corrupt(format!(
+                "{size} stored bytes for a chunk of {want}"
+            )));
+        }
+        let mut stored = vec![0u8; size as usize];
+        file.read_at(&mut stored, addr, &self.path)?;
+        for (i, step) in filters.iter().enumerate().rev() {
+            if mask & (1 << i) != 0 {
+                continue;
+            }
+            stored = match step {
+                Step::Fletcher32 => {
+                    if stored.len() < 4 {
+                        return Err(corrupt("a Fletcher32 chunk under 4 bytes".into()));
+                    }
+                    let sum = stored.split_off(stored.len() - 4);
+                    if fletcher32(&stored).to_le_bytes() != sum[..]
+                        && fletcher32(&stored).to_be_bytes() != sum[..]
+                    {
+                        return Err(corrupt("its Fletcher32 checksum does not match".into()));
+                    }
+                    stored
+                }
+                Step::Deflate => {
+                    let mut out = Vec::with_capacity(want as usize);
+                    let mut z = flate2::Decompress::new(true);
+                    let status = z
+                        .decompress_vec(&stored, &mut out, flate2::FlushDecompress::Finish)
+                        .map_err(|e| corrupt(format!("deflate: {e}")))?;
+                    if status != flate2::Status::StreamEnd || out.len() as u64 != want {
+                        return Err(corrupt(format!(
+                            "inflates to {} bytes or more, not the chunk's {want}",
+                            out.len()
+                        )));
+                    }
+                    out
+                }
+                Step::Shuffle => unshuffle(&stored, self.item as usize),
+            };
+        }
+        if stored.len() as u64 != want {
+            return Err(corrupt(format!(
+                "{} bytes decoded, the chunk has {want}",
+                stored.len()
+            )));
+        }
+        let mut buf = aligned(want)?;
+        bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..want as usize].copy_from_slice(&stored);
+        Ok(buf)
+    }
+}
+
+/// A zeroed buffer of at least `bytes` bytes, aligned for any element type.
+fn aligned(bytes: u64) -> Result<Vec<u64>> {
+    let words = usize::try_from(bytes.div_ceil(8))
+        .map_err(|_| Error::Internal(format!("a read of {bytes} bytes")))?;
+    Ok(vec![0u64; words])
+}
+
+/// `parts` (sorted) cut into runs of adjacent parts of at most `max` elements together (a
+/// single longer part is a run of its own).
+fn spans<T>(parts: Vec<(u64, &mut [T])>, max: u64) -> Vec<Vec<(u64, &mut [T])>> {
+    let mut out: Vec<Vec<(u64, &mut [T])>> = Vec::new();
+    let mut end = None;
+    let mut first = 0;
+    for (start, run) in parts {
+        let n = run.len() as u64;
+        match out.last_mut() {
+            Some(span) if end == Some(start) && start + n - first <= max => span.push((start, run)),
+            _ => {
+                first = start;
+                out.push(vec![(start, run)]);
+            }
+        }
+        end = Some(start + n);
+    }
+    out
+}
+
+/// HDF5's shuffle filter undone: byte `j` of element `i` was stored at `j * n + i`.
+fn unshuffle(stored: &[u8], item: usize) -> Vec<u8> {
+    if item <= 1 {
+        return stored.to_vec();
+    }
+    let n = stored.len() / item;
+    let mut out = vec![0u8; stored.len()];
+    for j in 0..item {
+        let plane = &stored[j * n..(j + 1) * n];
+        for (i, &b) in plane.iter().enumerate() {
+            out[i * item + j] = b;
+        }
+    }
+    // Bytes past whole elements are stored as they are.
+    out[n * item..].copy_from_slice(&stored[n * item..]);
+    out
+}
+
+/// HDF5's Fletcher32 checksum (`H5_checksum_fletcher32`): over 16-bit big-endian words, an odd
+/// last byte as the high byte of a word.
+fn fletcher32(data: &[u8]) -> u32 {
+    let (mut sum1, mut sum2) = (0u32, 0u32);
+    let mut words = data.chunks_exact(2);
+    for block in words.by_ref().collect::<Vec<_>>().chunks(360) {
+        for w in block {
+            sum1 += (u32::from(w[0]) << 8) | u32::from(w[1]);
+            sum2 += sum1;
+        }
+        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    }
+    if let [last] = words.remainder() {
+        sum1 += u32::from(*last) << 8;
+        sum2 += sum1;
+        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    }
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    (sum2 << 16) | sum1
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unshuffle_inverts_the_byte_planes() {
+        // Elements 0x0201 and 0x0403 (little-endian), shuffled: low bytes, then high bytes.
+        assert_eq!(unshuffle(&[1, 3, 2, 4, 9], 2), [1, 2, 3, 4, 9]);
+    }
+
+    #[test]
+    fn adjacent_parts_join_into_spans() {
+        let mut a = [0u8; 2];
+        let mut b = [0u8; 3];
+        let mut c = [0u8; 1];
+        let out = spans(vec![(0, &mut a[..]), (2, &mut b[..]), (9, &mut c[..])], 100);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].len(), 2);
+        let mut a = [0u8; 2];
+        let mut b = [0u8; 3];
+        assert_eq!(spans(vec![(0, &mut a[..]), (2, &mut b[..])], 4).len(), 2);
+    }
+}
