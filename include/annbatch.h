@@ -222,8 +222,9 @@ struct AnnbatchLoaderOptions annbatch_loader_options_default(void);
 uint64_t annbatch_live_handles(void);
 
 /**
- * Opens the collection (or AnnData store) at `path` and configures a loader; `options` may be
- * NULL for the defaults. On success `*out` is a new handle for [`annbatch_loader_free`].
+ * Opens the collection, AnnData store or `.h5ad` file at `path` and configures a loader;
+ * `options` may be NULL for the defaults. On success `*out` is a new handle for
+ * [`annbatch_loader_free`].
  *
  * # Safety
  * `path` is a NUL-terminated string; `options` is NULL or points to options whose key lists
@@ -233,6 +234,25 @@ uint64_t annbatch_live_handles(void);
 enum AnnbatchStatus annbatch_loader_open(const char *path,
                                          const struct AnnbatchLoaderOptions *options,
                                          struct AnnbatchLoader **out);
+
+/**
+ * Opens several collections, AnnData stores and `.h5ad` files as one concatenation, in order
+ * — training on files as they are, no conversion — and configures a loader. `join`: 0, every
+ * input has the same genes; 1, their sorted union (missing genes are zeros); 2, that union cut
+ * to the `n_var_subset` names of `var_subset`. `options` may be NULL for the defaults. On
+ * success `*out` is a new handle for [`annbatch_loader_free`].
+ *
+ * # Safety
+ * `paths` points to `n_paths` NUL-terminated strings; `var_subset` (when `n_var_subset` > 0)
+ * to `n_var_subset`; `options` as for [`annbatch_loader_open`]; `out` is NULL or writable.
+ */
+enum AnnbatchStatus annbatch_loader_open_files(const char *const *paths,
+                                               size_t n_paths,
+                                               uint32_t join,
+                                               const char *const *var_subset,
+                                               size_t n_var_subset,
+                                               const struct AnnbatchLoaderOptions *options,
+                                               struct AnnbatchLoader **out);
 
 /**
  * Rows in the collection.

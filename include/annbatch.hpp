@@ -214,6 +214,22 @@ class Loader {
     check(annbatch_loader_open(path.c_str(), &options, &handle_));
     device_ = options.device;
   }
+  /// How the genes of several inputs become one `var` space (`annbatch_loader_open_files`).
+  enum class Join : std::uint32_t { Same = 0, Outer = 1, Subset = 2 };
+  /// Opens `.h5ad` files, AnnData stores and collections as one, as they are (no conversion),
+  /// their genes joined by `join` (`Subset`: the union cut to `var_subset`).
+  Loader(const std::vector<std::string>& paths, Join join,
+         const std::vector<std::string>& var_subset = {},
+         Options options = annbatch_loader_options_default()) {
+    std::vector<const char*> files, subset;
+    for (const auto& p : paths) files.push_back(p.c_str());
+    for (const auto& g : var_subset) subset.push_back(g.c_str());
+    check(annbatch_loader_open_files(files.data(), files.size(),
+                                     static_cast<std::uint32_t>(join),
+                                     subset.empty() ? nullptr : subset.data(), subset.size(),
+                                     &options, &handle_));
+    device_ = options.device;
+  }
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
   ~Loader() {

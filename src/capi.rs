@@ -366,8 +366,9 @@ unsafe fn strings(
         .collect()
 }
 
-/// Opens the collection (or AnnData store) at `path` and configures a loader; `options` may be
-/// NULL for the defaults. On success `*out` is a new handle for [`annbatch_loader_free`].
+/// Opens the collection, AnnData store or `.h5ad` file at `path` and configures a loader;
+/// `options` may be NULL for the defaults. On success `*out` is a new handle for
+/// [`annbatch_loader_free`].
 ///
 /// # Safety
 /// `path` is a NUL-terminated string; `options` is NULL or points to options whose key lists
@@ -379,15 +380,90 @@ pub unsafe extern "C" fn annbatch_loader_open(
     options: *const AnnbatchLoaderOptions,
     out: *mut *mut AnnbatchLoader,
 ) -> AnnbatchStatus {
+    let source = || -> Result<Build<'_>, AnnbatchStatus> {
+        // SAFETY: the caller's contract on `path`.
+        let path = unsafe { text(path, "path") }?;
+        Ok(Box::new(move |options| {
+            Loader::builder(path).options(options).build()
+        }))
+    };
+    // SAFETY: the caller's contract on `options` and `out`, passed on.
+    unsafe { open_loader(options, out, source) }
+}
+
+/// Opens several collections, AnnData stores and `.h5ad` files as one concatenation, in order
+/// — training on files as they are, no conversion — and configures a loader. `join`: 0, every
+/// input has the same genes; 1, their sorted union (missing genes are zeros); 2, that union cut
+/// to the `n_var_subset` names of `var_subset`. `options` may be NULL for the defaults. On
+/// success `*out` is a new handle for [`annbatch_loader_free`].
+///
+/// # Safety
+/// `paths` points to `n_paths` NUL-terminated strings; `var_subset` (when `n_var_subset` > 0)
+/// to `n_var_subset`; `options` as for [`annbatch_loader_open`]; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn annbatch_loader_open_files(
+    paths: *const *const c_char,
+    n_paths: usize,
+    join: u32,
+    var_subset: *const *const c_char,
+    n_var_subset: usize,
+    options: *const AnnbatchLoaderOptions,
+    out: *mut *mut AnnbatchLoader,
+) -> AnnbatchStatus {
+    let source = || -> Result<Build<'static>, AnnbatchStatus> {
+        // SAFETY (both): the caller promises that many string pointers at each list.
+        let paths = unsafe { strings(paths, n_paths, "paths") }?;
+        let subset = unsafe { strings(var_subset, n_var_subset, "var_subset") }?;
+        if paths.is_empty() {
+            return Err(fail(
+                S::InvalidArgument,
+                "n_paths is 0: give at least one file",
+            ));
+        }
+        let join = match join {
+            0 => crate::VarJoin::Same,
+            1 => crate::VarJoin::Outer,
+            2 => crate::VarJoin::Subset(subset),
+            other => {
+                return Err(fail(
+                    S::InvalidArgument,
+                    format!("join {other}: use 0 (same genes), 1 (outer) or 2 (var_subset)"),
+                ))
+            }
+        };
+        Ok(Box::new(move |options| {
+            let open = crate::OpenOptions::from_env()?;
+            let collection = crate::DatasetCollection::open_joined(&paths, &open, &join)?;
+            Loader::builder_for(Arc::new(collection))
+                .options(options)
+                .build()
+        }))
+    };
+    // SAFETY: the caller's contract on `options` and `out`, passed on.
+    unsafe { open_loader(options, out, source) }
+}
+
+/// Builds a loader from `options` with what `source` returns, and registers it in `*out`.
+type Build<'a> = Box<dyn FnOnce(LoaderOptions) -> crate::Result<Loader> + 'a>;
+
+/// The common part of the `annbatch_loader_open*` functions.
+///
+/// # Safety
+/// `options` is NULL or points to options whose key lists hold that many NUL-terminated
+/// strings; `out` is NULL or writable.
+unsafe fn open_loader<'a>(
+    options: *const AnnbatchLoaderOptions,
+    out: *mut *mut AnnbatchLoader,
+    source: impl FnOnce() -> Result<Build<'a>, AnnbatchStatus>,
+) -> AnnbatchStatus {
     guard(|| {
         if out.is_null() {
             return fail(S::NullPointer, "out is NULL");
         }
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { *out = std::ptr::null_mut() };
-        // SAFETY: the caller's contract on `path`.
-        let path = match unsafe { text(path, "path") } {
-            Ok(p) => p,
+        let build = match source() {
+            Ok(build) => build,
             Err(s) => return s,
         };
         let o = if options.is_null() {
@@ -441,8 +517,7 @@ pub unsafe extern "C" fn annbatch_loader_open(
             remote,
             ..LoaderOptions::default()
         };
-        let builder = Loader::builder(path).options(options);
-        match builder.build() {
+        match build(options) {
             Ok(loader) => {
                 // SAFETY: checked non-NULL above.
                 unsafe { *out = register(AnnbatchLoader { loader }, Kind::Loader) };

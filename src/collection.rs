@@ -94,7 +94,7 @@ impl DatasetCollection {
             #[cfg(feature = "hdf5")]
             {
                 let dataset = AnnDataStore::open_h5ad(path)?;
-                let mut this = Self::from_datasets(label.clone(), vec![(label, dataset)])?;
+                let mut this = Self::from_datasets(label, vec![(String::new(), dataset)])?;
                 this.path = path.to_path_buf();
                 return Ok(this);
             }
@@ -342,7 +342,10 @@ impl DatasetCollection {
                 return Err(Error::VarMismatch {
                     path: label,
                     dataset: name.clone(),
-                    detail: format!("differs from the first dataset: {detail}"),
+                    detail: format!(
+                        "differs from the first dataset: {detail} (to join different genes: \
+                         var_join=\"outer\" in Python, VarJoin::Outer in Rust)"
+                    ),
                 });
             }
             if d.x().is_sparse() != first.x().is_sparse() {

@@ -83,12 +83,34 @@ static void ownership_checks(const std::string& path) {
                "batch; double free and next-after-end are defined errors\n";
 }
 
+// Two .h5ad files with different genes, read as they are: their sorted union of genes.
+static void h5ad_files_as_they_are() {
+  const std::vector<std::string> files = {"tests/data/h5ad_direct/genes_a.h5ad",
+                                          "tests/data/h5ad_direct/genes_b.h5ad"};
+  annbatch::Options o = annbatch_loader_options_default();
+  o.batch_size = 50;
+  o.chunk_size = 10;
+  o.preload_nchunks = 4;
+  o.shuffle = true;
+  annbatch::Loader loader(files, annbatch::Loader::Join::Outer, {}, o);
+  REQUIRE(loader.n_obs() == 240 && loader.n_var() == 765);
+  int64_t rows = 0;
+  for (auto e = loader.epoch(0); auto batch = e.next();) {
+    REQUIRE(batch->x().size(1) == 765);
+    rows += batch->x().size(0);
+  }
+  REQUIRE(rows == 240);
+  std::cout << "two .h5ad files with different genes: " << rows << " cells x " << loader.n_var()
+            << " genes, read as they are\n";
+}
+
 int main(int argc, char** argv) {
   const std::string path = argc > 1 ? argv[1] : "tests/data/annbatch_collection.zarr";
   const std::string label = argc > 2 ? argv[2] : "cell_type";
   const int epochs = argc > 3 ? std::atoi(argv[3]) : 8;
   try {
     ownership_checks(path);
+    h5ad_files_as_they_are();
     torch::manual_seed(0);
     annbatch::Options o = annbatch_loader_options_default();
     o.batch_size = 64;

@@ -500,3 +500,49 @@ fn a_stale_handle_never_reaches_a_live_one() {
         }
     }
 }
+
+#[cfg(feature = "hdf5")]
+#[test]
+fn h5ad_files_open_as_they_are_with_their_genes_joined() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let files: Vec<CString> = ["h5ad_direct/genes_a.h5ad", "h5ad_direct/genes_b.h5ad"]
+        .iter()
+        .map(|f| CString::new(data(f).to_string_lossy().as_bytes()).expect("path"))
+        .collect();
+    let ptrs: Vec<*const c_char> = files.iter().map(|f| f.as_ptr()).collect();
+    let o = options();
+    let value =
+        |loader: *mut AnnbatchLoader,
+         f: unsafe extern "C" fn(*const AnnbatchLoader, *mut u64) -> AnnbatchStatus| {
+            let mut v = 0u64;
+            // SAFETY: a live handle and a writable u64.
+            assert_eq!(
+                unsafe { f(loader, &mut v) },
+                AnnbatchStatus::Ok,
+                "{}",
+                last_error()
+            );
+            v
+        };
+    let mut loader = null_mut();
+    // SAFETY: two path strings, no subset, valid options, a writable out.
+    let status = unsafe {
+        annbatch_loader_open_files(ptrs.as_ptr(), 2, 1, std::ptr::null(), 0, &o, &mut loader)
+    };
+    assert_eq!(status, AnnbatchStatus::Ok, "{}", last_error());
+    assert_eq!(value(loader, annbatch_loader_n_obs), 240);
+    assert_eq!(value(loader, annbatch_loader_n_var), 765);
+    // SAFETY: a live handle, freed once.
+    assert_eq!(unsafe { annbatch_loader_free(loader) }, AnnbatchStatus::Ok);
+    // Different genes without a join, a join code that does not exist, no files.
+    for (n, join, want) in [(2, 0, "var_join"), (2, 9, "join 9"), (0, 1, "n_paths is 0")] {
+        let mut loader = null_mut();
+        // SAFETY: as above.
+        let status = unsafe {
+            annbatch_loader_open_files(ptrs.as_ptr(), n, join, std::ptr::null(), 0, &o, &mut loader)
+        };
+        assert_ne!(status, AnnbatchStatus::Ok);
+        assert!(loader.is_null());
+        assert!(last_error().contains(want), "{}", last_error());
+    }
+}
