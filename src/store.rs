@@ -19,12 +19,11 @@ mod source;
 pub(crate) mod var_space;
 pub mod write;
 
-pub use anndata::{AnnDataStore, XElement};
+pub use anndata::{AnnDataStore, JoinedX, XElement};
 pub use csr::CsrElement;
 pub use dataframe::Column;
 pub use dense::DenseElement;
 pub(crate) use joined::compact_runs;
-pub use joined::JoinedX;
 pub use memory::InMemoryX;
 pub use places::{CsrPlace, RowPlaces};
 // Reached as `annbatch::store::…` before the layers were split.

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::csr::CsrElement;
+use super::csr::{CsrElement, CSR_OR_DENSE};
 use super::dataframe::{self, Column};
 use super::dense::DenseElement;
-use super::joined::JoinedX;
+use super::joined::ColumnJoin;
 use super::memory::InMemoryX;
 use super::places::RowPlaces;
 use super::var_space::ColumnMap;
@@ -39,12 +39,6 @@ pub enum XElement {
     /// A matrix read in a joined `var` space (inputs with different genes).
     Joined(Box<JoinedX>),
 }
-
-/// What an `X` must be, and what to do with a CSC one.
-pub(crate) const CSR_OR_DENSE: &str =
-    "\"csr_matrix\" or a dense \"array\"; a csc_matrix X (column-compressed) cannot be \
-                 read by rows: write it as CSR first (in Python: `adata.X = adata.X.tocsr()`, \
-                 then write the file again)";
 
 impl XElement {
     /// Opens the element at `path` inside the zarr store at `root` (e.g. `layers/counts` of
@@ -465,6 +459,129 @@ fn parse_shape(path: &str, shape: Option<&Value>) -> Result<[u64; 2]> {
             found: format!("shape attribute {shape:?}"),
             expected: "[n_obs, n_var]".into(),
         }),
+    }
+}
+
+/// A matrix read in a joined `var` space (inputs with different genes): see `store::joined`.
+#[derive(Debug)]
+pub struct JoinedX {
+    inner: XElement,
+    join: ColumnJoin,
+}
+
+impl JoinedX {
+    /// `inner` (CSR or 2-D dense) in the space of `n_var` columns that `map` sends its columns
+    /// into.
+    pub(crate) fn new(inner: XElement, map: Arc<ColumnMap>, n_var: u64) -> Result<Self> {
+        if map.to.len() as u64 != inner.n_var() {
+            return Err(Error::Internal(format!(
+                "{}: a column map of {} columns for {}",
+                inner.path(),
+                map.to.len(),
+                inner.n_var()
+            )));
+        }
+        if !inner.is_sparse() && inner.row_width() != Some(inner.n_var()) {
+            return Err(Error::ShapeMismatch {
+                path: inner.path().to_string(),
+                found: format!("rows of {:?} elements", inner.row_width()),
+                expected: "a 2-D matrix, to join its columns with other inputs'".into(),
+            });
+        }
+        Ok(Self {
+            inner,
+            join: ColumnJoin::new(map, n_var),
+        })
+    }
+
+    /// The matrix as stored.
+    pub fn inner(&self) -> &XElement {
+        &self.inner
+    }
+    /// Columns of the joined space.
+    pub fn n_var(&self) -> u64 {
+        self.join.n_var()
+    }
+    /// Whether sparse rows lose entries (genes outside the joined space).
+    pub(crate) fn drops_columns(&self) -> bool {
+        self.join.drops() && self.inner.is_sparse()
+    }
+    /// Elements per dense row in the joined space (`None` for sparse).
+    pub fn row_width(&self) -> Option<u64> {
+        self.inner.row_width().map(|_| self.n_var())
+    }
+
+    /// An empty batch of this matrix's kind, in the joined space.
+    pub fn new_batch(&self) -> XBatch {
+        if self.inner.is_sparse() {
+            XBatch::Csr(CsrBatch::new(self.n_var()))
+        } else {
+            XBatch::Dense(DenseBatch::new(self.n_var() as usize))
+        }
+    }
+
+    /// Writes local rows `rows` into `places`, in the joined space.
+    fn scatter_rows_within(&self, rows: &[u64], places: RowPlaces<'_>) -> Result<()> {
+        match places {
+            RowPlaces::Csr(mut places) => {
+                let inner = places
+                    .iter_mut()
+                    .map(|(c, v)| (&mut **c, &mut **v))
+                    .collect();
+                self.inner
+                    .scatter_rows_within(rows, RowPlaces::Csr(inner))?;
+                let mut scratch = Vec::new();
+                for (cols, values) in places {
+                    self.join.remap_row(cols, values, &mut scratch);
+                }
+                Ok(())
+            }
+            RowPlaces::Dense(places) => {
+                let w = self.join.stored_columns().max(1);
+                let mut stored = vec![0f32; w * rows.len()];
+                self.inner
+                    .scatter_rows_within(rows, RowPlaces::Dense(stored.chunks_mut(w).collect()))?;
+                for (place, row) in places.into_iter().zip(stored.chunks(w)) {
+                    self.join.spread(row, place);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends the rows of `ranges` to `out`, in the joined space.
+    fn append_rows_as<V: FromDecoded>(
+        &self,
+        ranges: &[Range<u64>],
+        out: &mut XBatch<V>,
+    ) -> Result<()> {
+        match out {
+            XBatch::Csr(b) => {
+                let mut stored = XBatch::Csr(CsrBatch::<V>::new(self.inner.n_var()));
+                self.inner.append_rows_as(ranges, &mut stored)?;
+                match stored {
+                    XBatch::Csr(stored) => self.join.append_csr(&stored, b),
+                    XBatch::Dense(_) => {
+                        Err(Error::Internal("a sparse read made a dense batch".into()))
+                    }
+                }
+            }
+            XBatch::Dense(b) => {
+                let w = self.join.stored_columns().max(1);
+                let mut stored = XBatch::Dense(DenseBatch::<V>::new(w));
+                self.inner.append_rows_as(ranges, &mut stored)?;
+                let XBatch::Dense(stored) = stored else {
+                    return Err(Error::Internal("a dense read made a sparse batch".into()));
+                };
+                let n = self.n_var() as usize;
+                for row in stored.data.chunks(w) {
+                    let start = b.data.len();
+                    b.data.resize(start + n, V::default());
+                    self.join.spread(row, &mut b.data[start..]);
+                }
+                Ok(())
+            }
+        }
     }
 }
 

@@ -8,6 +8,12 @@ use crate::error::{Error, Result};
 use crate::zarr::chunked::{chunk_runs, chunk_runs_of, ChunkedArray, FromDecoded};
 use crate::zarr::node::{join, ZarrStore};
 
+/// What an `X` must be, and what to do with a CSC one.
+pub(crate) const CSR_OR_DENSE: &str =
+    "\"csr_matrix\" or a dense \"array\"; a csc_matrix X (column-compressed) cannot be \
+                 read by rows: write it as CSR first (in Python: `adata.X = adata.X.tocsr()`, \
+                 then write the file again)";
+
 /// A CSR matrix on disk. `indptr` is read and validated once at open; rows are read on demand.
 #[derive(Debug)]
 pub struct CsrElement {

@@ -805,7 +805,7 @@ impl H5X {
                 encoding_version: "0.1.0".into(),
                 expected: format!(
                     "{}; or convert it (`annbatch convert`), which transposes CSC",
-                    crate::store::anndata::CSR_OR_DENSE
+                    crate::store::csr::CSR_OR_DENSE
                 ),
             }),
             (H5X::Dense { ds, .. }, XBatch::Dense(b)) => {
@@ -949,7 +949,7 @@ fn open_matrix(h5: &H5, path: &str) -> Result<(H5X, u64)> {
             path: path.into(),
             encoding_type,
             encoding_version,
-            expected: crate::store::anndata::CSR_OR_DENSE.into(),
+            expected: crate::store::csr::CSR_OR_DENSE.into(),
         })?,
     })
 }

@@ -345,7 +345,7 @@ fn csc_error(path: &str) -> Error {
         encoding_version: "0.1.0".into(),
         expected: format!(
             "{}; or convert it (`annbatch convert`), which transposes CSC",
-            crate::store::anndata::CSR_OR_DENSE
+            crate::store::csr::CSR_OR_DENSE
         ),
     }
 }
