@@ -22,9 +22,9 @@ use zarrs::storage::{
 
 use crate::error::{Error, Result};
 use fault::StoreFault;
-#[cfg(feature = "hdf5")]
-pub(crate) use files::read_request;
 pub(crate) use files::{kind_of, new_read_request, refuse_special, FileStore};
+#[cfg(feature = "hdf5")]
+pub(crate) use files::{read_request, read_vectored_at};
 pub(crate) use open_options::url_of;
 pub use open_options::{OpenOptions, RemoteOptions};
 #[cfg(feature = "remote")]

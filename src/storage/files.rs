@@ -694,8 +694,13 @@ fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
 /// Buffers per `preadv` call (Linux's `IOV_MAX`).
 const MAX_IOVECS: usize = 1024;
 
-/// Fills `bufs`, back to back, from byte `offset` of `file`.
-fn read_vectored_at(file: &File, mut offset: u64, bufs: &mut [&mut [u8]]) -> std::io::Result<()> {
+/// Fills `bufs`, back to back, from byte `offset` of `file` (`preadv`, up to [`MAX_IOVECS`]
+/// buffers a call).
+pub(crate) fn read_vectored_at(
+    file: &File,
+    mut offset: u64,
+    bufs: &mut [&mut [u8]],
+) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         // The first buffer not yet full, and how much of it is.

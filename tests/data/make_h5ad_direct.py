@@ -14,6 +14,8 @@ From the first 240 cells of ``pbmc68k_raw_csr.h5ad`` (real 10x PBMC counts):
 - ``genes_a.h5ad`` / ``genes_b.h5ad``: 120 cells each with different gene sets (the first 500
   genes; genes 300..765 in reverse order), for joined ``var`` spaces.
 - ``duplicate_var.h5ad``: a gene name twice (cannot be joined by name).
+- ``bad_index.h5ad``: 20 cells whose ``X/indices`` (contiguous) hold a column index of
+  ``n_var``, one past the last gene.
 """
 
 import pathlib
@@ -70,6 +72,14 @@ names = list(dup.var_names)
 names[1] = names[0]
 dup.var_names = names
 dup.write_h5ad(OUT / "duplicate_var.h5ad")
+
+bad = src[:20].copy()
+bad.write_h5ad(OUT / "bad_index.h5ad")
+with h5py.File(OUT / "bad_index.h5ad", "r+") as f:
+    indices = f["X"]["indices"][...]
+    indices[7] = bad.n_vars  # one past the last gene
+    del f["X"]["indices"]
+    f["X"].create_dataset("indices", data=indices)
 
 for p in sorted(OUT.glob("*.h5ad")):
     with h5py.File(p) as f:

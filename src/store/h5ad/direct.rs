@@ -35,6 +35,17 @@ const MAX_CHUNK_BYTES: u64 = 1 << 30;
 /// Copies decoded elements from an offset into a run: `copy(decoded, first, run)`.
 pub(crate) type CopyRun<'f, T> = dyn Fn(Decoded<'_>, usize, &mut [T]) -> Result<()> + Sync + 'f;
 
+/// Checks a run read straight from the file (column indices against `n_var`).
+pub(crate) type CheckRun<'f, T> = dyn Fn(&[T]) -> Result<()> + Sync + 'f;
+
+/// How elements reach their runs: converted from the stored type by `copy`, or — when
+/// `native` is given, the stored elements being the runs' own type — read straight into the
+/// runs (one `preadv` per span, no staging buffer) and checked by it.
+pub(crate) struct Fill<'f, T> {
+    pub copy: &'f CopyRun<'f, T>,
+    pub native: Option<&'f CheckRun<'f, T>>,
+}
+
 /// The `.h5ad` file as it was opened, for reads by offset and the check that it is unchanged.
 #[derive(Debug)]
 pub(crate) struct FileHandle {
@@ -288,12 +299,13 @@ impl DirectArray {
     /// # Errors
     /// [`Error::CorruptChunk`] for a chunk that does not inflate to its size, the errors of
     /// `copy`, [`Error::CollectionChanged`] when the file cannot be read where it could.
-    pub(crate) fn read_parts<T: Copy + Default + Send>(
+    pub(crate) fn read_parts<T: bytemuck::Pod + Default + Send>(
         &self,
         file: &FileHandle,
         parts: Vec<(u64, &mut [T])>,
-        copy: &CopyRun<'_, T>,
+        fill: &Fill<'_, T>,
     ) -> Result<()> {
+        let copy = fill.copy;
         if let Some((start, run)) = parts
             .iter()
             .find(|(s, run)| s.checked_add(run.len() as u64).is_none_or(|e| e > self.len))
@@ -314,7 +326,7 @@ impl DirectArray {
             }
             Layout::Contiguous { offset } => spans(parts, SPAN_BYTES / self.item)
                 .into_par_iter()
-                .try_for_each(|span| self.read_span(file, *offset, span, 0, copy)),
+                .try_for_each(|span| self.read_span(file, *offset, span, 0, fill)),
             Layout::Chunked {
                 chunk,
                 rows,
@@ -359,7 +371,7 @@ impl DirectArray {
                             }
                             let parts = group.iter_mut().map(|(_, w, run)| (*w as u64, &mut **run));
                             for span in spans(parts.collect(), SPAN_BYTES / self.item) {
-                                self.read_span(file, addr, span, c, copy)?;
+                                self.read_span(file, addr, span, c, fill)?;
                             }
                             return Ok(());
                         }
@@ -424,15 +436,28 @@ impl DirectArray {
     }
 
     /// Reads one span of adjacent parts (element offsets from `base`, a byte address) at once.
-    fn read_span<T>(
+    fn read_span<T: bytemuck::Pod>(
         &self,
         file: &FileHandle,
         base: u64,
-        span: Vec<(u64, &mut [T])>,
+        mut span: Vec<(u64, &mut [T])>,
         chunk: u64,
-        copy: &CopyRun<'_, T>,
+        fill: &Fill<'_, T>,
     ) -> Result<()> {
         let first = span[0].0;
+        if let Some(check) = fill.native.filter(|_| cfg!(target_endian = "little")) {
+            let mut bufs: Vec<&mut [u8]> = span
+                .iter_mut()
+                .map(|(_, run)| bytemuck::cast_slice_mut::<T, u8>(run))
+                .collect();
+            crate::storage::read_vectored_at(&file.file, base + first * self.item, &mut bufs)
+                .map_err(|e| Error::CollectionChanged {
+                    path: file.path.clone(),
+                    detail: format!("{}: cannot be read at {base}: {e}", self.path),
+                })?;
+            return span.iter().try_for_each(|(_, run)| check(run));
+        }
+        let copy = fill.copy;
         let last = span.last().map_or(first, |(s, r)| s + r.len() as u64);
         let n = ((last - first) * self.item) as usize;
         let mut buf = aligned(n as u64)?;
@@ -443,6 +468,11 @@ impl DirectArray {
             copy(decoded, (s - first) as usize, run)?;
         }
         Ok(())
+    }
+
+    /// The stored element type.
+    pub(crate) fn dtype(&self) -> Dtype {
+        self.dtype
     }
 
     fn corrupt(&self, chunk: u64, detail: String) -> Error {

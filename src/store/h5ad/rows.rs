@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::direct::{CopyRun, DirectArray, FileHandle};
+use super::direct::{CheckRun, CopyRun, DirectArray, FileHandle, Fill};
 use super::{h5err, H5adMatrix, H5X};
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::error::{Error, Result};
@@ -137,9 +137,13 @@ impl H5adRows {
                     values.push((row * w, v));
                 }
                 values.sort_by_key(|p| p.0);
-                self.gather(Part::Values, values, &|d, s, out: &mut [f32]| {
-                    f32::copy_from(&d, s, out, self.path())
-                })
+                self.gather(
+                    Part::Values,
+                    values,
+                    &|d, s, out: &mut [f32]| f32::copy_from(&d, s, out, self.path()),
+                    Dtype::F32,
+                    &|_| Ok(()),
+                )
             }
             _ => Err(Error::Internal(format!(
                 "row places of another kind than {}",
@@ -161,14 +165,29 @@ impl H5adRows {
         let index_path = format!("{}/indices", self.path());
         let (v, c) = rayon::join(
             || {
-                self.gather(Part::Values, values, &|d, s, out: &mut [V]| {
-                    V::copy_from(&d, s, out, &data_path)
-                })
+                self.gather(
+                    Part::Values,
+                    values,
+                    &|d, s, out: &mut [V]| V::copy_from(&d, s, out, &data_path),
+                    V::STORED,
+                    &|_| Ok(()),
+                )
             },
             || {
-                self.gather(Part::Indices, cols, &|d, s, out: &mut [i32]| {
-                    d.copy_indices(s, out, n_var, &index_path)
-                })
+                self.gather(
+                    Part::Indices,
+                    cols,
+                    &|d, s, out: &mut [i32]| d.copy_indices(s, out, n_var, &index_path),
+                    Dtype::I32,
+                    &|run: &[i32]| match run.iter().find(|&&c| c < 0 || c as u64 >= n_var) {
+                        None => Ok(()),
+                        Some(&bad) => Err(Error::IndexOutOfBounds {
+                            path: index_path.clone(),
+                            index: i64::from(bad),
+                            n_var,
+                        }),
+                    },
+                )
             },
         );
         v.and(c)
@@ -250,9 +269,13 @@ impl H5adRows {
                     values.push((r.start * w, v));
                 }
                 values.sort_by_key(|p| p.0);
-                self.gather(Part::Values, values, &|d, s, out: &mut [V]| {
-                    V::copy_from(&d, s, out, self.path())
-                })
+                self.gather(
+                    Part::Values,
+                    values,
+                    &|d, s, out: &mut [V]| V::copy_from(&d, s, out, self.path()),
+                    V::STORED,
+                    &|_| Ok(()),
+                )
             }
             (_, out) => Err(Error::ShapeMismatch {
                 path: self.path().to_string(),
@@ -266,19 +289,26 @@ impl H5adRows {
     }
 
     /// Fills `parts` (sorted `(first element, run)` of the flat array `part`) by file offset,
-    /// or through the library.
-    fn gather<T: Copy + Default + Send>(
+    /// or through the library. `copy` converts stored elements; where they are stored as `T`
+    /// (`own`) they are read straight into the runs and checked by `check`.
+    fn gather<T: bytemuck::Pod + Default + Send>(
         &self,
         part: Part,
         parts: Vec<(u64, &mut [T])>,
         copy: &CopyRun<'_, T>,
+        own: Dtype,
+        check: &CheckRun<'_, T>,
     ) -> Result<()> {
         let direct = match part {
             Part::Values => &self.values,
             Part::Indices => &self.indices,
         };
         if let Some(direct) = direct {
-            return direct.read_parts(&self.file, parts, copy);
+            let fill = Fill {
+                copy,
+                native: (direct.dtype() == own).then_some(check),
+            };
+            return direct.read_parts(&self.file, parts, &fill);
         }
         let (ds, path) = match (&self.matrix.x, part) {
             (H5X::Csr { data, .. }, Part::Values) => (data, format!("{}/data", self.path())),
