@@ -9,7 +9,15 @@
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(storage_probe)");
+    println!("cargo::rustc-check-cfg=cfg(h5_chunk_iter)");
     println!("cargo:rerun-if-changed=build.rs");
+    // HDF5 >= 1.14 lists a dataset's chunks in one pass (`H5Dchunk_iter`): `.h5ad` chunk
+    // addresses are then taken at once, not one lookup per chunk (hdf5-metno-sys says which
+    // versions the library it links has reached).
+    println!("cargo:rerun-if-env-changed=DEP_HDF5_VERSION_1_14_0");
+    if std::env::var_os("DEP_HDF5_VERSION_1_14_0").is_some() {
+        println!("cargo::rustc-cfg=h5_chunk_iter");
+    }
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
         return;

@@ -7,20 +7,29 @@
 #   scdataset        scDataset-style block sampling over anndata's backed mode
 #   annbatch         annbatch 0.3.1 on its own conversion (needs the reference root)
 #
-#   benches/python/h5ad_side_by_side.sh [ROUNDS=3] [BATCH CHUNK PRELOAD]
+#   benches/python/h5ad_side_by_side.sh [ROUNDS=3] [synthetic|real] [BATCH CHUNK PRELOAD]
 #
-# Inputs: make_convert_inputs.py's synthetic files (2 x 50,000 cells x 20,000 genes, ~1.5k
-# non-zeros per cell, written by anndata). Never run in CI.
+# Inputs, as the README's format table: "synthetic" (make_convert_inputs.py: 2 x 50,000 cells x
+# 20,000 genes, ~1.5k non-zeros per cell) or "real" (make_bootstrap_input.py: 40,000 cells
+# drawn from the real matrix of oligodendroglioma.h5ad), written by anndata. Never run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-3}
-S=(--batch-size "${2:-4096}" --chunk-size "${3:-32}" --preload-nchunks "${4:-256}")
-DATA=${PYRUST_DATA:-target/bench-data/pyrust}
+SET=${2:-synthetic}
+S=(--batch-size "${3:-4096}" --chunk-size "${4:-32}" --preload-nchunks "${5:-256}")
 REF=${ANNBATCH_REFERENCE:-../shared/tools/annbatch-reference}
 PY=.venv/bin/python
-mkdir -p "$DATA"
-[ -f "$DATA/input_1.h5ad" ] || $PY benches/python/make_convert_inputs.py "$DATA" 2 50000
-INPUTS=("$DATA/input_0.h5ad" "$DATA/input_1.h5ad")
+if [ "$SET" = real ]; then
+  DATA=target/bench-data/real
+  mkdir -p "$DATA"
+  [ -f "$DATA/real.h5ad" ] || $PY benches/python/make_bootstrap_input.py "$DATA/real.h5ad" 40000
+  INPUTS=("$DATA/real.h5ad")
+else
+  DATA=${PYRUST_DATA:-target/bench-data/pyrust}
+  mkdir -p "$DATA"
+  [ -f "$DATA/input_1.h5ad" ] || $PY benches/python/make_convert_inputs.py "$DATA" 2 50000
+  INPUTS=("$DATA/input_0.h5ad" "$DATA/input_1.h5ad")
+fi
 OWN=$DATA/default.zarr
 THEIRS=$DATA/annbatch.zarr
 [ -d "$OWN" ] || target/release/annbatch convert "${INPUTS[@]}" -o "$OWN" --seed 0 -q
@@ -47,10 +56,12 @@ tools = list(dict.fromkeys(r["tool"] for r in rows))
 rate = {t: sorted(r["cells_per_s"] for r in rows if r["tool"] == t) for t in tools}
 first = {t: sorted(r.get("first_batch_s") or 0 for r in rows if r["tool"] == t) for t in tools}
 med = {t: statistics.median(v) for t, v in rate.items()}
-print("| loader | cells/s (min / median / max) | first batch, s (median) | vs rs-h5ad |")
-print("|---|---|---|---|")
+opened = {t: sorted(r.get("open_s") or 0 for r in rows if r["tool"] == t) for t in tools}
+print("| loader | cells/s (min / median / max) | first batch, s | open, s | rs-h5ad / it |")
+print("|---|---|---|---|---|")
 for t in tools:
     v = rate[t]
     print(f"| {t} | {v[0]:,.0f} / {med[t]:,.0f} / {v[-1]:,.0f} | "
-          f"{statistics.median(first[t]):.2f} | {med['rs-h5ad'] / med[t]:.2f}x |")
+          f"{statistics.median(first[t]):.2f} | {statistics.median(opened[t]):.2f} | "
+          f"{med['rs-h5ad'] / med[t]:.2f}x |")
 PY

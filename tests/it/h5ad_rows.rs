@@ -348,7 +348,9 @@ fn a_truncated_h5ad_is_an_error_not_a_crash() {
 fn a_column_index_past_n_var_is_an_error() {
     let c = DatasetCollection::open(direct("bad_index.h5ad")).expect("open");
     let mut b = c.new_batch();
-    let err = c.read_rows(&[0..20], &mut b).expect_err("index 765 of 765 genes");
+    let err = c
+        .read_rows(&[0..20], &mut b)
+        .expect_err("index 765 of 765 genes");
     assert!(
         matches!(err, Error::IndexOutOfBounds { index: 765, .. }),
         "{err}"
@@ -360,5 +362,7 @@ fn a_column_index_past_n_var_is_an_error() {
         .build()
         .expect("loader");
     let got: Vec<_> = loader.host_epoch(0).expect("epoch").collect();
-    assert!(got.iter().any(|b| matches!(b, Err(Error::IndexOutOfBounds { .. }))));
+    assert!(got
+        .iter()
+        .any(|b| matches!(b, Err(Error::IndexOutOfBounds { .. }))));
 }

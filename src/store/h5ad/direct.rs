@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use hdf5::filters::Filter;
@@ -148,8 +148,18 @@ impl FileHandle {
     }
 }
 
-/// Chunk number → `(address, stored bytes, filter mask)`, `None` for a chunk never written.
-type ChunkTable = RwLock<HashMap<u64, Option<(u64, u64, u32)>>>;
+/// Where a chunk is: `(address, stored bytes, filter mask)`; `None`: never written (zeros).
+type ChunkAt = Option<(u64, u64, u32)>;
+
+/// Where a dataset's chunks are, filled as they are first read.
+#[derive(Debug, Default)]
+struct ChunkTable {
+    /// Chunk number → `(address, stored bytes, filter mask)`, `None` for a chunk never written.
+    known: RwLock<HashMap<u64, ChunkAt>>,
+    /// Every written chunk is in `known` (listed in one pass: a chunk not there was never
+    /// written).
+    listed: AtomicBool,
+}
 
 /// How a dataset's elements lie in the file.
 #[derive(Debug)]
@@ -277,7 +287,7 @@ impl DirectArray {
                     chunk,
                     rows: dims[0],
                     ds: ds.clone(),
-                    table: RwLock::new(HashMap::new()),
+                    table: ChunkTable::default(),
                     filters,
                 }
             }
@@ -353,8 +363,7 @@ impl DirectArray {
                     .par_chunk_by_mut(|a, b| a.0 == b.0)
                     .try_for_each(|group| {
                         let c = group[0].0;
-                        let Some((addr, size, mask)) =
-                            self.chunk_at(file, ds, table, c, c * rows)?
+                        let Some((addr, size, mask)) = self.chunk_at(file, ds, table, c, *rows)?
                         else {
                             for (_, _, run) in group.iter_mut() {
                                 run.fill(T::default());
@@ -388,7 +397,7 @@ impl DirectArray {
         }
     }
 
-    /// Where chunk `c` (its first row `row`) is: `(address, stored bytes, filter mask)`, `None`
+    /// Where chunk `c` (of `rows` rows) is: `(address, stored bytes, filter mask)`, `None`
     /// when it was never written; asked of the library once, then kept in `table`.
     fn chunk_at(
         &self,
@@ -396,11 +405,66 @@ impl DirectArray {
         ds: &Dataset,
         table: &ChunkTable,
         c: u64,
-        row: u64,
-    ) -> Result<Option<(u64, u64, u32)>> {
-        if let Some(&known) = table.read().unwrap_or_else(PoisonError::into_inner).get(&c) {
+        rows: u64,
+    ) -> Result<ChunkAt> {
+        if let Some(&known) = table
+            .known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&c)
+        {
             return Ok(known);
         }
+        if table.listed.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        // With HDF5 >= 1.14 (the wheel's static HDF5), every chunk in one pass of the index.
+        #[cfg(h5_chunk_iter)]
+        {
+            let mut known = table.known.write().unwrap_or_else(PoisonError::into_inner);
+            if !table.listed.load(Ordering::Acquire) {
+                let mut bad = None;
+                ds.chunks_visit(|info| {
+                    let first = info.offset.first().copied().unwrap_or(0);
+                    let end = info.addr.checked_add(info.size);
+                    if end.is_none_or(|e| e > file.len()) || rows == 0 || first % rows != 0 {
+                        bad = Some(format!(
+                            "chunk at row {first}: {} bytes at {}, in a file of {} bytes",
+                            info.size,
+                            info.addr,
+                            file.len()
+                        ));
+                        return -1;
+                    }
+                    known.insert(first / rows, Some((info.addr, info.size, info.filter_mask)));
+                    0
+                })
+                .map_err(|_| {
+                    self.corrupt(
+                        c,
+                        bad.take()
+                            .unwrap_or_else(|| "HDF5 cannot list the chunks".into()),
+                    )
+                })?;
+                table.listed.store(true, Ordering::Release);
+            }
+            return Ok(known.get(&c).copied().flatten());
+        }
+        #[cfg(not(h5_chunk_iter))]
+        self.chunk_by_coordinate(file, ds, table, c, c * rows)
+    }
+
+    /// Where chunk `c` is, asked of the library by its first row's coordinate (one short call
+    /// under the library's lock), then kept.
+    #[cfg(not(h5_chunk_iter))]
+    fn chunk_by_coordinate(
+        &self,
+        file: &FileHandle,
+        ds: &Dataset,
+        table: &ChunkTable,
+        c: u64,
+        row: u64,
+    ) -> Result<ChunkAt> {
         let mut offset = vec![0 as hdf5_sys::h5::hsize_t; ds.ndim().max(1)];
         offset[0] = row;
         let (mut mask, mut addr, mut size) = (0u32, 0u64, 0u64);
@@ -429,6 +493,7 @@ impl DirectArray {
             Some((addr, size, mask))
         };
         table
+            .known
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(c, found);

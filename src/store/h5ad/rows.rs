@@ -179,13 +179,19 @@ impl H5adRows {
                     cols,
                     &|d, s, out: &mut [i32]| d.copy_indices(s, out, n_var, &index_path),
                     Dtype::I32,
-                    &|run: &[i32]| match run.iter().find(|&&c| c < 0 || c as u64 >= n_var) {
-                        None => Ok(()),
-                        Some(&bad) => Err(Error::IndexOutOfBounds {
+                    &|run: &[i32]| {
+                        // Branch-free (vectorised) over the run; the culprit looked for after.
+                        // Negative indices are huge as u32.
+                        let bound = u32::try_from(n_var).unwrap_or(u32::MAX);
+                        if run.iter().fold(true, |ok, &c| ok & ((c as u32) < bound)) {
+                            return Ok(());
+                        }
+                        let bad = run.iter().find(|&&c| (c as u32) >= bound).copied();
+                        Err(Error::IndexOutOfBounds {
                             path: index_path.clone(),
-                            index: i64::from(bad),
+                            index: i64::from(bad.unwrap_or(-1)),
                             n_var,
-                        }),
+                        })
                     },
                 )
             },
