@@ -23,11 +23,10 @@ import argparse
 import json
 import time
 
+import annbatch_rs
+import anndata as ad
 import numpy as np
 import torch
-
-import anndata as ad
-import annbatch_rs
 
 
 def rs(paths, a, collection):

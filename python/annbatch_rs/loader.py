@@ -274,7 +274,8 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
     def use_collection(self, collection: Any, *, load_adata: Any = None,
                        layer_keys: Any = None, obsm_keys: Any = None) -> "Loader":
         """Loads from a collection: a `DatasetCollection` (ours or annbatch's), a path, or a
-        zarr group. Only once per loader, as annbatch.
+        zarr group; or from ``.h5ad`` files as they are (a path or a list of paths, read as
+        `add_adatas` reads them). Only once per loader, as annbatch.
 
         Without ``load_adata`` (or with annbatch's ``load_all_aligned``) batches carry ``X``
         and, unless ``obs_keys`` is given, every obs column as a DataFrame indexed by
@@ -289,16 +290,21 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
             raise RuntimeError(
                 "You should not add multiple collections: one was already added to this "
                 "loader, and collections are shuffled independently; convert them into one")
+        files = (list(collection) if isinstance(collection, (list, tuple))
+                 else [collection] if _is_hdf5(collection) else None)
+        if files is not None:
+            # .h5ad files (and AnnData stores) read as they are: see add_adatas.
+            if load_adata is not None:
+                raise ValueError("load_adata applies to the dataset groups of a zarr "
+                                 "collection, not to .h5ad files")
+            self.add_adatas(files)
+            self._collection_added = True
+            return self
         if isinstance(collection, DatasetCollection):
             path = collection.path
         else:
             group = getattr(collection, "_group", None)  # annbatch's DatasetCollection
             path = _path_of(group if group is not None else collection)
-        if _is_hdf5(path):
-            raise ValueError(
-                f"{path} is an .h5ad file, not a collection: pass it (and any others) to "
-                "add_adatas([...]) to train on it as it is, or convert it with "
-                "DatasetCollection(out).add_adatas([...])")
         ours = DatasetCollection._at(path)
         if os.path.isdir(ours.path) and ours.is_empty and not _is_anndata_store(ours.path):
             raise ValueError("DatasetCollection is empty")

@@ -52,9 +52,12 @@ def test_a_distributed_world_of_size_zero_is_refused():
         len(Loader(to="torch", batch_sampler=sampler).use_collection(COLLECTION))
 
 
-def test_an_h5ad_given_as_a_collection_says_to_add_it():
-    with pytest.raises(ValueError, match="add_adatas"):
-        len(Loader(to="torch", **SETTINGS).use_collection(DATA / "pbmc68k_raw_csr.h5ad"))
+def test_an_h5ad_given_as_a_collection_is_read_as_it_is():
+    loader = Loader(to="torch", **SETTINGS).use_collection(DATA / "pbmc68k_raw_csr.h5ad")
+    assert loader.n_obs == 700
+    with pytest.raises(ValueError, match="load_adata"):
+        Loader(to="torch", **SETTINGS).use_collection([DATA / "pbmc68k_raw_csr.h5ad"],
+                                                      load_adata=lambda g: g)
 
 
 def test_damaged_collections_are_errors_not_zeros(tmp_path):

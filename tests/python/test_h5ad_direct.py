@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 ad = pytest.importorskip("anndata")
 sp = pytest.importorskip("scipy.sparse")
-from annbatch_rs import AnnbatchError, Loader  # noqa: E402
-from annbatch_rs.samplers import DistributedSampler, RandomSampler  # noqa: E402
+from annbatch_rs import AnnbatchError, Loader
+from annbatch_rs.samplers import DistributedSampler, RandomSampler
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 DIRECT = DATA / "h5ad_direct"
@@ -124,3 +124,17 @@ def test_a_csc_h5ad_says_how_to_make_it_csr():
 def test_a_bad_var_join_is_refused():
     with pytest.raises(ValueError, match="var_join"):
         Loader(to=None, var_join="inner")
+
+
+def test_h5ad_files_and_zarr_stores_mix_and_join():
+    zarr_store = DATA / "pbmc68k_raw_csr.v2.zarr"
+    h5ad = DIRECT / "genes_b.h5ad"
+    want = ad.concat([ad.read_zarr(zarr_store), ad.read_h5ad(h5ad)], join="outer")
+    ds = Loader(to=None, return_index=True, var_join="outer", **SETTINGS).use_collection(
+        [str(zarr_store), str(h5ad)])
+    assert ds.n_obs == want.n_obs and ds.n_var == want.n_vars
+    seen = 0
+    for b in ds:
+        np.testing.assert_array_equal(b["X"].toarray(), want.X[b["index"]].toarray())
+        seen += len(b["index"])
+    assert seen == want.n_obs
