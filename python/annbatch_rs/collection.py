@@ -68,7 +68,8 @@ class DatasetCollection:
         if is_collection_h5ad:
             raise NotImplementedError(
                 "is_collection_h5ad=True: annbatch_rs writes zarr collections only; drop the "
-                "argument (the loader streams zarr, and anndata reads it as well)")
+                "argument (anndata reads zarr as well, and the loader reads .h5ad files as they "
+                "are: Loader.add_adatas)")
         if mode not in ("a", "r", "r+"):
             raise ValueError(f"mode={mode!r}: expected 'a', 'r' or 'r+'")
         if not isinstance(group, (str, os.PathLike)) and not hasattr(group, "store"):

@@ -1,8 +1,9 @@
 //! `.h5ad` files (AnnData in HDF5) through `hdf5-metno`: the same elements as the zarr reader,
 //! including anndata's legacy encodings (dataframe 0.1.0 with `__categories`, unencoded groups).
 //!
-//! HDF5 serialises access internally, so reads here are sequential; `.h5ad` files are inputs to
-//! conversion, not what the loader streams from.
+//! HDF5 serialises access internally, so reads through it are sequential: the converter and
+//! `obs` / `var` use them. The loader reads `X` and layers by file offset instead, in parallel
+//! ([`H5adRows`], [`H5adFile::rows`]).
 
 mod direct;
 mod rows;
