@@ -153,6 +153,33 @@ pub(crate) fn read_request() -> u64 {
     REQUEST.load(Ordering::SeqCst)
 }
 
+/// Raises this process's soft limit on open files to its hard limit, once. A loader on
+/// thousands of `.h5ad` files holds two descriptors per file (HDF5's and the one read by
+/// offset): Linux's usual soft limit of 1024 stops it at ~380 files, while the hard limit is
+/// usually far higher (Go's runtime raises it the same way). Failing to raise it is not an
+/// error: opening past the limit then reports "Too many open files" for the file.
+#[cfg(feature = "hdf5")]
+pub(crate) fn raise_open_file_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let limit = getrlimit(Resource::Nofile);
+        // `None` is unlimited: nothing to raise (or nothing to raise it to).
+        if let (Some(current), Some(maximum)) = (limit.current, limit.maximum) {
+            if current >= maximum {
+                return;
+            }
+            let raised = Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            };
+            if let Err(e) = setrlimit(Resource::Nofile, raised) {
+                tracing::debug!(error = %e, "the open-file limit stays where it is");
+            }
+        }
+    });
+}
+
 /// A file held open between reads.
 #[derive(Debug)]
 struct OpenFile {

@@ -138,3 +138,30 @@ def test_h5ad_files_and_zarr_stores_mix_and_join():
         np.testing.assert_array_equal(b["X"].toarray(), want.X[b["index"]].toarray())
         seen += len(b["index"])
     assert seen == want.n_obs
+
+
+def test_hundreds_of_files_open_past_a_low_soft_limit(tmp_path):
+    import resource
+    import shutil
+    import subprocess
+    import sys
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard open-file limit is {hard}")
+    files = []
+    for i in range(300):
+        files.append(tmp_path / f"f{i}.h5ad")
+        shutil.copy(DIRECT / "genes_a.h5ad", files[-1])
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit("
+        "resource.RLIMIT_NOFILE)[1]))\n"
+        "from annbatch_rs import Loader\n"
+        "l = Loader(to=None, batch_size=64, chunk_size=8, preload_nchunks=8, shuffle=True)"
+        ".add_adatas(sys.argv[1:])\n"
+        "print(sum(b['X'].shape[0] for b in l))\n")
+    out = subprocess.run([sys.executable, "-c", script, *map(str, files)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == str(300 * 120)
