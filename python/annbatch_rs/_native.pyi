@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension `annbatch_rs._native` (see src/python.rs)."""
 
 from os import PathLike
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union, final
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union, final
 
 __all__ = [
     "AnnbatchError",
@@ -59,7 +59,8 @@ _Source = Union[str, PathLike[str], Dict[str, Any]]
 
 @final
 class Collection:
-    def __new__(cls, sources: Union[_Source, List[_Source]]) -> "Collection": ...
+    def __new__(cls, sources: Union[_Source, List[_Source]],
+                join: Union[str, Sequence[str], None] = None) -> "Collection": ...
     @property
     def n_obs(self) -> int: ...
     @property
