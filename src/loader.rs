@@ -401,9 +401,38 @@ impl std::fmt::Debug for Loader {
 }
 
 impl Loader {
-    /// A builder reading the collection (or AnnData store) at `path`.
+    /// A builder reading the collection, AnnData store or `.h5ad` file at `path`.
     pub fn builder(path: impl Into<PathBuf>) -> LoaderBuilder {
         Self::builder_from(Source::Path(path.into()))
+    }
+
+    /// A builder reading `.h5ad` files, AnnData stores and collections as one, as they are (no
+    /// conversion), their genes joined by `join`; they are opened now.
+    ///
+    /// ```no_run
+    /// use annbatch::{Loader, VarJoin};
+    /// let loader = Loader::builder_files(["donor1.h5ad", "donor2.h5ad"], &VarJoin::Outer)?
+    ///     .batch_size(4096)
+    ///     .chunk_size(32)
+    ///     .preload_nchunks(256)
+    ///     .shuffle(true)
+    ///     .build()?;
+    /// for batch in loader.host_epoch(0)? {
+    ///     let batch = batch?;
+    /// #   let _ = batch;
+    /// }
+    /// # Ok::<(), annbatch::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`DatasetCollection::open_joined`] (with [`crate::OpenOptions::from_env`]).
+    pub fn builder_files<P: AsRef<std::path::Path>>(
+        paths: impl IntoIterator<Item = P>,
+        join: &crate::VarJoin,
+    ) -> Result<LoaderBuilder> {
+        let options = crate::OpenOptions::from_env()?;
+        let collection = DatasetCollection::open_joined(paths, &options, join)?;
+        Ok(Self::builder_for(Arc::new(collection)))
     }
 
     /// A builder reading an already open collection.

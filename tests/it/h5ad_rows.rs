@@ -3,8 +3,6 @@
 //! with their `var` spaces joined; files that change or cannot be read by rows.
 #![cfg(feature = "hdf5")]
 
-use std::sync::Arc;
-
 use annbatch::h5ad::H5adFile;
 use annbatch::{
     DatasetCollection, Error, HostBatch, Loader, OpenOptions, VarJoin, XBatch, XElement,
@@ -98,8 +96,8 @@ fn epoch_index(loader: &Loader, epoch: u64) -> Vec<Vec<i64>> {
 }
 
 fn files_loader(files: &[std::path::PathBuf], join: &VarJoin, seed: u64) -> Loader {
-    let c = DatasetCollection::open_joined(files, &OpenOptions::default(), join).expect("open");
-    Loader::builder_for(Arc::new(c))
+    Loader::builder_files(files, join)
+        .expect("open")
         .batch_size(16)
         .chunk_size(4)
         .preload_nchunks(8)
