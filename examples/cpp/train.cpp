@@ -90,7 +90,7 @@ static void h5ad_files_as_they_are() {
   annbatch::Options o = annbatch_loader_options_default();
   o.batch_size = 50;
   o.chunk_size = 10;
-  o.preload_nchunks = 4;
+  o.preload_nchunks = 5;
   o.shuffle = true;
   annbatch::Loader loader(files, annbatch::Loader::Join::Outer, {}, o);
   REQUIRE(loader.n_obs() == 240 && loader.n_var() == 765);
