@@ -29,8 +29,9 @@ use crate::zarr::dtype::Dtype;
 
 /// Bytes read at once from a contiguous dataset: adjacent rows are joined up to this.
 const SPAN_BYTES: u64 = 32 << 20;
-/// A chunk larger than this when inflated is read through the library.
-const MAX_CHUNK_BYTES: u64 = 1 << 30;
+/// A chunk larger than this when inflated is read through the library (each thread inflates
+/// one chunk at a time into a buffer of this size at most).
+const MAX_CHUNK_BYTES: u64 = 256 << 20;
 
 /// Copies decoded elements from an offset into a run: `copy(decoded, first, run)`.
 pub(crate) type CopyRun<'f, T> = dyn Fn(Decoded<'_>, usize, &mut [T]) -> Result<()> + Sync + 'f;
