@@ -76,12 +76,17 @@ def test_genes_of_different_files_join_as_anndata_concat_outer():
         np.testing.assert_array_equal(b["X"].toarray(), want.X[b["index"]][:, cols].toarray())
 
 
-def test_same_seed_same_batches_and_workers_share_the_epoch():
+@pytest.mark.parametrize("context", ["spawn", "fork"])
+def test_same_seed_same_batches_and_workers_share_the_epoch(context):
     first = indices(loader())
     assert first == indices(loader())
     assert first != indices(loader(seed=5))
-    dl = torch.utils.data.DataLoader(loader(), batch_size=None, num_workers=2,
-                                     multiprocessing_context="spawn")
+    ds = loader()
+    if context == "fork":
+        next(iter(ds))  # the parent's files and threads exist before the fork
+        ds.set_epoch(0)
+    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2,
+                                     multiprocessing_context=context)
     assert sorted(indices(dl)) == list(range(240 + 240 + 700))
 
 
