@@ -90,6 +90,16 @@ impl DatasetCollection {
         let _open = tracing::debug_span!("open", path = %path.display()).entered();
         let label = path.display().to_string();
         crate::storage::refuse_special(path)?;
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            // A file that cannot be opened (a permission, too many open files) says so, rather
+            // than being taken for a zarr store that is not there.
+            if let Err(source) = std::fs::File::open(path) {
+                return Err(Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
         if crate::store::is_hdf5_file(path) {
             #[cfg(feature = "hdf5")]
             {

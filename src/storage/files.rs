@@ -154,10 +154,10 @@ pub(crate) fn read_request() -> u64 {
 }
 
 /// Raises this process's soft limit on open files to its hard limit, once. A loader on
-/// thousands of `.h5ad` files holds two descriptors per file (HDF5's and the one read by
-/// offset): Linux's usual soft limit of 1024 stops it at ~380 files, while the hard limit is
-/// usually far higher (Go's runtime raises it the same way). Failing to raise it is not an
-/// error: opening past the limit then reports "Too many open files" for the file.
+/// thousands of `.h5ad` files holds a descriptor per file: Linux's usual soft limit of 1024
+/// stops it below a thousand files, while the hard limit is usually far higher (Go's runtime
+/// raises it the same way). Failing to raise it is not an error: opening past the limit then
+/// reports "Too many open files" for the file.
 #[cfg(feature = "hdf5")]
 pub(crate) fn raise_open_file_limit() {
     static ONCE: std::sync::Once = std::sync::Once::new();

@@ -683,7 +683,7 @@ impl AnnDataStore {
     /// ([`Error::UnknownEncoding`] for a `csc_matrix` `X`, with the remedy).
     #[cfg(feature = "hdf5")]
     pub fn open_h5ad(path: impl AsRef<Path>) -> Result<Self> {
-        // Thousands of files, two descriptors each.
+        // Thousands of files, a descriptor each.
         crate::storage::raise_open_file_limit();
         let file = super::h5ad::H5adFile::open(path)?;
         let x = XElement::H5ad(file.rows("X")?);

@@ -389,7 +389,7 @@ impl H5adFile {
             Ok(_) => h5err(&path.display().to_string(), e),
         })?;
         let h5 = H5 { file };
-        let handle = Arc::new(FileHandle::open(path)?);
+        let handle = Arc::new(FileHandle::open(path, &h5.file)?);
         let root = h5.attributes("")?;
         let (encoding_type, encoding_version) = encoding_of(&root);
         if !matches!(encoding_type.as_str(), "anndata" | "") {

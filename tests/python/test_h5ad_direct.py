@@ -158,15 +158,22 @@ def test_hundreds_of_files_open_past_a_low_soft_limit(tmp_path):
     for i in range(300):
         files.append(tmp_path / f"f{i}.h5ad")
         shutil.copy(DIRECT / "genes_a.h5ad", files[-1])
-    script = (
-        "import resource, sys\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit("
-        "resource.RLIMIT_NOFILE)[1]))\n"
-        "from annbatch_rs import Loader\n"
-        "l = Loader(to=None, batch_size=64, chunk_size=8, preload_nchunks=8, shuffle=True)"
-        ".add_adatas(sys.argv[1:])\n"
-        "print(sum(b['X'].shape[0] for b in l))\n")
-    out = subprocess.run([sys.executable, "-c", script, *map(str, files)],
-                         capture_output=True, text=True, timeout=300)
+    def run(limits: str):
+        script = (
+            "import resource, sys\n"
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, {limits})\n"
+            "from annbatch_rs import Loader\n"
+            "l = Loader(to=None, batch_size=64, chunk_size=8, preload_nchunks=8, shuffle=True)"
+            ".add_adatas(sys.argv[1:])\n"
+            "print(sum(b['X'].shape[0] for b in l))\n")
+        return subprocess.run([sys.executable, "-c", script, *map(str, files)],
+                              capture_output=True, text=True, timeout=300)
+
+    # A low soft limit is raised to the hard one.
+    out = run("(256, resource.getrlimit(resource.RLIMIT_NOFILE)[1])")
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == str(300 * 120)
+    # Past a hard limit: an error naming the file and the cause, not a wrong one.
+    out = run("(200, 200)")
+    assert out.returncode != 0
+    assert "Too many open files" in out.stderr and ".h5ad" in out.stderr, out.stderr[-2000:]

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::mem::ManuallyDrop;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,13 +49,62 @@ pub(crate) struct Fill<'f, T> {
 }
 
 /// The `.h5ad` file as it was opened, for reads by offset and the check that it is unchanged.
+///
+/// It reads through HDF5's own descriptor when HDF5 opened the file with its default (`sec2`)
+/// driver — one descriptor per file, not two: thousands of files under a limit of 1024 — and
+/// opens its own otherwise.
 #[derive(Debug)]
 pub(crate) struct FileHandle {
-    file: File,
+    /// Never dropped as a `File` unless `own`: HDF5 closes its descriptor itself.
+    file: ManuallyDrop<File>,
+    own: bool,
+    /// Keeps HDF5's descriptor open while it is read here.
+    _hdf5: Option<hdf5::File>,
     path: PathBuf,
     id: FileId,
     /// The read request in which the file was last found unchanged.
     checked: AtomicU64,
+}
+
+impl Drop for FileHandle {
+    fn drop(&mut self) {
+        if self.own {
+            // SAFETY: our own descriptor, dropped once, here.
+            unsafe { ManuallyDrop::drop(&mut self.file) };
+        }
+    }
+}
+
+/// HDF5's descriptor of `h5`, when its driver is `sec2` and the descriptor is the file at
+/// `path` (same device and inode).
+fn hdf5_descriptor(h5: &hdf5::File, path: &Path) -> Option<ManuallyDrop<File>> {
+    use hdf5::plist::file_access::FileDriver;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let fapl = h5.access_plist().ok()?;
+    if !matches!(fapl.get_driver(), Ok(FileDriver::Sec2)) {
+        return None;
+    }
+    let mut handle: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: an open file and its access property list; `handle` is writable. Under the lock
+    // that serialises every HDF5 call of the process.
+    let status = hdf5::sync::sync(|| unsafe {
+        hdf5_sys::h5f::H5Fget_vfd_handle(h5.id(), fapl.id(), &mut handle)
+    });
+    if status < 0 || handle.is_null() {
+        return None;
+    }
+    // SAFETY: the sec2 driver's handle points to its `int` file descriptor (H5FDsec2.c), valid
+    // while the file is open.
+    let fd = unsafe { *handle.cast::<std::ffi::c_int>() };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is open and HDF5's: it stays open while a handle of the file lives (the
+    // `FileHandle` keeps one), and it is never closed here (`ManuallyDrop`, `own` false).
+    let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+    let (held, named) = (file.metadata().ok()?, std::fs::metadata(path).ok()?);
+    (held.dev() == named.dev() && held.ino() == named.ino()).then_some(file)
 }
 
 /// What identifies a file's contents: device, inode, length, modification time.
@@ -79,16 +129,22 @@ impl FileId {
 }
 
 impl FileHandle {
-    /// Opens `path` for reads by offset and remembers what it is now.
-    pub(crate) fn open(path: &Path) -> Result<Self> {
+    /// The file at `path`, which HDF5 opened as `h5`, for reads by offset; remembers what it is
+    /// now.
+    pub(crate) fn open(path: &Path, h5: &hdf5::File) -> Result<Self> {
         let io = |source| Error::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(io)?;
+        let (file, own, keep) = match hdf5_descriptor(h5, path) {
+            Some(file) => (file, false, Some(h5.clone())),
+            None => (ManuallyDrop::new(File::open(path).map_err(io)?), true, None),
+        };
         let id = FileId::of(&file.metadata().map_err(io)?);
         Ok(Self {
             file,
+            own,
+            _hdf5: keep,
             path: path.to_path_buf(),
             id,
             checked: AtomicU64::new(0),
