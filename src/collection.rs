@@ -218,14 +218,7 @@ impl DatasetCollection {
     /// As [`Self::open`] for each path; [`Error::VarMismatch`] / [`Error::ShapeMismatch`] when the
     /// datasets do not share `var` or the kind of `X`.
     pub fn open_many<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Self> {
-        let mut datasets = Vec::new();
-        let mut labels = Vec::new();
-        for path in paths {
-            let c = Self::open(path)?;
-            labels.push(c.path.display().to_string());
-            datasets.extend(c.into_datasets());
-        }
-        Self::from_datasets(labels.join(" + "), datasets)
+        Self::open_joined(paths, &OpenOptions::default(), &VarJoin::Same)
     }
 
     /// Opens collections, AnnData zarr stores and `.h5ad` files and reads them as one, in order,

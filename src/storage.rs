@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use fault::StoreFault;
 pub(crate) use files::{kind_of, new_read_request, refuse_special, FileStore};
 #[cfg(feature = "hdf5")]
-pub(crate) use files::{raise_open_file_limit, read_request, read_vectored_at};
+pub(crate) use files::{raise_open_file_limit, read_request, read_vectored_at, FileId};
 pub(crate) use open_options::url_of;
 pub use open_options::{OpenOptions, RemoteOptions};
 #[cfg(feature = "remote")]

@@ -47,9 +47,9 @@ mod read_ahead;
 
 pub(crate) use read_ahead::Ticket;
 
-/// What a file was when this store first read it.
+/// What a file was when this store first read it (also what an `.h5ad` reader remembers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
+pub(crate) struct FileId {
     dev: u64,
     ino: u64,
     len: u64,
@@ -57,7 +57,8 @@ struct FileId {
 }
 
 impl FileId {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    /// The identity of the file `meta` describes.
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
@@ -84,9 +85,15 @@ impl FileId {
         }
     }
 
-    /// The same directory (its entries may change; its identity may not).
-    fn same_node(&self, other: &Self) -> bool {
+    /// The same node (a directory's entries may change; its identity may not).
+    pub(crate) fn same_node(&self, other: &Self) -> bool {
         self.dev == other.dev && self.ino == other.ino
+    }
+
+    /// Length in bytes.
+    #[cfg(feature = "hdf5")]
+    pub(crate) fn len(&self) -> u64 {
+        self.len
     }
 }
 

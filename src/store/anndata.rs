@@ -437,14 +437,7 @@ impl XElement {
 
     /// The error for reading rows of a `csc_matrix` directly.
     pub(crate) fn csc_error(&self) -> Error {
-        Error::UnknownEncoding {
-            path: self.path().to_string(),
-            encoding_type: "csc_matrix".into(),
-            encoding_version: "0.1.0".into(),
-            expected: format!(
-                "{CSR_OR_DENSE}; or convert it (`annbatch convert`), which transposes CSC"
-            ),
-        }
+        super::csr::csc_error(self.path())
     }
 }
 

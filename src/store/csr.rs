@@ -14,6 +14,18 @@ pub(crate) const CSR_OR_DENSE: &str =
                  read by rows: write it as CSR first (in Python: `adata.X = adata.X.tocsr()`, \
                  then write the file again)";
 
+/// The error for reading rows of the `csc_matrix` at `path` directly.
+pub(crate) fn csc_error(path: &str) -> Error {
+    Error::UnknownEncoding {
+        path: path.to_string(),
+        encoding_type: "csc_matrix".into(),
+        encoding_version: "0.1.0".into(),
+        expected: format!(
+            "{CSR_OR_DENSE}; or convert it (`annbatch convert`), which transposes CSC"
+        ),
+    }
+}
+
 /// A CSR matrix on disk. `indptr` is read and validated once at open; rows are read on demand.
 #[derive(Debug)]
 pub struct CsrElement {

@@ -800,15 +800,7 @@ impl H5X {
                 }
                 Ok(())
             }
-            (H5X::Csc(_), _) => Err(Error::UnknownEncoding {
-                path: path.into(),
-                encoding_type: "csc_matrix".into(),
-                encoding_version: "0.1.0".into(),
-                expected: format!(
-                    "{}; or convert it (`annbatch convert`), which transposes CSC",
-                    crate::store::csr::CSR_OR_DENSE
-                ),
-            }),
+            (H5X::Csc(_), _) => Err(super::csr::csc_error(path)),
             (H5X::Dense { ds, .. }, XBatch::Dense(b)) => {
                 let ndim = ds.ndim();
                 for r in ranges.iter().filter(|r| r.end > r.start) {

@@ -25,6 +25,7 @@ use hdf5::Dataset;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::storage::FileId;
 use crate::zarr::chunked::Decoded;
 use crate::zarr::dtype::Dtype;
 
@@ -80,7 +81,6 @@ impl Drop for FileHandle {
 fn hdf5_descriptor(h5: &hdf5::File, path: &Path) -> Option<ManuallyDrop<File>> {
     use hdf5::plist::file_access::FileDriver;
     use std::os::fd::FromRawFd;
-    use std::os::unix::fs::MetadataExt;
     let fapl = h5.access_plist().ok()?;
     if !matches!(fapl.get_driver(), Ok(FileDriver::Sec2)) {
         return None;
@@ -104,28 +104,9 @@ fn hdf5_descriptor(h5: &hdf5::File, path: &Path) -> Option<ManuallyDrop<File>> {
     // `FileHandle` keeps one), and it is never closed here (`ManuallyDrop`, `own` false).
     let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
     let (held, named) = (file.metadata().ok()?, std::fs::metadata(path).ok()?);
-    (held.dev() == named.dev() && held.ino() == named.ino()).then_some(file)
-}
-
-/// What identifies a file's contents: device, inode, length, modification time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-impl FileId {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        }
-    }
+    FileId::of(&held)
+        .same_node(&FileId::of(&named))
+        .then_some(file)
 }
 
 impl FileHandle {
@@ -153,7 +134,7 @@ impl FileHandle {
 
     /// The file's length when opened.
     pub(crate) fn len(&self) -> u64 {
-        self.id.len
+        self.id.len()
     }
 
     /// Fails with [`Error::CollectionChanged`] when the file was rewritten, replaced or removed

@@ -9,6 +9,7 @@ use super::direct::{CheckRun, CopyRun, DirectArray, FileHandle, Fill};
 use super::{h5err, H5adMatrix, H5X};
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::error::{Error, Result};
+use crate::store::csr::csc_error;
 use crate::store::places::RowPlaces;
 use crate::zarr::chunked::{Decoded, FromDecoded};
 use crate::zarr::dtype::Dtype;
@@ -372,16 +373,4 @@ fn check_run(path: &str, row: u64, len: u64, values: usize, cols: usize) -> Resu
         });
     }
     Ok(())
-}
-
-fn csc_error(path: &str) -> Error {
-    Error::UnknownEncoding {
-        path: path.to_string(),
-        encoding_type: "csc_matrix".into(),
-        encoding_version: "0.1.0".into(),
-        expected: format!(
-            "{}; or convert it (`annbatch convert`), which transposes CSC",
-            crate::store::csr::CSR_OR_DENSE
-        ),
-    }
 }
