@@ -287,12 +287,13 @@ impl ElementSource for H5 {
     }
 }
 
-/// `X` of an `.h5ad`.
+/// `X` of an `.h5ad` (cloned to read it again: handles, and row pointers shared).
+#[derive(Clone)]
 enum H5X {
     Csr {
         data: Dataset,
         indices: Dataset,
-        indptr: Vec<u64>,
+        indptr: Arc<[u64]>,
         n_var: u64,
     },
     Dense {
@@ -562,7 +563,12 @@ impl H5adFile {
     /// # Errors
     /// As [`Self::open`] for `X`; [`Error::ShapeMismatch`] when it has another number of rows.
     pub fn matrix(&self, path: &str) -> Result<H5adMatrix> {
-        let (x, n_obs) = open_matrix(&self.h5, path)?;
+        // X was opened and checked with the file: not read again.
+        let (x, n_obs) = if path == "X" {
+            (self.x.clone(), self.n_obs)
+        } else {
+            open_matrix(&self.h5, path)?
+        };
         if n_obs != self.n_obs {
             return Err(Error::ShapeMismatch {
                 path: path.into(),
@@ -899,7 +905,7 @@ fn open_matrix(h5: &H5, path: &str) -> Result<(H5X, u64)> {
             let csr = H5X::Csr {
                 data,
                 indices,
-                indptr,
+                indptr: indptr.into(),
                 n_var,
             };
             if csc {
