@@ -179,21 +179,25 @@ fn matrix_parts<M: Memory>(
             copy_run::<M, i32>(&mut indices, src, dst, n);
         }
     }
-    // Each batch's row lengths; a joined space that drops genes shortens sparse rows.
-    let mut row_lens: Vec<Vec<usize>> = splits
-        .iter()
-        .map(|split| split.iter().map(|&p| len[p]).collect())
-        .collect();
+    // A joined space that drops genes shortens sparse rows: their kept lengths, per batch (only
+    // then; otherwise a row's length is `len`).
+    let mut kept_lens: Option<Vec<Vec<usize>>> = None;
     if width.is_none() && elements.iter().any(|e| e.drops_columns()) {
-        for ((lens, i), v) in row_lens.iter_mut().zip(&mut indices).zip(&mut values) {
-            let kept = compact_runs(M::slice(i), M::slice(v), lens);
-            M::truncate(i, kept)?;
-            M::truncate(v, kept)?;
+        let kept = kept_lens.insert(
+            splits
+                .iter()
+                .map(|split| split.iter().map(|&p| len[p]).collect())
+                .collect(),
+        );
+        for ((lens, i), v) in kept.iter_mut().zip(&mut indices).zip(&mut values) {
+            let total = compact_runs(M::slice(i), M::slice(v), lens);
+            M::truncate(i, total)?;
+            M::truncate(v, total)?;
         }
     }
     let mut indices = indices.into_iter();
     let mut out = Vec::with_capacity(splits.len());
-    for ((split, data), lens) in splits.iter().zip(values).zip(&row_lens) {
+    for (b, (split, data)) in splits.iter().zip(values).enumerate() {
         out.push(match width {
             Some(width) => XParts::Dense {
                 data,
@@ -203,7 +207,8 @@ fn matrix_parts<M: Memory>(
             None => XParts::Csr {
                 indptr: filled(memory, split.len() + 1, |out: &mut [i32]| {
                     out[0] = 0;
-                    for (i, &n) in lens.iter().enumerate() {
+                    for (i, &p) in split.iter().enumerate() {
+                        let n = kept_lens.as_ref().map_or(len[p], |k| k[b][i]);
                         // Fits: the batch's values were checked against i32::MAX.
                         out[i + 1] = out[i] + n as i32;
                     }

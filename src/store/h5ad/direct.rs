@@ -272,12 +272,13 @@ impl DirectArray {
         else {
             return Ok(None);
         };
-        let row: u64 = shape.iter().skip(1).product();
-        let corrupt = |detail: String| Error::CorruptChunk {
-            path: path.to_string(),
-            chunk: 0,
-            source: Box::new(std::io::Error::new(std::io::ErrorKind::InvalidData, detail)),
-        };
+        // Elements per row; saturated, a chunk of it is refused below.
+        let row: u64 = shape
+            .iter()
+            .skip(1)
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .unwrap_or(u64::MAX);
+        let corrupt = |detail: String| corrupt(path, 0, detail);
         let layout = match ds.layout() {
             hdf5::dataset::Layout::Contiguous => match ds.offset() {
                 Some(offset) => {
@@ -308,10 +309,14 @@ impl DirectArray {
                 if dims[1..] != shape[1..] {
                     return Ok(None);
                 }
-                let chunk = dims[0] * row;
-                if chunk.saturating_mul(item) > MAX_CHUNK_BYTES {
+                // Chunk dimensions come from the file: a product past the limit (or u64) is
+                // left to the library, not allocated.
+                let Some(chunk) = dims[0]
+                    .checked_mul(row)
+                    .filter(|c| c.saturating_mul(item) <= MAX_CHUNK_BYTES)
+                else {
                     return Ok(None);
-                }
+                };
                 let mut filters = Vec::new();
                 for f in ds.filters() {
                     filters.push(match f {
@@ -579,29 +584,22 @@ impl DirectArray {
     }
 
     fn corrupt(&self, chunk: u64, detail: String) -> Error {
-        Error::CorruptChunk {
-            path: self.path.clone(),
-            chunk,
-            source: Box::new(std::io::Error::new(std::io::ErrorKind::InvalidData, detail)),
-        }
+        corrupt(&self.path, chunk, detail)
     }
 
     fn decoded<'b>(&self, bytes: &'b [u8], chunk: u64) -> Result<Decoded<'b>> {
-        Decoded::from_bytes(self.dtype, bytes).ok_or_else(|| Error::CorruptChunk {
-            path: self.path.clone(),
-            chunk,
-            source: Box::new(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "{} bytes are not whole {} elements",
-                    bytes.len(),
-                    self.dtype
-                ),
-            )),
+        Decoded::from_bytes(self.dtype, bytes).ok_or_else(|| {
+            let detail = format!(
+                "{} bytes are not whole {} elements",
+                bytes.len(),
+                self.dtype
+            );
+            self.corrupt(chunk, detail)
         })
     }
 
-    /// Chunk `c` (stored as `size` bytes at `addr`) read and decoded: `chunk` elements.
+    /// Chunk `c` (stored as `size` bytes at `addr`) read and decoded: `chunk` elements, the
+    /// last filter undone straight into the aligned buffer returned (no second copy).
     #[allow(clippy::too_many_arguments)]
     fn inflate(
         &self,
@@ -614,62 +612,78 @@ impl DirectArray {
         filters: &[Step],
     ) -> Result<Vec<u64>> {
         let want = chunk * self.item;
-        let corrupt = |detail: String| Error::CorruptChunk {
-            path: self.path.clone(),
-            chunk: c,
-            source: Box::new(std::io::Error::new(std::io::ErrorKind::InvalidData, detail)),
-        };
         // Stored bytes are at most a little over the chunk (deflate's worst case).
         if size > want + want / 8 + 1024 {
-            return Err(corrupt(format!(
-                "{size} stored bytes for a chunk of {want}"
-            )));
+            return Err(self.corrupt(c, format!("{size} stored bytes for a chunk of {want}")));
         }
         let mut stored = vec![0u8; size as usize];
         file.read_at(&mut stored, addr, &self.path)?;
-        for (i, step) in filters.iter().enumerate().rev() {
-            if mask & (1 << i) != 0 {
-                continue;
-            }
-            stored = match step {
+        let mut buf = aligned(want)?;
+        let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..want as usize];
+        // The filters to undo, last written first.
+        let steps: Vec<Step> = filters
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(i, _)| mask & (1 << i) == 0)
+            .map(|(_, step)| *step)
+            .collect();
+        let mut placed = false;
+        for (k, step) in steps.iter().enumerate() {
+            let last = k + 1 == steps.len();
+            match step {
                 Step::Fletcher32 => {
-                    if stored.len() < 4 {
-                        return Err(corrupt("a Fletcher32 chunk under 4 bytes".into()));
+                    let Some(body) = stored.len().checked_sub(4) else {
+                        return Err(self.corrupt(c, "a Fletcher32 chunk under 4 bytes".into()));
+                    };
+                    let sum = fletcher32(&stored[..body]);
+                    let kept = &stored[body..];
+                    if sum.to_le_bytes() != kept && sum.to_be_bytes() != kept {
+                        return Err(
+                            self.corrupt(c, "its Fletcher32 checksum does not match".into())
+                        );
                     }
-                    let sum = stored.split_off(stored.len() - 4);
-                    if fletcher32(&stored).to_le_bytes() != sum[..]
-                        && fletcher32(&stored).to_be_bytes() != sum[..]
-                    {
-                        return Err(corrupt("its Fletcher32 checksum does not match".into()));
-                    }
-                    stored
+                    stored.truncate(body);
+                }
+                Step::Deflate if last => {
+                    inflate_into(&stored, out).map_err(|e| self.corrupt(c, e))?;
+                    placed = true;
                 }
                 Step::Deflate => {
-                    let mut out = Vec::with_capacity(want as usize);
-                    let mut z = flate2::Decompress::new(true);
-                    let status = z
-                        .decompress_vec(&stored, &mut out, flate2::FlushDecompress::Finish)
-                        .map_err(|e| corrupt(format!("deflate: {e}")))?;
-                    if status != flate2::Status::StreamEnd || out.len() as u64 != want {
-                        return Err(corrupt(format!(
-                            "inflates to {} bytes or more, not the chunk's {want}",
-                            out.len()
-                        )));
-                    }
-                    out
+                    let mut inflated = vec![0u8; want as usize];
+                    inflate_into(&stored, &mut inflated).map_err(|e| self.corrupt(c, e))?;
+                    stored = inflated;
                 }
-                Step::Shuffle => unshuffle(&stored, self.item as usize),
-            };
+                Step::Shuffle if last && stored.len() == out.len() => {
+                    unshuffle_into(&stored, out, self.item as usize);
+                    placed = true;
+                }
+                Step::Shuffle => {
+                    let mut unshuffled = vec![0u8; stored.len()];
+                    unshuffle_into(&stored, &mut unshuffled, self.item as usize);
+                    stored = unshuffled;
+                }
+            }
         }
-        if stored.len() as u64 != want {
-            return Err(corrupt(format!(
-                "{} bytes decoded, the chunk has {want}",
-                stored.len()
-            )));
+        if !placed {
+            if stored.len() as u64 != want {
+                return Err(self.corrupt(
+                    c,
+                    format!("{} bytes decoded, the chunk has {want}", stored.len()),
+                ));
+            }
+            out.copy_from_slice(&stored);
         }
-        let mut buf = aligned(want)?;
-        bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..want as usize].copy_from_slice(&stored);
         Ok(buf)
+    }
+}
+
+/// A chunk of `path` (`chunk` along the first axis) that cannot be what it claims.
+fn corrupt(path: &str, chunk: u64, detail: String) -> Error {
+    Error::CorruptChunk {
+        path: path.to_string(),
+        chunk,
+        source: Box::new(std::io::Error::new(std::io::ErrorKind::InvalidData, detail)),
     }
 }
 
@@ -700,13 +714,30 @@ fn spans<T>(parts: Vec<(u64, &mut [T])>, max: u64) -> Vec<Vec<(u64, &mut [T])>> 
     out
 }
 
-/// HDF5's shuffle filter undone: byte `j` of element `i` was stored at `j * n + i`.
-fn unshuffle(stored: &[u8], item: usize) -> Vec<u8> {
+/// Inflates the zlib stream `stored` into exactly `out`.
+fn inflate_into(stored: &[u8], out: &mut [u8]) -> std::result::Result<(), String> {
+    let mut z = flate2::Decompress::new(true);
+    let status = z
+        .decompress(stored, out, flate2::FlushDecompress::Finish)
+        .map_err(|e| format!("deflate: {e}"))?;
+    if status != flate2::Status::StreamEnd || z.total_out() != out.len() as u64 {
+        return Err(format!(
+            "inflates to {} bytes or more, not the chunk's {}",
+            z.total_out(),
+            out.len()
+        ));
+    }
+    Ok(())
+}
+
+/// HDF5's shuffle filter undone into `out` (as long as `stored`): byte `j` of element `i` was
+/// stored at `j * n + i`.
+fn unshuffle_into(stored: &[u8], out: &mut [u8], item: usize) {
     if item <= 1 {
-        return stored.to_vec();
+        out.copy_from_slice(stored);
+        return;
     }
     let n = stored.len() / item;
-    let mut out = vec![0u8; stored.len()];
     for j in 0..item {
         let plane = &stored[j * n..(j + 1) * n];
         for (i, &b) in plane.iter().enumerate() {
@@ -715,30 +746,29 @@ fn unshuffle(stored: &[u8], item: usize) -> Vec<u8> {
     }
     // Bytes past whole elements are stored as they are.
     out[n * item..].copy_from_slice(&stored[n * item..]);
-    out
 }
 
 /// HDF5's Fletcher32 checksum (`H5_checksum_fletcher32`): over 16-bit big-endian words, an odd
 /// last byte as the high byte of a word.
 fn fletcher32(data: &[u8]) -> u32 {
     let (mut sum1, mut sum2) = (0u32, 0u32);
-    let mut words = data.chunks_exact(2);
-    for block in words.by_ref().collect::<Vec<_>>().chunks(360) {
-        for w in block {
+    let fold = |s: u32| (s & 0xffff) + (s >> 16);
+    // 360 words (720 bytes) at a time keep the sums from overflowing.
+    for block in data.chunks(720) {
+        let mut words = block.chunks_exact(2);
+        for w in words.by_ref() {
             sum1 += (u32::from(w[0]) << 8) | u32::from(w[1]);
             sum2 += sum1;
         }
-        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+        if let [last] = words.remainder() {
+            sum1 += u32::from(*last) << 8;
+            sum2 += sum1;
+        }
+        sum1 = fold(sum1);
+        sum2 = fold(sum2);
     }
-    if let [last] = words.remainder() {
-        sum1 += u32::from(*last) << 8;
-        sum2 += sum1;
-        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-    }
-    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    sum1 = fold(sum1);
+    sum2 = fold(sum2);
     (sum2 << 16) | sum1
 }
 
@@ -750,7 +780,9 @@ mod tests {
     #[test]
     fn unshuffle_inverts_the_byte_planes() {
         // Elements 0x0201 and 0x0403 (little-endian), shuffled: low bytes, then high bytes.
-        assert_eq!(unshuffle(&[1, 3, 2, 4, 9], 2), [1, 2, 3, 4, 9]);
+        let mut out = [0u8; 5];
+        unshuffle_into(&[1, 3, 2, 4, 9], &mut out, 2);
+        assert_eq!(out, [1, 2, 3, 4, 9]);
     }
 
     #[test]
