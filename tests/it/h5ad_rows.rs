@@ -364,3 +364,47 @@ fn a_column_index_past_n_var_is_an_error() {
         .iter()
         .any(|b| matches!(b, Err(Error::IndexOutOfBounds { .. }))));
 }
+
+#[test]
+fn layers_follow_x_into_a_joined_space() {
+    let path = direct("contiguous.h5ad");
+    let names = H5adFile::open(&path).expect("open").var_names().to_vec();
+    // Genes from the middle, so that every row loses some entries.
+    let subset: Vec<String> = names[100..400].to_vec();
+    let loader = Loader::builder_files([&path], &VarJoin::Subset(subset.clone()))
+        .expect("open")
+        .batch_size(32)
+        .chunk_size(8)
+        .preload_nchunks(4)
+        .shuffle(true)
+        .return_index(true)
+        .layers(["counts"])
+        .build()
+        .expect("loader");
+    let joined = loader.collection().var_names().to_vec();
+    assert_eq!(joined, subset);
+    let mut rows = 0;
+    for b in loader.host_epoch(0).expect("epoch") {
+        let b = b.expect("batch");
+        for (i, &g) in b.index.clone().expect("index").iter().enumerate() {
+            let r = [g as u64..g as u64 + 1];
+            for (element, got) in [("X", &b.x), ("layers/counts", &b.layers[0].1)] {
+                let XBatch::Csr(stored) = library_rows(&path, element, &r) else {
+                    panic!("sparse")
+                };
+                let want: Vec<(String, f32)> = stored
+                    .indices
+                    .iter()
+                    .zip(&stored.data)
+                    .map(|(&c, &v)| (names[c as usize].clone(), v))
+                    .filter(|(n, _)| subset.contains(n))
+                    .collect();
+                let mut want = want;
+                want.sort_by(|a, b| a.0.cmp(&b.0));
+                assert_eq!(joined_row(got, &joined, i), want, "{element}, row {g}");
+            }
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 240);
+}
