@@ -8,7 +8,6 @@
 //! it loads no libtorch at all, ~0.6 s and ~450 MB of RSS saved per command).
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(storage_probe)");
     println!("cargo::rustc-check-cfg=cfg(h5_chunk_iter)");
     println!("cargo:rerun-if-changed=build.rs");
     // HDF5 >= 1.14 lists a dataset's chunks in one pass (`H5Dchunk_iter`): `.h5ad` chunk
@@ -34,7 +33,7 @@ fn main() {
     // Programs built here find libtorch where torch-sys found it (the Python extension links
     // no libtorch: it hands batches over through DLPack).
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
-    storage_probe(std::path::Path::new(&lib_dir));
+    tensor_from_dlpack(std::path::Path::new(&lib_dir));
     if cuda {
         println!("cargo:torch_cuda=1");
     }
@@ -45,19 +44,19 @@ fn main() {
     }
 }
 
-/// Compiles `src/tensor/storage_probe.cpp` (the storage pool's reference-count probe) against
-/// libtorch's headers, and turns on `cfg(storage_probe)`. Without the headers the pool is off
-/// and every batch gets fresh memory.
-fn storage_probe(lib_dir: &std::path::Path) {
-    let source = "src/tensor/storage_probe.cpp";
+/// Compiles `src/tensor/from_dlpack.cpp` (tch tensors made of the loader's DLPack arrays, which
+/// tch cannot make) against libtorch's headers, which every libtorch (and every PyPI torch
+/// wheel) carries.
+fn tensor_from_dlpack(lib_dir: &std::path::Path) {
+    let source = "src/tensor/from_dlpack.cpp";
     println!("cargo:rerun-if-changed={source}");
     let include = lib_dir.join("../include");
-    if !include.join("ATen/core/TensorBase.h").exists() {
-        println!(
-            "cargo:warning=no libtorch headers under {}: batch storage is not reused",
+    if !include.join("ATen/DLConvertor.h").exists() {
+        panic!(
+            "no libtorch headers under {} (ATen/DLConvertor.h): the `tch` feature compiles a \
+             small C++ file against them; use a libtorch or torch wheel that has its include/",
             include.display()
         );
-        return;
     }
     cc::Build::new()
         .cpp(true)
@@ -67,6 +66,5 @@ fn storage_probe(lib_dir: &std::path::Path) {
         .include(&include)
         .flag_if_supported("-Wno-unused-parameter")
         .file(source)
-        .compile("annbatch_storage_probe");
-    println!("cargo:rustc-cfg=storage_probe");
+        .compile("annbatch_tensor_from_dlpack");
 }

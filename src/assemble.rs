@@ -8,7 +8,7 @@
 //!             ─▶ BatchParts<M> (X, layers / obsm, obs columns, row ids) in a Memory M:
 //!                HostMemory → HostBatch        (this module)
 //!                PooledMemory → DlBatch        (this module: DLPack, for Python and C)
-//!                StoragePool → tch Batch       (crate::tensor)
+//!                             → tch Batch      (crate::tensor: tensors viewing the DlBatch)
 //! ```
 
 mod aligned;
@@ -26,11 +26,8 @@ pub use aligned::{AlignedGroup, AlignedMatrix};
 pub use dl_batch::{DlBatch, DlMatrix, DlObs};
 pub use host::{HostBatch, HostObs};
 pub use memory::HostMemory;
-// Used by `crate::tensor` (feature `tch`).
-#[cfg_attr(not(feature = "tch"), allow(unused_imports))]
-pub use memory::{Element, Memory};
+#[cfg(test)]
+pub(crate) use memory::Memory;
 pub use obs::{Extras, ObsSource};
-#[cfg_attr(not(feature = "tch"), allow(unused_imports))]
-pub use parts::{BatchParts, ObsPart, XParts};
 pub use pooled::PooledMemory;
 pub(crate) use scatter::fetch_batches;

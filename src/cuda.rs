@@ -4,7 +4,7 @@
 //!
 //! Safety of the memory involved:
 //! - **Host side**: the large arrays are assembled in page-locked storages from the loader's
-//!   pool ([`crate::tensor::StoragePool::pinned`]); the pool hands a storage out again only once
+//!   pool (`crate::assemble::PooledMemory`); the pool hands a buffer out again only once
 //!   no tensor refers to it, and the host tensors of a batch are dropped only after
 //!   [`CudaCopier::upload`] synchronised the copy stream, so no copy ever reads reused memory.
 //! - **Device side**: device tensors come from torch's caching allocator on torch's default

@@ -270,15 +270,10 @@ impl LoaderBuilder {
         // DLPack batches: X's three arrays, three per layer / obsm matrix, obs, index.
         let arrays = 3 + 3 * aligned.len() + obs.len() + 1;
         let pooled = PooledMemory::new(alive.saturating_mul(arrays));
-        // Batches paged in at build: the tch pool's first request; for the DLPack pool every
-        // batch that can be alive at once (the first epoch otherwise faults in the rest page
-        // by page: ~12,000-30,000 faults, ~25 % of a 100k-cell epoch on 2 cores). Checked at
-        // that count.
-        let prewarm_count = if cfg!(feature = "tch") {
-            per_request
-        } else {
-            alive - 2
-        };
+        // Every batch that can be alive at once but the two the consumer holds is paged in at
+        // build (the first epoch otherwise faults in the rest page by page: ~12,000-30,000
+        // faults, ~25 % of a 100k-cell epoch on 2 cores). Checked at that count.
+        let prewarm_count = alive - 2;
         let extras = Arc::new(Extras {
             aligned,
             obs,
@@ -301,20 +296,7 @@ impl LoaderBuilder {
         }
         let prewarmed = prewarm_size(&collection, sampler.batch_size(), prewarm_count);
         #[cfg(feature = "tch")]
-        let placement = {
-            // Two pooled storages per batch (values and indices; see `prefetch`).
-            let slots = 2 * alive;
-            let placement = crate::tensor::Placement::new(options.device, slots)?;
-            if let Some((n, sparse)) = prewarmed {
-                placement.storage.prewarm::<f32>(n, prewarm_count)?;
-                if sparse {
-                    placement.storage.prewarm::<i32>(n, prewarm_count)?;
-                }
-            }
-            Arc::new(placement)
-        };
-        // Without tch the front ends read DLPack batches (Python, through `dl_epoch`).
-        #[cfg(not(feature = "tch"))]
+        let placement = Arc::new(crate::tensor::Placement::new(options.device)?);
         if let Some((n, sparse)) = prewarmed {
             pooled.prewarm::<f32>(n, prewarm_count);
             if sparse {
@@ -383,9 +365,9 @@ pub struct Loader {
     pool: Arc<rayon::ThreadPool>,
     capacity: usize,
     stats: Arc<Counters>,
-    /// The reused memory of DLPack batches.
+    /// The reused memory of every batch (tensor batches are made of DLPack batches).
     pooled: PooledMemory,
-    /// The device and the reused memory of tensor batches.
+    /// The device of tensor batches.
     #[cfg(feature = "tch")]
     placement: Arc<crate::tensor::Placement>,
 }
@@ -589,6 +571,16 @@ impl Loader {
     /// # Errors
     /// As [`Self::host_epoch`].
     pub fn dl_resume(&self, state: LoaderState) -> Result<Batches<DlBatch>> {
+        self.pooled_run(state, Ok)
+    }
+
+    /// The batches from `state` on, each assembled in the pool as a [`DlBatch`] and handed out
+    /// as `finish` makes it.
+    fn pooled_run<B: Send + 'static>(
+        &self,
+        state: LoaderState,
+        finish: impl Fn(DlBatch) -> Result<B> + Send + Sync + 'static,
+    ) -> Result<Batches<B>> {
         let (collection, extras) = (self.collection.clone(), self.extras.clone());
         let memory = self.pooled.clone();
         pipeline::run(self.epoch_at(state), move |request, first| {
@@ -598,7 +590,7 @@ impl Loader {
                 .into_iter()
                 .map(|p| {
                     let rows = p.x.rows() as u64;
-                    Ok((DlBatch::new(p, &extras)?, rows))
+                    Ok((finish(DlBatch::new(p, &extras)?)?, rows))
                 })
                 .collect::<Result<_>>()?;
             Ok(Built { batches, read })
@@ -621,26 +613,7 @@ impl Loader {
     /// As [`Self::host_epoch`].
     #[cfg(feature = "tch")]
     pub fn resume(&self, state: LoaderState) -> Result<Batches<Batch>> {
-        let (collection, extras) = (self.collection.clone(), self.extras.clone());
         let placement = self.placement.clone();
-        pipeline::run(self.epoch_at(state), move |request, first| {
-            let mut read = Duration::ZERO;
-            let parts = fetch_batches(
-                &collection,
-                request,
-                first,
-                &extras,
-                &placement.storage,
-                &mut read,
-            )?;
-            let batches = parts
-                .into_iter()
-                .map(|p| {
-                    let rows = p.x.rows() as u64;
-                    Ok((placement.batch(p, &extras)?, rows))
-                })
-                .collect::<Result<_>>()?;
-            Ok(Built { batches, read })
-        })
+        self.pooled_run(state, move |batch| placement.batch(batch))
     }
 }

@@ -1,19 +1,18 @@
 //! Batches as `tch::Tensor`s: sparse CSR (`int32` row pointers and column indices, `float32`
 //! values) or dense `float32`, placed on the requested device.
 //!
-//! The loader assembles each batch's arrays in pooled torch memory (`tensor/pool.rs`, reused
-//! once the consumer dropped every tensor of a batch); `Placement::batch` moves them to the
-//! device (one upload per batch on CUDA) and makes the [`Batch`].
+//! A [`Batch`] is made of the same core batch every front end gets ([`DlBatch`]: pooled host
+//! memory): each array becomes a tensor viewing that memory (`tensor/from_dlpack.rs`), which
+//! goes back to the loader's pool once torch frees every tensor of it; `Placement::batch` moves
+//! them to the device (one upload per batch on CUDA) and builds the sparse tensors.
 
 use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
-mod paging;
-mod pool;
-pub(crate) use pool::StoragePool;
+mod from_dlpack;
 
-use crate::assemble::{AlignedGroup, BatchParts, Extras, ObsPart, XParts};
+use crate::assemble::{AlignedGroup, DlBatch, DlMatrix};
 use crate::batch::{CsrBatch, DenseBatch, XBatch};
 use crate::error::{Error, Result};
 
@@ -148,29 +147,20 @@ pub(crate) fn check_device(device: Device) -> Result<()> {
     }
 }
 
-/// Where a loader's batches go: the device, the pooled host memory they are assembled in, and
-/// (for CUDA) the uploader.
+/// Where a loader's batches go: the device and (for CUDA) the uploader.
 pub(crate) struct Placement {
     pub(crate) device: Device,
-    /// Memory of the batches' arrays, reused once the consumer dropped them.
-    pub(crate) storage: StoragePool,
     /// The CUDA uploader, when the device is `cuda:N`.
     #[cfg(feature = "cuda")]
     pub(crate) copier: Option<crate::cuda::CudaCopier>,
 }
 
 impl Placement {
-    /// A placement on `device` whose pool keeps up to `slots` storages.
-    pub(crate) fn new(device: Device, slots: usize) -> Result<Self> {
+    /// A placement on `device`.
+    pub(crate) fn new(device: Device) -> Result<Self> {
         check_device(device)?;
         Ok(Self {
             device,
-            storage: match device {
-                // Page-locked, so that the copy engine reads it directly (see `crate::cuda`).
-                #[cfg(feature = "cuda")]
-                Device::Cuda(_) => StoragePool::pinned(slots, device),
-                _ => StoragePool::new(slots),
-            },
             #[cfg(feature = "cuda")]
             copier: match device {
                 Device::Cuda(n) => Some(crate::cuda::CudaCopier::new(n)?),
@@ -179,32 +169,33 @@ impl Placement {
         })
     }
 
-    /// The batch on the device, from its arrays: all of them placed together (one upload, one
-    /// wait, on CUDA), then the sparse CSR tensors are built on the device.
-    pub(crate) fn batch(&self, parts: BatchParts<StoragePool>, extras: &Extras) -> Result<Batch> {
+    /// The batch on the device, made of `batch`'s arrays without a copy (on the CPU): all of
+    /// them placed together (one upload, one wait, on CUDA), then the sparse CSR tensors are
+    /// built on the device.
+    pub(crate) fn batch(&self, batch: DlBatch) -> Result<Batch> {
         let device = self.device;
         let mut arrays = Vec::new();
-        let mut shapes = vec![matrix_arrays(parts.x, &mut arrays)?];
-        for (part, matrix) in parts.aligned.into_iter().zip(&extras.aligned) {
-            shapes.push(matrix_arrays(part, &mut arrays)?);
-            // A dense N-d obsm entry keeps its trailing shape.
-            if let (None, Some(last)) = (shapes.last().and_then(|s| *s), arrays.last_mut()) {
-                if let [rows, width] = last.size()[..] {
-                    let shape = matrix.rows_shape(rows as usize, width as usize);
-                    if shape.len() > 2 {
-                        *last = last.f_view(shape.as_slice())?;
-                    }
-                }
+        let mut shapes = vec![matrix_arrays(batch.x, &mut arrays)?];
+        // Layers, then obsm entries, each in the loader's order.
+        let mut named = Vec::new();
+        for (group, matrices) in [
+            (AlignedGroup::Layers, batch.layers),
+            (AlignedGroup::Obsm, batch.obsm),
+        ] {
+            for (name, matrix) in matrices {
+                shapes.push(matrix_arrays(matrix, &mut arrays)?);
+                named.push((group, name));
             }
         }
-        arrays.extend(parts.obs.into_iter().map(|o| match o {
-            ObsPart::Codes(a) => a.into_tensor(),
-            ObsPart::Values(a) => a.into_tensor(),
-            ObsPart::Float64(a) => a.into_tensor(),
-            ObsPart::Int64(a) => a.into_tensor(),
-        }));
-        let has_index = parts.index.is_some();
-        arrays.extend(parts.index.map(|a| a.into_tensor()));
+        let mut obs_names = Vec::with_capacity(batch.obs.len());
+        for obs in batch.obs {
+            arrays.push(from_dlpack::tensor_of(obs.values)?);
+            obs_names.push((obs.name, obs.categories));
+        }
+        let has_index = batch.index.is_some();
+        if let Some(index) = batch.index {
+            arrays.push(from_dlpack::tensor_of(index)?);
+        }
         let expected = arrays.len();
         let placed = self.place_all(arrays)?;
         if placed.len() != expected {
@@ -232,20 +223,18 @@ impl Placement {
         let mut matrices = matrices.into_iter();
         let x = matrices.next().unwrap_or_else(Tensor::new);
         let (mut layers, mut obsm) = (Vec::new(), Vec::new());
-        for (matrix, tensor) in extras.aligned.iter().zip(matrices) {
-            let named = (matrix.name.clone(), tensor);
-            match matrix.group {
-                AlignedGroup::Layers => layers.push(named),
-                AlignedGroup::Obsm => obsm.push(named),
+        for ((group, name), tensor) in named.into_iter().zip(matrices) {
+            match group {
+                AlignedGroup::Layers => layers.push((name, tensor)),
+                AlignedGroup::Obsm => obsm.push((name, tensor)),
             }
         }
-        let obs = extras
-            .obs
-            .iter()
-            .map(|(name, source)| ObsTensor {
-                name: name.clone(),
+        let obs = obs_names
+            .into_iter()
+            .map(|(name, categories)| ObsTensor {
+                name,
                 values: next(),
-                categories: source.categories().cloned(),
+                categories,
             })
             .collect();
         let index = has_index.then(next);
@@ -258,9 +247,10 @@ impl Placement {
         })
     }
 
-    /// Moves freshly assembled CPU tensors to the device. With the `cuda` feature, the
+    /// Moves CPU tensors to the device. With the `cuda` feature, the
     /// [`crate::cuda::CudaCopier`] uploads them on its copy stream and returns once they are on
-    /// the device. Otherwise each goes through pinned memory with a non-blocking copy on torch's
+    /// the device (the host tensors, dropped by the caller, then give their memory back to the
+    /// pool). Otherwise each goes through pinned memory with a non-blocking copy on torch's
     /// current stream (torch's caching host allocator keeps the pinned source alive until the
     /// copy ran).
     fn place_all(&self, tensors: Vec<Tensor>) -> Result<Vec<Tensor>> {
@@ -270,11 +260,7 @@ impl Placement {
         }
         #[cfg(feature = "cuda")]
         if let Some(copier) = &self.copier {
-            let host = tensors
-                .iter()
-                .map(|t| t.f_contiguous())
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            return copier.upload(&host);
+            return copier.upload(&tensors);
         }
         tensors
             .into_iter()
@@ -287,26 +273,27 @@ impl Placement {
     }
 }
 
-/// Pushes a matrix's arrays onto `arrays` (CSR: row pointers, column indices, values; dense:
-/// the `[rows, width]` values) and returns the CSR size to build it with (`None`: dense).
-fn matrix_arrays(part: XParts<StoragePool>, arrays: &mut Vec<Tensor>) -> Result<Option<[i64; 2]>> {
-    Ok(match part {
-        XParts::Csr {
+/// Pushes a matrix's arrays onto `arrays` as tensors (CSR: row pointers, column indices,
+/// values; dense: the values in their shape, `[rows, width]` or an N-d obsm entry's) and returns
+/// the CSR size to build it with (`None`: dense).
+fn matrix_arrays(matrix: DlMatrix, arrays: &mut Vec<Tensor>) -> Result<Option<[i64; 2]>> {
+    Ok(match matrix {
+        DlMatrix::Csr {
             indptr,
             indices,
             data,
-            rows,
-            n_var,
+            shape,
         } => {
-            arrays.extend([
-                indptr.into_tensor(),
-                indices.into_tensor(),
-                data.into_tensor(),
-            ]);
-            Some([rows as i64, n_var as i64])
+            for array in [indptr, indices, data] {
+                arrays.push(from_dlpack::tensor_of(array)?);
+            }
+            let size = |n: u64| {
+                i64::try_from(n).map_err(|_| Error::Internal("a CSR batch wider than i64".into()))
+            };
+            Some([size(shape[0])?, size(shape[1])?])
         }
-        XParts::Dense { data, rows, width } => {
-            arrays.push(data.into_tensor().f_view([rows as i64, width as i64])?);
+        DlMatrix::Dense(data) => {
+            arrays.push(from_dlpack::tensor_of(data)?);
             None
         }
     })

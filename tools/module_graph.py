@@ -45,8 +45,7 @@ UNSAFE_FILES = {
     "python/arrays.rs",      # PyCapsule glue
     "storage/files/direct.rs",  # O_DIRECT reads into aligned mappings
     "store/h5ad/direct.rs",  # one HDF5 call hdf5-metno does not wrap (chunk addresses)
-    "tensor/paging.rs",      # faulting in pooled pages
-    "tensor/pool.rs",        # torch storages filled in place
+    "tensor/from_dlpack.rs",  # the C++ shim making tch tensors of DLPack arrays
     "zarr/inner_codec.rs",   # c-blosc
     "zarr/streaming_copy.rs",  # non-temporal stores
 }

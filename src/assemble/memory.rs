@@ -1,16 +1,11 @@
 //! Where a batch's arrays live while they are assembled: plain vectors for host batches, pooled
-//! torch storages for tensor batches (`crate::tensor`). The assembly code is written once against
-//! [`Memory`] and fills either in place.
+//! buffers for DLPack batches (which tensor batches are made of, `crate::tensor`). The assembly
+//! code is written once against [`Memory`] and fills either in place.
 
 use crate::error::Result;
 
 /// An element type of batch arrays: `i32` (CSR row pointers, column indices), `i64` (category
-/// codes, row ids) and `f32` (values).
-#[cfg(feature = "tch")]
-pub trait Element: Copy + Default + Send + Sync + tch::kind::Element + 'static {}
-/// An element type of batch arrays: `i32` (CSR row pointers, column indices), `i64` (category
-/// codes, row ids) and `f32` (values).
-#[cfg(not(feature = "tch"))]
+/// codes, row ids), `f32` and `f64` (values).
 pub trait Element: Copy + Default + Send + Sync + 'static {}
 
 impl Element for i32 {}
@@ -26,7 +21,7 @@ pub trait Memory: Sync {
     /// An array of `n` elements. Its contents are unspecified: the assembly writes every one.
     ///
     /// # Errors
-    /// When the memory cannot be allocated (e.g. a torch allocation fails).
+    /// When the memory cannot be allocated.
     fn array<T: Element>(&self, n: usize) -> Result<Self::Array<T>>;
 
     /// The elements of `array`, to write.
@@ -35,7 +30,7 @@ pub trait Memory: Sync {
     /// Shortens `array` to its first `n` elements (no-op when it has no more).
     ///
     /// # Errors
-    /// When the memory's view cannot be narrowed (a torch call fails).
+    /// When the memory's view cannot be narrowed.
     fn truncate<T: Element>(array: &mut Self::Array<T>, n: usize) -> Result<()>;
 }
 

@@ -59,8 +59,6 @@ impl PooledMemory {
     /// pages of their first `n` written once, so that the first batches do not take the page
     /// faults (and the kernel's clearing of each new page) while the consumer waits. Within
     /// `max_free`.
-    // Used by loaders built without `tch` (whose front ends read DLPack batches).
-    #[cfg_attr(feature = "tch", allow(dead_code))]
     pub fn prewarm<T: Element>(&self, n: usize, count: usize) {
         let room = self
             .shared
