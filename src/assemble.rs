@@ -26,7 +26,7 @@ pub use aligned::{AlignedGroup, AlignedMatrix};
 pub use dl_batch::{DlBatch, DlMatrix, DlObs};
 pub use host::{HostBatch, HostObs};
 pub use memory::HostMemory;
-#[cfg(test)]
+#[cfg(all(test, feature = "tch"))]
 pub(crate) use memory::Memory;
 pub use obs::{Extras, ObsSource};
 pub use pooled::PooledMemory;

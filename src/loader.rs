@@ -200,6 +200,15 @@ impl LoaderBuilder {
         self
     }
 
+    /// Copies each batch's X, layers and obsm to CUDA device `ordinal` in the prefetch thread
+    /// ([`Self::build`] checks it exists): [`Loader::dl_epoch`] then yields `kDLCUDA` arrays
+    /// (feature `cuda`). With `tch`, [`Self::device`] says the same and must agree.
+    #[cfg(feature = "cuda")]
+    pub fn cuda(mut self, ordinal: usize) -> Self {
+        self.options.cuda = Some(ordinal);
+        self
+    }
+
     /// Opens the collection, loads the obs columns, validates everything.
     ///
     /// # Errors
@@ -297,6 +306,15 @@ impl LoaderBuilder {
         let prewarmed = prewarm_size(&collection, sampler.batch_size(), prewarm_count);
         #[cfg(feature = "tch")]
         let placement = Arc::new(crate::tensor::Placement::new(options.device)?);
+        // Device buffers kept for reuse: as many as host buffers.
+        #[cfg(feature = "cuda")]
+        let uploader = match options.cuda_device()? {
+            Some(n) => Some(Arc::new(crate::cuda::Uploader::new(
+                n,
+                alive.saturating_mul(arrays),
+            )?)),
+            None => None,
+        };
         if let Some((n, sparse)) = prewarmed {
             pooled.prewarm::<f32>(n, prewarm_count);
             if sparse {
@@ -315,6 +333,8 @@ impl LoaderBuilder {
             pooled,
             #[cfg(feature = "tch")]
             placement,
+            #[cfg(feature = "cuda")]
+            uploader,
         })
     }
 }
@@ -370,6 +390,9 @@ pub struct Loader {
     /// The device of tensor batches.
     #[cfg(feature = "tch")]
     placement: Arc<crate::tensor::Placement>,
+    /// Copies each batch to the CUDA device, when there is one.
+    #[cfg(feature = "cuda")]
+    uploader: Option<Arc<crate::cuda::Uploader>>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -556,9 +579,11 @@ impl Loader {
         })
     }
 
-    /// The batches of `epoch` as DLPack-exportable host arrays ([`DlBatch`]): the memory of
-    /// each array is the consumer's until it drops the array (or a DLPack consumer releases
-    /// it), and only then reused for a later batch. What the Python and C front ends hand out.
+    /// The batches of `epoch` as DLPack-exportable arrays ([`DlBatch`]): the memory of each
+    /// array is the consumer's until it drops the array (or a DLPack consumer releases it), and
+    /// only then reused for a later batch. Host memory, or `kDLCUDA` buffers on the options'
+    /// CUDA device (feature `cuda`; see [`crate::dlpack::DlArray::hand_over`] for the stream a
+    /// consumer uses). What the Python and C front ends hand out.
     ///
     /// # Errors
     /// As [`Self::host_epoch`].
@@ -583,6 +608,8 @@ impl Loader {
     ) -> Result<Batches<B>> {
         let (collection, extras) = (self.collection.clone(), self.extras.clone());
         let memory = self.pooled.clone();
+        #[cfg(feature = "cuda")]
+        let uploader = self.uploader.clone();
         pipeline::run(self.epoch_at(state), move |request, first| {
             let mut read = Duration::ZERO;
             let parts = fetch_batches(&collection, request, first, &extras, &memory, &mut read)?;
@@ -590,7 +617,13 @@ impl Loader {
                 .into_iter()
                 .map(|p| {
                     let rows = p.x.rows() as u64;
-                    Ok((finish(DlBatch::new(p, &extras)?)?, rows))
+                    let batch = DlBatch::new(p, &extras)?;
+                    #[cfg(feature = "cuda")]
+                    let batch = match &uploader {
+                        Some(uploader) => uploader.upload(batch)?,
+                        None => batch,
+                    };
+                    Ok((finish(batch)?, rows))
                 })
                 .collect::<Result<_>>()?;
             Ok(Built { batches, read })

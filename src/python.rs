@@ -160,7 +160,7 @@ impl PyLoader {
         obsm_keys=None,
         num_threads=None, prefetch=None, rank=None, world_size=None, equal_batches=true,
         class_codes=None, n_categories=0, class_weights=None, num_samples=None,
-        batch_sampler=None, elastic=false, resume=None))]
+        batch_sampler=None, elastic=false, resume=None, cuda_device=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -187,6 +187,7 @@ impl PyLoader {
         batch_sampler: Option<Bound<'_, PyAny>>,
         elastic: bool,
         resume: Option<(u64, Vec<(u64, u64)>)>,
+        cuda_device: Option<usize>,
     ) -> PyResult<Self> {
         // `..default()`: fields of features this module leaves off (`device`, under `tch`).
         #[allow(clippy::needless_update)]
@@ -226,6 +227,7 @@ impl PyLoader {
             // The collection is already open (`DatasetCollection`): its files, its reads.
             direct_io: false,
             remote: crate::RemoteOptions::default(),
+            cuda: cuda_device,
             ..LoaderOptions::default()
         };
         let mut builder = Loader::builder_for(collection.inner.clone()).options(options);

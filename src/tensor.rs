@@ -147,31 +147,22 @@ pub(crate) fn check_device(device: Device) -> Result<()> {
     }
 }
 
-/// Where a loader's batches go: the device and (for CUDA) the uploader.
+/// Where a loader's tensor batches go.
 pub(crate) struct Placement {
     pub(crate) device: Device,
-    /// The CUDA uploader, when the device is `cuda:N`.
-    #[cfg(feature = "cuda")]
-    pub(crate) copier: Option<crate::cuda::CudaCopier>,
 }
 
 impl Placement {
     /// A placement on `device`.
     pub(crate) fn new(device: Device) -> Result<Self> {
         check_device(device)?;
-        Ok(Self {
-            device,
-            #[cfg(feature = "cuda")]
-            copier: match device {
-                Device::Cuda(n) => Some(crate::cuda::CudaCopier::new(n)?),
-                _ => None,
-            },
-        })
+        Ok(Self { device })
     }
 
-    /// The batch on the device, made of `batch`'s arrays without a copy (on the CPU): all of
-    /// them placed together (one upload, one wait, on CUDA), then the sparse CSR tensors are
-    /// built on the device.
+    /// The batch on the device, made of `batch`'s arrays without a copy: host arrays on the
+    /// CPU, or the device buffers the loader's `cuda::Uploader` filled (feature `cuda`); host
+    /// arrays for a CUDA device are copied here. Then the sparse CSR tensors are built on the
+    /// device.
     pub(crate) fn batch(&self, batch: DlBatch) -> Result<Batch> {
         let device = self.device;
         let mut arrays = Vec::new();
@@ -247,24 +238,18 @@ impl Placement {
         })
     }
 
-    /// Moves CPU tensors to the device. With the `cuda` feature, the
-    /// [`crate::cuda::CudaCopier`] uploads them on its copy stream and returns once they are on
-    /// the device (the host tensors, dropped by the caller, then give their memory back to the
-    /// pool). Otherwise each goes through pinned memory with a non-blocking copy on torch's
-    /// current stream (torch's caching host allocator keeps the pinned source alive until the
-    /// copy ran).
+    /// Moves the tensors not on the device yet to it (only without the `cuda` feature, whose
+    /// uploader placed them already): each through pinned memory with a non-blocking copy on
+    /// torch's current stream (torch's caching host allocator keeps the pinned source alive
+    /// until the copy ran).
     fn place_all(&self, tensors: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let device = self.device;
-        if device == Device::Cpu {
-            return Ok(tensors);
-        }
-        #[cfg(feature = "cuda")]
-        if let Some(copier) = &self.copier {
-            return copier.upload(&tensors);
-        }
         tensors
             .into_iter()
             .map(|t| {
+                if t.device() == device {
+                    return Ok(t);
+                }
                 let kind = t.kind();
                 Ok(t.f_pin_memory(device)?
                     .f_to_device_(device, kind, true, false)?)

@@ -38,7 +38,9 @@ LAYERS = (
 # a C library is asked for it). A new one is a decision: add it here, and say why in SAFETY lines.
 UNSAFE_FILES = {
     "capi.rs",               # the C ABI
-    "cuda.rs",               # CUDA driver calls, pinned memory
+    "cuda.rs",               # loading libcuda
+    "cuda/device_memory.rs",  # device buffers, events, contexts (driver calls)
+    "cuda/upload.rs",        # host-to-device copies, device arrays handed out
     "dlpack/export.rs",      # DLPack managed tensors handed out and their deleters
     "dlpack/ffi.rs",         # the DLPack C structs
     "dlpack/import.rs",      # foreign tensors read by their pointers

@@ -99,6 +99,10 @@ def worker_info() -> Any:
     return None if torch is None else torch.utils.data.get_worker_info()
 
 
+#: DLPack's device type of CUDA memory.
+KDLCUDA = 2
+
+
 def numpy_array(a: Any) -> np.ndarray:
     """A native array as numpy, sharing its memory."""
     return np.from_dlpack(a)
@@ -138,19 +142,24 @@ def scipy_or_numpy(matrix: Any) -> Any:
 
 
 def cupy_array(matrix: Any, device: str) -> Any:
-    """A native matrix copied to the GPU as cupyx CSR or a cupy array."""
+    """A native matrix on the GPU as cupyx CSR or a cupy array: its device memory as it is
+    (DLPack), or host arrays copied."""
     import cupy as cp
 
-    index = int(device.split(":")[1]) if ":" in device else 0
+    def on_gpu(a: Any) -> Any:
+        if a.__dlpack_device__()[0] == KDLCUDA:
+            return cp.from_dlpack(a)
+        return cp.asarray(numpy_array(a))
+
+    index = int(device.split(":")[1]) if ":" in device else cp.cuda.runtime.getDevice()
     with cp.cuda.Device(index):
         if matrix[0] == "csr":
             import cupyx.scipy.sparse as cpx
 
             _, shape, indptr, indices, data = matrix
-            return cpx.csr_matrix((cp.asarray(numpy_array(data)),
-                                   cp.asarray(numpy_array(indices)),
-                                   cp.asarray(numpy_array(indptr))), shape=tuple(shape))
-        return cp.asarray(numpy_array(matrix[2]))
+            return cpx.csr_matrix((on_gpu(data), on_gpu(indices), on_gpu(indptr)),
+                                  shape=tuple(shape), copy=False)
+        return on_gpu(matrix[2])
 
 
 def jax_array(matrix: Any) -> Any:

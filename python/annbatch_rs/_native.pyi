@@ -28,12 +28,13 @@ class AnnbatchError(Exception):
 
 @final
 class Array:
-    """A batch array in the loader's pooled host memory, handed over once through DLPack."""
+    """A batch array in the loader's pooled host memory (or on its CUDA device), handed over once
+    through DLPack."""
 
     def __dlpack__(
         self,
         *,
-        stream: Any = None,
+        stream: Optional[int] = None,
         max_version: Optional[Tuple[int, int]] = None,
         dl_device: Optional[Tuple[int, int]] = None,
         copy: Optional[bool] = None,
@@ -104,6 +105,7 @@ class Loader:
         batch_sampler: Any = None,
         elastic: bool = False,
         resume: Optional[Tuple[int, List[Tuple[int, int]]]] = None,
+        cuda_device: Optional[int] = None,
     ) -> "Loader": ...
     def __len__(self) -> int: ...
     def stats(self) -> Dict[str, float]: ...

@@ -39,6 +39,17 @@ def _cuda_available() -> bool:
         return False
 
 
+
+def _current_cuda(to: Optional[str]) -> int:
+    """The CUDA device ``"cuda"`` means: the framework's current one (torch's, or cupy's)."""
+    if to == "torch":
+        import torch
+
+        return int(torch.cuda.current_device())
+    import cupy as cp
+
+    return int(cp.cuda.runtime.getDevice())
+
 class Loader(_iterable_dataset()):  # type: ignore[misc]
     """Shuffled minibatches of an annbatch collection, in the loader's memory (no copy on the
     host), as torch tensors, numpy / scipy, cupy or jax arrays.
@@ -206,6 +217,10 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
         self._device = "cuda" if gpu else device
         if self._device != "cpu":
             self._check_device()
+            # The prefetch thread copies X, layers and obsm to the device (its own stream,
+            # DLPack's stream protocol); obs values and row ids are moved as they are used.
+            self._params["cuda_device"] = (int(self._device.split(":")[1])
+                                           if ":" in self._device else _current_cuda(to))
         self._preload_to_gpu = bool(preload_to_gpu)
         if batch_sampler is None:
             from .samplers import RandomSampler, SequentialSampler

@@ -101,6 +101,55 @@ impl DlBatch {
     }
 }
 
+impl DlMatrix {
+    /// The matrix with each array replaced by `f`'s (in order: row pointers, indices, values).
+    fn try_map(self, f: &mut impl FnMut(DlArray) -> Result<DlArray>) -> Result<Self> {
+        Ok(match self {
+            Self::Csr {
+                indptr,
+                indices,
+                data,
+                shape,
+            } => Self::Csr {
+                indptr: f(indptr)?,
+                indices: f(indices)?,
+                data: f(data)?,
+                shape,
+            },
+            Self::Dense(data) => Self::Dense(f(data)?),
+        })
+    }
+}
+
+impl DlBatch {
+    /// The batch with each matrix array (X's, then each layer's and each obsm entry's) replaced
+    /// by `f`'s, the same shapes and names: e.g. copied to a device. Obs columns and row ids are
+    /// kept as they are.
+    ///
+    /// # Errors
+    /// The first error of `f`.
+    pub fn try_map_matrices(self, mut f: impl FnMut(DlArray) -> Result<DlArray>) -> Result<Self> {
+        let x = self.x.try_map(&mut f)?;
+        let mut named = |(name, m): (String, DlMatrix)| Ok((name, m.try_map(&mut f)?));
+        let layers = self
+            .layers
+            .into_iter()
+            .map(&mut named)
+            .collect::<Result<_>>()?;
+        let obsm = self
+            .obsm
+            .into_iter()
+            .map(&mut named)
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            x,
+            layers,
+            obsm,
+            ..self
+        })
+    }
+}
+
 fn vector<T: super::memory::Element + crate::dlpack::DlElement>(
     array: PooledArray<T>,
 ) -> Result<DlArray> {

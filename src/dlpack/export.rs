@@ -29,17 +29,40 @@ macro_rules! dl_element {
 }
 dl_element!(i32 => DL_INT, i64 => DL_INT, u8 => DL_UINT, f32 => DL_FLOAT, f64 => DL_FLOAT);
 
-/// One array of a batch, in host memory, with its shape and element type, ready to be handed
-/// to a DLPack consumer. Dropping it (or the consumer releasing the export) frees the memory,
-/// or returns it to the pool it came from.
+/// Device memory behind a [`DlArray`] (a GPU buffer): its side of DLPack's stream protocol.
+pub trait DeviceOwner: Send + 'static {
+    /// Called once, before the memory is handed to a consumer that will use it on `stream` (a
+    /// CUDA stream handle as DLPack's Python protocol encodes it: 1 the legacy default stream,
+    /// 2 the per-thread default stream, else the `CUstream` itself; `None`: the consumer asked
+    /// for no synchronisation). The consumer's stream must wait until the contents are ready,
+    /// and the memory, once released, must not be reused before the work queued on that stream
+    /// by then is done.
+    ///
+    /// # Errors
+    /// When the driver refuses the wait.
+    fn hand_over(&mut self, stream: Option<usize>) -> Result<()>;
+}
+
+/// Who keeps an array's memory alive.
+enum Owner {
+    /// Host memory: a `Vec`, or a pooled buffer that goes home when dropped (only held).
+    Host(#[allow(dead_code)] Box<dyn Any + Send>),
+    /// Device memory.
+    Device(Box<dyn DeviceOwner>),
+}
+
+/// One array of a batch, in host (or device) memory, with its shape and element type, ready to
+/// be handed to a DLPack consumer. Dropping it (or the consumer releasing the export) frees the
+/// memory, or returns it to the pool it came from.
 pub struct DlArray {
-    /// The first element; points into `owner`'s heap memory, which never moves.
+    /// The first element; points into `owner`'s memory, which never moves.
     data: *mut c_void,
     len: usize,
     dtype: DLDataType,
     shape: Vec<i64>,
-    /// Keeps the memory alive (a `Vec`, or a pooled buffer that goes home when dropped).
-    _owner: Box<dyn Any + Send>,
+    device: DLDevice,
+    /// Keeps the memory alive.
+    owner: Owner,
 }
 
 // SAFETY: `data` points into memory that `owner` (itself `Send`) owns exclusively; nothing
@@ -68,22 +91,42 @@ impl DlArray {
         let mut owner = Box::new(owner);
         let slice = (*owner).as_mut();
         let (data, len) = (slice.as_mut_ptr().cast::<c_void>(), slice.len());
-        let elements = shape
-            .iter()
-            .try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) });
-        if elements.and_then(|n| usize::try_from(n).ok()) != Some(len) {
-            return Err(Error::ShapeMismatch {
-                path: "DLPack array".into(),
-                found: format!("{len} elements"),
-                expected: format!("shape {shape:?}"),
-            });
-        }
+        check_shape(len, &shape)?;
         Ok(Self {
             data,
             len,
             dtype: T::DTYPE,
             shape,
-            _owner: owner,
+            device: HOST,
+            owner: Owner::Host(owner),
+        })
+    }
+
+    /// An array of `len` elements of `dtype` in device memory at `data`, owned by `owner`, of
+    /// `shape` (which must hold `len` elements).
+    ///
+    /// # Safety
+    /// `data` addresses `len` elements of `dtype` on `device` that stay valid and unchanged
+    /// until `owner` is dropped.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `shape` does not hold `len` elements.
+    pub unsafe fn on_device(
+        owner: Box<dyn DeviceOwner>,
+        data: *mut c_void,
+        len: usize,
+        dtype: DLDataType,
+        shape: Vec<i64>,
+        device: DLDevice,
+    ) -> Result<Self> {
+        check_shape(len, &shape)?;
+        Ok(Self {
+            data,
+            len,
+            dtype,
+            shape,
+            device,
+            owner: Owner::Device(owner),
         })
     }
 
@@ -112,24 +155,48 @@ impl DlArray {
         self.data as usize
     }
 
-    /// The elements, when they are of type `T`.
+    /// Where the memory is: `(kDLCPU, 0)` or a device (`(kDLCUDA, n)`).
+    pub fn device(&self) -> DLDevice {
+        self.device
+    }
+
+    /// The elements, when they are of type `T` and in host memory.
     pub fn as_slice<T: DlElement>(&self) -> Option<&[T]> {
-        if T::DTYPE != self.dtype {
+        if T::DTYPE != self.dtype || !matches!(self.owner, Owner::Host(_)) {
             return None;
         }
-        // SAFETY: `data` points to `len` initialised elements of `T` (checked: the dtype is
-        // `T`'s), owned by `owner` for as long as `self` lives.
+        // SAFETY: `data` points to `len` initialised host elements of `T` (checked: the dtype
+        // is `T`'s, the owner host memory), owned by `owner` for as long as `self` lives.
         Some(unsafe { std::slice::from_raw_parts(self.data.cast::<T>(), self.len) })
+    }
+
+    /// The memory's bytes, when it is host memory.
+    pub fn host_bytes(&self) -> Option<&[u8]> {
+        if !matches!(self.owner, Owner::Host(_)) {
+            return None;
+        }
+        let bytes = self.len * usize::from(self.dtype.bits).div_ceil(8);
+        // SAFETY: as in `as_slice`: `len` initialised elements of `dtype` in host memory.
+        Some(unsafe { std::slice::from_raw_parts(self.data.cast::<u8>(), bytes) })
+    }
+
+    /// Prepares the array for a consumer that uses it on `stream` (see
+    /// [`DeviceOwner::hand_over`]); nothing for host memory.
+    ///
+    /// # Errors
+    /// When the device's driver refuses the wait.
+    pub fn hand_over(&mut self, stream: Option<usize>) -> Result<()> {
+        match &mut self.owner {
+            Owner::Host(_) => Ok(()),
+            Owner::Device(owner) => owner.hand_over(stream),
+        }
     }
 
     /// The tensor header, pointing at the array's shape and at `strides` kept beside it.
     fn tensor(&mut self, strides: &mut [i64]) -> DLTensor {
         DLTensor {
             data: self.data,
-            device: DLDevice {
-                device_type: DL_CPU,
-                device_id: 0,
-            },
+            device: self.device,
             ndim: self.shape.len() as i32,
             dtype: self.dtype,
             shape: self.shape.as_mut_ptr(),
@@ -184,13 +251,31 @@ impl DlArray {
     }
 }
 
+/// Host memory's device.
+const HOST: DLDevice = DLDevice {
+    device_type: DL_CPU,
+    device_id: 0,
+};
+
+/// Checks that `shape` holds exactly `len` elements.
+fn check_shape(len: usize, shape: &[i64]) -> Result<()> {
+    let elements = shape
+        .iter()
+        .try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) });
+    if elements.and_then(|n| usize::try_from(n).ok()) != Some(len) {
+        return Err(Error::ShapeMismatch {
+            path: "DLPack array".into(),
+            found: format!("{len} elements"),
+            expected: format!("shape {shape:?}"),
+        });
+    }
+    Ok(())
+}
+
 fn empty_tensor() -> DLTensor {
     DLTensor {
         data: ptr::null_mut(),
-        device: DLDevice {
-            device_type: DL_CPU,
-            device_id: 0,
-        },
+        device: HOST,
         ndim: 0,
         dtype: DLDataType {
             code: 0,
@@ -340,5 +425,81 @@ mod tests {
             assert_eq!(*(*legacy).dl_tensor.data.cast::<f32>(), 1.5);
             ((*legacy).deleter.expect("deleter"))(legacy);
         }
+    }
+
+    /// A stand-in for device memory: records what the protocol asks of it.
+    struct FakeDevice {
+        streams: std::sync::Arc<std::sync::Mutex<Vec<Option<usize>>>>,
+        dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl DeviceOwner for FakeDevice {
+        fn hand_over(&mut self, stream: Option<usize>) -> Result<()> {
+            self.streams.lock().expect("lock").push(stream);
+            Ok(())
+        }
+    }
+
+    impl Drop for FakeDevice {
+        fn drop(&mut self) {
+            self.dropped
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn device_arrays_describe_their_device_and_follow_the_stream_protocol() {
+        let streams = std::sync::Arc::default();
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let owner = FakeDevice {
+            streams: std::sync::Arc::clone(&streams),
+            dropped: dropped.clone(),
+        };
+        let cuda = DLDevice {
+            device_type: super::super::ffi::DL_CUDA,
+            device_id: 3,
+        };
+        // An address no host code may read: the array must never be read on the host.
+        let data = 0x7000_0000usize as *mut c_void;
+        // SAFETY: the fake owner "owns" the address; nothing dereferences it here.
+        let mut array =
+            unsafe { DlArray::on_device(Box::new(owner), data, 6, f32::DTYPE, vec![2, 3], cuda) }
+                .expect("shape");
+        assert_eq!(array.device(), cuda);
+        assert!(array.as_slice::<f32>().is_none(), "not host memory");
+        assert!(array.host_bytes().is_none(), "not host memory");
+        array
+            .hand_over(Some(0x1))
+            .expect("ready on the legacy stream");
+        array.hand_over(None).expect("no synchronisation");
+        assert_eq!(*streams.lock().expect("lock"), [Some(0x1), None]);
+        let managed = array.into_versioned();
+        // SAFETY: exported above; released once below.
+        unsafe {
+            let t = &(*managed).dl_tensor;
+            assert_eq!((t.device, t.data), (cuda, data));
+            assert_eq!(std::slice::from_raw_parts(t.shape, 2), [2, 3]);
+            assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
+            ((*managed).deleter.expect("deleter"))(managed);
+        }
+        assert!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst),
+            "released by the deleter"
+        );
+        // SAFETY: as above (a shape that does not hold the elements is refused first).
+        let wrong = unsafe {
+            DlArray::on_device(
+                Box::new(FakeDevice {
+                    streams: std::sync::Arc::default(),
+                    dropped: std::sync::Arc::default(),
+                }),
+                data,
+                6,
+                f32::DTYPE,
+                vec![4],
+                cuda,
+            )
+        };
+        assert!(wrong.is_err());
     }
 }

@@ -24,6 +24,8 @@ pub struct DLDevice {
 
 /// `kDLCPU`.
 pub const DL_CPU: i32 = 1;
+/// `kDLCUDA`: CUDA device memory.
+pub const DL_CUDA: i32 = 2;
 
 /// `DLDataType`: a type code, its width in bits and its lanes (1 for scalars).
 #[repr(C)]

@@ -106,6 +106,11 @@ pub struct LoaderOptions {
     /// Where tensors are placed. Default CPU.
     #[cfg(feature = "tch")]
     pub device: tch::Device,
+    /// The CUDA device DLPack batches ([`crate::Loader::dl_epoch`]) are copied to by the
+    /// prefetch thread, as `kDLCUDA` arrays (feature `cuda`). Default none: host memory. tch
+    /// batches use `device`.
+    #[cfg(feature = "cuda")]
+    pub cuda: Option<usize>,
 }
 
 impl Default for LoaderOptions {
@@ -134,6 +139,8 @@ impl Default for LoaderOptions {
             remote: crate::RemoteOptions::default(),
             #[cfg(feature = "tch")]
             device: tch::Device::Cpu,
+            #[cfg(feature = "cuda")]
+            cuda: None,
         }
     }
 }
@@ -169,7 +176,34 @@ impl LoaderOptions {
         if self.prefetch == Some(0) {
             return Err(Error::parameter("prefetch", 0, "must be positive"));
         }
-        Ok(())
+        self.cuda_device().map(|_| ())
+    }
+
+    /// The CUDA device the prefetch thread copies batches to: `cuda`, or tch's `device` when
+    /// it is `cuda:N` (with feature `cuda`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `cuda` and `device` name different devices.
+    pub(crate) fn cuda_device(&self) -> Result<Option<usize>> {
+        #[cfg(feature = "cuda")]
+        let dl = self.cuda;
+        #[cfg(not(feature = "cuda"))]
+        let dl: Option<usize> = None;
+        // One device for both kinds of batch: tch's `device` decides, `cuda` may only agree.
+        #[cfg(all(feature = "cuda", feature = "tch"))]
+        let device = match (self.device, dl) {
+            (tch::Device::Cuda(n), None) => Ok(Some(n)),
+            (tch::Device::Cuda(n), Some(d)) if d == n => Ok(Some(n)),
+            (device, Some(d)) => Err(Error::parameter(
+                "cuda",
+                d,
+                format!("the tensors' device is {device:?}: set `device` to cuda:{d}"),
+            )),
+            (_, None) => Ok(None),
+        };
+        #[cfg(not(all(feature = "cuda", feature = "tch")))]
+        let device = Ok(dl);
+        device
     }
 
     /// The sampler these options describe: class-balanced, sharded, or annbatch's chunked one.

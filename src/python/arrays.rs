@@ -6,7 +6,7 @@
 use std::ffi::CStr;
 use std::sync::{Mutex, PoisonError};
 
-use pyo3::exceptions::{PyBufferError, PyTypeError};
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyCapsuleMethods};
@@ -28,6 +28,8 @@ pub(super) struct PyDlArray {
     shape: Vec<i64>,
     dtype: &'static str,
     address: usize,
+    /// `(device_type, device_id)`: `(1, 0)` host memory, `(2, n)` CUDA device `n`.
+    device: (i32, i32),
 }
 
 impl PyDlArray {
@@ -45,6 +47,7 @@ impl PyDlArray {
                 _ => "unknown",
             },
             address: array.address(),
+            device: (array.device().device_type, array.device().device_id),
             array: Mutex::new(Some(array)),
         }
     }
@@ -53,27 +56,36 @@ impl PyDlArray {
 #[pymethods]
 impl PyDlArray {
     /// The array as a DLPack capsule: `dltensor_versioned` (DLPack 1.x) when the consumer
-    /// passes `max_version` ≥ (1, 0), else `dltensor`. The memory is on the CPU and the
-    /// consumer's alone, so `stream` and `copy` need nothing; a second call is refused.
+    /// passes `max_version` ≥ (1, 0), else `dltensor`. The memory is the consumer's alone, so
+    /// `copy` needs nothing; a second call is refused. For a CUDA array, `stream` is the
+    /// consumer's stream (DLPack's encoding: None or 1 the legacy default stream, 2 the
+    /// per-thread default stream, -1 no synchronisation, else a `cudaStream_t`): it waits until
+    /// the batch's copy is done, and the memory is reused only after the work queued on it
+    /// before the consumer frees the array.
     #[pyo3(signature = (*, stream=None, max_version=None, dl_device=None, copy=None))]
     fn __dlpack__(
         &self,
         py: Python<'_>,
-        stream: Option<Bound<'_, PyAny>>,
+        stream: Option<i64>,
         max_version: Option<(u32, u32)>,
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
-        let _ = (stream, copy);
+        let _ = copy;
         if let Some(device) = dl_device {
-            if device != (DL_CPU, 0) {
+            if device != self.device {
                 return Err(PyBufferError::new_err(format!(
-                    "this array is in host memory (DLPack device (1, 0)); cannot export it to \
-                     device {device:?}"
+                    "this array is on DLPack device {:?}; cannot export it to device {device:?}",
+                    self.device
                 )));
             }
         }
-        let array = self
+        let stream = if self.device.0 == DL_CPU {
+            None
+        } else {
+            consumer_stream(stream)?
+        };
+        let mut array = self
             .array
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -84,6 +96,7 @@ impl PyDlArray {
                      consumed once (keep the tensor or array made from it)",
                 )
             })?;
+        array.hand_over(stream).map_err(to_py)?;
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
         // SAFETY: each pointer is a managed tensor exported just now and owned by the capsule,
         // whose destructor releases it unless a consumer took it over (and renamed the capsule).
@@ -113,9 +126,9 @@ impl PyDlArray {
         Ok(unsafe { Bound::from_owned_ptr(py, capsule) }.unbind())
     }
 
-    /// `(kDLCPU, 0)`: host memory.
+    /// `(kDLCPU, 0)` for host memory, `(kDLCUDA, n)` for CUDA device `n`.
     fn __dlpack_device__(&self) -> (i32, i32) {
-        (DL_CPU, 0)
+        self.device
     }
 
     /// The extents.
@@ -145,6 +158,31 @@ impl PyDlArray {
             .is_none()
     }
 }
+
+/// The CUDA stream a consumer names in `__dlpack__(stream=…)`, as a handle: `None` for -1 (no
+/// synchronisation asked), the legacy default stream for None.
+///
+/// # Errors
+/// `ValueError` for 0 (ambiguous for CUDA, refused by the DLPack protocol) and other negative
+/// numbers.
+fn consumer_stream(stream: Option<i64>) -> PyResult<Option<usize>> {
+    match stream {
+        None => Ok(Some(LEGACY_STREAM)),
+        Some(-1) => Ok(None),
+        Some(0) => Err(PyValueError::new_err(
+            "stream=0 is ambiguous for CUDA arrays (DLPack): pass 1 for the legacy default \
+             stream, 2 for the per-thread default stream, or the stream's handle",
+        )),
+        Some(s) => usize::try_from(s).map(Some).map_err(|_| {
+            PyValueError::new_err(format!(
+                "stream={s}: expected -1, 1, 2 or a CUDA stream handle"
+            ))
+        }),
+    }
+}
+
+/// `CU_STREAM_LEGACY`: DLPack's stream 1 and the stream of a consumer that names none.
+const LEGACY_STREAM: usize = 0x1;
 
 unsafe fn release_versioned(managed: *mut DLManagedTensorVersioned) {
     // SAFETY: the caller passes a live managed tensor it owns.

@@ -17,11 +17,17 @@ unsafe extern "C" {
     ) -> i32;
 }
 
-/// `array` as a CPU tensor of its shape and type, viewing its memory.
+/// The stream tch's tensors are used on: torch's default stream, the legacy default stream
+/// (`CU_STREAM_LEGACY`; tch has no stream API). Device arrays are made ready for it.
+const TORCH_STREAM: usize = 0x1;
+
+/// `array` as a tensor of its shape and type on its device, viewing its memory.
 ///
 /// # Errors
-/// [`Error::Torch`] when libtorch refuses the array (the memory is then released).
-pub(crate) fn tensor_of(array: DlArray) -> Result<Tensor> {
+/// [`Error::Torch`] when libtorch refuses the array (the memory is then released); a driver
+/// error when a device array cannot be made ready for torch's stream.
+pub(crate) fn tensor_of(mut array: DlArray) -> Result<Tensor> {
+    array.hand_over(Some(TORCH_STREAM))?;
     let managed = array.into_versioned();
     let mut out: *mut c_void = std::ptr::null_mut();
     // SAFETY: `managed` is a live export handed over here; the shim either gives it to a

@@ -1,7 +1,7 @@
 //! Batches on CUDA (feature `cuda`). Without a GPU only the errors are checked; with one (the
 //! GPU machine), CUDA batches must equal the CPU batches bit for bit, and a model trained while
 //! loading must see every batch intact (checksums against the CPU run).
-#![cfg(feature = "cuda")]
+#![cfg(all(feature = "cuda", feature = "tch"))]
 
 use annbatch::demo::{self, SyntheticSpec};
 use annbatch::store::write::Layout;
@@ -65,13 +65,9 @@ fn parts(b: &Batch) -> Vec<Tensor> {
     out
 }
 
-#[test]
-fn cuda_absent_is_a_clear_error() {
-    if gpu().is_some() {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.zarr");
+/// A 64-row collection under `dir`.
+fn small_collection(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("c.zarr");
     let spec = SyntheticSpec {
         n_obs: 64,
         n_var: 10,
@@ -80,6 +76,16 @@ fn cuda_absent_is_a_clear_error() {
         ..SyntheticSpec::default()
     };
     demo::write_collection(&path, &spec).expect("write");
+    path
+}
+
+#[test]
+fn cuda_absent_is_a_clear_error() {
+    if gpu().is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = small_collection(dir.path());
     for n in [0, 7] {
         let r = Loader::builder(&path)
             .batch_size(8)
@@ -182,4 +188,81 @@ fn training_while_loading_sees_every_batch_intact() {
         }
     }
     assert_eq!(seen, expected.len());
+}
+
+#[test]
+fn a_dlpack_device_other_than_the_tensors_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = small_collection(dir.path());
+    let builder = || {
+        Loader::builder(&path)
+            .batch_size(8)
+            .chunk_size(16)
+            .preload_nchunks(2)
+    };
+    // tch batches on the CPU, DLPack batches on cuda:0: one device decides, so refused.
+    match builder().cuda(0).build() {
+        Err(Error::InvalidParameter { name, .. }) => assert_eq!(name, "cuda"),
+        other => panic!("expected InvalidParameter, got {other:?}"),
+    }
+    match builder().cuda(1).device(Device::Cuda(0)).build() {
+        Err(Error::InvalidParameter { name, .. }) => assert_eq!(name, "cuda"),
+        other => panic!("expected InvalidParameter, got {other:?}"),
+    }
+    // Agreeing: the device is checked (and absent here, or used on a GPU machine).
+    let agreed = builder().cuda(0).device(Device::Cuda(0)).build();
+    match (gpu(), agreed) {
+        (None, Err(Error::DeviceUnavailable { .. })) | (Some(_), Ok(_)) => {}
+        (_, other) => panic!("unexpected {other:?}"),
+    }
+}
+
+/// DLPack batches on the GPU: X in `kDLCUDA` buffers of device 0 (never readable on the host),
+/// obs codes and row ids in host memory, the same rows as the host batches; buffers released
+/// by dropped batches are written again (the pool stays bounded over many epochs).
+#[test]
+fn dlpack_batches_on_cuda_hold_the_host_batches_rows() {
+    let Some(device) = gpu() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = loader(dir.path(), Device::Cpu, 4_096);
+    let on_gpu = loader(dir.path(), device, 4_096);
+    let mut n = 0;
+    for epoch in 0..4 {
+        let expected: Vec<_> = host
+            .dl_epoch(epoch)
+            .expect("epoch")
+            .map(|b| b.expect("batch"))
+            .collect();
+        for (g, c) in on_gpu.dl_epoch(epoch).expect("epoch").zip(&expected) {
+            let g = g.expect("cuda batch");
+            let annbatch::DlMatrix::Csr {
+                indptr,
+                data,
+                shape,
+                ..
+            } = &g.x
+            else {
+                panic!("sparse X expected");
+            };
+            let annbatch::DlMatrix::Csr {
+                shape: host_shape, ..
+            } = &c.x
+            else {
+                panic!("sparse X expected");
+            };
+            assert_eq!(
+                (indptr.device().device_type, indptr.device().device_id),
+                (2, 0)
+            );
+            assert!(data.as_slice::<f32>().is_none() && indptr.host_bytes().is_none());
+            assert_eq!(shape, host_shape);
+            let index = g.index.as_ref().expect("index");
+            assert_eq!(
+                index.as_slice::<i64>(),
+                c.index.as_ref().expect("index").as_slice::<i64>()
+            );
+            n += 1;
+        }
+    }
+    assert!(n > 0);
 }

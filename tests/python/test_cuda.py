@@ -66,3 +66,52 @@ def test_training_while_loading_sees_every_batch_intact():
 def _epoch(ds: Loader, epoch: int):
     ds.set_epoch(epoch)
     return iter(ds)
+
+
+def native_batches(**kwargs):
+    params = dict(batch_size=64, chunk_size=16, preload_nchunks=4, return_index=True)
+    params.update(kwargs)
+    ds = Loader(**params).use_collection(DatasetCollection(COLLECTION))
+    return ds._native(ds._shard()).epoch(0)
+
+
+def test_the_extension_hands_out_device_memory_torch_views_without_a_copy():
+    host = list(native_batches())
+    on_gpu = list(native_batches(cuda_device=0))
+    assert len(on_gpu) == len(host)
+    side = torch.cuda.Stream()
+    for g, h in zip(on_gpu, host):
+        _, shape, indptr, indices, data = g["X"]
+        assert data.__dlpack_device__() == (2, 0)
+        assert h["X"][4].__dlpack_device__() == (1, 0)
+        # Another stream than the default: the protocol makes it wait for the copy.
+        with torch.cuda.stream(side):
+            values = torch.from_dlpack(data)
+            col = torch.from_dlpack(indices)
+        assert values.is_cuda and values.data_ptr() == data.address
+        crow = torch.from_dlpack(indptr)
+        torch.cuda.synchronize()
+        assert torch.equal(values.cpu(), torch.from_dlpack(h["X"][4]))
+        assert torch.equal(col.cpu(), torch.from_dlpack(h["X"][3]))
+        assert torch.equal(crow.cpu(), torch.from_dlpack(h["X"][2]))
+        # obs values and row ids stay in host memory.
+        assert g["index"].__dlpack_device__() == (1, 0)
+
+
+def test_stream_zero_is_refused_for_device_memory():
+    batch = next(iter(native_batches(cuda_device=0)))
+    data = batch["X"][4]
+    with pytest.raises(ValueError, match="ambiguous"):
+        data.__dlpack__(stream=0)
+    assert not data.consumed
+
+
+def test_cupy_takes_the_device_memory_when_installed():
+    cp = pytest.importorskip("cupy")
+    batches = list(Loader(batch_size=64, chunk_size=16, preload_nchunks=4, device="cuda")
+                   .use_collection(DatasetCollection(COLLECTION)))
+    host = list(Loader(batch_size=64, chunk_size=16, preload_nchunks=4)
+                .use_collection(DatasetCollection(COLLECTION)))
+    for g, h in zip(batches, host):
+        assert isinstance(g["X"].data, cp.ndarray)
+        assert (cp.asnumpy(g["X"].toarray()) == h["X"].toarray()).all()

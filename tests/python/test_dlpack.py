@@ -67,6 +67,30 @@ def test_versioned_capsules_when_asked_legacy_otherwise():
         data.__dlpack__(dl_device=(2, 0))
 
 
+def test_host_arrays_take_any_stream_and_a_cuda_loader_without_a_gpu_says_so():
+    raw = next(iter(raw_batches()))
+    _, _, indptr, indices, _ = raw["X"]
+    # Host memory needs no synchronisation: a stream is accepted and ignored.
+    assert capsule_name(indptr.__dlpack__(stream=None)) == b"dltensor"
+    assert capsule_name(indices.__dlpack__(stream=-1, max_version=(1, 0))) == \
+        b"dltensor_versioned"
+    if _cuda_driver():
+        pytest.skip("a CUDA driver is present: tests/python/test_cuda.py covers the GPU")
+    from annbatch_rs import _native
+    from annbatch_rs._native import AnnbatchError, Collection
+
+    with pytest.raises(AnnbatchError, match="cuda:0.*(driver|device)"):
+        _native.Loader(Collection([str(COLLECTION)]), batch_size=64, cuda_device=0)
+
+
+def _cuda_driver() -> bool:
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        return True
+    except OSError:
+        return False
+
+
 def test_batches_outlive_their_loader_and_keep_their_values():
     ds = Loader(batch_size=64, chunk_size=16, preload_nchunks=4, return_index=True, to=None)
     ds.use_collection(DatasetCollection(COLLECTION))
