@@ -279,10 +279,17 @@ impl LoaderBuilder {
         // DLPack batches: X's three arrays, three per layer / obsm matrix, obs, index.
         let arrays = 3 + 3 * aligned.len() + obs.len() + 1;
         let pooled = PooledMemory::new(alive.saturating_mul(arrays));
-        // Every batch that can be alive at once but the two the consumer holds is paged in at
-        // build (the first epoch otherwise faults in the rest page by page: ~12,000-30,000
-        // faults, ~25 % of a 100k-cell epoch on 2 cores). Checked at that count.
-        let prewarm_count = alive - 2;
+        // Batches paged in at build. Python and C consumers hold their batches a while (each
+        // is converted on the consumer's side): every batch that can be alive at once but the
+        // two the consumer holds (else the first epoch faults in the rest page by page:
+        // ~12,000-30,000 faults, ~25 % of a 100k-cell Python epoch on 2 cores). tch trainers
+        // drop them sooner: one request's batches match that epoch's rate with a build ~65 ms
+        // shorter (`bench_loader --only loader`, interleaved). Checked at that count.
+        let prewarm_count = if cfg!(feature = "tch") {
+            per_request
+        } else {
+            alive - 2
+        };
         let extras = Arc::new(Extras {
             aligned,
             obs,
