@@ -29,5 +29,7 @@ pub use memory::HostMemory;
 #[cfg(all(test, feature = "tch"))]
 pub(crate) use memory::Memory;
 pub use obs::{Extras, ObsSource};
+#[cfg(feature = "cuda")]
+pub use pooled::PageLock;
 pub use pooled::PooledMemory;
 pub(crate) use scatter::fetch_batches;

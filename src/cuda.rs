@@ -1,5 +1,5 @@
 //! Batches on CUDA (feature `cuda`): the prefetch thread copies each batch's matrices (X, layers,
-//! obsm: the loader's pooled host memory) into device buffers on a copy stream of its own
+//! obsm: the loader's pooled host memory, page-locked once per buffer) into device buffers on a copy stream of its own
 //! (cudarc), and they are handed out as `kDLCUDA` DLPack arrays — to tch (`crate::tensor`) and
 //! Python alike. Obs columns and row ids stay on the host.
 //!
@@ -20,6 +20,7 @@
 //! driver.
 
 mod device_memory;
+mod page_lock;
 mod upload;
 
 pub(crate) use upload::Uploader;

@@ -278,7 +278,21 @@ impl LoaderBuilder {
         let alive = capacity + crate::pipeline::BUILDS_IN_FLIGHT * per_request + 2;
         // DLPack batches: X's three arrays, three per layer / obsm matrix, obs, index.
         let arrays = 3 + 3 * aligned.len() + obs.len() + 1;
-        let pooled = PooledMemory::new(alive.saturating_mul(arrays));
+        // Device buffers kept for reuse: as many as host buffers, which are page-locked for the
+        // copies.
+        #[cfg(feature = "cuda")]
+        let uploader = match options.cuda_device()? {
+            Some(n) => Some(Arc::new(crate::cuda::Uploader::new(
+                n,
+                alive.saturating_mul(arrays),
+            )?)),
+            None => None,
+        };
+        #[cfg(feature = "cuda")]
+        let page_lock = uploader.as_ref().map(|u| u.page_lock());
+        #[cfg(not(feature = "cuda"))]
+        let page_lock = None;
+        let pooled = PooledMemory::with_page_lock(alive.saturating_mul(arrays), page_lock);
         // Batches paged in at build. Python and C consumers hold their batches a while (each
         // is converted on the consumer's side): every batch that can be alive at once but the
         // two the consumer holds (else the first epoch faults in the rest page by page:
@@ -313,15 +327,6 @@ impl LoaderBuilder {
         let prewarmed = prewarm_size(&collection, sampler.batch_size(), prewarm_count);
         #[cfg(feature = "tch")]
         let placement = Arc::new(crate::tensor::Placement::new(options.device)?);
-        // Device buffers kept for reuse: as many as host buffers.
-        #[cfg(feature = "cuda")]
-        let uploader = match options.cuda_device()? {
-            Some(n) => Some(Arc::new(crate::cuda::Uploader::new(
-                n,
-                alive.saturating_mul(arrays),
-            )?)),
-            None => None,
-        };
         if let Some((n, sparse)) = prewarmed {
             pooled.prewarm::<f32>(n, prewarm_count);
             if sparse {

@@ -40,6 +40,7 @@ UNSAFE_FILES = {
     "capi.rs",               # the C ABI
     "cuda.rs",               # loading libcuda
     "cuda/device_memory.rs",  # device buffers, events, contexts (driver calls)
+    "cuda/page_lock.rs",     # host buffers page-locked (cuMemHostRegister)
     "cuda/upload.rs",        # host-to-device copies, device arrays handed out
     "dlpack/export.rs",      # DLPack managed tensors handed out and their deleters
     "dlpack/ffi.rs",         # the DLPack C structs

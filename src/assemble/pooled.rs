@@ -1,12 +1,29 @@
 //! Pooled host memory for batches handed out through DLPack: each array a buffer that goes back
 //! to its pool when its last holder (a [`crate::dlpack::DlArray`], the consumer's tensor through
 //! the DLPack deleter) lets it go, and is handed to a later batch only then.
+//!
+//! For a loader that copies batches to a GPU, the pool's buffers are page-locked once, when
+//! allocated ([`PageLock`], the `cuda` feature's), so the copy engine reads them directly; they
+//! are unlocked before they are freed.
 
 use std::any::{Any, TypeId};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use super::memory::{Element, Memory};
 use crate::error::Result;
+
+/// Page-locks host memory for a device's copy engine (see the [module docs](self)).
+pub trait PageLock: Send + Sync + std::fmt::Debug {
+    /// Locks the `bytes` bytes at `address`; false when the driver refuses (the buffer is then
+    /// used as it is, and never unlocked).
+    fn lock(&self, address: usize, bytes: usize) -> bool;
+    /// Unlocks what [`Self::lock`] locked at `address`; called before the memory is freed.
+    fn unlock(&self, address: usize);
+}
+
+/// Buffers smaller than this are not page-locked: locking costs a driver call, and the copy of
+/// a small array is cheap either way.
+const MIN_LOCKED_BYTES: usize = 64 << 10;
 
 /// Batch memory from a bounded pool of reused buffers (see the [module docs](self)).
 #[derive(Debug, Clone)]
@@ -19,13 +36,38 @@ struct Shared {
     free: Mutex<Vec<FreeBuffer>>,
     /// Buffers kept for reuse at most; more are freed when released.
     max_free: usize,
+    /// Page-locks new buffers, for a loader that copies batches to a GPU.
+    page_lock: Option<Arc<dyn PageLock>>,
 }
 
 struct FreeBuffer {
     type_id: TypeId,
     capacity: usize,
-    /// A `Vec<T>` of the element type `type_id`.
+    /// A [`HostBuffer<T>`] of the element type `type_id`.
     buffer: Box<dyn Any + Send>,
+}
+
+/// A buffer's elements; page-locked by `locked` while it holds them.
+struct HostBuffer<T> {
+    vec: Vec<T>,
+    locked: Option<Arc<dyn PageLock>>,
+}
+
+impl<T> Default for HostBuffer<T> {
+    fn default() -> Self {
+        Self {
+            vec: Vec::new(),
+            locked: None,
+        }
+    }
+}
+
+impl<T> Drop for HostBuffer<T> {
+    fn drop(&mut self) {
+        if let Some(lock) = self.locked.take() {
+            lock.unlock(self.vec.as_ptr() as usize);
+        }
+    }
 }
 
 impl std::fmt::Debug for FreeBuffer {
@@ -38,11 +80,19 @@ impl std::fmt::Debug for FreeBuffer {
 
 impl PooledMemory {
     /// A pool that keeps at most `max_free` released buffers.
-    pub fn new(max_free: usize) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(max_free: usize) -> Self {
+        Self::with_page_lock(max_free, None)
+    }
+
+    /// A pool that keeps at most `max_free` released buffers, page-locked by `page_lock` when
+    /// allocated.
+    pub fn with_page_lock(max_free: usize, page_lock: Option<Arc<dyn PageLock>>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 free: Mutex::new(Vec::new()),
                 max_free,
+                page_lock,
             }),
         }
     }
@@ -65,14 +115,15 @@ impl PooledMemory {
             .max_free
             .saturating_sub(self.shared.lock().len());
         let size = n.saturating_add(n / 8);
-        let mut buffers: Vec<Vec<T>> = (0..count.min(room))
-            .map(|_| vec![T::default(); size])
+        let mut buffers: Vec<HostBuffer<T>> = (0..count.min(room))
+            .map(|_| self.shared.fresh(size))
             .collect();
         // One page at a time: a store the compiler cannot drop (the zero page calloc maps is
         // replaced by a page of our own).
         let step = (4096 / std::mem::size_of::<T>().max(1)).max(1);
         // The mean batch's pages; the headroom above it is paged in when a batch uses it.
-        let touch = |buffer: &mut Vec<T>| {
+        let touch = |buffer: &mut HostBuffer<T>| {
+            let buffer = &mut buffer.vec;
             for i in (0..n.min(buffer.len())).step_by(step) {
                 buffer[i] = std::hint::black_box(T::default());
             }
@@ -95,8 +146,21 @@ impl Shared {
         self.free.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The smallest free `Vec<T>` holding at least `n` elements, if any.
-    fn take<T: Element>(&self, n: usize) -> Option<Vec<T>> {
+    /// A new buffer of `n` elements, page-locked where the pool locks its buffers.
+    fn fresh<T: Element>(&self, n: usize) -> HostBuffer<T> {
+        let vec = vec![T::default(); n];
+        let bytes = vec.capacity() * std::mem::size_of::<T>();
+        let locked = match &self.page_lock {
+            Some(lock) if bytes >= MIN_LOCKED_BYTES && lock.lock(vec.as_ptr() as usize, bytes) => {
+                Some(lock.clone())
+            }
+            _ => None,
+        };
+        HostBuffer { vec, locked }
+    }
+
+    /// The smallest free buffer holding at least `n` elements of `T`, if any.
+    fn take<T: Element>(&self, n: usize) -> Option<HostBuffer<T>> {
         let mut free = self.lock();
         let id = TypeId::of::<T>();
         let best = free
@@ -106,15 +170,15 @@ impl Shared {
             .min_by_key(|(_, b)| b.capacity)
             .map(|(i, _)| i)?;
         let buffer = free.swap_remove(best).buffer;
-        buffer.downcast::<Vec<T>>().ok().map(|b| *b)
+        buffer.downcast::<HostBuffer<T>>().ok().map(|b| *b)
     }
 
-    fn give_back<T: Element>(&self, buffer: Vec<T>) {
+    fn give_back<T: Element>(&self, buffer: HostBuffer<T>) {
         let mut free = self.lock();
         if free.len() < self.max_free {
             free.push(FreeBuffer {
                 type_id: TypeId::of::<T>(),
-                capacity: buffer.capacity(),
+                capacity: buffer.vec.capacity(),
                 buffer: Box::new(buffer),
             });
         }
@@ -124,7 +188,7 @@ impl Shared {
 /// One batch array from a [`PooledMemory`]: `used` elements of a reused buffer.
 pub struct PooledArray<T: Element> {
     /// Every element initialised (`len` ≥ `used`): a reused buffer is not written again.
-    buffer: Vec<T>,
+    buffer: HostBuffer<T>,
     used: usize,
     home: Weak<Shared>,
 }
@@ -132,13 +196,13 @@ pub struct PooledArray<T: Element> {
 impl<T: Element> PooledArray<T> {
     /// The array's elements.
     pub fn as_slice(&self) -> &[T] {
-        &self.buffer[..self.used]
+        &self.buffer.vec[..self.used]
     }
 }
 
 impl<T: Element> AsMut<[T]> for PooledArray<T> {
     fn as_mut(&mut self) -> &mut [T] {
-        &mut self.buffer[..self.used]
+        &mut self.buffer.vec[..self.used]
     }
 }
 
@@ -156,13 +220,14 @@ impl Memory for PooledMemory {
     fn array<T: Element>(&self, n: usize) -> Result<PooledArray<T>> {
         let buffer = match self.shared.take::<T>(n) {
             Some(mut buffer) => {
-                if buffer.len() < n {
-                    // Within the capacity: writes only the elements never written before.
-                    buffer.resize(n, T::default());
+                if buffer.vec.len() < n {
+                    // Within the capacity (no reallocation: a locked buffer stays where it was
+                    // locked): writes only the elements never written before.
+                    buffer.vec.resize(n, T::default());
                 }
                 buffer
             }
-            None => vec![T::default(); n],
+            None => self.shared.fresh(n),
         };
         Ok(PooledArray {
             buffer,
@@ -230,5 +295,54 @@ mod tests {
         a.as_mut().copy_from_slice(&[1, 2, 3]);
         drop(pool);
         assert_eq!(a.as_slice(), [1, 2, 3]);
+    }
+
+    /// Records what it is asked to lock and unlock.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        calls: Mutex<Vec<(&'static str, usize)>>,
+    }
+
+    impl PageLock for Recorder {
+        fn lock(&self, address: usize, _bytes: usize) -> bool {
+            self.calls.lock().expect("lock").push(("lock", address));
+            true
+        }
+        fn unlock(&self, address: usize) {
+            self.calls.lock().expect("lock").push(("unlock", address));
+        }
+    }
+
+    #[test]
+    fn large_buffers_are_locked_once_and_unlocked_before_they_are_freed() {
+        let recorder = Arc::new(Recorder::default());
+        let calls = |r: &Recorder| r.calls.lock().expect("lock").clone();
+        let pool = PooledMemory::with_page_lock(1, Some(recorder.clone()));
+        let n = MIN_LOCKED_BYTES / 4;
+        let a = pool.array::<f32>(n).expect("array");
+        let at = a.as_slice().as_ptr() as usize;
+        let small = pool.array::<f32>(16).expect("array");
+        assert_eq!(
+            calls(&recorder),
+            [("lock", at)],
+            "small arrays are not locked"
+        );
+        drop((a, small));
+        // Reused as it is: not locked again.
+        let again = pool.array::<f32>(n - 1).expect("array");
+        assert_eq!(again.as_slice().as_ptr() as usize, at);
+        assert_eq!(calls(&recorder).len(), 1);
+        // A second large array while the first is held; released into a full pool, it is freed.
+        let b = pool.array::<f32>(n).expect("array");
+        let bt = b.as_slice().as_ptr() as usize;
+        drop(again);
+        drop(b);
+        assert_eq!(
+            calls(&recorder),
+            [("lock", at), ("lock", bt), ("unlock", bt)]
+        );
+        // The pool's own buffers are unlocked with it.
+        drop(pool);
+        assert_eq!(calls(&recorder).last(), Some(&("unlock", at)));
     }
 }

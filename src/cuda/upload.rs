@@ -6,8 +6,9 @@ use std::sync::Arc;
 use cudarc::driver::{result, CudaContext, CudaStream};
 
 use super::device_memory::{Current, DevicePool, Event};
+use super::page_lock::HostPageLock;
 use super::{check, driver_error, unavailable};
-use crate::assemble::DlBatch;
+use crate::assemble::{DlBatch, PageLock};
 use crate::dlpack::{DLDevice, DlArray, DL_CUDA};
 use crate::error::{Error, Result};
 
@@ -48,6 +49,13 @@ impl Uploader {
             memory: DevicePool::new(ctx.clone(), max_free),
             ctx,
             stream,
+        })
+    }
+
+    /// What page-locks the loader's host buffers for this device's copy engine.
+    pub(crate) fn page_lock(&self) -> Arc<dyn PageLock> {
+        Arc::new(HostPageLock {
+            ctx: self.ctx.clone(),
         })
     }
 
