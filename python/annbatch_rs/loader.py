@@ -510,6 +510,10 @@ class Loader(_iterable_dataset()):  # type: ignore[misc]
             # DataLoader workers share an epoch: together they cover every row. Ranks of a
             # distributed job need equal batch counts.
             params = dict(self._params, rank=rank, world_size=world, equal_batches=distributed)
+            if _frameworks.worker_info() is not None:
+                # A DataLoader worker's CUDA tensors reach the main process through torch's
+                # IPC, which shares only memory of torch's own allocator: copy there with torch.
+                params.pop("cuda_device", None)
             if self._resume is not None:
                 params["resume"] = self._resume
             # Frames of obs rows are taken by the batches' global row ids.

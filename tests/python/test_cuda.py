@@ -23,7 +23,9 @@ def loader(**kwargs) -> Loader:
 
 def parts(batch: dict) -> list:
     x = batch["X"]
-    return [t.cpu() for t in (x.crow_indices(), x.col_indices(), x.values(), batch["index"])]
+    # The row ids are numpy (as annbatch gives them), the rest torch.
+    index = torch.as_tensor(batch["index"])
+    return [t.cpu() for t in (x.crow_indices(), x.col_indices(), x.values(), index)]
 
 
 def test_cuda_batches_equal_cpu_batches_bit_for_bit():
@@ -38,7 +40,10 @@ def test_cuda_batches_equal_cpu_batches_bit_for_bit():
 
 def test_cuda_batches_are_on_the_asked_device():
     batch = next(iter(loader(device="cuda:0")))
-    assert all(t.is_cuda and t.device.index == 0 for t in parts(batch))
+    x = batch["X"]
+    assert all(t.is_cuda and t.device.index == 0
+               for t in (x, x.crow_indices(), x.col_indices(), x.values(),
+                         batch["obs"]["cell_type"]))
 
 
 def test_training_while_loading_sees_every_batch_intact():
@@ -115,3 +120,14 @@ def test_cupy_takes_the_device_memory_when_installed():
     for g, h in zip(batches, host):
         assert isinstance(g["X"].data, cp.ndarray)
         assert (cp.asnumpy(g["X"].toarray()) == h["X"].toarray()).all()
+
+
+def test_dataloader_workers_hand_cuda_batches_to_the_main_process():
+    # Workers copy with torch (its IPC shares only its own allocator's memory); the main
+    # process gets CUDA batches holding the same rows as a CPU run.
+    ds = loader(device="cuda")
+    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2,
+                                     multiprocessing_context="spawn")
+    got = sorted(int(i) for b in dl for i in b["index"].cpu())
+    want = sorted(int(i) for b in loader() for i in b["index"])
+    assert got == want
