@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{result, CudaContext, CudaStream};
+use cudarc::driver::{result, sys, CudaContext, CudaStream};
 
 use super::device_memory::{Current, DevicePool, Event};
 use super::page_lock::HostPageLock;
@@ -40,10 +40,23 @@ impl Uploader {
         let failed = |what: &str, e: cudarc::driver::DriverError| {
             unavailable(ordinal, format!("{what} failed: {e}"))
         };
-        let ctx = CudaContext::new(ordinal).map_err(|e| failed("opening the context", e))?;
-        let stream = ctx
-            .new_stream()
-            .map_err(|e| failed("creating the copy stream", e))?;
+        // cudarc makes the context current on this thread (the caller's): put back whatever
+        // was current (a trainer's own device), or nothing.
+        let mut previous: sys::CUcontext = std::ptr::null_mut();
+        // SAFETY: writes the calling thread's current context (or null) into `previous`.
+        let _ = unsafe { sys::cuCtxGetCurrent(&mut previous) };
+        let made = CudaContext::new(ordinal)
+            .map_err(|e| failed("opening the context", e))
+            .and_then(|ctx| {
+                let stream = ctx
+                    .new_stream()
+                    .map_err(|e| failed("creating the copy stream", e))?;
+                Ok((ctx, stream))
+            });
+        // SAFETY: `previous` was current on this thread a moment ago (null: none); a primary
+        // context stays alive while retained, which its owner still does.
+        let _ = unsafe { sys::cuCtxSetCurrent(previous) };
+        let (ctx, stream) = made?;
         Ok(Self {
             ordinal,
             memory: DevicePool::new(ctx.clone(), max_free),
