@@ -90,6 +90,7 @@ impl Uploader {
         // Read by the queued copies until the stream is synchronised below.
         let mut hosts = Vec::new();
         let copied = batch.try_map_matrices(|host| {
+            let (len, dtype, shape) = (host.len(), host.dtype(), host.shape().to_vec());
             let bytes = host.host_bytes().ok_or_else(|| {
                 Error::Internal("a batch array uploaded twice (it is not in host memory)".into())
             })?;
@@ -101,21 +102,12 @@ impl Uploader {
                 unsafe { result::memcpy_htod_async(buffer.address(), bytes, stream as _) }
                     .map_err(|e| driver_error(self.ordinal, e))?;
             }
+            // From here on a copy may read it: kept until the stream is synchronised.
+            hosts.push(host);
             let data = buffer.data();
             // SAFETY: `data` addresses the buffer's memory on `device`, which holds the array's
-            // elements once `ready` is reached and lives as long as the buffer (the owner).
-            let array = unsafe {
-                DlArray::on_device(
-                    Box::new(buffer),
-                    data,
-                    host.len(),
-                    host.dtype(),
-                    host.shape().to_vec(),
-                    device,
-                )
-            }?;
-            hosts.push(host);
-            Ok(array)
+            // `len` elements once `ready` is reached and lives as long as the buffer (the owner).
+            unsafe { DlArray::on_device(Box::new(buffer), data, len, dtype, shape, device) }
         });
         // Whatever happened, the queued copies still read `hosts`: wait for them first.
         let recorded = ready.record(stream);
