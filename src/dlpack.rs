@@ -29,6 +29,7 @@ mod import;
 pub use export::{legacy_of, DeviceOwner, DlArray, DlElement};
 pub use ffi::{
     DLDataType, DLDevice, DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor,
-    DL_BFLOAT, DL_BOOL, DL_CPU, DL_CUDA, DL_FLOAT, DL_INT, DL_UINT, FLAG_READ_ONLY,
+    CUDA_LEGACY_STREAM, DL_BFLOAT, DL_BOOL, DL_CPU, DL_CUDA, DL_FLOAT, DL_INT, DL_UINT,
+    FLAG_READ_ONLY,
 };
 pub use import::{copy_elements, Elements};

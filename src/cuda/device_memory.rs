@@ -9,12 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use cudarc::driver::{result, sys, CudaContext};
 
 use super::driver_error;
-use crate::dlpack::DeviceOwner;
+use crate::dlpack::{DeviceOwner, CUDA_LEGACY_STREAM};
 use crate::error::Result;
-
-/// `CU_STREAM_LEGACY`, the legacy default stream: torch's default stream, and where DLPack's
-/// protocol says a consumer that names no stream works.
-pub(super) const LEGACY_STREAM: usize = 0x1;
 
 /// Spare bytes allocated beyond a request, so that the next batch (a few percent larger or
 /// smaller) fits the same buffer: one eighth.
@@ -200,7 +196,7 @@ impl DevicePool {
             home: Arc::downgrade(&self.shared),
             ctx: self.shared.ctx.clone(),
             ready: ready.clone(),
-            consumer: LEGACY_STREAM,
+            consumer: CUDA_LEGACY_STREAM,
         })
     }
 }

@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 
 /// Copies batches to one CUDA device (see the [module docs](super)).
 pub(crate) struct Uploader {
-    ordinal: usize,
     ctx: Arc<CudaContext>,
     /// The copy stream (non-blocking: it does not wait for the default stream by itself).
     stream: Arc<CudaStream>,
@@ -24,7 +23,7 @@ pub(crate) struct Uploader {
 impl std::fmt::Debug for Uploader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Uploader")
-            .field("device", &self.ordinal)
+            .field("device", &self.ctx.ordinal())
             .finish()
     }
 }
@@ -58,7 +57,6 @@ impl Uploader {
         let _ = unsafe { sys::cuCtxSetCurrent(previous) };
         let (ctx, stream) = made?;
         Ok(Self {
-            ordinal,
             memory: DevicePool::new(ctx.clone(), max_free),
             ctx,
             stream,
@@ -85,7 +83,7 @@ impl Uploader {
         let ready = Arc::new(Event::new(&self.ctx)?);
         let device = DLDevice {
             device_type: DL_CUDA,
-            device_id: i32::try_from(self.ordinal).unwrap_or(i32::MAX),
+            device_id: i32::try_from(self.ctx.ordinal()).unwrap_or(i32::MAX),
         };
         // Read by the queued copies until the stream is synchronised below.
         let mut hosts = Vec::new();
@@ -100,7 +98,7 @@ impl Uploader {
                 // writes it (the stream waited for its last consumer); `bytes` stays alive and
                 // unmoved in `hosts` until the stream is synchronised.
                 unsafe { result::memcpy_htod_async(buffer.address(), bytes, stream as _) }
-                    .map_err(|e| driver_error(self.ordinal, e))?;
+                    .map_err(|e| driver_error(self.ctx.ordinal(), e))?;
             }
             // From here on a copy may read it: kept until the stream is synchronised.
             hosts.push(host);
@@ -115,7 +113,7 @@ impl Uploader {
         if let Err(e) = unsafe { result::stream::synchronize(stream as _) } {
             // The copies' state is unknown: the host memory is left to them, never reused.
             std::mem::forget(hosts);
-            return Err(driver_error(self.ordinal, e));
+            return Err(driver_error(self.ctx.ordinal(), e));
         }
         drop(hosts);
         let copied = copied?;

@@ -26,6 +26,10 @@ pub struct DLDevice {
 pub const DL_CPU: i32 = 1;
 /// `kDLCUDA`: CUDA device memory.
 pub const DL_CUDA: i32 = 2;
+/// The CUDA stream DLPack's Python protocol numbers 1: the legacy default stream (its handle,
+/// `CU_STREAM_LEGACY`, is the same number). Torch's default stream, and the stream of a
+/// consumer that names none.
+pub const CUDA_LEGACY_STREAM: usize = 0x1;
 
 /// `DLDataType`: a type code, its width in bits and its lanes (1 for scalars).
 #[repr(C)]

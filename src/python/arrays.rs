@@ -13,8 +13,8 @@ use pyo3::types::{PyCapsule, PyCapsuleMethods};
 
 use super::errors::to_py;
 use crate::dlpack::{
-    copy_elements, DLManagedTensor, DLManagedTensorVersioned, DlArray, Elements, DL_BOOL, DL_CPU,
-    DL_FLOAT, DL_INT, DL_UINT,
+    copy_elements, DLManagedTensor, DLManagedTensorVersioned, DlArray, Elements,
+    CUDA_LEGACY_STREAM, DL_BOOL, DL_CPU, DL_FLOAT, DL_INT, DL_UINT,
 };
 
 const LEGACY: &CStr = c"dltensor";
@@ -167,7 +167,7 @@ impl PyDlArray {
 /// numbers.
 fn consumer_stream(stream: Option<i64>) -> PyResult<Option<usize>> {
     match stream {
-        None => Ok(Some(LEGACY_STREAM)),
+        None => Ok(Some(CUDA_LEGACY_STREAM)),
         Some(-1) => Ok(None),
         Some(0) => Err(PyValueError::new_err(
             "stream=0 is ambiguous for CUDA arrays (DLPack): pass 1 for the legacy default \
@@ -180,9 +180,6 @@ fn consumer_stream(stream: Option<i64>) -> PyResult<Option<usize>> {
         }),
     }
 }
-
-/// `CU_STREAM_LEGACY`: DLPack's stream 1 and the stream of a consumer that names none.
-const LEGACY_STREAM: usize = 0x1;
 
 unsafe fn release_versioned(managed: *mut DLManagedTensorVersioned) {
     // SAFETY: the caller passes a live managed tensor it owns.

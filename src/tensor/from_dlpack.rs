@@ -7,7 +7,7 @@ use std::ffi::c_void;
 
 use tch::Tensor;
 
-use crate::dlpack::{DLManagedTensorVersioned, DlArray};
+use crate::dlpack::{DLManagedTensorVersioned, DlArray, CUDA_LEGACY_STREAM};
 use crate::error::{Error, Result};
 
 unsafe extern "C" {
@@ -17,17 +17,14 @@ unsafe extern "C" {
     ) -> i32;
 }
 
-/// The stream tch's tensors are used on: torch's default stream, the legacy default stream
-/// (`CU_STREAM_LEGACY`; tch has no stream API). Device arrays are made ready for it.
-const TORCH_STREAM: usize = 0x1;
-
 /// `array` as a tensor of its shape and type on its device, viewing its memory.
 ///
 /// # Errors
 /// [`Error::Torch`] when libtorch refuses the array (the memory is then released); a driver
 /// error when a device array cannot be made ready for torch's stream.
 pub(crate) fn tensor_of(mut array: DlArray) -> Result<Tensor> {
-    array.hand_over(Some(TORCH_STREAM))?;
+    // tch has no stream API: its tensors are used on torch's default stream.
+    array.hand_over(Some(CUDA_LEGACY_STREAM))?;
     let managed = array.into_versioned();
     let mut out: *mut c_void = std::ptr::null_mut();
     // SAFETY: `managed` is a live export handed over here; the shim either gives it to a
