@@ -479,6 +479,27 @@ impl Error {
         }
     }
 
+    /// Checks that each range of `ranges` is ordered and within the `n_obs` rows of the element
+    /// `path` names (called only on failure).
+    ///
+    /// # Errors
+    /// [`Error::RowsOutOfRange`] for the first range that is not.
+    pub(crate) fn check_row_ranges(
+        path: impl FnOnce() -> String,
+        ranges: &[std::ops::Range<u64>],
+        n_obs: u64,
+    ) -> Result<(), Self> {
+        match ranges.iter().find(|r| r.start > r.end || r.end > n_obs) {
+            Some(r) => Err(Self::RowsOutOfRange {
+                path: path(),
+                start: r.start,
+                end: r.end,
+                n_obs,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// A parameter error.
     pub(crate) fn parameter(
         name: &'static str,

@@ -211,17 +211,10 @@ impl CsrElement {
         out: &mut CsrBatch<V>,
         base: usize,
     ) -> Result<()> {
+        Error::check_row_ranges(|| self.path.clone(), ranges, self.n_obs)?;
         let mut elements = Vec::with_capacity(ranges.len());
         let mut added: u64 = 0;
         for r in ranges {
-            if r.start > r.end || r.end > self.n_obs {
-                return Err(Error::RowsOutOfRange {
-                    path: self.path.clone(),
-                    start: r.start,
-                    end: r.end,
-                    n_obs: self.n_obs,
-                });
-            }
             let (a, b) = (self.indptr[r.start as usize], self.indptr[r.end as usize]);
             added += b - a;
             elements.push(a..b);

@@ -140,19 +140,8 @@ impl DenseElement {
         out: &mut DenseBatch<V>,
         base: usize,
     ) -> Result<()> {
-        let n_obs = self.n_obs();
-        let mut rows = 0u64;
-        for r in ranges {
-            if r.start > r.end || r.end > n_obs {
-                return Err(Error::RowsOutOfRange {
-                    path: self.path().to_string(),
-                    start: r.start,
-                    end: r.end,
-                    n_obs,
-                });
-            }
-            rows += r.end - r.start;
-        }
+        Error::check_row_ranges(|| self.path().to_string(), ranges, self.n_obs())?;
+        let rows: u64 = ranges.iter().map(|r| r.end - r.start).sum();
         let width = self.row_width();
         let added = rows
             .checked_mul(width)

@@ -734,16 +734,7 @@ impl H5X {
         out: &mut XBatch<V>,
     ) -> Result<()> {
         out.clear();
-        for r in ranges {
-            if r.start > r.end || r.end > n_obs {
-                return Err(Error::RowsOutOfRange {
-                    path: file.display().to_string(),
-                    start: r.start,
-                    end: r.end,
-                    n_obs,
-                });
-            }
-        }
+        Error::check_row_ranges(|| file.display().to_string(), ranges, n_obs)?;
         let result = self.append(path, ranges, out);
         if result.is_err() {
             out.clear();

@@ -153,15 +153,7 @@ impl InMemoryX {
         ranges: &[Range<u64>],
         out: &mut XBatch<V>,
     ) -> Result<()> {
-        let n_obs = self.n_obs();
-        if let Some(r) = ranges.iter().find(|r| r.start > r.end || r.end > n_obs) {
-            return Err(Error::RowsOutOfRange {
-                path: LABEL.into(),
-                start: r.start,
-                end: r.end,
-                n_obs,
-            });
-        }
+        Error::check_row_ranges(|| LABEL.into(), ranges, self.n_obs())?;
         match (self, out) {
             (
                 Self::Csr {

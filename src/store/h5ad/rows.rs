@@ -137,14 +137,7 @@ impl H5adRows {
                     check_run(self.path(), row, w, v.len(), v.len())?;
                     values.push((row * w, v));
                 }
-                values.sort_by_key(|p| p.0);
-                self.gather(
-                    Part::Values,
-                    values,
-                    &|d, s, out: &mut [f32]| f32::copy_from(&d, s, out, self.path()),
-                    Dtype::F32,
-                    &|_| Ok(()),
-                )
+                self.dense_parts(values)
             }
             _ => Err(Error::Internal(format!(
                 "row places of another kind than {}",
@@ -200,6 +193,18 @@ impl H5adRows {
         v.and(c)
     }
 
+    /// Fills dense rows' runs (`(first element, run)`, in any order) from the values.
+    fn dense_parts<V: FromDecoded>(&self, mut values: Vec<(u64, &mut [V])>) -> Result<()> {
+        values.sort_by_key(|p| p.0);
+        self.gather(
+            Part::Values,
+            values,
+            &|d, s, out: &mut [V]| V::copy_from(&d, s, out, self.path()),
+            V::STORED,
+            &|_| Ok(()),
+        )
+    }
+
     /// Appends the rows of `ranges` to `out` (of this matrix's kind).
     pub(crate) fn append_rows_as<V: FromDecoded>(
         &self,
@@ -209,17 +214,7 @@ impl H5adRows {
         // A read of its own (the loader's fetches are requests of theirs).
         crate::storage::new_read_request();
         self.file.check()?;
-        let n_obs = self.n_obs();
-        for r in ranges {
-            if r.start > r.end || r.end > n_obs {
-                return Err(Error::RowsOutOfRange {
-                    path: self.path().to_string(),
-                    start: r.start,
-                    end: r.end,
-                    n_obs,
-                });
-            }
-        }
+        Error::check_row_ranges(|| self.path().to_string(), ranges, self.n_obs())?;
         match (self.indptr(), out) {
             (Some(indptr), XBatch::Csr(b)) => {
                 b.n_var = self.n_var();
@@ -275,14 +270,7 @@ impl H5adRows {
                     rest = tail;
                     values.push((r.start * w, v));
                 }
-                values.sort_by_key(|p| p.0);
-                self.gather(
-                    Part::Values,
-                    values,
-                    &|d, s, out: &mut [V]| V::copy_from(&d, s, out, self.path()),
-                    V::STORED,
-                    &|_| Ok(()),
-                )
+                self.dense_parts(values)
             }
             (_, out) => Err(Error::ShapeMismatch {
                 path: self.path().to_string(),
