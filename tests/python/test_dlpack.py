@@ -152,3 +152,21 @@ def test_the_output_framework_makes_its_first_batch_when_the_loader_is_made():
     if importlib.util.find_spec("torch") is not None:
         Loader(batch_size=4, chunk_size=2, preload_nchunks=2, to="torch")
         assert "torch" in _frameworks._WARMED
+
+
+def test_torch_batches_raise_no_sparse_invariant_warning():
+    """torch 2.11 warns, once a process, that sparse invariant checks are "implicitly disabled
+    ... SEGFAULT" even with `check_invariants=False`: our batches must not show it to users."""
+    import sys
+
+    pytest.importorskip("torch")
+    code = (
+        "import annbatch_rs, torch\n"
+        "ds = annbatch_rs.Loader(batch_size=8, chunk_size=4, preload_nchunks=2, to='torch')"
+        f".use_collection(annbatch_rs.DatasetCollection({str(COLLECTION)!r}))\n"
+        "assert next(iter(ds))['X'].layout == torch.sparse_csr\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert "invariant checks" not in result.stderr, result.stderr
