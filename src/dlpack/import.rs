@@ -220,7 +220,13 @@ mod tests {
     use super::super::ffi::{DLDataType, DLDevice};
     use super::*;
 
-    fn tensor(data: *mut u8, shape: &mut [i64], strides: *mut i64, dtype: DLDataType) -> DLTensor {
+    /// A host tensor over `data` of scalar elements of DLPack type `code` / `bits`.
+    fn tensor(data: *mut u8, shape: &mut [i64], strides: *mut i64, code: u8, bits: u8) -> DLTensor {
+        let dtype = DLDataType {
+            code,
+            bits,
+            lanes: 1,
+        };
         DLTensor {
             data: data.cast(),
             device: DLDevice {
@@ -240,32 +246,24 @@ mod tests {
         // A 2x3 int16 matrix read transposed (3x2, strides 1, 3).
         let mut values: Vec<i16> = vec![1, 2, 3, 4, 5, 6];
         let (mut shape, mut strides) = ([3i64, 2], [1i64, 3]);
-        let dtype = DLDataType {
-            code: DL_INT,
-            bits: 16,
-            lanes: 1,
-        };
         let t = tensor(
             values.as_mut_ptr().cast(),
             &mut shape,
             strides.as_mut_ptr(),
-            dtype,
+            DL_INT,
+            16,
         );
         // SAFETY: `t` describes `values`.
         let read = unsafe { copy_elements(&t, "t") }.expect("read");
         assert_eq!(read, Elements::Int(vec![1, 4, 2, 5, 3, 6]));
         let mut big: Vec<u64> = vec![u64::MAX, 3];
         let mut shape = [2i64];
-        let dtype = DLDataType {
-            code: DL_UINT,
-            bits: 64,
-            lanes: 1,
-        };
         let t = tensor(
             big.as_mut_ptr().cast(),
             &mut shape,
             std::ptr::null_mut(),
-            dtype,
+            DL_UINT,
+            64,
         );
         // SAFETY: `t` describes `big`.
         let read = unsafe { copy_elements(&t, "t") }.expect("read");
@@ -292,16 +290,12 @@ mod tests {
     fn a_shape_claiming_more_than_memory_is_refused_before_reading() {
         let mut v = [0f32; 2];
         let mut shape = [1i64 << 50];
-        let dtype = DLDataType {
-            code: DL_FLOAT,
-            bits: 32,
-            lanes: 1,
-        };
         let t = tensor(
             v.as_mut_ptr().cast(),
             &mut shape,
             std::ptr::null_mut(),
-            dtype,
+            DL_FLOAT,
+            32,
         );
         // SAFETY: the shape is refused before any element is read.
         let err = unsafe { copy_elements(&t, "t") }.expect_err("refused");
@@ -312,16 +306,12 @@ mod tests {
     fn other_devices_and_negative_extents_are_refused() {
         let mut v = [0f32; 2];
         let mut shape = [-2i64];
-        let dtype = DLDataType {
-            code: DL_FLOAT,
-            bits: 32,
-            lanes: 1,
-        };
         let t = tensor(
             v.as_mut_ptr().cast(),
             &mut shape,
             std::ptr::null_mut(),
-            dtype,
+            DL_FLOAT,
+            32,
         );
         // SAFETY: the shape is refused before any element is read.
         assert!(unsafe { copy_elements(&t, "t") }.is_err());
@@ -330,7 +320,8 @@ mod tests {
             v.as_mut_ptr().cast(),
             &mut shape,
             std::ptr::null_mut(),
-            dtype,
+            DL_FLOAT,
+            32,
         );
         t.device.device_type = 2;
         // SAFETY: the device is refused before any element is read.
