@@ -42,6 +42,17 @@ fn edit_json(path: &Path, f: impl FnOnce(&mut Value)) {
     std::fs::write(path, v.to_string()).expect("write");
 }
 
+/// `X/indptr` replaced by `values` makes opening the store fail with `InvalidIndptr`, its reason
+/// naming `why`.
+fn assert_indptr_refused(values: &[i64], why: &str) {
+    let (_d, root) = store();
+    overwrite_indptr(&root, values);
+    match AnnDataStore::open(&root) {
+        Err(Error::InvalidIndptr { reason, .. }) => assert!(reason.contains(why), "{reason}"),
+        other => panic!("expected InvalidIndptr, got {other:?}"),
+    }
+}
+
 fn overwrite_indptr(root: &Path, values: &[i64]) {
     let writer = Writer::create(root).expect("writer");
     std::fs::remove_dir_all(root.join("X/indptr")).expect("rm");
@@ -147,38 +158,17 @@ fn unknown_encoding() {
 
 #[test]
 fn indptr_not_starting_at_zero() {
-    let (_d, root) = store();
-    overwrite_indptr(&root, &[1, 2, 2, 4, 8]);
-    match AnnDataStore::open(&root) {
-        Err(Error::InvalidIndptr { reason, .. }) => {
-            assert!(reason.contains("start at 0"), "{reason}")
-        }
-        other => panic!("expected InvalidIndptr, got {other:?}"),
-    }
+    assert_indptr_refused(&[1, 2, 2, 4, 8], "start at 0");
 }
 
 #[test]
 fn indptr_not_monotone() {
-    let (_d, root) = store();
-    overwrite_indptr(&root, &[0, 2, 1, 4, 8]);
-    match AnnDataStore::open(&root) {
-        Err(Error::InvalidIndptr { reason, .. }) => {
-            assert!(reason.contains("not monotone"), "{reason}")
-        }
-        other => panic!("expected InvalidIndptr, got {other:?}"),
-    }
+    assert_indptr_refused(&[0, 2, 1, 4, 8], "not monotone");
 }
 
 #[test]
 fn indptr_ending_past_data() {
-    let (_d, root) = store();
-    overwrite_indptr(&root, &[0, 2, 2, 4, 9]);
-    match AnnDataStore::open(&root) {
-        Err(Error::InvalidIndptr { reason, .. }) => {
-            assert!(reason.contains("past the 8"), "{reason}")
-        }
-        other => panic!("expected InvalidIndptr, got {other:?}"),
-    }
+    assert_indptr_refused(&[0, 2, 2, 4, 9], "past the 8");
 }
 
 #[test]
