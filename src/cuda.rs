@@ -1,7 +1,7 @@
 //! Batches on CUDA (feature `cuda`): the prefetch thread copies each batch's matrices (X, layers,
-//! obsm: the loader's pooled host memory, page-locked once per buffer) into device buffers on a copy stream of its own
-//! (cudarc), and they are handed out as `kDLCUDA` DLPack arrays — to tch (`crate::tensor`) and
-//! Python alike. Obs columns and row ids stay on the host.
+//! obsm: the loader's pooled host memory, page-locked once per buffer) into device buffers on a
+//! copy stream of its own (cudarc), and they are handed out as `kDLCUDA` DLPack arrays — to tch
+//! (`crate::tensor`) and Python alike. Obs columns and row ids stay on the host.
 //!
 //! DLPack's stream protocol, both ways:
 //! - **Ready**: an event is recorded on the copy stream after a batch's copies; the stream a

@@ -39,7 +39,6 @@ def _cuda_available() -> bool:
         return False
 
 
-
 def _current_cuda(to: Optional[str]) -> int:
     """The CUDA device ``"cuda"`` means: the framework's current one (torch's, or cupy's)."""
     if to == "torch":
@@ -49,6 +48,7 @@ def _current_cuda(to: Optional[str]) -> int:
     import cupy as cp
 
     return int(cp.cuda.runtime.getDevice())
+
 
 class Loader(_iterable_dataset()):  # type: ignore[misc]
     """Shuffled minibatches of an annbatch collection, in the loader's memory (no copy on the
